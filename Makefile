@@ -1,0 +1,96 @@
+# espfast — the README's two commands are `make demo` and `make test`.
+# Both install what they need (apt packages, a venv with the Python packages),
+# build the C dataplane, and are cheap to run again.
+
+SHELL      := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+BUILD      := build
+
+# System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies.
+APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
+            iproute2 iperf3 tcpdump nftables procps \
+            strongswan-charon strongswan-swanctl libcharon-extra-plugins
+BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
+
+CC       ?= gcc
+CWARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes
+CFLAGS_C := -std=gnu11 -O2 -g $(CWARN) -D_GNU_SOURCE -pthread
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+CSRC     := $(wildcard csrc/*.c)
+CHDR     := $(wildcard csrc/*.h)
+CTESTS   := $(wildcard csrc/tests/*.c)
+EXT_STAMP := $(BUILD)/.ext-stamp
+
+.PHONY: demo test deps apt venv ext lint typecheck ctest pytest bench clean
+
+demo: deps ext
+	$(VENV)/bin/espfast demo
+
+test: deps ext lint typecheck ctest pytest
+
+deps: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PKGS) $(EXTRA_APT); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The cffi extension, rebuilt in place whenever the C sources change.
+ext: $(EXT_STAMP)
+
+$(EXT_STAMP): $(CSRC) $(CHDR) csrc/build_ffi.py $(VENV)/.installed
+	mkdir -p $(BUILD)
+	$(PY) setup.py -q build_ext --inplace --build-temp $(BUILD)/ext
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check espfast control tests bench
+	$(VENV)/bin/ruff format --check espfast control tests bench
+
+# control/ is installed as espfast.control; mypy checks it under that name through a
+# tree of symlinks that mirrors the installed layout.
+typecheck: venv
+	rm -rf $(BUILD)/typecheck && mkdir -p $(BUILD)/typecheck
+	cp -rs $(CURDIR)/espfast $(BUILD)/typecheck/espfast
+	cp -rs $(CURDIR)/control $(BUILD)/typecheck/espfast/control
+	cd $(BUILD)/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
+	  --cache-dir $(CURDIR)/$(BUILD)/mypy-cache -p espfast
+
+# The C unit tests: once optimized, once under AddressSanitizer + UBSan.
+ctest: $(BUILD)/ctest $(BUILD)/ctest-san
+	$(BUILD)/ctest
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(BUILD)/ctest-san
+
+$(BUILD)/ctest: $(CSRC) $(CHDR) $(CTESTS)
+	mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_C) -Icsrc -o $@ $(CSRC) $(CTESTS) -lcrypto
+
+$(BUILD)/ctest-san: $(CSRC) $(CHDR) $(CTESTS)
+	mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_C) -O1 $(SAN) -Icsrc -o $@ $(CSRC) $(CTESTS) -lcrypto
+
+pytest: deps ext
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: EXTRA_APT = $(BENCH_APT_PKGS)
+bench: deps ext
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD) espfast/_dataplane*.so espfast/_dataplane.c

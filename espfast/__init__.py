@@ -1,0 +1,3 @@
+"""espfast: a userspace IKEv2/IPsec VPN for Linux."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from espfast.cli import main
+
+sys.exit(main())
