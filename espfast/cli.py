@@ -1,25 +1,47 @@
-"""The ``espfast`` command line."""
+"""The ``espfast`` command line.
+
+Each subcommand lives in its own module with two functions, ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their command runs, so that
+``espfast --help`` stays fast and a broken optional dependency breaks one command only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
 from espfast import __version__
 
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="espfast", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="espfast", description="A userspace IKEv2/IPsec VPN for Linux."
+    )
     parser.add_argument("--version", action="version", version=f"espfast {__version__}")
-    parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log detail (-v INFO, -vv DEBUG)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(sp)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    return 0
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = importlib.import_module(args._module).run(args)
+    return result
 
 
 if __name__ == "__main__":
