@@ -1,8 +1,8 @@
 """The ``espfast`` command line.
 
 Each subcommand lives in its own module with two functions, ``add_arguments(parser)`` and
-``run(args) -> int``; modules are imported only when their command runs, so that
-``espfast --help`` stays fast and a broken optional dependency breaks one command only.
+``run(args) -> int``; a new command is one line in COMMANDS. Command modules keep heavy
+imports (the C extension, cryptography) inside ``run`` so that ``espfast --help`` stays fast.
 """
 
 from __future__ import annotations
