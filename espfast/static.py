@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 READY = "ready"  # the word on stderr that tests and benchmarks wait for
 
 
+class SetupError(RuntimeError):
+    """The tunnel could not be set up (the message says which step); exit status 1."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", required=True, type=Path, metavar="FILE.toml", help="the tunnel config"
@@ -170,9 +174,7 @@ def _udp_socket(listen: tuple[str, int]) -> Iterator[socket.socket]:
         try:
             sock.bind(listen)
         except OSError as e:
-            raise OSError(
-                e.errno, f"cannot bind UDP {_fmt_endpoint(listen)}: {e.strerror}"
-            ) from None
+            raise SetupError(f"cannot bind UDP {_fmt_endpoint(listen)}: {e.strerror}") from None
         yield sock
     finally:
         sock.close()
