@@ -40,8 +40,7 @@ def _registry() -> dict[str, Callable[[], Tunnel]]:
     from bench.tunnels import espfast_static, veth
 
     tunnels: dict[str, Callable[[], Tunnel]] = {"veth": veth.Veth}
-    for transform in espfast_static.TRANSFORMS:
-        tunnels[f"espfast-{transform}"] = espfast_static.factory(transform)
+    tunnels.update(espfast_static.tunnels())
     return tunnels
 
 
