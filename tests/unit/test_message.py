@@ -221,3 +221,44 @@ def test_fuzz_mutated_valid_message(data: st.DataObject) -> None:
         raw[i] = data.draw(st.integers(0, 255))
     with contextlib.suppress(RemoteProtocolError):
         decode(bytes(raw))
+
+
+def crypter_pair() -> tuple[object, object]:
+    from espfast.control.constants import EncrId
+    from espfast.control.crypto import ENCR_ALGS, make_crypter
+    from espfast.control.rng import DeterministicRng
+
+    alg = ENCR_ALGS[EncrId.AES_GCM_16]
+    key = bytes(range(20))
+    rng = DeterministicRng()
+    return make_crypter(alg, key, None, b"", rng), make_crypter(alg, key, None, b"", rng)
+
+
+def test_encrypted_message_roundtrip_and_rules() -> None:
+    tx, rx = crypter_pair()
+    m = msg(IdiPayload(IdType.FQDN, b"a"), AuthPayload(AuthMethod.PSK, b"x" * 32),
+            SA, TsiPayload((TS,)), TsrPayload((TS,)), exchange=ExchangeType.IKE_AUTH)  # fmt: skip
+    data = encode(m, tx)  # type: ignore[arg-type]
+    assert data[16] == PayloadType.SK
+    got = decode(data, rx)  # type: ignore[arg-type]
+    assert got == m and got.encrypted
+    check_rules(got)
+    with pytest.raises(RemoteProtocolError, match="before keys"):
+        decode(data)
+    with pytest.raises(RemoteProtocolError, match="authentication"):
+        decode(data[:-1] + bytes([data[-1] ^ 0x80]), rx)  # type: ignore[arg-type]
+
+
+def test_fragments_roundtrip() -> None:
+    from espfast.control.message import decrypt_fragment, encode_fragments, reassemble
+
+    tx, rx = crypter_pair()
+    big = CertPayload(CertEncoding.X509_SIGNATURE, bytes(range(256)) * 12)
+    m = msg(IdiPayload(IdType.FQDN, b"a"), big, exchange=ExchangeType.IKE_AUTH)
+    frags = encode_fragments(m, tx, 1280)  # type: ignore[arg-type]
+    assert len(frags) == 3 and all(len(f) <= 1280 for f in frags)
+    pieces = [decrypt_fragment(f, rx) for f in frags]  # type: ignore[arg-type]
+    assert [p[1].number for p in pieces] == [1, 2, 3] and pieces[0][1].total == 3
+    assert pieces[0][2] == PayloadType.IDI
+    got = reassemble(pieces[0][0], pieces[0][2], [p[3] for p in pieces])
+    assert got.payloads == m.payloads
