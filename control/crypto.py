@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .constants import DhGroup, EncrId, IntegId, NotifyType, PrfId
-from .errors import LocalProtocolError, RemoteProtocolError
+from .constants import DhGroup, EncrId, IntegId, PrfId
+from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .rng import Rng
 
 # --------------------------------------------------------------------------------------
@@ -127,14 +127,12 @@ class AeadCrypter:
 
     def open(self, aad: bytes, body: bytes) -> bytes:
         if len(body) < self.iv_len + self.icv_len:
-            raise RemoteProtocolError("encrypted payload too short")
+            raise IntegrityError("encrypted payload too short")
         iv = body[: self.iv_len]
         try:
             return self._aead.decrypt(self._salt + iv, body[self.iv_len :], aad)
         except InvalidTag:
-            raise RemoteProtocolError(
-                "encrypted payload failed authentication", notify=NotifyType.INVALID_SYNTAX
-            ) from None
+            raise IntegrityError("encrypted payload failed authentication") from None
 
 
 class CbcHmacCrypter:
@@ -165,10 +163,10 @@ class CbcHmacCrypter:
     def open(self, aad: bytes, body: bytes) -> bytes:
         n = len(body) - 16 - self.icv_len
         if n <= 0 or n % 16:
-            raise RemoteProtocolError("encrypted payload length is not a block multiple")
+            raise IntegrityError("encrypted payload length is not a block multiple")
         icv = body[-self.icv_len :]
         if not hmac.compare_digest(icv, self._icv(aad + body[: -self.icv_len])):
-            raise RemoteProtocolError("encrypted payload failed its integrity check")
+            raise IntegrityError("encrypted payload failed its integrity check")
         dec = Cipher(algorithms.AES(self._key), modes.CBC(body[:16])).decryptor()
         return dec.update(body[16 : -self.icv_len]) + dec.finalize()
 

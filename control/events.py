@@ -109,6 +109,15 @@ class ChildSaDown:
 
 
 @dataclass(frozen=True)
+class ChildSaFailed:
+    """A Child SA could not be negotiated (the IKE SA itself may still be up)."""
+
+    ike_sa_id: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ChildSaRekeyed:
     ike_sa_id: int
     name: str
@@ -123,4 +132,7 @@ class PeerAddressChanged:
     peer: tuple[str, int]
 
 
-Event = IkeSaUp | IkeSaDown | ChildSaUp | ChildSaDown | ChildSaRekeyed | PeerAddressChanged
+Event = (
+    IkeSaUp | IkeSaDown | ChildSaUp | ChildSaDown | ChildSaFailed | ChildSaRekeyed
+    | PeerAddressChanged
+)  # fmt: skip

@@ -150,6 +150,13 @@ class Message:
     def all(self, cls: type[P]) -> list[P]:
         return [p for p in self.payloads if isinstance(p, cls)]
 
+    def need(self, cls: type[P]) -> P:
+        """The first payload of ``cls``; RemoteProtocolError when there is none."""
+        p = self.get(cls)
+        if p is None:
+            raise RemoteProtocolError(f"missing {cls.__name__.removesuffix('Payload')} payload")
+        return p
+
     def notify(self, notify_type: int) -> NotifyPayload | None:
         for p in self.payloads:
             if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
@@ -396,7 +403,9 @@ def check_rules(msg: Message) -> None:
             continue
         t = payload_type(p)
         counts[t] = counts.get(t, 0) + 1
-    has_error = msg.error_notify() is not None or msg.notify(NotifyType.COOKIE) is not None
+    has_error = msg.is_response and (
+        msg.error_notify() is not None or msg.notify(NotifyType.COOKIE) is not None
+    )
     for t, n in counts.items():
         lo_hi = rules.get(t) or _COMMON.get(t)
         if lo_hi is None:
