@@ -43,6 +43,7 @@ from .crypto import (
 from .errors import IntegrityError, RemoteProtocolError
 from .events import (
     ChildSaDown,
+    ChildSaRekeyed,
     Event,
     IkeSaDown,
     IkeSaUp,
@@ -310,13 +311,19 @@ class IkeSa:
             if spi >= 256 and spi not in self.children:
                 return spi
 
-    def add_child(self, child: ChildSa, announce: bool = True) -> None:
+    def add_child(self, child: ChildSa, replaces: ChildSa | None = None) -> None:
+        """Keep the new Child SA and announce it (ChildSaUp, or ChildSaRekeyed when it
+        ``replaces`` another); its keys leave with the event and are dropped here."""
         self.children[child.spi_in] = child
         self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
                  f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
                  f"{', '.join(map(str, child.remote_ts))}")  # fmt: skip
-        if announce:
-            self.emit(child.up_event(self.ike_sa_id, self.remote))
+        up = child.up_event(self.ike_sa_id, self.remote)
+        if replaces is None:
+            self.emit(up)
+        else:
+            self.emit(ChildSaRekeyed(self.ike_sa_id, replaces.name, replaces.spi_in,
+                                     replaces.spi_out, up))  # fmt: skip
         child.forget_keys()
 
     def remove_child(self, spi_in: int, reason: str) -> None:

@@ -117,7 +117,9 @@ class TaskManager:
                 self.sa.log(f"{exchange_name(task.exchange)} failed: {exc}")
             self.initiate(now)
             return
-        if not done:  # rebuilt request (COOKIE, INVALID_KE_PAYLOAD), same Message ID
+        if not done:  # rebuilt request (COOKIE, INVALID_KE_PAYLOAD)
+            if task.exchange != ExchangeType.IKE_SA_INIT:
+                self.my_mid += 1  # a new exchange; IKE_SA_INIT retries keep ID 0 (§2.6)
             self._send_request(now)
             return
         self._finish()

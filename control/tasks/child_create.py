@@ -14,7 +14,7 @@ from ..config import ChildConfig
 from ..constants import ExchangeType, NotifyType, ProtocolId
 from ..crypto import KeyExchange, child_keymat
 from ..errors import RemoteProtocolError
-from ..events import ChildSaFailed, ChildSaRekeyed
+from ..events import ChildSaFailed
 from ..message import Message, check_rules
 from ..payloads import (
     KePayload,
@@ -118,13 +118,13 @@ class ChildNegotiation:
         return [SaPayload((prop,)), TsiPayload(c.remote_ts), TsrPayload(c.local_ts)]
 
     def install(self, ni: bytes, nr: bytes, shared: bytes | None = None,
-                announce: bool = True) -> None:  # fmt: skip
+                replaces: ChildSa | None = None) -> None:  # fmt: skip
         """Derive KEYMAT (§2.17) and announce the Child SA."""
         assert self.child is not None
         enc_len, integ_len = key_lengths(self.child.chosen)
         self.child.keys = child_keymat(self.sa.prf, bytes(self.sa.keys.sk_d), ni, nr, enc_len,
                                        integ_len, shared)  # fmt: skip
-        self.sa.add_child(self.child, announce)
+        self.sa.add_child(self.child, replaces)
 
     def report_failure(self) -> None:
         name = self.cfg.name if self.cfg else ""
@@ -201,8 +201,7 @@ class CreateChild(Task):
             return True
         nonce = msg.need(NoncePayload)
         self.shared = self._key_exchange(chosen, msg.get(KePayload))
-        self.neg.install(self.nonce, nonce.data, self.shared, announce=self.rekey is None)
-        self._rekeyed()
+        self.neg.install(self.nonce, nonce.data, self.shared, replaces=self.rekey)
         return True
 
     def _request(self, msg: Message) -> None:
@@ -234,8 +233,7 @@ class CreateChild(Task):
             self.shared = self.ke.shared(ke.data)
         if not self.nonce:
             self.nonce = self.sa.rng.random_bytes(NONCE_LEN)
-        self.neg.install(self.peer_nonce, self.nonce, self.shared, announce=self.rekey is None)
-        self._rekeyed()
+        self.neg.install(self.peer_nonce, self.nonce, self.shared, replaces=self.rekey)
 
     def _key_exchange(self, chosen: Chosen, ke: KePayload | None) -> bytes | None:
         if not chosen.dh:
@@ -243,12 +241,6 @@ class CreateChild(Task):
         if self.ke is None or ke is None or ke.group != self.ke.group:
             raise RemoteProtocolError("responder's KE does not match our group")
         return self.ke.shared(ke.data)
-
-    def _rekeyed(self) -> None:
-        if self.rekey is not None and self.neg.child is not None:
-            new = self.neg.child.up_event(self.sa.ike_sa_id, self.sa.remote)
-            self.sa.emit(ChildSaRekeyed(self.sa.ike_sa_id, self.rekey.name, self.rekey.spi_in,
-                                        self.rekey.spi_out, new))  # fmt: skip
 
     def failed(self, reason: str) -> None:
         self.neg.error = RemoteProtocolError(reason)
