@@ -373,6 +373,8 @@ class IkeSa:
     def _ours(self, h: Header) -> bool:
         if h.spi_i != self.spi_i or h.from_initiator == self.initiator:
             return False
+        if h.exchange == ExchangeType.IKE_SA_INIT and h.message_id != 0:
+            return False
         if h.spi_r == self.spi_r:
             return True
         if h.exchange != ExchangeType.IKE_SA_INIT:

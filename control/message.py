@@ -20,7 +20,7 @@ from .constants import (
     PayloadType,
     is_error_notify,
 )
-from .errors import RemoteProtocolError
+from .errors import IntegrityError, RemoteProtocolError
 from .payloads import (
     PULLERS,
     NotifyPayload,
@@ -249,9 +249,17 @@ def decode(data: bytes, crypter: SkCrypter | None = None) -> Message:
     h = parse_header(data)
     buf = Buffer(data)
     buf.pull_bytes(HEADER_LEN)
-    payloads, inner_first = decode_chain(buf, h.next_payload)
+    try:
+        payloads, inner_first = decode_chain(buf, h.next_payload)
+    except RemoteProtocolError as exc:
+        if crypter is None:
+            raise
+        # Nothing is authenticated yet: garbage to drop, not a request to answer.
+        raise IntegrityError(f"malformed unprotected part: {exc}") from None
     encrypted = False
     sk = payloads[-1] if payloads else None
+    if crypter is not None and not isinstance(sk, SkPayload):
+        raise IntegrityError("message without an encrypted payload")
     if isinstance(sk, SkPayload):
         if crypter is None:
             raise RemoteProtocolError("encrypted payload before keys exist")

@@ -165,7 +165,8 @@ class TaskManager:
         sa.log_message("sending", response)
         sa.send(datagrams)
         if error is not None:
-            if exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH):
+            if not sa.is_established and exchange in (ExchangeType.IKE_SA_INIT,
+                                                      ExchangeType.IKE_AUTH):  # fmt: skip
                 sa.destroy(f"{exchange_name(exchange)} refused: {error}")
             else:
                 sa.log(f"answered {exchange_name(exchange)} with an error: {error}")
