@@ -91,6 +91,28 @@ def _validity(
     return builder.not_valid_before(now - BACKDATE).not_valid_after(now + dt.timedelta(days=days))
 
 
+def key_usage(**granted: bool) -> x509.KeyUsage:
+    """A keyUsage extension with the named bits set and every other bit clear."""
+    bits = dict.fromkeys(
+        (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    unknown = set(granted) - set(bits)
+    if unknown:
+        raise ValueError(f"unknown keyUsage bits: {', '.join(sorted(unknown))}")
+    return x509.KeyUsage(**(bits | granted))
+
+
 def build_ca(
     key: PrivateKey,
     dn: str = DEFAULT_CA_DN,
@@ -109,17 +131,7 @@ def build_ca(
         .serial_number(x509.random_serial_number())
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(key_cert_sign=True, crl_sign=True),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -174,17 +186,7 @@ def issue_cert(
         .serial_number(x509.random_serial_number())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(digital_signature=True),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
