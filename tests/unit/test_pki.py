@@ -28,6 +28,10 @@ def pki(*args: str | Path) -> int:
     return main(["pki", *map(str, args)])
 
 
+def issue(ca_dir: Path, identity: str, out: Path, *extra: str) -> int:
+    return pki("issue", "--ca", ca_dir, "--id", identity, "--out", out, *extra)
+
+
 def openssl_verify(ca: Path, cert: Path, purpose: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["openssl", "verify", "-purpose", purpose, "-CAfile", str(ca), str(cert)],
@@ -65,19 +69,7 @@ def test_server_certificate(
     ecdsa_ca: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert (
-        pki(
-            "issue",
-            "--ca",
-            ecdsa_ca,
-            "--id",
-            "gw.example.org",
-            "--san",
-            "198.18.0.1",
-            "--san",
-            "2001:2::1",
-            "--out",
-            tmp_path,
-        )
+        issue(ecdsa_ca, "gw.example.org", tmp_path, "--san", "198.18.0.1", "--san", "2001:2::1")
         == 0
     )
     crt, key = tmp_path / "gw.example.org.crt", tmp_path / "gw.example.org.key"
@@ -125,20 +117,7 @@ def test_rsa_client_certificate(tmp_path: Path) -> None:
     ca_dir = tmp_path / "ca"
     assert pki("ca", "--out", ca_dir, "--type", "rsa", "--bits", "2048") == 0
     assert (
-        pki(
-            "issue",
-            "--ca",
-            ca_dir,
-            "--id",
-            "carol@example.org",
-            "--client",
-            "--type",
-            "rsa",
-            "--bits",
-            "2048",
-            "--out",
-            tmp_path,
-        )
+        issue(ca_dir, "carol@example.org", tmp_path, "--client", "--type", "rsa", "--bits", "2048")
         == 0
     )
     crt = tmp_path / "carol@example.org.crt"
@@ -159,20 +138,7 @@ def test_rsa_client_certificate(tmp_path: Path) -> None:
 
 
 def test_dn_identity_and_ed25519(ecdsa_ca: Path, tmp_path: Path) -> None:
-    assert (
-        pki(
-            "issue",
-            "--ca",
-            ecdsa_ca,
-            "--id",
-            "C=CH, O=espfast, CN=moon",
-            "--type",
-            "ed25519",
-            "--out",
-            tmp_path,
-        )
-        == 0
-    )
+    assert issue(ecdsa_ca, "C=CH, O=espfast, CN=moon", tmp_path, "--type", "ed25519") == 0
     crt = tmp_path / "moon.crt"
     cert = load_certificate_file(crt)[0]
     check_identity(cert, Identity.parse("C=CH, O=espfast, CN=moon"))
@@ -186,28 +152,14 @@ def test_dn_identity_and_ed25519(ecdsa_ca: Path, tmp_path: Path) -> None:
 
 
 def test_name_and_dn_options(ecdsa_ca: Path, tmp_path: Path) -> None:
-    args = [
-        "issue",
-        "--ca",
-        ecdsa_ca,
-        "--id",
-        "198.18.0.9",
-        "--dn",
-        "O=espfast, CN=gateway 9",
-        "--name",
-        "gw9",
-        "--out",
-        tmp_path,
-        "--curve",
-        "p384",
-    ]
-    assert pki(*args) == 0
+    extra = ("--dn", "O=espfast, CN=gateway 9", "--name", "gw9", "--curve", "p384")
+    assert issue(ecdsa_ca, "198.18.0.9", tmp_path, *extra) == 0
     cert = load_certificate_file(tmp_path / "gw9.crt")[0]
     assert Identity.from_name(cert.subject) == Identity.parse("O=espfast, CN=gateway 9")
     check_identity(cert, Identity.parse("198.18.0.9"))
     # Files are not overwritten without --force.
-    assert pki(*args) == 1
-    assert pki(*args, "--force") == 0
+    assert issue(ecdsa_ca, "198.18.0.9", tmp_path, *extra) == 1
+    assert issue(ecdsa_ca, "198.18.0.9", tmp_path, *extra, "--force") == 0
     assert load_certificate_file(tmp_path / "gw9.crt")[0] != cert
 
 
@@ -237,10 +189,10 @@ def test_issue_errors(
 
 
 def test_issue_without_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert pki("issue", "--ca", tmp_path / "missing", "--id", "gw", "--out", tmp_path) == 1
+    assert issue(tmp_path / "missing", "gw", tmp_path) == 1
     assert "No such file" in capsys.readouterr().err
     (tmp_path / "ca.crt").write_text("not a certificate")
-    assert pki("issue", "--ca", tmp_path, "--id", "gw", "--out", tmp_path) == 1
+    assert issue(tmp_path, "gw", tmp_path) == 1
     assert "not an X.509 certificate" in capsys.readouterr().err
 
 
