@@ -98,6 +98,36 @@ def load_certificate_file(path: str | Path) -> list[x509.Certificate]:
     return load_certificates(Path(path).read_bytes(), str(path))
 
 
+def decode_certificate(data: bytes) -> x509.Certificate:
+    """The body of a CERT payload with encoding 4 (X.509 Certificate - Signature, DER).
+
+    RFC 7296 §3.6. A peer's certificate that does not parse, or whose key IKE cannot use,
+    is an AuthenticationError.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(bytes(data))
+        check_public_key(cert, "peer certificate")
+    except ValueError as exc:
+        raise AuthenticationError(f"bad certificate from the peer: {exc}") from None
+    return cert
+
+
+def encode_certificate(cert: x509.Certificate) -> bytes:
+    """The body of our CERT payload (encoding 4): the certificate's DER."""
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def key_hash(cert: x509.Certificate) -> bytes:
+    """SHA-1 of the certificate's DER SubjectPublicKeyInfo: how CERTREQ names a CA.
+
+    RFC 7296 §3.7; also one of the key IDs strongSwan matches ID_KEY_ID against.
+    """
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha1(spki).digest()  # noqa: S324 - an identifier, not a security hash
+
+
 def check_public_key(cert: x509.Certificate, source: str = "certificate") -> PublicKey:
     """The certificate's public key if IKE can use it, else ValueError saying why."""
     try:
@@ -248,6 +278,11 @@ class TrustStore:
                 raise ValueError(f"{path}: not a CRL (PEM or DER): {exc}") from None
         return cls(cas, crls, revoked_serials)
 
+    def certreq_data(self) -> bytes:
+        """The Certification Authority field of our CERTREQ (encoding 4): the SHA-1 hashes
+        of our CAs' public keys, concatenated (RFC 7296 §3.7)."""
+        return b"".join(key_hash(ca) for ca in self.cas)
+
     def verify_chain(
         self,
         end_entity: x509.Certificate,
@@ -393,10 +428,7 @@ def _key_ids(cert: x509.Certificate) -> set[bytes]:
     if ski is not None:
         ids.add(ski.value.digest)
     ids.add(x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest)
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    ids.add(hashlib.sha1(spki).digest())  # noqa: S324 - an identifier, not a security hash
+    ids.add(key_hash(cert))
     return ids
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,13 @@ from espfast.control.certs import (
     PrivateKey,
     TrustStore,
     check_identity,
+    decode_certificate,
+    encode_certificate,
+    key_hash,
     load_certificates,
     load_private_key,
 )
+from espfast.control.constants import IdType
 from espfast.control.identity import Identity
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -480,3 +485,37 @@ def test_check_identity_directory_name_san() -> None:
     )
     check_identity(ee, Identity.parse("CN=alias"))
     check_identity(ee, Identity.parse("CN=gw"))
+
+
+# --- CERT and CERTREQ payload bodies -----------------------------------------------------------
+
+
+def test_cert_payload_round_trip() -> None:
+    ee = server()
+    assert decode_certificate(encode_certificate(ee)) == ee
+
+
+@pytest.mark.parametrize("data", [b"", b"\x30", b"garbage", cert_pem(CA)])
+def test_decode_certificate_rejects(data: bytes) -> None:
+    with pytest.raises(AuthenticationError, match="bad certificate from the peer"):
+        decode_certificate(data)
+
+
+def test_decode_certificate_unsupported_key() -> None:
+    ee = make_cert(name("gw"), weak_rsa().public_key(), CA.subject, KEYS["ca"])
+    with pytest.raises(AuthenticationError, match="RSA key of 1024 bits"):
+        decode_certificate(encode_certificate(ee))
+
+
+def test_certreq_data() -> None:
+    # RFC 7296 §3.7: SHA-1 of each CA's SubjectPublicKeyInfo, concatenated.
+    spki = CA.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    other = build_ca(KEYS["ca2"], "CN=Other", now=NOW)
+    data = TrustStore([CA, other]).certreq_data()
+    assert len(data) == 40
+    assert data[:20] == hashlib.sha1(spki).digest()  # noqa: S324 - what RFC 7296 names
+    assert data[20:] == key_hash(other)
+    # An ID_KEY_ID naming that hash matches the certificate, as in strongSwan.
+    check_identity(CA, Identity(IdType.KEY_ID, key_hash(CA)))
