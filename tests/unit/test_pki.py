@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from espfast.cli import main
+from espfast.control import der
 from espfast.control.certs import (
     IKE_INTERMEDIATE,
     AuthenticationError,
@@ -17,9 +19,11 @@ from espfast.control.certs import (
     TrustStore,
     check_identity,
     load_certificate_file,
+    load_certificates,
 )
+from espfast.control.constants import HashAlgorithm
 from espfast.control.identity import Identity
-from espfast.control.signature import sign, verify
+from espfast.control.signature import ALG_RSA_PSS, sign, verify
 
 OCTETS = b"signed octets" * 10
 
@@ -40,6 +44,12 @@ def openssl_verify(ca: Path, cert: Path, purpose: str) -> subprocess.CompletedPr
         check=False,
         timeout=30,
     )
+
+
+def signature_algorithm(cert: x509.Certificate) -> bytes:
+    """The DER signatureAlgorithm of a certificate (second element of the Certificate)."""
+    items = der.iter_tlvs(der.read_all(cert.public_bytes(serialization.Encoding.DER), der.SEQUENCE))
+    return der.tlv(*items[1])
 
 
 def now() -> dt.datetime:
@@ -202,3 +212,72 @@ def test_ca_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert pki("ca", "--out", tmp_path) == 0
     assert pki("ca", "--out", tmp_path) == 1
     assert "exists (use --force" in capsys.readouterr().err
+
+
+# --- strongSwan's own pki tool (Debian strongswan-pki) as the independent judge ----------------
+
+
+def sw_pki(*args: str | Path, stdin: bytes | None = None) -> bytes:
+    result = subprocess.run(
+        ["pki", *map(str, args)], input=stdin, capture_output=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout
+
+
+def test_strongswan_accepts_our_certificates(ecdsa_ca: Path, tmp_path: Path) -> None:
+    assert issue(ecdsa_ca, "gw.example.org", tmp_path, "--san", "198.18.0.1") == 0
+    assert issue(ecdsa_ca, "carol@example.org", tmp_path, "--client", "--type", "ed25519") == 0
+    for crt in ("gw.example.org.crt", "carol@example.org.crt"):
+        out = sw_pki("--verify", "--in", tmp_path / crt, "--cacert", ecdsa_ca / "ca.crt")
+        assert b"certificate trusted, lifetimes valid" in out
+    printed = sw_pki("--print", "--in", tmp_path / "gw.example.org.crt").decode()
+    assert "altNames:  gw.example.org, 198.18.0.1" in printed
+    assert "flags:     serverAuth ikeIntermediate" in printed
+    # ... and strongSwan refuses one that another CA signed.
+    other = tmp_path / "other"
+    assert pki("ca", "--out", other, "--dn", "C=CH, O=espfast, CN=Test Root") == 0
+    result = subprocess.run(
+        ["pki", "--verify", "--in", tmp_path / "gw.example.org.crt", "--cacert", other / "ca.crt"],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("key_type", "ca_args"),
+    [
+        ("ecdsa", ["--type", "ecdsa"]),
+        ("rsa", ["--type", "rsa", "--rsa-padding", "pss"]),
+    ],
+)
+def test_we_accept_strongswan_certificates(
+    tmp_path: Path, key_type: str, ca_args: list[str]
+) -> None:
+    dn = "C=CH, O=strongSwan, CN=moon.strongswan.org"
+    ca_key = sw_pki("--gen", "--type", key_type)
+    (tmp_path / "ca.key").write_bytes(ca_key)
+    ca_dn = "C=CH, O=strongSwan, CN=strongSwan Root CA"
+    ca_crt = sw_pki("--self", "--ca", "--in", tmp_path / "ca.key", "--dn", ca_dn, *ca_args)
+    (tmp_path / "ca.crt").write_bytes(ca_crt)
+    key = sw_pki("--gen", "--type", key_type)
+    pub = sw_pki("--pub", "--type", key_type, stdin=key)
+    crt = sw_pki(
+        "--issue", "--cacert", tmp_path / "ca.crt", "--cakey", tmp_path / "ca.key",
+        "--dn", dn, "--san", "moon.strongswan.org", "--san", "198.18.0.1",
+        "--flag", "serverAuth", "--flag", "ikeIntermediate", *ca_args[2:],
+        stdin=pub,
+    )  # fmt: skip
+    ca = load_certificates(ca_crt)[0]
+    cert = load_certificates(crt)[0]
+    assert TrustStore([ca]).verify_chain(cert, [], now()) == (cert, ca)
+    for good in ("moon.strongswan.org", "198.18.0.1", dn):
+        check_identity(cert, Identity.parse(good))
+    # Our DN strings encode exactly as strongSwan's: the subject's DER, byte for byte.
+    assert cert.subject.public_bytes() == Identity.parse(dn).data
+    assert ca.subject.public_bytes() == Identity.parse(ca_dn).data
+    if "pss" in ca_args:
+        # strongSwan's RSASSA-PSS AlgorithmIdentifier is the one we send in RFC 7427 AUTH.
+        assert signature_algorithm(cert) == ALG_RSA_PSS[HashAlgorithm.SHA2_256]
