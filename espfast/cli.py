@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from espfast import __version__
 
 # command name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
