@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from enum import Enum
 
+from .auth import id_matches
 from .child_sa import ChildSa
 from .config import ChildConfig, IkeConfig
 from .constants import (
@@ -275,7 +276,7 @@ class IkeSa:
     def select_config(self, idi: IdPayload) -> None:
         """Responder: the configuration whose remote identity the IDi names."""
         for cfg in self.candidates:
-            if cfg.remote_id is None or cfg.remote_id == (idi.id_type, idi.data):
+            if cfg.remote_id is None or id_matches((idi.id_type, idi.data), cfg.remote_id):
                 self.config = cfg
                 return
         raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",

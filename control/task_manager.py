@@ -10,14 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .constants import ExchangeType
-from .errors import PeerError, RemoteProtocolError
+from .constants import ExchangeType, NotifyType
+from .errors import LocalProtocolError, PeerError, RemoteProtocolError
 from .message import Message
 from .payloads import NotifyPayload
 from .tasks.base import Task
 
 if TYPE_CHECKING:
     from .ike_sa import IkeSa
+
+
+# The error notify that reports a local failure while answering each exchange.
+_LOCAL_FAILURE: dict[int, int] = {
+    ExchangeType.IKE_SA_INIT: NotifyType.NO_PROPOSAL_CHOSEN,
+    ExchangeType.IKE_AUTH: NotifyType.AUTHENTICATION_FAILED,
+    ExchangeType.CREATE_CHILD_SA: NotifyType.TEMPORARY_FAILURE,
+}
 
 
 def exchange_name(exchange: int) -> str:
@@ -70,7 +78,13 @@ class TaskManager:
         sa = self.sa
         task = self.active
         assert task is not None
-        payloads = task.build()
+        try:
+            payloads = task.build()
+        except (LocalProtocolError, RemoteProtocolError) as exc:
+            self._finish()
+            task.failed(str(exc))
+            self.sa.destroy(f"cannot build {exchange_name(task.exchange)}: {exc}")
+            return
         msg = Message(sa.spi_i, sa.spi_r, task.exchange, self.my_mid, False, sa.initiator,
                       tuple(payloads))  # fmt: skip
         self.request = sa.encode(msg)
@@ -108,7 +122,7 @@ class TaskManager:
         setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
         try:
             done = task.process(msg, raw)
-        except (PeerError, RemoteProtocolError) as exc:
+        except (PeerError, RemoteProtocolError, LocalProtocolError) as exc:
             self._finish()
             task.failed(str(exc))
             if setup or self.sa.is_deleting:
@@ -155,6 +169,10 @@ class TaskManager:
                 payloads = task.build()
             except RemoteProtocolError as exc:
                 error = exc
+            except LocalProtocolError as exc:
+                # Our own failure (e.g. a key that cannot sign what the peer accepts).
+                error = RemoteProtocolError(f"local failure: {exc}",
+                                            notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
         if error is not None:
             payloads = [NotifyPayload(error.notify, error.notify_data)]
         response = Message(sa.spi_i, sa.spi_r, exchange, mid, True, sa.initiator,

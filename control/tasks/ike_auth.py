@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..auth import psk_auth, psk_verify, signed_octets
+from ..auth import id_matches, psk_auth, psk_verify, signed_octets
 from ..config import ChildConfig
 from ..constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ..errors import PeerError, RemoteProtocolError
@@ -75,7 +75,8 @@ class IkeAuth(Task):
         if auth is None:
             raise _auth_failed("no AUTH payload")
         cfg = self.sa.config
-        if cfg.remote_id is not None and (id_payload.id_type, id_payload.data) != cfg.remote_id:
+        peer = (id_payload.id_type, id_payload.data)
+        if cfg.remote_id is not None and not id_matches(peer, cfg.remote_id):
             raise _auth_failed(f"peer identity {self.sa.id_str(id_payload)} is not the "
                                "configured one")  # fmt: skip
         octets = self._octets(False, id_payload)

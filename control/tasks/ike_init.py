@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from ..constants import ExchangeType, NotifyType
+from ..constants import CertEncoding, ExchangeType, NotifyType
 from ..crypto import KeyExchange, sha1
 from ..errors import PeerError, RemoteProtocolError
 from ..message import Message, check_rules
-from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
+from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
 from ..proposals import Chosen, accept_choice, select
 from .base import Task
 
@@ -109,10 +109,13 @@ class IkeInit(Task):
                     NoncePayload(self.nonce)]  # fmt: skip
             return out + self._extensions(0)
         assert self.chosen is not None and self.ke is not None
+        # CERTREQ here makes a strongSwan initiator (send_cert=ifasked) send its certificate.
+        certreq = [CertReqPayload(CertEncoding.X509_SIGNATURE, h) for h in sa.config.auth.certreq]
         return [
             SaPayload((self.chosen.to_proposal(b""),)),
             KePayload(self.ke.group, self.ke.public),
             NoncePayload(self.nonce),
+            *certreq,
             *self._extensions(sa.spi_r),
         ]
 
