@@ -147,6 +147,8 @@ class IkeSa:
 
     # -- the sans-I/O interface ------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        if self.is_destroyed:
+            return
         try:
             header = parse_header(data)
         except RemoteProtocolError as exc:

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import IkeConfig
-from .constants import ExchangeType, NotifyType
+from .constants import ExchangeType, HeaderFlag, NotifyType
 from .errors import RemoteProtocolError
 from .ike_sa import Addr, IkeSa
-from .message import Message, decode, encode, parse_header
+from .message import HEADER_LEN, Message, decode, encode, parse_header
 from .payloads import NoncePayload, NotifyPayload
 from .rng import Rng
 
 COOKIE_VERSION = 1
+STATELESS_PER_SECOND = 10  # INVALID_IKE_SPI / INVALID_MAJOR_VERSION answers
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Responder:
         self.half_open: dict[tuple[int, Addr], IkeSa] = {}
         self._out: list[tuple[bytes, Addr]] = []
         self.counters = ResponderCounters()
+        self._rate_second = 0
+        self._rate_count = 0
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float,
                          local: Addr | None = None) -> IkeSa | None:  # fmt: skip
@@ -58,12 +61,22 @@ class Responder:
         statelessly, handed to an existing half-open SA, or dropped."""
         try:
             h = parse_header(data)
-        except RemoteProtocolError:
+        except RemoteProtocolError as exc:
             self.counters.dropped_malformed += 1
+            if exc.notify == NotifyType.INVALID_MAJOR_VERSION and len(data) >= HEADER_LEN \
+                    and not data[19] & HeaderFlag.RESPONSE:  # fmt: skip
+                # RFC 7296 §2.5: tell a newer-version peer which version we speak.
+                spis = (int.from_bytes(data[:8], "big"), int.from_bytes(data[8:16], "big"))
+                self._stateless(now, spis, data[18], int.from_bytes(data[20:24], "big"), addr,
+                                NotifyPayload(NotifyType.INVALID_MAJOR_VERSION))  # fmt: skip
             return None
         if (h.exchange != ExchangeType.IKE_SA_INIT or h.is_response or h.spi_r != 0
                 or not h.from_initiator or h.message_id != 0):  # fmt: skip
             self.counters.dropped_not_init += 1
+            if not h.is_response and h.exchange != ExchangeType.IKE_SA_INIT:
+                # RFC 7296 §1.5 / §2.21.4: a request for an IKE SA we do not have.
+                self._stateless(now, (h.spi_i, h.spi_r), h.exchange, h.message_id, addr,
+                                NotifyPayload(NotifyType.INVALID_IKE_SPI))  # fmt: skip
             return None
         self._prune()
         existing = self.half_open.get((h.spi_i, addr))
@@ -128,6 +141,17 @@ class Responder:
             self.counters.bad_cookies += 1
             return False
         return True
+
+    def _stateless(self, now: float, spis: tuple[int, int], exchange: int, mid: int,
+                   addr: Addr, notify: NotifyPayload) -> None:  # fmt: skip
+        """An unencrypted one-off response, at most ``STATELESS_PER_SECOND`` a second."""
+        if int(now) != self._rate_second:
+            self._rate_second, self._rate_count = int(now), 0
+        if self._rate_count >= STATELESS_PER_SECOND:
+            return
+        self._rate_count += 1
+        msg = Message(spis[0], spis[1], exchange, mid, True, False, (notify,))
+        self._out.append((encode(msg), addr))
 
     def _reply(self, spi_i: int, addr: Addr, notify: NotifyPayload) -> None:
         msg = Message(spi_i, 0, ExchangeType.IKE_SA_INIT, 0, True, False, (notify,))

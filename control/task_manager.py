@@ -125,6 +125,12 @@ class TaskManager:
         except (PeerError, RemoteProtocolError, LocalProtocolError) as exc:
             self._finish()
             task.failed(str(exc))
+            if (
+                task.exchange == ExchangeType.IKE_AUTH
+                and isinstance(exc, RemoteProtocolError)
+                and exc.notify == NotifyType.AUTHENTICATION_FAILED
+            ):
+                self._tell_peer(exc.notify)
             if setup or self.sa.is_deleting:
                 self.sa.destroy(str(exc))
             else:
@@ -138,6 +144,14 @@ class TaskManager:
             return
         self._finish()
         self.initiate(now)
+
+    def _tell_peer(self, notify: int) -> None:
+        """RFC 7296 §2.21.2: an initiator that refuses the responder's AUTH says so in an
+        INFORMATIONAL request; it is sent once, the IKE SA is gone right after."""
+        sa = self.sa
+        msg = Message(sa.spi_i, sa.spi_r, ExchangeType.INFORMATIONAL, self.my_mid, False,
+                      sa.initiator, (NotifyPayload(notify),))  # fmt: skip
+        sa.send(sa.encode(msg))
 
     def _finish(self) -> None:
         self.active = None

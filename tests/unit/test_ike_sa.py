@@ -211,6 +211,11 @@ def test_unexpected_peer_identity() -> None:
     assert p.i.is_destroyed
     downs = [e for e in events(p.i) if isinstance(e, IkeSaDown)]
     assert "b.example.org is not the configured one" in downs[0].reason
+    # INFORMATIONAL { N(AUTHENTICATION_FAILED) } --> : the responder drops its IKE SA too.
+    assert p.r is not None and p.r.is_established
+    (told,) = p.i_to_r()
+    assert parse_header(told).exchange == ExchangeType.INFORMATIONAL
+    assert p.r.is_destroyed
 
 
 def test_ts_unacceptable_keeps_the_ike_sa() -> None:
@@ -467,3 +472,42 @@ def test_malformed_ike_auth_is_answered_with_invalid_syntax() -> None:
     assert p.r.is_destroyed and p.i.is_destroyed
     downs = [e for e in events(p.i) if isinstance(e, IkeSaDown)]
     assert "INVALID_SYNTAX" in downs[0].reason
+
+
+def test_simultaneous_create_child_sa_from_both_sides() -> None:
+    from espfast.control.config import ChildConfig
+
+    p = establish_pair()
+    assert p.r is not None
+    # Both sides start CREATE_CHILD_SA at once; each answers the other's request while
+    # its own is outstanding (window 1 per direction, RFC 7296 §2.3).
+    p.i.create_child(ChildConfig("net", (NET_A,), (NET_B,)), p.now)
+    p.r.create_child(ChildConfig("net", (NET_B,), (NET_A,)), p.now)
+    p.i_to_r()  # i's request --> r; r's answer and r's own request queue up
+    p.r_to_i()  # <-- r's response and r's request; i answers
+    p.i_to_r()  # i's response --> r
+    up_i = [e for e in events(p.i) if isinstance(e, ChildSaUp)]
+    up_r = [e for e in events(p.r) if isinstance(e, ChildSaUp)]
+    assert len(up_i) == 2 and len(up_r) == 2
+    assert {e.spi_in for e in up_i} == {e.spi_out for e in up_r}
+    assert len(p.i.children) == 3 and len(p.r.children) == 3
+
+
+def test_invalid_major_version_and_unknown_spi_are_answered_and_rate_limited() -> None:
+    from espfast.control.message import Message, encode
+
+    p = Pair(*configs(), start=False)
+    data = bytearray(encode(Message(1, 0, ExchangeType.IKE_SA_INIT, 0, False, True, ())))
+    data[17] = 0x30  # IKE version 3.0
+    assert p.responder.receive_datagram(bytes(data), A, 0) is None
+    ((answer, _),) = p.responder.datagrams_to_send(0)
+    assert decode(answer).notify(NotifyType.INVALID_MAJOR_VERSION) is not None
+    assert answer[17] == 0x20  # we speak 2.0
+    unknown = encode(Message(5, 6, ExchangeType.INFORMATIONAL, 3, False, True, ()))
+    for _ in range(25):
+        p.responder.receive_datagram(unknown, A, 1.5)
+    answers = p.responder.datagrams_to_send(1.5)
+    assert len(answers) == 10  # rate-limited
+    reply = decode(answers[0][0])
+    assert (reply.spi_i, reply.spi_r, reply.message_id, reply.is_response) == (5, 6, 3, True)
+    assert reply.notify(NotifyType.INVALID_IKE_SPI) is not None
