@@ -146,7 +146,10 @@ class IkeSa:
                 return spi
 
     # -- the sans-I/O interface ------------------------------------------------------------
-    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+    def receive_datagram(self, data: bytes, addr: Addr, now: float,
+                         local: Addr | None = None) -> None:  # fmt: skip
+        """One IKE datagram from ``addr`` (non-ESP marker already stripped). ``local``:
+        the address it arrived on, when the shell knows it (port 4500 after NAT-T)."""
         if self.is_destroyed:
             return
         try:
@@ -175,12 +178,11 @@ class IkeSa:
             assert isinstance(msg, Message)
             self.tm.on_response(msg, data, now)
             return
-        if (
-            isinstance(msg, Message)
-            and addr != self.remote
-            and self.tm.peer_mid == header.message_id
-        ):
-            self._peer_moved(addr)
+        if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
+            if local is not None:
+                self.local = local
+            if addr != self.remote:
+                self._peer_moved(addr)
         self.tm.on_request(msg, header.message_id, header.exchange, data, now)
 
     def handle_timer(self, now: float) -> None:
@@ -232,6 +234,35 @@ class IkeSa:
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
         self.tm.queue_task(Informational(self, True), now)
+
+    def status(self) -> dict[str, object]:
+        """What ``espfast status`` shows: no keys, only names, numbers and addresses."""
+        return {
+            "name": self.config.name,
+            "id": self.ike_sa_id,
+            "state": self.state.value,
+            "initiator": self.initiator,
+            "spi_i": f"{self.spi_i:016x}",
+            "spi_r": f"{self.spi_r:016x}",
+            "local": f"{self.local[0]}:{self.local[1]}",
+            "remote": f"{self.remote[0]}:{self.remote[1]}",
+            "local_id": self.id_str(IdPayload(*self.config.local_id)),
+            "remote_id": self.id_str(self.peer_id) if self.peer_id else "",
+            "algorithms": str(self.chosen) if self.chosen else "",
+            "nat": {"local": self.nat_local, "remote": self.nat_remote},
+            "children": [
+                {
+                    "name": c.name,
+                    "spi_in": f"{c.spi_in:08x}",
+                    "spi_out": f"{c.spi_out:08x}",
+                    "algorithms": str(c.chosen),
+                    "local_ts": [str(t) for t in c.local_ts],
+                    "remote_ts": [str(t) for t in c.remote_ts],
+                }
+                for c in self.children.values()
+            ],
+            "counters": dict(self.tm.counters.__dict__),
+        }
 
     # -- state -------------------------------------------------------------------------
     @property

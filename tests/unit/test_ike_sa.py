@@ -511,3 +511,28 @@ def test_invalid_major_version_and_unknown_spi_are_answered_and_rate_limited() -
     reply = decode(answers[0][0])
     assert (reply.spi_i, reply.spi_r, reply.message_id, reply.is_response) == (5, 6, 3, True)
     assert reply.notify(NotifyType.INVALID_IKE_SPI) is not None
+
+
+def test_status_shows_names_and_numbers_but_no_keys() -> None:
+    p = Pair(*configs())
+    p.establish()
+    assert p.r is not None
+    _, child = up(events(p.i))
+    status = p.i.status()
+    assert status["state"] == "established" and status["remote"] == "198.18.0.2:4500"
+    assert status["remote_id"] == "b.example.org"
+    assert status["algorithms"] == "aes256gcm16-prfsha384-x25519"
+    (c,) = status["children"]  # type: ignore[misc]
+    assert c["spi_in"] == f"{child.spi_in:08x}" and c["algorithms"] == "aes128gcm16"
+    text = repr(status) + repr(p.r.status())
+    for key in (child.enc_key_in, child.enc_key_out, bytes(p.i.keys.sk_d)):
+        assert key.hex() not in text and repr(key) not in text
+
+
+def test_responder_learns_its_local_port_from_the_shell() -> None:
+    p = Pair(*configs())
+    p.roundtrip()
+    assert p.r is not None and p.r.local == B
+    (req,) = p.i_to_r(drop=True)
+    p.r.receive_datagram(req, (A[0], 4500), 0, local=(B[0], 4500))
+    assert p.r.local == (B[0], 4500) and p.r.is_established
