@@ -41,7 +41,7 @@ from .crypto import (
     make_crypter,
     skeyseed,
 )
-from .errors import IntegrityError, RemoteProtocolError
+from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .events import (
     ChildSaDown,
     ChildSaRekeyed,
@@ -130,10 +130,12 @@ class IkeSa:
     ) -> IkeSa:  # fmt: skip
         """An IKE SA that starts IKE_SA_INIT and IKE_AUTH (with ``child``, by default the
         first child of the config) right away."""
-        sa = cls(config, initiator=True, local=local, remote=remote, rng=rng, now=now,
-                 ike_sa_id=ike_sa_id)  # fmt: skip
         if child is None and config.children:
             child = config.children[0]
+        if child is None:
+            raise LocalProtocolError(f"connection {config.name!r} has no child to negotiate")
+        sa = cls(config, initiator=True, local=local, remote=remote, rng=rng, now=now,
+                 ike_sa_id=ike_sa_id)  # fmt: skip
         sa.tm.queue.append(IkeInit(sa, True))
         sa.tm.queue.append(IkeAuth(sa, True, child))
         sa.tm.initiate(now)

@@ -536,3 +536,15 @@ def test_responder_learns_its_local_port_from_the_shell() -> None:
     (req,) = p.i_to_r(drop=True)
     p.r.receive_datagram(req, (A[0], 4500), 0, local=(B[0], 4500))
     assert p.r.local == (B[0], 4500) and p.r.is_established
+
+
+def test_initiating_without_a_child_is_a_local_error() -> None:
+    from dataclasses import replace
+
+    from espfast.control.errors import LocalProtocolError
+    from espfast.control.ike_sa import IkeSa
+    from espfast.control.rng import DeterministicRng
+
+    ci, _ = configs()
+    with pytest.raises(LocalProtocolError, match="no child"):
+        IkeSa.initiate(replace(ci, children=()), local=A, remote=B, rng=DeterministicRng(), now=0)
