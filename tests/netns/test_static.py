@@ -172,7 +172,7 @@ def test_sigterm_exits_zero_and_prints_counters(tmp_path: Path) -> None:
 
 def test_random_bytes_on_4500_are_counted_and_traffic_flows(tmp_path: Path) -> None:
     sender = (
-        "import os, random, socket\n"
+        "import os, random, socket, time\n"
         "random.seed(4500)\n"
         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
         "for i in range(300):\n"
@@ -181,6 +181,7 @@ def test_random_bytes_on_4500_are_counted_and_traffic_flows(tmp_path: Path) -> N
         "    if n == 1 and data == b'\\xff' or data[:4] == bytes(4):\n"
         "        data = b'\\x01' + data[1:]  # neither a keepalive nor an IKE message\n"
         "    s.sendto(data, ('198.18.0.1', 4500))\n"
+        "    time.sleep(0.001)  # paced: the socket buffer must not overflow on a busy machine\n"
     )
     with tunnel(tmp_path) as t:
         assert first_ping(t.hosts.a, B4)
