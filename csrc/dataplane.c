@@ -14,6 +14,7 @@
 #include "worker.h"
 
 #define EF_MAX_WORKERS 16
+#define EF_SOCKET_BUFFER (8 << 20)
 
 const char *ef_version(void)
 {
@@ -47,6 +48,18 @@ const char *ef_strerror(int err)
 	if (err >= (int)(sizeof(msg) / sizeof(msg[0])) || !msg[err])
 		return "unknown error";
 	return msg[err];
+}
+
+/* Bursts of a whole batch (or of a TCP window) must not overflow the socket: ask for
+ * large buffers, beyond net.core.[rw]mem_max when we may (CAP_NET_ADMIN). */
+static void set_buffers(int fd)
+{
+	int size = EF_SOCKET_BUFFER;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
 ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
@@ -95,6 +108,7 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 	if (dp->tun_fd < 0 || dp->udp_fd < 0 || dp->ike_fd < 0 || dp->stop_fd < 0 ||
 	    ef_set_nonblock(dp->tun_fd))
 		goto fail;
+	set_buffers(dp->udp_fd);
 	*err = EF_OK;
 	return dp;
 fail:
