@@ -96,7 +96,7 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 		dp->w[i].dp = dp;
 		dp->w[i].idx = i % workers;
 		dp->w[i].kind = i < workers ? EF_WORKER_TX : EF_WORKER_RX;
-		if (ef_batch_init(&dp->w[i].batch))
+		if (ef_batch_init(&dp->w[i].batch, i < workers ? EF_SLOT : EF_GRO_SLOT))
 			goto fail;
 	}
 	*err = EF_E_SYS;
@@ -109,6 +109,8 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 	    ef_set_nonblock(dp->tun_fd))
 		goto fail;
 	set_buffers(dp->udp_fd);
+	dp->gso_max = UINT16_MAX;
+	dp->gro = ef_udp_enable_gro(dp->udp_fd) == 0;
 	*err = EF_OK;
 	return dp;
 fail:

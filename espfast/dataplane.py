@@ -136,6 +136,8 @@ class Stats:
     seq_exhausted: int
     tx_errors: int
     tun_errors: int
+    tx_gso: int  # UDP GSO sends (several ESP packets in one message)
+    rx_gro: int  # UDP GRO receives (several datagrams in one buffer)
 
 
 class EspError(ValueError):

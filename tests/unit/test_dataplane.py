@@ -195,7 +195,9 @@ def test_bad_input_on_4500(pair: tuple[Side, Side]) -> None:
     inject(b, esp[1])  # replayed
     inject(b, b"\x01\x02\x03")  # too short to be anything
     inject(b, b"\xee" + os.urandom(1399))  # random bytes behind an unknown SPI
-    inject(b, b"\x11" * 20000)  # oversized: more than any packet slot holds
+    # oversized: the largest UDP datagram there is, for a known SPI (received whole, then
+    # refused: its ciphertext length is not a multiple of 4)
+    inject(b, struct.pack("!II", SPI_AB, 99) + os.urandom(65507 - 8))
     st = wait_stats(b, lambda s: s.rx_packets == 1 and s.unknown_spi == 2 and s.malformed == 3)
     assert st.keepalives == 1
     assert st.auth_failures == 1
@@ -205,7 +207,7 @@ def test_bad_input_on_4500(pair: tuple[Side, Side]) -> None:
     assert st.malformed == 3  # truncated, 3 bytes, oversized
     assert b.read_tun() == ipv4_udp(A4, B4, b"hello 1", ident=1)
     sa = b.dp.sa_stats(SPI_AB, Direction.IN)
-    assert (sa.auth_failures, sa.replay_drops, sa.malformed, sa.packets) == (1, 1, 1, 1)
+    assert (sa.auth_failures, sa.replay_drops, sa.malformed, sa.packets) == (1, 1, 2, 1)
     # The dataplane still works after all of that.
     inject(b, esp[2])
     assert b.read_tun() == ipv4_udp(A4, B4, b"hello 2", ident=2)
@@ -353,3 +355,19 @@ def test_constructor_validation() -> None:
     finally:
         udp.close()
         tcp.close()
+
+
+def test_gso_send_and_gro_receive(pair: tuple[Side, Side]) -> None:
+    """Ten equal-sized packets waiting when A starts leave in one UDP GSO message, and
+    arrive at B as one GRO buffer that B splits again."""
+    a, b = pair
+    install(a, b)
+    b.dp.start()
+    sent = [ipv4_udp(A4, B4, bytes([i]) * 1000, ident=i) for i in range(10)]
+    for pkt in sent:  # the socketpair holds 10 (net.unix.max_dgram_qlen)
+        a.tun.send(pkt)
+    a.dp.start()
+    got = [b.read_tun() for _ in sent]
+    assert got == sent
+    assert wait_stats(a, lambda s: s.tx_packets == 10).tx_gso == 1
+    assert b.dp.stats().rx_gro == 1
