@@ -42,6 +42,8 @@ class Side:
     @property
     def addr(self) -> tuple[str, int]:
         host, port = self.udp.getsockname()[:2]
+        if host == "::":  # a dual-stack socket: its peers reach it on IPv4 loopback
+            host = "127.0.0.1"
         return str(host), int(port)
 
     def read_tun(self, timeout: float = 2.0) -> bytes | None:
@@ -371,3 +373,51 @@ def test_gso_send_and_gro_receive(pair: tuple[Side, Side]) -> None:
     assert got == sent
     assert wait_stats(a, lambda s: s.tx_packets == 10).tx_gso == 1
     assert b.dp.stats().rx_gro == 1
+
+
+def test_two_workers_per_direction() -> None:
+    """Two TX and two RX threads share the fds; each has its own crypto contexts."""
+    a, b = _side(workers=2), _side(workers=2)
+    try:
+        install(a, b, Transform.CHACHA20POLY1305)
+        a.dp.start()
+        b.dp.start()
+        for burst in range(10):
+            sent = [ipv4_udp(A4, B4, bytes([burst, i]) * 200, ident=i) for i in range(8)]
+            for pkt in sent:
+                a.tun.send(pkt)
+            got = [b.read_tun() for _ in sent]
+            assert sorted(g or b"" for g in got) == sorted(sent)  # order may differ
+        assert b.dp.sa_stats(SPI_AB, Direction.IN).packets == 80
+        assert a.dp.sa_stats(SPI_AB, Direction.OUT).seq == 80
+    finally:
+        for s in (a, b):
+            s.dp.close()
+            s.tun.close()
+            s.udp.close()
+
+
+def test_dual_stack_socket_with_ipv4_peers() -> None:
+    """On an AF_INET6 socket, IPv4 peers are used as v4-mapped addresses and IKE sources
+    are reported as plain IPv4."""
+    app, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    udp6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    udp6.bind(("::", 0))
+    b = _side()
+    try:
+        with Dataplane(dev.fileno(), udp6) as dp:
+            a = Side(dp, app, udp6)
+            install(a, b)
+            a.dp.start()
+            b.dp.start()
+            a.tun.send(ipv4_udp(A4, B4, b"mapped"))
+            assert b.read_tun() == ipv4_udp(A4, B4, b"mapped")
+            b.tun.send(ipv4_udp(B4, A4, b"back"))
+            assert a.read_tun() == ipv4_udp(B4, A4, b"back")
+            b.dp.send_ike(b"hello", ("127.0.0.1", udp6.getsockname()[1]))
+            select.select([a.dp.ike_fileno()], [], [], 2)
+            assert a.dp.recv_ike() == [(b"hello", b.addr)]
+    finally:
+        for s in (app, dev, udp6, b.tun, b.udp):
+            s.close()
+        b.dp.close()
