@@ -6,9 +6,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "offload.h"
 #include "sa.h"
 #include "tun.h"
 #include "worker.h"
@@ -62,6 +66,25 @@ static void set_buffers(int fd)
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
+/* A TUN device opened with IFF_VNET_HDR (and the default 10-byte header)? Any other fd
+ * (a socketpair in tests) is used as a plain packet fd. */
+static int tun_has_vnet_hdr(int fd)
+{
+	struct ifreq ifr;
+	int sz = 0;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_VNET_HDR))
+		return 0;
+	if (ioctl(fd, TUNGETVNETHDRSZ, &sz) < 0 || sz != EF_VNET_HDR_LEN) {
+		/* only the plain virtio_net_hdr is supported: set it */
+		sz = EF_VNET_HDR_LEN;
+		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
+			return -1;
+	}
+	return 1;
+}
+
 ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 {
 	struct sockaddr_storage ss;
@@ -107,6 +130,9 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 	dp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (dp->tun_fd < 0 || dp->udp_fd < 0 || dp->ike_fd < 0 || dp->stop_fd < 0 ||
 	    ef_set_nonblock(dp->tun_fd))
+		goto fail;
+	dp->vnet = tun_has_vnet_hdr(dp->tun_fd);
+	if (dp->vnet < 0)
 		goto fail;
 	set_buffers(dp->udp_fd);
 	dp->gso_max = UINT16_MAX;

@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "offload.h"
 #include "tun.h"
 
 #define ST_ADD(w, field, n) \
@@ -113,6 +114,23 @@ static void tx_batch(struct ef_worker *w, int n)
 		size_t iplen;
 		long r;
 
+		if (dp->vnet) {
+			/* The virtio_net_hdr in front: finish a partial checksum; we did not
+			 * ask for GSO packets, so none should come. */
+			struct ef_vnet_hdr vh;
+
+			if (b->len[i] < EF_VNET_HDR_LEN) {
+				ST_ADD(w, malformed, 1);
+				continue;
+			}
+			memcpy(&vh, b->data[i], sizeof(vh));
+			b->data[i] += EF_VNET_HDR_LEN;
+			b->len[i] -= EF_VNET_HDR_LEN;
+			if (ef_vnet_complete(&vh, b->data[i], b->len[i])) {
+				ST_ADD(w, malformed, 1);
+				continue;
+			}
+		}
 		if (ef_ip_parse(b->data[i], b->len[i], &src, &dst, &iplen) < 0) {
 			ST_ADD(w, malformed, 1);
 			continue;
@@ -163,10 +181,13 @@ static void tx_batch(struct ef_worker *w, int n)
 static void *tx_main(struct ef_worker *w)
 {
 	struct ef_dp *dp = w->dp;
-	const size_t cap = EF_SLOT - EF_HEADROOM - EF_TAILROOM;
+	/* With a virtio_net_hdr the packet starts EF_VNET_HDR_LEN bytes later, at the
+	 * same place: EF_HEADROOM into the slot. */
+	const size_t off = dp->vnet ? EF_HEADROOM - EF_VNET_HDR_LEN : EF_HEADROOM;
+	const size_t cap = EF_SLOT - off - EF_TAILROOM;
 
 	while (running(dp)) {
-		int n = ef_tun_read_batch(dp->tun_fd, &w->batch, EF_HEADROOM, cap);
+		int n = ef_tun_read_batch(dp->tun_fd, &w->batch, off, cap);
 
 		if (n < 0) {
 			ST_ADD(w, tun_errors, 1);
@@ -291,6 +312,17 @@ static void rx_batch(struct ef_worker *w, int n)
 		}
 	}
 	pthread_rwlock_unlock(&dp->lock);
+	if (dp->vnet) {
+		int writes = 0, merged = 0, failed;
+
+		failed = ef_gro_write(dp->tun_fd, w->rx_data, w->rx_len, nout, &writes, &merged);
+		ST_ADD(w, tun_errors, (uint64_t)failed);
+		ST_ADD(w, tun_gro, (uint64_t)merged);
+		for (int i = 0; i < nout; i++)
+			ST_ADD(w, rx_bytes, w->rx_len[i]);
+		ST_ADD(w, rx_packets, (uint64_t)(nout - failed));
+		return;
+	}
 	for (int i = 0; i < nout; i++) {
 		if (ef_tun_write(dp->tun_fd, w->rx_data[i], w->rx_len[i]) < 0) {
 			ST_ADD(w, tun_errors, 1);

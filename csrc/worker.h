@@ -44,6 +44,7 @@ struct ef_dp {
 	int running;
 	int gso_max; /* largest ESP packet sent with UDP_SEGMENT (0: no GSO); see udp.h */
 	int gro;    /* UDP_GRO is on: received buffers may hold many datagrams */
+	int vnet;   /* the TUN fd has IFF_VNET_HDR: packets carry a virtio_net_hdr */
 	int nworkers;            /* per direction */
 	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
 	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */

@@ -26,7 +26,9 @@ SIDE_SCRIPT = textwrap.dedent(
     from espfast.dataplane import Dataplane, Direction, SaParams, Transform
 
     cfg = json.loads(sys.argv[1])
-    tun = pytun.TunTapDevice(name="ef-tun", flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+    IFF_VNET_HDR = 0x4000
+    flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_VNET_HDR if cfg.get("vnet") else 0)
+    tun = pytun.TunTapDevice(name="ef-tun", flags=flags)
     tun.mtu = cfg.get("tun_mtu", 1400)
     tun.up()
     os.system(f"ip addr add {cfg['addr4']}/32 dev ef-tun")
