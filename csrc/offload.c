@@ -151,10 +151,11 @@ int ef_gro_plan(uint8_t *const *pkts, const uint32_t *lens, int n, struct ef_vne
 		return 1;
 	prev = first;
 	total = lens[0];
-	while (k < n && k < EF_GRO_MAX_SEGS && total + lens[k] <= EF_GRO_MAX_LEN) {
+	while (k < n && k < EF_GRO_MAX_SEGS) {
 		if (!parse_seg(pkts[k], lens[k], &cur) || !same_flow(&first, &cur) ||
 		    cur.seq != prev.seq + (uint32_t)prev.payload || cur.payload > first.payload ||
-		    prev.payload != first.payload || (prev.flags & TCP_PSH))
+		    prev.payload != first.payload || (prev.flags & TCP_PSH) ||
+		    total + cur.payload > EF_GRO_MAX_LEN)
 			break;
 		total += cur.payload;
 		prev = cur;
