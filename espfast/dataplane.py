@@ -139,6 +139,7 @@ class Stats:
     tx_gso: int  # UDP GSO sends (several ESP packets in one message)
     rx_gro: int  # UDP GRO receives (several datagrams in one buffer)
     tun_gro: int  # inner TCP segments written to TUN coalesced (TUN with IFF_VNET_HDR)
+    tun_tso: int  # TCP super-packets read from TUN and cut into segments (IFF_VNET_HDR)
 
 
 class EspError(ValueError):

@@ -130,6 +130,50 @@ static void check_merged(int v6, int k, const struct ef_vnet_hdr *h)
 	CHECK(tcp_csum(merged, v6, off - iphl) == 0);
 }
 
+/* A TSO super-packet as the kernel hands it over: cut, every segment checked. */
+static void tso_cut(int v6, size_t mss, size_t payload, uint8_t flags)
+{
+	static uint8_t super[70000], segbuf[4096], joined[70000];
+	size_t iphl = v6 ? 40 : 20, hl = iphl + 32, off = 0;
+	struct ef_vnet_hdr h = {0};
+	struct ef_tso t;
+	int ok = 1;
+
+	make_tcp(super, v6, 5000, 0, flags, 40000); /* headers; payload follows */
+	for (size_t i = 0; i < payload; i++)
+		super[hl + i] = (uint8_t)(i * 7);
+	if (v6)
+		ef_put16(super + 4, (uint16_t)(32 + payload));
+	else
+		ef_put16(super + 2, (uint16_t)(hl + payload));
+	h.gso_type = v6 ? EF_VNET_GSO_TCPV6 : EF_VNET_GSO_TCPV4;
+	h.gso_size = (uint16_t)mss;
+	h.flags = EF_VNET_F_NEEDS_CSUM;
+	CHECK(ef_tso_init(&t, &h, super, hl + payload, sizeof(segbuf)) == 0);
+	CHECK(t.nseg == (int)((payload + mss - 1) / mss));
+	for (int k = 0; k < t.nseg; k++) {
+		size_t n = ef_tso_build(&t, super, k, segbuf), seg = n - hl;
+		const uint8_t *parts[1] = {segbuf};
+		size_t l20[1] = {20};
+		int last = k == t.nseg - 1;
+
+		ok &= seg == (last ? payload - (size_t)k * mss : mss);
+		ok &= ef_get32(segbuf + iphl + 4) == 5000 + (uint32_t)(k * mss);
+		ok &= tcp_csum(segbuf, v6, n - iphl) == 0;
+		ok &= ((segbuf[iphl + 13] & 0x09) != 0) == (last && (flags & 0x09));
+		if (v6) {
+			ok &= ef_get16(segbuf + 4) == n - 40;
+		} else {
+			ok &= ef_get16(segbuf + 2) == n && ref_csum(parts, l20, 1) == 0;
+			ok &= ef_get16(segbuf + 4) == (uint16_t)k;
+		}
+		memcpy(joined + off, segbuf + hl, seg);
+		off += seg;
+	}
+	CHECK(ok);
+	CHECK(off == payload && memcmp(joined, super + hl, payload) == 0);
+}
+
 void test_offload(void)
 {
 	struct ef_vnet_hdr h;
@@ -194,4 +238,29 @@ void test_offload(void)
 	stream(0, 70, s70, NULL);
 	CHECK(ef_gro_plan(pkts, lens, 70, &h) == 46); /* 52 + 46 * 1400 <= 65535 */
 	check_merged(0, 46, &h);
+
+	/* TSO: IPv4 and IPv6, exact multiple and a short last segment, PSH/FIN last only. */
+	tso_cut(0, 1348, 1348 * 40, 0x18);
+	tso_cut(0, 1348, 65000 - 52, 0x19);
+	tso_cut(1, 1328, 20000, 0x10);
+	tso_cut(1, 500, 501, 0x18);
+	/* Not cuttable: no payload, no MSS, a segment above the slot, UDP. */
+	{
+		static uint8_t p[2000];
+		struct ef_vnet_hdr hh = {.gso_type = EF_VNET_GSO_TCPV4, .gso_size = 1000};
+		struct ef_tso t;
+		uint32_t n = make_tcp(p, 0, 1, 0, 0x10, 1);
+
+		CHECK(ef_tso_init(&t, &hh, p, n, 4096) == -1);
+		n = make_tcp(p, 0, 1, 1500, 0x10, 1);
+		CHECK(ef_tso_init(&t, &hh, p, n, 4096) == 0 && t.nseg == 2);
+		CHECK(ef_tso_init(&t, &hh, p, n, 1000) == -1);
+		hh.gso_size = 0;
+		CHECK(ef_tso_init(&t, &hh, p, n, 4096) == -1);
+		hh.gso_size = 1000;
+		hh.gso_type = EF_VNET_GSO_TCPV6;
+		CHECK(ef_tso_init(&t, &hh, p, n, 4096) == -1);
+		hh.gso_type = 3; /* UDP */
+		CHECK(ef_tso_init(&t, &hh, p, n, 4096) == -1);
+	}
 }

@@ -226,8 +226,9 @@ print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
 
 @pytest.mark.parametrize("dst", ["198.19.2.1", "2001:2:0:2::1"])
 def test_tcp_stream_intact_through_coalesced_tun_writes(dst: str) -> None:
-    """TUN devices with IFF_VNET_HDR: B writes runs of decrypted TCP segments as single
-    GSO packets. 24 MiB cross byte for byte (sha256 on both ends), and coalescing ran."""
+    """TUN devices with IFF_VNET_HDR: A reads TCP super-packets (TSO) and cuts them, B
+    writes runs of decrypted TCP segments as single GSO packets. 24 MiB cross byte for
+    byte (sha256 on both ends), and both offloads ran."""
     with TwoHosts.create("dp") as hosts:
         a_cfg, b_cfg = side_configs(hosts, "aes256gcm16")
         a_cfg["vnet"] = b_cfg["vnet"] = True
@@ -243,5 +244,6 @@ def test_tcp_stream_intact_through_coalesced_tun_writes(dst: str) -> None:
         rb = finish_side(hosts.b, pb)
     assert [x.decode() for x in received] == sent
     assert int(sent[0]) == 24 << 20
+    assert ra["stats"]["tun_tso"] > 100  # A read TCP super-packets and cut them
     assert rb["stats"]["tun_gro"] > 1000  # most segments went in coalesced writes
     assert ra["stats"]["tun_errors"] == rb["stats"]["tun_errors"] == 0
