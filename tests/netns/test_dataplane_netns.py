@@ -22,15 +22,11 @@ from espfast.netns import Namespace, TwoHosts
 SIDE_SCRIPT = textwrap.dedent(
     """
     import ipaddress, json, os, signal, socket, sys, time
-    import pytun
-    from espfast.dataplane import Dataplane, Direction, SaParams, Transform
+    from espfast.dataplane import Dataplane, Direction, SaParams, Transform, open_tun
 
     cfg = json.loads(sys.argv[1])
-    IFF_VNET_HDR = 0x4000
-    flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_VNET_HDR if cfg.get("vnet") else 0)
-    tun = pytun.TunTapDevice(name="ef-tun", flags=flags)
-    tun.mtu = cfg.get("tun_mtu", 1400)
-    tun.up()
+    fd, name = open_tun("ef-tun", vnet_hdr=cfg.get("vnet", False))
+    os.system(f"ip link set {name} mtu {cfg.get('tun_mtu', 1400)} up")
     os.system(f"ip addr add {cfg['addr4']}/32 dev ef-tun")
     os.system(f"ip -6 addr add {cfg['addr6']}/128 dev ef-tun nodad")
     os.system(f"ip route add {cfg['remote'][0]} dev ef-tun")
@@ -38,7 +34,7 @@ SIDE_SCRIPT = textwrap.dedent(
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind((cfg["outer"], 4500))
     nets = lambda xs: tuple(ipaddress.ip_network(x) for x in xs)
-    dp = Dataplane(tun.fileno(), udp)
+    dp = Dataplane(fd, udp)
     t = Transform(cfg["transform"])
     for d in ("out", "in"):
         direction = Direction(d)

@@ -422,3 +422,12 @@ def test_dual_stack_socket_with_ipv4_peers() -> None:
         for s in (app, dev, udp6, b.tun, b.udp):
             s.close()
         b.dp.close()
+
+
+def test_open_tun_rejects_bad_names() -> None:
+    from espfast.dataplane import open_tun
+
+    with pytest.raises(ValueError, match="bad interface name"):
+        open_tun("a-name-much-too-long")
+    with pytest.raises(ValueError, match="bad interface name"):
+        open_tun("a/b")
