@@ -21,5 +21,6 @@ void test_replay(void);
 void test_esp(void);
 void test_sa_table(void);
 void test_offload(void);
+void test_dataplane(void);
 
 #endif
