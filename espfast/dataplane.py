@@ -407,7 +407,8 @@ class Dataplane:
     ``tun_fd``: a TUN device opened with IFF_TUN | IFF_NO_PI, best also IFF_VNET_HDR (see
     :func:`open_tun`; it is set non-blocking, and with IFF_VNET_HDR its offloads are set).
     ``udp_sock``: a bound UDP socket (AF_INET or AF_INET6), normally on port 4500. Both
-    are duplicated, so the caller may close its own after :meth:`close`.
+    are duplicated, so the caller may close its own after :meth:`close`. The socket gets
+    8 MiB buffers and UDP_GRO (shared with the caller's descriptor).
     ``workers``: threads per direction (each SA gets a keyed context per worker).
     """
 

@@ -125,10 +125,19 @@ def side_configs(hosts: TwoHosts, transform: str) -> tuple[dict[str, object], di
     return a, b
 
 
-@pytest.mark.parametrize("transform", ["aes128gcm16", "chacha20poly1305", "aes256-sha512"])
-def test_ping_through_espfast(transform: str) -> None:
+@pytest.mark.parametrize(
+    ("transform", "vnet"),
+    [
+        ("aes128gcm16", False),
+        ("aes128gcm16", True),  # TUN with IFF_VNET_HDR: non-TCP packets pass as they are
+        ("chacha20poly1305", False),
+        ("aes256-sha512", False),
+    ],
+)
+def test_ping_through_espfast(transform: str, vnet: bool) -> None:
     with TwoHosts.create("dp") as hosts:
         a_cfg, b_cfg = side_configs(hosts, transform)
+        a_cfg["vnet"] = b_cfg["vnet"] = vnet
         pa = start_side(hosts.a, a_cfg)
         pb = start_side(hosts.b, b_cfg)
         hosts.a.run("ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.2.1", timeout=20)

@@ -431,3 +431,33 @@ def test_open_tun_rejects_bad_names() -> None:
         open_tun("a-name-much-too-long")
     with pytest.raises(ValueError, match="bad interface name"):
         open_tun("a/b")
+
+
+def test_ipv6_outer_addresses() -> None:
+    """ESP over UDP over IPv6 (loopback ::1) both ways."""
+
+    def side6() -> Side:
+        app, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        udp.bind(("::1", 0))
+        dp = Dataplane(dev.fileno(), udp)
+        dev.close()
+        return Side(dp, app, udp)
+
+    a, b = side6(), side6()
+    try:
+        install(a, b, Transform.AES256_SHA256)
+        a.dp.start()
+        b.dp.start()
+        a.tun.send(ipv6_udp(A6, B6, b"over v6"))
+        assert b.read_tun() == ipv6_udp(A6, B6, b"over v6")
+        b.tun.send(ipv4_udp(B4, A4, b"back"))
+        assert a.read_tun() == ipv4_udp(B4, A4, b"back")
+        a.dp.send_ike(b"ike6", b.addr)
+        select.select([b.dp.ike_fileno()], [], [], 2)
+        assert b.dp.recv_ike() == [(b"ike6", a.addr)]
+    finally:
+        for s in (a, b):
+            s.dp.close()
+            s.tun.close()
+            s.udp.close()
