@@ -60,16 +60,20 @@ def _side(workers: int = 1) -> Side:
     return Side(dp, app, udp)
 
 
+def close_sides(*sides: Side) -> None:
+    for s in sides:
+        s.dp.close()
+        s.tun.close()
+        s.udp.close()
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[Side, Side]]:
     a, b = _side(), _side()
     try:
         yield a, b
     finally:
-        for s in (a, b):
-            s.dp.close()
-            s.tun.close()
-            s.udp.close()
+        close_sides(a, b)
 
 
 def install(a: Side, b: Side, transform: Transform = Transform.AES128GCM16, **kw: object) -> None:
@@ -392,10 +396,7 @@ def test_two_workers_per_direction() -> None:
         assert b.dp.sa_stats(SPI_AB, Direction.IN).packets == 80
         assert a.dp.sa_stats(SPI_AB, Direction.OUT).seq == 80
     finally:
-        for s in (a, b):
-            s.dp.close()
-            s.tun.close()
-            s.udp.close()
+        close_sides(a, b)
 
 
 def test_dual_stack_socket_with_ipv4_peers() -> None:
@@ -457,7 +458,4 @@ def test_ipv6_outer_addresses() -> None:
         select.select([b.dp.ike_fileno()], [], [], 2)
         assert b.dp.recv_ike() == [(b"ike6", a.addr)]
     finally:
-        for s in (a, b):
-            s.dp.close()
-            s.tun.close()
-            s.udp.close()
+        close_sides(a, b)
