@@ -14,6 +14,7 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     mtu = 1400                                 # inner MTU (default 1400)
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 1                                # dataplane worker threads
+    offload = true                             # TCP segmentation/coalescing on the TUN
 
     [[sa]]                                     # one SA pair; repeat for more
     name = "to-b"                              # for counters and messages
@@ -282,6 +283,7 @@ class InterfaceConfig:
     mtu: int
     listen: tuple[str, int]
     workers: int
+    offload: bool  # TUN with IFF_VNET_HDR: TSO/GRO super-packets (off: one packet per read)
 
 
 @dataclass(frozen=True)
@@ -361,8 +363,9 @@ def _interface(t: Table) -> InterfaceConfig:
     mtu = t.get_int("mtu", DEFAULT_MTU, MIN_MTU, MAX_MTU)
     listen = parse_endpoint(t, "listen", t.get_str("listen", f"0.0.0.0:{NATT_PORT}"), NATT_PORT)
     workers = t.get_int("workers", 1, 1, MAX_WORKERS)
+    offload = t.get_bool("offload", True)
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers)
+    return InterfaceConfig(name, addresses, mtu, listen, workers, offload)
 
 
 @dataclass

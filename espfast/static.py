@@ -120,7 +120,13 @@ def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
     routes = [net for sa in config.sas for net in sa.remote_ts]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        tun = open_tun(iface.name, mtu=iface.mtu, addresses=iface.addresses, routes=routes)
+        tun = open_tun(
+            iface.name,
+            mtu=iface.mtu,
+            addresses=iface.addresses,
+            routes=routes,
+            vnet_hdr=iface.offload,
+        )
         stack.callback(tun.close)
         sock = stack.enter_context(_udp_socket(iface.listen))
         dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
@@ -282,6 +288,7 @@ def pair_configs(
     mtu: int = 1400,
     ifname: str = "espfast0",
     outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
+    offload: bool = True,
 ) -> tuple[str, str]:
     """Two matching configs (host a, host b) with fresh random keys, as TOML text.
 
@@ -312,6 +319,7 @@ def pair_configs(
             f"mtu = {mtu}",
             f'listen = "{addr}:4500"',
             f"workers = {workers}",
+            f"offload = {str(offload).lower()}",
             "",
             "[[sa]]",
             'name = "tunnel"',

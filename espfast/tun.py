@@ -39,9 +39,12 @@ class Tun:
     event-loop callbacks). The calls are short; the caller waits for each.
     """
 
-    def __init__(self, name: str, *, mtu: int) -> None:
+    def __init__(self, name: str, *, mtu: int, vnet_hdr: bool = True) -> None:
+        # IFF_VNET_HDR: the dataplane takes TCP super-packets from the kernel (TSO) and
+        # hands coalesced ones back (GRO) instead of one packet per system call.
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet_hdr else 0)
         try:
-            self._dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+            self._dev = pytun.TunTapDevice(name=name, flags=flags)
         except pytun.Error as e:
             raise TunError(f"cannot create TUN device {name!r}: {e}") from None
         self.name: str = self._dev.name
@@ -110,10 +113,15 @@ class Tun:
 
 
 def open_tun(
-    name: str, *, mtu: int, addresses: Iterable[IPInterface], routes: Iterable[IPNetwork]
+    name: str,
+    *,
+    mtu: int,
+    addresses: Iterable[IPInterface],
+    routes: Iterable[IPNetwork],
+    vnet_hdr: bool = True,
 ) -> Tun:
     """Create ``name``, set its MTU and addresses, bring it up and route ``routes`` into it."""
-    tun = Tun(name, mtu=mtu)
+    tun = Tun(name, mtu=mtu, vnet_hdr=vnet_hdr)
     try:
         tun.add_addresses(addresses)
         tun.up()

@@ -62,7 +62,13 @@ async def _serve(config: UpConfig) -> Counters:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     with contextlib.ExitStack() as stack:
-        tun = open_tun(iface.name, mtu=iface.mtu, addresses=iface.addresses, routes=[])
+        tun = open_tun(
+            iface.name,
+            mtu=iface.mtu,
+            addresses=iface.addresses,
+            routes=[],
+            vnet_hdr=iface.offload,
+        )
         stack.callback(tun.close)
         family = socket.AF_INET6 if ":" in iface.listen[0] else socket.AF_INET
         sock500 = stack.enter_context(socket.socket(family, socket.SOCK_DGRAM))

@@ -44,9 +44,9 @@ class Tunnel:
 
 @contextlib.contextmanager
 def tunnel(
-    tmp_path: Path, transform: str = "aes128gcm16", *, esn: bool = False
+    tmp_path: Path, transform: str = "aes128gcm16", *, esn: bool = False, offload: bool = True
 ) -> Iterator[Tunnel]:
-    text_a, text_b = pair_configs(transform, esn=esn)
+    text_a, text_b = pair_configs(transform, esn=esn, offload=offload)
     conf_a = write_private(tmp_path / "a.toml", text_a)
     conf_b = write_private(tmp_path / "b.toml", text_b)
     with TwoHosts.create("st") as hosts:
@@ -99,9 +99,10 @@ def read_pcap(path: Path) -> list[Any]:
     return list(rdpcap(str(path)))
 
 
-def test_tcp_and_capture_shows_only_esp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
+def test_tcp_and_capture_shows_only_esp(tmp_path: Path, offload: bool) -> None:
     pcap = tmp_path / "veth.pcap"
-    with tunnel(tmp_path) as t:
+    with tunnel(tmp_path, offload=offload) as t:
         assert first_ping(t.hosts.a, B4)
         dump = t.hosts.b.popen(
             "tcpdump", "-i", "veth-b", "-n", "-U", "-s", "0", "-w", str(pcap),
