@@ -1,0 +1,461 @@
+"""Run strongSwan's charon, driven by swanctl, inside a test namespace.
+
+This is the peer for espfast's interop tests (and the ``strongswan-libipsec`` benchmark
+tunnel). It runs Debian 12's charon (strongswan-charon, strongswan-swanctl,
+libcharon-extra-plugins, strongSwan 5.9.8) with its userspace ESP, because this kernel
+has no ESP/XFRM.
+
+How charon is made an IKEv2 peer for espfast
+============================================
+
+Plugins (``charon.load``, with ``load_modular = no`` so /etc/strongswan.d is ignored):
+``random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints kdf
+kernel-libipsec kernel-netlink socket-default vici`` (:data:`CHARON_PLUGINS`).
+
+- ``kernel-libipsec`` is the IPsec backend: at start it creates a TUN device
+  (``ipsec0``, MTU 1400) and does ESP in userspace (libipsec). It must come before
+  ``kernel-netlink`` in the list so that it, not XFRM, provides the ``kernel-ipsec``
+  interface. ``kernel-netlink`` is still needed, for addresses and routes only (it
+  never touches XFRM then): for each installed Child SA charon adds a route for the
+  remote traffic selector via ``ipsec0`` into table 220 (rule priority 220), with
+  ``src`` set to a local address inside the local traffic selector if the host has
+  one. So give the namespace an address inside local_ts (e.g. 198.19.1.1/32 on lo).
+- libipsec only sends ESP inside UDP (RFC 3948) on charon's IKE socket, port 4500, so
+  every connection needs ``encap = yes``: charon then fakes NAT detection (its
+  NAT_DETECTION_SOURCE_IP is bogus), both ends see "NAT" and move to 4500 after
+  IKE_SA_INIT, and ESP goes in UDP/4500 — exactly what espfast's dataplane expects.
+  This holds in both roles; set it on the responder too.
+- ``openssl`` provides every algorithm espfast speaks (AES-GCM, AES-CBC, HMAC-SHA2,
+  ChaCha20-Poly1305, MODP, ECP, x25519/x448, RSA/ECDSA/Ed25519); ``kdf`` provides prf+.
+- ``vici`` is the control socket; each instance gets its own path
+  (``charon.plugins.vici.socket``), and swanctl is pointed at it with ``--uri``.
+
+Isolation: charon's pid file is compiled in as /var/run/charon.pid, so each instance
+runs in a private mount namespace (``unshare --mount``) with the instance's own
+directory bind-mounted over /run. Its strongswan.conf comes from ``STRONGSWAN_CONF``,
+its swanctl directory from ``SWANCTL_DIR``, its log goes to ``charon.log`` in the
+work directory (``filelog``, flushed per line). Two instances (one per namespace) run
+side by side. Charon is stopped by its PID (the PID that :meth:`Namespace.popen`
+returned: ``ip netns exec``, ``unshare`` and ``sh`` all exec into charon).
+
+Connections (``swanctl.conf``, rendered by :class:`Connection`)::
+
+    connections {
+      peer {
+        version = 2
+        local_addrs = 198.18.0.1          # outer addresses
+        remote_addrs = 198.18.0.2
+        encap = yes                       # mandatory with kernel-libipsec
+        proposals = aes128gcm16-prfsha256-x25519    # IKE, strongSwan keyword syntax
+        local { auth = psk ... }          # or auth = pubkey, certs = a.pem
+        remote { auth = psk ... }         # or auth = pubkey (+ cacerts = ca.pem)
+        children {
+          net {
+            local_ts = 198.19.1.0/24
+            remote_ts = 198.19.2.0/24
+            esp_proposals = aes128gcm16   # ESP; add -esn / -noesn, or a DH group for PFS
+            start_action = none           # the test calls initiate(); "trap" and
+          }                               # "start" also work
+        }
+      }
+    }
+
+PSK: a ``secrets { ike-1 { id-1 = ...; id-2 = ...; secret = 0s<base64> } }`` section
+(:class:`Psk`); both identities must be listed, or the secret must have no ids.
+
+Certificates: files in the swanctl directory (:meth:`Charon.start` ``files=``):
+``x509/`` our end-entity certificate (PEM or DER; referenced by ``certs =``),
+``x509ca/`` trusted CA certificates (all are loaded; ``cacerts =`` pins one),
+``private/`` our private key (PEM PKCS#8 or traditional; ``rsa/`` and ``ecdsa/`` also
+work), ``x509crl/`` CRLs. Use ``auth = pubkey``; charon signs with RFC 7427 digital
+signatures when the peer sent SIGNATURE_HASH_ALGORITHMS, else with the classic
+method (RSA = 1, ECDSA = 9/10/11). To force the classic methods even when the peer
+announces RFC 7427, set ``charon.signature_authentication = no`` (``settings=``).
+The identity should be a SAN of the certificate (``id = a.peer.test`` with a DNS SAN),
+or the full subject DN.
+
+Proposal mismatch: give charon e.g. ``proposals = aes256-sha384-ecp384`` against a peer
+that offers only AES-GCM/x25519: the responder logs ``received proposals: IKE:...``,
+``configured proposals: IKE:...`` and ``received proposals unacceptable``, and answers
+IKE_SA_INIT with N(NO_PROP); the initiating charon logs ``received NO_PROPOSAL_CHOSEN
+notify error`` and ``swanctl --initiate`` fails (:class:`CharonError`).
+
+Example (see tests/interop/test_harness.py)::
+
+    conf_a, conf_b = psk_pair((hosts.addr_a, hosts.addr_b), psk, (ts_a, ts_b))
+    with Charon.start(hosts.a, dir_a, conf_a) as a, Charon.start(hosts.b, dir_b, conf_b):
+        a.initiate("net")
+        a.wait_child("net", timeout=10)
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import vici  # type: ignore[import-untyped]
+
+from espfast.netns import Namespace
+
+CHARON = "/usr/lib/ipsec/charon"
+SWANCTL = "swanctl"
+
+# kernel-libipsec before kernel-netlink: the first kernel-ipsec provider wins.
+CHARON_PLUGINS = (
+    "random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints kdf "
+    "kernel-libipsec kernel-netlink socket-default vici"
+)
+SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 openssl"
+
+START_TIMEOUT = 10.0
+
+
+class CharonError(RuntimeError):
+    """charon did not start, or a swanctl/vici command failed; carries the log tail."""
+
+
+@dataclass(frozen=True)
+class Psk:
+    """An IKE pre-shared key for two identities (``secrets { ike-x { ... } }``)."""
+
+    ids: tuple[str, ...]
+    secret: bytes = field(repr=False)
+
+    def render(self, name: str) -> str:
+        lines = [f"  {name} {{"]
+        lines += [f"    id-{i} = {ident}" for i, ident in enumerate(self.ids, 1)]
+        lines.append(f"    secret = 0s{base64.b64encode(self.secret).decode()}")
+        lines.append("  }")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One IKEv2 connection with one child, as swanctl.conf text.
+
+    ``auth`` is ``psk`` or ``pubkey``; with ``pubkey``, ``local_cert`` names a file in
+    the swanctl directory's x509/ and ``remote_ca`` (optional) one in x509ca/.
+    ``extra`` adds raw ``key = value`` lines to the connection section, ``child_extra``
+    to the child section.
+    """
+
+    local_addrs: str
+    remote_addrs: str
+    local_id: str
+    remote_id: str
+    local_ts: str
+    remote_ts: str
+    name: str = "peer"
+    child: str = "net"
+    auth: str = "psk"
+    local_cert: str | None = None
+    remote_ca: str | None = None
+    proposals: str = "aes128gcm16-prfsha256-x25519"
+    esp_proposals: str = "aes128gcm16"
+    start_action: str = "none"
+    extra: Mapping[str, str] = field(default_factory=dict)
+    child_extra: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        if self.auth not in ("psk", "pubkey"):
+            raise ValueError(f"auth must be psk or pubkey, not {self.auth!r}")
+        local = [f"auth = {self.auth}", f"id = {self.local_id}"]
+        if self.local_cert is not None:
+            local.append(f"certs = {self.local_cert}")
+        remote = [f"auth = {self.auth}", f"id = {self.remote_id}"]
+        if self.remote_ca is not None:
+            remote.append(f"cacerts = {self.remote_ca}")
+        conn = {
+            "version": "2",
+            "local_addrs": self.local_addrs,
+            "remote_addrs": self.remote_addrs,
+            "encap": "yes",
+            "proposals": self.proposals,
+            **self.extra,
+        }
+        child = {
+            "local_ts": self.local_ts,
+            "remote_ts": self.remote_ts,
+            "esp_proposals": self.esp_proposals,
+            "start_action": self.start_action,
+            **self.child_extra,
+        }
+        out = [f"  {self.name} {{"]
+        out += [f"    {k} = {v}" for k, v in conn.items()]
+        out += ["    local {", *(f"      {line}" for line in local), "    }"]
+        out += ["    remote {", *(f"      {line}" for line in remote), "    }"]
+        out += ["    children {", f"      {self.child} {{"]
+        out += [f"        {k} = {v}" for k, v in child.items()]
+        out += ["      }", "    }", "  }"]
+        return "\n".join(out)
+
+
+def swanctl_conf(connections: Sequence[Connection], secrets: Sequence[Psk] = ()) -> str:
+    """A complete swanctl.conf for ``connections`` and IKE ``secrets``."""
+    parts = ["connections {", *(c.render() for c in connections), "}"]
+    if secrets:
+        parts += ["secrets {", *(s.render(f"ike-{i}") for i, s in enumerate(secrets, 1)), "}"]
+    return "\n".join(parts) + "\n"
+
+
+def psk_pair(
+    addrs: tuple[str, str], psk: Psk, ts: tuple[str, str], **options: Any
+) -> tuple[str, str]:
+    """swanctl.conf for both ends (a, b) of one PSK tunnel: ``addrs``, ``psk.ids`` and
+    ``ts`` are (a's, b's); ``options`` go to both :class:`Connection` objects."""
+    confs = []
+    for me, peer in ((0, 1), (1, 0)):
+        conn = Connection(
+            local_addrs=addrs[me],
+            remote_addrs=addrs[peer],
+            local_id=psk.ids[me],
+            remote_id=psk.ids[peer],
+            local_ts=ts[me],
+            remote_ts=ts[peer],
+            **options,
+        )
+        confs.append(swanctl_conf([conn], [psk]))
+    return confs[0], confs[1]
+
+
+def strongswan_conf(workdir: Path, settings: Mapping[str, str], log_level: int) -> str:
+    """strongswan.conf for one instance: fixed plugin list, log file, vici socket."""
+    extra = "\n".join(f"  {k} = {v}" for k, v in settings.items())
+    return f"""\
+charon {{
+  load_modular = no
+  load = {CHARON_PLUGINS}
+{extra}
+  filelog {{
+    charonlog {{
+      path = {workdir / "charon.log"}
+      time_format = %H:%M:%S
+      default = {log_level}
+      flush_line = yes
+    }}
+  }}
+  syslog {{
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{workdir / "charon.vici"}
+    }}
+  }}
+}}
+swanctl {{
+  load = {SWANCTL_PLUGINS}
+}}
+"""
+
+
+def _text(value: Any) -> Any:
+    """vici answers with bytes; turn a nested answer into str/dict/list."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, Mapping):
+        return {str(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
+class Charon:
+    """One running charon in ``ns`` with its own config, sockets, pid file and log."""
+
+    def __init__(self, ns: Namespace, workdir: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.ns = ns
+        self.workdir = workdir
+        self.proc = proc
+        self.log_path = workdir / "charon.log"
+        self.vici_path = workdir / "charon.vici"
+        self.swanctl_dir = workdir / "swanctl"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    def start(
+        cls,
+        ns: Namespace,
+        workdir: Path,
+        conf: str,
+        *,
+        files: Mapping[str, bytes] | None = None,
+        settings: Mapping[str, str] | None = None,
+        log_level: int = 1,
+        load: bool = True,
+    ) -> Charon:
+        """Write the config into ``workdir``, start charon, wait until vici answers and
+        (with ``load``) ``swanctl --load-all``. Use it as a context manager to stop it.
+
+        ``conf`` is swanctl.conf text (see :func:`swanctl_conf`); ``files`` maps paths
+        relative to the swanctl directory (``x509/a.pem``, ``private/a.key``, ...) to
+        their content; ``settings`` are extra ``charon.<key> = value`` lines.
+        """
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "run").mkdir(exist_ok=True)
+        swanctl_dir = (workdir / "swanctl").resolve()
+        for sub in ("x509", "x509ca", "x509crl", "private", "rsa", "ecdsa", "pkcs8"):
+            (swanctl_dir / sub).mkdir(parents=True, exist_ok=True)
+        (swanctl_dir / "swanctl.conf").write_text(conf)
+        for rel, data in (files or {}).items():
+            path = swanctl_dir / rel
+            if swanctl_dir not in path.resolve().parents:
+                raise ValueError(f"file {rel!r} is outside the swanctl directory")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            path.chmod(0o600)
+        conf_path = workdir / "strongswan.conf"
+        conf_path.write_text(strongswan_conf(workdir, settings or {}, log_level))
+        with (workdir / "charon.stdout").open("wb") as out:
+            proc = ns.popen(
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                'mount --bind "$1" /run && exec "$2"',
+                "sh",
+                str(workdir / "run"),
+                CHARON,
+                env={"STRONGSWAN_CONF": str(conf_path), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        charon = cls(ns, workdir, proc)
+        try:
+            charon._wait_started(START_TIMEOUT)
+            if load:
+                charon.load_all()
+        except BaseException:
+            charon.stop()
+            raise
+        return charon
+
+    def _wait_started(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise CharonError(f"charon exited with {self.proc.returncode}\n{self.log()}")
+            if self.vici_path.exists():
+                with contextlib.suppress(OSError), self._socket():
+                    return
+            time.sleep(0.05)
+        raise CharonError(f"charon's vici socket did not appear in {timeout}s\n{self.log()}")
+
+    def _socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10.0)
+        try:
+            sock.connect(str(self.vici_path))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def log(self, tail: int | None = 200) -> str:
+        """charon's log (the last ``tail`` lines; all with None) and its stdout."""
+        text = ""
+        for name in ("charon.stdout", "charon.log"):
+            path = self.workdir / name
+            if path.exists():
+                text += path.read_text(errors="replace")
+        lines = text.splitlines()
+        if tail is not None:
+            lines = lines[-tail:]
+        return "\n".join(lines)
+
+    def swanctl(self, *args: str, timeout: float = 30.0) -> str:
+        """Run ``swanctl ARGS`` against this instance; returns its output."""
+        argv = [SWANCTL, *args, "--uri", f"unix://{self.vici_path}"]
+        env = {
+            "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf"),
+            "SWANCTL_DIR": str(self.swanctl_dir),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        }
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+        out = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise CharonError(
+                f"{' '.join(argv)} exited {proc.returncode}:\n{out}\n--- charon log ---\n"
+                + self.log(60)
+            )
+        return out
+
+    def load_all(self) -> str:
+        """``swanctl --load-all``: connections, secrets and credentials from the dir."""
+        return self.swanctl("--load-all", "--noprompt")
+
+    def initiate(self, child: str, ike: str | None = None, timeout: float = 15.0) -> str:
+        """Initiate ``child`` (and its IKE SA); blocks until done, raises on failure."""
+        args = ["--initiate", "--child", child, "--timeout", str(int(timeout))]
+        if ike is not None:
+            args += ["--ike", ike]
+        return self.swanctl(*args, timeout=timeout + 5)
+
+    def terminate(self, ike: str, timeout: float = 15.0) -> str:
+        return self.swanctl(
+            "--terminate", "--ike", ike, "--timeout", str(int(timeout)), timeout=timeout + 5
+        )
+
+    def list_sas(self) -> list[dict[str, Any]]:
+        """IKE SAs as vici reports them: one dict per IKE SA, with ``name`` added and
+        ``child-sas`` a dict of children (each has ``name``, ``state``, ``spi-in`` ...)."""
+        with self._socket() as sock:
+            session = vici.Session(sock)
+            result = []
+            for entry in session.list_sas():
+                for name, sa in _text(entry).items():
+                    result.append({"name": name, **sa})
+            return result
+
+    def installed_children(self, child: str) -> list[dict[str, Any]]:
+        out = []
+        for ike in self.list_sas():
+            if ike.get("state") != "ESTABLISHED":
+                continue
+            for sa in ike.get("child-sas", {}).values():
+                if sa.get("name") == child and sa.get("state") == "INSTALLED":
+                    out.append(sa)
+        return out
+
+    def wait_child(self, child: str, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait (bounded) until a Child SA named ``child`` is INSTALLED; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise CharonError(f"charon exited with {self.proc.returncode}\n{self.log()}")
+            found = self.installed_children(child)
+            if found:
+                return found[0]
+            if time.monotonic() >= deadline:
+                raise CharonError(f"no INSTALLED child {child!r} after {timeout}s\n{self.log()}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGTERM charon by its PID (SIGKILL after ``timeout``); returns its status."""
+        return self.ns.stop(self.proc, timeout)
+
+    def __enter__(self) -> Charon:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
