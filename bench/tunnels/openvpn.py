@@ -11,20 +11,27 @@ negotiated (``--data-ciphers AES-256-GCM``), the kernel data channel offload is 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bench.tunnels import Endpoints
-from bench.tunnels.peerutil import INNER_A, INNER_B, INNER_MTU, TunnelError, log_tail, wait_ping
+from bench.tunnels.peerutil import (
+    INNER_A,
+    INNER_B,
+    INNER_MTU,
+    TunnelError,
+    cert_pem,
+    issue,
+    key_pem,
+    log_tail,
+    new_key,
+    wait_ping,
+)
 from espfast.netns import Namespace, TwoHosts, wait_for
 
 PORT = 1194
@@ -32,57 +39,22 @@ CIPHER = "AES-256-GCM"
 NEGOTIATED = f"Data Channel: cipher '{CIPHER}'"
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    eku: x509.ObjectIdentifier | None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=eku is None, path_length=None), critical=True)
-    )
-    if eku is None:
-        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-    else:
-        usage = x509.KeyUsage(True, False, False, False, True, False, False, False, False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-    return builder.add_extension(usage, critical=True).sign(issuer_key, hashes.SHA256())
-
-
 def write_pki(directory: Path) -> None:
     """ca.pem, and a.pem/a.key (TLS server), b.pem/b.key (TLS client) in ``directory``."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("espfast bench CA", ca_key, "espfast bench CA", ca_key, None)
-    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca_key = new_key("ecdsa")
+    ca = issue("espfast bench CA", ca_key)
+    (directory / "ca.pem").write_bytes(cert_pem(ca))
     for side, eku in (
         ("a", ExtendedKeyUsageOID.SERVER_AUTH),
         ("b", ExtendedKeyUsageOID.CLIENT_AUTH),
     ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _cert(f"{side}.bench.test", key, "espfast bench CA", ca_key, eku)
-        (directory / f"{side}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key = new_key("ecdsa")
+        (directory / f"{side}.pem").write_bytes(
+            cert_pem(issue(f"{side}.bench.test", key, (ca, ca_key), eku=[eku]))
+        )
         key_path = directory / f"{side}.key"
         key_path.touch(mode=0o600)
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        key_path.write_bytes(key_pem(key))
 
 
 @dataclass

@@ -71,8 +71,12 @@ work), ``x509crl/`` CRLs. Use ``auth = pubkey``; charon signs with RFC 7427 digi
 signatures when the peer sent SIGNATURE_HASH_ALGORITHMS, else with the classic
 method (RSA = 1, ECDSA = 9/10/11). To force the classic methods even when the peer
 announces RFC 7427, set ``charon.signature_authentication = no`` (``settings=``).
-The identity should be a SAN of the certificate (``id = a.peer.test`` with a DNS SAN),
-or the full subject DN.
+charon's log names the method it used: ``authentication of 'a.peer.test' (myself) with
+ECDSA_WITH_SHA256_DER successful`` (RFC 7427) or ``... with RSA signature successful``
+(classic). The identity should be a SAN of the certificate (``id = a.peer.test`` with a
+DNS SAN), or the full subject DN. bench/tunnels/peerutil.py (``new_key``, ``issue``,
+``cert_pem``, ``key_pem``) makes throw-away CAs and certificates; test_harness.py's
+``test_certificate_tunnel`` is a worked example of the file layout.
 
 Proposal mismatch: give charon e.g. ``proposals = aes256-sha384-ecp384`` against a peer
 that offers only AES-GCM/x25519: the responder logs ``received proposals: IKE:...``,

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import pytest
 
+from bench.tunnels.peerutil import cert_pem, issue, key_pem, new_key
 from espfast.netns import TwoHosts
 from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
-from tests.interop.strongswan import CharonError, Psk, psk_pair
+from tests.interop.strongswan import CharonError, Connection, Psk, psk_pair, swanctl_conf
 
 PSK = Psk(ids=("a.peer.test", "b.peer.test"), secret=b"interop harness test secret")
 
 
+TS = ("198.19.1.0/24", "198.19.2.0/24")
+
+
 def _confs(hosts: TwoHosts, **options: str) -> tuple[str, str]:
-    ts = ("198.19.1.0/24", "198.19.2.0/24")
-    return psk_pair((hosts.addr_a, hosts.addr_b), PSK, ts, **options)
+    return psk_pair((hosts.addr_a, hosts.addr_b), PSK, TS, **options)
 
 
 def test_psk_tunnel_carries_ping(hosts: TwoHosts, charons: CharonFactory) -> None:
@@ -41,3 +44,42 @@ def test_proposal_mismatch_fails_with_log(hosts: TwoHosts, charons: CharonFactor
         a.initiate("net", timeout=10)
     assert "received proposals unacceptable" in b.log()
     assert a.installed_children("net") == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "method"),
+    [
+        ("ecdsa", {}, "ECDSA_WITH_SHA256_DER"),  # RFC 7427 (both announce it)
+        ("rsa", {"signature_authentication": "no"}, "RSA signature"),  # classic method 1
+    ],
+)
+def test_certificate_tunnel(
+    hosts: TwoHosts, charons: CharonFactory, kind: str, settings: dict[str, str], method: str
+) -> None:
+    ca_key = new_key(kind)
+    ca = issue("interop CA", ca_key)
+    ends = []
+    for side, ts, peer_ts in (("a", *TS), ("b", *reversed(TS))):
+        key = new_key(kind)
+        cert = issue(f"{side}.peer.test", key, (ca, ca_key), dns=[f"{side}.peer.test"])
+        files = {
+            "x509ca/ca.pem": cert_pem(ca),
+            f"x509/{side}.pem": cert_pem(cert),
+            f"private/{side}.key": key_pem(key),
+        }
+        ends.append((side, ts, peer_ts, files))
+    for (side, ts, peer_ts, files), (peer, *_), ns, addrs in (
+        (ends[0], ends[1], hosts.a, (hosts.addr_a, hosts.addr_b)),
+        (ends[1], ends[0], hosts.b, (hosts.addr_b, hosts.addr_a)),
+    ):
+        conn = Connection(
+            local_addrs=addrs[0], remote_addrs=addrs[1],
+            local_id=f"{side}.peer.test", remote_id=f"{peer}.peer.test",
+            local_ts=ts, remote_ts=peer_ts, auth="pubkey", local_cert=f"{side}.pem",
+        )  # fmt: skip
+        charons.start(ns, swanctl_conf([conn]), files=files, settings=settings)
+    a, b = charons.started
+    a.initiate("net")
+    b.wait_child("net", timeout=10)
+    assert f"authentication of 'a.peer.test' (myself) with {method}" in a.log()
+    hosts.a.run("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", INNER_A, INNER_B)
