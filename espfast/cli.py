@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from espfast import __version__
 
 # command name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "static": ("espfast.static", "run an ESP tunnel with manually configured keys (no IKE)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,36 @@
+"""``espfast static`` at the command line, for what needs no root: config errors, --check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from espfast.cli import main
+from espfast.static import pair_configs, write_private
+
+
+def test_bad_config_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text_a, _ = pair_configs()
+    conf = write_private(tmp_path / "a.toml", text_a.replace("aes128gcm16", "aes128gcm12"))
+    assert main(["static", "-c", str(conf)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith(f"espfast static: {conf}: sa[0].transform: unknown transform")
+
+
+def test_check_accepts_a_good_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text_a, _ = pair_configs("aes256-sha512", esn=True)
+    conf = write_private(tmp_path / "a.toml", text_a)
+    assert main(["static", "-c", str(conf), "--check"]) == 0
+    assert capsys.readouterr().out == f"{conf}: OK (1 SA pair(s))\n"
+
+
+def test_missing_config_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["static"])
+    assert exc.value.code == 2
+    assert "-c/--config" in capsys.readouterr().err
