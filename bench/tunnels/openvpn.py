@@ -19,10 +19,8 @@ from pathlib import Path
 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from bench.tunnels import Endpoints
+from bench.tunnels import INNER_A, INNER_B, Endpoints
 from bench.tunnels.peerutil import (
-    INNER_A,
-    INNER_B,
     INNER_MTU,
     TunnelError,
     cert_pem,

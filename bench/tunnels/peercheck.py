@@ -14,19 +14,11 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Callable
 
-from bench.tunnels import Endpoints, Tunnel
-from bench.tunnels.openvpn import OpenVpn
-from bench.tunnels.strongswan import StrongswanLibipsec
-from bench.tunnels.wireguard import WireguardGo
+from bench.tunnels import TUNNELS, Endpoints
 from espfast.netns import TwoHosts, wait_for
 
-PEERS: dict[str, Callable[[], Tunnel]] = {
-    "strongswan-libipsec": StrongswanLibipsec,
-    "wireguard-go": WireguardGo,
-    "openvpn": OpenVpn,
-}
+PEERS = ("strongswan-libipsec", "wireguard-go", "openvpn")
 
 
 def iperf3_tcp(hosts: TwoHosts, ends: Endpoints, seconds: int) -> float:
@@ -72,7 +64,7 @@ def main() -> None:
             parser.error(f"unknown tunnel {name!r}; choose from {', '.join(PEERS)}")
         with TwoHosts.create("peer") as hosts, contextlib.ExitStack() as stack:
             start = time.monotonic()
-            ends = stack.enter_context(PEERS[name]().up(hosts))
+            ends = stack.enter_context(TUNNELS[name]().up(hosts))
             setup = time.monotonic() - start
             ping = hosts.a.run("ping", "-n", "-q", "-c", "5", "-i", "0.2", ends.inner_b).stdout
             rtt = ping.strip().splitlines()[-1]

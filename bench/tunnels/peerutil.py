@@ -19,8 +19,6 @@ from espfast.netns import Namespace
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-INNER_A = "198.19.1.1"
-INNER_B = "198.19.2.1"
 INNER_NET_A = "198.19.1.0/24"
 INNER_NET_B = "198.19.2.0/24"
 INNER_MTU = 1400

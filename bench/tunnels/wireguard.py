@@ -16,10 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.tunnels import Endpoints
+from bench.tunnels import INNER_A, INNER_B, Endpoints
 from bench.tunnels.peerutil import (
-    INNER_A,
-    INNER_B,
     INNER_MTU,
     INNER_NET_A,
     INNER_NET_B,
