@@ -19,6 +19,8 @@ from tests.interop.strongswan import Charon
 PURPOSE = "peer"
 INNER_A = "198.19.1.1"
 INNER_B = "198.19.2.1"
+INNER6_A = "2001:2:0:1::1"
+INNER6_B = "2001:2:0:2::1"
 
 _CHARONS = pytest.StashKey[list[Charon]]()
 
@@ -43,10 +45,12 @@ class CharonFactory:
 
 @pytest.fixture
 def hosts() -> Iterator[TwoHosts]:
-    """a (198.18.0.1) and b (198.18.0.2) on a veth; inner 198.19.1.1 / 198.19.2.1 on lo."""
+    """a (198.18.0.1) and b (198.18.0.2) on a veth; inner addresses on lo: 198.19.1.1 and
+    2001:2:0:1::1 on a, 198.19.2.1 and 2001:2:0:2::1 on b."""
     with TwoHosts.create(PURPOSE) as two:
-        two.a.run("ip", "addr", "add", f"{INNER_A}/32", "dev", "lo")
-        two.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
+        for ns, v4, v6 in ((two.a, INNER_A, INNER6_A), (two.b, INNER_B, INNER6_B)):
+            ns.run("ip", "addr", "add", f"{v4}/32", "dev", "lo")
+            ns.run("ip", "-6", "addr", "add", f"{v6}/128", "dev", "lo", "nodad")
         yield two
 
 

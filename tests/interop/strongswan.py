@@ -84,6 +84,13 @@ that offers only AES-GCM/x25519: the responder logs ``received proposals: IKE:..
 IKE_SA_INIT with N(NO_PROP); the initiating charon logs ``received NO_PROPOSAL_CHOSEN
 notify error`` and ``swanctl --initiate`` fails (:class:`CharonError`).
 
+API (:class:`Charon`): ``start`` (writes the config, starts charon, ``--load-all``),
+``initiate``, ``rekey``, ``terminate``, ``list_sas`` (vici, as str dicts),
+``installed_children``, ``wait_child`` and ``wait_log`` (bounded waits), ``log`` (also
+attached to a failing test's report by tests/interop/conftest.py), ``stop`` (by PID).
+Traffic selectors may list IPv4 and IPv6 prefixes together
+(``local_ts = 198.19.1.0/24,2001:2:0:1::/64``); libipsec carries both.
+
 Example (see tests/interop/test_harness.py)::
 
     conf_a, conf_b = psk_pair((hosts.addr_a, hosts.addr_b), psk, (ts_a, ts_b))
@@ -414,6 +421,21 @@ class Charon:
         return self.swanctl(
             "--terminate", "--ike", ike, "--timeout", str(int(timeout)), timeout=timeout + 5
         )
+
+    def rekey(self, child: str, timeout: float = 15.0) -> str:
+        """Rekey the Child SA named ``child`` (CREATE_CHILD_SA); returns at once."""
+        return self.swanctl("--rekey", "--child", child, timeout=timeout)
+
+    def wait_log(self, text: str, timeout: float = 15.0) -> str:
+        """Wait (bounded) until a log line contains ``text``; returns that line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log(None).splitlines():
+                if text in line:
+                    return line
+            if time.monotonic() >= deadline:
+                raise CharonError(f"no log line with {text!r} after {timeout}s\n{self.log()}")
+            time.sleep(0.1)
 
     def list_sas(self) -> list[dict[str, Any]]:
         """IKE SAs as vici reports them: one dict per IKE SA, with ``name`` added and

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from bench.tunnels.peerutil import cert_pem, issue, key_pem, new_key
-from espfast.netns import TwoHosts
-from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
+from espfast.netns import TwoHosts, wait_for
+from tests.interop.conftest import INNER6_A, INNER6_B, INNER_A, INNER_B, CharonFactory
 from tests.interop.strongswan import CharonError, Connection, Psk, psk_pair, swanctl_conf
 
 PSK = Psk(ids=("a.peer.test", "b.peer.test"), secret=b"interop harness test secret")
@@ -23,8 +23,9 @@ def _confs(hosts: TwoHosts, **options: str) -> tuple[str, str]:
     return psk_pair((hosts.addr_a, hosts.addr_b), PSK, TS, **options)
 
 
-def test_psk_tunnel_carries_ping(hosts: TwoHosts, charons: CharonFactory) -> None:
-    conf_a, conf_b = _confs(hosts)
+def test_psk_tunnel_lifecycle(hosts: TwoHosts, charons: CharonFactory) -> None:
+    ts = ("198.19.1.0/24,2001:2:0:1::/64", "198.19.2.0/24,2001:2:0:2::/64")
+    conf_a, conf_b = psk_pair((hosts.addr_a, hosts.addr_b), PSK, ts)
     a = charons.start(hosts.a, conf_a)
     b = charons.start(hosts.b, conf_b)
     assert "CHILD_SA net{1} established" in a.initiate("net")
@@ -33,7 +34,18 @@ def test_psk_tunnel_carries_ping(hosts: TwoHosts, charons: CharonFactory) -> Non
     assert child_a["encap"] == "yes"
     assert child_a["spi-out"] == child_b["spi-in"]
     hosts.a.run("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", INNER_A, INNER_B)
-    assert int(b.installed_children("net")[0]["packets-in"]) >= 3
+    hosts.a.run("ping", "-6", "-c", "1", "-W", "2", "-I", INNER6_A, INNER6_B)
+    assert int(b.installed_children("net")[0]["packets-in"]) >= 4
+    # CREATE_CHILD_SA rekey: new SPIs, traffic still flows.
+    a.rekey("net")
+    a.wait_log("CHILD_SA net{2} established", timeout=10)
+    assert any(c["spi-in"] != child_a["spi-in"] for c in a.installed_children("net"))
+    hosts.a.run("ping", "-c", "1", "-W", "2", "-I", INNER_A, INNER_B)
+    # INFORMATIONAL { D } closes the IKE SA on both ends.
+    a.terminate("peer")
+    assert a.list_sas() == []
+    assert wait_for(lambda: b.list_sas() == [], timeout=10)
+    b.wait_log("deleting IKE_SA peer[1]")
 
 
 def test_proposal_mismatch_fails_with_log(hosts: TwoHosts, charons: CharonFactory) -> None:
