@@ -28,6 +28,7 @@ from bench.tunnels.peerutil import (
     key_pem,
     log_tail,
     new_key,
+    require,
     wait_ping,
 )
 from espfast.netns import Namespace, TwoHosts, wait_for
@@ -78,6 +79,7 @@ class OpenVpn:
 
     @contextlib.contextmanager
     def up(self, hosts: TwoHosts) -> Iterator[Endpoints]:
+        require("openvpn")
         procs: list[tuple[Namespace, subprocess.Popen[bytes]]] = []
         with tempfile.TemporaryDirectory(prefix="ef-peer-ovpn-") as tmp:
             pki = Path(tmp)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from espfast.netns import Namespace
+from espfast.netns import Namespace, which
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -27,6 +27,15 @@ UP_TIMEOUT = 20.0
 
 class TunnelError(RuntimeError):
     """A peer tunnel did not come up; the message carries its processes' log tails."""
+
+
+def require(*programs: str) -> None:
+    """Fail with one clear line when a peer's programs are not installed."""
+    missing = [p for p in programs if which(p) is None]
+    if missing:
+        raise TunnelError(
+            f"not installed: {', '.join(missing)} (make bench installs BENCH_APT_PKGS)"
+        )
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

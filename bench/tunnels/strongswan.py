@@ -19,10 +19,11 @@ from bench.tunnels.peerutil import (
     INNER_NET_A,
     INNER_NET_B,
     UP_TIMEOUT,
+    require,
     wait_ping,
 )
 from espfast.netns import TwoHosts
-from tests.interop.strongswan import Charon, Psk, psk_pair
+from tests.interop.strongswan import CHARON, Charon, Psk, psk_pair
 
 
 @dataclass
@@ -33,6 +34,7 @@ class StrongswanLibipsec:
 
     @contextlib.contextmanager
     def up(self, hosts: TwoHosts) -> Iterator[Endpoints]:
+        require(CHARON, "swanctl")
         psk = Psk(ids=("a.bench.test", "b.bench.test"), secret=secrets.token_bytes(32))
         conf_a, conf_b = psk_pair(
             (hosts.addr_a, hosts.addr_b),

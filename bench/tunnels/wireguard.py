@@ -23,6 +23,7 @@ from bench.tunnels.peerutil import (
     INNER_NET_B,
     TunnelError,
     log_tail,
+    require,
     wait_ping,
 )
 from espfast.netns import Namespace, TwoHosts, run, wait_for
@@ -63,6 +64,7 @@ class WireguardGo:
 
     @contextlib.contextmanager
     def up(self, hosts: TwoHosts) -> Iterator[Endpoints]:
+        require("wireguard-go", "wg")
         tag = secrets.token_hex(3)
         sides = [
             (hosts.a, f"efwg-a-{tag}", INNER_A, hosts.addr_b, INNER_NET_B),

@@ -127,6 +127,11 @@ CHARON_PLUGINS = (
 SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 openssl"
 
 START_TIMEOUT = 10.0
+# What swanctl --load-all reads from its directory (all created, even if empty).
+SWANCTL_SUBDIRS = (
+    "x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl",
+    "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12",
+)  # fmt: skip
 
 
 class CharonError(RuntimeError):
@@ -315,7 +320,7 @@ class Charon:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "run").mkdir(exist_ok=True)
         swanctl_dir = (workdir / "swanctl").resolve()
-        for sub in ("x509", "x509ca", "x509crl", "private", "rsa", "ecdsa", "pkcs8"):
+        for sub in SWANCTL_SUBDIRS:
             (swanctl_dir / sub).mkdir(parents=True, exist_ok=True)
         (swanctl_dir / "swanctl.conf").write_text(conf)
         for rel, data in (files or {}).items():
@@ -407,8 +412,19 @@ class Charon:
         return out
 
     def load_all(self) -> str:
-        """``swanctl --load-all``: connections, secrets and credentials from the dir."""
-        return self.swanctl("--load-all", "--noprompt")
+        """``swanctl --load-all``: connections, secrets and credentials from the dir.
+
+        swanctl exits 0 even when swanctl.conf does not parse; any line that says
+        something went wrong is an error here."""
+        out = self.swanctl("--load-all", "--noprompt")
+        bad = [
+            line
+            for line in out.splitlines()
+            if any(word in line.lower() for word in ("invalid", "failed", "error"))
+        ]
+        if bad:
+            raise CharonError("swanctl --load-all: " + "\n".join(bad) + "\n" + out)
+        return out
 
     def initiate(self, child: str, ike: str | None = None, timeout: float = 15.0) -> str:
         """Initiate ``child`` (and its IKE SA); blocks until done, raises on failure."""

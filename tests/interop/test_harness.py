@@ -6,12 +6,21 @@ isolated charon instances can be configured, driven and observed from a test.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.tunnels.peerutil import cert_pem, issue, key_pem, new_key
 from espfast.netns import TwoHosts, wait_for
 from tests.interop.conftest import INNER6_A, INNER6_B, INNER_A, INNER_B, CharonFactory
-from tests.interop.strongswan import CharonError, Connection, Psk, psk_pair, swanctl_conf
+from tests.interop.strongswan import (
+    Charon,
+    CharonError,
+    Connection,
+    Psk,
+    psk_pair,
+    swanctl_conf,
+)
 
 PSK = Psk(ids=("a.peer.test", "b.peer.test"), secret=b"interop harness test secret")
 
@@ -95,3 +104,14 @@ def test_certificate_tunnel(
     b.wait_child("net", timeout=10)
     assert f"authentication of 'a.peer.test' (myself) with {method}" in a.log()
     hosts.a.run("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", INNER_A, INNER_B)
+
+
+def test_config_errors_and_secrets(tmp_path: Path, hosts: TwoHosts) -> None:
+    with pytest.raises(ValueError, match="auth must be psk or pubkey"):
+        Connection("a", "b", "a", "b", "0.0.0.0/0", "0.0.0.0/0", auth="eap-md5").render()
+    with pytest.raises(ValueError, match="outside the swanctl directory"):
+        Charon.start(hosts.a, tmp_path, "", files={"../escape.pem": b"x"})
+    assert not (tmp_path / "escape.pem").exists()
+    assert PSK.secret.decode() not in repr(PSK)
+    with pytest.raises(CharonError, match="invalid config file"):
+        Charon.start(hosts.a, tmp_path / "bad", "connections { broken")
