@@ -474,7 +474,8 @@ _AEADS = frozenset(k for k, v in TRANSFORMS.items() if v.integ_key_len == 0)
 
 
 def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:
-    """Checks across SA pairs: unique SPIs per direction, outer families, unique names."""
+    """Checks across SA pairs: unique SPIs per direction, outer families, unique names,
+    distinct selectors; a warning for interface addresses no SA carries."""
     src = top.source
     for direction in ("in", "out"):
         seen: dict[int, int] = {}
@@ -497,4 +498,21 @@ def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, 
             raise ConfigError(
                 f"{src}: sa[{i}].peer: {sa.peer[0]} is IPv{peer_family} but interface.listen "
                 f"{interface.listen[0]} is IPv{listen_family}"
+            )
+    selectors: dict[tuple[frozenset[IPNetwork], frozenset[IPNetwork]], int] = {}
+    for i, sa in enumerate(sas):
+        key = (frozenset(sa.local_ts), frozenset(sa.remote_ts))
+        if key in selectors:
+            raise ConfigError(
+                f"{src}: sa[{i}]: same local_ts and remote_ts as sa[{selectors[key]}] "
+                "(outbound packets could not tell the two apart)"
+            )
+        selectors[key] = i
+    for address in interface.addresses:
+        if not any(address.ip in net for sa in sas for net in sa.local_ts):
+            log.warning(
+                "%s: interface address %s is in no SA's local_ts: packets sent from it "
+                "match no SA and are dropped",
+                src,
+                address,
             )

@@ -266,12 +266,28 @@ def test_two_sa_pairs(tmp_path: Path) -> None:
         ('"0xd0000002"', '"0xc0000002"', ["sa[1].in.spi", "0xc0000002", "already used by sa[0]"]),
         ('"0xd0000001"', "3221225473", ["sa[1].out.spi", "already used by sa[0].out.spi"]),
         ('name = "second"', 'name = "main"', ["sa[1].name", "'main' is already sa[0]"]),
+        (
+            'local_ts = ["198.19.1.0/24"]\nremote_ts = ["198.19.3.0/24"]',
+            'local_ts = ["2001:2:0:1::/64", "198.19.1.0/24"]\n'
+            'remote_ts = ["2001:2:0:2::/64", "198.19.2.0/24"]',
+            ["sa[1]: same local_ts and remote_ts as sa[0]"],
+        ),
     ],
 )
 def test_clashes_between_sa_pairs(tmp_path: Path, old: str, new: str, words: list[str]) -> None:
     message = error_of(tmp_path, BASE + edit(old, new, SECOND_SA))
     for word in words:
         assert word in message, (word, message)
+
+
+def test_interface_address_outside_local_ts_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = edit('"2001:2:0:1::1/64"', '"2001:2:0:1::1/64", "198.19.9.1/24"')
+    with caplog.at_level(logging.WARNING, logger="espfast.config"):
+        load_text(tmp_path, text)
+    (record,) = caplog.records
+    assert "interface address 198.19.9.1/24 is in no SA's local_ts" in record.getMessage()
 
 
 def test_same_spi_in_both_directions_is_allowed(tmp_path: Path) -> None:
