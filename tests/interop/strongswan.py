@@ -19,7 +19,10 @@ kernel-libipsec kernel-netlink socket-default vici`` (:data:`CHARON_PLUGINS`).
   never touches XFRM then): for each installed Child SA charon adds a route for the
   remote traffic selector via ``ipsec0`` into table 220 (rule priority 220), with
   ``src`` set to a local address inside the local traffic selector if the host has
-  one. So give the namespace an address inside local_ts (e.g. 198.19.1.1/32 on lo).
+  one. So give the namespace an address inside local_ts (e.g. 198.19.1.1/32 on lo):
+  without one charon logs ``error installing route with policy ...`` and ``unable to
+  install IPsec policies (SPD) in kernel``, and refuses the Child SA with
+  TS_UNACCEPTABLE (the IKE SA stays up) — in either role.
 - libipsec only sends ESP inside UDP (RFC 3948) on charon's IKE socket, port 4500, so
   every connection needs ``encap = yes``: charon then fakes NAT detection (its
   NAT_DETECTION_SOURCE_IP is bogus), both ends see "NAT" and move to 4500 after
@@ -87,7 +90,11 @@ notify error`` and ``swanctl --initiate`` fails (:class:`CharonError`).
 API (:class:`Charon`): ``start`` (writes the config, starts charon, ``--load-all``),
 ``initiate``, ``rekey``, ``terminate``, ``list_sas`` (vici, as str dicts),
 ``installed_children``, ``wait_child`` and ``wait_log`` (bounded waits), ``log`` (also
-attached to a failing test's report by tests/interop/conftest.py), ``stop`` (by PID).
+attached to a failing test's report by tests/interop/conftest.py), ``stop`` (by PID);
+for the handshake benchmark ``handshake_times`` and ``handshake_rate`` (in-process
+vici; see bench/charon_handshake.py, which also lifts a charon responder's per-IP
+half-open and cookie thresholds: ``block_threshold``, ``cookie_threshold``,
+``cookie_threshold_ip``).
 Traffic selectors may list IPv4 and IPv6 prefixes together
 (``local_ts = 198.19.1.0/24,2001:2:0:1::/64``); libipsec carries both.
 
@@ -105,6 +112,7 @@ import base64
 import contextlib
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +121,7 @@ from types import TracebackType
 from typing import Any
 
 import vici  # type: ignore[import-untyped]
+import vici.exception  # type: ignore[import-untyped]
 
 from espfast.netns import Namespace
 
@@ -371,14 +380,22 @@ class Charon:
         raise CharonError(f"charon's vici socket did not appear in {timeout}s\n{self.log()}")
 
     def _socket(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10.0)
-        try:
-            sock.connect(str(self.vici_path))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        """A connected vici socket; retried while charon's listen backlog is full."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10.0)
+            try:
+                sock.connect(str(self.vici_path))
+                return sock
+            except BlockingIOError:
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+            except BaseException:
+                sock.close()
+                raise
 
     def log(self, tail: int | None = 200) -> str:
         """charon's log (the last ``tail`` lines; all with None) and its stdout."""
@@ -452,6 +469,66 @@ class Charon:
             if time.monotonic() >= deadline:
                 raise CharonError(f"no log line with {text!r} after {timeout}s\n{self.log()}")
             time.sleep(0.1)
+
+    def _vici(self, session: vici.Session, command: str, args: Mapping[str, Any]) -> None:
+        """One streamed vici command (initiate/terminate), its log events drained."""
+        try:
+            for _ in session.streamed_request(command, "control-log", dict(args)):
+                pass
+        except vici.exception.CommandException as exc:
+            raise CharonError(f"vici {command} {dict(args)}: {exc}\n{self.log(40)}") from exc
+
+    def handshake_times(self, ike: str, child: str, count: int) -> list[float]:
+        """Establish IKE SA ``ike`` with its first Child SA ``child`` ``count`` times in
+        a row, in-process through vici (no swanctl start-up in the figure), deleting
+        the IKE SA after each; returns the seconds each establishment took."""
+        times = []
+        with self._socket() as sock:
+            session = vici.Session(sock)
+            for _ in range(count):
+                start = time.perf_counter()
+                self._vici(session, "initiate", {"ike": ike, "child": child, "timeout": 10000})
+                times.append(time.perf_counter() - start)
+                self._vici(session, "terminate", {"ike": ike, "timeout": 10000})
+        return times
+
+    def handshake_rate(self, pairs: Sequence[tuple[str, str]]) -> float:
+        """Establish every (ike, child) in ``pairs`` at once (one vici session and
+        thread each) and return IKE+Child SAs per second; terminates them afterwards.
+        Each pair must be its own connection with its own local identity: charon
+        reuses an IKE SA of an equal connection and then refuses the duplicate child.
+        Every waiting initiate holds one of charon's worker threads (16 by default):
+        start this charon with ``settings={"threads": ...}`` above ``len(pairs) + 8``."""
+        errors: list[BaseException] = []
+        socks = [self._socket() for _ in pairs]
+
+        def one(sock: socket.socket, ike: str, child: str) -> None:
+            try:
+                args = {"ike": ike, "child": child, "timeout": 20000}
+                self._vici(vici.Session(sock), "initiate", args)
+            except BaseException as exc:  # reported below, in the caller's thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=one, args=(sock, *pair))
+            for sock, pair in zip(socks, pairs, strict=True)
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        elapsed = time.perf_counter() - start
+        for sock in socks:
+            sock.close()
+        with self._socket() as sock:
+            session = vici.Session(sock)
+            for ike, _ in pairs:
+                with contextlib.suppress(CharonError):
+                    self._vici(session, "terminate", {"ike": ike, "timeout": 10000})
+        if errors:
+            raise CharonError(f"{len(errors)} of {len(pairs)} handshakes failed: {errors[0]}")
+        return len(pairs) / elapsed
 
     def list_sas(self) -> list[dict[str, Any]]:
         """IKE SAs as vici reports them: one dict per IKE SA, with ``name`` added and

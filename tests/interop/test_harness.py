@@ -55,6 +55,11 @@ def test_psk_tunnel_lifecycle(hosts: TwoHosts, charons: CharonFactory) -> None:
     assert a.list_sas() == []
     assert wait_for(lambda: b.list_sas() == [], timeout=10)
     b.wait_log("deleting IKE_SA peer[1]")
+    # The handshake benchmark's in-process vici path: establish and delete, in a row.
+    times = a.handshake_times("peer", "net", 2)
+    assert len(times) == 2 and all(0 < t < 10 for t in times)
+    assert a.handshake_rate([("peer", "net")]) > 0
+    assert a.list_sas() == []
 
 
 def test_proposal_mismatch_fails_with_log(hosts: TwoHosts, charons: CharonFactory) -> None:
