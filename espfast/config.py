@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from espfast.dataplane import MAX_WORKERS, REPLAY_WINDOW_MAX, SPI_MAX, SPI_MIN, Transform
+
 log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -58,31 +60,7 @@ NATT_PORT = 4500  # RFC 3948
 DEFAULT_MTU = 1400
 MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
 MAX_MTU = 65535
-MAX_WORKERS = 256
 DEFAULT_REPLAY_WINDOW = 1024
-MAX_REPLAY_WINDOW = 65536
-
-
-@dataclass(frozen=True)
-class TransformInfo:
-    """Key lengths of a dataplane transform, in bytes."""
-
-    enc_key_len: int  # AEADs: key || 4-byte salt
-    integ_key_len: int  # 0 for the AEADs
-
-
-# strongSwan ESP keywords (BRIEF.md: espfast.dataplane.Transform) -> key lengths.
-TRANSFORMS: dict[str, TransformInfo] = {
-    "aes128gcm16": TransformInfo(16 + 4, 0),  # RFC 4106
-    "aes256gcm16": TransformInfo(32 + 4, 0),
-    "chacha20poly1305": TransformInfo(32 + 4, 0),  # RFC 7634
-    "aes128-sha256": TransformInfo(16, 32),  # RFC 3602 + RFC 4868
-    "aes256-sha256": TransformInfo(32, 32),
-    "aes128-sha384": TransformInfo(16, 48),
-    "aes256-sha384": TransformInfo(32, 48),
-    "aes128-sha512": TransformInfo(16, 64),
-    "aes256-sha512": TransformInfo(32, 64),
-}
 
 
 class ConfigError(ValueError):
@@ -314,7 +292,7 @@ class DirectionConfig:
 @dataclass(frozen=True)
 class SaPairConfig:
     name: str
-    transform: str
+    transform: Transform
     esn: bool
     peer: tuple[str, int]
     local_ts: tuple[IPNetwork, ...]
@@ -377,12 +355,12 @@ class _KeySources:
 
 def _sa_pair(t: Table, keys: _KeySources) -> SaPairConfig:
     name = t.get_str("name", t.where)
-    transform = t.get_str("transform", required=True).lower()
-    info = TRANSFORMS.get(transform)
-    if info is None:
-        raise t.error(
-            "transform", f"unknown transform {transform!r} (known: {', '.join(TRANSFORMS)})"
-        )
+    keyword = t.get_str("transform", required=True).lower()
+    try:
+        transform = Transform(keyword)
+    except ValueError:
+        known = ", ".join(Transform)
+        raise t.error("transform", f"unknown transform {keyword!r} (known: {known})") from None
     esn = t.get_bool("esn", False)
     peer = parse_endpoint(t, "peer", t.get_str("peer", required=True), NATT_PORT)
     local_ts = tuple(
@@ -394,20 +372,21 @@ def _sa_pair(t: Table, keys: _KeySources) -> SaPairConfig:
     for key, nets in (("local_ts", local_ts), ("remote_ts", remote_ts)):
         if not nets:
             raise t.error(key, "needs at least one prefix")
-    replay_window = t.get_int("replay_window", DEFAULT_REPLAY_WINDOW, 0, MAX_REPLAY_WINDOW)
-    outbound = _direction(t.table("out"), transform, info, keys)
-    inbound = _direction(t.table("in"), transform, info, keys)
+    replay_window = t.get_int("replay_window", DEFAULT_REPLAY_WINDOW, 0, REPLAY_WINDOW_MAX)
+    outbound = _direction(t.table("out"), transform, keys)
+    inbound = _direction(t.table("in"), transform, keys)
     t.done()
     return SaPairConfig(
         name, transform, esn, peer, local_ts, remote_ts, replay_window, inbound, outbound
     )
 
 
-def _direction(t: Table, transform: str, info: TransformInfo, keys: _KeySources) -> DirectionConfig:
+def _direction(t: Table, transform: Transform, keys: _KeySources) -> DirectionConfig:
     spi = _spi(t)
-    enc_key = _key(t, "enc_key", info.enc_key_len, transform, keys)
-    if info.integ_key_len:
-        integ_key = _key(t, "integ_key", info.integ_key_len, transform, keys)
+    enc_len, integ_len = transform.key_lengths
+    enc_key = _key(t, "enc_key", enc_len, transform, keys)
+    if integ_len:
+        integ_key = _key(t, "integ_key", integ_len, transform, keys)
     else:
         for k in ("integ_key", "integ_key_file"):
             if t.has(k):
@@ -429,12 +408,12 @@ def _spi(t: Table) -> int:
     else:
         spi = raw
     # RFC 4303 §2.1: 0 is reserved for local use, 1..255 reserved by IANA.
-    if not 256 <= spi <= 0xFFFFFFFF:
-        raise t.error("spi", f"{raw} is out of range (256..0xffffffff; 0-255 are reserved)")
+    if not SPI_MIN <= spi <= SPI_MAX:
+        raise t.error("spi", f"{raw} is out of range ({SPI_MIN}..{SPI_MAX:#x}; 0-255 are reserved)")
     return spi
 
 
-def _key(t: Table, key: str, length: int, transform: str, keys: _KeySources) -> bytes:
+def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySources) -> bytes:
     """A key from ``key`` (hex) or ``key_file`` (a file holding hex); never echoed back."""
     file_key = f"{key}_file"
     inline, path_text = t.opt_str(key), t.opt_str(file_key)
@@ -463,14 +442,11 @@ def _key(t: Table, key: str, length: int, transform: str, keys: _KeySources) -> 
     except ValueError:
         raise t.error(where, "is not valid hex") from None
     if len(value) != length:
-        detail = " (key || 4-byte salt)" if transform in _AEADS else ""
+        detail = " (key || 4-byte salt)" if transform.is_aead else ""
         raise t.error(
             where, f"{transform} needs a {length}-byte key{detail}, this one has {len(value)} bytes"
         )
     return value
-
-
-_AEADS = frozenset(k for k, v in TRANSFORMS.items() if v.integ_key_len == 0)
 
 
 def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:

@@ -31,10 +31,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from espfast import netns
-from espfast.config import TRANSFORMS, ConfigError, SaPairConfig, StaticConfig, load_static
 
 if TYPE_CHECKING:
-    from espfast.dataplane import Dataplane, SaParams  # type: ignore[import-not-found]
+    from espfast.config import SaPairConfig, StaticConfig
+    from espfast.dataplane import Dataplane, SaParams
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from espfast.config import ConfigError, load_static
+
     try:
         config = load_static(args.config)
     except ConfigError as e:
@@ -82,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
 
 def sa_params(pair: SaPairConfig) -> tuple[SaParams, ...]:
     """The dataplane's (outbound, inbound) SAs for one configured pair."""
-    from espfast.dataplane import Direction, SaParams, Transform
+    from espfast.dataplane import Direction, SaParams
 
     return tuple(
         SaParams(
             spi=keys.spi,
             direction=direction,
-            transform=Transform(pair.transform),
+            transform=pair.transform,
             enc_key=keys.enc_key,
             integ_key=keys.integ_key,
             local_ts=pair.local_ts,
@@ -264,15 +266,17 @@ def pair_configs(
     One SA pair carries IPv4 and IPv6: a is 198.19.1.1 and 2001:2:0:1::1, b is 198.19.2.1
     and 2001:2:0:2::1 (the inner addresses in BRIEF.md and :mod:`espfast.netns`).
     """
-    info = TRANSFORMS[transform]
+    from espfast.dataplane import Transform
+
+    enc_len, integ_len = Transform(transform).key_lengths
     hosts = (
         (outer[0], "198.19.1.1/24", "2001:2:0:1::1/64", netns.INNER_A, netns.INNER6_A),
         (outer[1], "198.19.2.1/24", "2001:2:0:2::1/64", netns.INNER_B, netns.INNER6_B),
     )
     # Per direction (a->b, b->a): SPI (the top bits keep the two apart), keys in hex.
     dirs = [
-        ((0xE + i) << 28 | secrets.randbits(28), secrets.token_hex(info.enc_key_len),
-         secrets.token_hex(info.integ_key_len))
+        ((0xE + i) << 28 | secrets.randbits(28), secrets.token_hex(enc_len),
+         secrets.token_hex(integ_len))
         for i in range(2)
     ]  # fmt: skip
     texts = []

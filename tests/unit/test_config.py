@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from espfast.config import TRANSFORMS, ConfigError, StaticConfig, load_static
+from espfast.config import ConfigError, StaticConfig, load_static
+from espfast.dataplane import Transform
 from espfast.static import pair_configs, write_private
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -127,16 +128,16 @@ def test_examples_cover_each_transform_family() -> None:
     assert any("-sha" in t for t in transforms)
 
 
-@pytest.mark.parametrize("transform", sorted(TRANSFORMS))
-def test_pair_configs_match_for_every_transform(tmp_path: Path, transform: str) -> None:
+@pytest.mark.parametrize("transform", list(Transform))
+def test_pair_configs_match_for_every_transform(tmp_path: Path, transform: Transform) -> None:
     text_a, text_b = pair_configs(transform, esn=True)
     a = load_text(tmp_path, text_a, "a.toml")
     b = load_text(tmp_path, text_b, "b.toml")
     assert a.sas[0].outbound == b.sas[0].inbound and a.sas[0].inbound == b.sas[0].outbound
     assert a.sas[0].outbound.spi != a.sas[0].inbound.spi
-    info = TRANSFORMS[transform]
-    assert len(a.sas[0].outbound.enc_key) == info.enc_key_len
-    assert len(a.sas[0].outbound.integ_key) == info.integ_key_len
+    enc_len, integ_len = transform.key_lengths
+    assert len(a.sas[0].outbound.enc_key) == enc_len
+    assert len(a.sas[0].outbound.integ_key) == integ_len
 
 
 def test_cbc_transform_needs_integ_key(tmp_path: Path) -> None:
