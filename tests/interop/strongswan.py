@@ -110,6 +110,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import socket
 import subprocess
 import threading
@@ -251,9 +252,16 @@ def psk_pair(
     return confs[0], confs[1]
 
 
-def strongswan_conf(workdir: Path, settings: Mapping[str, str], log_level: int) -> str:
-    """strongswan.conf for one instance: fixed plugin list, log file, vici socket."""
+def strongswan_conf(
+    workdir: Path,
+    settings: Mapping[str, str],
+    log_level: int,
+    log_levels: Mapping[str, int] | None = None,
+) -> str:
+    """strongswan.conf for one instance: fixed plugin list, log file, vici socket.
+    ``log_levels`` sets subsystems (``chd``, ``ike``, ``knl``, ...) apart from the rest."""
     extra = "\n".join(f"  {k} = {v}" for k, v in settings.items())
+    levels = "".join(f"\n      {k} = {v}" for k, v in (log_levels or {}).items())
     return f"""\
 charon {{
   load_modular = no
@@ -263,7 +271,7 @@ charon {{
     charonlog {{
       path = {workdir / "charon.log"}
       time_format = %H:%M:%S
-      default = {log_level}
+      default = {log_level}{levels}
       flush_line = yes
     }}
   }}
@@ -317,6 +325,7 @@ class Charon:
         files: Mapping[str, bytes] | None = None,
         settings: Mapping[str, str] | None = None,
         log_level: int = 1,
+        log_levels: Mapping[str, int] | None = None,
         load: bool = True,
     ) -> Charon:
         """Write the config into ``workdir``, start charon, wait until vici answers and
@@ -324,7 +333,9 @@ class Charon:
 
         ``conf`` is swanctl.conf text (see :func:`swanctl_conf`); ``files`` maps paths
         relative to the swanctl directory (``x509/a.pem``, ``private/a.key``, ...) to
-        their content; ``settings`` are extra ``charon.<key> = value`` lines.
+        their content; ``settings`` are extra ``charon.<key> = value`` lines;
+        ``log_level`` is the log's default level, ``log_levels`` per subsystem (level 4
+        of ``chd`` logs the Child SA keys: only for tests that need them).
         """
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "run").mkdir(exist_ok=True)
@@ -340,7 +351,7 @@ class Charon:
             path.write_bytes(data)
             path.chmod(0o600)
         conf_path = workdir / "strongswan.conf"
-        conf_path.write_text(strongswan_conf(workdir, settings or {}, log_level))
+        conf_path.write_text(strongswan_conf(workdir, settings or {}, log_level, log_levels))
         with (workdir / "charon.stdout").open("wb") as out:
             proc = ns.popen(
                 "unshare",
@@ -563,6 +574,33 @@ class Charon:
             if time.monotonic() >= deadline:
                 raise CharonError(f"no INSTALLED child {child!r} after {timeout}s\n{self.log()}")
             time.sleep(0.1)
+
+    def child_keys(self) -> dict[str, bytes]:
+        """The Child SA keys charon logged (``log_levels={"chd": 4}``), by name:
+        ``encryption initiator``, ``encryption responder``, ``integrity initiator``,
+        ``integrity responder`` — the last Child SA's, as KEYMAT gives them (AEADs:
+        key || salt). For tests that hand an SA charon negotiated to another peer."""
+        keys: dict[str, bytes] = {}
+        name, want, data, thread = "", 0, b"", ""
+        for line in self.log(None).splitlines():
+            head = re.search(r" (\d+)\[CHD\] (encryption|integrity) (initiator|responder) "
+                             r"key => (\d+) bytes", line)  # fmt: skip
+            if head:
+                thread, name = head[1], f"{head[2]} {head[3]}"
+                want, data = int(head[4]), b""
+                continue
+            row = re.search(rf" {thread}\[CHD\]\s+\d+: (.*)", line) if want else None
+            if row:
+                data += bytes.fromhex(row[1].split("  ")[0])
+                if len(data) >= want:
+                    keys[name], want = data[:want], 0
+        return keys
+
+    def kill(self) -> int:
+        """SIGKILL charon by its PID: it sends no DELETE, so its peer keeps the SAs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait(5.0)
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM charon by its PID (SIGKILL after ``timeout``); returns its status."""
