@@ -28,6 +28,11 @@ kernel-libipsec kernel-netlink socket-default vici`` (:data:`CHARON_PLUGINS`).
   NAT_DETECTION_SOURCE_IP is bogus), both ends see "NAT" and move to 4500 after
   IKE_SA_INIT, and ESP goes in UDP/4500 — exactly what espfast's dataplane expects.
   This holds in both roles; set it on the responder too.
+- libipsec has no extended sequence numbers: an ESP proposal with ``-esn`` only is
+  refused (the responder answers NO_PROPOSAL_CHOSEN for the Child SA). Propose
+  ``aes128gcm16`` or ``aes128gcm16-esn-noesn`` and let charon pick 32-bit ones.
+  ESP interop verified with espfast's dataplane (test_esp_libipsec.py): AES-GCM-16
+  128/256, ChaCha20-Poly1305, AES-CBC 128/256 with HMAC-SHA2-256/512.
 - ``openssl`` provides every algorithm espfast speaks (AES-GCM, AES-CBC, HMAC-SHA2,
   ChaCha20-Poly1305, MODP, ECP, x25519/x448, RSA/ECDSA/Ed25519); ``kdf`` provides prf+.
 - ``vici`` is the control socket; each instance gets its own path
@@ -89,7 +94,8 @@ notify error`` and ``swanctl --initiate`` fails (:class:`CharonError`).
 
 API (:class:`Charon`): ``start`` (writes the config, starts charon, ``--load-all``),
 ``initiate``, ``rekey``, ``terminate``, ``list_sas`` (vici, as str dicts),
-``installed_children``, ``wait_child`` and ``wait_log`` (bounded waits), ``log`` (also
+``installed_children``, ``wait_child`` and ``wait_log`` (bounded waits), ``child_keys``
+(with ``log_levels={"chd": 4}``), ``kill`` (SIGKILL, no DELETE sent), ``log`` (also
 attached to a failing test's report by tests/interop/conftest.py), ``stop`` (by PID);
 for the handshake benchmark ``handshake_times`` and ``handshake_rate`` (in-process
 vici; see bench/charon_handshake.py, which also lifts a charon responder's per-IP
