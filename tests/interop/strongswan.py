@@ -15,7 +15,7 @@ kernel-libipsec kernel-netlink socket-default vici`` (:data:`CHARON_PLUGINS`).
 - ``kernel-libipsec`` is the IPsec backend: at start it creates a TUN device
   (``ipsec0``, MTU 1400) and does ESP in userspace (libipsec). It must come before
   ``kernel-netlink`` in the list so that it, not XFRM, provides the ``kernel-ipsec``
-  interface. ``kernel-netlink`` is still needed, for addresses and routes only (it
+  interface (see below). ``kernel-netlink`` is still needed, for addresses and routes only (it
   never touches XFRM then): for each installed Child SA charon adds a route for the
   remote traffic selector via ``ipsec0`` into table 220 (rule priority 220), with
   ``src`` set to a local address inside the local traffic selector if the host has
@@ -28,9 +28,13 @@ kernel-libipsec kernel-netlink socket-default vici`` (:data:`CHARON_PLUGINS`).
   NAT_DETECTION_SOURCE_IP is bogus), both ends see "NAT" and move to 4500 after
   IKE_SA_INIT, and ESP goes in UDP/4500 — exactly what espfast's dataplane expects.
   This holds in both roles; set it on the responder too.
-- libipsec has no extended sequence numbers: an ESP proposal with ``-esn`` only is
-  refused (the responder answers NO_PROPOSAL_CHOSEN for the Child SA). Propose
-  ``aes128gcm16`` or ``aes128gcm16-esn-noesn`` and let charon pick 32-bit ones.
+- libipsec has no extended sequence numbers: a Child SA that negotiated ESN fails to
+  install (``IPsec SA: ESN not supported``, ``failed to create SAD entry``) and the
+  responder answers NO_PROPOSAL_CHOSEN — also with ``-esn-noesn``, where charon picks
+  ESN first. Configure charon's ``esp_proposals`` without ``-esn`` (no ESN is the
+  default); it then proposes, and accepts, 32-bit sequence numbers only.
+- The plugin order matters: with ``kernel-netlink`` first, XFRM is the backend and
+  every Child SA fails (``unable to add SAD entry``).
   ESP interop verified with espfast's dataplane (test_esp_libipsec.py): AES-GCM-16
   128/256, ChaCha20-Poly1305, AES-CBC 128/256 with HMAC-SHA2-256/512.
 - ``openssl`` provides every algorithm espfast speaks (AES-GCM, AES-CBC, HMAC-SHA2,
@@ -61,7 +65,7 @@ Connections (``swanctl.conf``, rendered by :class:`Connection`)::
           net {
             local_ts = 198.19.1.0/24
             remote_ts = 198.19.2.0/24
-            esp_proposals = aes128gcm16   # ESP; add -esn / -noesn, or a DH group for PFS
+            esp_proposals = aes128gcm16   # ESP (no -esn: see above); add a DH group for PFS
             start_action = none           # the test calls initiate(); "trap" and
           }                               # "start" also work
         }
@@ -69,7 +73,7 @@ Connections (``swanctl.conf``, rendered by :class:`Connection`)::
     }
 
 PSK: a ``secrets { ike-1 { id-1 = ...; id-2 = ...; secret = 0s<base64> } }`` section
-(:class:`Psk`); both identities must be listed, or the secret must have no ids.
+(:class:`Psk`); list both identities, or none for a secret that matches any.
 
 Certificates: files in the swanctl directory (:meth:`Charon.start` ``files=``):
 ``x509/`` our end-entity certificate (PEM or DER; referenced by ``certs =``),
