@@ -223,28 +223,41 @@ class _StopSignals:
 
 
 def counters(stats: object) -> dict[str, int]:
-    """A dataplane counters object as ``{name: value}`` (integers only)."""
+    """A dataplane counters object as ``{name: value}`` (integers and flags)."""
     if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
         items = dataclasses.asdict(stats).items()
     else:
         items = vars(stats).items()
-    return {k: v for k, v in items if isinstance(v, int) and not isinstance(v, bool)}
+    return {k: v for k, v in items if isinstance(v, int)}
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The counters for a human: the global ones, then one line per SA direction."""
-    lines = [f"espfast static: {report['interface']} ran {report['seconds']:.1f} s"]
-    lines.append("  global: " + _fmt_counters(report["global"]))
+    """The counters for a human: traffic, then only the drop counters that moved (``--json``
+    has them all)."""
+    g = report["global"]
+    lines = [
+        f"espfast static: {report['interface']} ran {report['seconds']:.1f} s",
+        f"  received {g['rx_packets']} packets ({g['rx_bytes']} bytes), "
+        f"sent {g['tx_packets']} packets ({g['tx_bytes']} bytes)",
+        "  dropped: " + _nonzero(g, _TRAFFIC),
+    ]
     if report["ike_datagrams_ignored"]:
-        lines.append(f"  IKE datagrams ignored: {report['ike_datagrams_ignored']}")
+        lines.append(f"  IKE datagrams ignored (static keying): {report['ike_datagrams_ignored']}")
     for sa in report["sas"]:
-        rest = {k: v for k, v in sa.items() if k not in ("name", "direction", "spi")}
-        lines.append(f"  {sa['name']} {sa['direction']:<3} spi {sa['spi']}: {_fmt_counters(rest)}")
+        lines.append(
+            f"  {sa['name']} {sa['direction']:<3} spi {sa['spi']}: {sa['packets']} packets, "
+            f"{sa['bytes']} bytes, seq {sa['seq']}; dropped: "
+            + _nonzero(sa, {"name", "direction", "spi", "packets", "bytes", "seq"})
+        )
     return "\n".join(lines)
 
 
-def _fmt_counters(values: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in values.items()) or "-"
+_TRAFFIC = {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded"}
+
+
+def _nonzero(values: dict[str, Any], skip: set[str]) -> str:
+    moved = [f"{k} {v}" for k, v in values.items() if k not in skip and v]
+    return ", ".join(moved) or "none"
 
 
 # ---------------------------------------------------------------------------------------

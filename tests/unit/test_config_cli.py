@@ -34,3 +34,27 @@ def test_missing_config_option_is_a_usage_error(capsys: pytest.CaptureFixture[st
         main(["static"])
     assert exc.value.code == 2
     assert "-c/--config" in capsys.readouterr().err
+
+
+def test_counters_report_for_humans_shows_traffic_and_only_moved_drops() -> None:
+    from espfast.dataplane import SaStats, Stats
+    from espfast.static import counters, format_report
+
+    names = Stats.__dataclass_fields__
+    g = counters(Stats(**{n: 0 for n in names} | {"rx_packets": 7, "rx_bytes": 700}))
+    g["unknown_spi"] = 3
+    sa_fields = SaStats.__dataclass_fields__
+    sa = counters(SaStats(**{n: 0 for n in sa_fields} | {"packets": 5, "exhausted": True}))
+    report = {
+        "interface": "ef0",
+        "seconds": 2.0,
+        "ike_datagrams_ignored": 0,
+        "global": g,
+        "sas": [{"name": "t", "direction": "out", "spi": "0x0000abcd"} | sa],
+    }
+    assert format_report(report).splitlines() == [
+        "espfast static: ef0 ran 2.0 s",
+        "  received 7 packets (700 bytes), sent 0 packets (0 bytes)",
+        "  dropped: unknown_spi 3",
+        "  t out spi 0x0000abcd: 5 packets, 0 bytes, seq 0; dropped: exhausted True",
+    ]

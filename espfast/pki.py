@@ -1,0 +1,105 @@
+"""``espfast pki``: a small CA for certificate-authenticated gateways and clients.
+
+    espfast pki ca --out DIR [--type ecdsa|rsa|ed25519] [--dn "O=espfast, CN=espfast CA"]
+    espfast pki issue --ca DIR --id gw.example.org [--san 198.18.0.1 ...] --out DIR [--client]
+
+``ca`` writes DIR/ca.crt and DIR/ca.key; ``issue`` writes NAME.crt and NAME.key (NAME from
+``--name``, else from the identity). Private keys are PKCS#8 PEM files with mode 0600. What
+the certificates contain is described in espfast/ca.py, which is imported only when the
+command runs (so that ``espfast --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+KEY_TYPES = ("ecdsa", "rsa", "ed25519")
+CURVES = ("p256", "p384", "p521")
+DEFAULT_CA_DN = "O=espfast, CN=espfast Root CA"
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def _key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--type", choices=KEY_TYPES, default="ecdsa", help="key type")
+    parser.add_argument("--bits", type=int, default=3072, help="RSA key size (default 3072)")
+    parser.add_argument(
+        "--curve", choices=CURVES, default="p256", help="ECDSA curve (default p256)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="pki_command", required=True, metavar="SUBCOMMAND")
+    ca = sub.add_parser("ca", help="create a CA (ca.crt, ca.key)")
+    ca.add_argument("--out", required=True, type=Path, help="directory to write into")
+    ca.add_argument("--dn", default=DEFAULT_CA_DN, help=f'subject (default "{DEFAULT_CA_DN}")')
+    ca.add_argument("--days", type=int, default=3650, help="validity (default 3650)")
+    _key_arguments(ca)
+    issue = sub.add_parser("issue", help="issue a gateway or client certificate")
+    issue.add_argument("--ca", required=True, type=Path, help="directory with ca.crt, ca.key")
+    issue.add_argument("--id", required=True, help="identity: FQDN, IP address, user@domain or DN")
+    issue.add_argument(
+        "--san", action="append", default=[], help="another subjectAltName (repeatable)"
+    )
+    issue.add_argument("--dn", help="subject DN (default CN=<id>, or the id if it is a DN)")
+    issue.add_argument("--client", action="store_true", help="a client (clientAuth) cert")
+    issue.add_argument("--out", required=True, type=Path, help="directory to write into")
+    issue.add_argument("--name", help="file name stem (default: from the identity)")
+    issue.add_argument("--days", type=int, default=730, help="validity (default 730)")
+    _key_arguments(issue)
+
+
+def _run_ca(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
+    from espfast.ca import build_ca, cert_pem, generate_key, key_pem, write_file
+
+    key = generate_key(args.type, bits=args.bits, curve=args.curve)
+    cert = build_ca(key, args.dn, now=now, days=args.days)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_file(args.out / "ca.key", key_pem(key), mode=0o600, force=args.force)
+    write_file(args.out / "ca.crt", cert_pem(cert), mode=0o644, force=args.force)
+    return [args.out / "ca.crt", args.out / "ca.key"]
+
+
+def _run_issue(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
+    from espfast.ca import cert_pem, file_name, generate_key, issue_cert, key_pem, write_file
+    from espfast.control.certs import load_certificate_file, load_private_key
+    from espfast.control.identity import Identity
+
+    identity = Identity.parse(args.id)
+    sans = [Identity.parse(s) for s in args.san]
+    ca_cert = load_certificate_file(args.ca / "ca.crt")[0]
+    ca_key = load_private_key((args.ca / "ca.key").read_bytes(), str(args.ca / "ca.key"))
+    key = generate_key(args.type, bits=args.bits, curve=args.curve)
+    cert = issue_cert(
+        ca_cert,
+        ca_key,
+        key.public_key(),
+        identity,
+        now=now,
+        sans=sans,
+        dn=args.dn,
+        client=args.client,
+        days=args.days,
+    )
+    stem = args.name or file_name(identity)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_file(args.out / f"{stem}.key", key_pem(key), mode=0o600, force=args.force)
+    write_file(args.out / f"{stem}.crt", cert_pem(cert), mode=0o644, force=args.force)
+    return [args.out / f"{stem}.crt", args.out / f"{stem}.key"]
+
+
+def run(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    try:
+        written = _run_ca(args, now) if args.pki_command == "ca" else _run_issue(args, now)
+    except (ValueError, OSError) as exc:
+        print(f"espfast pki {args.pki_command}: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0

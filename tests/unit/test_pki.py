@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import datetime as dt
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from espfast.cli import main
+from espfast.control import der
+from espfast.control.certs import (
+    IKE_INTERMEDIATE,
+    AuthenticationError,
+    LocalCredential,
+    TrustStore,
+    check_identity,
+    load_certificate_file,
+    load_certificates,
+)
+from espfast.control.constants import HashAlgorithm
+from espfast.control.identity import Identity
+from espfast.control.signature import ALG_RSA_PSS, sign, verify
+
+OCTETS = b"signed octets" * 10
+
+
+def pki(*args: str | Path) -> int:
+    return main(["pki", *map(str, args)])
+
+
+def issue(ca_dir: Path, identity: str, out: Path, *extra: str) -> int:
+    return pki("issue", "--ca", ca_dir, "--id", identity, "--out", out, *extra)
+
+
+def openssl_verify(ca: Path, cert: Path, purpose: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "verify", "-purpose", purpose, "-CAfile", str(ca), str(cert)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def signature_algorithm(cert: x509.Certificate) -> bytes:
+    """The DER signatureAlgorithm of a certificate (second element of the Certificate)."""
+    items = der.iter_tlvs(der.read_all(cert.public_bytes(serialization.Encoding.DER), der.SEQUENCE))
+    return der.tlv(*items[1])
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def ecdsa_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ca")
+    assert pki("ca", "--out", out, "--type", "ecdsa", "--dn", "C=CH, O=espfast, CN=Test Root") == 0
+    return out
+
+
+def test_ca_files(ecdsa_ca: Path) -> None:
+    assert stat.S_IMODE((ecdsa_ca / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((ecdsa_ca / "ca.crt").stat().st_mode) == 0o644
+    ca = load_certificate_file(ecdsa_ca / "ca.crt")[0]
+    bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert bc.critical and bc.value.ca
+    ku = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_cert_sign and ku.crl_sign and not ku.digital_signature
+    assert Identity.from_name(ca.subject) == Identity.parse("C=CH, O=espfast, CN=Test Root")
+    TrustStore([ca])  # a valid trust anchor
+
+
+def test_server_certificate(
+    ecdsa_ca: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        issue(ecdsa_ca, "gw.example.org", tmp_path, "--san", "198.18.0.1", "--san", "2001:2::1")
+        == 0
+    )
+    crt, key = tmp_path / "gw.example.org.crt", tmp_path / "gw.example.org.key"
+    assert capsys.readouterr().out.split() == [str(crt), str(key)]
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    cert = load_certificate_file(crt)[0]
+    ca = load_certificate_file(ecdsa_ca / "ca.crt")[0]
+
+    # The extensions IKE clients demand.
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, IKE_INTERMEDIATE]
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["gw.example.org"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["198.18.0.1", "2001:2::1"]
+
+    # Verifies through our TrustStore and, independently, through OpenSSL.
+    assert TrustStore([ca]).verify_chain(cert, [], now()) == (cert, ca)
+    result = openssl_verify(ecdsa_ca / "ca.crt", crt, "sslserver")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{crt}: OK" in result.stdout
+    # Signed by another CA: both refuse it.
+    other = tmp_path / "other"
+    assert pki("ca", "--out", other, "--dn", "C=CH, O=espfast, CN=Test Root") == 0
+    assert openssl_verify(other / "ca.crt", crt, "sslserver").returncode != 0
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        TrustStore(load_certificate_file(other / "ca.crt")).verify_chain(cert, [], now())
+
+    for good in ("gw.example.org", "198.18.0.1", "2001:2::1", "CN=gw.example.org"):
+        check_identity(cert, Identity.parse(good))
+    for bad in ("vpn.example.org", "198.18.0.2", "gw@example.org", "CN=vpn.example.org"):
+        with pytest.raises(AuthenticationError):
+            check_identity(cert, Identity.parse(bad))
+
+    # The key authenticates: sign with the issued credential, verify with the certificate.
+    cred = LocalCredential.load(crt, key)
+    for peer in ([], [2]):
+        method, data = sign(cred, OCTETS, peer)
+        verify(method, data, OCTETS, cert)
+
+
+def test_rsa_client_certificate(tmp_path: Path) -> None:
+    ca_dir = tmp_path / "ca"
+    assert pki("ca", "--out", ca_dir, "--type", "rsa", "--bits", "2048") == 0
+    assert (
+        issue(ca_dir, "carol@example.org", tmp_path, "--client", "--type", "rsa", "--bits", "2048")
+        == 0
+    )
+    crt = tmp_path / "carol@example.org.crt"
+    cert = load_certificate_file(crt)[0]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    result = openssl_verify(ca_dir / "ca.crt", crt, "sslclient")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ca = load_certificate_file(ca_dir / "ca.crt")[0]
+    assert TrustStore([ca]).verify_chain(cert, [], now()) == (cert, ca)
+    check_identity(cert, Identity.parse("carol@example.org"))
+    with pytest.raises(AuthenticationError):
+        check_identity(cert, Identity.parse("dave@example.org"))
+    cred = LocalCredential.load(crt, tmp_path / "carol@example.org.key")
+    method, data = sign(cred, OCTETS, [])
+    assert method == 1  # classic RSA for peers without RFC 7427
+    verify(method, data, OCTETS, cert)
+
+
+def test_dn_identity_and_ed25519(ecdsa_ca: Path, tmp_path: Path) -> None:
+    assert issue(ecdsa_ca, "C=CH, O=espfast, CN=moon", tmp_path, "--type", "ed25519") == 0
+    crt = tmp_path / "moon.crt"
+    cert = load_certificate_file(crt)[0]
+    check_identity(cert, Identity.parse("C=CH, O=espfast, CN=moon"))
+    with pytest.raises(AuthenticationError):
+        check_identity(cert, Identity.parse("C=CH, O=espfast, CN=sun"))
+    assert LocalCredential.load(crt, tmp_path / "moon.key").identity == Identity.parse(
+        "C=CH, O=espfast, CN=moon"
+    )
+    result = openssl_verify(ecdsa_ca / "ca.crt", crt, "sslserver")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_name_and_dn_options(ecdsa_ca: Path, tmp_path: Path) -> None:
+    extra = ("--dn", "O=espfast, CN=gateway 9", "--name", "gw9", "--curve", "p384")
+    assert issue(ecdsa_ca, "198.18.0.9", tmp_path, *extra) == 0
+    cert = load_certificate_file(tmp_path / "gw9.crt")[0]
+    assert Identity.from_name(cert.subject) == Identity.parse("O=espfast, CN=gateway 9")
+    check_identity(cert, Identity.parse("198.18.0.9"))
+    # Files are not overwritten without --force.
+    assert issue(ecdsa_ca, "198.18.0.9", tmp_path, *extra) == 1
+    assert issue(ecdsa_ca, "198.18.0.9", tmp_path, *extra, "--force") == 0
+    assert load_certificate_file(tmp_path / "gw9.crt")[0] != cert
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--id", "keyid:#0102"], "cannot be a subjectAltName"),
+        (["--id", "gw", "--san", "XX=bad"], "unknown attribute"),
+        (["--id", "gw", "--dn", "CN=x, FOO=y"], "unknown attribute"),
+        (["--id", "gw", "--type", "rsa", "--bits", "1024"], "at least 2048 bits"),
+        (["--id", "gw", "--days", "0"], "at least one day"),
+        (["--id", "gw", "--days", "40000"], "outlive its CA"),
+        (["--id", ""], "empty identity"),
+    ],
+)
+def test_issue_errors(
+    ecdsa_ca: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    assert pki("issue", "--ca", ecdsa_ca, "--out", tmp_path, *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("espfast pki issue: ") and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_issue_without_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert issue(tmp_path / "missing", "gw", tmp_path) == 1
+    assert "No such file" in capsys.readouterr().err
+    (tmp_path / "ca.crt").write_text("not a certificate")
+    assert issue(tmp_path, "gw", tmp_path) == 1
+    assert "not an X.509 certificate" in capsys.readouterr().err
+
+
+def test_ca_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pki("ca", "--out", tmp_path, "--dn", "no attributes here") == 1
+    assert "espfast pki ca:" in capsys.readouterr().err
+    assert pki("ca", "--out", tmp_path) == 0
+    assert pki("ca", "--out", tmp_path) == 1
+    assert "exists (use --force" in capsys.readouterr().err
+
+
+# --- strongSwan's own pki tool (Debian strongswan-pki) as the independent judge ----------------
+
+
+def sw_pki(*args: str | Path, stdin: bytes | None = None) -> bytes:
+    result = subprocess.run(
+        ["pki", *map(str, args)], input=stdin, capture_output=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout
+
+
+def test_strongswan_accepts_our_certificates(ecdsa_ca: Path, tmp_path: Path) -> None:
+    assert issue(ecdsa_ca, "gw.example.org", tmp_path, "--san", "198.18.0.1") == 0
+    assert issue(ecdsa_ca, "carol@example.org", tmp_path, "--client", "--type", "ed25519") == 0
+    for crt in ("gw.example.org.crt", "carol@example.org.crt"):
+        out = sw_pki("--verify", "--in", tmp_path / crt, "--cacert", ecdsa_ca / "ca.crt")
+        assert b"certificate trusted, lifetimes valid" in out
+    printed = sw_pki("--print", "--in", tmp_path / "gw.example.org.crt").decode()
+    assert "altNames:  gw.example.org, 198.18.0.1" in printed
+    assert "flags:     serverAuth ikeIntermediate" in printed
+    # ... and strongSwan refuses one that another CA signed.
+    other = tmp_path / "other"
+    assert pki("ca", "--out", other, "--dn", "C=CH, O=espfast, CN=Test Root") == 0
+    result = subprocess.run(
+        ["pki", "--verify", "--in", tmp_path / "gw.example.org.crt", "--cacert", other / "ca.crt"],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("key_type", "ca_args"),
+    [
+        ("ecdsa", ["--type", "ecdsa"]),
+        ("rsa", ["--type", "rsa", "--rsa-padding", "pss"]),
+    ],
+)
+def test_we_accept_strongswan_certificates(
+    tmp_path: Path, key_type: str, ca_args: list[str]
+) -> None:
+    dn = "C=CH, O=strongSwan, CN=moon.strongswan.org"
+    ca_key = sw_pki("--gen", "--type", key_type)
+    (tmp_path / "ca.key").write_bytes(ca_key)
+    ca_dn = "C=CH, O=strongSwan, CN=strongSwan Root CA"
+    ca_crt = sw_pki("--self", "--ca", "--in", tmp_path / "ca.key", "--dn", ca_dn, *ca_args)
+    (tmp_path / "ca.crt").write_bytes(ca_crt)
+    key = sw_pki("--gen", "--type", key_type)
+    pub = sw_pki("--pub", "--type", key_type, stdin=key)
+    crt = sw_pki(
+        "--issue", "--cacert", tmp_path / "ca.crt", "--cakey", tmp_path / "ca.key",
+        "--dn", dn, "--san", "moon.strongswan.org", "--san", "198.18.0.1",
+        "--flag", "serverAuth", "--flag", "ikeIntermediate", *ca_args[2:],
+        stdin=pub,
+    )  # fmt: skip
+    ca = load_certificates(ca_crt)[0]
+    cert = load_certificates(crt)[0]
+    assert TrustStore([ca]).verify_chain(cert, [], now()) == (cert, ca)
+    for good in ("moon.strongswan.org", "198.18.0.1", dn):
+        check_identity(cert, Identity.parse(good))
+    # Our DN strings encode exactly as strongSwan's: the subject's DER, byte for byte.
+    assert cert.subject.public_bytes() == Identity.parse(dn).data
+    assert ca.subject.public_bytes() == Identity.parse(ca_dn).data
+    if "pss" in ca_args:
+        # strongSwan's RSASSA-PSS AlgorithmIdentifier is the one we send in RFC 7427 AUTH.
+        assert signature_algorithm(cert) == ALG_RSA_PSS[HashAlgorithm.SHA2_256]
