@@ -1,0 +1,133 @@
+"""espfast's IKEv2 control plane against strongSwan's charon, over real UDP in namespaces.
+
+espfast.control runs in this process through a minimal I/O shell (ike_driver.py) bound
+in namespace a; charon (kernel-libipsec) runs in namespace b. Each scenario checks that
+both ends agree on the Child SA (SPIs, algorithm) — traffic through these SAs is the
+daemon's to show; test_esp_libipsec.py shows espfast's ESP works with charon's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
+from espfast.control.constants import IdType
+from espfast.control.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
+from espfast.control.ike_sa import IkeSa
+from espfast.control.proposals import parse_esp, parse_ike
+from espfast.control.responder import Responder
+from espfast.control.rng import SystemRng
+from espfast.netns import TwoHosts
+from tests.interop.conftest import CharonFactory
+from tests.interop.ike_driver import IkeDriver, run_beside
+from tests.interop.strongswan import Charon, CharonError, Connection, Psk, swanctl_conf
+
+SECRET = b"espfast <-> charon interop secret"
+TS_A, TS_B = "198.19.1.0/24", "198.19.2.0/24"
+
+
+def espfast_config(
+    auth: AuthConfig, ike: str = "aes128gcm16-prfsha256-x25519", esp: str = "aes128gcm16"
+) -> IkeConfig:
+    child = ChildConfig(
+        "net",
+        (TrafficSelector.from_network(TS_A),),
+        (TrafficSelector.from_network(TS_B),),
+        parse_esp(esp),
+    )
+    return IkeConfig(
+        "charon",
+        (IdType.FQDN, b"a.peer.test"),
+        (IdType.FQDN, b"b.peer.test"),
+        auth,
+        (child,),
+        parse_ike(ike),
+        retransmit_timeout=1.0,
+        retransmit_tries=3,
+    )
+
+
+def start_charon(hosts: TwoHosts, charons: CharonFactory, **options: str) -> Charon:
+    conn = Connection(
+        local_addrs=hosts.addr_b,
+        remote_addrs=hosts.addr_a,
+        local_id="b.peer.test",
+        remote_id="a.peer.test",
+        local_ts=TS_B,
+        remote_ts=TS_A,
+        **options,
+    )
+    return charons.start(
+        hosts.b, swanctl_conf([conn], [Psk(("a.peer.test", "b.peer.test"), SECRET)])
+    )
+
+
+def agree(up: ChildSaUp, charon: Charon, algorithm: str) -> None:
+    child = charon.wait_child("net")
+    assert int(child["spi-in"], 16) == up.spi_out and int(child["spi-out"], 16) == up.spi_in
+    assert child["encap"] == "yes"
+    assert up.transform == algorithm
+
+
+@pytest.mark.parametrize(
+    ("ike", "esp", "algorithms"),
+    [
+        ("aes128gcm16-prfsha256-x25519", "aes128gcm16", "aes128gcm16-prfsha256-x25519"),
+        ("aes256-sha384-ecp384", "aes256-sha512", "aes256-sha384-prfsha384-ecp384"),
+        ("chacha20poly1305-prfsha512-modp3072", "chacha20poly1305", None),
+    ],
+)
+def test_espfast_initiates_psk(
+    hosts: TwoHosts, charons: CharonFactory, ike: str, esp: str, algorithms: str | None
+) -> None:
+    charon = start_charon(hosts, charons, proposals=ike, esp_proposals=esp)
+    config = espfast_config(AuthConfig(psk=SECRET), ike, esp)
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        sa = IkeSa.initiate(
+            config,
+            local=(hosts.addr_a, 500),
+            remote=(hosts.addr_b, 500),
+            rng=SystemRng(),
+            now=0.0 + __import__("time").monotonic(),
+        )
+        driver.sas.append(sa)
+        driver.run(
+            lambda: bool(
+                driver.event(ChildSaUp) or driver.event(ChildSaFailed) or driver.event(IkeSaDown)
+            )
+        )
+        assert not driver.event(IkeSaDown), driver.events
+        [up] = driver.event(ChildSaUp)
+        agree(up, charon, esp)
+        assert driver.event(IkeSaUp)[0].algorithms == (algorithms or ike)
+
+
+def test_charon_initiates_psk(hosts: TwoHosts, charons: CharonFactory) -> None:
+    charon = start_charon(hosts, charons)
+    config = espfast_config(AuthConfig(psk=SECRET))
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        driver.responder = Responder([config], (hosts.addr_a, 500), SystemRng())
+        out = run_beside(driver, lambda: charon.initiate("net"))
+        assert "CHILD_SA net{1} established" in str(out)
+        driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
+        [up] = driver.event(ChildSaUp)
+        agree(up, charon, "aes128gcm16")
+
+
+def test_proposal_mismatch_fails_on_both_sides(
+    hosts: TwoHosts, charons: CharonFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="espfast.control")
+    charon = start_charon(hosts, charons, proposals="aes256-sha384-ecp384")
+    config = espfast_config(AuthConfig(psk=SECRET))
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        driver.responder = Responder([config], (hosts.addr_a, 500), SystemRng())
+        with pytest.raises(CharonError, match="NO_PROPOSAL_CHOSEN"):
+            run_beside(driver, lambda: charon.initiate("net", timeout=5))
+        assert driver.responder.counters.refused == 1
+    assert charon.installed_children("net") == []
+    # One clear line on each side.
+    assert "no acceptable proposal (peer offered aes256-sha384-prfsha384-ecp384)" in caplog.text
+    charon.wait_log("received NO_PROPOSAL_CHOSEN notify error")
