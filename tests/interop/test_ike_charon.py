@@ -9,9 +9,14 @@ daemon's to show; test_esp_libipsec.py shows espfast's ESP works with charon's.
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import pytest
 
+from bench.tunnels.peerutil import cert_pem, issue, key_pem, new_key
+from espfast.control.auth import certificate_auth
+from espfast.control.certs import LocalCredential, TrustStore
 from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
 from espfast.control.constants import IdType
 from espfast.control.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
@@ -49,7 +54,14 @@ def espfast_config(
     )
 
 
-def start_charon(hosts: TwoHosts, charons: CharonFactory, **options: str) -> Charon:
+def start_charon(
+    hosts: TwoHosts,
+    charons: CharonFactory,
+    *,
+    files: dict[str, bytes] | None = None,
+    settings: dict[str, str] | None = None,
+    **options: Any,
+) -> Charon:
     conn = Connection(
         local_addrs=hosts.addr_b,
         remote_addrs=hosts.addr_a,
@@ -59,9 +71,8 @@ def start_charon(hosts: TwoHosts, charons: CharonFactory, **options: str) -> Cha
         remote_ts=TS_A,
         **options,
     )
-    return charons.start(
-        hosts.b, swanctl_conf([conn], [Psk(("a.peer.test", "b.peer.test"), SECRET)])
-    )
+    secrets = [] if files else [Psk(("a.peer.test", "b.peer.test"), SECRET)]
+    return charons.start(hosts.b, swanctl_conf([conn], secrets), files=files, settings=settings)
 
 
 def agree(up: ChildSaUp, charon: Charon, algorithm: str) -> None:
@@ -90,7 +101,7 @@ def test_espfast_initiates_psk(
             local=(hosts.addr_a, 500),
             remote=(hosts.addr_b, 500),
             rng=SystemRng(),
-            now=0.0 + __import__("time").monotonic(),
+            now=time.monotonic(),
         )
         driver.sas.append(sa)
         driver.run(
@@ -131,3 +142,61 @@ def test_proposal_mismatch_fails_on_both_sides(
     # One clear line on each side.
     assert "no acceptable proposal (peer offered aes256-sha384-prfsha384-ecp384)" in caplog.text
     charon.wait_log("received NO_PROPOSAL_CHOSEN notify error")
+
+
+def certificates(kind: str) -> tuple[AuthConfig, dict[str, bytes]]:
+    """A CA, a.peer.test for espfast and b.peer.test for charon (DNS SANs): espfast's
+    AuthConfig and charon's swanctl files."""
+    ca_key = new_key(kind)
+    ca = issue("interop CA", ca_key)
+    key_a, key_b = new_key(kind), new_key(kind)
+    cert_a = issue("a.peer.test", key_a, (ca, ca_key), dns=["a.peer.test"])
+    cert_b = issue("b.peer.test", key_b, (ca, ca_key), dns=["b.peer.test"])
+    auth = certificate_auth(LocalCredential(cert_a, key_a), TrustStore([ca]), time.time)
+    files = {
+        "x509ca/ca.pem": cert_pem(ca),
+        "x509/b.pem": cert_pem(cert_b),
+        "private/b.key": key_pem(key_b),
+    }
+    return auth, files
+
+
+# ECDSA with RFC 7427 signatures (both announce SIGNATURE_HASH_ALGORITHMS); RSA with the
+# classic method 1, as Apple and Windows clients use it (charon told not to use RFC 7427).
+CERT_CASES = [
+    pytest.param("ecdsa", {}, "ECDSA_WITH_SHA256_DER", id="ecdsa-rfc7427"),
+    pytest.param("rsa", {"signature_authentication": "no"}, "RSA signature", id="rsa-classic"),
+]
+
+
+@pytest.mark.parametrize(("kind", "settings", "method"), CERT_CASES)
+@pytest.mark.parametrize("initiator", ["espfast", "charon"])
+def test_certificates(
+    hosts: TwoHosts,
+    charons: CharonFactory,
+    kind: str,
+    settings: dict[str, str],
+    method: str,
+    initiator: str,
+) -> None:
+    auth, files = certificates(kind)
+    charon = start_charon(
+        hosts, charons, files=files, settings=settings, auth="pubkey", local_cert="b.pem"
+    )
+    config = espfast_config(auth)
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        if initiator == "espfast":
+            sa = IkeSa.initiate(config, local=(hosts.addr_a, 500), remote=(hosts.addr_b, 500),
+                                rng=SystemRng(), now=time.monotonic())  # fmt: skip
+            driver.sas.append(sa)
+            driver.run(lambda: bool(driver.event(ChildSaUp) or driver.event(IkeSaDown)))
+        else:
+            driver.responder = Responder([config], (hosts.addr_a, 500), SystemRng())
+            run_beside(driver, lambda: charon.initiate("net"))
+            driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
+        assert not driver.event(IkeSaDown), driver.events
+        [up] = driver.event(ChildSaUp)
+        agree(up, charon, "aes128gcm16")
+    # Both signed with the same method family, and charon verified espfast's signature.
+    charon.wait_log(f"authentication of 'b.peer.test' (myself) with {method}")
+    charon.wait_log(f"authentication of 'a.peer.test' with {method} successful")
