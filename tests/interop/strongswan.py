@@ -111,7 +111,8 @@ Traffic selectors may list IPv4 and IPv6 prefixes together
 Where it is used: test_harness.py (charon <-> charon: the harness itself),
 test_esp_libipsec.py (espfast's dataplane <-> libipsec ESP with charon's keys),
 test_ike_charon.py (espfast.control <-> charon over UDP, through ike_driver.py: PSK
-and ECDSA/RSA certificates, either side initiating, proposal mismatch).
+with three proposal families, ECDSA/RSA certificates, INVALID_KE_PAYLOAD retry, Child SA
+rekeys from both ends, DELETE, proposal mismatch — either side initiating).
 
 Example (see tests/interop/test_harness.py)::
 

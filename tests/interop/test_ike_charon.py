@@ -19,12 +19,19 @@ from espfast.control.auth import certificate_auth
 from espfast.control.certs import LocalCredential, TrustStore
 from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
 from espfast.control.constants import IdType
-from espfast.control.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
+from espfast.control.events import (
+    ChildSaFailed,
+    ChildSaRekeyed,
+    ChildSaUp,
+    IkeSaDown,
+    IkeSaUp,
+    TrafficSelector,
+)
 from espfast.control.ike_sa import IkeSa
 from espfast.control.proposals import parse_esp, parse_ike
 from espfast.control.responder import Responder
 from espfast.control.rng import SystemRng
-from espfast.netns import TwoHosts
+from espfast.netns import TwoHosts, wait_for
 from tests.interop.conftest import CharonFactory
 from tests.interop.ike_driver import IkeDriver, run_beside
 from tests.interop.strongswan import Charon, CharonError, Connection, Psk, swanctl_conf
@@ -82,6 +89,27 @@ def agree(up: ChildSaUp, charon: Charon, algorithm: str) -> None:
     assert up.transform == algorithm
 
 
+def establish(
+    driver: IkeDriver, hosts: TwoHosts, charon: Charon, config: IkeConfig, initiator: str
+) -> ChildSaUp:
+    """IKE_SA_INIT + IKE_AUTH with its Child SA, started by ``initiator``; the Child SA
+    as espfast reports it (after checking that charon agrees)."""
+    if initiator == "espfast":
+        sa = IkeSa.initiate(config, local=(hosts.addr_a, 500), remote=(hosts.addr_b, 500),
+                            rng=SystemRng(), now=time.monotonic())  # fmt: skip
+        driver.sas.append(sa)
+        failed = (ChildSaFailed, IkeSaDown)
+        driver.run(lambda: any(isinstance(e, (ChildSaUp, *failed)) for e in driver.events))
+    else:
+        driver.responder = Responder([config], (hosts.addr_a, 500), SystemRng())
+        run_beside(driver, lambda: charon.initiate("net"))
+        driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
+    assert not driver.event(IkeSaDown), driver.events
+    [up] = driver.event(ChildSaUp)
+    agree(up, charon, up.transform)
+    return up
+
+
 @pytest.mark.parametrize(
     ("ike", "esp", "algorithms"),
     [
@@ -96,22 +124,8 @@ def test_espfast_initiates_psk(
     charon = start_charon(hosts, charons, proposals=ike, esp_proposals=esp)
     config = espfast_config(AuthConfig(psk=SECRET), ike, esp)
     with IkeDriver(hosts.a, hosts.addr_a) as driver:
-        sa = IkeSa.initiate(
-            config,
-            local=(hosts.addr_a, 500),
-            remote=(hosts.addr_b, 500),
-            rng=SystemRng(),
-            now=time.monotonic(),
-        )
-        driver.sas.append(sa)
-        driver.run(
-            lambda: bool(
-                driver.event(ChildSaUp) or driver.event(ChildSaFailed) or driver.event(IkeSaDown)
-            )
-        )
-        assert not driver.event(IkeSaDown), driver.events
-        [up] = driver.event(ChildSaUp)
-        agree(up, charon, esp)
+        up = establish(driver, hosts, charon, config, "espfast")
+        assert up.transform == esp
         assert driver.event(IkeSaUp)[0].algorithms == (algorithms or ike)
 
 
@@ -119,12 +133,54 @@ def test_charon_initiates_psk(hosts: TwoHosts, charons: CharonFactory) -> None:
     charon = start_charon(hosts, charons)
     config = espfast_config(AuthConfig(psk=SECRET))
     with IkeDriver(hosts.a, hosts.addr_a) as driver:
-        driver.responder = Responder([config], (hosts.addr_a, 500), SystemRng())
-        out = run_beside(driver, lambda: charon.initiate("net"))
-        assert "CHILD_SA net{1} established" in str(out)
-        driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
-        [up] = driver.event(ChildSaUp)
-        agree(up, charon, "aes128gcm16")
+        assert establish(driver, hosts, charon, config, "charon").transform == "aes128gcm16"
+    charon.wait_log("CHILD_SA net{1} established")
+
+
+@pytest.mark.parametrize("initiator", ["espfast", "charon"])
+def test_invalid_ke_retry(hosts: TwoHosts, charons: CharonFactory, initiator: str) -> None:
+    # The initiator's first key exchange (x25519) is not the responder's: INVALID_KE_PAYLOAD
+    # names ecp256 and the initiator starts over with it (RFC 7296 §1.2).
+    both, only = "aes128gcm16-prfsha256-x25519-ecp256", "aes128gcm16-prfsha256-ecp256"
+    ours, theirs = (both, only) if initiator == "espfast" else (only, both)
+    charon = start_charon(hosts, charons, proposals=theirs)
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        establish(driver, hosts, charon, espfast_config(AuthConfig(psk=SECRET), ours), initiator)
+        assert driver.event(IkeSaUp)[0].algorithms == only
+    charon.wait_log("ECP_256")  # "requesting ECP_256" / "it requested ECP_256"
+
+
+@pytest.mark.parametrize("initiator", ["espfast", "charon"])
+def test_rekey_both_ways_then_delete(
+    hosts: TwoHosts, charons: CharonFactory, initiator: str
+) -> None:
+    charon = start_charon(hosts, charons)
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        up = establish(driver, hosts, charon, espfast_config(AuthConfig(psk=SECRET)), initiator)
+        [sa] = driver.sas
+        # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr } from espfast, then from charon.
+        sa.rekey_child(up.spi_in, time.monotonic())
+        driver.run(lambda: len(driver.event(ChildSaRekeyed)) == 1)
+        first = driver.event(ChildSaRekeyed)[0]
+        assert (first.old_spi_in, first.old_spi_out) == (up.spi_in, up.spi_out)
+        charon.wait_log("CHILD_SA net{2} established")
+        charon.rekey("net")
+        driver.run(lambda: len(driver.event(ChildSaRekeyed)) == 2)
+        second = driver.event(ChildSaRekeyed)[1]
+        assert second.old_spi_in == first.new.spi_in
+        charon.wait_log("CHILD_SA net{3} established")
+        spis = {
+            (int(c["spi-in"], 16), int(c["spi-out"], 16)) for c in charon.installed_children("net")
+        }
+        assert (second.new.spi_out, second.new.spi_in) in spis
+        # INFORMATIONAL { D } from the side that did not initiate.
+        if initiator == "charon":
+            sa.delete(time.monotonic())
+            driver.run(lambda: bool(driver.event(IkeSaDown)))
+        else:
+            run_beside(driver, lambda: charon.terminate("peer"))
+            driver.run(lambda: bool(driver.event(IkeSaDown)), timeout=2)
+    assert wait_for(lambda: charon.list_sas() == [], timeout=5)
 
 
 def test_proposal_mismatch_fails_on_both_sides(
@@ -183,20 +239,8 @@ def test_certificates(
     charon = start_charon(
         hosts, charons, files=files, settings=settings, auth="pubkey", local_cert="b.pem"
     )
-    config = espfast_config(auth)
     with IkeDriver(hosts.a, hosts.addr_a) as driver:
-        if initiator == "espfast":
-            sa = IkeSa.initiate(config, local=(hosts.addr_a, 500), remote=(hosts.addr_b, 500),
-                                rng=SystemRng(), now=time.monotonic())  # fmt: skip
-            driver.sas.append(sa)
-            driver.run(lambda: bool(driver.event(ChildSaUp) or driver.event(IkeSaDown)))
-        else:
-            driver.responder = Responder([config], (hosts.addr_a, 500), SystemRng())
-            run_beside(driver, lambda: charon.initiate("net"))
-            driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
-        assert not driver.event(IkeSaDown), driver.events
-        [up] = driver.event(ChildSaUp)
-        agree(up, charon, "aes128gcm16")
+        establish(driver, hosts, charon, espfast_config(auth), initiator)
     # Both signed with the same method family, and charon verified espfast's signature.
     charon.wait_log(f"authentication of 'b.peer.test' (myself) with {method}")
     charon.wait_log(f"authentication of 'a.peer.test' with {method} successful")
