@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from espfast.netns import TwoHosts
+from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
 from tests.interop.strongswan import Connection, Psk, swanctl_conf
@@ -116,6 +116,12 @@ def test_rekey_with_charon_keeps_ping_flowing(charons: CharonFactory, tmp_path: 
         up = start_in(hosts.a, write_private(tmp_path / "a.toml", text), command="up")
         try:
             first = charon.wait_child("net")["spi-in"]
+            # charon installs before it answers IKE_AUTH, espfast after: wait for our side.
+            assert wait_for(
+                lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "-I", INNER_A, INNER_B,
+                                    check=False).returncode == 0,
+                timeout=5,
+            )  # fmt: skip
             # 40 echo requests over 4 s: the rekey happens 1.8-2 s after the Child SA came up.
             ping = hosts.a.run(
                 "ping", "-c", "40", "-i", "0.1", "-W", "2", "-I", INNER_A, INNER_B, check=False
