@@ -9,6 +9,13 @@ raises ValueError with a message that says what is wrong (and never shows key by
 :class:`EspSa` is one SA on its own, running the same C code as the workers: for
 known-answer tests, interop tests against an independent ESP implementation, and
 micro-benchmarks.
+
+Speed: open the TUN device with IFF_VNET_HDR (:func:`open_tun` does by default). The
+dataplane then takes TCP super-packets from the kernel (TSO) and writes runs of one TCP
+flow back as one packet (GRO), instead of one system call and one pass through the
+kernel's TCP stack per packet; on the outer side it always uses UDP GSO and GRO. In two
+namespaces on a 2-core machine that is several Gbit/s for one TCP stream instead of
+about one.
 """
 
 from __future__ import annotations
