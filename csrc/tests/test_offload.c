@@ -264,6 +264,9 @@ void test_offload(void)
 	lens[1] = make_tcp(bufs[1], 0, 2000, 1000, 0x10, 40001);
 	CHECK(ef_gro_plan(pkts, lens, 2, &h) == 1);
 	stream(0, 2, s5, NULL);
+	bufs[1][8] = 63; /* TTL changed without fixing the IPv4 header checksum */
+	CHECK(ef_gro_plan(pkts, lens, 2, &h) == 1);
+	stream(0, 2, s5, NULL);
 	bufs[0][9] = 17;
 	CHECK(ef_gro_plan(pkts, lens, 2, &h) == 1);
 	CHECK(ef_gro_plan(pkts, lens, 1, &h) == 1);
