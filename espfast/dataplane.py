@@ -186,18 +186,16 @@ def _check_spi(spi: object) -> int:
 
 
 def _check_direction(direction: object) -> Direction:
-    try:
-        return Direction(str(direction)) if isinstance(direction, str) else Direction("?")
-    except ValueError:
-        raise ValueError(f"unknown direction {direction!r} (in, out)") from None
+    if isinstance(direction, str) and direction in Direction._value2member_map_:
+        return Direction(direction)
+    raise ValueError(f"unknown direction {direction!r} (in, out)")
 
 
 def _check_transform(transform: object) -> Transform:
-    try:
-        return Transform(str(transform)) if isinstance(transform, str) else Transform("?")
-    except ValueError:
-        known = ", ".join(t.value for t in Transform)
-        raise ValueError(f"unknown transform {transform!r} (known: {known})") from None
+    if isinstance(transform, str) and transform in Transform._value2member_map_:
+        return Transform(transform)
+    known = ", ".join(t.value for t in Transform)
+    raise ValueError(f"unknown transform {transform!r} (known: {known})")
 
 
 def _check_network(ts: object, what: str) -> Network:
