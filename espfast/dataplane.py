@@ -621,6 +621,29 @@ class EspSa:
         self._lock = threading.Lock()
         self._out = ffi.new("uint8_t[]", 16384 + ENCAP_OVERHEAD)
 
+    def close(self) -> None:
+        """Frees the SA now (its keys are zeroed), rather than when it is collected."""
+        with self._lock:
+            if self._sa is not None:
+                ffi.release(self._sa)
+                self._sa = None
+
+    def __enter__(self) -> EspSa:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _handle(self) -> Any:
+        if self._sa is None:
+            raise ValueError("the SA is closed")
+        return self._sa
+
     def _fail(self, rc: int) -> EspError:
         reason = _REASONS.get(-rc, "error")
         return EspError(reason, _strerror(-rc))
@@ -630,7 +653,7 @@ class EspSa:
         if self.direction is not Direction.OUT:
             raise ValueError("encap needs an outbound SA")
         with self._lock:
-            n = lib.ef_esp_sa_encap(self._sa, inner, len(inner), self._out, len(self._out))
+            n = lib.ef_esp_sa_encap(self._handle(), inner, len(inner), self._out, len(self._out))
             if n < 0:
                 raise self._fail(n)
             return bytes(ffi.buffer(self._out, n))
@@ -641,7 +664,7 @@ class EspSa:
         if self.direction is not Direction.IN:
             raise ValueError("decap needs an inbound SA")
         with self._lock:
-            n = lib.ef_esp_sa_decap(self._sa, esp, len(esp), self._out, len(self._out))
+            n = lib.ef_esp_sa_decap(self._handle(), esp, len(esp), self._out, len(self._out))
             if n < 0:
                 raise self._fail(n)
             return bytes(ffi.buffer(self._out, n))
@@ -650,7 +673,7 @@ class EspSa:
         """Encapsulates every slot's inner bytes in place (for micro-benchmarks)."""
         with self._lock:
             n = lib.ef_esp_sa_encap_batch(
-                self._sa,
+                self._handle(),
                 batch.buf,
                 batch.stride,
                 batch.count,
@@ -665,7 +688,7 @@ class EspSa:
         """Decapsulates every slot's ESP packet in place (for micro-benchmarks)."""
         with self._lock:
             n = lib.ef_esp_sa_decap_batch(
-                self._sa, batch.buf, batch.stride, batch.count, batch.offs, batch.lens
+                self._handle(), batch.buf, batch.stride, batch.count, batch.offs, batch.lens
             )
         if n < 0:
             raise self._fail(n)
@@ -673,5 +696,5 @@ class EspSa:
     def stats(self) -> SaStats:
         st = ffi.new("struct ef_sa_stats *")
         with self._lock:
-            lib.ef_esp_sa_stats(self._sa, st)
+            lib.ef_esp_sa_stats(self._handle(), st)
         return _sa_stats(st)

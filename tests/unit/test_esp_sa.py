@@ -179,3 +179,12 @@ def test_batch_calls_round_trip() -> None:
     out.encap_batch(batch)
     inb.decap_batch(batch)
     assert inb.stats().packets == 9
+
+
+def test_close_frees_now() -> None:
+    out, _ = sa_pair(T)
+    with out:
+        assert out.encap(ipv4_udp(A4, B4, b"x"))
+    with pytest.raises(ValueError, match="closed"):
+        out.encap(ipv4_udp(A4, B4, b"x"))
+    out.close()
