@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from espfast._dataplane import ffi, lib
 
@@ -401,12 +401,30 @@ def _check_tun_fd(fd: object) -> int:
     return fd
 
 
+class _Closable:
+    """A context manager that calls close() on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 # ---- the dataplane ---------------------------------------------------------------------
 
 _IKE_HDR = struct.Struct("=BBH16s")  # struct ef_ike_hdr
 
 
-class Dataplane:
+class Dataplane(_Closable):
     """ESP between a TUN device and a UDP socket, in C threads. A context manager.
 
     ``tun_fd``: a TUN device opened with IFF_TUN | IFF_NO_PI, best also IFF_VNET_HDR (see
@@ -474,17 +492,6 @@ class Dataplane:
                 lib.ef_dp_free(self._dp)
                 self._dp = None
                 self._ike.close()
-
-    def __enter__(self) -> Dataplane:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -597,7 +604,7 @@ class PacketBatch:
         return bytes(ffi.buffer(self.buf, self.count * self.stride)[start : start + self.lens[i]])
 
 
-class EspSa:
+class EspSa(_Closable):
     """One SA direction on its own: :meth:`encap` (outbound) or :meth:`decap` (inbound).
 
     ``initial_seq``: the last sequence number already sent (outbound) or the highest
@@ -627,17 +634,6 @@ class EspSa:
             if self._sa is not None:
                 ffi.release(self._sa)
                 self._sa = None
-
-    def __enter__(self) -> EspSa:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _handle(self) -> Any:
         if self._sa is None:
