@@ -215,6 +215,9 @@ void ef_dp_free(ef_dp *dp)
 		}
 		free(dp->w);
 	}
+	/* Hand the device back as we found it: no super-packets for whoever reads next. */
+	if (dp->tso && dp->tun_fd >= 0)
+		(void)ioctl(dp->tun_fd, TUNSETOFFLOAD, 0);
 	ef_table_destroy(&dp->table); /* cleanses every key */
 	pthread_rwlock_destroy(&dp->lock);
 	if (dp->tun_fd >= 0)

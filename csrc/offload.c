@@ -171,8 +171,8 @@ static int parse_seg(const uint8_t *p, size_t len, struct seg *s)
 	s->ip = p;
 	if (len >= EF_IPV4_HDR_MIN && p[0] == 0x45) {
 		if (p[9] != IPPROTO_TCP_NUM || (ef_get16(p + 6) & 0x3fff) ||
-		    ef_get16(p + 2) != len)
-			return 0;
+		    ef_get16(p + 2) != len || ef_csum_fold(ef_csum_add(0, p, 20)) != 0xffff)
+			return 0; /* not TCP, a fragment, or a bad header checksum */
 		s->iphl = 20;
 	} else if (len >= EF_IPV6_HDR_LEN && (p[0] >> 4) == 6) {
 		if (p[6] != IPPROTO_TCP_NUM || (size_t)ef_get16(p + 4) + 40 != len)

@@ -1,6 +1,7 @@
 /* worker.c — the dataplane threads.
  *
- * Pipeline (each arrow a batch of up to EF_BATCH packets; no allocation per packet):
+ * Pipeline (each arrow a batch: EF_BATCH reads or datagrams, up to EF_TX_MAX inner
+ * packets once TSO super-packets are cut; no allocation per packet):
  *
  *   TX thread(s):  TUN --read x N--> (vnet TUN: finish checksums, cut TSO
  *                  super-packets into segments) --> [rdlock: parse inner IP, route to
@@ -16,8 +17,9 @@
  * the threads share the fds; per SA, the sequence counter (CAS) and the replay window
  * (a spinlock around check and update) are the only serial points, and each thread has
  * its own keyed EVP contexts in every SA. The SA table's rwlock is held for reading
- * across one batch's crypto, never across a system call, so add/remove from Python
- * waits at most one batch. Counters: per thread globally, atomics per SA.
+ * across one batch's crypto, never across a blocking system call (only the rare IKE
+ * hand-over, MSG_DONTWAIT, happens under it), so add/remove from Python waits at most
+ * one batch. Counters: per thread globally, atomics per SA.
  */
 #include "worker.h"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from espfast.netns import Namespace, TwoHosts
+from espfast.netns import Namespace, TwoHosts, wait_for
 
 SIDE_SCRIPT = textwrap.dedent(
     """
@@ -252,3 +252,47 @@ def test_tcp_stream_intact_through_coalesced_tun_writes(dst: str) -> None:
     assert ra["stats"]["tun_tso"] > 100  # A read TCP super-packets and cut them
     assert rb["stats"]["tun_gro"] > 1000  # most segments went in coalesced writes
     assert ra["stats"]["tun_errors"] == rb["stats"]["tun_errors"] == 0
+
+
+def test_capture_shows_only_esp_in_udp(tmp_path: Path) -> None:
+    """On the wire between the namespaces there is only ESP in UDP/4500 (and link-local
+    chatter): the ping payload pattern never appears in clear."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.utils import rdpcap
+
+    pcap = tmp_path / "veth.pcap"
+    with TwoHosts.create("dp") as hosts:
+        a_cfg, b_cfg = side_configs(hosts, "aes256gcm16")
+        a_cfg["vnet"] = b_cfg["vnet"] = True
+        pa = start_side(hosts.a, a_cfg)
+        pb = start_side(hosts.b, b_cfg)
+        dump = hosts.b.popen(
+            "tcpdump",
+            "-i",
+            "veth-b",
+            "-nn",
+            "--immediate-mode",
+            "-U",
+            "-Z",
+            "root",
+            "-w",
+            str(pcap),
+            stderr=subprocess.PIPE,
+        )
+        assert dump.stderr is not None
+        dump.stderr.readline()  # "listening on veth-b ..."
+        for dst in ("198.19.2.1", "2001:2:0:2::1"):
+            hosts.a.run("ping", "-c", "5", "-i", "0.05", "-p", "c0ffee11", "-W", "2", dst)
+        # 20 ESP-in-UDP frames of 160..200 bytes went by; most are on disk by now
+        assert wait_for(lambda: pcap.stat().st_size > 3000, timeout=5)
+        hosts.b.stop(dump)
+        finish_side(hosts.a, pa)
+        finish_side(hosts.b, pb)
+    packets = rdpcap(str(pcap))
+    outer = [p for p in packets if IP in p]
+    assert len(outer) >= 10  # > 3000 bytes of packets of < 200 bytes (20 were sent)
+    assert all(UDP in p and 4500 in (p[UDP].sport, p[UDP].dport) for p in outer)
+    # only neighbour discovery (from link-local addresses or, during DAD, from ::)
+    assert all(p[IPv6].src == "::" or p[IPv6].src.startswith("fe80") for p in packets if IPv6 in p)
+    assert b"\xc0\xff\xee\x11" * 2 not in pcap.read_bytes()
