@@ -40,6 +40,7 @@ from .crypto import (
     derive_ike_keys,
     make_crypter,
     skeyseed,
+    skeyseed_rekey,
 )
 from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .events import (
@@ -47,6 +48,7 @@ from .events import (
     ChildSaRekeyed,
     Event,
     IkeSaDown,
+    IkeSaRekeyed,
     IkeSaUp,
     PeerAddressChanged,
 )
@@ -61,7 +63,7 @@ from .message import (
     parse_header,
     reassemble,
 )
-from .payloads import DeletePayload, IdPayload, Payload
+from .payloads import DeletePayload, IdPayload, Payload, SaPayload
 from .proposals import Chosen, key_lengths
 from .rng import Rng
 from .task_manager import TaskManager
@@ -69,6 +71,7 @@ from .tasks.base import Task
 from .tasks.child_create import CreateChild
 from .tasks.ike_auth import IkeAuth
 from .tasks.ike_init import IkeInit
+from .tasks.ike_rekey import IkeRekey
 from .tasks.informational import Informational
 
 log = logging.getLogger("espfast.control")
@@ -102,6 +105,7 @@ class IkeSa:
         self.spi_r = 0 if initiator else own_spi
         self.ike_sa_id = ike_sa_id if ike_sa_id is not None else own_spi
         self.state = State.CONNECTING
+        self.now = now  # the time of the input being handled (the caller's clock)
         self.tm = TaskManager(self)
         self.children: dict[int, ChildSa] = {}
         self._events: deque[Event] = deque()
@@ -154,6 +158,7 @@ class IkeSa:
         the address it arrived on, when the shell knows it (port 4500 after NAT-T)."""
         if self.is_destroyed:
             return
+        self.now = now
         try:
             header = parse_header(data)
         except RemoteProtocolError as exc:
@@ -188,6 +193,7 @@ class IkeSa:
         self.tm.on_request(msg, header.message_id, header.exchange, data, now)
 
     def handle_timer(self, now: float) -> None:
+        self.now = now
         if self.half_open_deadline is not None and now >= self.half_open_deadline:
             self.half_open_deadline = None
             if not self.is_established:
@@ -232,6 +238,11 @@ class IkeSa:
             return
         self.tm.queue.clear()
         self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.IKE),)), now)
+
+    def rekey(self, now: float) -> None:
+        """CREATE_CHILD_SA rekeying this IKE SA (RFC 7296 §1.3.2); IkeSaRekeyed carries
+        the new IkeSa, then this one is deleted."""
+        self.tm.queue_task(IkeRekey(self, True), now)
 
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
@@ -318,11 +329,14 @@ class IkeSa:
                                   notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
 
     # -- used by the tasks ---------------------------------------------------------------
-    def set_ike_keys(self, chosen: Chosen, ni: bytes, nr: bytes, shared: bytes) -> None:
+    def set_ike_keys(self, chosen: Chosen, ni: bytes, nr: bytes, shared: bytes,
+                     seed: bytes | None = None) -> None:  # fmt: skip
+        """SKEYSEED (§2.14, or the rekeyed one of §2.18 in ``seed``), SK_*, SK ciphers."""
         self.chosen = chosen
         self.prf = PRFS[chosen.prf]
         enc_len, integ_len = key_lengths(chosen)
-        seed = skeyseed(self.prf, ni, nr, shared)
+        if seed is None:
+            seed = skeyseed(self.prf, ni, nr, shared)
         self.keys = derive_ike_keys(self.prf, seed, ni, nr, self.spi_i, self.spi_r,
                                     enc_len, integ_len)  # fmt: skip
         encr = ENCR_ALGS[chosen.encr]
@@ -376,7 +390,33 @@ class IkeSa:
                 return spi_in
         return None
 
-    def responder_task(self, exchange: int) -> Task:
+    def rekeyed(self, *, initiator: bool, spi_i: int, spi_r: int, chosen: Chosen, ni: bytes,
+                nr: bytes, shared: bytes, now: float) -> IkeSa:  # fmt: skip
+        """The IKE SA that replaces this one (RFC 7296 §2.18): new SPIs and keys from
+        SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), Message IDs from 0, the rekey
+        initiator as its initiator, and all Child SAs moved over."""
+        new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
+                    rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
+        new.spi_i, new.spi_r = spi_i, spi_r
+        new.ike_sa_id = spi_i if initiator else spi_r
+        new.candidates = self.candidates
+        new.half_open_deadline = None
+        # The old PRF keys SKEYSEED, the new one derives the SK_* (as strongSwan does).
+        seed = skeyseed_rekey(self.prf, bytes(self.keys.sk_d), shared, ni, nr)
+        new.set_ike_keys(chosen, ni, nr, shared, seed)
+        new.nonce_i, new.nonce_r = ni, nr
+        new.peer_fragmentation = self.peer_fragmentation
+        new.peer_hash_algorithms = self.peer_hash_algorithms
+        new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
+        new.peer_id = self.peer_id
+        new.state = State.ESTABLISHED
+        new.children, self.children = self.children, {}
+        self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
+        self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
+        return new
+
+    def responder_task(self, msg: Message) -> Task:
+        exchange = msg.exchange
         if exchange == ExchangeType.IKE_SA_INIT and not self.initiator and self.tm.peer_mid == 0:
             return IkeInit(self, False)
         if exchange == ExchangeType.IKE_AUTH and not self.initiator and self.chosen is not None \
@@ -385,6 +425,9 @@ class IkeSa:
         if not self.is_established:
             raise RemoteProtocolError(f"exchange {exchange} before the IKE SA is up")
         if exchange == ExchangeType.CREATE_CHILD_SA:
+            sa_p = msg.get(SaPayload)
+            if sa_p is not None and any(p.protocol == ProtocolId.IKE for p in sa_p.proposals):
+                return IkeRekey(self, False)
             return CreateChild(self, False)
         if exchange == ExchangeType.INFORMATIONAL:
             return Informational(self, False)

@@ -119,6 +119,7 @@ class TaskManager:
             self.counters.dropped_unexpected_response += 1
             return
         self.sa.log_message("received", msg)
+        self.sa.now = now
         setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
         try:
             done = task.process(msg, raw)
@@ -177,8 +178,9 @@ class TaskManager:
             error = msg
         else:
             sa.log_message("received", msg)
+            sa.now = now
             try:
-                task = sa.responder_task(msg.exchange)
+                task = sa.responder_task(msg)
                 task.process(msg, raw)
                 payloads = task.build()
             except RemoteProtocolError as exc:

@@ -17,6 +17,7 @@ from ..errors import RemoteProtocolError
 from ..events import ChildSaFailed
 from ..message import Message, check_rules
 from ..payloads import (
+    DeletePayload,
     KePayload,
     NoncePayload,
     NotifyPayload,
@@ -28,6 +29,7 @@ from ..payloads import (
 from ..proposals import Chosen, accept_choice, key_lengths, select
 from .base import Task
 from .ike_init import NONCE_LEN
+from .informational import Informational
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -202,6 +204,12 @@ class CreateChild(Task):
         nonce = msg.need(NoncePayload)
         self.shared = self._key_exchange(chosen, msg.get(KePayload))
         self.neg.install(self.nonce, nonce.data, self.shared, replaces=self.rekey)
+        if self.rekey is not None:
+            # §1.3.3 / §2.8: the rekey initiator deletes the old Child SA once the new
+            # one is in place (make-before-break).
+            spi = self.rekey.spi_in.to_bytes(4, "big")
+            delete = Informational(self.sa, True, (DeletePayload(ProtocolId.ESP, (spi,)),))
+            self.sa.tm.queue.insert(0, delete)
         return True
 
     def _request(self, msg: Message) -> None:
