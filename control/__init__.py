@@ -3,7 +3,9 @@
 No sockets, no clock, no threads and no randomness of its own: callers feed datagrams and
 the current time in, and take datagrams to send and events out.
 
-How the I/O shell (espfast/daemon.py) drives it::
+The simplest way in is ``manager.IkeManager``: every IKE SA of the daemon behind one face
+(dispatch by SPI, the responder front door, rekeyed IKE SAs swapped in, one event queue,
+datagrams as (data, remote, local port)). Underneath, one IkeSa at a time::
 
     from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
     from espfast.control.ike_sa import IkeSa
