@@ -17,11 +17,31 @@ Verifier = Callable[[int, bytes, bytes, Sequence[bytes], tuple[int, bytes]], Non
 
 
 @dataclass(frozen=True)
+class Lifetime:
+    """strongSwan's names and meaning, in seconds (0: never): rekey after ``rekey_time``
+    minus a random part of ``rand_time``; hard end at ``life_time``. Child SAs also
+    rekey after ``rekey_bytes`` / ``rekey_packets`` (0: off) as the dataplane counts."""
+
+    rekey_time: float
+    life_time: float
+    rand_time: float
+    rekey_bytes: int = 0
+    rekey_packets: int = 0
+
+
+# swanctl.conf defaults: Child SAs rekey after 1 h (life_time +10 %, rand_time the
+# difference); IKE SAs after 4 h (over_time 10 % of it, rand_time = over_time).
+CHILD_LIFETIME = Lifetime(3600.0, 3960.0, 360.0)
+IKE_LIFETIME = Lifetime(14400.0, 15840.0, 1440.0)
+
+
+@dataclass(frozen=True)
 class ChildConfig:
     name: str
     local_ts: tuple[TrafficSelector, ...]
     remote_ts: tuple[TrafficSelector, ...]
     esp_proposals: tuple[ProposalSpec, ...] = field(default_factory=lambda: parse_esp(DEFAULT_ESP))
+    lifetime: Lifetime = CHILD_LIFETIME
 
 
 @dataclass(frozen=True)
@@ -57,3 +77,5 @@ class IkeConfig:
     retransmit_tries: int = 5
     fragment_size: int = 1280  # RFC 7383: fragment when the message exceeds this
     fragmentation: bool = True
+    lifetime: Lifetime = IKE_LIFETIME
+    dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)

@@ -125,6 +125,11 @@ class IkeSa:
         self.nat_local = self.nat_remote = False
         self.peer_id: IdPayload | None = None
         self.delete_reason = ""
+        # Lifetimes and liveness (absolute times on the caller's clock).
+        self.rekey_at: float | None = None
+        self.expire_at: float | None = None
+        self.rekeying = False
+        self.last_heard = now
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -178,6 +183,7 @@ class IkeSa:
                 return
             msg = exc
         else:
+            self.last_heard = now
             if decoded is None:  # a fragment; more to come
                 return
             msg = decoded
@@ -200,10 +206,71 @@ class IkeSa:
                 self.destroy("half-open IKE SA timed out")
                 return
         self.tm.handle_timer(now)
+        if self.is_destroyed or self.state is not State.ESTABLISHED:
+            return
+        if self.expire_at is not None and now >= self.expire_at:
+            self.expire_at = None
+            self.log("IKE SA lifetime over")
+            self.delete(now)
+            return
+        if self.rekey_at is not None and now >= self.rekey_at and not self.rekeying:
+            self.rekeying = True
+            self.rekey(now)
+        for spi, child in list(self.children.items()):
+            if child.expire_at is not None and now >= child.expire_at:
+                child.expire_at = child.rekey_at = None
+                self.log(f"Child SA {child.name} {spi:08x} lifetime over")
+                self.delete_child(spi, now)
+            elif child.rekey_at is not None and now >= child.rekey_at and not child.rekeying:
+                child.rekeying = True
+                self.rekey_child(spi, now)
+        dpd = self._dpd_at()
+        if dpd is not None and now >= dpd:
+            self.last_heard = now  # one check at a time; retransmissions decide the rest
+            self.check_liveness(now)
 
     def get_timer(self) -> float | None:
-        timers = [t for t in (self.tm.get_timer(), self.half_open_deadline) if t is not None]
-        return min(timers) if timers and not self.is_destroyed else None
+        if self.is_destroyed:
+            return None
+        timers = [self.tm.get_timer(), self.half_open_deadline]
+        if self.state is State.ESTABLISHED:
+            timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at()]
+            for c in self.children.values():
+                timers += [c.expire_at, None if c.rekeying else c.rekey_at]
+        due = [t for t in timers if t is not None]
+        return min(due) if due else None
+
+    def child_traffic(self, spi_in: int, octets: int, packets: int, now: float) -> None:
+        """The dataplane's counters for a Child SA (both directions, cumulative): rekey it
+        when they pass rekey_bytes / rekey_packets."""
+        child = self.children.get(spi_in)
+        if child is None or child.rekeying:
+            return
+        life = self._child_config(child.name).lifetime
+        if (life.rekey_bytes and octets >= life.rekey_bytes) or (
+            life.rekey_packets and packets >= life.rekey_packets
+        ):
+            child.rekeying = True
+            self.rekey_child(spi_in, now)
+
+    def peer_alive(self, now: float) -> None:
+        """Traffic from the peer was seen (e.g. inbound ESP): no liveness check needed."""
+        self.last_heard = max(self.last_heard, now)
+
+    def _dpd_at(self) -> float | None:
+        delay = self.config.dpd_delay
+        if not delay or self.tm.active is not None or self.tm.queue:
+            return None
+        return self.last_heard + delay
+
+    def _jitter(self, life_rand: float) -> float:
+        return int.from_bytes(self.rng.random_bytes(4), "big") / 2**32 * life_rand
+
+    def _child_config(self, name: str) -> ChildConfig:
+        for c in self.config.children:
+            if c.name == name:
+                return c
+        return ChildConfig(name, (), ())
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out, self._out = self._out, []
@@ -293,9 +360,17 @@ class IkeSa:
     def deleting(self) -> None:
         self.state = State.DELETING
 
+    def _schedule(self, now: float) -> None:
+        life = self.config.lifetime
+        if life.rekey_time:
+            self.rekey_at = now + life.rekey_time - self._jitter(life.rand_time)
+        if life.life_time:
+            self.expire_at = now + life.life_time
+
     def established(self) -> None:
         self.state = State.ESTABLISHED
         self.half_open_deadline = None
+        self._schedule(self.now)
         assert self.chosen is not None
         peer = self.id_str(self.peer_id) if self.peer_id else ""
         local = self.id_str(IdPayload(*self.config.local_id))
@@ -365,6 +440,13 @@ class IkeSa:
         """Keep the new Child SA and announce it (ChildSaUp, or ChildSaRekeyed when it
         ``replaces`` another); its keys leave with the event and are dropped here."""
         self.children[child.spi_in] = child
+        life = self._child_config(child.name).lifetime
+        if life.rekey_time:
+            child.rekey_at = self.now + life.rekey_time - self._jitter(life.rand_time)
+        if life.life_time:
+            child.expire_at = self.now + life.life_time
+        if replaces is not None:
+            replaces.rekey_at = None  # the old one waits for its DELETE
         self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
                  f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
                  f"{', '.join(map(str, child.remote_ts))}")  # fmt: skip
@@ -410,7 +492,9 @@ class IkeSa:
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.peer_id = self.peer_id
         new.state = State.ESTABLISHED
+        new._schedule(now)
         new.children, self.children = self.children, {}
+        self.rekey_at = self.expire_at = None
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
         self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
         return new
