@@ -24,6 +24,16 @@ def with_child_life(cfg: IkeConfig, life: Lifetime) -> IkeConfig:
     return replace(cfg, children=(replace(cfg.children[0], lifetime=life),), lifetime=NEVER)
 
 
+def child_life_pair(life: Lifetime) -> Pair:
+    """An established pair whose initiator's Child SA has ``life`` (the responder's none)."""
+    ci, cr = configs()
+    p = Pair(with_child_life(ci, life), with_child_life(cr, NEVER))
+    p.establish()
+    events(p.i)
+    events(p.r)
+    return p
+
+
 def run_until(p: Pair, t_end: float) -> None:
     """Advance the clock timer by timer, delivering everything, until ``t_end``."""
     assert p.i is not None
@@ -43,12 +53,7 @@ def run_until(p: Pair, t_end: float) -> None:
 
 
 def test_child_sa_rekeys_before_rekey_time_and_deletes_the_old_one() -> None:
-    ci, cr = configs()
-    life = Lifetime(rekey_time=100, life_time=200, rand_time=10)
-    p = Pair(with_child_life(ci, life), with_child_life(cr, NEVER))
-    p.establish()
-    events(p.i)
-    events(p.r)
+    p = child_life_pair(Lifetime(rekey_time=100, life_time=200, rand_time=10))
     (child,) = p.i.children.values()
     assert child.rekey_at is not None and 90 <= child.rekey_at <= 100
     assert child.expire_at == 200
@@ -62,22 +67,14 @@ def test_child_sa_rekeys_before_rekey_time_and_deletes_the_old_one() -> None:
 
 
 def test_child_sa_hard_expiry_when_rekeying_fails() -> None:
-    ci, cr = configs()
-    life = Lifetime(rekey_time=0, life_time=50, rand_time=0)
-    p = Pair(with_child_life(ci, life), with_child_life(cr, NEVER))
-    p.establish()
-    events(p.i)
+    p = child_life_pair(Lifetime(rekey_time=0, life_time=50, rand_time=0))
     run_until(p, 51)
     assert [type(e) for e in events(p.i)] == [ChildSaDown]
     assert not p.i.children and not p.r.children
 
 
 def test_rekey_bytes_from_dataplane_counters() -> None:
-    ci, cr = configs()
-    life = Lifetime(rekey_time=0, life_time=0, rand_time=0, rekey_bytes=10_000_000)
-    p = Pair(with_child_life(ci, life), cr)
-    p.establish()
-    events(p.i)
+    p = child_life_pair(Lifetime(rekey_time=0, life_time=0, rand_time=0, rekey_bytes=10_000_000))
     (spi,) = p.i.children
     p.i.child_traffic(spi, 9_999_999, 100, p.now)
     assert p.i.datagrams_to_send(p.now) == []
