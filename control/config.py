@@ -79,3 +79,4 @@ class IkeConfig:
     fragmentation: bool = True
     lifetime: Lifetime = IKE_LIFETIME
     dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
+    initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH

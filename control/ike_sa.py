@@ -15,6 +15,7 @@ Datagrams addressed to port 4500 go out with the non-ESP marker (the I/O shell a
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 from collections import deque
 from enum import Enum
@@ -83,6 +84,9 @@ MAX_FRAGMENTS = 32
 FRAGMENT_OVERHEAD = 40 + 8 + 4
 
 
+_ESTABLISHED = itertools.count(1)
+
+
 class State(Enum):
     CONNECTING = "connecting"
     ESTABLISHED = "established"
@@ -124,6 +128,8 @@ class IkeSa:
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.nat_local = self.nat_remote = False
         self.peer_id: IdPayload | None = None
+        self.initial_contact = False  # the peer said it holds no other SA with us
+        self.established_seq = 0  # order of establishment among all IKE SAs
         self.delete_reason = ""
         # Lifetimes and liveness (absolute times on the caller's clock).
         self.rekey_at: float | None = None
@@ -368,6 +374,7 @@ class IkeSa:
             self.expire_at = now + life.life_time
 
     def established(self) -> None:
+        self.established_seq = next(_ESTABLISHED)
         self.state = State.ESTABLISHED
         self.half_open_deadline = None
         self._schedule(self.now)
@@ -492,6 +499,7 @@ class IkeSa:
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.peer_id = self.peer_id
         new.state = State.ESTABLISHED
+        new.established_seq = self.established_seq
         new._schedule(now)
         new.children, self.children = self.children, {}
         self.rekey_at = self.expire_at = None

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .config import ChildConfig, IkeConfig
-from .events import Event, IkeSaRekeyed
+from .events import Event, IkeSaRekeyed, IkeSaUp
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN
 from .responder import Responder
@@ -45,6 +46,9 @@ class IkeManager:
 
     def initiate(self, config: IkeConfig, *, local: Addr, remote: Addr, now: float,
                  child: ChildConfig | None = None) -> IkeSa:  # fmt: skip
+        if any(o.config.name == config.name and not o.is_destroyed for o in self._by_spi.values()):
+            # INITIAL_CONTACT only when we hold no other IKE SA of this connection.
+            config = replace(config, initial_contact=False)
         sa = IkeSa.initiate(config, local=local, remote=remote, rng=self.rng, now=now,
                             child=child)  # fmt: skip
         self._add(sa)
@@ -97,14 +101,29 @@ class IkeManager:
     def status(self) -> list[dict[str, object]]:
         return [sa.status() for sa in self._by_spi.values()]
 
+    def _drop_stale(self, fresh: IkeSa) -> None:
+        """RFC 7296 §2.4 INITIAL_CONTACT: the peer (restarted) holds no other IKE SA with
+        us, so every older one with the same identity and connection is gone."""
+        for other in list(self._by_spi.values()):
+            if other is fresh or other.config.name != fresh.config.name:
+                continue
+            older = other.established_seq < fresh.established_seq
+            if other.peer_id == fresh.peer_id and other.is_established and older:
+                other.destroy("replaced: the peer sent INITIAL_CONTACT")
+                self._collect(other)
+
     def _add(self, sa: IkeSa) -> None:
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
 
     def _collect(self, sa: IkeSa) -> None:
+        came_up = False
         while (event := sa.next_event()) is not None:
             if isinstance(event, IkeSaRekeyed):
                 self._add(event.new_sa)
+            came_up = came_up or isinstance(event, IkeSaUp)
             self._events.append(event)
+        if came_up and sa.initial_contact:
+            self._drop_stale(sa)
         if sa.is_destroyed:
             for spi, known in list(self._by_spi.items()):
                 if known is sa:

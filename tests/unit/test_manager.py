@@ -84,3 +84,22 @@ def test_manager_retransmits_through_handle_timer() -> None:
     for t in (4.0 + 7.2, 30.0, 60.0, 120.0, 240.0):
         gw.handle_timer(t)
     assert [type(e) for e in drain(gw)] == [IkeSaDown] and gw.sas == []
+
+
+def test_initial_contact_clears_stale_sas_after_a_peer_restart() -> None:
+    ci, cr = configs()
+    gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B)
+    before = IkeManager([], rng=DeterministicRng("a1"), local=A)
+    before.initiate(ci, local=A, remote=B, now=0)
+    shuttle(before, gw_b)
+    drain(gw_b)
+    (stale,) = gw_b.sas
+    # gw_a restarts (its SAs are lost without a DELETE) and connects again:
+    # IKE_AUTH { ..., N(INITIAL_CONTACT) } --> ; gw_b drops the stale IKE SA.
+    after = IkeManager([], rng=DeterministicRng("a2"), local=A)
+    after.initiate(ci, local=A, remote=B, now=1)
+    shuttle(after, gw_b, now=1)
+    evs = drain(gw_b)
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown]
+    assert "INITIAL_CONTACT" in evs[-1].reason  # type: ignore[attr-defined]
+    assert stale.is_destroyed and len(gw_b.sas) == 1
