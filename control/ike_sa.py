@@ -296,11 +296,20 @@ class IkeSa:
         cfg = next(c for c in self.config.children if c.name == child.name)
         self.tm.queue_task(CreateChild(self, True, cfg, rekey=child), now)
 
-    def delete_child(self, spi_in: int, now: float) -> None:
-        """INFORMATIONAL { D(ESP, spi_in) }; ChildSaDown when the peer confirms."""
+    def delete_child(self, spi_in: int, now: float, *, first: bool = False) -> None:
+        """INFORMATIONAL { D(ESP, spi_in) }; ChildSaDown when the peer confirms.
+        ``first``: ahead of other queued exchanges."""
+        child = self.children.get(spi_in)
+        if child is not None:
+            child.deleting = True
+            child.rekey_at = None
         spi = spi_in.to_bytes(4, "big")
-        self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.ESP, (spi,)),)),
-                           now)  # fmt: skip
+        task = Informational(self, True, (DeletePayload(ProtocolId.ESP, (spi,)),))
+        if first:
+            self.tm.queue.insert(0, task)
+            self.tm.initiate(now)
+        else:
+            self.tm.queue_task(task, now)
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL { D(IKE) }: closes the IKE SA and all its Child SAs."""
