@@ -130,6 +130,10 @@ class IkeSa:
         self.peer_id: IdPayload | None = None
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
+        self.replaced_by: IkeSa | None = None  # set once rekeyed (RFC 7296 §2.18)
+        # The peer's rekey of this SA, while ours was under way: the lowest nonce of its
+        # exchange and the SA it made (§2.8.2 collision).
+        self.peer_ike_rekey: tuple[bytes, IkeSa] | None = None
         self.delete_reason = ""
         # Lifetimes and liveness (absolute times on the caller's clock).
         self.rekey_at: float | None = None
@@ -512,6 +516,7 @@ class IkeSa:
         new._schedule(now)
         new.children, self.children = self.children, {}
         self.rekey_at = self.expire_at = None
+        self.replaced_by = new
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
         self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
         return new

@@ -103,3 +103,43 @@ def test_initial_contact_clears_stale_sas_after_a_peer_restart() -> None:
     assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown]
     assert "INITIAL_CONTACT" in evs[-1].reason  # type: ignore[attr-defined]
     assert stale.is_destroyed and len(gw_b.sas) == 1
+
+
+def collide(seed: str) -> bool:
+    """Both ends rekey one IKE SA at once; returns whether a's new SA survived."""
+    ci, cr = configs()
+    gw_a = IkeManager([], rng=DeterministicRng("a" + seed), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    shuttle(gw_a, gw_b)
+    drain(gw_a)
+    drain(gw_b)
+    (sa_a,) = gw_a.sas
+    (sa_b,) = gw_b.sas
+    # Both ends rekey the IKE SA at once (RFC 7296 §2.8.2): the requests cross.
+    sa_a.rekey(0)
+    sa_b.rekey(0)
+    shuttle(gw_a, gw_b)
+    ev_a, ev_b = drain(gw_a), drain(gw_b)
+    assert [type(e) for e in ev_a].count(IkeSaRekeyed) == 2
+    assert [type(e) for e in ev_b].count(IkeSaRekeyed) == 2
+    # One IKE SA is left on each side, the same one, and it owns the Child SA.
+    (left_a,) = gw_a.sas
+    (left_b,) = gw_b.sas
+    assert (left_a.spi_i, left_a.spi_r) == (left_b.spi_i, left_b.spi_r)
+    a_won = left_a.initiator
+    assert len(left_a.children) == 1 and len(left_b.children) == 1
+    assert not [e for e in ev_a + ev_b if isinstance(e, ChildSaDown)]
+    # And it works.
+    (spi,) = left_a.children
+    left_a.delete_child(spi, 0)
+    shuttle(gw_a, gw_b)
+    assert [type(e) for e in drain(gw_b)] == [ChildSaDown]
+
+    return a_won
+
+
+def test_simultaneous_ike_rekey_leaves_one_ike_sa_with_the_child() -> None:
+    # The seeds give nonces where either end's exchange has the lowest nonce, so both
+    # branches of §2.8.2 run.
+    assert {collide(seed) for seed in ("one", "two", "three", "four")} == {True, False}
