@@ -80,6 +80,7 @@ log = logging.getLogger("espfast.control")
 Addr = tuple[str, int]
 HALF_OPEN_TIMEOUT = 30.0  # seconds a responder waits for IKE_AUTH (strongSwan's default)
 MAX_FRAGMENTS = 32
+MAX_REASSEMBLIES = 4  # messages being reassembled at once
 # Path MTU minus IPv6 + UDP headers and the non-ESP marker (RFC 7383 §2.5.1).
 FRAGMENT_OVERHEAD = 40 + 8 + 4
 
@@ -484,7 +485,7 @@ class IkeSa:
             return
         self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason))
 
-    def child_deleted_by_peer(self, spi_out: int, answer: bool) -> int | None:
+    def child_deleted_by_peer(self, spi_out: int) -> int | None:
         """The peer deleted its inbound SA ``spi_out``: remove ours; return our SPI."""
         for spi_in, child in list(self.children.items()):
             if child.spi_out == spi_out:
@@ -589,6 +590,8 @@ class IkeSa:
                 self.tm.counters.retransmitted_requests_answered += 1
                 self.send(self.tm.cached[1])
             return None
+        if key not in self._fragments and len(self._fragments) >= MAX_REASSEMBLIES:
+            self._fragments.pop(next(iter(self._fragments)))  # the oldest message goes
         pieces = self._fragments.setdefault(key, {})
         if pieces and next(iter(pieces.values()))[0] != skf.total:
             pieces.clear()

@@ -37,6 +37,7 @@ class IkeManager:
             self.responder = Responder(configs, local, rng, cookie_threshold=cookie_threshold,
                                        half_open_limit=half_open_limit)  # fmt: skip
         self._by_spi: dict[int, IkeSa] = {}  # our own SPI -> IKE SA
+        self._responding: dict[int, IkeSa] = {}  # initiator's SPI -> IKE SA we answer
         self._events: deque[Event] = deque()
         self._out: list[Datagram] = []
 
@@ -64,6 +65,12 @@ class IkeManager:
         # The I flag says whose message it is: the original initiator's messages carry
         # our SPI as responder SPI, the responder's messages ours as initiator SPI.
         sa = self._by_spi.get(spi_r if from_initiator else spi_i)
+        if sa is None and from_initiator and spi_r == 0:
+            # A late copy of an IKE_SA_INIT request whose SA exists already: that SA
+            # answers it from its cache or drops it; it must not start another SA.
+            known = self._responding.get(spi_i)
+            if known is not None and known.remote[0] == addr[0]:
+                sa = known
         if sa is not None and sa.spi_i == spi_i:
             sa.receive_datagram(data, addr, now, local)
             return
@@ -114,6 +121,8 @@ class IkeManager:
 
     def _add(self, sa: IkeSa) -> None:
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
+        if not sa.initiator:
+            self._responding[sa.spi_i] = sa
 
     def _collect(self, sa: IkeSa) -> None:
         came_up = False
@@ -125,6 +134,7 @@ class IkeManager:
         if came_up and sa.initial_contact:
             self._drop_stale(sa)
         if sa.is_destroyed:
-            for spi, known in list(self._by_spi.items()):
-                if known is sa:
-                    del self._by_spi[spi]
+            for table in (self._by_spi, self._responding):
+                for spi, known in list(table.items()):
+                    if known is sa:
+                        del table[spi]

@@ -47,7 +47,7 @@ class Informational(Task):
             for d in msg.all(DeletePayload):
                 if d.protocol == ProtocolId.ESP:
                     for spi in d.spis:
-                        sa.child_deleted_by_peer(int.from_bytes(spi, "big"), answer=False)
+                        sa.child_deleted_by_peer(int.from_bytes(spi, "big"))
             for spi_in in self._our_deleted_spis():
                 sa.remove_child(spi_in, "deleted")
             return True
@@ -60,7 +60,7 @@ class Informational(Task):
             if d.protocol == ProtocolId.ESP:
                 ours = []
                 for spi in d.spis:
-                    mine = sa.child_deleted_by_peer(int.from_bytes(spi, "big"), answer=True)
+                    mine = sa.child_deleted_by_peer(int.from_bytes(spi, "big"))
                     if mine is not None:
                         ours.append(mine.to_bytes(4, "big"))
                 if ours:

@@ -143,3 +143,18 @@ def test_simultaneous_ike_rekey_leaves_one_ike_sa_with_the_child() -> None:
     # The seeds give nonces where either end's exchange has the lowest nonce, so both
     # branches of §2.8.2 run.
     assert {collide(seed) for seed in ("one", "two", "three", "four")} == {True, False}
+
+
+def test_late_ike_sa_init_copy_does_not_start_another_sa() -> None:
+    ci, cr = configs()
+    gw_a = IkeManager([], rng=DeterministicRng("a"), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    ((init, _, _),) = gw_a.datagrams_to_send(0)
+    gw_b.receive_datagram(init, (A[0], 500), 0, B)
+    for data, remote, port in gw_b.datagrams_to_send(0):
+        gw_a.receive_datagram(data, (B[0], port), 0, remote)
+    shuttle(gw_a, gw_b)
+    assert len(gw_b.sas) == 1 and gw_b.sas[0].is_established
+    gw_b.receive_datagram(init, (A[0], 500), 1, B)  # the network delivers a stale copy
+    assert len(gw_b.sas) == 1 and gw_b.datagrams_to_send(1) == []
