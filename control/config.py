@@ -80,3 +80,24 @@ class IkeConfig:
     lifetime: Lifetime = IKE_LIFETIME
     dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
     initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
+
+    def __post_init__(self) -> None:
+        where = f"connection {self.name!r}"
+        if not self.ike_proposals:
+            raise ValueError(f"{where}: no IKE proposals")
+        if self.auth.psk is None and self.auth.signer is None:
+            raise ValueError(f"{where}: neither a pre-shared key nor a certificate to sign with")
+        if self.auth.psk is not None and len(self.auth.psk) < 8:
+            raise ValueError(f"{where}: pre-shared key shorter than 8 bytes")
+        names = [c.name for c in self.children]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{where}: child names must be unique ({', '.join(names)})")
+        for c in self.children:
+            if not c.local_ts or not c.remote_ts:
+                raise ValueError(f"{where}: child {c.name!r} needs local_ts and remote_ts")
+            if not c.esp_proposals:
+                raise ValueError(f"{where}: child {c.name!r} has no ESP proposals")
+        if self.fragment_size < 576:
+            raise ValueError(f"{where}: fragment_size {self.fragment_size} below 576")
+        if self.retransmit_timeout <= 0 or self.retransmit_tries < 0:
+            raise ValueError(f"{where}: retransmit_timeout must be > 0, tries >= 0")
