@@ -41,6 +41,9 @@ _E = TypeVar("_E", bound=x509.ExtensionType)
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 MAX_CHAIN_LENGTH = 8
+# A peer controls the intermediates it sends: bound the work a chain search can cost.
+MAX_INTERMEDIATES = 16
+MAX_PATHS = 64
 
 # RFC 4945 §5.1.3.12 / RFC 4809: iKEIntermediate, which strongSwan's pki sets for gateways.
 IKE_INTERMEDIATE = ObjectIdentifier("1.3.6.1.5.5.8.2.2")
@@ -301,6 +304,11 @@ class TrustStore:
             check_public_key(end_entity, "peer certificate")
         except ValueError as exc:
             raise AuthenticationError(str(exc)) from None
+        if len(intermediates) > MAX_INTERMEDIATES:
+            raise AuthenticationError(
+                f"peer sent {len(intermediates)} intermediate certificates, at most "
+                f"{MAX_INTERMEDIATES} are accepted"
+            )
         first_error: AuthenticationError | None = None
         for path in self._paths(end_entity, list(intermediates)):
             try:
@@ -323,14 +331,20 @@ class TrustStore:
     def _paths(
         self, cert: x509.Certificate, pool: list[x509.Certificate]
     ) -> Iterator[list[x509.Certificate]]:
-        """Candidate paths from ``cert`` to an anchor, found by names only (anchors first)."""
+        """Candidate paths from ``cert`` to an anchor, found by names only (anchors first).
+
+        Depth-first, visiting at most MAX_PATHS partial paths, so that a peer sending
+        intermediates that name each other cannot make the search explode.
+        """
         if cert in self.cas:
             yield [cert]
             return
+        budget = [MAX_PATHS]
 
         def extend(path: list[x509.Certificate]) -> Iterator[list[x509.Certificate]]:
             tip = path[-1]
-            if len(path) > MAX_CHAIN_LENGTH:
+            budget[0] -= 1
+            if len(path) > MAX_CHAIN_LENGTH or budget[0] < 0:
                 return
             for ca in self.cas:
                 if ca.subject == tip.issuer:
