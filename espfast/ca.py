@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from espfast.control.certs import (
@@ -282,3 +283,34 @@ def build_crl(
         entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
         builder = builder.add_revoked_certificate(entry.build())
     return builder.sign(ca_key, _hash_for(ca_key))
+
+
+def pkcs12_bundle(
+    name: str,
+    cert: x509.Certificate,
+    key: PrivateKey,
+    ca_cert: x509.Certificate,
+    password: bytes,
+) -> bytes:
+    """A password-protected PKCS#12 file (key, certificate, CA) for client devices.
+
+    Encrypted with PBES1 SHA-1/3DES and a SHA-1 MAC, the combination every native IKEv2
+    client imports (older macOS, iOS and Windows refuse OpenSSL 3's AES/PBKDF2 default);
+    the password is what protects the file, so it should be long and random.
+    """
+    if not password:
+        raise ValueError("a PKCS#12 file needs a password")
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())  # noqa: S303 - the MAC algorithm those importers know
+        .build(password)
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name.encode(),
+        key,
+        cert,
+        [ca_cert],
+        encryption,
+    )

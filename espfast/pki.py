@@ -5,22 +5,26 @@
     espfast pki crl --ca DIR --revoke DIR/gw.example.org.crt [--revoke SERIAL ...]
 
 ``ca`` writes DIR/ca.crt and DIR/ca.key; ``issue`` writes NAME.crt and NAME.key (NAME from
-``--name``, else from the identity); ``crl`` writes (or extends) DIR/ca.crl, which the
-gateway's trust store takes as a revocation list. Private keys are PKCS#8 PEM files with
-mode 0600. What the certificates contain is described in espfast/ca.py, which is imported
-only when the command runs (so that ``espfast --help`` stays fast).
+``--name``, else from the identity; with ``--p12`` also NAME.p12 for client devices);
+``crl`` writes (or extends) DIR/ca.crl, which the gateway's trust store takes as a
+revocation list. Private keys are PKCS#8 PEM files with mode 0600. What the certificates
+contain is described in espfast/ca.py, which is imported only when the command runs (so
+that ``espfast --help`` stays fast).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import secrets
 import sys
 from pathlib import Path
 
 KEY_TYPES = ("ecdsa", "rsa", "ed25519")
 CURVES = ("p256", "p384", "p521")
 DEFAULT_CA_DN = "O=espfast, CN=espfast Root CA"
+P12_PASSWORD_ENV = "ESPFAST_P12_PASSWORD"  # noqa: S105 - the variable's name, no secret
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -53,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     issue.add_argument("--out", required=True, type=Path, help="directory to write into")
     issue.add_argument("--name", help="file name stem (default: from the identity)")
     issue.add_argument("--days", type=int, default=730, help="validity (default 730)")
+    issue.add_argument(
+        "--p12",
+        action="store_true",
+        help="also write NAME.p12 (key, certificate, CA) for importing into client devices; "
+        f"password from ${P12_PASSWORD_ENV}, else a random one that is printed",
+    )
     _key_arguments(issue)
     crl = sub.add_parser("crl", help="revoke certificates: write (or extend) the CA's CRL")
     crl.add_argument("--ca", required=True, type=Path, help="directory with ca.crt, ca.key")
@@ -86,6 +96,7 @@ def _run_issue(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
         issue_cert,
         key_pem,
         load_ca,
+        pkcs12_bundle,
         write_file,
     )
     from espfast.control.identity import Identity
@@ -109,7 +120,15 @@ def _run_issue(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
     args.out.mkdir(parents=True, exist_ok=True)
     write_file(args.out / f"{stem}.key", key_pem(key), mode=0o600, force=args.force)
     write_file(args.out / f"{stem}.crt", cert_pem(cert), mode=0o644, force=args.force)
-    return [args.out / f"{stem}.crt", args.out / f"{stem}.key"]
+    written = [args.out / f"{stem}.crt", args.out / f"{stem}.key"]
+    if args.p12:
+        password = os.environ.get(P12_PASSWORD_ENV) or secrets.token_urlsafe(12)
+        bundle = pkcs12_bundle(stem, cert, key, ca_cert, password.encode())
+        write_file(args.out / f"{stem}.p12", bundle, mode=0o600, force=args.force)
+        written.append(args.out / f"{stem}.p12")
+        if P12_PASSWORD_ENV not in os.environ:
+            print(f"password of {args.out / f'{stem}.p12'}: {password}")
+    return written
 
 
 def _run_crl(args: argparse.Namespace, now: dt.datetime) -> list[Path]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from espfast.cli import main
@@ -344,3 +345,51 @@ def test_ca_key_must_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     (tmp_path / "a" / "ca.key").write_bytes((tmp_path / "b" / "ca.key").read_bytes())
     assert issue(tmp_path / "a", "gw", tmp_path) == 1
     assert "is not the key of" in capsys.readouterr().err
+
+
+# --- PKCS#12 for client devices -------------------------------------------------------------------
+
+
+def test_p12_bundle(
+    ecdsa_ca: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ESPFAST_P12_PASSWORD", raising=False)
+    assert (
+        issue(ecdsa_ca, "carol@example.org", tmp_path, "--client", "--p12", "--name", "carol") == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    p12 = tmp_path / "carol.p12"
+    assert out[1:] == [str(tmp_path / "carol.crt"), str(tmp_path / "carol.key"), str(p12)]
+    password = out[0].removeprefix(f"password of {p12}: ")
+    assert len(password) >= 16 and password != out[0]
+    assert stat.S_IMODE(p12.stat().st_mode) == 0o600
+    key, cert, extra = pkcs12.load_key_and_certificates(p12.read_bytes(), password.encode())
+    assert cert == load_certificate_file(tmp_path / "carol.crt")[0]
+    assert key is not None and key.public_key() == cert.public_key()
+    assert extra == load_certificate_file(ecdsa_ca / "ca.crt")
+    with pytest.raises(ValueError):
+        pkcs12.load_key_and_certificates(p12.read_bytes(), b"wrong")
+    # OpenSSL reads it too, and sees the legacy (3DES) encryption clients import.
+    info = subprocess.run(
+        ["openssl", "pkcs12", "-info", "-in", str(p12), "-passin", f"pass:{password}", "-noout"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    assert "pbeWithSHA1And3-KeyTripleDES-CBC" in info.stdout + info.stderr
+
+
+def test_p12_password_from_environment(
+    ecdsa_ca: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ESPFAST_P12_PASSWORD", "correct horse battery staple")
+    assert issue(ecdsa_ca, "dave@example.org", tmp_path, "--client", "--p12", "--name", "dave") == 0
+    assert "password of" not in capsys.readouterr().out
+    data = (tmp_path / "dave.p12").read_bytes()
+    key, cert, _ = pkcs12.load_key_and_certificates(data, b"correct horse battery staple")
+    assert cert is not None and key is not None
