@@ -97,8 +97,16 @@ def load_certificates(data: bytes, source: str = "data") -> list[x509.Certificat
     return certs
 
 
+def read_file(path: str | Path) -> bytes:
+    """A credential file's bytes; ValueError naming the file if it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def load_certificate_file(path: str | Path) -> list[x509.Certificate]:
-    return load_certificates(Path(path).read_bytes(), str(path))
+    return load_certificates(read_file(path), str(path))
 
 
 def decode_certificate(data: bytes) -> x509.Certificate:
@@ -202,7 +210,7 @@ class LocalCredential:
     ) -> LocalCredential:
         """Our credential from files; the certificate file may carry the chain after it."""
         certs = load_certificate_file(cert_path)
-        key = load_private_key(Path(key_path).read_bytes(), str(key_path), password)
+        key = load_private_key(read_file(key_path), str(key_path), password)
         extra = [c for path in chain for c in load_certificate_file(path)]
         return cls(certs[0], key, tuple(certs[1:] + extra), rsa_pss=rsa_pss)
 
@@ -271,7 +279,7 @@ class TrustStore:
         cas = [c for path in ca_paths for c in load_certificate_file(path)]
         crls = []
         for path in crl_paths:
-            data = Path(path).read_bytes()
+            data = read_file(path)
             try:
                 if b"-----BEGIN" in data:
                     crls.append(x509.load_pem_x509_crl(data))

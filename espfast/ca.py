@@ -27,6 +27,7 @@ from espfast.control.certs import (
     PrivateKey,
     load_certificate_file,
     load_private_key,
+    read_file,
 )
 from espfast.control.constants import IdType
 from espfast.control.identity import Identity, dn_to_string, parse_dn_der, parse_dn_string
@@ -243,7 +244,7 @@ def file_name(identity: Identity) -> str:
 def load_ca(ca_dir: Path) -> tuple[x509.Certificate, PrivateKey]:
     """The CA certificate and key that ``espfast pki ca`` wrote into ``ca_dir``."""
     ca_cert = load_certificate_file(ca_dir / "ca.crt")[0]
-    ca_key = load_private_key((ca_dir / "ca.key").read_bytes(), str(ca_dir / "ca.key"))
+    ca_key = load_private_key(read_file(ca_dir / "ca.key"), str(ca_dir / "ca.key"))
     if ca_key.public_key() != ca_cert.public_key():
         raise ValueError(f"{ca_dir / 'ca.key'} is not the key of {ca_dir / 'ca.crt'}")
     return ca_cert, ca_key

@@ -539,3 +539,14 @@ def test_chain_search_is_bounded() -> None:
         STORE.verify_chain(ee, loop, NOW)
     with pytest.raises(AuthenticationError, match="at most 16 are accepted"):
         STORE.verify_chain(ee, [*loop, CA], NOW)
+
+
+def test_missing_files_are_value_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(ValueError, match=r"cannot read .*nope\.pem: No such file"):
+        TrustStore.load([missing])
+    (tmp_path / "ca.crt").write_bytes(cert_pem(CA))
+    with pytest.raises(ValueError, match="cannot read"):
+        TrustStore.load([tmp_path / "ca.crt"], [missing])
+    with pytest.raises(ValueError, match="cannot read"):
+        LocalCredential.load(tmp_path / "ca.crt", missing)
