@@ -226,6 +226,8 @@ class LocalCredential:
 def _utc(now: dt.datetime | float) -> dt.datetime:
     if isinstance(now, dt.datetime):
         return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    if not isinstance(now, int | float):
+        raise TypeError(f"the time must be a datetime or seconds since the epoch, not {now!r}")
     return dt.datetime.fromtimestamp(now, dt.UTC)
 
 
@@ -297,16 +299,14 @@ class TrustStore:
     def verify_chain(
         self,
         end_entity: x509.Certificate,
-        intermediates: Sequence[x509.Certificate] = (),
-        now: dt.datetime | float | None = None,
+        intermediates: Sequence[x509.Certificate],
+        now: dt.datetime | float,
     ) -> tuple[x509.Certificate, ...]:
         """The verified chain (end entity first, trust anchor last), or AuthenticationError.
 
         ``now`` is wall-clock time (an aware datetime, or seconds since the epoch), never a
         monotonic clock; the caller supplies it, control/ reads no clock.
         """
-        if now is None:
-            raise TypeError("verify_chain needs the current wall-clock time")
         when = _utc(now)
         try:
             check_public_key(end_entity, "peer certificate")
