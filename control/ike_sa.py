@@ -72,7 +72,7 @@ from .tasks.base import Task
 from .tasks.child_create import CreateChild
 from .tasks.ike_auth import IkeAuth
 from .tasks.ike_init import IkeInit
-from .tasks.ike_rekey import IkeRekey
+from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
 
 log = logging.getLogger("espfast.control")
@@ -81,6 +81,7 @@ Addr = tuple[str, int]
 HALF_OPEN_TIMEOUT = 30.0  # seconds a responder waits for IKE_AUTH (strongSwan's default)
 MAX_FRAGMENTS = 32
 MAX_REASSEMBLIES = 4  # messages being reassembled at once
+REKEY_RETRY = 10.0  # seconds (plus up to as much again) before a failed rekey is retried
 # Path MTU minus IPv6 + UDP headers and the non-ESP marker (RFC 7383 §2.5.1).
 FRAGMENT_OVERHEAD = 40 + 8 + 4
 
@@ -132,6 +133,9 @@ class IkeSa:
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
         self.replaced_by: IkeSa | None = None  # set once rekeyed (RFC 7296 §2.18)
+        self.rekeyed_from: IkeSa | None = None  # the IKE SA this one replaced
+        self.destroy_when_idle = ""  # a reason: destroy once our outstanding request ends
+        self.early_deletes: set[int] = set()  # peer SPIs deleted before we saw them made
         # The peer's rekey of this SA, while ours was under way: the lowest nonce of its
         # exchange and the SA it made (§2.8.2 collision).
         self.peer_ike_rekey: tuple[bytes, IkeSa] | None = None
@@ -221,8 +225,9 @@ class IkeSa:
             return
         if self.expire_at is not None and now >= self.expire_at:
             self.expire_at = None
-            self.log("IKE SA lifetime over")
-            self.delete(now)
+            self.log("IKE SA lifetime over" if self.replaced_by is None else
+                     "the peer did not delete the IKE SA it rekeyed")  # fmt: skip
+            self._delete_self(now)
             return
         if self.rekey_at is not None and now >= self.rekey_at and not self.rekeying:
             self.rekeying = True
@@ -274,6 +279,17 @@ class IkeSa:
             return None
         return self.last_heard + delay
 
+    def retry_rekey_later(self, child: ChildSa | None = None) -> None:
+        """A rekey failed (TEMPORARY_FAILURE, collision, timeout): try again in 10-20 s
+        (RFC 7296 §2.25), as long as the SA lives."""
+        when = self.now + REKEY_RETRY + self._jitter(REKEY_RETRY)
+        if child is None:
+            self.rekeying = False
+            self.rekey_at = when
+        elif child.spi_in in self.children and not child.deleting:
+            child.rekeying = False
+            child.rekey_at = when
+
     def _jitter(self, life_rand: float) -> float:
         return int.from_bytes(self.rng.random_bytes(4), "big") / 2**32 * life_rand
 
@@ -291,19 +307,29 @@ class IkeSa:
         return self._events.popleft() if self._events else None
 
     # -- what the I/O shell may ask for ------------------------------------------------
+    # After a rekey the old IKE SA starts no exchange (RFC 7296 §2.18): what the shell
+    # asks of it goes to the IKE SA that replaced it.
+
     def create_child(self, child: ChildConfig, now: float) -> None:
         """CREATE_CHILD_SA for an additional Child SA (RFC 7296 §1.3.1)."""
-        self.tm.queue_task(CreateChild(self, True, child), now)
+        sa = self.current
+        sa.tm.queue_task(CreateChild(sa, True, child), now)
 
     def rekey_child(self, spi_in: int, now: float) -> None:
         """CREATE_CHILD_SA with REKEY_SA for the Child SA whose inbound SPI is ``spi_in``."""
-        child = self.children[spi_in]
-        cfg = next(c for c in self.config.children if c.name == child.name)
-        self.tm.queue_task(CreateChild(self, True, cfg, rekey=child), now)
+        sa = self.current
+        child = sa.children.get(spi_in)
+        if child is None or child.deleting:
+            return  # gone or going: nothing to rekey
+        child.rekeying = True
+        sa.tm.queue_task(CreateChild(sa, True, sa._child_config(child.name), rekey=child), now)
 
     def delete_child(self, spi_in: int, now: float, *, first: bool = False) -> None:
         """INFORMATIONAL { D(ESP, spi_in) }; ChildSaDown when the peer confirms.
         ``first``: ahead of other queued exchanges."""
+        if self.replaced_by is not None and spi_in not in self.children:
+            self.current.delete_child(spi_in, now, first=first)
+            return
         child = self.children.get(spi_in)
         if child is not None:
             child.deleting = True
@@ -318,22 +344,29 @@ class IkeSa:
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL { D(IKE) }: closes the IKE SA and all its Child SAs."""
-        if self.is_destroyed:
+        self.current._delete_self(now)
+
+    def _delete_self(self, now: float) -> None:
+        if self.is_destroyed or self.is_deleting:
             return
         if not self.is_established:
             self.destroy("deleted before it was established")
             return
         self.tm.queue.clear()
-        self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.IKE),)), now)
+        self.tm.queue.append(Informational(self, True, (DeletePayload(ProtocolId.IKE),)))
+        self.tm.initiate(now)
 
     def rekey(self, now: float) -> None:
         """CREATE_CHILD_SA rekeying this IKE SA (RFC 7296 §1.3.2); IkeSaRekeyed carries
         the new IkeSa, then this one is deleted."""
-        self.tm.queue_task(IkeRekey(self, True), now)
+        sa = self.current
+        sa.rekeying = True
+        sa.tm.queue_task(IkeRekey(sa, True), now)
 
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
-        self.tm.queue_task(Informational(self, True), now)
+        sa = self.current
+        sa.tm.queue_task(Informational(sa, True), now)
 
     def status(self) -> dict[str, object]:
         """What ``espfast status`` shows: no keys, only names, numbers and addresses."""
@@ -405,6 +438,8 @@ class IkeSa:
             return
         was_up = self.is_established
         self.state = State.DESTROYED
+        if self.replaced_by is not None and self.replaced_by.rekeyed_from is self:
+            self.replaced_by.rekeyed_from = None  # no chain of old SAs kept alive
         self.delete_reason = reason
         for spi in list(self.children):
             self.remove_child(spi, reason)
@@ -457,9 +492,21 @@ class IkeSa:
             if spi >= 256 and spi not in self.children:
                 return spi
 
+    @property
+    def current(self) -> IkeSa:
+        """This IKE SA, or the one that replaced it after a rekey (RFC 7296 §2.18):
+        exchanges finishing on a replaced SA put their Child SAs there."""
+        sa = self
+        while sa.replaced_by is not None:
+            sa = sa.replaced_by
+        return sa
+
     def add_child(self, child: ChildSa, replaces: ChildSa | None = None) -> None:
         """Keep the new Child SA and announce it (ChildSaUp, or ChildSaRekeyed when it
         ``replaces`` another); its keys leave with the event and are dropped here."""
+        if self.replaced_by is not None:
+            self.current.add_child(child, replaces)
+            return
         self.children[child.spi_in] = child
         life = self._child_config(child.name).lifetime
         if life.rekey_time:
@@ -480,6 +527,9 @@ class IkeSa:
         child.forget_keys()
 
     def remove_child(self, spi_in: int, reason: str) -> None:
+        if spi_in not in self.children and self.replaced_by is not None:
+            self.current.remove_child(spi_in, reason)
+            return
         child = self.children.pop(spi_in, None)
         if child is None:
             return
@@ -487,11 +537,18 @@ class IkeSa:
 
     def child_deleted_by_peer(self, spi_out: int) -> int | None:
         """The peer deleted its inbound SA ``spi_out``: remove ours; return our SPI."""
-        for spi_in, child in list(self.children.items()):
+        child = self.child_by_spi_out(spi_out)
+        if child is None:
+            return None
+        self.remove_child(child.spi_in, "deleted by peer")
+        return child.spi_in
+
+    def child_by_spi_out(self, spi_out: int) -> ChildSa | None:
+        """The Child SA whose outbound SPI is ``spi_out`` (here or in our replacement)."""
+        for child in self.children.values():
             if child.spi_out == spi_out:
-                self.remove_child(spi_in, "deleted by peer")
-                return spi_in
-        return None
+                return child
+        return self.replaced_by.child_by_spi_out(spi_out) if self.replaced_by else None
 
     def rekeyed(self, *, initiator: bool, spi_i: int, spi_r: int, chosen: Chosen, ni: bytes,
                 nr: bytes, shared: bytes, now: float) -> IkeSa:  # fmt: skip
@@ -516,8 +573,16 @@ class IkeSa:
         new.established_seq = self.established_seq
         new._schedule(now)
         new.children, self.children = self.children, {}
-        self.rekey_at = self.expire_at = None
+        # The rekey initiator deletes the old SA right away (§1.3.2); should that DELETE
+        # never come, we close it ourselves after a grace period.
+        self.rekey_at = None
+        self.expire_at = now + REPLACED_GRACE
         self.replaced_by = new
+        new.rekeyed_from = self
+        # Exchanges we had queued but not started go to the new IKE SA.
+        for task in self.tm.queue:
+            task.rebind(new)
+        new.tm.queue, self.tm.queue = self.tm.queue, []  # the caller starts them
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
         self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
         return new

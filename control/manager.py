@@ -134,6 +134,8 @@ class IkeManager:
         if came_up and sa.initial_contact:
             self._drop_stale(sa)
         if sa.is_destroyed:
+            # Its last words (e.g. the answer to the peer's DELETE) still go out.
+            self._out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(0)]
             for table in (self._by_spi, self._responding):
                 for spi, known in list(table.items()):
                     if known is sa:

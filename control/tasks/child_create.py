@@ -196,8 +196,15 @@ class CreateChild(Task):
         if msg.error_notify() is None:
             check_rules(msg)
         chosen = self.neg.response(msg)
+        if chosen is not None and int.from_bytes(chosen.spi, "big") in self.sa.early_deletes:
+            self.sa.early_deletes.clear()
+            self.neg.child = None
+            self.neg.error = RemoteProtocolError("the peer deleted it before its answer came")
+            chosen = None
         if chosen is None:
             self.neg.report_failure()
+            if self.rekey is not None:
+                self.sa.retry_rekey_later(self.rekey)
             return True
         nonce = msg.need(NoncePayload)
         self.shared = self._key_exchange(chosen, msg.get(KePayload))
@@ -224,7 +231,7 @@ class CreateChild(Task):
         rekey = msg.notify(NotifyType.REKEY_SA)
         if rekey is not None:
             spi = int.from_bytes(rekey.spi, "big")
-            self.rekey = next((c for c in self.sa.children.values() if c.spi_out == spi), None)
+            self.rekey = self.sa.child_by_spi_out(spi)
             if self.rekey is None:
                 raise RemoteProtocolError(f"rekey of unknown Child SA {spi:08x}",
                                           notify=NotifyType.CHILD_SA_NOT_FOUND)  # fmt: skip
@@ -260,9 +267,14 @@ class CreateChild(Task):
             raise RemoteProtocolError("responder's KE does not match our group")
         return self.ke.shared(ke.data)
 
+    def rebind(self, sa: IkeSa) -> None:
+        self.sa = self.neg.sa = sa
+
     def failed(self, reason: str) -> None:
         self.neg.error = RemoteProtocolError(reason)
         self.neg.report_failure()
+        if self.rekey is not None:
+            self.sa.retry_rekey_later(self.rekey)
 
 
 def _name(n: NotifyPayload) -> str:

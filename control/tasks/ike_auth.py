@@ -154,6 +154,9 @@ class IkeAuth(Task):
         else:
             self.neg.report_failure()
 
+    def rebind(self, sa: IkeSa) -> None:
+        self.sa = self.neg.sa = sa
+
     def failed(self, reason: str) -> None:
         pass
 

@@ -27,6 +27,23 @@ if TYPE_CHECKING:
     from ..ike_sa import IkeSa
 
 
+REPLACED_GRACE = 240.0  # seconds a rekeyed IKE SA waits for the peer's DELETE (its retransmissions)
+
+
+def _hand_over(loser: IkeSa, winner: IkeSa) -> None:
+    """§2.8.2: the redundant new IKE SA gives its Child SAs and queued exchanges to the
+    one that stays, and forwards whatever still lands on it."""
+    winner.children.update(loser.children)
+    loser.children = {}
+    for task in loser.tm.queue:
+        task.rebind(winner)
+    winner.tm.queue += loser.tm.queue
+    loser.tm.queue = []
+    loser.replaced_by = winner
+    loser.rekey_at = None
+    loser.expire_at = loser.now + REPLACED_GRACE  # should its DELETE never come
+
+
 class IkeRekey(Task):
     exchange = ExchangeType.CREATE_CHILD_SA
 
@@ -89,21 +106,24 @@ class IkeRekey(Task):
                 # §2.8.2: both ends rekeyed at once and ours has the lowest nonce: our
                 # new SA is redundant, we close it; the peer deletes the old one.
                 theirs = collision[1]
-                theirs.children.update(new.children)
-                new.children = {}
-                new.tm.queue_task(Informational(new, True, (DeletePayload(ProtocolId.IKE),)),
-                                  sa.now)  # fmt: skip
+                _hand_over(new, theirs)
+                sa.replaced_by = theirs
+                new.tm.queue.insert(0, Informational(new, True, (DeletePayload(ProtocolId.IKE),)))
+                new.tm.initiate(sa.now)
+                theirs.tm.initiate(sa.now)
                 return True
             if collision is not None:
                 # Ours wins: the Child SAs live on in our new SA; the peer closes its own.
-                new.children.update(collision[1].children)
-                collision[1].children = {}
+                _hand_over(collision[1], new)
             # The rekey initiator deletes the old IKE SA (§1.3.2).
             sa.tm.queue.insert(0, Informational(sa, True, (DeletePayload(ProtocolId.IKE),)))
+            new.tm.initiate(sa.now)
             return True
-        if sa.replaced_by is not None or sa.is_deleting:
-            # §2.25.2: this IKE SA was already rekeyed (or is closing).
-            raise RemoteProtocolError("IKE SA already rekeyed",
+        busy = sa.tm.active is not None and not isinstance(sa.tm.active, IkeRekey)
+        if sa.replaced_by is not None or sa.is_deleting or busy:
+            # §2.25.2: this IKE SA was already rekeyed or is closing; or a request of ours
+            # is still in flight on it, whose answer must not land on a deleted SA.
+            raise RemoteProtocolError("IKE SA already rekeyed, closing or busy",
                                       notify=NotifyType.TEMPORARY_FAILURE)  # fmt: skip
         check_rules(msg)
         sa_p, nonce, ke = msg.need(SaPayload), msg.need(NoncePayload), msg.need(KePayload)
@@ -133,6 +153,8 @@ class IkeRekey(Task):
                          shared=self.shared, now=sa.now)  # fmt: skip
         if ours_under_way:
             sa.peer_ike_rekey = (min(self.peer_nonce, self.nonce), new)
+        new.tm.initiate(sa.now)
 
     def failed(self, reason: str) -> None:
         self.sa.log(f"IKE SA rekeying failed: {reason}")
+        self.sa.retry_rekey_later()
