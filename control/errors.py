@@ -34,3 +34,17 @@ class RemoteProtocolError(ProtocolError):
         super().__init__(message)
         self.notify = notify
         self.notify_data = notify_data
+
+
+class IntegrityError(RemoteProtocolError):
+    """An encrypted payload failed its integrity check: the message is dropped silently
+    (RFC 7296 §2.21), never answered."""
+
+
+class PeerError(ProtocolError):
+    """The peer answered our request with an error notify (``notify``); the exchange
+    failed on its side."""
+
+    def __init__(self, message: str, notify: int) -> None:
+        super().__init__(message)
+        self.notify = notify

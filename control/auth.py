@@ -1,0 +1,88 @@
+"""AUTH payload computation (RFC 7296 §2.15): the signed octets and PSK authentication.
+
+PSK is computed here; signatures come from control/signature.py (the ikeauth engineer's
+sign/verify) through the hooks in config.AuthConfig, which ``certificate_auth`` fills.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Collection, Sequence
+
+from .certs import (
+    AuthenticationError,
+    LocalCredential,
+    TrustStore,
+    check_identity,
+    decode_certificate,
+    encode_certificate,
+)
+from .config import AuthConfig
+from .constants import NotifyType
+from .crypto import Prf
+from .errors import RemoteProtocolError
+from .identity import Identity
+from .signature import SUPPORTED_HASH_ALGORITHMS, sign, verify
+
+KEY_PAD = b"Key Pad for IKEv2"
+
+
+def signed_octets(real_message: bytes, peer_nonce: bytes, prf: Prf, sk_p: bytes,
+                  id_body: bytes) -> bytes:  # fmt: skip
+    """InitiatorSignedOctets = RealMessage1 | NonceRData | MACedIDForI (and the mirror for
+    the responder), MACedIDFor = prf(SK_p, RestOfIDPayload): the ID payload body."""
+    return real_message + peer_nonce + prf(sk_p, id_body)
+
+
+def psk_auth(prf: Prf, secret: bytes, octets: bytes) -> bytes:
+    """AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)."""
+    return prf(prf(secret, KEY_PAD), octets)
+
+
+def psk_verify(prf: Prf, secret: bytes, octets: bytes, auth_data: bytes) -> bool:
+    """Constant-time comparison of the peer's PSK AUTH data with the expected value."""
+    return hmac.compare_digest(psk_auth(prf, secret, octets), auth_data)
+
+
+def id_matches(peer: tuple[int, bytes], pattern: tuple[int, bytes]) -> bool:
+    """Whether the peer's ID payload satisfies a configured identity (strongSwan's
+    wildcards: ``*.example.org``, ``*@example.org``, ``CN=*``)."""
+    try:
+        return Identity.decode(*peer).matches(Identity.decode(*pattern))
+    except RemoteProtocolError:
+        return peer == pattern
+
+
+def certificate_auth(
+    cred: LocalCredential | None, trust: TrustStore, wall_clock: Callable[[], float]
+) -> AuthConfig:
+    """AUTH with certificates: we sign with ``cred`` (RFC 7427 when the peer announced
+    hash algorithms, else classic RSA/ECDSA) and verify the peer's chain against
+    ``trust`` at ``wall_clock()`` (seconds since the epoch; injected, control/ reads no
+    clock), its identity against the certificate, then its signature."""
+
+    def signer(octets: bytes, peer_hash_algs: Collection[int]) -> tuple[int, bytes]:
+        if cred is None:
+            raise RemoteProtocolError("no local certificate configured",
+                                      notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
+        return sign(cred, octets, peer_hash_algs)
+
+    def verifier(method: int, data: bytes, octets: bytes, certs: Sequence[bytes],
+                 peer_id: tuple[int, bytes]) -> None:  # fmt: skip
+        if not certs:
+            raise AuthenticationError("the peer sent no certificate")
+        end_entity = decode_certificate(certs[0])
+        intermediates = [decode_certificate(c) for c in certs[1:]]
+        trust.verify_chain(end_entity, intermediates, wall_clock())
+        check_identity(end_entity, Identity.decode(*peer_id))
+        verify(method, data, octets, end_entity)
+
+    ours = () if cred is None else (cred.cert, *cred.chain)
+    return AuthConfig(
+        signer=signer if cred is not None else None,
+        verifier=verifier,
+        certs=tuple(encode_certificate(c) for c in ours),
+        certreq=(trust.certreq_data(),) if trust.cas else (),
+        hash_algorithms=tuple(int(h) for h in SUPPORTED_HASH_ALGORITHMS),
+        peer_uses_psk=False,
+    )

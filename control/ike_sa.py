@@ -1,0 +1,548 @@
+"""One IKE SA, sans-I/O (RFC 7296).
+
+Feed it datagrams and the time; take datagrams, timers and events out:
+
+    sa = IkeSa.initiate(config, local=("198.18.0.1", 500), remote=("198.18.0.2", 500),
+                        rng=SystemRng(), now=loop.time())
+    for data, addr in sa.datagrams_to_send(now): sock.sendto(data, addr)
+    sa.receive_datagram(data, addr, now); sa.handle_timer(now); sa.get_timer()
+    while (event := sa.next_event()) is not None: ...
+
+Datagrams addressed to port 4500 go out with the non-ESP marker (the I/O shell adds it);
+``receive_datagram`` takes them with the marker already stripped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import deque
+from enum import Enum
+
+from .auth import id_matches
+from .child_sa import ChildSa
+from .config import ChildConfig, IkeConfig
+from .constants import (
+    NATT_PORT,
+    ExchangeType,
+    IdType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
+from .crypto import (
+    ENCR_ALGS,
+    INTEG_ALGS,
+    PRFS,
+    Crypter,
+    IkeKeys,
+    Prf,
+    derive_ike_keys,
+    make_crypter,
+    skeyseed,
+    skeyseed_rekey,
+)
+from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
+from .events import (
+    ChildSaDown,
+    ChildSaRekeyed,
+    Event,
+    IkeSaDown,
+    IkeSaRekeyed,
+    IkeSaUp,
+    PeerAddressChanged,
+)
+from .message import (
+    HEADER_LEN,
+    Header,
+    Message,
+    decode,
+    decrypt_fragment,
+    encode,
+    encode_fragments,
+    parse_header,
+    reassemble,
+)
+from .payloads import DeletePayload, IdPayload, Payload, SaPayload
+from .proposals import Chosen, key_lengths
+from .rng import Rng
+from .task_manager import TaskManager
+from .tasks.base import Task
+from .tasks.child_create import CreateChild
+from .tasks.ike_auth import IkeAuth
+from .tasks.ike_init import IkeInit
+from .tasks.ike_rekey import IkeRekey
+from .tasks.informational import Informational
+
+log = logging.getLogger("espfast.control")
+
+Addr = tuple[str, int]
+HALF_OPEN_TIMEOUT = 30.0  # seconds a responder waits for IKE_AUTH (strongSwan's default)
+MAX_FRAGMENTS = 32
+# Path MTU minus IPv6 + UDP headers and the non-ESP marker (RFC 7383 §2.5.1).
+FRAGMENT_OVERHEAD = 40 + 8 + 4
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    ESTABLISHED = "established"
+    DELETING = "deleting"
+    DESTROYED = "destroyed"
+
+
+class IkeSa:
+    def __init__(self, config: IkeConfig, *, initiator: bool, local: Addr, remote: Addr,
+                 rng: Rng, now: float, spi_i: int = 0, ike_sa_id: int | None = None,
+                 candidates: tuple[IkeConfig, ...] = ()) -> None:  # fmt: skip
+        self.config = config
+        self.candidates = candidates or (config,)
+        self.initiator = initiator
+        self.local = local
+        self.remote = remote
+        self.rng = rng
+        own_spi = self._new_spi()
+        self.spi_i = own_spi if initiator else spi_i
+        self.spi_r = 0 if initiator else own_spi
+        self.ike_sa_id = ike_sa_id if ike_sa_id is not None else own_spi
+        self.state = State.CONNECTING
+        self.now = now  # the time of the input being handled (the caller's clock)
+        self.tm = TaskManager(self)
+        self.children: dict[int, ChildSa] = {}
+        self._events: deque[Event] = deque()
+        self._out: list[tuple[bytes, Addr]] = []
+        self._fragments: dict[tuple[int, bool], dict[int, tuple[int, bytes]]] = {}
+        self.half_open_deadline: float | None = None if initiator else now + HALF_OPEN_TIMEOUT
+        # Negotiated in IKE_SA_INIT.
+        self.chosen: Chosen | None = None
+        self.prf: Prf = PRFS[next(iter(PRFS))]
+        self.keys = IkeKeys(*(bytearray() for _ in range(7)))
+        self._crypt_in: Crypter | None = None
+        self._crypt_out: Crypter | None = None
+        self.nonce_i = self.nonce_r = b""
+        self.init_request = self.init_response = b""
+        self.peer_fragmentation = False
+        self.peer_hash_algorithms: tuple[int, ...] = ()
+        self.nat_local = self.nat_remote = False
+        self.peer_id: IdPayload | None = None
+        self.delete_reason = ""
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def initiate(
+        cls, config: IkeConfig, *, local: Addr, remote: Addr, rng: Rng, now: float,
+        child: ChildConfig | None = None, ike_sa_id: int | None = None,
+    ) -> IkeSa:  # fmt: skip
+        """An IKE SA that starts IKE_SA_INIT and IKE_AUTH (with ``child``, by default the
+        first child of the config) right away."""
+        if child is None and config.children:
+            child = config.children[0]
+        if child is None:
+            raise LocalProtocolError(f"connection {config.name!r} has no child to negotiate")
+        sa = cls(config, initiator=True, local=local, remote=remote, rng=rng, now=now,
+                 ike_sa_id=ike_sa_id)  # fmt: skip
+        sa.tm.queue.append(IkeInit(sa, True))
+        sa.tm.queue.append(IkeAuth(sa, True, child))
+        sa.tm.initiate(now)
+        return sa
+
+    def _new_spi(self) -> int:
+        while True:
+            spi = int.from_bytes(self.rng.random_bytes(8), "big")
+            if spi:
+                return spi
+
+    # -- the sans-I/O interface ------------------------------------------------------------
+    def receive_datagram(self, data: bytes, addr: Addr, now: float,
+                         local: Addr | None = None) -> None:  # fmt: skip
+        """One IKE datagram from ``addr`` (non-ESP marker already stripped). ``local``:
+        the address it arrived on, when the shell knows it (port 4500 after NAT-T)."""
+        if self.is_destroyed:
+            return
+        self.now = now
+        try:
+            header = parse_header(data)
+        except RemoteProtocolError as exc:
+            self.log(f"dropped a malformed datagram from {addr[0]}: {exc}")
+            return
+        if not self._ours(header):
+            return
+        msg: Message | RemoteProtocolError
+        try:
+            decoded = self._decode(header, data)
+        except IntegrityError as exc:
+            self.log(f"dropped a message failing its integrity check: {exc}")
+            return
+        except RemoteProtocolError as exc:
+            if header.is_response:
+                self.log(f"dropped a malformed response: {exc}")
+                return
+            msg = exc
+        else:
+            if decoded is None:  # a fragment; more to come
+                return
+            msg = decoded
+        if header.is_response:
+            assert isinstance(msg, Message)
+            self.tm.on_response(msg, data, now)
+            return
+        if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
+            if local is not None:
+                self.local = local
+            if addr != self.remote:
+                self._peer_moved(addr)
+        self.tm.on_request(msg, header.message_id, header.exchange, data, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        if self.half_open_deadline is not None and now >= self.half_open_deadline:
+            self.half_open_deadline = None
+            if not self.is_established:
+                self.destroy("half-open IKE SA timed out")
+                return
+        self.tm.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        timers = [t for t in (self.tm.get_timer(), self.half_open_deadline) if t is not None]
+        return min(timers) if timers and not self.is_destroyed else None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # -- what the I/O shell may ask for ------------------------------------------------
+    def create_child(self, child: ChildConfig, now: float) -> None:
+        """CREATE_CHILD_SA for an additional Child SA (RFC 7296 §1.3.1)."""
+        self.tm.queue_task(CreateChild(self, True, child), now)
+
+    def rekey_child(self, spi_in: int, now: float) -> None:
+        """CREATE_CHILD_SA with REKEY_SA for the Child SA whose inbound SPI is ``spi_in``."""
+        child = self.children[spi_in]
+        cfg = next(c for c in self.config.children if c.name == child.name)
+        self.tm.queue_task(CreateChild(self, True, cfg, rekey=child), now)
+
+    def delete_child(self, spi_in: int, now: float) -> None:
+        """INFORMATIONAL { D(ESP, spi_in) }; ChildSaDown when the peer confirms."""
+        spi = spi_in.to_bytes(4, "big")
+        self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.ESP, (spi,)),)),
+                           now)  # fmt: skip
+
+    def delete(self, now: float) -> None:
+        """INFORMATIONAL { D(IKE) }: closes the IKE SA and all its Child SAs."""
+        if self.is_destroyed:
+            return
+        if not self.is_established:
+            self.destroy("deleted before it was established")
+            return
+        self.tm.queue.clear()
+        self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.IKE),)), now)
+
+    def rekey(self, now: float) -> None:
+        """CREATE_CHILD_SA rekeying this IKE SA (RFC 7296 §1.3.2); IkeSaRekeyed carries
+        the new IkeSa, then this one is deleted."""
+        self.tm.queue_task(IkeRekey(self, True), now)
+
+    def check_liveness(self, now: float) -> None:
+        """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
+        self.tm.queue_task(Informational(self, True), now)
+
+    def status(self) -> dict[str, object]:
+        """What ``espfast status`` shows: no keys, only names, numbers and addresses."""
+        return {
+            "name": self.config.name,
+            "id": self.ike_sa_id,
+            "state": self.state.value,
+            "initiator": self.initiator,
+            "spi_i": f"{self.spi_i:016x}",
+            "spi_r": f"{self.spi_r:016x}",
+            "local": f"{self.local[0]}:{self.local[1]}",
+            "remote": f"{self.remote[0]}:{self.remote[1]}",
+            "local_id": self.id_str(IdPayload(*self.config.local_id)),
+            "remote_id": self.id_str(self.peer_id) if self.peer_id else "",
+            "algorithms": str(self.chosen) if self.chosen else "",
+            "nat": {"local": self.nat_local, "remote": self.nat_remote},
+            "children": [
+                {
+                    "name": c.name,
+                    "spi_in": f"{c.spi_in:08x}",
+                    "spi_out": f"{c.spi_out:08x}",
+                    "algorithms": str(c.chosen),
+                    "local_ts": [str(t) for t in c.local_ts],
+                    "remote_ts": [str(t) for t in c.remote_ts],
+                }
+                for c in self.children.values()
+            ],
+            "counters": dict(self.tm.counters.__dict__),
+        }
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def is_established(self) -> bool:
+        return self.state in (State.ESTABLISHED, State.DELETING)
+
+    @property
+    def is_destroyed(self) -> bool:
+        return self.state is State.DESTROYED
+
+    @property
+    def is_deleting(self) -> bool:
+        return self.state is State.DELETING
+
+    def deleting(self) -> None:
+        self.state = State.DELETING
+
+    def established(self) -> None:
+        self.state = State.ESTABLISHED
+        self.half_open_deadline = None
+        assert self.chosen is not None
+        peer = self.id_str(self.peer_id) if self.peer_id else ""
+        local = self.id_str(IdPayload(*self.config.local_id))
+        self.log(f"IKE SA established with {peer} at {self.remote[0]}:{self.remote[1]} "
+                 f"({self.chosen})")  # fmt: skip
+        self.emit(IkeSaUp(self.ike_sa_id, self.config.name, local, peer, self.remote,
+                          str(self.chosen)))  # fmt: skip
+
+    def destroy(self, reason: str) -> None:
+        if self.is_destroyed:
+            return
+        was_up = self.is_established
+        self.state = State.DESTROYED
+        self.delete_reason = reason
+        for spi in list(self.children):
+            self.remove_child(spi, reason)
+        self.keys.wipe()
+        self._crypt_in = self._crypt_out = None
+        self.tm.queue.clear()
+        self.tm.active = None
+        self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}")
+        self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason))
+
+    def select_config(self, idi: IdPayload) -> None:
+        """Responder: the configuration whose remote identity the IDi names."""
+        for cfg in self.candidates:
+            if cfg.remote_id is None or id_matches((idi.id_type, idi.data), cfg.remote_id):
+                self.config = cfg
+                return
+        raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",
+                                  notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
+
+    # -- used by the tasks ---------------------------------------------------------------
+    def set_ike_keys(self, chosen: Chosen, ni: bytes, nr: bytes, shared: bytes,
+                     seed: bytes | None = None) -> None:  # fmt: skip
+        """SKEYSEED (§2.14, or the rekeyed one of §2.18 in ``seed``), SK_*, SK ciphers."""
+        self.chosen = chosen
+        self.prf = PRFS[chosen.prf]
+        enc_len, integ_len = key_lengths(chosen)
+        if seed is None:
+            seed = skeyseed(self.prf, ni, nr, shared)
+        self.keys = derive_ike_keys(self.prf, seed, ni, nr, self.spi_i, self.spi_r,
+                                    enc_len, integ_len)  # fmt: skip
+        encr = ENCR_ALGS[chosen.encr]
+        integ = INTEG_ALGS[chosen.integ] if chosen.integ else None
+        k = self.keys
+        ei, ai, er, ar = bytes(k.sk_ei), bytes(k.sk_ai), bytes(k.sk_er), bytes(k.sk_ar)
+        out_i = make_crypter(encr, ei, integ, ai, self.rng)
+        out_r = make_crypter(encr, er, integ, ar, self.rng)
+        self._crypt_out, self._crypt_in = (out_i, out_r) if self.initiator else (out_r, out_i)
+
+    def ike_init_done(self) -> None:
+        """After IKE_SA_INIT: the initiator moves to port 4500 when a NAT was detected or
+        encapsulation is forced (RFC 7296 §2.23, RFC 3948)."""
+        if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap):
+            self.remote = (self.remote[0], NATT_PORT)
+            self.local = (self.local[0], NATT_PORT)
+
+    def alloc_spi(self) -> int:
+        """A fresh inbound ESP SPI (values below 256 are reserved, RFC 4303 §2.1)."""
+        while True:
+            spi = int.from_bytes(self.rng.random_bytes(4), "big")
+            if spi >= 256 and spi not in self.children:
+                return spi
+
+    def add_child(self, child: ChildSa, replaces: ChildSa | None = None) -> None:
+        """Keep the new Child SA and announce it (ChildSaUp, or ChildSaRekeyed when it
+        ``replaces`` another); its keys leave with the event and are dropped here."""
+        self.children[child.spi_in] = child
+        self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
+                 f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
+                 f"{', '.join(map(str, child.remote_ts))}")  # fmt: skip
+        up = child.up_event(self.ike_sa_id, self.remote)
+        if replaces is None:
+            self.emit(up)
+        else:
+            self.emit(ChildSaRekeyed(self.ike_sa_id, replaces.name, replaces.spi_in,
+                                     replaces.spi_out, up))  # fmt: skip
+        child.forget_keys()
+
+    def remove_child(self, spi_in: int, reason: str) -> None:
+        child = self.children.pop(spi_in, None)
+        if child is None:
+            return
+        self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason))
+
+    def child_deleted_by_peer(self, spi_out: int, answer: bool) -> int | None:
+        """The peer deleted its inbound SA ``spi_out``: remove ours; return our SPI."""
+        for spi_in, child in list(self.children.items()):
+            if child.spi_out == spi_out:
+                self.remove_child(spi_in, "deleted by peer")
+                return spi_in
+        return None
+
+    def rekeyed(self, *, initiator: bool, spi_i: int, spi_r: int, chosen: Chosen, ni: bytes,
+                nr: bytes, shared: bytes, now: float) -> IkeSa:  # fmt: skip
+        """The IKE SA that replaces this one (RFC 7296 §2.18): new SPIs and keys from
+        SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), Message IDs from 0, the rekey
+        initiator as its initiator, and all Child SAs moved over."""
+        new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
+                    rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
+        new.spi_i, new.spi_r = spi_i, spi_r
+        new.ike_sa_id = spi_i if initiator else spi_r
+        new.candidates = self.candidates
+        new.half_open_deadline = None
+        # The old PRF keys SKEYSEED, the new one derives the SK_* (as strongSwan does).
+        seed = skeyseed_rekey(self.prf, bytes(self.keys.sk_d), shared, ni, nr)
+        new.set_ike_keys(chosen, ni, nr, shared, seed)
+        new.nonce_i, new.nonce_r = ni, nr
+        new.peer_fragmentation = self.peer_fragmentation
+        new.peer_hash_algorithms = self.peer_hash_algorithms
+        new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
+        new.peer_id = self.peer_id
+        new.state = State.ESTABLISHED
+        new.children, self.children = self.children, {}
+        self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
+        self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
+        return new
+
+    def responder_task(self, msg: Message) -> Task:
+        exchange = msg.exchange
+        if exchange == ExchangeType.IKE_SA_INIT and not self.initiator and self.tm.peer_mid == 0:
+            return IkeInit(self, False)
+        if exchange == ExchangeType.IKE_AUTH and not self.initiator and self.chosen is not None \
+                and not self.is_established:  # fmt: skip
+            return IkeAuth(self, False)
+        if not self.is_established:
+            raise RemoteProtocolError(f"exchange {exchange} before the IKE SA is up")
+        if exchange == ExchangeType.CREATE_CHILD_SA:
+            sa_p = msg.get(SaPayload)
+            if sa_p is not None and any(p.protocol == ProtocolId.IKE for p in sa_p.proposals):
+                return IkeRekey(self, False)
+            return CreateChild(self, False)
+        if exchange == ExchangeType.INFORMATIONAL:
+            return Informational(self, False)
+        raise RemoteProtocolError(f"unexpected exchange {exchange}")
+
+    def encode(self, msg: Message) -> list[bytes]:
+        if msg.exchange == ExchangeType.IKE_SA_INIT or self._crypt_out is None:
+            return [encode(msg)]
+        data = encode(msg, self._crypt_out)
+        limit = self.config.fragment_size - FRAGMENT_OVERHEAD
+        if len(data) > limit and self.peer_fragmentation and self.config.fragmentation:
+            return encode_fragments(msg, self._crypt_out, limit)
+        return [data]
+
+    def send(self, datagrams: list[bytes]) -> None:
+        self._out.extend((d, self.remote) for d in datagrams)
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _ours(self, h: Header) -> bool:
+        if h.spi_i != self.spi_i or h.from_initiator == self.initiator:
+            return False
+        if h.exchange == ExchangeType.IKE_SA_INIT and h.message_id != 0:
+            return False
+        if h.spi_r == self.spi_r:
+            return True
+        if h.exchange != ExchangeType.IKE_SA_INIT:
+            return False
+        # The IKE_SA_INIT request has no responder SPI yet; its response carries the one
+        # the initiator does not know yet.
+        if self.initiator:
+            return self.spi_r == 0 and h.is_response
+        return h.spi_r == 0 and not h.is_response
+
+    def _decode(self, h: Header, data: bytes) -> Message | None:
+        if h.exchange == ExchangeType.IKE_SA_INIT:
+            return decode(data)
+        if self._crypt_in is None:
+            raise IntegrityError("encrypted message before keys exist")
+        if h.next_payload != PayloadType.SKF:
+            return decode(data, self._crypt_in)
+        # RFC 7383 §2.6: each fragment is verified on its own, then reassembled.
+        _, skf, first, piece = decrypt_fragment(data, self._crypt_in)
+        if skf.total > MAX_FRAGMENTS:
+            raise RemoteProtocolError(f"message in {skf.total} fragments")
+        key = (h.message_id, h.is_response)
+        if not h.is_response and self.tm.cached is not None and \
+                self.tm.cached[0] == h.message_id:  # fmt: skip
+            # A retransmitted fragmented request: answer on its first fragment only.
+            if skf.number == 1:
+                self.tm.counters.retransmitted_requests_answered += 1
+                self.send(self.tm.cached[1])
+            return None
+        pieces = self._fragments.setdefault(key, {})
+        if pieces and next(iter(pieces.values()))[0] != skf.total:
+            pieces.clear()
+        pieces[skf.number] = (skf.total, piece)
+        if skf.number == 1:
+            pieces[0] = (skf.total, bytes([first]))
+        if len(pieces) < skf.total + 1:
+            return None
+        del self._fragments[key]
+        first_type = pieces.pop(0)[1][0]
+        return reassemble(h, first_type, [pieces[n][1] for n in range(1, skf.total + 1)])
+
+    def _peer_moved(self, addr: Addr) -> None:
+        old = self.remote
+        self.remote = addr
+        if self.is_established:
+            self.log(f"peer moved from {old[0]}:{old[1]} to {addr[0]}:{addr[1]}")
+            self.emit(PeerAddressChanged(self.ike_sa_id, addr))
+
+    def id_str(self, p: IdPayload) -> str:
+        try:
+            if p.id_type in (IdType.IPV4_ADDR, IdType.IPV6_ADDR):
+                return str(ipaddress.ip_address(p.data))
+            if p.id_type in (IdType.FQDN, IdType.RFC822_ADDR):
+                return p.data.decode("ascii", "replace")
+        except ValueError:
+            pass
+        return f"{p.id_type}:{p.data.hex()}"
+
+    def log(self, text: str) -> None:
+        log.info("%s[%d]: %s", self.config.name, self.ike_sa_id & 0xFFFF, text)
+
+    def log_message(self, what: str, msg: Message) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            names = " ".join(_payload_name(p) for p in msg.payloads)
+            kind = "response" if msg.is_response else "request"
+            log.debug("%s[%d]: %s %s %d %s { %s }", self.config.name, self.ike_sa_id & 0xFFFF,
+                      what, _xname(msg.exchange), msg.message_id, kind, names)  # fmt: skip
+
+
+def _xname(exchange: int) -> str:
+    try:
+        return ExchangeType(exchange).name
+    except ValueError:
+        return str(exchange)
+
+
+def _payload_name(p: Payload) -> str:
+    from .payloads import NotifyPayload, payload_type
+
+    if isinstance(p, NotifyPayload):
+        try:
+            return f"N({NotifyType(p.notify_type).name})"
+        except ValueError:
+            return f"N({p.notify_type})"
+    t = payload_type(p)
+    try:
+        return PayloadType(t).name
+    except ValueError:
+        return str(t)
+
+
+__all__ = ["HEADER_LEN", "IkeSa", "State"]

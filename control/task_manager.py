@@ -1,0 +1,211 @@
+"""Message IDs, retransmission and the response cache (RFC 7296 §2.1-§2.3), window 1.
+
+One request of ours is outstanding at a time (``active``); the peer's requests are
+answered in order, and a retransmitted request gets the cached response again without
+being processed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .constants import ExchangeType, NotifyType
+from .errors import LocalProtocolError, PeerError, RemoteProtocolError
+from .message import Message
+from .payloads import NotifyPayload
+from .tasks.base import Task
+
+if TYPE_CHECKING:
+    from .ike_sa import IkeSa
+
+
+# The error notify that reports a local failure while answering each exchange.
+_LOCAL_FAILURE: dict[int, int] = {
+    ExchangeType.IKE_SA_INIT: NotifyType.NO_PROPOSAL_CHOSEN,
+    ExchangeType.IKE_AUTH: NotifyType.AUTHENTICATION_FAILED,
+    ExchangeType.CREATE_CHILD_SA: NotifyType.TEMPORARY_FAILURE,
+}
+
+
+def exchange_name(exchange: int) -> str:
+    try:
+        return ExchangeType(exchange).name
+    except ValueError:
+        return f"exchange {exchange}"
+
+
+@dataclass
+class Counters:
+    retransmits: int = 0
+    retransmitted_requests_answered: int = 0
+    dropped_bad_message_id: int = 0
+    dropped_unexpected_response: int = 0
+
+
+@dataclass
+class TaskManager:
+    sa: IkeSa
+    queue: list[Task] = field(default_factory=list)
+    active: Task | None = None
+    my_mid: int = 0  # the Message ID of our next (or outstanding) request
+    peer_mid: int = 0  # the Message ID we expect on the peer's next request
+    request: list[bytes] = field(default_factory=list)
+    last_request_raw: bytes = b""
+    tries: int = 0
+    next_retransmit: float | None = None
+    cached: tuple[int, list[bytes]] | None = None
+    counters: Counters = field(default_factory=Counters)
+
+    # -- our requests ------------------------------------------------------------------
+    def queue_task(self, task: Task, now: float) -> None:
+        self.queue.append(task)
+        self.initiate(now)
+
+    def initiate(self, now: float) -> None:
+        sa = self.sa
+        if self.active is not None or not self.queue or sa.is_destroyed:
+            return
+        task = self.queue[0]
+        setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
+        if not setup and not sa.is_established:
+            return
+        self.queue.pop(0)
+        self.active = task
+        self._send_request(now)
+
+    def _send_request(self, now: float) -> None:
+        sa = self.sa
+        task = self.active
+        assert task is not None
+        try:
+            payloads = task.build()
+        except (LocalProtocolError, RemoteProtocolError) as exc:
+            self._finish()
+            task.failed(str(exc))
+            self.sa.destroy(f"cannot build {exchange_name(task.exchange)}: {exc}")
+            return
+        msg = Message(sa.spi_i, sa.spi_r, task.exchange, self.my_mid, False, sa.initiator,
+                      tuple(payloads))  # fmt: skip
+        self.request = sa.encode(msg)
+        self.last_request_raw = self.request[0]
+        self.tries = 0
+        self.next_retransmit = now + sa.config.retransmit_timeout
+        sa.log_message("sending", msg)
+        sa.send(self.request)
+
+    def handle_timer(self, now: float) -> None:
+        if self.active is None or self.next_retransmit is None or now < self.next_retransmit:
+            return
+        cfg = self.sa.config
+        if self.tries >= cfg.retransmit_tries:
+            task = self.active
+            self.active = None
+            self.next_retransmit = None
+            task.failed("peer not responding")
+            self.sa.destroy(f"peer not responding after {self.tries} retransmits")
+            return
+        self.tries += 1
+        self.counters.retransmits += 1
+        self.next_retransmit = now + cfg.retransmit_timeout * cfg.retransmit_base**self.tries
+        self.sa.send(self.request)
+
+    def get_timer(self) -> float | None:
+        return self.next_retransmit if self.active is not None else None
+
+    def on_response(self, msg: Message, raw: bytes, now: float) -> None:
+        task = self.active
+        if task is None or msg.message_id != self.my_mid or msg.exchange != task.exchange:
+            self.counters.dropped_unexpected_response += 1
+            return
+        self.sa.log_message("received", msg)
+        self.sa.now = now
+        setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
+        try:
+            done = task.process(msg, raw)
+        except (PeerError, RemoteProtocolError, LocalProtocolError) as exc:
+            self._finish()
+            task.failed(str(exc))
+            if (
+                task.exchange == ExchangeType.IKE_AUTH
+                and isinstance(exc, RemoteProtocolError)
+                and exc.notify == NotifyType.AUTHENTICATION_FAILED
+            ):
+                self._tell_peer(exc.notify)
+            if setup or self.sa.is_deleting:
+                self.sa.destroy(str(exc))
+            else:
+                self.sa.log(f"{exchange_name(task.exchange)} failed: {exc}")
+            self.initiate(now)
+            return
+        if not done:  # rebuilt request (COOKIE, INVALID_KE_PAYLOAD)
+            if task.exchange != ExchangeType.IKE_SA_INIT:
+                self.my_mid += 1  # a new exchange; IKE_SA_INIT retries keep ID 0 (§2.6)
+            self._send_request(now)
+            return
+        self._finish()
+        self.initiate(now)
+
+    def _tell_peer(self, notify: int) -> None:
+        """RFC 7296 §2.21.2: an initiator that refuses the responder's AUTH says so in an
+        INFORMATIONAL request; it is sent once, the IKE SA is gone right after."""
+        sa = self.sa
+        msg = Message(sa.spi_i, sa.spi_r, ExchangeType.INFORMATIONAL, self.my_mid, False,
+                      sa.initiator, (NotifyPayload(notify),))  # fmt: skip
+        sa.send(sa.encode(msg))
+
+    def _finish(self) -> None:
+        self.active = None
+        self.next_retransmit = None
+        self.request = []
+        self.my_mid += 1
+
+    # -- the peer's requests -----------------------------------------------------------
+    def on_request(self, msg: Message | RemoteProtocolError, mid: int, exchange: int,
+                   raw: bytes, now: float) -> None:  # fmt: skip
+        sa = self.sa
+        if self.cached is not None and mid == self.cached[0]:
+            # §2.1: a retransmitted request gets the same response, processed once only.
+            self.counters.retransmitted_requests_answered += 1
+            sa.send(self.cached[1])
+            return
+        if mid != self.peer_mid:
+            self.counters.dropped_bad_message_id += 1
+            return
+        task: Task | None = None
+        error: RemoteProtocolError | None = None
+        if isinstance(msg, RemoteProtocolError):
+            error = msg
+        else:
+            sa.log_message("received", msg)
+            sa.now = now
+            try:
+                task = sa.responder_task(msg)
+                task.process(msg, raw)
+                payloads = task.build()
+            except RemoteProtocolError as exc:
+                error = exc
+            except LocalProtocolError as exc:
+                # Our own failure (e.g. a key that cannot sign what the peer accepts).
+                error = RemoteProtocolError(f"local failure: {exc}",
+                                            notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
+        if error is not None:
+            payloads = [NotifyPayload(error.notify, error.notify_data)]
+        response = Message(sa.spi_i, sa.spi_r, exchange, mid, True, sa.initiator,
+                           tuple(payloads))  # fmt: skip
+        datagrams = sa.encode(response)
+        self.cached = (mid, datagrams)
+        self.peer_mid += 1
+        sa.log_message("sending", response)
+        sa.send(datagrams)
+        if error is not None:
+            if not sa.is_established and exchange in (ExchangeType.IKE_SA_INIT,
+                                                      ExchangeType.IKE_AUTH):  # fmt: skip
+                sa.destroy(f"{exchange_name(exchange)} refused: {error}")
+            else:
+                sa.log(f"answered {exchange_name(exchange)} with an error: {error}")
+        elif task is not None:
+            responded = getattr(task, "responded", None)
+            if responded is not None:
+                responded(datagrams[0])
+        self.initiate(now)

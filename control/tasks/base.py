@@ -1,0 +1,28 @@
+"""The task interface shared by every exchange."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..message import Message
+from ..payloads import Payload
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+
+class Task:
+    exchange: int = 0
+
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
+        self.sa = sa
+        self.initiator = initiator  # our role in this exchange (not in the IKE SA)
+
+    def build(self) -> list[Payload]:
+        raise NotImplementedError
+
+    def process(self, msg: Message, raw: bytes) -> bool:
+        raise NotImplementedError
+
+    def failed(self, reason: str) -> None:
+        """The exchange failed (timeout, error notify, bad response): clean up."""

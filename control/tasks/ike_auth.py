@@ -1,0 +1,159 @@
+"""IKE_AUTH (RFC 7296 §1.2, §2.15) with the first Child SA.
+
+IKE_AUTH { IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr } -->
+                            <-- { IDr, [CERT,] AUTH, SAr2, TSi, TSr }
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..auth import id_matches, psk_auth, psk_verify, signed_octets
+from ..config import ChildConfig
+from ..constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
+from ..errors import PeerError, RemoteProtocolError
+from ..message import Message, check_rules
+from ..payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    IdiPayload,
+    IdPayload,
+    IdrPayload,
+    Payload,
+)
+from .base import Task
+from .child_create import ChildNegotiation
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+
+def _auth_failed(why: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"authentication failed: {why}",
+                               notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
+
+
+class IkeAuth(Task):
+    exchange = ExchangeType.IKE_AUTH
+
+    def __init__(self, sa: IkeSa, initiator: bool, child: ChildConfig | None = None) -> None:
+        super().__init__(sa, initiator)
+        self.neg = ChildNegotiation(sa, initiator, child, ignore_dh=True)
+        self.peer_id: IdPayload | None = None
+
+    # -- AUTH computation (§2.15) ------------------------------------------------------
+    def _octets(self, ours: bool, id_payload: IdPayload) -> bytes:
+        sa = self.sa
+        k = sa.keys
+        i_am_initiator = sa.initiator
+        # The initiator signs message 1 with Nr and SK_pi; the responder message 2 with
+        # Ni and SK_pr.
+        signer_is_initiator = i_am_initiator if ours else not i_am_initiator
+        if signer_is_initiator:
+            return signed_octets(sa.init_request, sa.nonce_r, sa.prf, bytes(k.sk_pi),
+                                 id_payload.body())  # fmt: skip
+        return signed_octets(sa.init_response, sa.nonce_i, sa.prf, bytes(k.sk_pr),
+                             id_payload.body())  # fmt: skip
+
+    def _our_auth(self, id_payload: IdPayload) -> list[Payload]:
+        auth = self.sa.config.auth
+        octets = self._octets(True, id_payload)
+        out: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, c) for c in auth.certs]
+        if auth.psk is not None:
+            out.append(AuthPayload(AuthMethod.PSK, psk_auth(self.sa.prf, auth.psk, octets)))
+        elif auth.signer is not None:
+            method, data = auth.signer(octets, self.sa.peer_hash_algorithms)
+            out.append(AuthPayload(method, data))
+        else:
+            raise RemoteProtocolError("no local authentication configured",
+                                      notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
+        return out
+
+    def _check_peer(self, msg: Message, id_payload: IdPayload) -> None:
+        auth = msg.get(AuthPayload)
+        if auth is None:
+            raise _auth_failed("no AUTH payload")
+        cfg = self.sa.config
+        peer = (id_payload.id_type, id_payload.data)
+        if cfg.remote_id is not None and not id_matches(peer, cfg.remote_id):
+            raise _auth_failed(f"peer identity {self.sa.id_str(id_payload)} is not the "
+                               "configured one")  # fmt: skip
+        octets = self._octets(False, id_payload)
+        peer_psk = cfg.auth.peer_uses_psk
+        if peer_psk is None:
+            peer_psk = cfg.auth.psk is not None
+        if peer_psk:
+            if auth.method != AuthMethod.PSK or cfg.auth.psk is None:
+                raise _auth_failed(f"peer used AUTH method {auth.method}, we expect PSK")
+            if not psk_verify(self.sa.prf, cfg.auth.psk, octets, auth.data):
+                raise _auth_failed("pre-shared key mismatch")
+            return
+        if cfg.auth.verifier is None:
+            raise _auth_failed("no way to verify the peer's signature")
+        certs = [c.data for c in msg.all(CertPayload)
+                 if c.encoding == CertEncoding.X509_SIGNATURE]  # fmt: skip
+        try:
+            cfg.auth.verifier(auth.method, auth.data, octets, certs,
+                              (id_payload.id_type, id_payload.data))  # fmt: skip
+        except RemoteProtocolError as exc:
+            raise _auth_failed(str(exc)) from None
+
+    # -- both roles --------------------------------------------------------------------
+    def build(self) -> list[Payload]:
+        sa = self.sa
+        cfg = sa.config
+        if self.initiator:
+            idi = IdiPayload(*cfg.local_id)
+            out: list[Payload] = [idi]
+            auth = self._our_auth(idi)
+            out += [p for p in auth if isinstance(p, CertPayload)]
+            out += [CertReqPayload(CertEncoding.X509_SIGNATURE, h) for h in cfg.auth.certreq]
+            if cfg.remote_id is not None:
+                out.append(IdrPayload(*cfg.remote_id))
+            out += [p for p in auth if not isinstance(p, CertPayload)]
+            return out + self.neg.request()
+        idr = IdrPayload(*cfg.local_id)
+        return [idr, *self._our_auth(idr), *self.neg.answer()]
+
+    def process(self, msg: Message, raw: bytes) -> bool:
+        sa = self.sa
+        if self.initiator:
+            err = msg.error_notify()
+            if err is not None and msg.get(AuthPayload) is None:
+                raise PeerError(f"peer answered {_name(err.notify_type)}", err.notify_type)
+            check_rules(msg)
+            idr = msg.need(IdrPayload)
+            self._check_peer(msg, idr)
+            sa.peer_id = idr
+            sa.established()
+            if self.neg.response(msg) is None:
+                self.neg.report_failure()
+            else:
+                self.neg.install(sa.nonce_i, sa.nonce_r)
+            return True
+        check_rules(msg)
+        idi = msg.need(IdiPayload)
+        sa.select_config(idi)
+        self._check_peer(msg, idi)
+        sa.peer_id = idi
+        self.neg.choose(msg)
+        return True
+
+    def responded(self, raw: bytes) -> None:
+        sa = self.sa
+        sa.established()
+        if self.neg.child is not None:
+            self.neg.install(sa.nonce_i, sa.nonce_r)
+        else:
+            self.neg.report_failure()
+
+    def failed(self, reason: str) -> None:
+        pass
+
+
+def _name(notify_type: int) -> str:
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return str(notify_type)

@@ -1,0 +1,88 @@
+"""INFORMATIONAL (RFC 7296 §1.4): Delete payloads, liveness checks, error notifications.
+
+INFORMATIONAL { [N,] [D,] [CP,] ... } -->
+                               <-- { [N,] [D,] [CP,] ... }
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..constants import ExchangeType, NotifyType, ProtocolId, is_error_notify
+from ..message import Message, check_rules
+from ..payloads import DeletePayload, NotifyPayload, Payload
+from .base import Task
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+
+class Informational(Task):
+    """Initiator: sends ``payloads`` (a Delete, a notify, or nothing for a liveness
+    check). Responder: honours Delete payloads and answers as §1.4.1 says."""
+
+    exchange = ExchangeType.INFORMATIONAL
+
+    def __init__(self, sa: IkeSa, initiator: bool, payloads: tuple[Payload, ...] = ()) -> None:
+        super().__init__(sa, initiator)
+        self.payloads = payloads
+        self.answer: list[Payload] = []
+        self.delete_ike = False
+
+    def build(self) -> list[Payload]:
+        if self.initiator:
+            if any(isinstance(p, DeletePayload) and p.protocol == ProtocolId.IKE
+                   for p in self.payloads):  # fmt: skip
+                self.sa.deleting()
+            return list(self.payloads)
+        return self.answer
+
+    def process(self, msg: Message, raw: bytes) -> bool:
+        check_rules(msg)
+        sa = self.sa
+        if self.initiator:
+            if self.sa.is_deleting:
+                sa.destroy("deleted")
+                return True
+            for d in msg.all(DeletePayload):
+                if d.protocol == ProtocolId.ESP:
+                    for spi in d.spis:
+                        sa.child_deleted_by_peer(int.from_bytes(spi, "big"), answer=False)
+            for spi_in in self._our_deleted_spis():
+                sa.remove_child(spi_in, "deleted")
+            return True
+        for d in msg.all(DeletePayload):
+            if d.protocol == ProtocolId.IKE:
+                # §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA is gone.
+                self.delete_ike = True
+                self.answer = []
+                return True
+            if d.protocol == ProtocolId.ESP:
+                ours = []
+                for spi in d.spis:
+                    mine = sa.child_deleted_by_peer(int.from_bytes(spi, "big"), answer=True)
+                    if mine is not None:
+                        ours.append(mine.to_bytes(4, "big"))
+                if ours:
+                    self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
+        for n in msg.all(NotifyPayload):
+            if n.notify_type == NotifyType.AUTHENTICATION_FAILED or (
+                is_error_notify(n.notify_type) and not sa.is_established
+            ):
+                self.delete_ike = True
+        return True
+
+    def _our_deleted_spis(self) -> list[int]:
+        return [
+            int.from_bytes(spi, "big")
+            for p in self.payloads
+            if isinstance(p, DeletePayload) and p.protocol == ProtocolId.ESP
+            for spi in p.spis
+        ]
+
+    def responded(self, raw: bytes) -> None:
+        if self.delete_ike:
+            self.sa.destroy("deleted by peer")
+
+    def failed(self, reason: str) -> None:
+        pass
