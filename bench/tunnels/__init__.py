@@ -37,10 +37,13 @@ class Tunnel(Protocol):
 
 
 def _registry() -> dict[str, Callable[[], Tunnel]]:
-    from bench.tunnels import espfast_static, veth
+    from bench.tunnels import espfast_static, openvpn, strongswan, veth, wireguard
 
     tunnels: dict[str, Callable[[], Tunnel]] = {"veth": veth.Veth}
     tunnels.update(espfast_static.tunnels())
+    tunnels["strongswan-libipsec"] = strongswan.StrongswanLibipsec
+    tunnels["wireguard-go"] = wireguard.WireguardGo
+    tunnels["openvpn"] = openvpn.OpenVpn
     return tunnels
 
 
