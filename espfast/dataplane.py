@@ -136,6 +136,9 @@ class Stats:
     seq_exhausted: int
     tx_errors: int
     tun_errors: int
+    tx_gso: int  # UDP GSO sends (several ESP packets in one message)
+    rx_gro: int  # UDP GRO receives (several datagrams in one buffer)
+    tun_gro: int  # inner TCP segments written to TUN coalesced (TUN with IFF_VNET_HDR)
 
 
 class EspError(ValueError):
@@ -366,6 +369,7 @@ def _check_tun_fd(fd: object) -> int:
     (flags,) = struct.unpack_from("=H", ifr, 16)
     if not flags & _IFF_TUN or not flags & _IFF_NO_PI:
         raise ValueError("the TUN device must be opened with IFF_TUN | IFF_NO_PI")
+    # IFF_VNET_HDR is welcome too: the dataplane then coalesces TCP segments on writes.
     return fd
 
 

@@ -26,8 +26,10 @@ SIDE_SCRIPT = textwrap.dedent(
     from espfast.dataplane import Dataplane, Direction, SaParams, Transform
 
     cfg = json.loads(sys.argv[1])
-    tun = pytun.TunTapDevice(name="ef-tun", flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
-    tun.mtu = 1400
+    IFF_VNET_HDR = 0x4000
+    flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_VNET_HDR if cfg.get("vnet") else 0)
+    tun = pytun.TunTapDevice(name="ef-tun", flags=flags)
+    tun.mtu = cfg.get("tun_mtu", 1400)
     tun.up()
     os.system(f"ip addr add {cfg['addr4']}/32 dev ef-tun")
     os.system(f"ip -6 addr add {cfg['addr6']}/128 dev ef-tun nodad")
@@ -146,3 +148,49 @@ def test_ping_through_espfast(transform: str) -> None:
     for r in (ra, rb):
         assert r["stats"]["auth_failures"] == 0 and r["stats"]["replay_drops"] == 0
         assert r["out"]["seq"] == 14
+
+
+def test_bursts_of_packets_larger_than_the_outer_mtu() -> None:
+    """TUN MTU 1500 on a 1500 veth: ESP packets of ~1530 bytes cannot leave as one UDP GSO
+    message (the kernel refuses segments above the MTU); they go one by one (and are
+    fragmented by the kernel), and the dataplane keeps GSO for smaller packets."""
+    with TwoHosts.create("dp") as hosts:
+        a_cfg, b_cfg = side_configs(hosts, "aes128gcm16")
+        a_cfg["tun_mtu"] = b_cfg["tun_mtu"] = 1500
+        pa = start_side(hosts.a, a_cfg)
+        pb = start_side(hosts.b, b_cfg)
+        # -l 8: eight echo requests back to back, so that they share TUN reads.
+        hosts.a.run(
+            "ping",
+            "-c",
+            "16",
+            "-l",
+            "8",
+            "-i",
+            "0.05",
+            "-s",
+            "1460",
+            "-W",
+            "2",
+            "198.19.2.1",
+            timeout=30,
+        )
+        hosts.a.run(
+            "ping",
+            "-c",
+            "16",
+            "-l",
+            "8",
+            "-i",
+            "0.05",
+            "-s",
+            "1000",
+            "-W",
+            "2",
+            "198.19.2.1",
+            timeout=30,
+        )
+        ra = finish_side(hosts.a, pa)
+        rb = finish_side(hosts.b, pb)
+    assert ra["out"]["packets"] == 32 and rb["in"]["packets"] == 32
+    assert ra["stats"]["tx_errors"] == 0 and rb["stats"]["malformed"] == 0
