@@ -1,7 +1,413 @@
-/* dataplane.c — lifecycle of a dataplane instance. */
+/* dataplane.c — lifecycle of a dataplane instance and the standalone SA API (api.cdef). */
 #include "dataplane.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "offload.h"
+#include "sa.h"
+#include "tun.h"
+#include "worker.h"
+
+#define EF_MAX_WORKERS 16
+#define EF_SOCKET_BUFFER (8 << 20)
 
 const char *ef_version(void)
 {
-	return "espfast-dataplane 0.1";
+	return "espfast-dataplane 0.2";
+}
+
+const char *ef_strerror(int err)
+{
+	static const char *const msg[] = {
+		[EF_OK] = "ok",
+		[EF_E_NOMEM] = "out of memory",
+		[EF_E_INVAL] = "invalid parameter",
+		[EF_E_TRANSFORM] = "unknown transform",
+		[EF_E_KEYLEN] = "wrong key length for the transform",
+		[EF_E_EXISTS] = "SPI already in use in this direction",
+		[EF_E_NOENT] = "no such SA",
+		[EF_E_CRYPTO] = "OpenSSL failure",
+		[EF_E_SYS] = "system call failed",
+		[EF_E_MALFORMED] = "malformed packet",
+		[EF_E_REPLAY] = "replayed or too old",
+		[EF_E_AUTH] = "integrity check failed",
+		[EF_E_PADDING] = "bad padding",
+		[EF_E_POLICY] = "inner packet outside the traffic selectors",
+		[EF_E_SEQ_EXHAUSTED] = "sequence numbers exhausted",
+		[EF_E_NOSPACE] = "buffer too small",
+		[EF_E_STATE] = "wrong state",
+	};
+
+	if (err < 0)
+		err = -err;
+	if (err >= (int)(sizeof(msg) / sizeof(msg[0])) || !msg[err])
+		return "unknown error";
+	return msg[err];
+}
+
+/* Bursts of a whole batch (or of a TCP window) must not overflow the socket: ask for
+ * large buffers, beyond net.core.[rw]mem_max when we may (CAP_NET_ADMIN). */
+static void set_buffers(int fd)
+{
+	int size = EF_SOCKET_BUFFER;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
+/* A TUN device opened with IFF_VNET_HDR (and the default 10-byte header)? Any other fd
+ * (a socketpair in tests) is used as a plain packet fd. */
+static int tun_has_vnet_hdr(int fd)
+{
+	struct ifreq ifr;
+	int sz = 0;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_VNET_HDR))
+		return 0;
+	if (ioctl(fd, TUNGETVNETHDRSZ, &sz) < 0 || sz != EF_VNET_HDR_LEN) {
+		/* only the plain virtio_net_hdr is supported: set it */
+		sz = EF_VNET_HDR_LEN;
+		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	pthread_rwlockattr_t attr;
+	struct ef_dp *dp;
+
+	*err = EF_E_INVAL;
+	if (workers < 1 || workers > EF_MAX_WORKERS)
+		return NULL;
+	if (getsockname(udp_fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		return NULL;
+	*err = EF_E_NOMEM;
+	dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		return NULL;
+	dp->tun_fd = dp->udp_fd = dp->ike_fd = dp->stop_fd = -1;
+	dp->udp_family = ss.ss_family;
+	dp->nworkers = workers;
+	if (ef_table_init(&dp->table))
+		goto fail_nolock;
+	pthread_rwlockattr_init(&attr);
+	/* Workers take the lock per batch, all the time: a waiting writer must win. */
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&dp->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	dp->w = calloc((size_t)workers * 2, sizeof(*dp->w));
+	if (!dp->w)
+		goto fail;
+	for (int i = 0; i < workers * 2; i++) {
+		dp->w[i].dp = dp;
+		dp->w[i].idx = i % workers;
+		dp->w[i].kind = i < workers ? EF_WORKER_TX : EF_WORKER_RX;
+		if (ef_batch_init(&dp->w[i].batch, i < workers ? EF_SLOT : EF_GRO_SLOT))
+			goto fail;
+	}
+	*err = EF_E_SYS;
+	/* Our own descriptors: the caller may close theirs. */
+	dp->tun_fd = fcntl(tun_fd, F_DUPFD_CLOEXEC, 0);
+	dp->udp_fd = fcntl(udp_fd, F_DUPFD_CLOEXEC, 0);
+	dp->ike_fd = fcntl(ike_fd, F_DUPFD_CLOEXEC, 0);
+	dp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (dp->tun_fd < 0 || dp->udp_fd < 0 || dp->ike_fd < 0 || dp->stop_fd < 0 ||
+	    ef_set_nonblock(dp->tun_fd))
+		goto fail;
+	dp->vnet = tun_has_vnet_hdr(dp->tun_fd);
+	if (dp->vnet < 0)
+		goto fail;
+	set_buffers(dp->udp_fd);
+	dp->gso_max = UINT16_MAX;
+	dp->gro = ef_udp_enable_gro(dp->udp_fd) == 0;
+	*err = EF_OK;
+	return dp;
+fail:
+	ef_dp_free(dp);
+	return NULL;
+fail_nolock:
+	free(dp);
+	return NULL;
+}
+
+int ef_dp_start(ef_dp *dp)
+{
+	sigset_t all, old;
+	uint64_t v;
+	int err = EF_OK;
+
+	if (dp->running)
+		return EF_E_STATE;
+	/* Drain a stop signal left from a previous run. */
+	while (read(dp->stop_fd, &v, sizeof(v)) > 0)
+		;
+	__atomic_store_n(&dp->running, 1, __ATOMIC_RELEASE);
+	/* Signals (SIGINT, SIGTERM) belong to Python's main thread, not to the workers. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int i = 0; i < dp->nworkers * 2; i++) {
+		if (pthread_create(&dp->w[i].thread, NULL, ef_worker_main, &dp->w[i])) {
+			err = EF_E_SYS;
+			break;
+		}
+		dp->w[i].started = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		ef_dp_stop(dp);
+	return err;
+}
+
+void ef_dp_stop(ef_dp *dp)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&dp->running, 0, __ATOMIC_RELEASE);
+	if (write(dp->stop_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow with one write per stop; nothing to do. */
+	}
+	for (int i = 0; i < dp->nworkers * 2; i++) {
+		if (dp->w[i].started)
+			pthread_join(dp->w[i].thread, NULL);
+		dp->w[i].started = 0;
+	}
+}
+
+void ef_dp_free(ef_dp *dp)
+{
+	if (!dp)
+		return;
+	if (dp->w) {
+		ef_dp_stop(dp);
+		for (int i = 0; i < dp->nworkers * 2; i++)
+			ef_batch_free(&dp->w[i].batch);
+		free(dp->w);
+	}
+	ef_table_destroy(&dp->table); /* cleanses every key */
+	pthread_rwlock_destroy(&dp->lock);
+	if (dp->tun_fd >= 0)
+		close(dp->tun_fd);
+	if (dp->udp_fd >= 0)
+		close(dp->udp_fd);
+	if (dp->ike_fd >= 0)
+		close(dp->ike_fd);
+	if (dp->stop_fd >= 0)
+		close(dp->stop_fd);
+	free(dp);
+}
+
+int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
+{
+	struct ef_sa *sa;
+	int err = EF_OK;
+
+	if (p->dir == EF_DIR_OUT &&
+	    (!p->peer || p->peer_len < sizeof(sa_family_t) ||
+	     ((const struct sockaddr *)p->peer)->sa_family != dp->udp_family))
+		return EF_E_INVAL;
+	/* Keys are scheduled outside the lock; the workers wait only for the insert. */
+	sa = ef_sa_new(p, dp->nworkers, &err);
+	if (!sa)
+		return err;
+	pthread_rwlock_wrlock(&dp->lock);
+	err = ef_table_add(&dp->table, sa);
+	pthread_rwlock_unlock(&dp->lock);
+	if (err)
+		ef_sa_free(sa);
+	return err;
+}
+
+int ef_dp_remove_sa(ef_dp *dp, uint32_t spi, int dir)
+{
+	struct ef_sa *sa;
+
+	if (dir != EF_DIR_IN && dir != EF_DIR_OUT)
+		return EF_E_INVAL;
+	pthread_rwlock_wrlock(&dp->lock);
+	sa = ef_table_remove(&dp->table, spi, dir);
+	pthread_rwlock_unlock(&dp->lock);
+	/* No worker can still hold it: they drop the read lock after every batch. */
+	if (!sa)
+		return EF_E_NOENT;
+	ef_sa_free(sa);
+	return EF_OK;
+}
+
+int ef_dp_update_peer(ef_dp *dp, uint32_t spi, const void *peer, uint32_t peer_len)
+{
+	struct ef_sa *sa;
+	int err;
+
+	if (!peer || peer_len < sizeof(sa_family_t) ||
+	    ((const struct sockaddr *)peer)->sa_family != dp->udp_family)
+		return EF_E_INVAL;
+	pthread_rwlock_wrlock(&dp->lock);
+	sa = ef_table_find(&dp->table, spi, EF_DIR_OUT);
+	err = sa ? ef_sa_set_peer(sa, peer, peer_len) : EF_E_NOENT;
+	pthread_rwlock_unlock(&dp->lock);
+	return err;
+}
+
+int ef_dp_sa_stats(ef_dp *dp, uint32_t spi, int dir, struct ef_sa_stats *st)
+{
+	struct ef_sa *sa;
+
+	if (dir != EF_DIR_IN && dir != EF_DIR_OUT)
+		return EF_E_INVAL;
+	pthread_rwlock_rdlock(&dp->lock);
+	sa = ef_table_find(&dp->table, spi, dir);
+	if (sa)
+		ef_sa_read_stats(sa, st);
+	pthread_rwlock_unlock(&dp->lock);
+	return sa ? EF_OK : EF_E_NOENT;
+}
+
+void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
+{
+	enum { N = sizeof(struct ef_stats) / sizeof(uint64_t) };
+	uint64_t *sum = (uint64_t *)st;
+
+	memset(st, 0, sizeof(*st));
+	for (int i = 0; i < dp->nworkers * 2; i++) {
+		const uint64_t *c = (const uint64_t *)&dp->w[i].st;
+
+		for (int k = 0; k < N; k++)
+			sum[k] += __atomic_load_n(&c[k], __ATOMIC_RELAXED);
+	}
+}
+
+/* ---- standalone SA ---- */
+
+struct ef_esp_sa {
+	struct ef_sa *sa;
+	uint8_t buf[EF_SLOT];
+};
+
+ef_esp_sa *ef_esp_sa_new(const struct ef_sa_params *p, int *err)
+{
+	struct ef_esp_sa *s = malloc(sizeof(*s));
+
+	if (!s) {
+		*err = EF_E_NOMEM;
+		return NULL;
+	}
+	s->sa = ef_sa_new(p, 1, err);
+	if (!s->sa) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void ef_esp_sa_free(ef_esp_sa *s)
+{
+	if (!s)
+		return;
+	ef_sa_free(s->sa);
+	free(s);
+}
+
+long ef_esp_sa_encap(ef_esp_sa *s, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+	uint8_t *esp;
+	long r;
+
+	if (s->sa->dir != EF_DIR_OUT)
+		return -EF_E_STATE;
+	if (len > EF_SLOT - EF_HEADROOM - EF_TAILROOM)
+		return -EF_E_NOSPACE;
+	memcpy(s->buf + EF_HEADROOM, in, len);
+	r = ef_sa_encap(s->sa, 0, s->buf + EF_HEADROOM, len, &esp);
+	if (r < 0)
+		return r;
+	if ((size_t)r > cap)
+		return -EF_E_NOSPACE;
+	memcpy(out, esp, (size_t)r);
+	return r;
+}
+
+long ef_esp_sa_decap(ef_esp_sa *s, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+	uint8_t *inner = NULL;
+	long r;
+
+	if (s->sa->dir != EF_DIR_IN)
+		return -EF_E_STATE;
+	if (len > EF_SLOT) {
+		s->sa->cnt.malformed++;
+		return -EF_E_MALFORMED;
+	}
+	memcpy(s->buf, in, len);
+	if (len < EF_ESP_HDR_LEN || ef_get32(s->buf) != s->sa->spi) {
+		s->sa->cnt.malformed++;
+		return -EF_E_MALFORMED;
+	}
+	r = ef_sa_decap(s->sa, 0, s->buf, len, &inner);
+	if (r <= 0)
+		return r;
+	if ((size_t)r > cap)
+		return -EF_E_NOSPACE;
+	memcpy(out, inner, (size_t)r);
+	return r;
+}
+
+long ef_esp_sa_encap_batch(ef_esp_sa *s, uint8_t *bufs, size_t stride, size_t n, size_t len,
+			   uint32_t *offs, uint32_t *lens)
+{
+	const size_t off = EF_ENCAP_OVERHEAD / 2;
+
+	if (s->sa->dir != EF_DIR_OUT)
+		return -EF_E_STATE;
+	if (stride < len + EF_ENCAP_OVERHEAD)
+		return -EF_E_NOSPACE;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *slot = bufs + i * stride, *esp;
+		long r = ef_sa_encap(s->sa, 0, slot + off, len, &esp);
+
+		if (r < 0)
+			return r;
+		offs[i] = (uint32_t)(esp - slot);
+		lens[i] = (uint32_t)r;
+	}
+	return (long)n;
+}
+
+long ef_esp_sa_decap_batch(ef_esp_sa *s, uint8_t *bufs, size_t stride, size_t n,
+			   const uint32_t *offs, const uint32_t *lens)
+{
+	if (s->sa->dir != EF_DIR_IN)
+		return -EF_E_STATE;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *inner;
+		long r;
+
+		if ((size_t)offs[i] + lens[i] > stride)
+			return -EF_E_NOSPACE;
+		r = ef_sa_decap(s->sa, 0, bufs + i * stride + offs[i], lens[i], &inner);
+		if (r < 0)
+			return r;
+	}
+	return (long)n;
+}
+
+void ef_esp_sa_stats(ef_esp_sa *s, struct ef_sa_stats *st)
+{
+	ef_sa_read_stats(s->sa, st);
 }

@@ -1,8 +1,7 @@
-/* dataplane.h — the C dataplane's public API (what Python calls through cffi).
- * Keep in step with api.cdef. */
+/* dataplane.h — what Python calls through cffi: see api.cdef for the declarations. */
 #ifndef EF_DATAPLANE_H
 #define EF_DATAPLANE_H
 
-const char *ef_version(void);
+#include "api.h"
 
 #endif

@@ -17,6 +17,8 @@ from espfast import __version__
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "static": ("espfast.static", "run an ESP tunnel with manually configured keys (no IKE)"),
+    "demo": ("espfast.demo", "two namespaces, a tunnel between them, traffic through it, a report"),
     "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
 }
 

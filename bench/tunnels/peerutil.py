@@ -1,0 +1,138 @@
+"""What the peer tunnels (strongSwan, wireguard-go, OpenVPN) share: the inner
+addresses, a bounded wait for ping through the tunnel, log tails for errors, and
+throw-away certificates (also used by tests/interop)."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from espfast.netns import Namespace, which
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+INNER_NET_A = "198.19.1.0/24"
+INNER_NET_B = "198.19.2.0/24"
+INNER_MTU = 1400
+UP_TIMEOUT = 20.0
+
+
+class TunnelError(RuntimeError):
+    """A peer tunnel did not come up; the message carries its processes' log tails."""
+
+
+def require(*programs: str) -> None:
+    """Fail with one clear line when a peer's programs are not installed."""
+    missing = [p for p in programs if which(p) is None]
+    if missing:
+        raise TunnelError(
+            f"not installed: {', '.join(missing)} (make bench installs BENCH_APT_PKGS)"
+        )
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_ping(
+    ns: Namespace,
+    src: str,
+    dst: str,
+    procs: Sequence[subprocess.Popen[bytes]],
+    logs: Sequence[Path],
+    timeout: float = UP_TIMEOUT,
+) -> None:
+    """Ping ``dst`` from ``src`` in ``ns`` until one echo comes back (bounded by
+    ``timeout``); fail early if a tunnel process exits."""
+
+    def failure(why: str) -> TunnelError:
+        tails = "\n".join(f"--- {log} ---\n{log_tail(log)}" for log in logs)
+        return TunnelError(f"{why}\n{tails}")
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise failure(f"{proc.args!r} exited with {proc.returncode}")
+        ping = ns.run("ping", "-n", "-q", "-c", "1", "-W", "1", "-I", src, dst, check=False)
+        if ping.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise failure(f"no ping from {src} to {dst} through the tunnel within {timeout}s")
+
+
+def new_key(kind: str) -> PrivateKey:
+    """A fresh ``ecdsa`` (P-256) or ``rsa`` (2048-bit) private key."""
+    if kind == "ecdsa":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"key kind must be ecdsa or rsa, not {kind!r}")
+
+
+def issue(
+    cn: str,
+    key: PrivateKey,
+    issuer: tuple[x509.Certificate, PrivateKey] | None = None,
+    *,
+    dns: Sequence[str] = (),
+    eku: Sequence[x509.ObjectIdentifier] = (),
+) -> x509.Certificate:
+    """A one-day certificate for ``cn``: a self-signed CA when ``issuer`` is None, else
+    an end-entity certificate signed by ``issuer`` (with DNS SANs and EKUs as given)."""
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    is_ca = issuer is None
+    issuer_name, signer = (subject, key) if issuer is None else (issuer[0].subject, issuer[1])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not is_ca,
+                content_commitment=False,
+                key_encipherment=not is_ca and isinstance(key, rsa.RSAPrivateKey),
+                data_encipherment=False,
+                key_agreement=not is_ca and isinstance(key, ec.EllipticCurvePrivateKey),
+                key_cert_sign=is_ca,
+                crl_sign=is_ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if dns:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name) for name in dns]), critical=False
+        )
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (for a temporary directory only)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )

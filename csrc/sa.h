@@ -1,0 +1,93 @@
+/* sa.h — a Child SA in one direction, and the table that finds SAs.
+ *
+ *   ef_sa_new/ef_sa_free      keys enter once, are cleansed when the SA goes
+ *   ef_sa_encap/ef_sa_decap   one packet through an SA (sequence numbers, replay window,
+ *                             crypto, inner-packet and selector checks); the workers and
+ *                             the standalone Python API both use these
+ *   ef_table_*                inbound SPI -> SA (hash); outbound inner (dst, src) -> SA by
+ *                             longest prefix: one hash per prefix length in use, probed
+ *                             longest first, so many /32s stay O(1)
+ *
+ * Locking is the caller's: the dataplane holds its rwlock for reading per batch and for
+ * writing while it changes the table. Counters are atomics (workers may share an SA).
+ */
+#ifndef EF_SA_H
+#define EF_SA_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "api.h"
+#include "esp.h"
+#include "replay.h"
+
+struct ef_route {
+	struct ef_route *next;
+	struct ef_sa *sa;
+	struct ef_prefix prefix; /* masked */
+};
+
+struct ef_sa {
+	struct ef_sa *next_spi; /* SPI hash chain */
+	uint32_t spi;
+	uint8_t dir;
+	uint8_t esn;
+	uint8_t exhausted; /* outbound: the sequence number space is used up */
+	const struct ef_transform *t;
+	uint8_t salt[EF_AEAD_SALT_LEN];
+	int nctx;
+	struct ef_cctx *ctx; /* one per worker */
+	uint64_t seq;        /* outbound: last sequence number used */
+	struct ef_replay replay;
+	pthread_spinlock_t replay_lock;
+	size_t n_local, n_remote;
+	struct ef_prefix *local, *remote;
+	struct ef_route *routes; /* outbound: one per remote prefix */
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	struct ef_sa_stats cnt;
+};
+
+/* Validates everything; returns NULL and sets *err (EF_E_*) on failure. */
+struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err);
+void ef_sa_free(struct ef_sa *sa);
+int ef_sa_set_peer(struct ef_sa *sa, const void *addr, uint32_t len);
+void ef_sa_read_stats(const struct ef_sa *sa, struct ef_sa_stats *st);
+
+/* Returns the ESP length (>0) with *out at the ESP header, or -EF_E_* (SEQ_EXHAUSTED,
+ * CRYPTO, MALFORMED for an inner packet that is not IP). `inner` needs EF_HEADROOM and
+ * EF_TAILROOM around it. Counts into the SA. */
+long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t **out);
+
+/* Returns the inner packet length (>=0) with *inner set, or -EF_E_* (MALFORMED, REPLAY,
+ * AUTH, PADDING, POLICY). Counts into the SA. ESP packet at `pkt`, modified in place. */
+long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **inner);
+
+/* Inner IP packet: version, lengths; source and destination addresses. */
+int ef_ip_parse(const uint8_t *p, size_t len, struct ef_prefix *src, struct ef_prefix *dst,
+		size_t *ip_len);
+int ef_prefix_contains(const struct ef_prefix *net, const struct ef_prefix *addr);
+
+struct ef_table {
+	struct ef_sa **spi[2]; /* [EF_DIR_IN], [EF_DIR_OUT] */
+	uint32_t spi_mask[2];
+	size_t n_sa[2];
+	struct ef_route **routes;
+	uint32_t route_mask;
+	size_t n_routes;
+	uint32_t plen_refs[2][129]; /* [IPv4, IPv6][prefix length] */
+	uint8_t plens[2][129];      /* lengths in use, longest first */
+	int n_plens[2];
+};
+
+int ef_table_init(struct ef_table *tb);
+void ef_table_destroy(struct ef_table *tb); /* frees every SA */
+int ef_table_add(struct ef_table *tb, struct ef_sa *sa); /* EF_E_EXISTS, EF_E_NOMEM */
+struct ef_sa *ef_table_find(const struct ef_table *tb, uint32_t spi, int dir);
+struct ef_sa *ef_table_remove(struct ef_table *tb, uint32_t spi, int dir);
+struct ef_sa *ef_table_route(const struct ef_table *tb, const struct ef_prefix *src,
+			     const struct ef_prefix *dst);
+
+#endif

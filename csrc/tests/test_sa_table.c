@@ -1,0 +1,85 @@
+/* test_sa_table.c — SPI lookup, longest-prefix routing with many /32s, make-before-break
+ * (the newest SA with equal selectors wins), removal. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctest.h"
+#include "dataplane.h"
+#include "sa.h"
+
+static struct ef_prefix pfx4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint8_t plen)
+{
+	struct ef_prefix p;
+
+	memset(&p, 0, sizeof(p));
+	p.family = 4;
+	p.plen = plen;
+	p.addr[0] = a, p.addr[1] = b, p.addr[2] = c, p.addr[3] = d;
+	return p;
+}
+
+static struct ef_sa *new_out(uint32_t spi, struct ef_prefix remote)
+{
+	static uint8_t key[20];
+	struct ef_prefix any = pfx4(0, 0, 0, 0, 0);
+	struct ef_sa_params p = {
+		.spi = spi, .dir = EF_DIR_OUT, .transform = 0, .enc_key = key,
+		.enc_key_len = 20, .local_ts = &any, .n_local = 1, .remote_ts = &remote,
+		.n_remote = 1,
+	};
+	int err;
+
+	return ef_sa_new(&p, 1, &err);
+}
+
+void test_sa_table(void)
+{
+	struct ef_table tb;
+	struct ef_prefix src = pfx4(198, 18, 1, 1, 32), dst;
+	struct ef_sa *wide, *mid, *newer, *sa;
+	int ok = 1;
+
+	CHECK(ef_table_init(&tb) == 0);
+	wide = new_out(1000, pfx4(198, 18, 0, 0, 15));
+	mid = new_out(1001, pfx4(198, 19, 2, 0, 24));
+	CHECK(ef_table_add(&tb, wide) == 0);
+	CHECK(ef_table_add(&tb, mid) == 0);
+	sa = new_out(1000, pfx4(10, 0, 0, 0, 8));
+	CHECK(ef_table_add(&tb, sa) == EF_E_EXISTS);
+	ef_sa_free(sa);
+	/* 5000 host routes 198.19.x.y/32 (grows the tables several times). */
+	for (uint32_t i = 0; i < 5000; i++)
+		CHECK(ef_table_add(&tb, new_out(2000 + i, pfx4(198, 19, (uint8_t)(i >> 8) + 100,
+								(uint8_t)i, 32))) == 0);
+	for (uint32_t i = 0; i < 5000; i++) {
+		dst = pfx4(198, 19, (uint8_t)(i >> 8) + 100, (uint8_t)i, 32);
+		sa = ef_table_route(&tb, &src, &dst);
+		ok &= sa && sa->spi == 2000 + i;
+		ok &= ef_table_find(&tb, 2000 + i, EF_DIR_OUT) == sa;
+	}
+	CHECK(ok);
+	dst = pfx4(198, 19, 2, 77, 32);
+	CHECK(ef_table_route(&tb, &src, &dst) == mid);
+	dst = pfx4(198, 19, 3, 77, 32);
+	CHECK(ef_table_route(&tb, &src, &dst) == wide);
+	dst = pfx4(10, 1, 1, 1, 32);
+	CHECK(ef_table_route(&tb, &src, &dst) == NULL);
+	CHECK(ef_table_find(&tb, 1001, EF_DIR_IN) == NULL);
+	/* Rekey: a new SA with the same selectors takes over; removing it restores the old. */
+	newer = new_out(1002, pfx4(198, 19, 2, 0, 24));
+	CHECK(ef_table_add(&tb, newer) == 0);
+	dst = pfx4(198, 19, 2, 77, 32);
+	CHECK(ef_table_route(&tb, &src, &dst) == newer);
+	CHECK(ef_table_remove(&tb, 1001, EF_DIR_OUT) == mid);
+	ef_sa_free(mid);
+	CHECK(ef_table_route(&tb, &src, &dst) == newer);
+	CHECK(ef_table_remove(&tb, 1002, EF_DIR_OUT) == newer);
+	ef_sa_free(newer);
+	CHECK(ef_table_route(&tb, &src, &dst) == wide);
+	CHECK(ef_table_remove(&tb, 1002, EF_DIR_OUT) == NULL);
+	/* Remove the host routes: /32 no longer probed. */
+	for (uint32_t i = 0; i < 5000; i++)
+		ef_sa_free(ef_table_remove(&tb, 2000 + i, EF_DIR_OUT));
+	CHECK(tb.n_plens[0] == 1 && tb.plens[0][0] == 15);
+	ef_table_destroy(&tb);
+}

@@ -1,0 +1,363 @@
+/* worker.c — the dataplane threads.
+ *
+ * Pipeline (each arrow a batch of up to EF_BATCH packets; no allocation per packet):
+ *
+ *   TX thread(s):  TUN --read x N--> [rdlock: parse inner IP, route to outbound SA by
+ *                  (dst, src) longest prefix, take sequence number, seal in place]
+ *                  --sendmmsg--> UDP 4500
+ *   RX thread(s):  UDP 4500 --recvmmsg--> [rdlock: classify (keepalive / IKE / ESP),
+ *                  SPI -> SA, replay check, open in place, replay update, selector
+ *                  check] --write x N--> TUN;  IKE --> ike_fd (Python polls it)
+ *
+ * TX and RX run in parallel on different cores. With more than one worker per direction
+ * the threads share the fds; per SA, the sequence counter (CAS) and the replay window
+ * (a spinlock around check and update) are the only serial points, and each thread has
+ * its own keyed EVP contexts in every SA. The SA table's rwlock is held for reading
+ * across one batch's crypto, never across a system call, so add/remove from Python
+ * waits at most one batch. Counters: per thread globally, atomics per SA.
+ */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "offload.h"
+#include "tun.h"
+
+#define ST_ADD(w, field, n) \
+	__atomic_store_n(&(w)->st.field, (w)->st.field + (n), __ATOMIC_RELAXED)
+
+static int running(const struct ef_dp *dp)
+{
+	return __atomic_load_n(&dp->running, __ATOMIC_ACQUIRE);
+}
+
+static void count_decap_error(struct ef_worker *w, long err)
+{
+	switch (-err) {
+	case EF_E_REPLAY:
+		ST_ADD(w, replay_drops, 1);
+		break;
+	case EF_E_AUTH:
+		ST_ADD(w, auth_failures, 1);
+		break;
+	case EF_E_PADDING:
+		ST_ADD(w, bad_padding, 1);
+		break;
+	case EF_E_POLICY:
+		ST_ADD(w, policy_drops, 1);
+		break;
+	default:
+		ST_ADD(w, malformed, 1);
+		break;
+	}
+}
+
+static int same_addr(const struct ef_prefix *a, const struct ef_prefix *b)
+{
+	return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
+}
+
+static int same_peer(const struct ef_worker *w, int i, int j)
+{
+	return w->seg_addr_len[i] == w->seg_addr_len[j] &&
+	       memcmp(&w->seg_addr[i], &w->seg_addr[j], w->seg_addr_len[i]) == 0;
+}
+
+/* Groups the nseg sealed packets into messages: with GSO, a run of packets to one peer
+ * where all but the last have the same length becomes one message. */
+static int build_messages(struct ef_worker *w, int nseg)
+{
+	size_t gso_max = (size_t)__atomic_load_n(&w->dp->gso_max, __ATOMIC_RELAXED);
+	int n = 0;
+
+	for (int i = 0; i < nseg;) {
+		size_t seglen = w->seg[i].iov_len, total = seglen;
+		int j = i + 1;
+
+		while (seglen <= gso_max && j < nseg && j - i < EF_GSO_MAX_SEGS &&
+		       w->seg[j - 1].iov_len == seglen && w->seg[j].iov_len <= seglen &&
+		       total + w->seg[j].iov_len <= EF_GSO_MAX_BYTES && same_peer(w, i, j))
+			total += w->seg[j++].iov_len;
+		w->out[n].msg_hdr = (struct msghdr){
+			.msg_name = &w->seg_addr[i],
+			.msg_namelen = w->seg_addr_len[i],
+			.msg_iov = &w->seg[i],
+			.msg_iovlen = (size_t)(j - i),
+		};
+		if (j - i > 1) {
+			ef_udp_set_gso(&w->out[n].msg_hdr, &w->out_ctrl[n], (uint16_t)seglen);
+			ST_ADD(w, tx_gso, 1);
+		}
+		w->out_first[n] = (uint8_t)i;
+		n++;
+		i = j;
+	}
+	return n;
+}
+
+static void tx_batch(struct ef_worker *w, int n)
+{
+	struct ef_dp *dp = w->dp;
+	struct ef_batch *b = &w->batch;
+	struct ef_prefix src, dst, last_src = {0}, last_dst = {0};
+	struct ef_sa *sa = NULL;
+	int nseg = 0, nmsg;
+
+	pthread_rwlock_rdlock(&dp->lock);
+	for (int i = 0; i < n; i++) {
+		uint8_t *esp;
+		size_t iplen;
+		long r;
+
+		if (dp->vnet) {
+			/* The virtio_net_hdr in front: finish a partial checksum; we did not
+			 * ask for GSO packets, so none should come. */
+			struct ef_vnet_hdr vh;
+
+			if (b->len[i] < EF_VNET_HDR_LEN) {
+				ST_ADD(w, malformed, 1);
+				continue;
+			}
+			memcpy(&vh, b->data[i], sizeof(vh));
+			b->data[i] += EF_VNET_HDR_LEN;
+			b->len[i] -= EF_VNET_HDR_LEN;
+			if (ef_vnet_complete(&vh, b->data[i], b->len[i])) {
+				ST_ADD(w, malformed, 1);
+				continue;
+			}
+		}
+		if (ef_ip_parse(b->data[i], b->len[i], &src, &dst, &iplen) < 0) {
+			ST_ADD(w, malformed, 1);
+			continue;
+		}
+		/* A stream sends many packets in a row to one destination. */
+		if (!sa || !same_addr(&dst, &last_dst) || !same_addr(&src, &last_src)) {
+			sa = ef_table_route(&dp->table, &src, &dst);
+			last_src = src;
+			last_dst = dst;
+		}
+		if (!sa) {
+			ST_ADD(w, no_sa, 1);
+			continue;
+		}
+		r = ef_sa_encap(sa, w->idx, b->data[i], iplen, &esp);
+		if (r < 0) {
+			if (r == -EF_E_SEQ_EXHAUSTED)
+				ST_ADD(w, seq_exhausted, 1);
+			else
+				ST_ADD(w, tx_errors, 1);
+			continue;
+		}
+		w->seg[nseg] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
+		memcpy(&w->seg_addr[nseg], &sa->peer, sa->peer_len);
+		w->seg_addr_len[nseg] = sa->peer_len;
+		b->len[nseg] = (uint32_t)iplen; /* index nseg <= i: already read */
+		nseg++;
+	}
+	pthread_rwlock_unlock(&dp->lock);
+	if (!nseg)
+		return;
+	nmsg = build_messages(w, nseg);
+	ef_udp_send(dp->udp_fd, w->out, nmsg, dp->stop_fd, &dp->gso_max);
+	for (int m = 0; m < nmsg; m++) {
+		int first = w->out_first[m], last = first + (int)w->out[m].msg_hdr.msg_iovlen;
+
+		for (int i = first; i < last; i++) {
+			if (w->out[m].msg_len == 0) {
+				ST_ADD(w, tx_errors, 1);
+				continue;
+			}
+			ST_ADD(w, tx_packets, 1);
+			ST_ADD(w, tx_bytes, b->len[i]);
+		}
+	}
+}
+
+static void *tx_main(struct ef_worker *w)
+{
+	struct ef_dp *dp = w->dp;
+	/* With a virtio_net_hdr the packet starts EF_VNET_HDR_LEN bytes later, at the
+	 * same place: EF_HEADROOM into the slot. */
+	const size_t off = dp->vnet ? EF_HEADROOM - EF_VNET_HDR_LEN : EF_HEADROOM;
+	const size_t cap = EF_SLOT - off - EF_TAILROOM;
+
+	while (running(dp)) {
+		int n = ef_tun_read_batch(dp->tun_fd, &w->batch, off, cap);
+
+		if (n < 0) {
+			ST_ADD(w, tun_errors, 1);
+			n = 0;
+		}
+		if (n == 0) {
+			if (ef_wait(dp->tun_fd, POLLIN, dp->stop_fd))
+				break;
+			continue;
+		}
+		tx_batch(w, n);
+	}
+	return NULL;
+}
+
+/* Hands an IKE message (non-ESP marker stripped) and its source up to Python. */
+static void forward_ike(struct ef_worker *w, const struct sockaddr_storage *from,
+			const uint8_t *msg, size_t len)
+{
+	struct ef_ike_hdr h = {0};
+	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)msg, len}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+
+	if (from->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)from;
+
+		h.family = 4;
+		h.port = ntohs(a->sin_port);
+		memcpy(h.addr, &a->sin_addr, 4);
+	} else {
+		const struct sockaddr_in6 *a = (const void *)from;
+
+		h.family = 6;
+		h.port = ntohs(a->sin6_port);
+		memcpy(h.addr, &a->sin6_addr, 16);
+	}
+	if (sendmsg(w->dp->ike_fd, &mh, MSG_DONTWAIT) < 0)
+		ST_ADD(w, ike_dropped, 1);
+	else
+		ST_ADD(w, ike_forwarded, 1);
+}
+
+/* One received datagram (a whole one, or one GRO segment): keepalive, IKE, or ESP.
+ * Returns the inner packet's length with *inner set, or 0 when nothing is delivered. */
+static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t len,
+		   const struct sockaddr_storage *from, uint8_t **inner)
+{
+	struct ef_sa *sa = *cache;
+	uint32_t spi;
+	long r;
+
+	/* RFC 3948 §2.2, §2.3: keepalive, non-ESP marker, or ESP. */
+	if (len == 1 && p[0] == EF_NAT_KEEPALIVE) {
+		ST_ADD(w, keepalives, 1);
+		return 0;
+	}
+	if (len >= EF_NON_ESP_MARKER_LEN && ef_get32(p) == 0) {
+		forward_ike(w, from, p + 4, len - 4);
+		return 0;
+	}
+	if (len < EF_ESP_HDR_LEN) {
+		ST_ADD(w, malformed, 1);
+		return 0;
+	}
+	spi = ef_get32(p);
+	if (!sa || sa->spi != spi)
+		sa = *cache = ef_table_find(&w->dp->table, spi, EF_DIR_IN);
+	if (!sa) {
+		ST_ADD(w, unknown_spi, 1);
+		return 0;
+	}
+	r = ef_sa_decap(sa, w->idx, p, len, inner);
+	if (r < 0) {
+		count_decap_error(w, r);
+		return 0;
+	}
+	return r; /* 0: a dummy packet */
+}
+
+static void rx_batch(struct ef_worker *w, int n)
+{
+	struct ef_dp *dp = w->dp;
+	struct ef_batch *b = &w->batch;
+	struct ef_sa *sa = NULL;
+	int nout = 0;
+
+	pthread_rwlock_rdlock(&dp->lock);
+	for (int i = 0; i < n; i++) {
+		uint8_t *p = ef_slot(b, i), *inner;
+		size_t len = b->msg[i].msg_len, seg = len;
+		long r;
+
+		if (b->msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			ST_ADD(w, malformed, 1); /* larger than any packet we could carry */
+			continue;
+		}
+		if (dp->gro) {
+			seg = ef_udp_gso_size(&b->msg[i].msg_hdr);
+			if (!seg || seg > len)
+				seg = len;
+			if (seg < len)
+				ST_ADD(w, rx_gro, 1);
+		}
+		if (len == 0) {
+			ST_ADD(w, malformed, 1);
+			continue;
+		}
+		/* GRO: segments of `seg` bytes, the last one possibly shorter. */
+		for (size_t off = 0; off < len; off += seg) {
+			size_t l = len - off < seg ? len - off : seg;
+
+			r = rx_one(w, &sa, p + off, l, &b->addr[i], &inner);
+			if (r <= 0)
+				continue;
+			if (nout == EF_RX_OUT_MAX) {
+				ST_ADD(w, tun_errors, 1);
+				continue;
+			}
+			w->rx_data[nout] = inner;
+			w->rx_len[nout] = (uint32_t)r;
+			nout++;
+		}
+	}
+	pthread_rwlock_unlock(&dp->lock);
+	if (dp->vnet) {
+		int writes = 0, merged = 0, failed;
+
+		failed = ef_gro_write(dp->tun_fd, w->rx_data, w->rx_len, nout, &writes, &merged);
+		ST_ADD(w, tun_errors, (uint64_t)failed);
+		ST_ADD(w, tun_gro, (uint64_t)merged);
+		for (int i = 0; i < nout; i++)
+			ST_ADD(w, rx_bytes, w->rx_len[i]);
+		ST_ADD(w, rx_packets, (uint64_t)(nout - failed));
+		return;
+	}
+	for (int i = 0; i < nout; i++) {
+		if (ef_tun_write(dp->tun_fd, w->rx_data[i], w->rx_len[i]) < 0) {
+			ST_ADD(w, tun_errors, 1);
+			continue;
+		}
+		ST_ADD(w, rx_packets, 1);
+		ST_ADD(w, rx_bytes, w->rx_len[i]);
+	}
+}
+
+static void *rx_main(struct ef_worker *w)
+{
+	struct ef_dp *dp = w->dp;
+
+	while (running(dp)) {
+		int n = ef_udp_recv(dp->udp_fd, &w->batch);
+
+		if (n < 0) {
+			/* e.g. an ICMP error queued on the socket: counted, not fatal */
+			ST_ADD(w, tx_errors, 1);
+			n = 0;
+		}
+		if (n == 0) {
+			if (ef_wait(dp->udp_fd, POLLIN, dp->stop_fd))
+				break;
+			continue;
+		}
+		rx_batch(w, n);
+	}
+	return NULL;
+}
+
+void *ef_worker_main(void *arg)
+{
+	struct ef_worker *w = arg;
+
+	return w->kind == EF_WORKER_TX ? tx_main(w) : rx_main(w);
+}

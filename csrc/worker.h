@@ -1,0 +1,56 @@
+/* worker.h — the dataplane's threads and the instance they share. */
+#ifndef EF_WORKER_H
+#define EF_WORKER_H
+
+#include <pthread.h>
+
+#include "api.h"
+#include "sa.h"
+#include "udp.h"
+
+enum ef_worker_kind { EF_WORKER_TX, EF_WORKER_RX };
+
+/* Inner packets one RX batch can deliver: the kernel's UDP GRO merges at most 64
+ * datagrams into one buffer, so EF_BATCH buffers hold at most EF_BATCH * 64. (Should
+ * that ever change, the excess is counted in tun_errors, not written.) */
+#define EF_RX_OUT_MAX (EF_BATCH * 64)
+
+struct ef_dp;
+
+struct ef_worker {
+	struct ef_dp *dp;
+	int idx; /* which of the SA's per-worker crypto contexts this thread uses */
+	enum ef_worker_kind kind;
+	pthread_t thread;
+	int started;
+	struct ef_stats st; /* written by this thread only, read with relaxed atomics */
+	struct ef_batch batch;
+	/* TX: one iovec per ESP packet; a message per run of equal-sized packets to one
+	 * peer (GSO), or per packet without GSO. */
+	struct iovec seg[EF_BATCH];
+	struct sockaddr_storage seg_addr[EF_BATCH];
+	socklen_t seg_addr_len[EF_BATCH];
+	struct mmsghdr out[EF_BATCH];
+	union ef_gso_ctrl out_ctrl[EF_BATCH];
+	uint8_t out_first[EF_BATCH];
+	/* RX: decapsulated packets waiting for their TUN write (GRO: many per message) */
+	uint8_t *rx_data[EF_RX_OUT_MAX];
+	uint32_t rx_len[EF_RX_OUT_MAX];
+};
+
+struct ef_dp {
+	int tun_fd, udp_fd, ike_fd, stop_fd;
+	int udp_family;
+	int running;
+	int gso_max; /* largest ESP packet sent with UDP_SEGMENT (0: no GSO); see udp.h */
+	int gro;    /* UDP_GRO is on: received buffers may hold many datagrams */
+	int vnet;   /* the TUN fd has IFF_VNET_HDR: packets carry a virtio_net_hdr */
+	int nworkers;            /* per direction */
+	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
+	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */
+	struct ef_table table;
+};
+
+void *ef_worker_main(void *arg);
+
+#endif

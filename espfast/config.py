@@ -1,0 +1,494 @@
+"""TOML configuration: loading and validation.
+
+Every mistake in a config file gets exactly one :class:`ConfigError` that names the file,
+the place in it (``sa[1].in.spi``) and what is wrong; key material never appears in a
+message. The parsing helpers (:class:`Table`, addresses, prefixes, endpoints) are shared by
+every config kind; today there is the static-keying config of ``espfast static``
+(:func:`load_static`), later the connections of ``espfast up``.
+
+A static config, annotated (``examples/static-a.toml`` is a complete one)::
+
+    [interface]
+    name = "espfast0"                          # TUN device to create
+    addresses = ["198.19.1.1/24", "2001:2:0:1::1/64"]
+    mtu = 1400                                 # inner MTU (default 1400)
+    listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
+    workers = 1                                # dataplane worker threads
+
+    [[sa]]                                     # one SA pair; repeat for more
+    name = "to-b"                              # for counters and messages
+    transform = "aes128gcm16"                  # strongSwan ESP keyword
+    esn = false
+    peer = "198.18.0.2:4500"                   # outer address[:port] of the peer
+    local_ts = ["198.19.1.0/24"]               # our inner prefixes
+    remote_ts = ["198.19.2.0/24"]              # the peer's inner prefixes (routed to the TUN)
+    replay_window = 1024
+
+    [sa.out]                                   # what we send
+    spi = "0xc0000001"
+    enc_key = "hex..."                         # or enc_key_file = "path" (hex inside)
+
+    [sa.in]                                    # what we receive
+    spi = "0xc0000002"
+    enc_key_file = "keys/b-to-a.hex"
+
+For the AEADs ``enc_key`` is the cipher key followed by the 4-byte salt (RFC 4106 §8.1,
+RFC 7634 §4), exactly as IKEv2 takes it from KEYMAT; the CBC transforms also need
+``integ_key`` (or ``integ_key_file``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import stat
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from espfast.dataplane import MAX_WORKERS, REPLAY_WINDOW_MAX, SPI_MAX, SPI_MIN, Transform
+
+log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+NATT_PORT = 4500  # RFC 3948
+DEFAULT_MTU = 1400
+MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
+MAX_MTU = 65535
+DEFAULT_REPLAY_WINDOW = 1024
+
+
+class ConfigError(ValueError):
+    """A config file is wrong; the message says where and why (never the key material)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Generic helpers: a TOML table that knows where it is and which keys were read.
+
+
+class Table:
+    """A TOML table with its place in the file, for precise errors and unknown-key checks.
+
+    Read values with the typed getters; call :meth:`done` afterwards to reject every key
+    that nobody asked for (a typo must not silently fall back to a default).
+    """
+
+    def __init__(self, data: dict[str, Any], where: str, source: str) -> None:
+        self.data = data
+        self.where = where
+        self.source = source
+        self._seen: set[str] = set()
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.path(key)}: {message}")
+
+    def path(self, key: str | None) -> str:
+        if key is None:
+            return self.where or "(top level)"
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str) -> Any:
+        """A required value of any type (the caller checks it)."""
+        return self._get(key, True)
+
+    def _get(self, key: str, required: bool) -> Any:
+        self._seen.add(key)
+        if key not in self.data:
+            if required:
+                raise self.error(None, f"missing required key {key!r}")
+            return None
+        return self.data[key]
+
+    def get_str(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+        value = self._get(key, required)
+        if value is None:
+            if default is None:
+                raise self.error(None, f"missing required key {key!r}")
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, not {_toml_type(value)}")
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        value = self._get(key, False)
+        if value is not None and not isinstance(value, str):
+            raise self.error(key, f"must be a string, not {_toml_type(value)}")
+        return value
+
+    def get_int(self, key: str, default: int, lo: int, hi: int) -> int:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an integer, not {_toml_type(value)}")
+        if not lo <= value <= hi:
+            raise self.error(key, f"{value} is out of range ({lo}..{hi})")
+        return value
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, not {_toml_type(value)}")
+        return value
+
+    def get_str_list(self, key: str, *, required: bool = False) -> list[str]:
+        value = self._get(key, required)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, "must be a string or a list of strings")
+        return value
+
+    def table(self, key: str) -> Table:
+        value = self._get(key, True)
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a table ([{self.path(key)}]), not {_toml_type(value)}")
+        return Table(value, self.path(key), self.source)
+
+    def tables(self, key: str) -> Iterator[Table]:
+        """An array of tables (``[[key]]``); at least one."""
+        value = self._get(key, True)
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(key, f"must be one or more tables ([[{self.path(key)}]])")
+        if not value:
+            raise self.error(key, "needs at least one entry")
+        for i, item in enumerate(value):
+            yield Table(item, f"{self.path(key)}[{i}]", self.source)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self._seen)
+        if unknown:
+            hint = ", ".join(repr(k) for k in sorted(self._seen))
+            raise self.error(
+                None, f"unknown key {unknown[0]!r}" + (f" (known keys: {hint})" if hint else "")
+            )
+
+
+def _toml_type(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
+
+
+def parse_interface_address(t: Table, key: str, text: str) -> IPInterface:
+    """``198.19.1.1/24`` -> an interface address with its prefix (host bits allowed)."""
+    if "/" not in text:
+        raise t.error(key, f"{text!r} needs a prefix length (e.g. {text}/24)")
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise t.error(key, f"{text!r} is not an address/prefix") from None
+
+
+def parse_prefix(t: Table, key: str, text: str) -> IPNetwork:
+    """``198.19.2.0/24`` -> a network; host bits set is an error (it is usually a typo)."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise t.error(key, f"{text!r} is not a prefix (address/length)") from None
+    if net.network_address != ipaddress.ip_interface(text).ip:
+        raise t.error(key, f"{text!r} has host bits set (did you mean {net}?)")
+    return net
+
+
+def parse_prefixes(t: Table, key: str) -> tuple[IPNetwork, ...]:
+    """A required, non-empty list of prefixes."""
+    nets = tuple(parse_prefix(t, key, p) for p in t.get_str_list(key, required=True))
+    if not nets:
+        raise t.error(key, "needs at least one prefix")
+    return nets
+
+
+def parse_endpoint(t: Table, key: str, text: str, default_port: int) -> tuple[str, int]:
+    """``198.18.0.2``, ``198.18.0.2:4500``, ``2001:2::1`` or ``[2001:2::1]:4500``."""
+    host, port = text, default_port
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise t.error(key, f"{text!r}: missing ']'")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise t.error(key, f"{text!r}: expected ':port' after ']'")
+            port = _port(t, key, rest[1:])
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(t, key, port_text)
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise t.error(key, f"{text!r}: {host!r} is not an IP address") from None
+    return str(addr), port
+
+
+def _port(t: Table, key: str, text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise t.error(key, f"port {text!r} is not a number in 1..65535")
+    return int(text)
+
+
+def _world_readable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# espfast static
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    name: str
+    addresses: tuple[IPInterface, ...]
+    mtu: int
+    listen: tuple[str, int]
+    workers: int
+
+
+@dataclass(frozen=True)
+class DirectionConfig:
+    """One direction of an SA pair: the SPI on the wire and its keys."""
+
+    spi: int
+    enc_key: bytes = field(repr=False)
+    integ_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SaPairConfig:
+    name: str
+    transform: Transform
+    esn: bool
+    peer: tuple[str, int]
+    local_ts: tuple[IPNetwork, ...]
+    remote_ts: tuple[IPNetwork, ...]
+    replay_window: int
+    inbound: DirectionConfig
+    outbound: DirectionConfig
+
+
+@dataclass(frozen=True)
+class StaticConfig:
+    source: Path
+    interface: InterfaceConfig
+    sas: tuple[SaPairConfig, ...]
+
+
+def load_static(path: str | os.PathLike[str]) -> StaticConfig:
+    """Read and validate an ``espfast static`` config; :class:`ConfigError` if it is wrong."""
+    source = Path(path)
+    top = Table(read_toml(source), "", str(source))
+    interface = _static_interface(top.table("interface"))
+    keys = _KeySources(source.parent)
+    sas = tuple(_sa_pair(t, keys) for t in top.tables("sa"))
+    top.done()
+    _check_sas(top, interface, sas)
+
+    if keys.inline and _world_readable(source):
+        log.warning(
+            "%s holds keys and is readable by every user; chmod 600 it (or use *_key_file)",
+            source,
+        )
+    for kf in keys.files:
+        if _world_readable(kf):
+            log.warning("key file %s is readable by every user; chmod 600 it", kf)
+    return StaticConfig(source, interface, sas)
+
+
+def _static_interface(t: Table) -> InterfaceConfig:
+    name = t.get_str("name", "espfast0")
+    if not 1 <= len(name) <= 15 or "/" in name or any(c.isspace() for c in name):
+        raise t.error("name", f"{name!r} is not a valid interface name (1-15 chars, no / or space)")
+    addresses = tuple(
+        parse_interface_address(t, "addresses", a) for a in t.get_str_list("addresses")
+    )
+    mtu = t.get_int("mtu", DEFAULT_MTU, MIN_MTU, MAX_MTU)
+    listen = parse_endpoint(t, "listen", t.get_str("listen", f"0.0.0.0:{NATT_PORT}"), NATT_PORT)
+    workers = t.get_int("workers", 1, 1, MAX_WORKERS)
+    t.done()
+    return InterfaceConfig(name, addresses, mtu, listen, workers)
+
+
+@dataclass
+class _KeySources:
+    """Where keys came from, for the file-permission warnings."""
+
+    base: Path  # relative key files are relative to the config file's directory
+    inline: bool = False
+    files: list[Path] = field(default_factory=list)
+
+
+def _sa_pair(t: Table, keys: _KeySources) -> SaPairConfig:
+    name = t.get_str("name", t.where)
+    keyword = t.get_str("transform", required=True).lower()
+    try:
+        transform = Transform(keyword)
+    except ValueError:
+        known = ", ".join(Transform)
+        raise t.error("transform", f"unknown transform {keyword!r} (known: {known})") from None
+    esn = t.get_bool("esn", False)
+    peer = parse_endpoint(t, "peer", t.get_str("peer", required=True), NATT_PORT)
+    local_ts = tuple(
+        parse_prefix(t, "local_ts", p) for p in t.get_str_list("local_ts", required=True)
+    )
+    remote_ts = tuple(
+        parse_prefix(t, "remote_ts", p) for p in t.get_str_list("remote_ts", required=True)
+    )
+    for key, nets in (("local_ts", local_ts), ("remote_ts", remote_ts)):
+        if not nets:
+            raise t.error(key, "needs at least one prefix")
+    replay_window = t.get_int("replay_window", DEFAULT_REPLAY_WINDOW, 0, REPLAY_WINDOW_MAX)
+    outbound = _direction(t.table("out"), transform, keys)
+    inbound = _direction(t.table("in"), transform, keys)
+    t.done()
+    return SaPairConfig(
+        name, transform, esn, peer, local_ts, remote_ts, replay_window, inbound, outbound
+    )
+
+
+def _direction(t: Table, transform: Transform, keys: _KeySources) -> DirectionConfig:
+    spi = _spi(t)
+    enc_len, integ_len = transform.key_lengths
+    enc_key = _key(t, "enc_key", enc_len, transform, keys)
+    if integ_len:
+        integ_key = _key(t, "integ_key", integ_len, transform, keys)
+    else:
+        for k in ("integ_key", "integ_key_file"):
+            if t.has(k):
+                raise t.error(k, f"{transform} is an AEAD and takes no integrity key")
+        integ_key = b""
+    t.done()
+    return DirectionConfig(spi, enc_key, integ_key)
+
+
+def _spi(t: Table) -> int:
+    raw = t.get("spi")
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise t.error("spi", f"must be an integer or a hex string, not {_toml_type(raw)}")
+    if isinstance(raw, str):
+        try:
+            spi = int(raw, 16) if raw.lower().startswith("0x") else int(raw, 10)
+        except ValueError:
+            raise t.error("spi", f'{raw!r} is not a number (write hex as "0x...")') from None
+    else:
+        spi = raw
+    # RFC 4303 §2.1: 0 is reserved for local use, 1..255 reserved by IANA.
+    if not SPI_MIN <= spi <= SPI_MAX:
+        raise t.error("spi", f"{raw} is out of range ({SPI_MIN}..{SPI_MAX:#x}; 0-255 are reserved)")
+    return spi
+
+
+def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySources) -> bytes:
+    """A key from ``key`` (hex) or ``key_file`` (a file holding hex); never echoed back."""
+    file_key = f"{key}_file"
+    inline, path_text = t.opt_str(key), t.opt_str(file_key)
+    if inline is not None and path_text is not None:
+        raise t.error(key, f"give {key} or {file_key}, not both")
+    if inline is None and path_text is None:
+        raise t.error(None, f"missing required key {key!r} (or {file_key!r})")
+    where = key
+    if path_text is not None:
+        where = file_key
+        kf = Path(path_text)
+        if not kf.is_absolute():
+            kf = keys.base / kf
+        try:
+            inline = kf.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not ASCII hex"
+            raise t.error(file_key, f"cannot read key file {str(kf)!r}: {reason}") from None
+        keys.files.append(kf)
+    else:
+        keys.inline = True
+    assert inline is not None
+    text = "".join(inline.split()).removeprefix("0x").replace(":", "")
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise t.error(where, "is not valid hex") from None
+    if len(value) != length:
+        detail = " (key || 4-byte salt)" if transform.is_aead else ""
+        raise t.error(
+            where, f"{transform} needs a {length}-byte key{detail}, this one has {len(value)} bytes"
+        )
+    return value
+
+
+def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:
+    """Checks across SA pairs: unique SPIs per direction, outer families, unique names,
+    distinct selectors; a warning for interface addresses no SA carries."""
+    src = top.source
+    for direction in ("in", "out"):
+        seen: dict[int, int] = {}
+        for i, sa in enumerate(sas):
+            spi = (sa.inbound if direction == "in" else sa.outbound).spi
+            if spi in seen:
+                raise ConfigError(
+                    f"{src}: sa[{i}].{direction}.spi: {spi:#x} is already used by "
+                    f"sa[{seen[spi]}].{direction}.spi (SPIs must be unique per direction)"
+                )
+            seen[spi] = i
+    names: dict[str, int] = {}
+    listen_family = ipaddress.ip_address(interface.listen[0]).version
+    for i, sa in enumerate(sas):
+        if sa.name in names:
+            raise ConfigError(f"{src}: sa[{i}].name: {sa.name!r} is already sa[{names[sa.name]}]")
+        names[sa.name] = i
+        peer_family = ipaddress.ip_address(sa.peer[0]).version
+        if peer_family != listen_family:
+            raise ConfigError(
+                f"{src}: sa[{i}].peer: {sa.peer[0]} is IPv{peer_family} but interface.listen "
+                f"{interface.listen[0]} is IPv{listen_family}"
+            )
+    selectors: dict[tuple[frozenset[IPNetwork], frozenset[IPNetwork]], int] = {}
+    for i, sa in enumerate(sas):
+        key = (frozenset(sa.local_ts), frozenset(sa.remote_ts))
+        if key in selectors:
+            raise ConfigError(
+                f"{src}: sa[{i}]: same local_ts and remote_ts as sa[{selectors[key]}] "
+                "(outbound packets could not tell the two apart)"
+            )
+        selectors[key] = i
+    for address in interface.addresses:
+        if not any(address.ip in net for sa in sas for net in sa.local_ts):
+            log.warning(
+                "%s: interface address %s is in no SA's local_ts: packets sent from it "
+                "match no SA and are dropped",
+                src,
+                address,
+            )

@@ -1,0 +1,372 @@
+"""``espfast static -c FILE.toml``: an ESP tunnel with manually configured SAs.
+
+Like ``ip xfrm`` manual keying or ``wg setconf``: the keys come from the config file (or
+from key files an external key manager writes), no IKE runs. The command creates and
+configures the TUN device, binds the UDP socket (4500), opens the dataplane, installs both
+directions of every SA pair, says ``ready`` on stderr, and runs until SIGINT or SIGTERM;
+then it prints the counters (``--json`` for a machine-readable form) and exits 0.
+
+IKE datagrams that reach the socket (non-ESP marker) are counted and dropped: nothing
+negotiates here. The config format is described in :mod:`espfast.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from espfast import netns
+
+if TYPE_CHECKING:
+    from espfast.config import SaPairConfig, StaticConfig
+    from espfast.dataplane import Dataplane, SaParams
+
+log = logging.getLogger(__name__)
+
+READY = "ready"  # the word on stderr that tests and benchmarks wait for
+
+
+class SetupError(RuntimeError):
+    """The tunnel could not be set up (the message says which step); exit status 1."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE.toml", help="the tunnel config"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the counters on exit as JSON (on stdout)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only validate the config, then exit (0 if valid)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from espfast.config import ConfigError, load_static
+
+    try:
+        config = load_static(args.config)
+    except ConfigError as e:
+        print(f"espfast static: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{config.source}: OK ({len(config.sas)} SA pair(s))")
+        return 0
+    with _StopSignals() as stop:
+        try:
+            report = _run_tunnel(config, stop)
+        except (OSError, ValueError, RuntimeError) as e:
+            # TunError, bind errors, the dataplane refusing an SA: one line, no traceback.
+            print(f"espfast static: {e}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def sa_params(pair: SaPairConfig) -> tuple[SaParams, ...]:
+    """The dataplane's (outbound, inbound) SAs for one configured pair."""
+    from espfast.dataplane import Direction, SaParams
+
+    return tuple(
+        SaParams(
+            spi=keys.spi,
+            direction=direction,
+            transform=pair.transform,
+            enc_key=keys.enc_key,
+            integ_key=keys.integ_key,
+            local_ts=pair.local_ts,
+            remote_ts=pair.remote_ts,
+            peer=pair.peer if direction is Direction.OUT else None,
+            esn=pair.esn,
+            replay_window=pair.replay_window,
+        )
+        for direction, keys in ((Direction.OUT, pair.outbound), (Direction.IN, pair.inbound))
+    )
+
+
+def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
+    from espfast.dataplane import Dataplane, Direction
+    from espfast.tun import open_tun
+
+    iface = config.interface
+    routes = [net for sa in config.sas for net in sa.remote_ts]
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        tun = open_tun(iface.name, mtu=iface.mtu, addresses=iface.addresses, routes=routes)
+        stack.callback(tun.close)
+        sock = stack.enter_context(_udp_socket(iface.listen))
+        dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
+        for pair in config.sas:
+            for sa in sa_params(pair):
+                dp.add_sa(sa)
+        dp.start()
+        print(
+            f"espfast static: {READY}: {tun.name} up, {len(config.sas)} SA pair(s), "
+            f"ESP on {_fmt_endpoint(iface.listen)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        ike_dropped = _serve(dp, stop)
+        dp.stop()
+        report: dict[str, Any] = {
+            "interface": tun.name,
+            "seconds": round(time.monotonic() - started, 3),
+            "ike_datagrams_ignored": ike_dropped,
+            "global": counters(dp.stats()),
+            "sas": [],
+        }
+        for pair in config.sas:
+            for direction, spi in (
+                (Direction.OUT, pair.outbound.spi),
+                (Direction.IN, pair.inbound.spi),
+            ):
+                entry: dict[str, Any] = {
+                    "name": pair.name,
+                    "direction": str(direction),
+                    "spi": f"{spi:#010x}",
+                }
+                entry.update(counters(dp.sa_stats(spi, direction)))
+                report["sas"].append(entry)
+                dp.remove_sa(spi, direction)  # zeroes the keys now, not at process exit
+    return report
+
+
+def _serve(dp: Dataplane, stop: _StopSignals) -> int:
+    """Wait for a stop signal; drain (and count) IKE datagrams meanwhile."""
+    ignored = 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(stop.fileno(), selectors.EVENT_READ)
+        sel.register(dp.ike_fileno(), selectors.EVENT_READ)
+        while not stop.signalled:
+            for key, _ in sel.select():
+                if key.fd == stop.fileno():
+                    stop.drain()
+                else:
+                    for _data, peer in dp.recv_ike():
+                        ignored += 1
+                        log.info("ignoring an IKE datagram from %s (static keying)", peer)
+    log.info("stopping on %s", stop.signalled)
+    return ignored
+
+
+@contextlib.contextmanager
+def _udp_socket(listen: tuple[str, int]) -> Iterator[socket.socket]:
+    family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        try:
+            sock.bind(listen)
+        except OSError as e:
+            raise SetupError(f"cannot bind UDP {_fmt_endpoint(listen)}: {e.strerror}") from None
+        yield sock
+    finally:
+        sock.close()
+
+
+def _fmt_endpoint(ep: tuple[str, int]) -> str:
+    return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set a flag and wake a selector (through the signal wakeup fd)."""
+
+    def __init__(self) -> None:
+        self.signalled: str | None = None
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._old: dict[int, Any] = {}
+        self._old_wakeup = -1
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.signalled = signal.Signals(signum).name
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._r.recv(256):
+                pass
+
+    def __enter__(self) -> _StopSignals:
+        self._old_wakeup = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        signal.set_wakeup_fd(self._old_wakeup)
+        self._r.close()
+        self._w.close()
+
+
+def counters(stats: object) -> dict[str, int]:
+    """A dataplane counters object as ``{name: value}`` (integers and flags)."""
+    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        items = dataclasses.asdict(stats).items()
+    else:
+        items = vars(stats).items()
+    return {k: v for k, v in items if isinstance(v, int)}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The counters for a human: traffic, then only the drop counters that moved (``--json``
+    has them all)."""
+    g = report["global"]
+    lines = [
+        f"espfast static: {report['interface']} ran {report['seconds']:.1f} s",
+        f"  received {g['rx_packets']} packets ({g['rx_bytes']} bytes), "
+        f"sent {g['tx_packets']} packets ({g['tx_bytes']} bytes)",
+        "  dropped: " + _nonzero(g, _TRAFFIC),
+    ]
+    if report["ike_datagrams_ignored"]:
+        lines.append(f"  IKE datagrams ignored (static keying): {report['ike_datagrams_ignored']}")
+    for sa in report["sas"]:
+        lines.append(
+            f"  {sa['name']} {sa['direction']:<3} spi {sa['spi']}: {sa['packets']} packets, "
+            f"{sa['bytes']} bytes, seq {sa['seq']}; dropped: "
+            + _nonzero(sa, {"name", "direction", "spi", "packets", "bytes", "seq"})
+        )
+    return "\n".join(lines)
+
+
+_TRAFFIC = {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded"}
+
+
+def _nonzero(values: dict[str, Any], skip: set[str]) -> str:
+    moved = [f"{k} {v}" for k, v in values.items() if k not in skip and v]
+    return ", ".join(moved) or "none"
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers for tests, benchmarks and demos: a matching pair of configs, and running the
+# command in a namespace until it is ready.
+
+
+def pair_configs(
+    transform: str = "aes128gcm16",
+    *,
+    esn: bool = False,
+    workers: int = 1,
+    mtu: int = 1400,
+    ifname: str = "espfast0",
+    outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
+) -> tuple[str, str]:
+    """Two matching configs (host a, host b) with fresh random keys, as TOML text.
+
+    One SA pair carries IPv4 and IPv6: a is 198.19.1.1 and 2001:2:0:1::1, b is 198.19.2.1
+    and 2001:2:0:2::1 (the inner addresses in BRIEF.md and :mod:`espfast.netns`).
+    """
+    from espfast.dataplane import Transform
+
+    enc_len, integ_len = Transform(transform).key_lengths
+    hosts = (
+        (outer[0], "198.19.1.1/24", "2001:2:0:1::1/64", netns.INNER_A, netns.INNER6_A),
+        (outer[1], "198.19.2.1/24", "2001:2:0:2::1/64", netns.INNER_B, netns.INNER6_B),
+    )
+    # Per direction (a->b, b->a): SPI (the top bits keep the two apart), keys in hex.
+    dirs = [
+        ((0xE + i) << 28 | secrets.randbits(28), secrets.token_hex(enc_len),
+         secrets.token_hex(integ_len))
+        for i in range(2)
+    ]  # fmt: skip
+    texts = []
+    for me in (0, 1):
+        addr, in4, in6, net4, net6 = hosts[me]
+        peer_addr, _, _, peer4, peer6 = hosts[1 - me]
+        lines = [
+            "[interface]",
+            f'name = "{ifname}"',
+            f'addresses = ["{in4}", "{in6}"]',
+            f"mtu = {mtu}",
+            f'listen = "{addr}:4500"',
+            f"workers = {workers}",
+            "",
+            "[[sa]]",
+            'name = "tunnel"',
+            f'transform = "{transform}"',
+            f"esn = {str(esn).lower()}",
+            f'peer = "{peer_addr}:4500"',
+            f'local_ts = ["{net4}", "{net6}"]',
+            f'remote_ts = ["{peer4}", "{peer6}"]',
+        ]
+        for section, (spi, enc, integ) in (("out", dirs[me]), ("in", dirs[1 - me])):
+            lines += ["", f"[sa.{section}]", f'spi = "{spi:#x}"']
+            lines.append(f'enc_key = "{enc}"')
+            if integ:
+                lines.append(f'integ_key = "{integ}"')
+        texts.append("\n".join(lines) + "\n")
+    return texts[0], texts[1]
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a file only its owner can read (configs hold keys)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+@dataclasses.dataclass
+class Running:
+    """An ``espfast static`` process in a namespace; ``stderr_head`` is what it said until ready."""
+
+    ns: netns.Namespace
+    proc: subprocess.Popen[bytes]
+    stderr_head: str
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, str, str]:
+        """SIGTERM by PID; returns (exit status, stdout, the rest of stderr)."""
+        status = self.ns.stop(self.proc, timeout)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        return status, self.proc.stdout.read().decode(), self.proc.stderr.read().decode()
+
+
+def start_in(ns: netns.Namespace, config: Path, *extra: str, timeout: float = 20.0) -> Running:
+    """Start ``espfast static -c config`` in ``ns`` and wait until it says it is ready."""
+    proc = ns.popen(
+        sys.executable, "-m", "espfast", "static", "-c", str(config), *extra,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    head = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stderr.fileno(), selectors.EVENT_READ)
+        while f": {READY}: ".encode() not in head:
+            left = deadline - time.monotonic()
+            chunk = os.read(proc.stderr.fileno(), 4096) if left > 0 and sel.select(left) else b""
+            if not chunk:
+                status = ns.stop(proc)
+                raise RuntimeError(
+                    f"espfast static in {ns.name} did not become ready (exit {status}): "
+                    + head.decode(errors="replace").strip()
+                )
+            head += chunk
+    return Running(ns, proc, head.decode(errors="replace"))

@@ -1,0 +1,112 @@
+"""The TUN device: create it (python-pytun) and configure it (pyroute2, netlink).
+
+A :class:`Tun` owns the device: addresses, MTU, link state and the routes that send the
+peer's inner prefixes into it. Closing the file descriptor removes the device (it is never
+made persistent), and with it every address and route, so a crash leaves nothing behind.
+Used by ``espfast static`` and the ``espfast up`` daemon.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable
+
+import pytun
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+IFA_F_NODAD = 0x02  # linux/if_addr.h: no duplicate address detection on a point-to-point TUN
+
+
+class TunError(RuntimeError):
+    """The device could not be created or configured; the message says which step."""
+
+
+class Tun:
+    """A configured layer-3 TUN device (no packet-information header)."""
+
+    def __init__(self, name: str, *, mtu: int) -> None:
+        try:
+            self._dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+        except pytun.Error as e:
+            raise TunError(f"cannot create TUN device {name!r}: {e}") from None
+        self.name: str = self._dev.name
+        self._ipr = IPRoute()
+        try:
+            self.index: int = self._ipr.link_lookup(ifname=self.name)[0]
+            self._netlink("set MTU", "link", "set", index=self.index, mtu=mtu)
+        except BaseException:
+            self.close()
+            raise
+        self.mtu = mtu
+
+    def fileno(self) -> int:
+        return int(self._dev.fileno())
+
+    def _netlink(self, what: str, method: str, *args: object, **kwargs: object) -> None:
+        try:
+            getattr(self._ipr, method)(*args, **kwargs)
+        except NetlinkError as e:
+            raise TunError(f"{self.name}: cannot {what}: {e.args[-1]}") from None
+
+    def add_addresses(self, addresses: Iterable[IPInterface]) -> None:
+        for a in addresses:
+            flags = IFA_F_NODAD if a.version == 6 else 0
+            self._netlink(
+                f"add address {a}",
+                "addr",
+                "add",
+                index=self.index,
+                address=str(a.ip),
+                prefixlen=a.network.prefixlen,
+                flags=flags,
+            )
+
+    def up(self) -> None:
+        self._netlink("set the link up", "link", "set", index=self.index, state="up")
+
+    def add_routes(self, prefixes: Iterable[IPNetwork]) -> None:
+        """Route each prefix into the device (``replace``: a prefix may equal a connected one)."""
+        for net in prefixes:
+            family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+            try:
+                self._ipr.route(
+                    "replace", dst=str(net), oif=self.index, family=family, proto="static"
+                )
+            except NetlinkError as e:
+                if e.code == errno.EEXIST:
+                    continue
+                raise TunError(f"{self.name}: cannot add route {net}: {e.args[-1]}") from None
+
+    def close(self) -> None:
+        """Close the device (which removes it with its addresses and routes)."""
+        ipr, self._ipr = self._ipr, None
+        if ipr is not None:
+            ipr.close()
+        dev, self._dev = self._dev, None
+        if dev is not None:
+            dev.close()
+
+
+def open_tun(
+    name: str, *, mtu: int, addresses: Iterable[IPInterface], routes: Iterable[IPNetwork]
+) -> Tun:
+    """Create ``name``, set its MTU and addresses, bring it up and route ``routes`` into it."""
+    tun = Tun(name, mtu=mtu)
+    try:
+        tun.add_addresses(addresses)
+        tun.up()
+        tun.add_routes(routes)
+    except BaseException:
+        tun.close()
+        raise
+    log.info("%s: up, mtu %d", tun.name, mtu)
+    return tun
