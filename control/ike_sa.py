@@ -54,7 +54,6 @@ from .events import (
     PeerAddressChanged,
 )
 from .message import (
-    HEADER_LEN,
     Header,
     Message,
     decode,
@@ -717,6 +716,3 @@ def _payload_name(p: Payload) -> str:
         return PayloadType(t).name
     except ValueError:
         return str(t)
-
-
-__all__ = ["HEADER_LEN", "IkeSa", "State"]
