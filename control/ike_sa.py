@@ -451,8 +451,10 @@ class IkeSa:
 
     def select_config(self, idi: IdPayload) -> None:
         """Responder: the configuration whose remote identity the IDi names."""
-        for cfg in self.candidates:
-            if cfg.remote_id is None or id_matches((idi.id_type, idi.data), cfg.remote_id):
+        peer = (idi.id_type, idi.data)
+        # The connection IKE_SA_INIT chose first (its proposals were negotiated).
+        for cfg in (self.config, *self.candidates):
+            if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
                 self.config = cfg
                 return
         raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",
