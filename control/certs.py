@@ -41,6 +41,9 @@ _E = TypeVar("_E", bound=x509.ExtensionType)
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 MAX_CHAIN_LENGTH = 8
+# A peer controls the intermediates it sends: bound the work a chain search can cost.
+MAX_INTERMEDIATES = 16
+MAX_PATHS = 64
 
 # RFC 4945 §5.1.3.12 / RFC 4809: iKEIntermediate, which strongSwan's pki sets for gateways.
 IKE_INTERMEDIATE = ObjectIdentifier("1.3.6.1.5.5.8.2.2")
@@ -94,8 +97,16 @@ def load_certificates(data: bytes, source: str = "data") -> list[x509.Certificat
     return certs
 
 
+def read_file(path: str | Path) -> bytes:
+    """A credential file's bytes; ValueError naming the file if it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def load_certificate_file(path: str | Path) -> list[x509.Certificate]:
-    return load_certificates(Path(path).read_bytes(), str(path))
+    return load_certificates(read_file(path), str(path))
 
 
 def decode_certificate(data: bytes) -> x509.Certificate:
@@ -199,7 +210,7 @@ class LocalCredential:
     ) -> LocalCredential:
         """Our credential from files; the certificate file may carry the chain after it."""
         certs = load_certificate_file(cert_path)
-        key = load_private_key(Path(key_path).read_bytes(), str(key_path), password)
+        key = load_private_key(read_file(key_path), str(key_path), password)
         extra = [c for path in chain for c in load_certificate_file(path)]
         return cls(certs[0], key, tuple(certs[1:] + extra), rsa_pss=rsa_pss)
 
@@ -215,6 +226,8 @@ class LocalCredential:
 def _utc(now: dt.datetime | float) -> dt.datetime:
     if isinstance(now, dt.datetime):
         return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    if not isinstance(now, int | float):
+        raise TypeError(f"the time must be a datetime or seconds since the epoch, not {now!r}")
     return dt.datetime.fromtimestamp(now, dt.UTC)
 
 
@@ -268,7 +281,7 @@ class TrustStore:
         cas = [c for path in ca_paths for c in load_certificate_file(path)]
         crls = []
         for path in crl_paths:
-            data = Path(path).read_bytes()
+            data = read_file(path)
             try:
                 if b"-----BEGIN" in data:
                     crls.append(x509.load_pem_x509_crl(data))
@@ -286,21 +299,24 @@ class TrustStore:
     def verify_chain(
         self,
         end_entity: x509.Certificate,
-        intermediates: Sequence[x509.Certificate] = (),
-        now: dt.datetime | float | None = None,
+        intermediates: Sequence[x509.Certificate],
+        now: dt.datetime | float,
     ) -> tuple[x509.Certificate, ...]:
         """The verified chain (end entity first, trust anchor last), or AuthenticationError.
 
         ``now`` is wall-clock time (an aware datetime, or seconds since the epoch), never a
         monotonic clock; the caller supplies it, control/ reads no clock.
         """
-        if now is None:
-            raise TypeError("verify_chain needs the current wall-clock time")
         when = _utc(now)
         try:
             check_public_key(end_entity, "peer certificate")
         except ValueError as exc:
             raise AuthenticationError(str(exc)) from None
+        if len(intermediates) > MAX_INTERMEDIATES:
+            raise AuthenticationError(
+                f"peer sent {len(intermediates)} intermediate certificates, at most "
+                f"{MAX_INTERMEDIATES} are accepted"
+            )
         first_error: AuthenticationError | None = None
         for path in self._paths(end_entity, list(intermediates)):
             try:
@@ -323,14 +339,20 @@ class TrustStore:
     def _paths(
         self, cert: x509.Certificate, pool: list[x509.Certificate]
     ) -> Iterator[list[x509.Certificate]]:
-        """Candidate paths from ``cert`` to an anchor, found by names only (anchors first)."""
+        """Candidate paths from ``cert`` to an anchor, found by names only (anchors first).
+
+        Depth-first, visiting at most MAX_PATHS partial paths, so that a peer sending
+        intermediates that name each other cannot make the search explode.
+        """
         if cert in self.cas:
             yield [cert]
             return
+        budget = [MAX_PATHS]
 
         def extend(path: list[x509.Certificate]) -> Iterator[list[x509.Certificate]]:
             tip = path[-1]
-            if len(path) > MAX_CHAIN_LENGTH:
+            budget[0] -= 1
+            if len(path) > MAX_CHAIN_LENGTH or budget[0] < 0:
                 return
             for ca in self.cas:
                 if ca.subject == tip.issuer:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TYPE_CHECKING
 
 from .constants import TsType
+
+if TYPE_CHECKING:
+    from .ike_sa import IkeSa
 
 IpAddress = IPv4Address | IPv6Address
 IpNetwork = IPv4Network | IPv6Network
@@ -83,6 +87,17 @@ class IkeSaDown:
 
 
 @dataclass(frozen=True)
+class IkeSaRekeyed:
+    """The IKE SA was rekeyed (RFC 7296 §2.18): ``new_sa`` (new SPIs, same peer, same
+    ``ike_sa_id``) carries the Child SAs from now on; route datagrams with its SPIs to it.
+    The old SA then closes quietly: no IkeSaDown for it, the IKE SA lives on."""
+
+    ike_sa_id: int
+    name: str
+    new_sa: IkeSa = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class ChildSaUp:
     ike_sa_id: int
     name: str
@@ -133,6 +148,6 @@ class PeerAddressChanged:
 
 
 Event = (
-    IkeSaUp | IkeSaDown | ChildSaUp | ChildSaDown | ChildSaFailed | ChildSaRekeyed
+    IkeSaUp | IkeSaDown | IkeSaRekeyed | ChildSaUp | ChildSaDown | ChildSaFailed | ChildSaRekeyed
     | PeerAddressChanged
 )  # fmt: skip

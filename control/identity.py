@@ -306,8 +306,10 @@ class Identity:
         return self.data
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Identity) or other.type != self.type:
-            return NotImplemented if not isinstance(other, Identity) else False
+        if not isinstance(other, Identity):
+            return NotImplemented
+        if other.type != self.type:
+            return False
         if self.type == IdType.DER_ASN1_DN:
             return _dn_compare(self.data, other.data, wildcard=False)
         return self._key() == other._key()

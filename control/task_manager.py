@@ -59,11 +59,16 @@ class TaskManager:
 
     # -- our requests ------------------------------------------------------------------
     def queue_task(self, task: Task, now: float) -> None:
-        self.queue.append(task)
-        self.initiate(now)
+        sa = self.sa.current
+        if sa is not self.sa:  # rekeyed: the new IKE SA carries it (RFC 7296 §2.18)
+            task.rebind(sa)
+        sa.tm.queue.append(task)
+        sa.tm.initiate(now)
 
     def initiate(self, now: float) -> None:
         sa = self.sa
+        if self.active is None and sa.destroy_when_idle and not sa.is_destroyed:
+            sa.destroy(sa.destroy_when_idle)
         if self.active is not None or not self.queue or sa.is_destroyed:
             return
         task = self.queue[0]
@@ -119,6 +124,7 @@ class TaskManager:
             self.counters.dropped_unexpected_response += 1
             return
         self.sa.log_message("received", msg)
+        self.sa.now = now
         setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
         try:
             done = task.process(msg, raw)
@@ -154,6 +160,7 @@ class TaskManager:
         sa.send(sa.encode(msg))
 
     def _finish(self) -> None:
+        self.sa.early_deletes.clear()
         self.active = None
         self.next_retransmit = None
         self.request = []
@@ -177,8 +184,9 @@ class TaskManager:
             error = msg
         else:
             sa.log_message("received", msg)
+            sa.now = now
             try:
-                task = sa.responder_task(msg.exchange)
+                task = sa.responder_task(msg)
                 task.process(msg, raw)
                 payloads = task.build()
             except RemoteProtocolError as exc:

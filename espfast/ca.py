@@ -13,17 +13,21 @@ import datetime as dt
 import ipaddress
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from espfast.control.certs import (
     IKE_INTERMEDIATE,
     PrivateKey,
+    load_certificate_file,
+    load_private_key,
+    read_file,
 )
 from espfast.control.constants import IdType
 from espfast.control.identity import Identity, dn_to_string, parse_dn_der, parse_dn_string
@@ -235,3 +239,79 @@ def file_name(identity: Identity) -> str:
     else:
         text = str(identity)
     return re.sub(r"[^A-Za-z0-9._@-]", "_", text)[:64] or "cert"
+
+
+def load_ca(ca_dir: Path) -> tuple[x509.Certificate, PrivateKey]:
+    """The CA certificate and key that ``espfast pki ca`` wrote into ``ca_dir``."""
+    ca_cert = load_certificate_file(ca_dir / "ca.crt")[0]
+    ca_key = load_private_key(read_file(ca_dir / "ca.key"), str(ca_dir / "ca.key"))
+    if ca_key.public_key() != ca_cert.public_key():
+        raise ValueError(f"{ca_dir / 'ca.key'} is not the key of {ca_dir / 'ca.crt'}")
+    return ca_cert, ca_key
+
+
+def build_crl(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    serials: Iterable[int],
+    *,
+    now: dt.datetime,
+    days: int = 30,
+    previous: x509.CertificateRevocationList | None = None,
+) -> x509.CertificateRevocationList:
+    """A CRL revoking ``serials`` plus whatever ``previous`` (the CA's last CRL) revoked."""
+    if days < 1:
+        raise ValueError(f"validity must be at least one day, not {days}")
+    revoked: dict[int, dt.datetime] = {}
+    if previous is not None:
+        if previous.issuer != ca_cert.subject or not previous.is_signature_valid(
+            ca_cert.public_key()  # type: ignore[arg-type]
+        ):
+            raise ValueError("the existing CRL was not issued by this CA")
+        revoked = {entry.serial_number: entry.revocation_date_utc for entry in previous}
+    for serial in serials:
+        revoked.setdefault(serial, now)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - BACKDATE)
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    for serial, when in sorted(revoked.items()):
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(ca_key, _hash_for(ca_key))
+
+
+def pkcs12_bundle(
+    name: str,
+    cert: x509.Certificate,
+    key: PrivateKey,
+    ca_cert: x509.Certificate,
+    password: bytes,
+) -> bytes:
+    """A password-protected PKCS#12 file (key, certificate, CA) for client devices.
+
+    Encrypted with PBES1 SHA-1/3DES and a SHA-1 MAC, the combination every native IKEv2
+    client imports (older macOS, iOS and Windows refuse OpenSSL 3's AES/PBKDF2 default);
+    the password is what protects the file, so it should be long and random.
+    """
+    if not password:
+        raise ValueError("a PKCS#12 file needs a password")
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())  # noqa: S303 - the MAC algorithm those importers know
+        .build(password)
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name.encode(),
+        key,
+        cert,
+        [ca_cert],
+        encryption,
+    )

@@ -2,23 +2,29 @@
 
     espfast pki ca --out DIR [--type ecdsa|rsa|ed25519] [--dn "O=espfast, CN=espfast CA"]
     espfast pki issue --ca DIR --id gw.example.org [--san 198.18.0.1 ...] --out DIR [--client]
+    espfast pki crl --ca DIR --revoke DIR/gw.example.org.crt [--revoke SERIAL ...]
 
 ``ca`` writes DIR/ca.crt and DIR/ca.key; ``issue`` writes NAME.crt and NAME.key (NAME from
-``--name``, else from the identity). Private keys are PKCS#8 PEM files with mode 0600. What
-the certificates contain is described in espfast/ca.py, which is imported only when the
-command runs (so that ``espfast --help`` stays fast).
+``--name``, else from the identity; with ``--p12`` also NAME.p12 for client devices);
+``crl`` writes (or extends) DIR/ca.crl, which the gateway's trust store takes as a
+revocation list. Private keys are PKCS#8 PEM files with mode 0600. What the certificates
+contain is described in espfast/ca.py, which is imported only when the command runs (so
+that ``espfast --help`` stays fast).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import secrets
 import sys
 from pathlib import Path
 
 KEY_TYPES = ("ecdsa", "rsa", "ed25519")
 CURVES = ("p256", "p384", "p521")
 DEFAULT_CA_DN = "O=espfast, CN=espfast Root CA"
+P12_PASSWORD_ENV = "ESPFAST_P12_PASSWORD"  # noqa: S105 - the variable's name, no secret
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -51,7 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     issue.add_argument("--out", required=True, type=Path, help="directory to write into")
     issue.add_argument("--name", help="file name stem (default: from the identity)")
     issue.add_argument("--days", type=int, default=730, help="validity (default 730)")
+    issue.add_argument(
+        "--p12",
+        action="store_true",
+        help="also write NAME.p12 (key, certificate, CA) for importing into client devices; "
+        f"password from ${P12_PASSWORD_ENV}, else a random one that is printed",
+    )
     _key_arguments(issue)
+    crl = sub.add_parser("crl", help="revoke certificates: write (or extend) the CA's CRL")
+    crl.add_argument("--ca", required=True, type=Path, help="directory with ca.crt, ca.key")
+    crl.add_argument(
+        "--revoke",
+        action="append",
+        default=[],
+        metavar="CERT|SERIAL",
+        help="a certificate file or a hex serial number to revoke (repeatable)",
+    )
+    crl.add_argument("--out", type=Path, help="CRL file, extended if it exists (default CA/ca.crl)")
+    crl.add_argument("--days", type=int, default=30, help="until the next update (default 30)")
 
 
 def _run_ca(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
@@ -66,14 +89,21 @@ def _run_ca(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
 
 
 def _run_issue(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
-    from espfast.ca import cert_pem, file_name, generate_key, issue_cert, key_pem, write_file
-    from espfast.control.certs import load_certificate_file, load_private_key
+    from espfast.ca import (
+        cert_pem,
+        file_name,
+        generate_key,
+        issue_cert,
+        key_pem,
+        load_ca,
+        pkcs12_bundle,
+        write_file,
+    )
     from espfast.control.identity import Identity
 
     identity = Identity.parse(args.id)
     sans = [Identity.parse(s) for s in args.san]
-    ca_cert = load_certificate_file(args.ca / "ca.crt")[0]
-    ca_key = load_private_key((args.ca / "ca.key").read_bytes(), str(args.ca / "ca.key"))
+    ca_cert, ca_key = load_ca(args.ca)
     key = generate_key(args.type, bits=args.bits, curve=args.curve)
     cert = issue_cert(
         ca_cert,
@@ -90,13 +120,58 @@ def _run_issue(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
     args.out.mkdir(parents=True, exist_ok=True)
     write_file(args.out / f"{stem}.key", key_pem(key), mode=0o600, force=args.force)
     write_file(args.out / f"{stem}.crt", cert_pem(cert), mode=0o644, force=args.force)
-    return [args.out / f"{stem}.crt", args.out / f"{stem}.key"]
+    written = [args.out / f"{stem}.crt", args.out / f"{stem}.key"]
+    if args.p12:
+        password = os.environ.get(P12_PASSWORD_ENV) or secrets.token_urlsafe(12)
+        bundle = pkcs12_bundle(stem, cert, key, ca_cert, password.encode())
+        write_file(args.out / f"{stem}.p12", bundle, mode=0o600, force=args.force)
+        written.append(args.out / f"{stem}.p12")
+        if P12_PASSWORD_ENV not in os.environ:
+            print(f"password of {args.out / f'{stem}.p12'}: {password}")
+    return written
+
+
+def _run_crl(args: argparse.Namespace, now: dt.datetime) -> list[Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from espfast.ca import build_crl, load_ca, write_file
+    from espfast.control.certs import load_certificate_file
+
+    ca_cert, ca_key = load_ca(args.ca)
+    serials = []
+    for item in args.revoke:
+        if Path(item).exists():
+            cert = load_certificate_file(item)[0]
+            if cert.issuer != ca_cert.subject:
+                raise ValueError(f"{item} was not issued by this CA")
+            serials.append(cert.serial_number)
+        else:
+            try:
+                serials.append(int(item.replace(":", ""), 16))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is neither a certificate file nor a hex serial"
+                ) from None
+    out = args.out or args.ca / "ca.crl"
+    previous = None
+    if out.exists():
+        try:
+            previous = x509.load_pem_x509_crl(out.read_bytes())
+        except ValueError as exc:
+            raise ValueError(f"{out}: not a PEM CRL: {exc}") from None
+    crl = build_crl(ca_cert, ca_key, serials, now=now, days=args.days, previous=previous)
+    write_file(out, crl.public_bytes(serialization.Encoding.PEM), mode=0o644, force=True)
+    return [out]
+
+
+_SUBCOMMANDS = {"ca": _run_ca, "issue": _run_issue, "crl": _run_crl}
 
 
 def run(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     try:
-        written = _run_ca(args, now) if args.pki_command == "ca" else _run_issue(args, now)
+        written = _SUBCOMMANDS[args.pki_command](args, now)
     except (ValueError, OSError) as exc:
         print(f"espfast pki {args.pki_command}: {exc}", file=sys.stderr)
         return 1

@@ -519,3 +519,34 @@ def test_certreq_data() -> None:
     assert data[20:] == key_hash(other)
     # An ID_KEY_ID naming that hash matches the certificate, as in strongSwan.
     check_identity(CA, Identity(IdType.KEY_ID, key_hash(CA)))
+
+
+def test_chain_search_is_bounded() -> None:
+    # Intermediates that all name each other as issuer: many candidate paths, none valid.
+    loop = [
+        make_cert(
+            name("Loop"),
+            KEYS["inter"].public_key(),
+            name("Loop"),
+            KEYS["ca2"],
+            serial=i + 1,
+            extensions=ca_exts(),
+        )
+        for i in range(16)
+    ]
+    ee = make_cert(name("gw"), KEYS["ee"].public_key(), name("Loop"), KEYS["inter"])
+    with pytest.raises(AuthenticationError, match='no trusted CA for issuer "CN=Loop"'):
+        STORE.verify_chain(ee, loop, NOW)
+    with pytest.raises(AuthenticationError, match="at most 16 are accepted"):
+        STORE.verify_chain(ee, [*loop, CA], NOW)
+
+
+def test_missing_files_are_value_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(ValueError, match=r"cannot read .*nope\.pem: No such file"):
+        TrustStore.load([missing])
+    (tmp_path / "ca.crt").write_bytes(cert_pem(CA))
+    with pytest.raises(ValueError, match="cannot read"):
+        TrustStore.load([tmp_path / "ca.crt"], [missing])
+    with pytest.raises(ValueError, match="cannot read"):
+        LocalCredential.load(tmp_path / "ca.crt", missing)

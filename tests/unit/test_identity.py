@@ -213,3 +213,19 @@ def test_decode_fuzz(id_type: int, data: bytes) -> None:
 def test_dn_to_string_unknown_oid() -> None:
     name = x509.Name([x509.NameAttribute(x509.ObjectIdentifier("1.2.3.4"), "x")])
     assert dn_to_string(name.public_bytes()) == "1.2.3.4=x"
+
+
+@given(st.text(max_size=60))
+def test_parse_fuzz(text: str) -> None:
+    # Any configured string is an identity (whose string form parses back to it, where
+    # the string form is printable) or a ValueError with a message.
+    try:
+        ident = Identity.parse(text)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert ident.encode()[1] == ident.data
+    shown = str(ident)
+    if ident.type != IdType.DER_ASN1_DN and "\\" not in shown:
+        again = Identity.parse(shown)
+        assert again == ident or again.type != ident.type

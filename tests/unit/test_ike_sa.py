@@ -390,9 +390,10 @@ def test_rekey_child_sa() -> None:
     assert (ri.old_spi_in, ri.old_spi_out) == (old_spi, old_out)
     assert (rr.old_spi_in, rr.old_spi_out) == (old_out, old_spi)
     assert_child_keys_match(ri.new, rr.new)
-    # The initiator of the rekey then deletes the old SA (RFC 7296 §2.8).
-    p.i.delete_child(old_spi, p.now)
-    p.roundtrip()
+    # INFORMATIONAL { D(ESP, old) } -->   <-- { D(ESP, old) }: the rekey initiator
+    # deletes the old SA on its own (RFC 7296 §2.8).
+    req, _ = p.roundtrip()
+    assert parse_header(req[0]).exchange == ExchangeType.INFORMATIONAL
     assert [type(e) for e in events(p.i)] == [ChildSaDown]
     assert [type(e) for e in events(p.r)] == [ChildSaDown]
     assert set(p.i.children) == {ri.new.spi_in}
@@ -548,3 +549,84 @@ def test_initiating_without_a_child_is_a_local_error() -> None:
     ci, _ = configs()
     with pytest.raises(LocalProtocolError, match="no child"):
         IkeSa.initiate(replace(ci, children=()), local=A, remote=B, rng=DeterministicRng(), now=0)
+
+
+def test_rekey_ike_sa() -> None:
+    from espfast.control.events import IkeSaRekeyed
+
+    p = establish_pair()
+    assert p.r is not None
+    old_i, old_r = p.i, p.r
+    # CREATE_CHILD_SA { SA(IKE, SPIi'), Ni, KEi } -->   <-- { SA(IKE, SPIr'), Nr, KEr }
+    p.i.rekey(p.now)
+    req, _ = p.roundtrip()
+    assert parse_header(req[0]).exchange == ExchangeType.CREATE_CHILD_SA
+    (ri,) = events(old_i)
+    (rr,) = events(old_r)
+    assert isinstance(ri, IkeSaRekeyed) and isinstance(rr, IkeSaRekeyed)
+    new_i, new_r = ri.new_sa, rr.new_sa
+    assert (new_i.spi_i, new_i.spi_r) == (new_r.spi_i, new_r.spi_r)
+    assert new_i.spi_i not in (old_i.spi_i, old_i.spi_r)
+    assert bytes(new_i.keys.sk_d) == bytes(new_r.keys.sk_d) != bytes(old_i.keys.sk_d)
+    assert len(new_i.children) == 1 and not old_i.children
+    # INFORMATIONAL { D(IKE) } --> on the old SA;   <-- { }
+    p.roundtrip()
+    assert old_i.is_destroyed and old_r.is_destroyed
+    # The old SA closes quietly: to the shell it is the same IKE SA, under new SPIs.
+    assert events(old_i) == [] and events(old_r) == []
+    assert new_i.ike_sa_id == old_i.ike_sa_id and new_r.ike_sa_id == old_r.ike_sa_id
+    # The new IKE SA works, with Message IDs from 0, and still owns the Child SA.
+    p.i, p.r = new_i, new_r
+    p.i.check_liveness(p.now)
+    req, resp = p.roundtrip()
+    assert parse_header(req[0]).message_id == 0 and len(resp) == 1
+    (spi,) = new_i.children
+    p.i.delete_child(spi, p.now)
+    p.roundtrip()
+    assert [type(e) for e in events(new_i)] == [ChildSaDown]
+    assert [type(e) for e in events(new_r)] == [ChildSaDown]
+
+
+def test_simultaneous_child_rekey_leaves_one_new_sa() -> None:
+    p = establish_pair()
+    assert p.r is not None
+    (old_i,) = p.i.children
+    (old_r,) = p.r.children
+    # Both ends rekey the same Child SA at once (RFC 7296 §2.8.1):
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr } --> and <-- cross on the wire.
+    p.i.rekey_child(old_i, p.now)
+    p.r.rekey_child(old_r, p.now)
+    for _ in range(6):
+        p.i_to_r()
+        p.r_to_i()
+    evs_i, evs_r = events(p.i), events(p.r)
+    assert [type(e) for e in evs_i].count(ChildSaRekeyed) == 2
+    # The redundant new SA and the old one are deleted; one new SA is left on each side,
+    # the same one.
+    assert len(p.i.children) == 1 and len(p.r.children) == 1
+    ((spi_i, child_i),) = p.i.children.items()
+    ((spi_r, child_r),) = p.r.children.items()
+    assert (child_i.spi_out, child_r.spi_out) == (spi_r, spi_i)
+    assert old_i not in p.i.children and old_r not in p.r.children
+    downs_i = [e for e in evs_i if isinstance(e, ChildSaDown)]
+    downs_r = [e for e in evs_r if isinstance(e, ChildSaDown)]
+    assert len(downs_i) == 2 and len(downs_r) == 2
+    assert p.i.tm.active is None and p.r.tm.active is None
+
+
+def test_rekey_request_for_a_child_being_deleted_is_a_temporary_failure() -> None:
+    from espfast.control.events import ChildSaFailed
+
+    p = establish_pair()
+    assert p.r is not None
+    (old_i,) = p.i.children
+    (old_r,) = p.r.children
+    p.r.delete_child(old_r, p.now)  # r is closing it ...
+    p.i.rekey_child(old_i, p.now)  # ... while i asks to rekey it
+    p.i_to_r()  # r answers N(TEMPORARY_FAILURE)
+    p.r_to_i()
+    p.i_to_r()
+    evs = events(p.i)
+    failed = [e for e in evs if isinstance(e, ChildSaFailed)]
+    assert failed and "TEMPORARY_FAILURE" in failed[0].reason
+    assert not p.i.children and not p.r.children

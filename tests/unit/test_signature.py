@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,8 +163,6 @@ def test_algorithm_identifiers_match_rfc() -> None:
 
 def _signature_algorithm(cert: x509.Certificate) -> bytes:
     """The DER signatureAlgorithm of a certificate (second element of the Certificate)."""
-    from cryptography.hazmat.primitives import serialization
-
     items = der.iter_tlvs(der.read_all(cert.public_bytes(serialization.Encoding.DER), der.SEQUENCE))
     return der.tlv(*items[1])
 
@@ -289,3 +290,79 @@ def test_verify_fuzz(method: int, data: bytes) -> None:
     # Any AUTH data either verifies (it cannot, by chance) or raises AuthenticationError.
     with pytest.raises(AuthenticationError):
         verify(method, data, OCTETS, CREDS["rsa" if method in (1, 14) else "p256"].cert)
+
+
+# --- OpenSSL's command line as an independent verifier ----------------------------------------
+
+_DGST = {
+    HashAlgorithm.SHA2_256: "-sha256",
+    HashAlgorithm.SHA2_384: "-sha384",
+    HashAlgorithm.SHA2_512: "-sha512",
+}
+
+
+def _openssl_args(method: int, data: bytes) -> tuple[list[str], bytes]:
+    """The openssl command (minus files) that checks this AUTH data, and the raw signature."""
+    if method == AuthMethod.RSA_SIG:
+        return ["dgst", "-sha1"], data
+    if method in (9, 10, 11):
+        width = len(data) // 2
+        r, s = int.from_bytes(data[:width], "big"), int.from_bytes(data[width:], "big")
+        return ["dgst", {9: "-sha256", 10: "-sha384", 11: "-sha512"}[method]], encode_dss_signature(
+            r, s
+        )
+    scheme = parse_algorithm_identifier(data[1 : 1 + data[0]])
+    signature = data[1 + data[0] :]
+    if scheme.kind == "ed25519":
+        return ["pkeyutl", "-rawin"], signature
+    args = ["dgst", _DGST[scheme.hash]]
+    if scheme.kind == "rsa-pss":
+        args += [
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            f"rsa_pss_saltlen:{scheme.salt_length}",
+        ]
+    return args, signature
+
+
+@pytest.mark.parametrize(("name", "peer", "method", "prefix"), CASES, ids=IDS)
+def test_openssl_verifies_our_signatures(
+    tmp_path: Path, name: str, peer: list[int], method: int, prefix: bytes | None
+) -> None:
+    cred = CREDS[name]
+    method, data = sign(cred, OCTETS, peer)
+    args, signature = _openssl_args(method, data)
+    (tmp_path / "pub.pem").write_bytes(
+        cred.cert.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (tmp_path / "octets").write_bytes(OCTETS)
+    (tmp_path / "sig").write_bytes(signature)
+    if args[0] == "pkeyutl":
+        cmd = [
+            "openssl",
+            *args,
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "pub.pem",
+            "-in",
+            "octets",
+            "-sigfile",
+            "sig",
+        ]
+    else:
+        cmd = ["openssl", *args, "-verify", "pub.pem", "-signature", "sig", "octets"]
+    result = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Verified OK" in result.stdout or "Signature Verified Successfully" in result.stdout
+    # The same command refuses other octets.
+    (tmp_path / "octets").write_bytes(OCTETS + b"x")
+    result = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.returncode != 0
