@@ -244,7 +244,7 @@ def test_child_sa_is_rekeyed_after_rekey_time(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_dead_peer_detection_ends_the_ike_sa(tmp_path: Path) -> None:
+def test_dead_peer_detection_ends_the_ike_sa_and_it_comes_back(tmp_path: Path) -> None:
     text_a, text_b = conf()
     text_a = text_a.replace(
         'proposals = "aes128gcm16-prfsha256-x25519"\n',
@@ -262,9 +262,15 @@ def test_dead_peer_detection_ends_the_ike_sa(tmp_path: Path) -> None:
         await settle(lambda: len(dp_a.sas) == 2)
         await asyncio.sleep(1.5)  # a liveness check answered: still up
         assert len(dp_a.sas) == 2 and a.counters.ike_sas_down == 0
+        a.retry_delay = 0.2
         dp_a.up = dp_b.up = False  # the path dies
         await settle(lambda: a.counters.ike_sas_down == 1, timeout=5)
-        assert not dp_a.sas and not a.sas
+        assert not dp_a.sas
+        # a keeps the connection up: once the path is back, it initiates again.
+        dp_a.up = dp_b.up = True
+        await settle(lambda: a.counters.ike_sas_up == 2 and len(dp_a.sas) == 2, timeout=5)
+        await a.shutdown()
+        assert not a.sas and not dp_a.sas
 
     asyncio.run(scenario())
 
