@@ -1,12 +1,14 @@
-"""``python -m bench`` (``make bench``): TCP throughput through each tunnel, side by side.
+"""``python -m bench`` (``make bench``): throughput through each tunnel, side by side.
 
 For each tunnel (bench/tunnels/): two fresh namespaces joined by a veth, the tunnel up
-between them, an iperf3 server on b's inner address; then single-stream and 4-stream
-iperf3 TCP runs from a, each ``--time`` seconds, ``--runs`` times. Per run it records the
-receiver's throughput and the CPU seconds the tunnel's processes used (utime + stime from
-/proc/<pid>/stat); per tunnel also the idle ping RTT through it and the processes' peak RSS.
-Reported: median and spread (min..max) of the runs, ratios against the first espfast
-tunnel and plain veth, as JSON and a markdown table in bench/results/ (also printed).
+between them, an iperf3 server on b's inner address; then iperf3 runs from a, each
+``--time`` seconds, ``--runs`` times, for each measurement kind: TCP with 1 and 4 streams
+(Gbit/s), UDP with 64- and 1400-byte payloads sent as fast as iperf3 can (thousands of
+packets per second received). Per run it records the receiver's figure and the CPU seconds
+the tunnel's processes used (utime + stime from /proc/<pid>/stat); per tunnel also the idle
+ping RTT through it and the processes' peak RSS. Reported: median and spread (min..max) of
+the runs, ratios against the first espfast tunnel, as JSON, a markdown table (also printed)
+and a PNG chart in bench/results/.
 
 Absolute figures move from run to run and machine to machine; compare the ratios measured
 in one run. The machine is shared: keep runs short (``--quick`` for a smoke run).
@@ -38,30 +40,39 @@ PURPOSE = "st"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+# kind -> (column title, unit); the order is the table's.
+KINDS: dict[str, tuple[str, str]] = {
+    "tcp1": ("TCP 1 stream", "Gbit/s"),
+    "tcp4": ("TCP 4 streams", "Gbit/s"),
+    "udp64": ("UDP 64 B", "kpps"),
+    "udp1400": ("UDP 1400 B", "kpps"),
+}
+
+
 @dataclass
 class Run:
-    gbps: float  # receiver-side throughput, Gbit/s
+    value: float  # the receiver's figure: Gbit/s (TCP) or thousands of packets/s (UDP)
     cpu_s: float  # CPU seconds of the tunnel processes during the run
     gbytes: float  # data received, GB (10^9 bytes)
-    retransmits: int
+    lost: int  # TCP: retransmitted segments; UDP: datagrams lost
 
 
 @dataclass
 class Figure:
-    """The runs of one (tunnel, streams) measurement, and their summary."""
+    """The runs of one (tunnel, kind) measurement, and their summary."""
 
     tunnel: str
-    streams: int
+    kind: str
     runs: list[Run] = field(default_factory=list)
 
     def summary(self) -> dict[str, float | None]:
-        gbps = np.array([r.gbps for r in self.runs])
+        value = np.array([r.value for r in self.runs])
         cpu = np.array([r.cpu_s for r in self.runs])
         gbytes = np.array([r.gbytes for r in self.runs])
         out: dict[str, float | None] = {
-            "gbps_median": float(np.median(gbps)),
-            "gbps_min": float(gbps.min()),
-            "gbps_max": float(gbps.max()),
+            "median": float(np.median(value)),
+            "min": float(value.min()),
+            "max": float(value.max()),
             "cpu_s_median": float(np.median(cpu)),
             "gbit_per_cpu_s": None,
         }
@@ -147,13 +158,14 @@ def iperf3_server(ns: Namespace, addr: str) -> Iterator[None]:
         ns.stop(proc)
 
 
-def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> Run:
+def iperf3_run(hosts: TwoHosts, ep: Endpoints, kind: str, seconds: float) -> Run:
+    args = ["-c", ep.inner_b, "-B", ep.inner_a, "-t", str(seconds), "-J"]
+    if kind.startswith("tcp"):
+        args += ["-P", kind.removeprefix("tcp")]
+    else:
+        args += ["-u", "-b", "0", "-l", kind.removeprefix("udp")]
     before = cpu_seconds(ep.pids)
-    proc = hosts.a.run(
-        "iperf3", "-c", ep.inner_b, "-B", ep.inner_a, "-t", str(seconds),
-        "-P", str(streams), "-J",
-        check=False, timeout=seconds + 30,
-    )  # fmt: skip
+    proc = hosts.a.run("iperf3", *args, check=False, timeout=seconds + 30)
     cpu = cpu_seconds(ep.pids) - before
     try:
         report = json.loads(proc.stdout)
@@ -161,17 +173,18 @@ def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> 
         raise RuntimeError(f"iperf3 gave no report: {proc.stderr.strip()[:200]}") from None
     if "error" in report:
         raise RuntimeError(f"iperf3: {report['error']}")
-    end = report["end"]
-    return Run(
-        gbps=end["sum_received"]["bits_per_second"] / 1e9,
-        cpu_s=cpu,
-        gbytes=end["sum_received"]["bytes"] / 1e9,
-        retransmits=int(end.get("sum_sent", {}).get("retransmits", 0)),
-    )
+    received = report["end"]["sum_received"]
+    if kind.startswith("tcp"):
+        value = received["bits_per_second"] / 1e9
+        lost = int(report["end"].get("sum_sent", {}).get("retransmits", 0))
+    else:
+        lost = int(received["lost_packets"])
+        value = (int(received["packets"]) - lost) / received["seconds"] / 1e3
+    return Run(value, cpu, received["bytes"] / 1e9, lost)
 
 
 def measure(
-    tunnel: Tunnel, streams: list[int], runs: int, seconds: float, progress: Progress
+    tunnel: Tunnel, kinds: list[str], runs: int, seconds: float, progress: Progress
 ) -> TunnelResult:
     result = TunnelResult(tunnel.name)
     try:
@@ -186,12 +199,12 @@ def measure(
                 raise RuntimeError(f"{ep.inner_b} unreachable from {ep.inner_a}")
             result.ping_rtt_ms = ping_rtt_ms(hosts.a, ep.inner_b)
             with iperf3_server(hosts.b, ep.inner_b):
-                for n in streams:
-                    figure = Figure(tunnel.name, n)
+                for kind in kinds:
+                    figure = Figure(tunnel.name, kind)
                     result.figures.append(figure)
                     for i in range(runs):
-                        progress.show(f"{tunnel.name}: {n}-stream TCP, run {i + 1}/{runs}")
-                        figure.runs.append(iperf3_run(hosts, ep, n, seconds))
+                        progress.show(f"{tunnel.name}: {KINDS[kind][0]}, run {i + 1}/{runs}")
+                        figure.runs.append(iperf3_run(hosts, ep, kind, seconds))
                         progress.step()
             result.peak_rss_kib = peak_rss_kib(ep.pids)
             result.processes = len(ep.pids)
@@ -204,50 +217,79 @@ def measure(
 
 
 def fmt_figure(s: dict[str, float | None]) -> str:
-    med, lo, hi = s["gbps_median"], s["gbps_min"], s["gbps_max"]
+    med, lo, hi = s["median"], s["min"], s["max"]
     assert med is not None and lo is not None and hi is not None
     return f"{med:.2f} ({lo:.2f}..{hi:.2f})"
 
 
 def markdown(results: list[TunnelResult], meta: dict[str, Any]) -> str:
-    streams = sorted({f.streams for r in results for f in r.figures})
-    base: dict[int, float | None] = {}  # the first espfast tunnel is the reference
+    kinds = [k for k in KINDS if any(f.kind == k for r in results for f in r.figures)]
+    first = kinds[0] if kinds else "tcp1"
+    base: dict[str, float | None] = {}  # the first espfast tunnel is the reference
     for r in results:
         if r.tunnel.startswith("espfast-") and not r.error and not base:
-            base = {f.streams: f.summary()["gbps_median"] for f in r.figures}
+            base = {f.kind: f.summary()["median"] for f in r.figures}
     lines = [
         f"# Tunnel throughput, {meta['date']}",
         "",
-        f"iperf3 TCP, {meta['seconds']} s per run, median of {meta['runs']} runs "
-        "(min..max); CPU = the tunnel processes' CPU seconds per run (median); "
-        "Gbit/CPU-s = data moved per tunnel CPU-second (1-stream).",
+        f"iperf3, {meta['seconds']} s per run, median of {meta['runs']} runs (min..max). "
+        f"CPU = the tunnel processes' CPU seconds per run and Gbit/CPU-s = data moved per "
+        f"tunnel CPU-second, both for {KINDS[first][0]}; the last column is the first "
+        "espfast tunnel's figure over this one's.",
         "",
     ]
-    head = ["tunnel"]
-    head += [f"{n}-stream Gbit/s" for n in streams]
-    head += ["CPU s (1-stream)", "Gbit/CPU-s", "ping ms", "peak RSS MiB"]
+    head = ["tunnel"] + [f"{KINDS[k][0]} {KINDS[k][1]}" for k in kinds]
+    head += ["CPU s", "Gbit/CPU-s", "ping ms", "peak RSS MiB"]
     if base:
-        head.append("espfast / this (1-stream)")
+        head.append(f"espfast / this ({KINDS[first][0]})")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for r in results:
         if r.error:
             lines.append(f"| {r.tunnel} | failed: {r.error} |")
             continue
-        by = {f.streams: f.summary() for f in r.figures}
-        row = [r.tunnel] + [fmt_figure(by[n]) if n in by else "-" for n in streams]
-        first = by.get(min(by)) if by else None
-        row.append(f"{first['cpu_s_median']:.2f}" if first and r.processes else "-")
-        gpc = first["gbit_per_cpu_s"] if first else None
+        by = {f.kind: f.summary() for f in r.figures}
+        row = [r.tunnel] + [fmt_figure(by[k]) if k in by else "-" for k in kinds]
+        ref = by.get(first)
+        row.append(f"{ref['cpu_s_median']:.2f}" if ref and r.processes else "-")
+        gpc = ref["gbit_per_cpu_s"] if ref else None
         row.append(f"{gpc:.2f}" if gpc else "-")
         row.append(f"{r.ping_rtt_ms:.3f}" if r.ping_rtt_ms is not None else "-")
         row.append(f"{r.peak_rss_kib / 1024:.1f}" if r.peak_rss_kib else "-")
         if base:
-            mine = first["gbps_median"] if first else None
-            ref = base.get(min(by)) if by else None
-            row.append(f"{ref / mine:.2f}x" if ref and mine else "-")
+            mine, theirs = base.get(first), ref["median"] if ref else None
+            row.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def chart(results: list[TunnelResult], path: Path) -> None:
+    """One bar chart per measurement kind: medians, with the min..max spread as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in KINDS if any(f.kind == k for r in results for f in r.figures)]
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(9, 2.6 * len(kinds)), squeeze=False)
+    for ax, kind in zip(axes[:, 0], kinds, strict=True):
+        names, med, low, high = [], [], [], []
+        for r in results:
+            f = next((f for f in r.figures if f.kind == kind), None)
+            if f is None:
+                continue
+            s = f.summary()
+            assert s["median"] is not None and s["min"] is not None and s["max"] is not None
+            names.append(r.tunnel)
+            med.append(s["median"])
+            low.append(s["median"] - s["min"])
+            high.append(s["max"] - s["median"])
+        ax.barh(names, med, xerr=[low, high], color="tab:blue", ecolor="black", capsize=3)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{KINDS[kind][0]}, {KINDS[kind][1]} (median, min..max)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def select_tunnels(patterns: str) -> list[str]:
@@ -268,10 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument("--time", type=float, default=3.0, help="seconds per run (default 3)")
     parser.add_argument(
-        "--streams", default="1,4", help="iperf3 parallel streams to measure (default 1,4)"
+        "--measure",
+        default=",".join(KINDS),
+        help=f"what to measure, comma-separated (default {','.join(KINDS)})",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 1 run of 2 s, veth and espfast AES-GCM"
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 run of 2 s, TCP only, veth and espfast AES-GCM",
     )
     parser.add_argument("--list", action="store_true", help="list the tunnels and exit")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -282,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.runs, args.time = 1, 2.0
+        if args.measure == ",".join(KINDS):
+            args.measure = "tcp1,tcp4"
         if args.tunnels == "*":
             args.tunnels = "veth,espfast-aes128gcm16"
     # SIGTERM unwinds like Ctrl-C: every namespace and process the run started goes away.
@@ -293,9 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs iperf3 (apt-get install iperf3, or `make bench`)", file=sys.stderr)
         return 2
     names = select_tunnels(args.tunnels)
-    streams = [int(s) for s in args.streams.split(",")]
-    progress = Progress(len(names) * len(streams) * args.runs)
-    results = [measure(TUNNELS[n](), streams, args.runs, args.time, progress) for n in names]
+    kinds = [k.strip() for k in args.measure.split(",")]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise SystemExit(f"bench: unknown measurement {unknown[0]!r} (known: {', '.join(KINDS)})")
+    progress = Progress(len(names) * len(kinds) * args.runs)
+    results = [measure(TUNNELS[n](), kinds, args.runs, args.time, progress) for n in names]
     progress.finish()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -312,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 **{k: v for k, v in asdict(r).items() if k != "figures"},
                 "figures": [
-                    {"streams": f.streams, **f.summary(), "runs": [asdict(x) for x in f.runs]}
+                    {"kind": f.kind, **f.summary(), "runs": [asdict(x) for x in f.runs]}
                     for f in r.figures
                 ],
             }
@@ -323,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results, meta)
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
     (args.out / f"bench-{stamp}.md").write_text(table)
+    chart(results, args.out / f"bench-{stamp}.png")
     print(table)
-    print(f"results: {args.out}/bench-{stamp}.json and .md")
+    print(f"results: {args.out}/bench-{stamp}.json, .md and .png")
     return 1 if any(r.error for r in results) else 0
 
 

@@ -40,6 +40,16 @@ esp_proposals = "{esp}"
 """
 
 
+def tunnel_works(hosts: TwoHosts) -> bool:
+    """One ping through, retried briefly: the two ends install their SAs at different
+    moments (the responder before it answers IKE_AUTH, the initiator after)."""
+    return wait_for(
+        lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "-I", INNER_A, INNER_B, check=False)
+        .returncode == 0,
+        timeout=5,
+    )  # fmt: skip
+
+
 CASES = [
     ("espfast", "aes128gcm16", "aes128gcm16-prfsha256-x25519"),
     ("espfast", "aes256-sha256", "aes256-sha384-ecp384"),
@@ -80,6 +90,7 @@ def test_up_with_charon(
             child = charon.wait_child("net")
             alg, keysize = CHARON_NAMES[esp]
             assert child["encr-alg"] == alg and child.get("encr-keysize") == keysize, child
+            assert tunnel_works(hosts)
             ping_a = hosts.a.run(
                 "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", INNER_A, INNER_B, check=False
             )
@@ -116,12 +127,7 @@ def test_rekey_with_charon_keeps_ping_flowing(charons: CharonFactory, tmp_path: 
         up = start_in(hosts.a, write_private(tmp_path / "a.toml", text), command="up")
         try:
             first = charon.wait_child("net")["spi-in"]
-            # charon installs before it answers IKE_AUTH, espfast after: wait for our side.
-            assert wait_for(
-                lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "-I", INNER_A, INNER_B,
-                                    check=False).returncode == 0,
-                timeout=5,
-            )  # fmt: skip
+            assert tunnel_works(hosts)
             # 40 echo requests over 4 s: the rekey happens 1.8-2 s after the Child SA came up.
             ping = hosts.a.run(
                 "ping", "-c", "40", "-i", "0.1", "-W", "2", "-I", INNER_A, INNER_B, check=False
