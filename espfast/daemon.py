@@ -81,6 +81,7 @@ class Counters:
     child_sas_installed: int = 0
     child_sas_removed: int = 0
     child_sas_rekeyed: int = 0
+    event_errors: int = 0
     ike_sas_up: int = 0
     ike_sas_down: int = 0
 
@@ -202,7 +203,11 @@ class Daemon:
         re-arm its timer, forget it once destroyed. Events first: a Child SA is in the
         dataplane before the answer that lets the peer use it leaves."""
         while (event := sa.next_event()) is not None:
-            self._on_event(event)
+            try:
+                self._on_event(event)
+            except (ValueError, OSError) as e:  # e.g. the dataplane refused an SA
+                self.counters.event_errors += 1
+                log.error("%s: cannot act on %s: %s", sa.config.name, type(event).__name__, e)
         now = self.loop.time()
         for data, addr in sa.datagrams_to_send(now):
             self._send(data, addr, sa.local[1])

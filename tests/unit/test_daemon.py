@@ -42,8 +42,11 @@ class FakeDataplane:
     peer: Daemon | None = None
     loop: asyncio.AbstractEventLoop | None = None
     up: bool = True  # False: everything this side sends is lost
+    refuse_out: bool = False  # add_sa of outbound SAs fails (as a full table would)
 
     def add_sa(self, sa: SaParams) -> None:
+        if self.refuse_out and sa.direction is Direction.OUT:
+            raise ValueError("no room")
         key = (sa.spi, sa.direction)
         if key in self.sas:
             raise ValueError("exists")
@@ -137,6 +140,19 @@ def test_example_configs_negotiate_with_each_other(tmp_path: Path) -> None:
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
         assert {sa.transform for sa in dp_a.sas.values()} == {"aes128gcm16"}
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_sa_is_logged_and_leaves_nothing_half_installed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), *conf())
+        dp_a.refuse_out = True
+        b.start()
+        a.start()
+        await settle(lambda: a.counters.event_errors == 1 and len(dp_b.sas) == 2)
+        assert not dp_a.sas  # the inbound half went again
+        assert a.counters.ike_sas_up == 1  # the daemon goes on
 
     asyncio.run(scenario())
 
