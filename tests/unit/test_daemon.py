@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,3 +323,12 @@ def test_certificate_authentication(tmp_path: Path) -> None:
         assert_mirrored(dp_a, dp_b)
 
     asyncio.run(scenario())
+
+
+def test_world_readable_psk_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_private(tmp_path / "a.toml", conf()[0])
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="espfast.config"):
+        load_up(path)
+    (record,) = caplog.records
+    assert "readable by every user" in record.getMessage() and PSK not in record.getMessage()
