@@ -6,14 +6,19 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "offload.h"
 #include "sa.h"
 #include "tun.h"
 #include "worker.h"
 
 #define EF_MAX_WORKERS 16
+#define EF_SOCKET_BUFFER (8 << 20)
 
 const char *ef_version(void)
 {
@@ -47,6 +52,37 @@ const char *ef_strerror(int err)
 	if (err >= (int)(sizeof(msg) / sizeof(msg[0])) || !msg[err])
 		return "unknown error";
 	return msg[err];
+}
+
+/* Bursts of a whole batch (or of a TCP window) must not overflow the socket: ask for
+ * large buffers, beyond net.core.[rw]mem_max when we may (CAP_NET_ADMIN). */
+static void set_buffers(int fd)
+{
+	int size = EF_SOCKET_BUFFER;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
+/* A TUN device opened with IFF_VNET_HDR (and the default 10-byte header)? Any other fd
+ * (a socketpair in tests) is used as a plain packet fd. */
+static int tun_has_vnet_hdr(int fd)
+{
+	struct ifreq ifr;
+	int sz = 0;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_VNET_HDR))
+		return 0;
+	if (ioctl(fd, TUNGETVNETHDRSZ, &sz) < 0 || sz != EF_VNET_HDR_LEN) {
+		/* only the plain virtio_net_hdr is supported: set it */
+		sz = EF_VNET_HDR_LEN;
+		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
+			return -1;
+	}
+	return 1;
 }
 
 ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
@@ -83,7 +119,7 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 		dp->w[i].dp = dp;
 		dp->w[i].idx = i % workers;
 		dp->w[i].kind = i < workers ? EF_WORKER_TX : EF_WORKER_RX;
-		if (ef_batch_init(&dp->w[i].batch))
+		if (ef_batch_init(&dp->w[i].batch, i < workers ? EF_SLOT : EF_GRO_SLOT))
 			goto fail;
 	}
 	*err = EF_E_SYS;
@@ -95,6 +131,25 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 	if (dp->tun_fd < 0 || dp->udp_fd < 0 || dp->ike_fd < 0 || dp->stop_fd < 0 ||
 	    ef_set_nonblock(dp->tun_fd))
 		goto fail;
+	dp->vnet = tun_has_vnet_hdr(dp->tun_fd);
+	if (dp->vnet < 0)
+		goto fail;
+	if (dp->vnet) {
+		/* Let the kernel hand us TCP super-packets (we cut them, see offload.h) and
+		 * leave checksums partial; TX workers need big read slots for that. */
+		unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+
+		dp->tso = ioctl(dp->tun_fd, TUNSETOFFLOAD, off) == 0;
+		for (int i = 0; dp->tso && i < workers; i++) {
+			ef_batch_free(&dp->w[i].batch);
+			dp->w[i].segmem = malloc((size_t)EF_TX_MAX * EF_SLOT);
+			if (ef_batch_init(&dp->w[i].batch, EF_GRO_SLOT) || !dp->w[i].segmem)
+				goto fail;
+		}
+	}
+	set_buffers(dp->udp_fd);
+	dp->gso_max = UINT16_MAX;
+	dp->gro = ef_udp_enable_gro(dp->udp_fd) == 0;
 	*err = EF_OK;
 	return dp;
 fail:
@@ -154,8 +209,10 @@ void ef_dp_free(ef_dp *dp)
 		return;
 	if (dp->w) {
 		ef_dp_stop(dp);
-		for (int i = 0; i < dp->nworkers * 2; i++)
+		for (int i = 0; i < dp->nworkers * 2; i++) {
 			ef_batch_free(&dp->w[i].batch);
+			free(dp->w[i].segmem);
+		}
 		free(dp->w);
 	}
 	ef_table_destroy(&dp->table); /* cleanses every key */

@@ -41,6 +41,17 @@
 #define EF_HEADROOM 32 /* >= EF_ESP_HDR_LEN + EF_MAX_IV_LEN, keeps alignment */
 #define EF_TAILROOM 64 /* >= 15 pad + 2 trailer + EF_MAX_ICV_LEN */
 
+static inline uint16_t ef_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void ef_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
 static inline uint32_t ef_get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

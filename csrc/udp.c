@@ -2,16 +2,51 @@
 #include "udp.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
-int ef_batch_init(struct ef_batch *b)
+int ef_batch_init(struct ef_batch *b, size_t slot)
 {
 	memset(b, 0, sizeof(*b));
+	b->slot = slot;
 	/* Large and untouched until used: the kernel backs only the pages we write. */
-	b->mem = malloc((size_t)EF_BATCH * EF_SLOT);
+	b->mem = malloc((size_t)EF_BATCH * slot);
 	return b->mem ? 0 : -1;
+}
+
+int ef_udp_enable_gro(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, IPPROTO_UDP, UDP_GRO, &one, sizeof(one));
+}
+
+size_t ef_udp_gso_size(const struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
+		if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO) {
+			int v;
+
+			memcpy(&v, CMSG_DATA(c), sizeof(v));
+			return v > 0 ? (size_t)v : 0;
+		}
+	}
+	return 0;
+}
+
+void ef_udp_set_gso(struct msghdr *mh, union ef_gso_ctrl *ctrl, uint16_t seg)
+{
+	struct cmsghdr *c = &ctrl->align;
+
+	mh->msg_control = ctrl->buf;
+	mh->msg_controllen = sizeof(ctrl->buf);
+	c->cmsg_level = IPPROTO_UDP;
+	c->cmsg_type = UDP_SEGMENT;
+	c->cmsg_len = CMSG_LEN(sizeof(seg));
+	memcpy(CMSG_DATA(c), &seg, sizeof(seg));
 }
 
 void ef_batch_free(struct ef_batch *b)
@@ -42,12 +77,14 @@ int ef_udp_recv(int fd, struct ef_batch *b)
 
 	for (int i = 0; i < EF_BATCH; i++) {
 		b->iov[i].iov_base = ef_slot(b, i);
-		b->iov[i].iov_len = EF_SLOT;
+		b->iov[i].iov_len = b->slot;
 		b->msg[i].msg_hdr = (struct msghdr){
 			.msg_name = &b->addr[i],
 			.msg_namelen = sizeof(b->addr[i]),
 			.msg_iov = &b->iov[i],
 			.msg_iovlen = 1,
+			.msg_control = b->ctrl[i].buf,
+			.msg_controllen = sizeof(b->ctrl[i].buf),
 		};
 	}
 	do {
@@ -58,7 +95,30 @@ int ef_udp_recv(int fd, struct ef_batch *b)
 	return n;
 }
 
-int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd)
+/* One datagram per iovec of a refused GSO message; 0 when all went. */
+static int send_unsegmented(int fd, struct msghdr *mh)
+{
+	int failed = 0;
+
+	for (size_t k = 0; k < mh->msg_iovlen; k++) {
+		struct msghdr one = {
+			.msg_name = mh->msg_name,
+			.msg_namelen = mh->msg_namelen,
+			.msg_iov = &mh->msg_iov[k],
+			.msg_iovlen = 1,
+		};
+		ssize_t r;
+
+		do {
+			r = sendmsg(fd, &one, 0);
+		} while (r < 0 && errno == EINTR);
+		if (r < 0)
+			failed = 1;
+	}
+	return failed;
+}
+
+int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd, int *gso_max)
 {
 	int i = 0, failed = 0;
 
@@ -77,6 +137,20 @@ int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd)
 			for (; i < n; i++, failed++)
 				msg[i].msg_len = 0;
 			break;
+		}
+		if (msg[i].msg_hdr.msg_controllen) {
+			/* GSO refused: a segment above the path MTU (EINVAL, EMSGSIZE) means
+			 * no GSO at this size from now on; anything else, no GSO at all. */
+			int seg = (int)msg[i].msg_hdr.msg_iov[0].iov_len;
+			int lim = errno == EINVAL || errno == EMSGSIZE ? seg - 1 : 0;
+
+			if (__atomic_load_n(gso_max, __ATOMIC_RELAXED) > lim)
+				__atomic_store_n(gso_max, lim, __ATOMIC_RELAXED);
+			if (send_unsegmented(fd, &msg[i].msg_hdr) == 0) {
+				msg[i].msg_len = 1;
+				i++;
+				continue;
+			}
 		}
 		/* This message cannot go (e.g. no route to the peer): skip it. */
 		msg[i].msg_len = 0;

@@ -2,12 +2,15 @@
  *
  * Pipeline (each arrow a batch of up to EF_BATCH packets; no allocation per packet):
  *
- *   TX thread(s):  TUN --read x N--> [rdlock: parse inner IP, route to outbound SA by
- *                  (dst, src) longest prefix, take sequence number, seal in place]
- *                  --sendmmsg--> UDP 4500
- *   RX thread(s):  UDP 4500 --recvmmsg--> [rdlock: classify (keepalive / IKE / ESP),
- *                  SPI -> SA, replay check, open in place, replay update, selector
- *                  check] --write x N--> TUN;  IKE --> ike_fd (Python polls it)
+ *   TX thread(s):  TUN --read x N--> (vnet TUN: finish checksums, cut TSO
+ *                  super-packets into segments) --> [rdlock: parse inner IP, route to
+ *                  outbound SA by (dst, src) longest prefix, take sequence number, seal
+ *                  in place] --sendmmsg, equal-sized runs as UDP GSO--> UDP 4500
+ *   RX thread(s):  UDP 4500 --recvmmsg (UDP GRO: split by segment size)--> [rdlock:
+ *                  classify (keepalive / IKE / ESP), SPI -> SA, replay check, open in
+ *                  place, replay update, selector check] --write x N (vnet TUN: runs of
+ *                  one TCP flow coalesced into one writev)--> TUN;
+ *                  IKE --> ike_fd (Python polls it)
  *
  * TX and RX run in parallel on different cores. With more than one worker per direction
  * the threads share the fds; per SA, the sequence counter (CAS) and the replay window
@@ -25,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "offload.h"
 #include "tun.h"
 
 #define ST_ADD(w, field, n) \
@@ -61,21 +65,60 @@ static int same_addr(const struct ef_prefix *a, const struct ef_prefix *b)
 	return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
 }
 
-static void tx_batch(struct ef_worker *w, int n)
+static int same_peer(const struct ef_worker *w, int i, int j)
+{
+	return w->seg_addr_len[i] == w->seg_addr_len[j] &&
+	       memcmp(&w->seg_addr[i], &w->seg_addr[j], w->seg_addr_len[i]) == 0;
+}
+
+/* Groups the nseg sealed packets into messages: with GSO, a run of packets to one peer
+ * where all but the last have the same length becomes one message. */
+static int build_messages(struct ef_worker *w, int nseg)
+{
+	size_t gso_max = (size_t)__atomic_load_n(&w->dp->gso_max, __ATOMIC_RELAXED);
+	int n = 0;
+
+	for (int i = 0; i < nseg;) {
+		size_t seglen = w->seg[i].iov_len, total = seglen;
+		int j = i + 1;
+
+		while (seglen <= gso_max && j < nseg && j - i < EF_GSO_MAX_SEGS &&
+		       w->seg[j - 1].iov_len == seglen && w->seg[j].iov_len <= seglen &&
+		       total + w->seg[j].iov_len <= EF_GSO_MAX_BYTES && same_peer(w, i, j))
+			total += w->seg[j++].iov_len;
+		w->out[n].msg_hdr = (struct msghdr){
+			.msg_name = &w->seg_addr[i],
+			.msg_namelen = w->seg_addr_len[i],
+			.msg_iov = &w->seg[i],
+			.msg_iovlen = (size_t)(j - i),
+		};
+		if (j - i > 1) {
+			ef_udp_set_gso(&w->out[n].msg_hdr, &w->out_ctrl[n], (uint16_t)seglen);
+			ST_ADD(w, tx_gso, 1);
+		}
+		w->out_first[n] = (uint16_t)i;
+		n++;
+		i = j;
+	}
+	return n;
+}
+
+/* Encrypts and sends the staged inner packets (w->in_data / in_len), then empties the
+ * stage. */
+static void tx_flush(struct ef_worker *w)
 {
 	struct ef_dp *dp = w->dp;
-	struct ef_batch *b = &w->batch;
 	struct ef_prefix src, dst, last_src = {0}, last_dst = {0};
 	struct ef_sa *sa = NULL;
-	int nout = 0, failed;
+	int nseg = 0, nmsg;
 
 	pthread_rwlock_rdlock(&dp->lock);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < w->nin; i++) {
 		uint8_t *esp;
 		size_t iplen;
 		long r;
 
-		if (ef_ip_parse(b->data[i], b->len[i], &src, &dst, &iplen) < 0) {
+		if (ef_ip_parse(w->in_data[i], w->in_len[i], &src, &dst, &iplen) < 0) {
 			ST_ADD(w, malformed, 1);
 			continue;
 		}
@@ -89,7 +132,7 @@ static void tx_batch(struct ef_worker *w, int n)
 			ST_ADD(w, no_sa, 1);
 			continue;
 		}
-		r = ef_sa_encap(sa, w->idx, b->data[i], iplen, &esp);
+		r = ef_sa_encap(sa, w->idx, w->in_data[i], iplen, &esp);
 		if (r < 0) {
 			if (r == -EF_E_SEQ_EXHAUSTED)
 				ST_ADD(w, seq_exhausted, 1);
@@ -97,42 +140,93 @@ static void tx_batch(struct ef_worker *w, int n)
 				ST_ADD(w, tx_errors, 1);
 			continue;
 		}
-		w->out_iov[nout] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
-		memcpy(&w->out_addr[nout], &sa->peer, sa->peer_len);
-		w->out[nout].msg_hdr = (struct msghdr){
-			.msg_name = &w->out_addr[nout],
-			.msg_namelen = sa->peer_len,
-			.msg_iov = &w->out_iov[nout],
-			.msg_iovlen = 1,
-		};
-		b->len[nout] = (uint32_t)iplen;
-		nout++;
+		w->seg[nseg] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
+		memcpy(&w->seg_addr[nseg], &sa->peer, sa->peer_len);
+		w->seg_addr_len[nseg] = sa->peer_len;
+		w->seg_inner[nseg] = (uint32_t)iplen;
+		nseg++;
 	}
 	pthread_rwlock_unlock(&dp->lock);
-	if (!nout)
+	w->nin = 0;
+	w->segused = 0;
+	if (!nseg)
 		return;
-	failed = ef_udp_send(dp->udp_fd, w->out, nout, dp->stop_fd);
-	if (failed) {
-		ST_ADD(w, tx_errors, (uint64_t)failed);
-		for (int i = 0; i < nout; i++)
-			if (w->out[i].msg_len == 0)
-				b->len[i] = 0;
-	}
-	for (int i = 0; i < nout; i++) {
-		if (b->len[i]) {
+	nmsg = build_messages(w, nseg);
+	ef_udp_send(dp->udp_fd, w->out, nmsg, dp->stop_fd, &dp->gso_max);
+	for (int m = 0; m < nmsg; m++) {
+		int first = w->out_first[m], last = first + (int)w->out[m].msg_hdr.msg_iovlen;
+
+		for (int i = first; i < last; i++) {
+			if (w->out[m].msg_len == 0) {
+				ST_ADD(w, tx_errors, 1);
+				continue;
+			}
 			ST_ADD(w, tx_packets, 1);
-			ST_ADD(w, tx_bytes, b->len[i]);
+			ST_ADD(w, tx_bytes, w->seg_inner[i]);
 		}
+	}
+}
+
+static void stage(struct ef_worker *w, uint8_t *p, size_t len)
+{
+	if (w->nin == EF_TX_MAX)
+		tx_flush(w);
+	w->in_data[w->nin] = p;
+	w->in_len[w->nin] = (uint32_t)len;
+	w->nin++;
+}
+
+/* One packet read from TUN: with a virtio_net_hdr, finish its checksum or cut a TSO
+ * super-packet into segments; then stage it. */
+static void tx_read_one(struct ef_worker *w, uint8_t *p, size_t len)
+{
+	struct ef_vnet_hdr vh;
+	struct ef_tso t;
+
+	if (!w->dp->vnet) {
+		stage(w, p, len);
+		return;
+	}
+	if (len < EF_VNET_HDR_LEN) {
+		ST_ADD(w, malformed, 1);
+		return;
+	}
+	memcpy(&vh, p, sizeof(vh));
+	p += EF_VNET_HDR_LEN;
+	len -= EF_VNET_HDR_LEN;
+	if (vh.gso_type == EF_VNET_GSO_NONE) {
+		if (ef_vnet_complete(&vh, p, len))
+			ST_ADD(w, malformed, 1);
+		else
+			stage(w, p, len);
+		return;
+	}
+	if (!w->segmem ||
+	    ef_tso_init(&t, &vh, p, len, EF_SLOT - EF_HEADROOM - EF_TAILROOM) < 0) {
+		ST_ADD(w, malformed, 1);
+		return;
+	}
+	ST_ADD(w, tun_tso, 1);
+	for (int k = 0; k < t.nseg; k++) {
+		uint8_t *seg;
+
+		if (w->nin == EF_TX_MAX || w->segused == EF_TX_MAX)
+			tx_flush(w);
+		seg = w->segmem + (size_t)w->segused++ * EF_SLOT + EF_HEADROOM;
+		stage(w, seg, ef_tso_build(&t, p, k, seg));
 	}
 }
 
 static void *tx_main(struct ef_worker *w)
 {
 	struct ef_dp *dp = w->dp;
-	const size_t cap = EF_SLOT - EF_HEADROOM - EF_TAILROOM;
+	/* With a virtio_net_hdr the packet starts EF_VNET_HDR_LEN bytes later, at the
+	 * same place: EF_HEADROOM into the slot. */
+	const size_t off = dp->vnet ? EF_HEADROOM - EF_VNET_HDR_LEN : EF_HEADROOM;
+	const size_t cap = w->batch.slot - off - EF_TAILROOM;
 
 	while (running(dp)) {
-		int n = ef_tun_read_batch(dp->tun_fd, &w->batch, EF_HEADROOM, cap);
+		int n = ef_tun_read_batch(dp->tun_fd, &w->batch, off, cap);
 
 		if (n < 0) {
 			ST_ADD(w, tun_errors, 1);
@@ -143,7 +237,10 @@ static void *tx_main(struct ef_worker *w)
 				break;
 			continue;
 		}
-		tx_batch(w, n);
+		for (int i = 0; i < n; i++)
+			tx_read_one(w, w->batch.data[i], w->batch.len[i]);
+		if (w->nin)
+			tx_flush(w);
 	}
 	return NULL;
 }
@@ -175,6 +272,43 @@ static void forward_ike(struct ef_worker *w, const struct sockaddr_storage *from
 		ST_ADD(w, ike_forwarded, 1);
 }
 
+/* One received datagram (a whole one, or one GRO segment): keepalive, IKE, or ESP.
+ * Returns the inner packet's length with *inner set, or 0 when nothing is delivered. */
+static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t len,
+		   const struct sockaddr_storage *from, uint8_t **inner)
+{
+	struct ef_sa *sa = *cache;
+	uint32_t spi;
+	long r;
+
+	/* RFC 3948 §2.2, §2.3: keepalive, non-ESP marker, or ESP. */
+	if (len == 1 && p[0] == EF_NAT_KEEPALIVE) {
+		ST_ADD(w, keepalives, 1);
+		return 0;
+	}
+	if (len >= EF_NON_ESP_MARKER_LEN && ef_get32(p) == 0) {
+		forward_ike(w, from, p + 4, len - 4);
+		return 0;
+	}
+	if (len < EF_ESP_HDR_LEN) {
+		ST_ADD(w, malformed, 1);
+		return 0;
+	}
+	spi = ef_get32(p);
+	if (!sa || sa->spi != spi)
+		sa = *cache = ef_table_find(&w->dp->table, spi, EF_DIR_IN);
+	if (!sa) {
+		ST_ADD(w, unknown_spi, 1);
+		return 0;
+	}
+	r = ef_sa_decap(sa, w->idx, p, len, inner);
+	if (r < 0) {
+		count_decap_error(w, r);
+		return 0;
+	}
+	return r; /* 0: a dummy packet */
+}
+
 static void rx_batch(struct ef_worker *w, int n)
 {
 	struct ef_dp *dp = w->dp;
@@ -185,56 +319,59 @@ static void rx_batch(struct ef_worker *w, int n)
 	pthread_rwlock_rdlock(&dp->lock);
 	for (int i = 0; i < n; i++) {
 		uint8_t *p = ef_slot(b, i), *inner;
-		size_t len = b->msg[i].msg_len;
-		uint32_t spi;
+		size_t len = b->msg[i].msg_len, seg = len;
 		long r;
 
 		if (b->msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
 			ST_ADD(w, malformed, 1); /* larger than any packet we could carry */
 			continue;
 		}
-		/* RFC 3948 §2.2, §2.3: keepalive, non-ESP marker, or ESP. */
-		if (len == 1 && p[0] == EF_NAT_KEEPALIVE) {
-			ST_ADD(w, keepalives, 1);
+		if (dp->gro) {
+			seg = ef_udp_gso_size(&b->msg[i].msg_hdr);
+			if (!seg || seg > len)
+				seg = len;
+			if (seg < len)
+				ST_ADD(w, rx_gro, 1);
+		}
+		if (len == 0) {
+			ST_ADD(w, malformed, 1);
 			continue;
 		}
-		if (len < EF_ESP_HDR_LEN) {
-			if (len >= EF_NON_ESP_MARKER_LEN && ef_get32(p) == 0)
-				forward_ike(w, &b->addr[i], p + 4, len - 4);
-			else
-				ST_ADD(w, malformed, 1);
-			continue;
+		/* GRO: segments of `seg` bytes, the last one possibly shorter. */
+		for (size_t off = 0; off < len; off += seg) {
+			size_t l = len - off < seg ? len - off : seg;
+
+			r = rx_one(w, &sa, p + off, l, &b->addr[i], &inner);
+			if (r <= 0)
+				continue;
+			if (nout == EF_RX_OUT_MAX) {
+				ST_ADD(w, tun_errors, 1);
+				continue;
+			}
+			w->rx_data[nout] = inner;
+			w->rx_len[nout] = (uint32_t)r;
+			nout++;
 		}
-		spi = ef_get32(p);
-		if (spi == 0) {
-			forward_ike(w, &b->addr[i], p + 4, len - 4);
-			continue;
-		}
-		if (!sa || sa->spi != spi)
-			sa = ef_table_find(&dp->table, spi, EF_DIR_IN);
-		if (!sa) {
-			ST_ADD(w, unknown_spi, 1);
-			continue;
-		}
-		r = ef_sa_decap(sa, w->idx, p, len, &inner);
-		if (r < 0) {
-			count_decap_error(w, r);
-			continue;
-		}
-		if (r == 0)
-			continue; /* dummy packet */
-		b->data[nout] = inner;
-		b->len[nout] = (uint32_t)r;
-		nout++;
 	}
 	pthread_rwlock_unlock(&dp->lock);
+	if (dp->vnet) {
+		int writes = 0, merged = 0, failed;
+
+		failed = ef_gro_write(dp->tun_fd, w->rx_data, w->rx_len, nout, &writes, &merged);
+		ST_ADD(w, tun_errors, (uint64_t)failed);
+		ST_ADD(w, tun_gro, (uint64_t)merged);
+		for (int i = 0; i < nout; i++)
+			ST_ADD(w, rx_bytes, w->rx_len[i]);
+		ST_ADD(w, rx_packets, (uint64_t)(nout - failed));
+		return;
+	}
 	for (int i = 0; i < nout; i++) {
-		if (ef_tun_write(dp->tun_fd, b->data[i], b->len[i]) < 0) {
+		if (ef_tun_write(dp->tun_fd, w->rx_data[i], w->rx_len[i]) < 0) {
 			ST_ADD(w, tun_errors, 1);
 			continue;
 		}
 		ST_ADD(w, rx_packets, 1);
-		ST_ADD(w, rx_bytes, b->len[i]);
+		ST_ADD(w, rx_bytes, w->rx_len[i]);
 	}
 }
 

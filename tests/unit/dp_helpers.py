@@ -97,3 +97,28 @@ def sa_pair(
         initial_seq=initial_seq,
     )
     return out, inb
+
+
+def esp_gcm(
+    enc: bytes,
+    spi: int,
+    seq: int,
+    payload: bytes,
+    *,
+    esn: bool = False,
+    nh: int = 4,
+    trailer: bytes | None = None,
+) -> bytes:
+    """An AES-GCM ESP packet built with the cryptography package (independent of our C
+    code): RFC 4106 nonce salt || IV, AAD SPI || seq (|| ESN: SPI || seq_hi || seq_lo).
+    ``trailer`` replaces the correct padding + pad length + next header."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, salt = enc[:-4], enc[-4:]
+    if trailer is None:
+        pad = -(len(payload) + 2) % 4
+        trailer = bytes(range(1, pad + 1)) + bytes([pad, nh])
+    iv = os.urandom(8)
+    hdr = struct.pack("!II", spi, seq & 0xFFFFFFFF)
+    aad = struct.pack("!III", spi, seq >> 32, seq & 0xFFFFFFFF) if esn else hdr
+    return hdr + iv + AESGCM(key).encrypt(salt + iv, payload + trailer, aad)
