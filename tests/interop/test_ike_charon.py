@@ -2,8 +2,9 @@
 
 espfast.control runs in this process through a minimal I/O shell (ike_driver.py) bound
 in namespace a; charon (kernel-libipsec) runs in namespace b. Each scenario checks that
-both ends agree on the Child SA (SPIs, algorithm) — traffic through these SAs is the
-daemon's to show; test_esp_libipsec.py shows espfast's ESP works with charon's.
+both ends agree on the Child SA: SPIs, and the very keys (charon logs its Child SA keys
+at chd level 4 into the test's tmp_path). Traffic through these SAs is the daemon's to
+show; test_esp_libipsec.py shows espfast's ESP works with charon's under such keys.
 """
 
 from __future__ import annotations
@@ -79,14 +80,30 @@ def start_charon(
         **options,
     )
     secrets = [] if files else [Psk(("a.peer.test", "b.peer.test"), SECRET)]
-    return charons.start(hosts.b, swanctl_conf([conn], secrets), files=files, settings=settings)
+    # chd level 4: charon logs its Child SA keys (into this test's tmp_path) for same_keys().
+    return charons.start(
+        hosts.b, swanctl_conf([conn], secrets), files=files, settings=settings,
+        log_levels={"chd": 4},
+    )  # fmt: skip
 
 
-def agree(up: ChildSaUp, charon: Charon, algorithm: str) -> None:
-    child = charon.wait_child("net")
-    assert int(child["spi-in"], 16) == up.spi_out and int(child["spi-out"], 16) == up.spi_in
-    assert child["encap"] == "yes"
-    assert up.transform == algorithm
+def same_keys(up: ChildSaUp, charon: Charon, espfast_initiated: bool) -> None:
+    """espfast's Child SA keys are the ones charon derived (RFC 7296 §2.17 KEYMAT: the
+    initiator's keys first; AEADs key || salt). charon logs them at chd level 4."""
+    keys = charon.child_keys()
+    ours, theirs = ("initiator", "responder") if espfast_initiated else ("responder", "initiator")
+    assert up.enc_key_out == keys[f"encryption {ours}"]
+    assert up.enc_key_in == keys[f"encryption {theirs}"]
+    assert up.integ_key_out == keys.get(f"integrity {ours}", b"")
+    assert up.integ_key_in == keys.get(f"integrity {theirs}", b"")
+
+
+def agree(up: ChildSaUp, charon: Charon, espfast_initiated: bool) -> None:
+    """charon has the same Child SA: SPIs swapped, UDP-encapsulated, the same keys."""
+    spis = {(int(c["spi-in"], 16), int(c["spi-out"], 16)) for c in charon.installed_children("net")}
+    assert (up.spi_out, up.spi_in) in spis
+    assert all(c["encap"] == "yes" for c in charon.installed_children("net"))
+    same_keys(up, charon, espfast_initiated)
 
 
 def establish(
@@ -106,7 +123,8 @@ def establish(
         driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
     assert not driver.event(IkeSaDown), driver.events
     [up] = driver.event(ChildSaUp)
-    agree(up, charon, up.transform)
+    charon.wait_child("net")
+    agree(up, charon, initiator == "espfast")
     return up
 
 
@@ -164,15 +182,13 @@ def test_rekey_both_ways_then_delete(
         first = driver.event(ChildSaRekeyed)[0]
         assert (first.old_spi_in, first.old_spi_out) == (up.spi_in, up.spi_out)
         charon.wait_log("CHILD_SA net{2} established")
+        agree(first.new, charon, espfast_initiated=True)
         charon.rekey("net")
         driver.run(lambda: len(driver.event(ChildSaRekeyed)) == 2)
         second = driver.event(ChildSaRekeyed)[1]
         assert second.old_spi_in == first.new.spi_in
         charon.wait_log("CHILD_SA net{3} established")
-        spis = {
-            (int(c["spi-in"], 16), int(c["spi-out"], 16)) for c in charon.installed_children("net")
-        }
-        assert (second.new.spi_out, second.new.spi_in) in spis
+        agree(second.new, charon, espfast_initiated=False)
         # INFORMATIONAL { D } from the side that did not initiate.
         if initiator == "charon":
             sa.delete(time.monotonic())
@@ -244,3 +260,29 @@ def test_certificates(
     # Both signed with the same method family, and charon verified espfast's signature.
     charon.wait_log(f"authentication of 'b.peer.test' (myself) with {method}")
     charon.wait_log(f"authentication of 'a.peer.test' with {method} successful")
+
+
+@pytest.mark.parametrize("initiator", ["espfast", "charon"])
+def test_fragmented_certificate_chain(
+    hosts: TwoHosts, charons: CharonFactory, initiator: str
+) -> None:
+    # RSA-3072 end entity + intermediate CA in CERT payloads: IKE_AUTH is well over the
+    # 1280-byte fragment size both ends use, so it crosses as RFC 7383 fragments.
+    root_key, im_key = new_key("rsa", 3072), new_key("rsa", 3072)
+    root = issue("interop root", root_key)
+    im = issue("interop intermediate", im_key, (root, root_key), ca=True)
+    key_a, key_b = new_key("rsa", 3072), new_key("rsa", 3072)
+    cert_a = issue("a.peer.test", key_a, (im, im_key), dns=["a.peer.test"])
+    cert_b = issue("b.peer.test", key_b, (im, im_key), dns=["b.peer.test"])
+    auth = certificate_auth(LocalCredential(cert_a, key_a, (im,)), TrustStore([root]), time.time)
+    files = {
+        "x509ca/root.pem": cert_pem(root),
+        "x509ca/intermediate.pem": cert_pem(im),
+        "x509/b.pem": cert_pem(cert_b),
+        "private/b.key": key_pem(key_b),
+    }
+    charon = start_charon(hosts, charons, files=files, auth="pubkey", local_cert="b.pem")
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        establish(driver, hosts, charon, espfast_config(auth), initiator)
+    charon.wait_log("reassembled fragmented IKE message")
+    charon.wait_log("splitting IKE message")
