@@ -112,7 +112,8 @@ Where it is used: test_harness.py (charon <-> charon: the harness itself),
 test_esp_libipsec.py (espfast's dataplane <-> libipsec ESP with charon's keys),
 test_ike_charon.py (espfast.control <-> charon over UDP, through ike_driver.py: PSK
 with three proposal families, ECDSA/RSA certificates, INVALID_KE_PAYLOAD retry, Child SA
-rekeys from both ends, DELETE, proposal mismatch — either side initiating).
+rekeys from both ends, DELETE, proposal mismatch, an RSA-3072 chain with an
+intermediate CA crossing as RFC 7383 fragments — either side initiating).
 
 Example (see tests/interop/test_harness.py)::
 

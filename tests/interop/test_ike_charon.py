@@ -244,3 +244,29 @@ def test_certificates(
     # Both signed with the same method family, and charon verified espfast's signature.
     charon.wait_log(f"authentication of 'b.peer.test' (myself) with {method}")
     charon.wait_log(f"authentication of 'a.peer.test' with {method} successful")
+
+
+@pytest.mark.parametrize("initiator", ["espfast", "charon"])
+def test_fragmented_certificate_chain(
+    hosts: TwoHosts, charons: CharonFactory, initiator: str
+) -> None:
+    # RSA-3072 end entity + intermediate CA in CERT payloads: IKE_AUTH is well over the
+    # 1280-byte fragment size both ends use, so it crosses as RFC 7383 fragments.
+    root_key, im_key = new_key("rsa", 3072), new_key("rsa", 3072)
+    root = issue("interop root", root_key)
+    im = issue("interop intermediate", im_key, (root, root_key), ca=True)
+    key_a, key_b = new_key("rsa", 3072), new_key("rsa", 3072)
+    cert_a = issue("a.peer.test", key_a, (im, im_key), dns=["a.peer.test"])
+    cert_b = issue("b.peer.test", key_b, (im, im_key), dns=["b.peer.test"])
+    auth = certificate_auth(LocalCredential(cert_a, key_a, (im,)), TrustStore([root]), time.time)
+    files = {
+        "x509ca/root.pem": cert_pem(root),
+        "x509ca/intermediate.pem": cert_pem(im),
+        "x509/b.pem": cert_pem(cert_b),
+        "private/b.key": key_pem(key_b),
+    }
+    charon = start_charon(hosts, charons, files=files, auth="pubkey", local_cert="b.pem")
+    with IkeDriver(hosts.a, hosts.addr_a) as driver:
+        establish(driver, hosts, charon, espfast_config(auth), initiator)
+    charon.wait_log("reassembled fragmented IKE message")
+    charon.wait_log("splitting IKE message")
