@@ -168,6 +168,59 @@ class TwoHosts:
             yield hosts
 
 
+@dataclass
+class ThreeHosts:
+    """a -- r -- b: two hosts on two subnets joined by a router namespace ``r``.
+
+    a = 198.18.0.1/24 (veth-a) <-> r = 198.18.0.254 (veth-ra) | r = 198.18.1.254 (veth-rb)
+    <-> b = 198.18.1.1/24 (veth-b). a and b route the other's subnet through r, which
+    forwards (rp_filter off, no ICMP redirects). Nothing translates addresses: a and b see
+    each other's real addresses. :mod:`espfast.impair` turns r into a lossy link.
+    """
+
+    a: Namespace
+    r: Namespace
+    b: Namespace
+    addr_a: str = "198.18.0.1"
+    addr_b: str = "198.18.1.1"
+    addr_ra: str = "198.18.0.254"
+    addr_rb: str = "198.18.1.254"
+    veth_ra: str = "veth-ra"
+    veth_rb: str = "veth-rb"
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, purpose: str, mtu: int = 1500) -> Iterator[ThreeHosts]:
+        with (
+            Namespace.create(purpose) as a,
+            Namespace.create(purpose) as r,
+            Namespace.create(purpose) as b,
+        ):
+            hosts = cls(a, r, b)
+            for sysctl in (
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.default.send_redirects=0",
+            ):
+                r.run("sysctl", "-q", "-w", sysctl)
+            for host, veth, rveth, addr, raddr, other in (
+                (a, "veth-a", hosts.veth_ra, hosts.addr_a, hosts.addr_ra, "198.18.1.0/24"),
+                (b, "veth-b", hosts.veth_rb, hosts.addr_b, hosts.addr_rb, "198.18.0.0/24"),
+            ):
+                host.run(
+                    "ip", "link", "add", veth, "mtu", str(mtu), "type", "veth",
+                    "peer", "name", rveth, "netns", r.name, "mtu", str(mtu),
+                )  # fmt: skip
+                host.run("ip", "addr", "add", f"{addr}/24", "dev", veth)
+                r.run("ip", "addr", "add", f"{raddr}/24", "dev", rveth)
+                host.run("ip", "link", "set", veth, "up")
+                r.run("ip", "link", "set", rveth, "up")
+                host.run("ip", "route", "add", other, "via", raddr)
+            yield hosts
+
+
 def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout`` passes (bounded; for tests)."""
     assert callable(predicate)

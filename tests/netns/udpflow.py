@@ -1,0 +1,85 @@
+"""Sequence-numbered UDP datagrams between two namespaces, to count loss and reordering.
+
+Run as a script inside a namespace (``python udpflow.py recv|send ...``), or drive both
+ends from a test with :func:`flow`, which returns the sequence numbers in arrival order.
+Bounded: the sender sends ``count`` datagrams; the receiver stops after ``count`` *
+``max_factor`` datagrams or ``idle`` seconds without one.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from espfast.netns import Namespace, wait_for
+
+HEADER = b"efseq"
+
+
+def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> list[int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((bind, port))
+    print("listening", flush=True)
+    sock.settimeout(idle)
+    got: list[int] = []
+    while len(got) < count * max_factor:
+        try:
+            data = sock.recv(2048)
+        except TimeoutError:
+            break
+        if data.startswith(HEADER):
+            got.append(int(data[len(HEADER) : len(HEADER) + 8], 16))
+    return got
+
+
+def send(dst: str, port: int, count: int, interval: float, size: int, sport: int) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if sport:
+        sock.bind(("", sport))
+    for i in range(count):
+        sock.sendto((HEADER + b"%08x" % i).ljust(size, b"."), (dst, port))
+        time.sleep(interval)
+
+
+def flow(
+    sender: Namespace,
+    receiver: Namespace,
+    dst: str,
+    *,
+    count: int = 200,
+    port: int = 5001,
+    sport: int = 0,
+    interval: float = 0.001,
+    size: int = 64,
+    idle: float = 1.0,
+) -> list[int]:
+    """Send ``count`` datagrams from ``sender`` to ``dst``:``port`` (in ``receiver``)."""
+    script = str(Path(__file__).resolve())
+    rx = receiver.popen(
+        sys.executable, script, "recv", dst, str(port), str(count), str(idle),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert rx.stdout is not None
+    assert rx.stdout.readline().strip() == b"listening"
+    sender.run(
+        sys.executable, script, "send", dst, str(port), str(count), str(interval), str(size),
+        str(sport), timeout=60,
+    )  # fmt: skip
+    assert wait_for(lambda: rx.poll() is not None, timeout=idle + 30)
+    out, err = rx.communicate()
+    assert rx.returncode == 0, err.decode()
+    got: list[int] = json.loads(out)
+    return got
+
+
+if __name__ == "__main__":
+    mode, addr, port_s, count_s, *rest = sys.argv[1:]
+    if mode == "recv":
+        print(json.dumps(recv(addr, int(port_s), int(count_s), float(rest[0]))), flush=True)
+    else:
+        send(addr, int(port_s), int(count_s), float(rest[0]), int(rest[1]), int(rest[2]))
