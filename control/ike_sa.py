@@ -54,7 +54,6 @@ from .events import (
     PeerAddressChanged,
 )
 from .message import (
-    HEADER_LEN,
     Header,
     Message,
     decode,
@@ -447,13 +446,20 @@ class IkeSa:
         self._crypt_in = self._crypt_out = None
         self.tm.queue.clear()
         self.tm.active = None
+        if self.replaced_by is not None:
+            # Rekeyed away (or the loser of a §2.8.2 collision): the IKE SA lives on in
+            # its replacement, so the shell hears nothing.
+            self.log(f"old IKE SA {self.spi_i:016x}_i {self.spi_r:016x}_r closed: {reason}")
+            return
         self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}")
         self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason))
 
     def select_config(self, idi: IdPayload) -> None:
         """Responder: the configuration whose remote identity the IDi names."""
-        for cfg in self.candidates:
-            if cfg.remote_id is None or id_matches((idi.id_type, idi.data), cfg.remote_id):
+        peer = (idi.id_type, idi.data)
+        # The connection IKE_SA_INIT chose first (its proposals were negotiated).
+        for cfg in (self.config, *self.candidates):
+            if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
                 self.config = cfg
                 return
         raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",
@@ -558,7 +564,7 @@ class IkeSa:
         new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
-        new.ike_sa_id = spi_i if initiator else spi_r
+        new.ike_sa_id = self.ike_sa_id  # the same IKE SA to the shell, under new SPIs
         new.candidates = self.candidates
         new.half_open_deadline = None
         # The old PRF keys SKEYSEED, the new one derives the SK_* (as strongSwan does).
@@ -584,7 +590,7 @@ class IkeSa:
             task.rebind(new)
         new.tm.queue, self.tm.queue = self.tm.queue, []  # the caller starts them
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
-        self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
+        self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new))
         return new
 
     def responder_task(self, msg: Message) -> Task:
@@ -717,6 +723,3 @@ def _payload_name(p: Payload) -> str:
         return PayloadType(t).name
     except ValueError:
         return str(t)
-
-
-__all__ = ["HEADER_LEN", "IkeSa", "State"]
