@@ -4,8 +4,10 @@ It runs espfast.control (IkeSa, Responder) in the test process over real UDP soc
 bound inside a test namespace — made by a short-lived helper process in the namespace
 and handed over with SCM_RIGHTS, since a socket keeps the namespace it was created in.
 There is no dataplane: the shell adds and strips the non-ESP marker on port 4500
-itself (RFC 3948) and ignores ESP. This is scaffolding until ``espfast up`` (the
-daemon) can be the peer in these tests.
+itself (RFC 3948) and ignores ESP. ``espfast up`` (the daemon, tests/interop/
+test_up_charon.py) is the end-to-end peer; this shell reaches what its config cannot
+express yet (certificates) and what only the control plane shows (keys, rekeys
+started from either end).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 espfast.control runs in this process through a minimal I/O shell (ike_driver.py) bound
 in namespace a; charon (kernel-libipsec) runs in namespace b. Each scenario checks that
-both ends agree on the Child SA (SPIs, algorithm) — traffic through these SAs is the
-daemon's to show; test_esp_libipsec.py shows espfast's ESP works with charon's.
+both ends agree on the Child SA: SPIs, and the very keys (charon logs its Child SA keys
+at chd level 4 into the test's tmp_path). Traffic through these SAs is the daemon's to
+show; test_esp_libipsec.py shows espfast's ESP works with charon's under such keys.
 """
 
 from __future__ import annotations
@@ -79,14 +80,30 @@ def start_charon(
         **options,
     )
     secrets = [] if files else [Psk(("a.peer.test", "b.peer.test"), SECRET)]
-    return charons.start(hosts.b, swanctl_conf([conn], secrets), files=files, settings=settings)
+    # chd level 4: charon logs its Child SA keys (into this test's tmp_path) for same_keys().
+    return charons.start(
+        hosts.b, swanctl_conf([conn], secrets), files=files, settings=settings,
+        log_levels={"chd": 4},
+    )  # fmt: skip
 
 
-def agree(up: ChildSaUp, charon: Charon, algorithm: str) -> None:
-    child = charon.wait_child("net")
-    assert int(child["spi-in"], 16) == up.spi_out and int(child["spi-out"], 16) == up.spi_in
-    assert child["encap"] == "yes"
-    assert up.transform == algorithm
+def same_keys(up: ChildSaUp, charon: Charon, espfast_initiated: bool) -> None:
+    """espfast's Child SA keys are the ones charon derived (RFC 7296 §2.17 KEYMAT: the
+    initiator's keys first; AEADs key || salt). charon logs them at chd level 4."""
+    keys = charon.child_keys()
+    ours, theirs = ("initiator", "responder") if espfast_initiated else ("responder", "initiator")
+    assert up.enc_key_out == keys[f"encryption {ours}"]
+    assert up.enc_key_in == keys[f"encryption {theirs}"]
+    assert up.integ_key_out == keys.get(f"integrity {ours}", b"")
+    assert up.integ_key_in == keys.get(f"integrity {theirs}", b"")
+
+
+def agree(up: ChildSaUp, charon: Charon, espfast_initiated: bool) -> None:
+    """charon has the same Child SA: SPIs swapped, UDP-encapsulated, the same keys."""
+    spis = {(int(c["spi-in"], 16), int(c["spi-out"], 16)) for c in charon.installed_children("net")}
+    assert (up.spi_out, up.spi_in) in spis
+    assert all(c["encap"] == "yes" for c in charon.installed_children("net"))
+    same_keys(up, charon, espfast_initiated)
 
 
 def establish(
@@ -106,7 +123,8 @@ def establish(
         driver.run(lambda: bool(driver.event(ChildSaUp)), timeout=2)
     assert not driver.event(IkeSaDown), driver.events
     [up] = driver.event(ChildSaUp)
-    agree(up, charon, up.transform)
+    charon.wait_child("net")
+    agree(up, charon, initiator == "espfast")
     return up
 
 
@@ -164,15 +182,13 @@ def test_rekey_both_ways_then_delete(
         first = driver.event(ChildSaRekeyed)[0]
         assert (first.old_spi_in, first.old_spi_out) == (up.spi_in, up.spi_out)
         charon.wait_log("CHILD_SA net{2} established")
+        agree(first.new, charon, espfast_initiated=True)
         charon.rekey("net")
         driver.run(lambda: len(driver.event(ChildSaRekeyed)) == 2)
         second = driver.event(ChildSaRekeyed)[1]
         assert second.old_spi_in == first.new.spi_in
         charon.wait_log("CHILD_SA net{3} established")
-        spis = {
-            (int(c["spi-in"], 16), int(c["spi-out"], 16)) for c in charon.installed_children("net")
-        }
-        assert (second.new.spi_out, second.new.spi_in) in spis
+        agree(second.new, charon, espfast_initiated=False)
         # INFORMATIONAL { D } from the side that did not initiate.
         if initiator == "charon":
             sa.delete(time.monotonic())

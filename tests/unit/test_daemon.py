@@ -120,6 +120,21 @@ def test_child_sa_lands_in_both_dataplanes_and_goes_on_shutdown(tmp_path: Path, 
     asyncio.run(scenario())
 
 
+def test_example_configs_negotiate_with_each_other(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    text_a = (examples / "up-a.toml").read_text()
+    text_b = (examples / "up-b.toml").read_text()
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        assert {sa.transform for sa in dp_a.sas.values()} == {"aes128gcm16"}
+
+    asyncio.run(scenario())
+
+
 def test_wrong_psk_installs_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
