@@ -21,6 +21,7 @@ about one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import ipaddress
 import os
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from espfast._dataplane import ffi, lib
 
@@ -148,6 +149,17 @@ class Stats:
     rx_gro: int  # UDP GRO receives (several datagrams in one buffer)
     tun_gro: int  # inner TCP segments written to TUN coalesced (TUN with IFF_VNET_HDR)
     tun_tso: int  # TCP super-packets read from TUN and cut into segments (IFF_VNET_HDR)
+
+    # Counters that count traffic or the use of an offload; every other one counts drops
+    # (or, for keepalives/IKE, datagrams that were not ESP).
+    NOT_DROPS: ClassVar[frozenset[str]] = frozenset(
+        {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded",
+         "tx_gso", "rx_gro", "tun_gro", "tun_tso"}
+    )  # fmt: skip
+
+    def drops(self) -> dict[str, int]:
+        """The drop and error counters that moved, by name."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v and k not in self.NOT_DROPS}
 
 
 class EspError(ValueError):
