@@ -20,6 +20,7 @@ import fnmatch
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.time = 1, 2.0
         if args.tunnels == "*":
             args.tunnels = "veth,espfast-aes128gcm16"
+    # SIGTERM unwinds like Ctrl-C: every namespace and process the run started goes away.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not have_root():
         print("bench: needs root (network namespaces, TUN)", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from espfast._dataplane import ffi, lib
 
@@ -198,18 +198,16 @@ def _check_spi(spi: object) -> int:
 
 
 def _check_direction(direction: object) -> Direction:
-    try:
-        return Direction(str(direction)) if isinstance(direction, str) else Direction("?")
-    except ValueError:
-        raise ValueError(f"unknown direction {direction!r} (in, out)") from None
+    if isinstance(direction, str) and direction in Direction._value2member_map_:
+        return Direction(direction)
+    raise ValueError(f"unknown direction {direction!r} (in, out)")
 
 
 def _check_transform(transform: object) -> Transform:
-    try:
-        return Transform(str(transform)) if isinstance(transform, str) else Transform("?")
-    except ValueError:
-        known = ", ".join(t.value for t in Transform)
-        raise ValueError(f"unknown transform {transform!r} (known: {known})") from None
+    if isinstance(transform, str) and transform in Transform._value2member_map_:
+        return Transform(transform)
+    known = ", ".join(t.value for t in Transform)
+    raise ValueError(f"unknown transform {transform!r} (known: {known})")
 
 
 def _check_network(ts: object, what: str) -> Network:
@@ -415,12 +413,30 @@ def _check_tun_fd(fd: object) -> int:
     return fd
 
 
+class _Closable:
+    """A context manager that calls close() on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 # ---- the dataplane ---------------------------------------------------------------------
 
 _IKE_HDR = struct.Struct("=BBH16s")  # struct ef_ike_hdr
 
 
-class Dataplane:
+class Dataplane(_Closable):
     """ESP between a TUN device and a UDP socket, in C threads. A context manager.
 
     ``tun_fd``: a TUN device opened with IFF_TUN | IFF_NO_PI, best also IFF_VNET_HDR (see
@@ -488,17 +504,6 @@ class Dataplane:
                 lib.ef_dp_free(self._dp)
                 self._dp = None
                 self._ike.close()
-
-    def __enter__(self) -> Dataplane:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -611,7 +616,7 @@ class PacketBatch:
         return bytes(ffi.buffer(self.buf, self.count * self.stride)[start : start + self.lens[i]])
 
 
-class EspSa:
+class EspSa(_Closable):
     """One SA direction on its own: :meth:`encap` (outbound) or :meth:`decap` (inbound).
 
     ``initial_seq``: the last sequence number already sent (outbound) or the highest
@@ -635,6 +640,18 @@ class EspSa:
         self._lock = threading.Lock()
         self._out = ffi.new("uint8_t[]", 16384 + ENCAP_OVERHEAD)
 
+    def close(self) -> None:
+        """Frees the SA now (its keys are zeroed), rather than when it is collected."""
+        with self._lock:
+            if self._sa is not None:
+                ffi.release(self._sa)
+                self._sa = None
+
+    def _handle(self) -> Any:
+        if self._sa is None:
+            raise ValueError("the SA is closed")
+        return self._sa
+
     def _fail(self, rc: int) -> EspError:
         reason = _REASONS.get(-rc, "error")
         return EspError(reason, _strerror(-rc))
@@ -644,7 +661,7 @@ class EspSa:
         if self.direction is not Direction.OUT:
             raise ValueError("encap needs an outbound SA")
         with self._lock:
-            n = lib.ef_esp_sa_encap(self._sa, inner, len(inner), self._out, len(self._out))
+            n = lib.ef_esp_sa_encap(self._handle(), inner, len(inner), self._out, len(self._out))
             if n < 0:
                 raise self._fail(n)
             return bytes(ffi.buffer(self._out, n))
@@ -655,7 +672,7 @@ class EspSa:
         if self.direction is not Direction.IN:
             raise ValueError("decap needs an inbound SA")
         with self._lock:
-            n = lib.ef_esp_sa_decap(self._sa, esp, len(esp), self._out, len(self._out))
+            n = lib.ef_esp_sa_decap(self._handle(), esp, len(esp), self._out, len(self._out))
             if n < 0:
                 raise self._fail(n)
             return bytes(ffi.buffer(self._out, n))
@@ -664,7 +681,7 @@ class EspSa:
         """Encapsulates every slot's inner bytes in place (for micro-benchmarks)."""
         with self._lock:
             n = lib.ef_esp_sa_encap_batch(
-                self._sa,
+                self._handle(),
                 batch.buf,
                 batch.stride,
                 batch.count,
@@ -679,7 +696,7 @@ class EspSa:
         """Decapsulates every slot's ESP packet in place (for micro-benchmarks)."""
         with self._lock:
             n = lib.ef_esp_sa_decap_batch(
-                self._sa, batch.buf, batch.stride, batch.count, batch.offs, batch.lens
+                self._handle(), batch.buf, batch.stride, batch.count, batch.offs, batch.lens
             )
         if n < 0:
             raise self._fail(n)
@@ -687,5 +704,5 @@ class EspSa:
     def stats(self) -> SaStats:
         st = ffi.new("struct ef_sa_stats *")
         with self._lock:
-            lib.ef_esp_sa_stats(self._sa, st)
+            lib.ef_esp_sa_stats(self._handle(), st)
         return _sa_stats(st)
