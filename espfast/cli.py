@@ -19,6 +19,7 @@ from espfast import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "static": ("espfast.static", "run an ESP tunnel with manually configured keys (no IKE)"),
     "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
+    "status": ("espfast.status", "show the running daemon's IKE and Child SAs"),
 }
 
 
