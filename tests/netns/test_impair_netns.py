@@ -94,6 +94,17 @@ def test_drop_rate_within_statistical_bound(hosts: ThreeHosts, tmp_path: Path) -
     assert got == sorted(got) and len(set(got)) == len(got)  # no reordering or duplicates
 
 
+def test_ipv6_through_the_relay(hosts: ThreeHosts, tmp_path: Path) -> None:
+    n, p = 400, 0.3
+    with relay(hosts, tmp_path, ab=Impairment(drop=p, match="port:5001"), seed=6) as r:
+        assert received(ping(hosts.a, hosts.addr6_b)) == 3
+        got = flow(hosts.a, hosts.b, hosts.addr6_b, count=n)
+        stats = r.stop()["ab"]
+    assert abs(n - len(got) - n * p) < 5 * math.sqrt(n * p * (1 - p))
+    assert stats["dropped"] == n - len(got)
+    assert stats["seen"] >= n + 3
+
+
 def test_same_seed_same_losses(hosts: ThreeHosts, tmp_path: Path) -> None:
     runs = []
     for i in range(2):
@@ -162,6 +173,23 @@ def test_update_changes_a_running_relay(hosts: ThreeHosts, tmp_path: Path) -> No
         stats = r.stop()
     assert stats["generation"] == 2
     assert stats["ab"]["dropped"] == 3
+
+
+def test_killed_relay_fails_closed(hosts: ThreeHosts, tmp_path: Path) -> None:
+    """Without the relay process, traffic stops rather than bypassing the impairments; a new
+    relay takes over, and after a clean exit r routes plainly again."""
+    with relay(hosts, tmp_path / "1") as r:
+        assert received(ping(hosts.a, hosts.addr_b, count=1)) == 1
+        r.proc.kill()
+        r.proc.wait(10)
+        assert received(ping(hosts.a, hosts.addr_b, count=1)) == 0
+        assert received(ping(hosts.a, hosts.addr6_b, count=1)) == 0
+    with relay(hosts, tmp_path / "2") as r:
+        assert received(ping(hosts.a, hosts.addr_b, count=1)) == 1
+        assert r.stop()["ab"]["seen"] == 1
+    assert received(ping(hosts.a, hosts.addr_b, count=1)) == 1
+    assert received(ping(hosts.a, hosts.addr6_b, count=1)) == 1
+    assert hosts.r.run("ip", "rule").stdout.count("lookup") == 3  # local, main, default
 
 
 def test_bad_config_is_refused(hosts: ThreeHosts, tmp_path: Path) -> None:

@@ -20,8 +20,12 @@ from espfast.netns import Namespace, wait_for
 HEADER = b"efseq"
 
 
+def family(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> list[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(family(bind), socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind((bind, port))
     print("listening", flush=True)
@@ -38,7 +42,7 @@ def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> 
 
 
 def send(dst: str, port: int, count: int, interval: float, size: int, sport: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(family(dst), socket.SOCK_DGRAM)
     if sport:
         sock.bind(("", sport))
     for i in range(count):

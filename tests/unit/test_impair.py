@@ -125,6 +125,20 @@ def test_port_match_either_direction() -> None:
     assert matches(parse_match("ike, port:9"), classify(udp4(9, 1, b"")))
 
 
+def test_link_scope_packets_are_not_relayed() -> None:
+    ln = lane()
+    six = udp6(1, 2, b"x")
+    mld = six[:8] + bytes(16) + socket.inet_pton(socket.AF_INET6, "ff02::16") + six[40:]
+    ll_src = six[:8] + socket.inet_pton(socket.AF_INET6, "fe80::1") + six[24:]
+    igmp = ipv4(2, b"\0" * 8)[:16] + socket.inet_aton("224.0.0.22") + b"\0" * 8
+    for pkt in (mld, ll_src, igmp):
+        ln.push(pkt, 0.0)
+    ln.push(six, 0.0)  # 2001:2::1 -> 2001:2::1: transit
+    ln.push(ipv4(2, b"\0" * 8)[:16] + socket.inet_aton("239.1.1.1") + b"\0" * 8, 0.0)
+    assert len(ln.due(0.0)) == 2
+    assert ln.counters.link_scope == 3 and ln.counters.seen == 2
+
+
 def test_not_ip_is_counted_and_still_forwarded() -> None:
     ln = lane(drop=1.0, match="udp")
     assert classify(b"junk") is NOT_IP
