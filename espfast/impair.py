@@ -585,7 +585,7 @@ class Relay:
             return doc
         return {"snapshot": 0, "generation": 0}
 
-    def _wait(self, key: str, above: int, timeout: float = 5.0) -> dict[str, Any]:
+    def _wait(self, key: str, above: int, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             doc = self._read_stats()
