@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from udpflow import flow
 
-from espfast.impair import Impairment, relay
+from espfast.impair import Impairment, relay, start_relay
 from espfast.netns import Namespace, ThreeHosts, wait_for
 from espfast.static import Running, pair_configs, start_in, write_private
 
@@ -193,6 +193,17 @@ def test_killed_relay_fails_closed(hosts: ThreeHosts, tmp_path: Path) -> None:
     assert received(ping(hosts.a, hosts.addr_b, count=1)) == 1
     assert received(ping(hosts.a, hosts.addr6_b, count=1)) == 1
     assert hosts.r.run("ip", "rule").stdout.count("lookup") == 3  # local, main, default
+
+
+def test_time_limit_ends_the_relay(hosts: ThreeHosts, tmp_path: Path) -> None:
+    r = start_relay(hosts, tmp_path, max_seconds=1.0, ab=Impairment(drop=1.0))
+    assert received(ping(hosts.a, hosts.addr_b, count=1, wait=1)) == 0
+    assert r.proc.wait(10) == 0  # by itself
+    assert r.proc.stdout is not None
+    final = json.loads(r.proc.stdout.read())
+    assert final["reason"] == "time limit" and 1.0 <= final["seconds"] < 5.0
+    assert final["ab"]["dropped"] == 1
+    assert received(ping(hosts.a, hosts.addr_b, count=1)) == 1  # plain routing again
 
 
 def test_bad_config_is_refused(hosts: ThreeHosts, tmp_path: Path) -> None:

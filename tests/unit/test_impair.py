@@ -17,6 +17,7 @@ from espfast.impair import (
     Lane,
     classify,
     lanes_from_config,
+    main,
     matches,
     parse_config,
     parse_match,
@@ -289,3 +290,22 @@ def test_config_round_trip_and_errors() -> None:
     assert set(lanes) == {"ab", "ba"} and lanes["ab"].queue_limit == 5
     # The two directions draw from different streams.
     assert lanes["ab"].rng.random() != lanes["ba"].rng.random()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ab", "{"], "espfast.impair: Expecting property name"),
+        (["--ba", '{"drop": 2}'], "espfast.impair: drop must be a probability"),
+        (["--ab", '{"match": "icmp"}'], "espfast.impair: unknown match 'icmp'"),
+        (["--queue-limit", "0"], "espfast.impair: --queue-limit must be in"),
+        (["--max-seconds", "-1"], "espfast.impair: --queue-limit must be in [1, 1e6], --max"),
+        (["--config", "/nonexistent/impair.json"], "espfast.impair: [Errno 2]"),
+    ],
+)
+def test_command_line_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
