@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from espfast import cli
+from espfast import cli, ctl
 from espfast.ctl import (
     MAX_LINE,
     ChildSaStatus,
@@ -459,3 +459,25 @@ def test_child_sa_status_from_event_and_counters() -> None:
     assert c["drops"] == {"replay_drops": 1, "seq_exhausted": 2}
     assert (c["spi_in"], c["spi_out"], c["esn"], c["state"]) == (0xC1, 0xC2, True, "INSTALLED")
     assert "k" * 36 not in json.dumps(c)  # no key material in the document
+
+
+def test_connection_limit_and_idle_timeout(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctl, "IDLE_TIMEOUT", 0.3)
+    with serving(sock_path):
+        idle = []
+        for _ in range(ctl.MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(str(sock_path))
+            idle.append(s)
+        try:
+            answers = raw(sock_path, b'{"command":"status"}\n')
+            assert answers == [{"ok": False, "error": "too many control connections, try again"}]
+        finally:
+            # The idle ones are closed by the server after IDLE_TIMEOUT.
+            assert all(s.recv(10) == b"" for s in idle)
+            for s in idle:
+                s.close()
+        assert request("status", sock_path) == ONE
