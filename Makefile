@@ -20,7 +20,7 @@ CWARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes
 CFLAGS_C := -std=gnu11 -O2 -g $(CWARN) -D_GNU_SOURCE -pthread
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 CSRC     := $(wildcard csrc/*.c)
-CHDR     := $(wildcard csrc/*.h)
+CHDR     := $(wildcard csrc/*.h) csrc/api.cdef
 CTESTS   := $(wildcard csrc/tests/*.c)
 EXT_STAMP := $(BUILD)/.ext-stamp
 

@@ -24,6 +24,13 @@ class ChildSa:
     # are the i->r keys (RFC 7296 §2.17).
     exchange_initiator: bool
     keys: ChildKeys | None = field(default=None, repr=False)
+    rekey_at: float | None = None  # when it rekeys / expires (the IkeSa's clock)
+    expire_at: float | None = None
+    rekeying: bool = False
+    deleting: bool = False
+    # Set when the peer rekeyed this SA: the lowest nonce of its exchange and the new
+    # SA it made (RFC 7296 §2.8.1 collisions are settled with these).
+    peer_rekey: tuple[bytes, int] | None = None
 
     def up_event(self, ike_sa_id: int, peer: tuple[str, int]) -> ChildSaUp:
         assert self.keys is not None

@@ -17,11 +17,31 @@ Verifier = Callable[[int, bytes, bytes, Sequence[bytes], tuple[int, bytes]], Non
 
 
 @dataclass(frozen=True)
+class Lifetime:
+    """strongSwan's names and meaning, in seconds (0: never): rekey after ``rekey_time``
+    minus a random part of ``rand_time``; hard end at ``life_time``. Child SAs also
+    rekey after ``rekey_bytes`` / ``rekey_packets`` (0: off) as the dataplane counts."""
+
+    rekey_time: float
+    life_time: float
+    rand_time: float
+    rekey_bytes: int = 0
+    rekey_packets: int = 0
+
+
+# swanctl.conf defaults: Child SAs rekey after 1 h (life_time +10 %, rand_time the
+# difference); IKE SAs after 4 h (over_time 10 % of it, rand_time = over_time).
+CHILD_LIFETIME = Lifetime(3600.0, 3960.0, 360.0)
+IKE_LIFETIME = Lifetime(14400.0, 15840.0, 1440.0)
+
+
+@dataclass(frozen=True)
 class ChildConfig:
     name: str
     local_ts: tuple[TrafficSelector, ...]
     remote_ts: tuple[TrafficSelector, ...]
     esp_proposals: tuple[ProposalSpec, ...] = field(default_factory=lambda: parse_esp(DEFAULT_ESP))
+    lifetime: Lifetime = CHILD_LIFETIME
 
 
 @dataclass(frozen=True)
@@ -57,3 +77,27 @@ class IkeConfig:
     retransmit_tries: int = 5
     fragment_size: int = 1280  # RFC 7383: fragment when the message exceeds this
     fragmentation: bool = True
+    lifetime: Lifetime = IKE_LIFETIME
+    dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
+    initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
+
+    def __post_init__(self) -> None:
+        where = f"connection {self.name!r}"
+        if not self.ike_proposals:
+            raise ValueError(f"{where}: no IKE proposals")
+        if self.auth.psk is None and self.auth.signer is None:
+            raise ValueError(f"{where}: neither a pre-shared key nor a certificate to sign with")
+        if self.auth.psk is not None and len(self.auth.psk) < 8:
+            raise ValueError(f"{where}: pre-shared key shorter than 8 bytes")
+        names = [c.name for c in self.children]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{where}: child names must be unique ({', '.join(names)})")
+        for c in self.children:
+            if not c.local_ts or not c.remote_ts:
+                raise ValueError(f"{where}: child {c.name!r} needs local_ts and remote_ts")
+            if not c.esp_proposals:
+                raise ValueError(f"{where}: child {c.name!r} has no ESP proposals")
+        if self.fragment_size < 576:
+            raise ValueError(f"{where}: fragment_size {self.fragment_size} below 576")
+        if self.retransmit_timeout <= 0 or self.retransmit_tries < 0:
+            raise ValueError(f"{where}: retransmit_timeout must be > 0, tries >= 0")

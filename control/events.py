@@ -88,12 +88,12 @@ class IkeSaDown:
 
 @dataclass(frozen=True)
 class IkeSaRekeyed:
-    """The IKE SA was rekeyed (RFC 7296 §2.18): ``new_sa`` (new SPIs, same peer) carries
-    its Child SAs from now on; the old one goes down ("rekeyed") when deleted."""
+    """The IKE SA was rekeyed (RFC 7296 §2.18): ``new_sa`` (new SPIs, same peer, same
+    ``ike_sa_id``) carries the Child SAs from now on; route datagrams with its SPIs to it.
+    The old SA then closes quietly: no IkeSaDown for it, the IKE SA lives on."""
 
     ike_sa_id: int
     name: str
-    new_ike_sa_id: int
     new_sa: IkeSa = field(repr=False, compare=False)
 
 

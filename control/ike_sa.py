@@ -15,6 +15,7 @@ Datagrams addressed to port 4500 go out with the non-ESP marker (the I/O shell a
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 from collections import deque
 from enum import Enum
@@ -53,7 +54,6 @@ from .events import (
     PeerAddressChanged,
 )
 from .message import (
-    HEADER_LEN,
     Header,
     Message,
     decode,
@@ -71,7 +71,7 @@ from .tasks.base import Task
 from .tasks.child_create import CreateChild
 from .tasks.ike_auth import IkeAuth
 from .tasks.ike_init import IkeInit
-from .tasks.ike_rekey import IkeRekey
+from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
 
 log = logging.getLogger("espfast.control")
@@ -79,8 +79,13 @@ log = logging.getLogger("espfast.control")
 Addr = tuple[str, int]
 HALF_OPEN_TIMEOUT = 30.0  # seconds a responder waits for IKE_AUTH (strongSwan's default)
 MAX_FRAGMENTS = 32
+MAX_REASSEMBLIES = 4  # messages being reassembled at once
+REKEY_RETRY = 10.0  # seconds (plus up to as much again) before a failed rekey is retried
 # Path MTU minus IPv6 + UDP headers and the non-ESP marker (RFC 7383 §2.5.1).
 FRAGMENT_OVERHEAD = 40 + 8 + 4
+
+
+_ESTABLISHED = itertools.count(1)
 
 
 class State(Enum):
@@ -124,7 +129,21 @@ class IkeSa:
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.nat_local = self.nat_remote = False
         self.peer_id: IdPayload | None = None
+        self.initial_contact = False  # the peer said it holds no other SA with us
+        self.established_seq = 0  # order of establishment among all IKE SAs
+        self.replaced_by: IkeSa | None = None  # set once rekeyed (RFC 7296 §2.18)
+        self.rekeyed_from: IkeSa | None = None  # the IKE SA this one replaced
+        self.destroy_when_idle = ""  # a reason: destroy once our outstanding request ends
+        self.early_deletes: set[int] = set()  # peer SPIs deleted before we saw them made
+        # The peer's rekey of this SA, while ours was under way: the lowest nonce of its
+        # exchange and the SA it made (§2.8.2 collision).
+        self.peer_ike_rekey: tuple[bytes, IkeSa] | None = None
         self.delete_reason = ""
+        # Lifetimes and liveness (absolute times on the caller's clock).
+        self.rekey_at: float | None = None
+        self.expire_at: float | None = None
+        self.rekeying = False
+        self.last_heard = now
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -178,6 +197,7 @@ class IkeSa:
                 return
             msg = exc
         else:
+            self.last_heard = now
             if decoded is None:  # a fragment; more to come
                 return
             msg = decoded
@@ -200,10 +220,83 @@ class IkeSa:
                 self.destroy("half-open IKE SA timed out")
                 return
         self.tm.handle_timer(now)
+        if self.is_destroyed or self.state is not State.ESTABLISHED:
+            return
+        if self.expire_at is not None and now >= self.expire_at:
+            self.expire_at = None
+            self.log("IKE SA lifetime over" if self.replaced_by is None else
+                     "the peer did not delete the IKE SA it rekeyed")  # fmt: skip
+            self._delete_self(now)
+            return
+        if self.rekey_at is not None and now >= self.rekey_at and not self.rekeying:
+            self.rekeying = True
+            self.rekey(now)
+        for spi, child in list(self.children.items()):
+            if child.expire_at is not None and now >= child.expire_at:
+                child.expire_at = child.rekey_at = None
+                self.log(f"Child SA {child.name} {spi:08x} lifetime over")
+                self.delete_child(spi, now)
+            elif child.rekey_at is not None and now >= child.rekey_at and not child.rekeying:
+                child.rekeying = True
+                self.rekey_child(spi, now)
+        dpd = self._dpd_at()
+        if dpd is not None and now >= dpd:
+            self.last_heard = now  # one check at a time; retransmissions decide the rest
+            self.check_liveness(now)
 
     def get_timer(self) -> float | None:
-        timers = [t for t in (self.tm.get_timer(), self.half_open_deadline) if t is not None]
-        return min(timers) if timers and not self.is_destroyed else None
+        if self.is_destroyed:
+            return None
+        timers = [self.tm.get_timer(), self.half_open_deadline]
+        if self.state is State.ESTABLISHED:
+            timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at()]
+            for c in self.children.values():
+                timers += [c.expire_at, None if c.rekeying else c.rekey_at]
+        due = [t for t in timers if t is not None]
+        return min(due) if due else None
+
+    def child_traffic(self, spi_in: int, octets: int, packets: int, now: float) -> None:
+        """The dataplane's counters for a Child SA (both directions, cumulative): rekey it
+        when they pass rekey_bytes / rekey_packets."""
+        child = self.children.get(spi_in)
+        if child is None or child.rekeying:
+            return
+        life = self._child_config(child.name).lifetime
+        if (life.rekey_bytes and octets >= life.rekey_bytes) or (
+            life.rekey_packets and packets >= life.rekey_packets
+        ):
+            child.rekeying = True
+            self.rekey_child(spi_in, now)
+
+    def peer_alive(self, now: float) -> None:
+        """Traffic from the peer was seen (e.g. inbound ESP): no liveness check needed."""
+        self.last_heard = max(self.last_heard, now)
+
+    def _dpd_at(self) -> float | None:
+        delay = self.config.dpd_delay
+        if not delay or self.tm.active is not None or self.tm.queue:
+            return None
+        return self.last_heard + delay
+
+    def retry_rekey_later(self, child: ChildSa | None = None) -> None:
+        """A rekey failed (TEMPORARY_FAILURE, collision, timeout): try again in 10-20 s
+        (RFC 7296 §2.25), as long as the SA lives."""
+        when = self.now + REKEY_RETRY + self._jitter(REKEY_RETRY)
+        if child is None:
+            self.rekeying = False
+            self.rekey_at = when
+        elif child.spi_in in self.children and not child.deleting:
+            child.rekeying = False
+            child.rekey_at = when
+
+    def _jitter(self, life_rand: float) -> float:
+        return int.from_bytes(self.rng.random_bytes(4), "big") / 2**32 * life_rand
+
+    def _child_config(self, name: str) -> ChildConfig:
+        for c in self.config.children:
+            if c.name == name:
+                return c
+        return ChildConfig(name, (), ())
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out, self._out = self._out, []
@@ -213,40 +306,66 @@ class IkeSa:
         return self._events.popleft() if self._events else None
 
     # -- what the I/O shell may ask for ------------------------------------------------
+    # After a rekey the old IKE SA starts no exchange (RFC 7296 §2.18): what the shell
+    # asks of it goes to the IKE SA that replaced it.
+
     def create_child(self, child: ChildConfig, now: float) -> None:
         """CREATE_CHILD_SA for an additional Child SA (RFC 7296 §1.3.1)."""
-        self.tm.queue_task(CreateChild(self, True, child), now)
+        sa = self.current
+        sa.tm.queue_task(CreateChild(sa, True, child), now)
 
     def rekey_child(self, spi_in: int, now: float) -> None:
         """CREATE_CHILD_SA with REKEY_SA for the Child SA whose inbound SPI is ``spi_in``."""
-        child = self.children[spi_in]
-        cfg = next(c for c in self.config.children if c.name == child.name)
-        self.tm.queue_task(CreateChild(self, True, cfg, rekey=child), now)
+        sa = self.current
+        child = sa.children.get(spi_in)
+        if child is None or child.deleting:
+            return  # gone or going: nothing to rekey
+        child.rekeying = True
+        sa.tm.queue_task(CreateChild(sa, True, sa._child_config(child.name), rekey=child), now)
 
-    def delete_child(self, spi_in: int, now: float) -> None:
-        """INFORMATIONAL { D(ESP, spi_in) }; ChildSaDown when the peer confirms."""
+    def delete_child(self, spi_in: int, now: float, *, first: bool = False) -> None:
+        """INFORMATIONAL { D(ESP, spi_in) }; ChildSaDown when the peer confirms.
+        ``first``: ahead of other queued exchanges."""
+        if self.replaced_by is not None and spi_in not in self.children:
+            self.current.delete_child(spi_in, now, first=first)
+            return
+        child = self.children.get(spi_in)
+        if child is not None:
+            child.deleting = True
+            child.rekey_at = None
         spi = spi_in.to_bytes(4, "big")
-        self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.ESP, (spi,)),)),
-                           now)  # fmt: skip
+        task = Informational(self, True, (DeletePayload(ProtocolId.ESP, (spi,)),))
+        if first:
+            self.tm.queue.insert(0, task)
+            self.tm.initiate(now)
+        else:
+            self.tm.queue_task(task, now)
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL { D(IKE) }: closes the IKE SA and all its Child SAs."""
-        if self.is_destroyed:
+        self.current._delete_self(now)
+
+    def _delete_self(self, now: float) -> None:
+        if self.is_destroyed or self.is_deleting:
             return
         if not self.is_established:
             self.destroy("deleted before it was established")
             return
         self.tm.queue.clear()
-        self.tm.queue_task(Informational(self, True, (DeletePayload(ProtocolId.IKE),)), now)
+        self.tm.queue.append(Informational(self, True, (DeletePayload(ProtocolId.IKE),)))
+        self.tm.initiate(now)
 
     def rekey(self, now: float) -> None:
         """CREATE_CHILD_SA rekeying this IKE SA (RFC 7296 §1.3.2); IkeSaRekeyed carries
         the new IkeSa, then this one is deleted."""
-        self.tm.queue_task(IkeRekey(self, True), now)
+        sa = self.current
+        sa.rekeying = True
+        sa.tm.queue_task(IkeRekey(sa, True), now)
 
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
-        self.tm.queue_task(Informational(self, True), now)
+        sa = self.current
+        sa.tm.queue_task(Informational(sa, True), now)
 
     def status(self) -> dict[str, object]:
         """What ``espfast status`` shows: no keys, only names, numbers and addresses."""
@@ -293,9 +412,18 @@ class IkeSa:
     def deleting(self) -> None:
         self.state = State.DELETING
 
+    def _schedule(self, now: float) -> None:
+        life = self.config.lifetime
+        if life.rekey_time:
+            self.rekey_at = now + life.rekey_time - self._jitter(life.rand_time)
+        if life.life_time:
+            self.expire_at = now + life.life_time
+
     def established(self) -> None:
+        self.established_seq = next(_ESTABLISHED)
         self.state = State.ESTABLISHED
         self.half_open_deadline = None
+        self._schedule(self.now)
         assert self.chosen is not None
         peer = self.id_str(self.peer_id) if self.peer_id else ""
         local = self.id_str(IdPayload(*self.config.local_id))
@@ -309,6 +437,8 @@ class IkeSa:
             return
         was_up = self.is_established
         self.state = State.DESTROYED
+        if self.replaced_by is not None and self.replaced_by.rekeyed_from is self:
+            self.replaced_by.rekeyed_from = None  # no chain of old SAs kept alive
         self.delete_reason = reason
         for spi in list(self.children):
             self.remove_child(spi, reason)
@@ -316,13 +446,20 @@ class IkeSa:
         self._crypt_in = self._crypt_out = None
         self.tm.queue.clear()
         self.tm.active = None
+        if self.replaced_by is not None:
+            # Rekeyed away (or the loser of a §2.8.2 collision): the IKE SA lives on in
+            # its replacement, so the shell hears nothing.
+            self.log(f"old IKE SA {self.spi_i:016x}_i {self.spi_r:016x}_r closed: {reason}")
+            return
         self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}")
         self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason))
 
     def select_config(self, idi: IdPayload) -> None:
         """Responder: the configuration whose remote identity the IDi names."""
-        for cfg in self.candidates:
-            if cfg.remote_id is None or id_matches((idi.id_type, idi.data), cfg.remote_id):
+        peer = (idi.id_type, idi.data)
+        # The connection IKE_SA_INIT chose first (its proposals were negotiated).
+        for cfg in (self.config, *self.candidates):
+            if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
                 self.config = cfg
                 return
         raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",
@@ -361,10 +498,29 @@ class IkeSa:
             if spi >= 256 and spi not in self.children:
                 return spi
 
+    @property
+    def current(self) -> IkeSa:
+        """This IKE SA, or the one that replaced it after a rekey (RFC 7296 §2.18):
+        exchanges finishing on a replaced SA put their Child SAs there."""
+        sa = self
+        while sa.replaced_by is not None:
+            sa = sa.replaced_by
+        return sa
+
     def add_child(self, child: ChildSa, replaces: ChildSa | None = None) -> None:
         """Keep the new Child SA and announce it (ChildSaUp, or ChildSaRekeyed when it
         ``replaces`` another); its keys leave with the event and are dropped here."""
+        if self.replaced_by is not None:
+            self.current.add_child(child, replaces)
+            return
         self.children[child.spi_in] = child
+        life = self._child_config(child.name).lifetime
+        if life.rekey_time:
+            child.rekey_at = self.now + life.rekey_time - self._jitter(life.rand_time)
+        if life.life_time:
+            child.expire_at = self.now + life.life_time
+        if replaces is not None:
+            replaces.rekey_at = None  # the old one waits for its DELETE
         self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
                  f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
                  f"{', '.join(map(str, child.remote_ts))}")  # fmt: skip
@@ -377,18 +533,28 @@ class IkeSa:
         child.forget_keys()
 
     def remove_child(self, spi_in: int, reason: str) -> None:
+        if spi_in not in self.children and self.replaced_by is not None:
+            self.current.remove_child(spi_in, reason)
+            return
         child = self.children.pop(spi_in, None)
         if child is None:
             return
         self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason))
 
-    def child_deleted_by_peer(self, spi_out: int, answer: bool) -> int | None:
+    def child_deleted_by_peer(self, spi_out: int) -> int | None:
         """The peer deleted its inbound SA ``spi_out``: remove ours; return our SPI."""
-        for spi_in, child in list(self.children.items()):
+        child = self.child_by_spi_out(spi_out)
+        if child is None:
+            return None
+        self.remove_child(child.spi_in, "deleted by peer")
+        return child.spi_in
+
+    def child_by_spi_out(self, spi_out: int) -> ChildSa | None:
+        """The Child SA whose outbound SPI is ``spi_out`` (here or in our replacement)."""
+        for child in self.children.values():
             if child.spi_out == spi_out:
-                self.remove_child(spi_in, "deleted by peer")
-                return spi_in
-        return None
+                return child
+        return self.replaced_by.child_by_spi_out(spi_out) if self.replaced_by else None
 
     def rekeyed(self, *, initiator: bool, spi_i: int, spi_r: int, chosen: Chosen, ni: bytes,
                 nr: bytes, shared: bytes, now: float) -> IkeSa:  # fmt: skip
@@ -398,7 +564,7 @@ class IkeSa:
         new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
-        new.ike_sa_id = spi_i if initiator else spi_r
+        new.ike_sa_id = self.ike_sa_id  # the same IKE SA to the shell, under new SPIs
         new.candidates = self.candidates
         new.half_open_deadline = None
         # The old PRF keys SKEYSEED, the new one derives the SK_* (as strongSwan does).
@@ -410,9 +576,21 @@ class IkeSa:
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.peer_id = self.peer_id
         new.state = State.ESTABLISHED
+        new.established_seq = self.established_seq
+        new._schedule(now)
         new.children, self.children = self.children, {}
+        # The rekey initiator deletes the old SA right away (§1.3.2); should that DELETE
+        # never come, we close it ourselves after a grace period.
+        self.rekey_at = None
+        self.expire_at = now + REPLACED_GRACE
+        self.replaced_by = new
+        new.rekeyed_from = self
+        # Exchanges we had queued but not started go to the new IKE SA.
+        for task in self.tm.queue:
+            task.rebind(new)
+        new.tm.queue, self.tm.queue = self.tm.queue, []  # the caller starts them
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
-        self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new.ike_sa_id, new))
+        self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new))
         return new
 
     def responder_task(self, msg: Message) -> Task:
@@ -483,6 +661,8 @@ class IkeSa:
                 self.tm.counters.retransmitted_requests_answered += 1
                 self.send(self.tm.cached[1])
             return None
+        if key not in self._fragments and len(self._fragments) >= MAX_REASSEMBLIES:
+            self._fragments.pop(next(iter(self._fragments)))  # the oldest message goes
         pieces = self._fragments.setdefault(key, {})
         if pieces and next(iter(pieces.values()))[0] != skf.total:
             pieces.clear()
@@ -543,6 +723,3 @@ def _payload_name(p: Payload) -> str:
         return PayloadType(t).name
     except ValueError:
         return str(t)
-
-
-__all__ = ["HEADER_LEN", "IkeSa", "State"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .config import ChildConfig, IkeConfig
-from .events import Event, IkeSaRekeyed
+from .events import Event, IkeSaRekeyed, IkeSaUp
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN
 from .responder import Responder
@@ -36,6 +37,7 @@ class IkeManager:
             self.responder = Responder(configs, local, rng, cookie_threshold=cookie_threshold,
                                        half_open_limit=half_open_limit)  # fmt: skip
         self._by_spi: dict[int, IkeSa] = {}  # our own SPI -> IKE SA
+        self._responding: dict[int, IkeSa] = {}  # initiator's SPI -> IKE SA we answer
         self._events: deque[Event] = deque()
         self._out: list[Datagram] = []
 
@@ -45,6 +47,9 @@ class IkeManager:
 
     def initiate(self, config: IkeConfig, *, local: Addr, remote: Addr, now: float,
                  child: ChildConfig | None = None) -> IkeSa:  # fmt: skip
+        if any(o.config.name == config.name and not o.is_destroyed for o in self._by_spi.values()):
+            # INITIAL_CONTACT only when we hold no other IKE SA of this connection.
+            config = replace(config, initial_contact=False)
         sa = IkeSa.initiate(config, local=local, remote=remote, rng=self.rng, now=now,
                             child=child)  # fmt: skip
         self._add(sa)
@@ -60,6 +65,12 @@ class IkeManager:
         # The I flag says whose message it is: the original initiator's messages carry
         # our SPI as responder SPI, the responder's messages ours as initiator SPI.
         sa = self._by_spi.get(spi_r if from_initiator else spi_i)
+        if sa is None and from_initiator and spi_r == 0:
+            # A late copy of an IKE_SA_INIT request whose SA exists already: that SA
+            # answers it from its cache or drops it; it must not start another SA.
+            known = self._responding.get(spi_i)
+            if known is not None and known.remote[0] == addr[0]:
+                sa = known
         if sa is not None and sa.spi_i == spi_i:
             sa.receive_datagram(data, addr, now, local)
             return
@@ -97,15 +108,35 @@ class IkeManager:
     def status(self) -> list[dict[str, object]]:
         return [sa.status() for sa in self._by_spi.values()]
 
+    def _drop_stale(self, fresh: IkeSa) -> None:
+        """RFC 7296 §2.4 INITIAL_CONTACT: the peer (restarted) holds no other IKE SA with
+        us, so every older one with the same identity and connection is gone."""
+        for other in list(self._by_spi.values()):
+            if other is fresh or other.config.name != fresh.config.name:
+                continue
+            older = other.established_seq < fresh.established_seq
+            if other.peer_id == fresh.peer_id and other.is_established and older:
+                other.destroy("replaced: the peer sent INITIAL_CONTACT")
+                self._collect(other)
+
     def _add(self, sa: IkeSa) -> None:
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
+        if not sa.initiator:
+            self._responding[sa.spi_i] = sa
 
     def _collect(self, sa: IkeSa) -> None:
+        came_up = False
         while (event := sa.next_event()) is not None:
             if isinstance(event, IkeSaRekeyed):
                 self._add(event.new_sa)
+            came_up = came_up or isinstance(event, IkeSaUp)
             self._events.append(event)
+        if came_up and sa.initial_contact:
+            self._drop_stale(sa)
         if sa.is_destroyed:
-            for spi, known in list(self._by_spi.items()):
-                if known is sa:
-                    del self._by_spi[spi]
+            # Its last words (e.g. the answer to the peer's DELETE) still go out.
+            self._out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(0)]
+            for table in (self._by_spi, self._responding):
+                for spi, known in list(table.items()):
+                    if known is sa:
+                        del table[spi]

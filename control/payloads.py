@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .buffer import Buffer
 from .constants import (
@@ -631,22 +631,22 @@ PULLERS: dict[int, Callable[[Buffer], Payload]] = {
     PayloadType.SKF: pull_skf,
 }
 
-PUSHERS: dict[type, Callable[[Buffer, object], None]] = {
-    SaPayload: push_sa,  # type: ignore[dict-item]
-    KePayload: push_ke,  # type: ignore[dict-item]
-    IdiPayload: push_id,  # type: ignore[dict-item]
-    IdrPayload: push_id,  # type: ignore[dict-item]
-    CertPayload: push_cert,  # type: ignore[dict-item]
-    CertReqPayload: push_cert,  # type: ignore[dict-item]
-    AuthPayload: push_auth,  # type: ignore[dict-item]
-    NoncePayload: push_nonce,  # type: ignore[dict-item]
-    NotifyPayload: push_notify,  # type: ignore[dict-item]
-    DeletePayload: push_delete,  # type: ignore[dict-item]
-    VendorIdPayload: push_vendor_id,  # type: ignore[dict-item]
-    TsiPayload: push_ts,  # type: ignore[dict-item]
-    TsrPayload: push_ts,  # type: ignore[dict-item]
-    SkPayload: push_sk,  # type: ignore[dict-item]
-    SkfPayload: push_skf,  # type: ignore[dict-item]
+PUSHERS: dict[type, Callable[[Buffer, Any], None]] = {
+    SaPayload: push_sa,
+    KePayload: push_ke,
+    IdiPayload: push_id,
+    IdrPayload: push_id,
+    CertPayload: push_cert,
+    CertReqPayload: push_cert,
+    AuthPayload: push_auth,
+    NoncePayload: push_nonce,
+    NotifyPayload: push_notify,
+    DeletePayload: push_delete,
+    VendorIdPayload: push_vendor_id,
+    TsiPayload: push_ts,
+    TsrPayload: push_ts,
+    SkPayload: push_sk,
+    SkfPayload: push_skf,
 }
 
 

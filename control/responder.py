@@ -19,7 +19,8 @@ from .constants import ExchangeType, HeaderFlag, NotifyType
 from .errors import RemoteProtocolError
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN, Message, decode, encode, parse_header
-from .payloads import NoncePayload, NotifyPayload
+from .payloads import NoncePayload, NotifyPayload, SaPayload
+from .proposals import select
 from .rng import Rng
 
 COOKIE_VERSION = 1
@@ -103,8 +104,9 @@ class Responder:
             cookie = self._cookie(nonce.data, addr, h.spi_i)
             self._reply(h.spi_i, addr, NotifyPayload(NotifyType.COOKIE, cookie))
             return None
-        sa = IkeSa(self.configs[0], initiator=False, local=local or self.local, remote=addr,
-                   rng=self.rng, now=now, spi_i=h.spi_i, candidates=self.configs)  # fmt: skip
+        sa = IkeSa(self._config_for(msg), initiator=False, local=local or self.local,
+                   remote=addr, rng=self.rng, now=now, spi_i=h.spi_i,
+                   candidates=self.configs)  # fmt: skip
         sa.receive_datagram(data, addr, now)
         if sa.is_destroyed:  # refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ...)
             self.counters.refused += 1
@@ -113,6 +115,19 @@ class Responder:
         self.counters.created += 1
         self.half_open[(h.spi_i, addr)] = sa
         return sa
+
+    def _config_for(self, msg: Message) -> IkeConfig:
+        """The first connection whose IKE proposals the initiator's offer satisfies (the
+        identity picks among connections later, in IKE_AUTH)."""
+        sa_p = msg.get(SaPayload)
+        if sa_p is not None:
+            for cfg in self.configs:
+                try:
+                    select(cfg.ike_proposals, sa_p.proposals)
+                except RemoteProtocolError:
+                    continue
+                return cfg
+        return self.configs[0]
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         """Stateless answers (COOKIE, refusals) and retransmitted responses."""

@@ -59,11 +59,16 @@ class TaskManager:
 
     # -- our requests ------------------------------------------------------------------
     def queue_task(self, task: Task, now: float) -> None:
-        self.queue.append(task)
-        self.initiate(now)
+        sa = self.sa.current
+        if sa is not self.sa:  # rekeyed: the new IKE SA carries it (RFC 7296 §2.18)
+            task.rebind(sa)
+        sa.tm.queue.append(task)
+        sa.tm.initiate(now)
 
     def initiate(self, now: float) -> None:
         sa = self.sa
+        if self.active is None and sa.destroy_when_idle and not sa.is_destroyed:
+            sa.destroy(sa.destroy_when_idle)
         if self.active is not None or not self.queue or sa.is_destroyed:
             return
         task = self.queue[0]
@@ -155,6 +160,7 @@ class TaskManager:
         sa.send(sa.encode(msg))
 
     def _finish(self) -> None:
+        self.sa.early_deletes.clear()
         self.active = None
         self.next_retransmit = None
         self.request = []

@@ -134,6 +134,19 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 	dp->vnet = tun_has_vnet_hdr(dp->tun_fd);
 	if (dp->vnet < 0)
 		goto fail;
+	if (dp->vnet) {
+		/* Let the kernel hand us TCP super-packets (we cut them, see offload.h) and
+		 * leave checksums partial; TX workers need big read slots for that. */
+		unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+
+		dp->tso = ioctl(dp->tun_fd, TUNSETOFFLOAD, off) == 0;
+		for (int i = 0; dp->tso && i < workers; i++) {
+			ef_batch_free(&dp->w[i].batch);
+			dp->w[i].segmem = malloc((size_t)EF_TX_MAX * EF_SLOT);
+			if (ef_batch_init(&dp->w[i].batch, EF_GRO_SLOT) || !dp->w[i].segmem)
+				goto fail;
+		}
+	}
 	set_buffers(dp->udp_fd);
 	dp->gso_max = UINT16_MAX;
 	dp->gro = ef_udp_enable_gro(dp->udp_fd) == 0;
@@ -196,10 +209,15 @@ void ef_dp_free(ef_dp *dp)
 		return;
 	if (dp->w) {
 		ef_dp_stop(dp);
-		for (int i = 0; i < dp->nworkers * 2; i++)
+		for (int i = 0; i < dp->nworkers * 2; i++) {
 			ef_batch_free(&dp->w[i].batch);
+			free(dp->w[i].segmem);
+		}
 		free(dp->w);
 	}
+	/* Hand the device back as we found it: no super-packets for whoever reads next. */
+	if (dp->tso && dp->tun_fd >= 0)
+		(void)ioctl(dp->tun_fd, TUNSETOFFLOAD, 0);
 	ef_table_destroy(&dp->table); /* cleanses every key */
 	pthread_rwlock_destroy(&dp->lock);
 	if (dp->tun_fd >= 0)

@@ -16,15 +16,38 @@
 
 uint32_t ef_csum_add(uint32_t sum, const uint8_t *p, size_t len)
 {
-	uint64_t s = sum;
+	uint64_t s = 0;
+	uint32_t folded;
 
-	for (; len >= 2; p += 2, len -= 2)
-		s += (uint32_t)p[0] << 8 | p[1];
-	if (len)
-		s += (uint32_t)p[0] << 8;
-	while (s >> 32)
-		s = (s & 0xffffffffu) + (s >> 32);
-	return (uint32_t)s;
+	/* Sum in the machine's byte order, 8 bytes at a time; one's complement sums are
+	 * byte-order independent up to a final swap (RFC 1071 §2 (B)). */
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		s += (uint32_t)w;
+		s += w >> 32;
+	}
+	for (; len >= 2; p += 2, len -= 2) {
+		uint16_t w;
+
+		memcpy(&w, p, 2);
+		s += w;
+	}
+	if (len) {
+		uint8_t last[2] = {p[0], 0};
+		uint16_t w;
+
+		memcpy(&w, last, 2);
+		s += w;
+	}
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	folded = (uint32_t)s;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	folded = ((folded & 0xff) << 8) | (folded >> 8);
+#endif
+	return sum + folded;
 }
 
 uint16_t ef_csum_fold(uint32_t sum)
@@ -50,6 +73,80 @@ int ef_vnet_complete(const struct ef_vnet_hdr *h, uint8_t *pkt, size_t len)
 	return 0;
 }
 
+/* Pseudo-header sum (RFC 793 §3.1, RFC 8200 §8.1) for a TCP segment of tcp_len bytes. */
+static uint32_t pseudo_at(const uint8_t *ip, int v6, size_t tcp_len)
+{
+	uint8_t tail[8] = {0};
+	uint32_t sum;
+
+	if (v6) {
+		sum = ef_csum_add(0, ip + 8, 32);
+		ef_put32(tail, (uint32_t)tcp_len);
+	} else {
+		sum = ef_csum_add(0, ip + 12, 8);
+		ef_put16(tail + 2, (uint16_t)tcp_len);
+	}
+	tail[7] = IPPROTO_TCP_NUM;
+	return ef_csum_add(sum, tail, 8);
+}
+
+int ef_tso_init(struct ef_tso *t, const struct ef_vnet_hdr *h, const uint8_t *pkt, size_t len,
+		size_t max_seg)
+{
+	int type = h->gso_type & 0x7f; /* without VIRTIO_NET_HDR_GSO_ECN */
+	size_t thl;
+
+	memset(t, 0, sizeof(*t));
+	if (type == EF_VNET_GSO_TCPV4 && len >= EF_IPV4_HDR_MIN && (pkt[0] >> 4) == 4 &&
+	    pkt[9] == IPPROTO_TCP_NUM) {
+		t->iphl = (size_t)(pkt[0] & 15) * 4;
+	} else if (type == EF_VNET_GSO_TCPV6 && len >= EF_IPV6_HDR_LEN && (pkt[0] >> 4) == 6 &&
+		   pkt[6] == IPPROTO_TCP_NUM) {
+		t->v6 = 1;
+		t->iphl = EF_IPV6_HDR_LEN;
+	} else {
+		return -1;
+	}
+	if (t->iphl < EF_IPV4_HDR_MIN || len < t->iphl + 20)
+		return -1;
+	thl = (size_t)(pkt[t->iphl + 12] >> 4) * 4;
+	t->hl = t->iphl + thl;
+	t->mss = h->gso_size;
+	if (thl < 20 || len <= t->hl || !t->mss || t->hl + t->mss > max_seg)
+		return -1;
+	t->payload = len - t->hl;
+	t->nseg = (int)((t->payload + t->mss - 1) / t->mss);
+	return 0;
+}
+
+size_t ef_tso_build(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out)
+{
+	size_t off = (size_t)k * t->mss, seg = t->payload - off < t->mss ? t->payload - off : t->mss;
+	uint8_t *tcp = out + t->iphl;
+	uint16_t c;
+
+	memcpy(out, pkt, t->hl);
+	memcpy(out + t->hl, pkt + t->hl + off, seg);
+	if (t->v6) {
+		ef_put16(out + 4, (uint16_t)(t->hl - EF_IPV6_HDR_LEN + seg));
+	} else {
+		ef_put16(out + 2, (uint16_t)(t->hl + seg));
+		ef_put16(out + 4, (uint16_t)(ef_get16(pkt + 4) + k)); /* IP ID, one per segment */
+		ef_put16(out + 10, 0);
+		ef_put16(out + 10, (uint16_t)~ef_csum_fold(ef_csum_add(0, out, t->iphl)));
+	}
+	ef_put32(tcp + 4, ef_get32(pkt + t->iphl + 4) + (uint32_t)off);
+	if (k != t->nseg - 1)
+		tcp[13] &= (uint8_t)~(TCP_FIN | TCP_PSH); /* only the last carries these */
+	if (k != 0)
+		tcp[13] &= (uint8_t)~0x80; /* CWR only on the first */
+	ef_put16(tcp + 16, 0);
+	c = (uint16_t)~ef_csum_fold(
+		ef_csum_add(pseudo_at(out, t->v6, t->hl - t->iphl + seg), tcp, t->hl - t->iphl + seg));
+	ef_put16(tcp + 16, c);
+	return t->hl + seg;
+}
+
 /* What coalescing needs to know about one inner TCP segment. */
 struct seg {
 	int v6;
@@ -61,23 +158,7 @@ struct seg {
 
 static uint32_t pseudo_sum(const struct seg *s, size_t tcp_len)
 {
-	uint32_t sum;
-	uint8_t tail[4];
-
-	if (s->v6) {
-		sum = ef_csum_add(0, s->ip + 8, 32);
-		ef_put32(tail, (uint32_t)tcp_len);
-		sum = ef_csum_add(sum, tail, 4);
-	} else {
-		sum = ef_csum_add(0, s->ip + 12, 8);
-		tail[0] = 0;
-		tail[1] = 0;
-		ef_put16(tail + 2, (uint16_t)tcp_len);
-		sum = ef_csum_add(sum, tail, 4);
-	}
-	tail[0] = 0;
-	tail[1] = IPPROTO_TCP_NUM;
-	return ef_csum_add(sum, tail, 2);
+	return pseudo_at(s->ip, s->v6, tcp_len);
 }
 
 /* A TCP segment we may coalesce: plain IPv4 (no options, not a fragment) or IPv6 with
@@ -90,8 +171,8 @@ static int parse_seg(const uint8_t *p, size_t len, struct seg *s)
 	s->ip = p;
 	if (len >= EF_IPV4_HDR_MIN && p[0] == 0x45) {
 		if (p[9] != IPPROTO_TCP_NUM || (ef_get16(p + 6) & 0x3fff) ||
-		    ef_get16(p + 2) != len)
-			return 0;
+		    ef_get16(p + 2) != len || ef_csum_fold(ef_csum_add(0, p, 20)) != 0xffff)
+			return 0; /* not TCP, a fragment, or a bad header checksum */
 		s->iphl = 20;
 	} else if (len >= EF_IPV6_HDR_LEN && (p[0] >> 4) == 6) {
 		if (p[6] != IPPROTO_TCP_NUM || (size_t)ef_get16(p + 4) + 40 != len)
@@ -151,10 +232,11 @@ int ef_gro_plan(uint8_t *const *pkts, const uint32_t *lens, int n, struct ef_vne
 		return 1;
 	prev = first;
 	total = lens[0];
-	while (k < n && k < EF_GRO_MAX_SEGS && total + lens[k] <= EF_GRO_MAX_LEN) {
+	while (k < n && k < EF_GRO_MAX_SEGS) {
 		if (!parse_seg(pkts[k], lens[k], &cur) || !same_flow(&first, &cur) ||
 		    cur.seq != prev.seq + (uint32_t)prev.payload || cur.payload > first.payload ||
-		    prev.payload != first.payload || (prev.flags & TCP_PSH))
+		    prev.payload != first.payload || (prev.flags & TCP_PSH) ||
+		    total + cur.payload > EF_GRO_MAX_LEN)
 			break;
 		total += cur.payload;
 		prev = cur;

@@ -7,6 +7,8 @@
  *
  *   ef_csum_*             Internet checksum helpers (RFC 1071)
  *   ef_vnet_complete()    finish a NEEDS_CSUM packet read from TUN
+ *   ef_tso_*              cut a TCP super-packet read from TUN (TUNSETOFFLOAD TSO) into
+ *                         MSS-sized segments, each with its own headers and checksum
  *   ef_gro_write()        write a batch of inner packets, coalescing TCP runs
  */
 #ifndef EF_OFFLOAD_H
@@ -40,6 +42,20 @@ uint16_t ef_csum_fold(uint32_t sum);
 /* Completes the checksum of a packet read with `h` in front. -1 if h is not usable
  * (GSO packets, offsets outside the packet). */
 int ef_vnet_complete(const struct ef_vnet_hdr *h, uint8_t *pkt, size_t len);
+
+struct ef_tso {
+	int v6;
+	size_t iphl, hl; /* IP header, IP + TCP headers */
+	size_t mss, payload;
+	int nseg;
+};
+
+/* Checks a GSO packet read from TUN; fills t. -1 if it is not a TCP super-packet we can
+ * cut, or if a segment would need more than `max_seg` bytes. */
+int ef_tso_init(struct ef_tso *t, const struct ef_vnet_hdr *h, const uint8_t *pkt, size_t len,
+		size_t max_seg);
+/* Builds segment k (0 <= k < t->nseg) at out; returns its length. */
+size_t ef_tso_build(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out);
 
 /* The next run of packets starting at pkts[0] that may be coalesced (1 when none);
  * fills `h` and rewrites the first packet's IP and TCP headers for the merged

@@ -19,7 +19,7 @@
 
 #define EF_BATCH 64
 #define EF_SLOT 16384          /* one inner packet with head- and tailroom */
-#define EF_GRO_SLOT (65536 + 64) /* one GRO super-datagram */
+#define EF_GRO_SLOT (65536 + 128) /* a GRO super-datagram, a TSO super-packet */
 #define EF_GSO_MAX_SEGS 64
 #define EF_GSO_MAX_BYTES 65000
 

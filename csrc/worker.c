@@ -1,20 +1,25 @@
 /* worker.c — the dataplane threads.
  *
- * Pipeline (each arrow a batch of up to EF_BATCH packets; no allocation per packet):
+ * Pipeline (each arrow a batch: EF_BATCH reads or datagrams, up to EF_TX_MAX inner
+ * packets once TSO super-packets are cut; no allocation per packet):
  *
- *   TX thread(s):  TUN --read x N--> [rdlock: parse inner IP, route to outbound SA by
- *                  (dst, src) longest prefix, take sequence number, seal in place]
- *                  --sendmmsg--> UDP 4500
- *   RX thread(s):  UDP 4500 --recvmmsg--> [rdlock: classify (keepalive / IKE / ESP),
- *                  SPI -> SA, replay check, open in place, replay update, selector
- *                  check] --write x N--> TUN;  IKE --> ike_fd (Python polls it)
+ *   TX thread(s):  TUN --read x N--> (vnet TUN: finish checksums, cut TSO
+ *                  super-packets into segments) --> [rdlock: parse inner IP, route to
+ *                  outbound SA by (dst, src) longest prefix, take sequence number, seal
+ *                  in place] --sendmmsg, equal-sized runs as UDP GSO--> UDP 4500
+ *   RX thread(s):  UDP 4500 --recvmmsg (UDP GRO: split by segment size)--> [rdlock:
+ *                  classify (keepalive / IKE / ESP), SPI -> SA, replay check, open in
+ *                  place, replay update, selector check] --write x N (vnet TUN: runs of
+ *                  one TCP flow coalesced into one writev)--> TUN;
+ *                  IKE --> ike_fd (Python polls it)
  *
  * TX and RX run in parallel on different cores. With more than one worker per direction
  * the threads share the fds; per SA, the sequence counter (CAS) and the replay window
  * (a spinlock around check and update) are the only serial points, and each thread has
  * its own keyed EVP contexts in every SA. The SA table's rwlock is held for reading
- * across one batch's crypto, never across a system call, so add/remove from Python
- * waits at most one batch. Counters: per thread globally, atomics per SA.
+ * across one batch's crypto, never across a blocking system call (only the rare IKE
+ * hand-over, MSG_DONTWAIT, happens under it), so add/remove from Python waits at most
+ * one batch. Counters: per thread globally, atomics per SA.
  */
 #include "worker.h"
 
@@ -93,45 +98,29 @@ static int build_messages(struct ef_worker *w, int nseg)
 			ef_udp_set_gso(&w->out[n].msg_hdr, &w->out_ctrl[n], (uint16_t)seglen);
 			ST_ADD(w, tx_gso, 1);
 		}
-		w->out_first[n] = (uint8_t)i;
+		w->out_first[n] = (uint16_t)i;
 		n++;
 		i = j;
 	}
 	return n;
 }
 
-static void tx_batch(struct ef_worker *w, int n)
+/* Encrypts and sends the staged inner packets (w->in_data / in_len), then empties the
+ * stage. */
+static void tx_flush(struct ef_worker *w)
 {
 	struct ef_dp *dp = w->dp;
-	struct ef_batch *b = &w->batch;
 	struct ef_prefix src, dst, last_src = {0}, last_dst = {0};
 	struct ef_sa *sa = NULL;
 	int nseg = 0, nmsg;
 
 	pthread_rwlock_rdlock(&dp->lock);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < w->nin; i++) {
 		uint8_t *esp;
 		size_t iplen;
 		long r;
 
-		if (dp->vnet) {
-			/* The virtio_net_hdr in front: finish a partial checksum; we did not
-			 * ask for GSO packets, so none should come. */
-			struct ef_vnet_hdr vh;
-
-			if (b->len[i] < EF_VNET_HDR_LEN) {
-				ST_ADD(w, malformed, 1);
-				continue;
-			}
-			memcpy(&vh, b->data[i], sizeof(vh));
-			b->data[i] += EF_VNET_HDR_LEN;
-			b->len[i] -= EF_VNET_HDR_LEN;
-			if (ef_vnet_complete(&vh, b->data[i], b->len[i])) {
-				ST_ADD(w, malformed, 1);
-				continue;
-			}
-		}
-		if (ef_ip_parse(b->data[i], b->len[i], &src, &dst, &iplen) < 0) {
+		if (ef_ip_parse(w->in_data[i], w->in_len[i], &src, &dst, &iplen) < 0) {
 			ST_ADD(w, malformed, 1);
 			continue;
 		}
@@ -145,7 +134,7 @@ static void tx_batch(struct ef_worker *w, int n)
 			ST_ADD(w, no_sa, 1);
 			continue;
 		}
-		r = ef_sa_encap(sa, w->idx, b->data[i], iplen, &esp);
+		r = ef_sa_encap(sa, w->idx, w->in_data[i], iplen, &esp);
 		if (r < 0) {
 			if (r == -EF_E_SEQ_EXHAUSTED)
 				ST_ADD(w, seq_exhausted, 1);
@@ -156,10 +145,12 @@ static void tx_batch(struct ef_worker *w, int n)
 		w->seg[nseg] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
 		memcpy(&w->seg_addr[nseg], &sa->peer, sa->peer_len);
 		w->seg_addr_len[nseg] = sa->peer_len;
-		b->len[nseg] = (uint32_t)iplen; /* index nseg <= i: already read */
+		w->seg_inner[nseg] = (uint32_t)iplen;
 		nseg++;
 	}
 	pthread_rwlock_unlock(&dp->lock);
+	w->nin = 0;
+	w->segused = 0;
 	if (!nseg)
 		return;
 	nmsg = build_messages(w, nseg);
@@ -173,8 +164,58 @@ static void tx_batch(struct ef_worker *w, int n)
 				continue;
 			}
 			ST_ADD(w, tx_packets, 1);
-			ST_ADD(w, tx_bytes, b->len[i]);
+			ST_ADD(w, tx_bytes, w->seg_inner[i]);
 		}
+	}
+}
+
+static void stage(struct ef_worker *w, uint8_t *p, size_t len)
+{
+	if (w->nin == EF_TX_MAX)
+		tx_flush(w);
+	w->in_data[w->nin] = p;
+	w->in_len[w->nin] = (uint32_t)len;
+	w->nin++;
+}
+
+/* One packet read from TUN: with a virtio_net_hdr, finish its checksum or cut a TSO
+ * super-packet into segments; then stage it. */
+static void tx_read_one(struct ef_worker *w, uint8_t *p, size_t len)
+{
+	struct ef_vnet_hdr vh;
+	struct ef_tso t;
+
+	if (!w->dp->vnet) {
+		stage(w, p, len);
+		return;
+	}
+	if (len < EF_VNET_HDR_LEN) {
+		ST_ADD(w, malformed, 1);
+		return;
+	}
+	memcpy(&vh, p, sizeof(vh));
+	p += EF_VNET_HDR_LEN;
+	len -= EF_VNET_HDR_LEN;
+	if (vh.gso_type == EF_VNET_GSO_NONE) {
+		if (ef_vnet_complete(&vh, p, len))
+			ST_ADD(w, malformed, 1);
+		else
+			stage(w, p, len);
+		return;
+	}
+	if (!w->segmem ||
+	    ef_tso_init(&t, &vh, p, len, EF_SLOT - EF_HEADROOM - EF_TAILROOM) < 0) {
+		ST_ADD(w, malformed, 1);
+		return;
+	}
+	ST_ADD(w, tun_tso, 1);
+	for (int k = 0; k < t.nseg; k++) {
+		uint8_t *seg;
+
+		if (w->nin == EF_TX_MAX || w->segused == EF_TX_MAX)
+			tx_flush(w);
+		seg = w->segmem + (size_t)w->segused++ * EF_SLOT + EF_HEADROOM;
+		stage(w, seg, ef_tso_build(&t, p, k, seg));
 	}
 }
 
@@ -184,7 +225,7 @@ static void *tx_main(struct ef_worker *w)
 	/* With a virtio_net_hdr the packet starts EF_VNET_HDR_LEN bytes later, at the
 	 * same place: EF_HEADROOM into the slot. */
 	const size_t off = dp->vnet ? EF_HEADROOM - EF_VNET_HDR_LEN : EF_HEADROOM;
-	const size_t cap = EF_SLOT - off - EF_TAILROOM;
+	const size_t cap = w->batch.slot - off - EF_TAILROOM;
 
 	while (running(dp)) {
 		int n = ef_tun_read_batch(dp->tun_fd, &w->batch, off, cap);
@@ -198,7 +239,10 @@ static void *tx_main(struct ef_worker *w)
 				break;
 			continue;
 		}
-		tx_batch(w, n);
+		for (int i = 0; i < n; i++)
+			tx_read_one(w, w->batch.data[i], w->batch.len[i]);
+		if (w->nin)
+			tx_flush(w);
 	}
 	return NULL;
 }

@@ -14,6 +14,8 @@ enum ef_worker_kind { EF_WORKER_TX, EF_WORKER_RX };
  * datagrams into one buffer, so EF_BATCH buffers hold at most EF_BATCH * 64. (Should
  * that ever change, the excess is counted in tun_errors, not written.) */
 #define EF_RX_OUT_MAX (EF_BATCH * 64)
+/* Inner packets one TX round encrypts and sends (TSO super-packets are cut into many). */
+#define EF_TX_MAX 256
 
 struct ef_dp;
 
@@ -25,14 +27,22 @@ struct ef_worker {
 	int started;
 	struct ef_stats st; /* written by this thread only, read with relaxed atomics */
 	struct ef_batch batch;
-	/* TX: one iovec per ESP packet; a message per run of equal-sized packets to one
-	 * peer (GSO), or per packet without GSO. */
-	struct iovec seg[EF_BATCH];
-	struct sockaddr_storage seg_addr[EF_BATCH];
-	socklen_t seg_addr_len[EF_BATCH];
-	struct mmsghdr out[EF_BATCH];
-	union ef_gso_ctrl out_ctrl[EF_BATCH];
-	uint8_t out_first[EF_BATCH];
+	/* TX: inner packets staged for one round (in read slots, or cut from a TSO
+	 * super-packet into segmem) ... */
+	uint8_t *in_data[EF_TX_MAX];
+	uint32_t in_len[EF_TX_MAX];
+	int nin;
+	uint8_t *segmem; /* EF_TX_MAX slots of EF_SLOT bytes, only with TSO */
+	int segused;
+	/* ... then one iovec per ESP packet; a message per run of equal-sized packets to
+	 * one peer (GSO), or per packet without GSO. */
+	struct iovec seg[EF_TX_MAX];
+	struct sockaddr_storage seg_addr[EF_TX_MAX];
+	socklen_t seg_addr_len[EF_TX_MAX];
+	uint32_t seg_inner[EF_TX_MAX];
+	struct mmsghdr out[EF_TX_MAX];
+	union ef_gso_ctrl out_ctrl[EF_TX_MAX];
+	uint16_t out_first[EF_TX_MAX];
 	/* RX: decapsulated packets waiting for their TUN write (GRO: many per message) */
 	uint8_t *rx_data[EF_RX_OUT_MAX];
 	uint32_t rx_len[EF_RX_OUT_MAX];
@@ -45,6 +55,7 @@ struct ef_dp {
 	int gso_max; /* largest ESP packet sent with UDP_SEGMENT (0: no GSO); see udp.h */
 	int gro;    /* UDP_GRO is on: received buffers may hold many datagrams */
 	int vnet;   /* the TUN fd has IFF_VNET_HDR: packets carry a virtio_net_hdr */
+	int tso;    /* ... and TUNSETOFFLOAD TSO: reads may be TCP super-packets */
 	int nworkers;            /* per direction */
 	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
 	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */

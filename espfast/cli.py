@@ -18,6 +18,8 @@ from espfast import __version__
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "static": ("espfast.static", "run an ESP tunnel with manually configured keys (no IKE)"),
+    "up": ("espfast.up", "run the IKEv2 daemon: negotiate and keep up the configured tunnels"),
+    "demo": ("espfast.demo", "two namespaces, a tunnel between them, traffic through it, a report"),
     "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
     "status": ("espfast.status", "show the running daemon's IKE and Child SAs"),
 }

@@ -14,6 +14,7 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     mtu = 1400                                 # inner MTU (default 1400)
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 1                                # dataplane worker threads
+    offload = true                             # TCP segmentation/coalescing on the TUN
 
     [[sa]]                                     # one SA pair; repeat for more
     name = "to-b"                              # for counters and messages
@@ -44,11 +45,15 @@ import logging
 import os
 import stat
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
+from espfast.control.events import TrafficSelector
+from espfast.control.identity import Identity
+from espfast.control.proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_ike
 from espfast.dataplane import MAX_WORKERS, REPLAY_WINDOW_MAX, SPI_MAX, SPI_MIN, Transform
 
 log = logging.getLogger(__name__)
@@ -278,6 +283,7 @@ class InterfaceConfig:
     mtu: int
     listen: tuple[str, int]
     workers: int
+    offload: bool  # TUN with IFF_VNET_HDR: TSO/GRO super-packets (off: one packet per read)
 
 
 @dataclass(frozen=True)
@@ -309,28 +315,45 @@ class StaticConfig:
     sas: tuple[SaPairConfig, ...]
 
 
-def load_static(path: str | os.PathLike[str]) -> StaticConfig:
-    """Read and validate an ``espfast static`` config; :class:`ConfigError` if it is wrong."""
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_Named)
+
+
+def _load(
+    path: str | os.PathLike[str], section: str, parse: Callable[[Table, _KeySources], _T]
+) -> tuple[Path, InterfaceConfig, tuple[_T, ...]]:
+    """The parts every config has: [interface], and one or more [[section]] tables with
+    unique names; warns when keys sit in files other users can read."""
     source = Path(path)
     top = Table(read_toml(source), "", str(source))
-    interface = _static_interface(top.table("interface"))
+    interface = _interface(top.table("interface"))
     keys = _KeySources(source.parent)
-    sas = tuple(_sa_pair(t, keys) for t in top.tables("sa"))
+    items = tuple(parse(t, keys) for t in top.tables(section))
     top.done()
-    _check_sas(top, interface, sas)
+    names: dict[str, int] = {}
+    for i, item in enumerate(items):
+        name = item.name
+        if name in names:
+            raise ConfigError(
+                f"{source}: {section}[{i}].name: {name!r} is already {section}[{names[name]}]"
+            )
+        names[name] = i
+    keys.warn_if_readable(source)
+    return source, interface, items
 
-    if keys.inline and _world_readable(source):
-        log.warning(
-            "%s holds keys and is readable by every user; chmod 600 it (or use *_key_file)",
-            source,
-        )
-    for kf in keys.files:
-        if _world_readable(kf):
-            log.warning("key file %s is readable by every user; chmod 600 it", kf)
+
+def load_static(path: str | os.PathLike[str]) -> StaticConfig:
+    """Read and validate an ``espfast static`` config; :class:`ConfigError` if it is wrong."""
+    source, interface, sas = _load(path, "sa", _sa_pair)
+    _check_sas(str(source), interface, sas)
     return StaticConfig(source, interface, sas)
 
 
-def _static_interface(t: Table) -> InterfaceConfig:
+def _interface(t: Table) -> InterfaceConfig:
     name = t.get_str("name", "espfast0")
     if not 1 <= len(name) <= 15 or "/" in name or any(c.isspace() for c in name):
         raise t.error("name", f"{name!r} is not a valid interface name (1-15 chars, no / or space)")
@@ -340,8 +363,9 @@ def _static_interface(t: Table) -> InterfaceConfig:
     mtu = t.get_int("mtu", DEFAULT_MTU, MIN_MTU, MAX_MTU)
     listen = parse_endpoint(t, "listen", t.get_str("listen", f"0.0.0.0:{NATT_PORT}"), NATT_PORT)
     workers = t.get_int("workers", 1, 1, MAX_WORKERS)
+    offload = t.get_bool("offload", True)
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers)
+    return InterfaceConfig(name, addresses, mtu, listen, workers, offload)
 
 
 @dataclass
@@ -351,6 +375,16 @@ class _KeySources:
     base: Path  # relative key files are relative to the config file's directory
     inline: bool = False
     files: list[Path] = field(default_factory=list)
+
+    def warn_if_readable(self, source: Path) -> None:
+        if self.inline and _world_readable(source):
+            log.warning(
+                "%s holds keys and is readable by every user; chmod 600 it (or use *_file)",
+                source,
+            )
+        for kf in self.files:
+            if _world_readable(kf):
+                log.warning("key file %s is readable by every user; chmod 600 it", kf)
 
 
 def _sa_pair(t: Table, keys: _KeySources) -> SaPairConfig:
@@ -413,29 +447,32 @@ def _spi(t: Table) -> int:
     return spi
 
 
-def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySources) -> bytes:
-    """A key from ``key`` (hex) or ``key_file`` (a file holding hex); never echoed back."""
+def _secret(t: Table, key: str, keys: _KeySources) -> tuple[str, str]:
+    """(text, where) of a secret given inline as ``key`` or in the file ``key_file``."""
     file_key = f"{key}_file"
     inline, path_text = t.opt_str(key), t.opt_str(file_key)
     if inline is not None and path_text is not None:
         raise t.error(key, f"give {key} or {file_key}, not both")
-    if inline is None and path_text is None:
-        raise t.error(None, f"missing required key {key!r} (or {file_key!r})")
-    where = key
-    if path_text is not None:
-        where = file_key
-        kf = Path(path_text)
-        if not kf.is_absolute():
-            kf = keys.base / kf
-        try:
-            inline = kf.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) else "not ASCII hex"
-            raise t.error(file_key, f"cannot read key file {str(kf)!r}: {reason}") from None
-        keys.files.append(kf)
-    else:
+    if path_text is None:
+        if inline is None:
+            raise t.error(None, f"missing required key {key!r} (or {file_key!r})")
         keys.inline = True
-    assert inline is not None
+        return inline, key
+    kf = Path(path_text)
+    if not kf.is_absolute():
+        kf = keys.base / kf
+    try:
+        text = kf.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not ASCII text"
+        raise t.error(file_key, f"cannot read key file {str(kf)!r}: {reason}") from None
+    keys.files.append(kf)
+    return text, file_key
+
+
+def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySources) -> bytes:
+    """A key from ``key`` (hex) or ``key_file`` (a file holding hex); never echoed back."""
+    inline, where = _secret(t, key, keys)
     text = "".join(inline.split()).removeprefix("0x").replace(":", "")
     try:
         value = bytes.fromhex(text)
@@ -449,10 +486,9 @@ def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySource
     return value
 
 
-def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:
-    """Checks across SA pairs: unique SPIs per direction, outer families, unique names,
-    distinct selectors; a warning for interface addresses no SA carries."""
-    src = top.source
+def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:
+    """Checks across SA pairs: unique SPIs per direction, outer families, distinct
+    selectors; a warning for interface addresses no SA carries."""
     for direction in ("in", "out"):
         seen: dict[int, int] = {}
         for i, sa in enumerate(sas):
@@ -463,12 +499,8 @@ def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, 
                     f"sa[{seen[spi]}].{direction}.spi (SPIs must be unique per direction)"
                 )
             seen[spi] = i
-    names: dict[str, int] = {}
     listen_family = ipaddress.ip_address(interface.listen[0]).version
     for i, sa in enumerate(sas):
-        if sa.name in names:
-            raise ConfigError(f"{src}: sa[{i}].name: {sa.name!r} is already sa[{names[sa.name]}]")
-        names[sa.name] = i
         peer_family = ipaddress.ip_address(sa.peer[0]).version
         if peer_family != listen_family:
             raise ConfigError(
@@ -492,3 +524,108 @@ def _check_sas(top: Table, interface: InterfaceConfig, sas: tuple[SaPairConfig, 
                 src,
                 address,
             )
+
+
+# ---------------------------------------------------------------------------------------
+# espfast up: IKEv2 connections (PSK authentication for now)
+#
+#     [interface]                     # as for espfast static; IKE also uses UDP 500 of
+#     ...                             # the listen address
+#
+#     [[connection]]
+#     name = "site-b"
+#     remote = "198.18.0.2"           # the peer; "%any" to only answer
+#     local_id = "198.18.0.1"         # strongSwan id syntax: address, @fqdn, user@, DN
+#     remote_id = "198.18.0.2"        # optional: any identity the peer proves
+#     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
+#     proposals = "aes128gcm16-prfsha256-x25519"  # IKE, optional (strongSwan keywords)
+#
+#     [[connection.child]]
+#     name = "net"
+#     local_ts = ["198.19.1.0/24"]
+#     remote_ts = ["198.19.2.0/24"]
+#     esp_proposals = "aes128gcm16"   # optional
+
+IKE_PORT = 500
+MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    name: str
+    remote: tuple[str, int] | None  # None: %any, we only answer
+    ike: IkeConfig = field(repr=False)  # its AuthConfig holds the PSK
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    source: Path
+    interface: InterfaceConfig
+    connections: tuple[ConnectionConfig, ...]
+
+
+def load_up(path: str | os.PathLike[str]) -> UpConfig:
+    """Read and validate an ``espfast up`` config; :class:`ConfigError` if it is wrong."""
+    return UpConfig(*_load(path, "connection", _connection))
+
+
+def _identity(t: Table, key: str, *, required: bool) -> tuple[int, bytes] | None:
+    text = t.get_str(key, required=True) if required else t.opt_str(key)
+    if text is None:
+        return None
+    try:
+        return Identity.parse(text).encode()
+    except ValueError as e:
+        raise t.error(key, str(e)) from None
+
+
+def _proposals(
+    t: Table, key: str, default: str, parse: Callable[[str], tuple[ProposalSpec, ...]]
+) -> tuple[ProposalSpec, ...]:
+    text = t.get_str(key, default)
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise t.error(key, str(e)) from None
+
+
+def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
+    name = t.get_str("name", t.where)
+    remote_text = t.get_str("remote", required=True)
+    remote = None if remote_text == "%any" else parse_endpoint(t, "remote", remote_text, IKE_PORT)
+    local_id = _identity(t, "local_id", required=True)
+    assert local_id is not None
+    remote_id = _identity(t, "remote_id", required=False)
+    text, where = _secret(t, "psk", keys)
+    try:
+        psk = bytes.fromhex(text.strip()[2:]) if text.startswith("0x") else text.strip().encode()
+    except ValueError:
+        raise t.error(where, "is not valid hex after 0x") from None
+    if len(psk) < MIN_PSK_LEN:
+        raise t.error(where, f"is {len(psk)} bytes; use at least {MIN_PSK_LEN} random bytes")
+    ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
+    children = []
+    for ct in t.tables("child"):
+        children.append(
+            ChildConfig(
+                name=ct.get_str("name", ct.where),
+                local_ts=tuple(
+                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "local_ts")
+                ),
+                remote_ts=tuple(
+                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
+                ),
+                esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
+            )
+        )
+        ct.done()
+    t.done()
+    ike = IkeConfig(
+        name=name,
+        local_id=local_id,
+        remote_id=remote_id,
+        auth=AuthConfig(psk=psk),
+        children=tuple(children),
+        ike_proposals=ike_proposals,
+    )
+    return ConnectionConfig(name, remote, ike)

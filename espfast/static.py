@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -45,15 +45,26 @@ class SetupError(RuntimeError):
     """The tunnel could not be set up (the message says which step); exit status 1."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-c FILE.toml`` and ``--check``, for every command that runs from a config file."""
     parser.add_argument(
-        "-c", "--config", required=True, type=Path, metavar="FILE.toml", help="the tunnel config"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print the counters on exit as JSON (on stdout)"
+        "-c", "--config", required=True, type=Path, metavar="FILE.toml", help=f"the {what} config"
     )
     parser.add_argument(
         "--check", action="store_true", help="only validate the config, then exit (0 if valid)"
+    )
+
+
+def print_error(command: str, error: Exception, status: int) -> int:
+    """One line on stderr, no traceback; returns the exit status (2: config, 1: setup)."""
+    print(f"espfast {command}: {error}", file=sys.stderr)
+    return status
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "tunnel")
+    parser.add_argument(
+        "--json", action="store_true", help="print the counters on exit as JSON (on stdout)"
     )
 
 
@@ -63,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_static(args.config)
     except ConfigError as e:
-        print(f"espfast static: {e}", file=sys.stderr)
-        return 2
+        return print_error("static", e, 2)
     if args.check:
         print(f"{config.source}: OK ({len(config.sas)} SA pair(s))")
         return 0
@@ -73,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
             report = _run_tunnel(config, stop)
         except (OSError, ValueError, RuntimeError) as e:
             # TunError, bind errors, the dataplane refusing an SA: one line, no traceback.
-            print(f"espfast static: {e}", file=sys.stderr)
-            return 1
+            return print_error("static", e, 1)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -111,7 +120,13 @@ def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
     routes = [net for sa in config.sas for net in sa.remote_ts]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        tun = open_tun(iface.name, mtu=iface.mtu, addresses=iface.addresses, routes=routes)
+        tun = open_tun(
+            iface.name,
+            mtu=iface.mtu,
+            addresses=iface.addresses,
+            routes=routes,
+            vnet_hdr=iface.offload,
+        )
         stack.callback(tun.close)
         sock = stack.enter_context(_udp_socket(iface.listen))
         dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
@@ -234,12 +249,14 @@ def counters(stats: object) -> dict[str, int]:
 def format_report(report: dict[str, Any]) -> str:
     """The counters for a human: traffic, then only the drop counters that moved (``--json``
     has them all)."""
+    from espfast.dataplane import Stats
+
     g = report["global"]
     lines = [
         f"espfast static: {report['interface']} ran {report['seconds']:.1f} s",
         f"  received {g['rx_packets']} packets ({g['rx_bytes']} bytes), "
         f"sent {g['tx_packets']} packets ({g['tx_bytes']} bytes)",
-        "  dropped: " + _nonzero(g, _TRAFFIC),
+        "  dropped: " + _nonzero(g, Stats.NOT_DROPS),
     ]
     if report["ike_datagrams_ignored"]:
         lines.append(f"  IKE datagrams ignored (static keying): {report['ike_datagrams_ignored']}")
@@ -252,10 +269,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_TRAFFIC = {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded"}
-
-
-def _nonzero(values: dict[str, Any], skip: set[str]) -> str:
+def _nonzero(values: dict[str, Any], skip: Collection[str]) -> str:
     moved = [f"{k} {v}" for k, v in values.items() if k not in skip and v]
     return ", ".join(moved) or "none"
 
@@ -273,6 +287,7 @@ def pair_configs(
     mtu: int = 1400,
     ifname: str = "espfast0",
     outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
+    offload: bool = True,
 ) -> tuple[str, str]:
     """Two matching configs (host a, host b) with fresh random keys, as TOML text.
 
@@ -303,6 +318,7 @@ def pair_configs(
             f"mtu = {mtu}",
             f'listen = "{addr}:4500"',
             f"workers = {workers}",
+            f"offload = {str(offload).lower()}",
             "",
             "[[sa]]",
             'name = "tunnel"',
@@ -348,10 +364,13 @@ class Running:
         return status, self.proc.stdout.read().decode(), self.proc.stderr.read().decode()
 
 
-def start_in(ns: netns.Namespace, config: Path, *extra: str, timeout: float = 20.0) -> Running:
-    """Start ``espfast static -c config`` in ``ns`` and wait until it says it is ready."""
+def start_in(
+    ns: netns.Namespace, config: Path, *extra: str, command: str = "static", timeout: float = 20.0
+) -> Running:
+    """Start ``espfast static -c config`` (or another ``command`` that says ``ready`` the
+    same way, like ``up``) in ``ns`` and wait until it says it is ready."""
     proc = ns.popen(
-        sys.executable, "-m", "espfast", "static", "-c", str(config), *extra,
+        sys.executable, "-m", "espfast", command, "-c", str(config), *extra,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -365,7 +384,7 @@ def start_in(ns: netns.Namespace, config: Path, *extra: str, timeout: float = 20
             if not chunk:
                 status = ns.stop(proc)
                 raise RuntimeError(
-                    f"espfast static in {ns.name} did not become ready (exit {status}): "
+                    f"espfast {command} in {ns.name} did not become ready (exit {status}): "
                     + head.decode(errors="replace").strip()
                 )
             head += chunk

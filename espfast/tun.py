@@ -8,11 +8,12 @@ Used by ``espfast static`` and the ``espfast up`` daemon.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 import socket
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytun
 from pyroute2 import IPRoute
@@ -31,17 +32,27 @@ class TunError(RuntimeError):
 
 
 class Tun:
-    """A configured layer-3 TUN device (no packet-information header)."""
+    """A configured layer-3 TUN device (no packet-information header).
 
-    def __init__(self, name: str, *, mtu: int) -> None:
+    Every netlink call runs on one private thread: pyroute2's synchronous API drives an
+    asyncio loop of its own, which cannot run inside the daemon's (it adds routes from
+    event-loop callbacks). The calls are short; the caller waits for each.
+    """
+
+    def __init__(self, name: str, *, mtu: int, vnet_hdr: bool = True) -> None:
+        # IFF_VNET_HDR: the dataplane takes TCP super-packets from the kernel (TSO) and
+        # hands coalesced ones back (GRO) instead of one packet per system call.
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet_hdr else 0)
         try:
-            self._dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+            self._dev = pytun.TunTapDevice(name=name, flags=flags)
         except pytun.Error as e:
             raise TunError(f"cannot create TUN device {name!r}: {e}") from None
         self.name: str = self._dev.name
-        self._ipr = IPRoute()
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="netlink")
+        self._ipr: IPRoute | None = None
         try:
-            self.index: int = self._ipr.link_lookup(ifname=self.name)[0]
+            self._ipr = self._pool.submit(IPRoute).result()
+            self.index: int = self._netlink("look up the link", "link_lookup", ifname=self.name)[0]
             self._netlink("set MTU", "link", "set", index=self.index, mtu=mtu)
         except BaseException:
             self.close()
@@ -51,9 +62,10 @@ class Tun:
     def fileno(self) -> int:
         return int(self._dev.fileno())
 
-    def _netlink(self, what: str, method: str, *args: object, **kwargs: object) -> None:
+    def _netlink(self, what: str, method: str, *args: object, **kwargs: object) -> Any:
+        assert self._pool is not None, "the TUN device is closed"
         try:
-            getattr(self._ipr, method)(*args, **kwargs)
+            return self._pool.submit(getattr(self._ipr, method), *args, **kwargs).result()
         except NetlinkError as e:
             raise TunError(f"{self.name}: cannot {what}: {e.args[-1]}") from None
 
@@ -77,30 +89,39 @@ class Tun:
         """Route each prefix into the device (``replace``: a prefix may equal a connected one)."""
         for net in prefixes:
             family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
-            try:
-                self._ipr.route(
-                    "replace", dst=str(net), oif=self.index, family=family, proto="static"
-                )
-            except NetlinkError as e:
-                if e.code == errno.EEXIST:
-                    continue
-                raise TunError(f"{self.name}: cannot add route {net}: {e.args[-1]}") from None
+            self._netlink(
+                f"add route {net}",
+                "route",
+                "replace",
+                dst=str(net),
+                oif=self.index,
+                family=family,
+                proto="static",
+            )
 
     def close(self) -> None:
         """Close the device (which removes it with its addresses and routes)."""
         ipr, self._ipr = self._ipr, None
-        if ipr is not None:
-            ipr.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if ipr is not None:
+                pool.submit(ipr.close).result()
+            pool.shutdown()
         dev, self._dev = self._dev, None
         if dev is not None:
             dev.close()
 
 
 def open_tun(
-    name: str, *, mtu: int, addresses: Iterable[IPInterface], routes: Iterable[IPNetwork]
+    name: str,
+    *,
+    mtu: int,
+    addresses: Iterable[IPInterface],
+    routes: Iterable[IPNetwork],
+    vnet_hdr: bool = True,
 ) -> Tun:
     """Create ``name``, set its MTU and addresses, bring it up and route ``routes`` into it."""
-    tun = Tun(name, mtu=mtu)
+    tun = Tun(name, mtu=mtu, vnet_hdr=vnet_hdr)
     try:
         tun.add_addresses(addresses)
         tun.up()

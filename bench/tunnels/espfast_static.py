@@ -18,15 +18,20 @@ TRANSFORMS = ("aes128gcm16", "aes256gcm16", "chacha20poly1305")
 
 
 class EspfastStatic:
-    def __init__(self, transform: str, workers: int = 1) -> None:
+    def __init__(self, transform: str, workers: int = 1, offload: bool = True) -> None:
         self.transform = transform
         self.workers = workers
+        self.offload = offload
         self.name = f"espfast-{transform}" + (f"-w{workers}" if workers != 1 else "")
+        self.name += "" if offload else "-nooffload"
 
     @contextlib.contextmanager
     def up(self, hosts: TwoHosts) -> Iterator[Endpoints]:
         text_a, text_b = pair_configs(
-            self.transform, workers=self.workers, outer=(hosts.addr_a, hosts.addr_b)
+            self.transform,
+            workers=self.workers,
+            outer=(hosts.addr_a, hosts.addr_b),
+            offload=self.offload,
         )
         with tempfile.TemporaryDirectory(prefix="espfast-bench-") as tmp:
             conf_a = write_private(Path(tmp) / "a.toml", text_a)

@@ -71,12 +71,12 @@ def wait_ping(
     raise failure(f"no ping from {src} to {dst} through the tunnel within {timeout}s")
 
 
-def new_key(kind: str) -> PrivateKey:
-    """A fresh ``ecdsa`` (P-256) or ``rsa`` (2048-bit) private key."""
+def new_key(kind: str, rsa_bits: int = 2048) -> PrivateKey:
+    """A fresh ``ecdsa`` (P-256) or ``rsa`` (``rsa_bits``) private key."""
     if kind == "ecdsa":
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     raise ValueError(f"key kind must be ecdsa or rsa, not {kind!r}")
 
 
@@ -87,12 +87,14 @@ def issue(
     *,
     dns: Sequence[str] = (),
     eku: Sequence[x509.ObjectIdentifier] = (),
+    ca: bool = False,
 ) -> x509.Certificate:
     """A one-day certificate for ``cn``: a self-signed CA when ``issuer`` is None, else
-    an end-entity certificate signed by ``issuer`` (with DNS SANs and EKUs as given)."""
+    signed by ``issuer`` — an intermediate CA with ``ca``, or an end-entity certificate
+    (with DNS SANs and EKUs as given)."""
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    is_ca = issuer is None
+    is_ca = issuer is None or ca
     issuer_name, signer = (subject, key) if issuer is None else (issuer[0].subject, issuer[1])
     builder = (
         x509.CertificateBuilder()

@@ -24,5 +24,9 @@ class Task:
     def process(self, msg: Message, raw: bytes) -> bool:
         raise NotImplementedError
 
+    def rebind(self, sa: IkeSa) -> None:
+        """Move a queued (not yet started) task to another IKE SA (after a rekey)."""
+        self.sa = sa
+
     def failed(self, reason: str) -> None:
         """The exchange failed (timeout, error notify, bad response): clean up."""

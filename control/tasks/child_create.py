@@ -17,7 +17,6 @@ from ..errors import RemoteProtocolError
 from ..events import ChildSaFailed
 from ..message import Message, check_rules
 from ..payloads import (
-    DeletePayload,
     KePayload,
     NoncePayload,
     NotifyPayload,
@@ -29,7 +28,6 @@ from ..payloads import (
 from ..proposals import Chosen, accept_choice, key_lengths, select
 from .base import Task
 from .ike_init import NONCE_LEN
-from .informational import Informational
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -198,18 +196,30 @@ class CreateChild(Task):
         if msg.error_notify() is None:
             check_rules(msg)
         chosen = self.neg.response(msg)
+        if chosen is not None and int.from_bytes(chosen.spi, "big") in self.sa.early_deletes:
+            self.sa.early_deletes.clear()
+            self.neg.child = None
+            self.neg.error = RemoteProtocolError("the peer deleted it before its answer came")
+            chosen = None
         if chosen is None:
             self.neg.report_failure()
+            if self.rekey is not None:
+                self.sa.retry_rekey_later(self.rekey)
             return True
         nonce = msg.need(NoncePayload)
         self.shared = self._key_exchange(chosen, msg.get(KePayload))
         self.neg.install(self.nonce, nonce.data, self.shared, replaces=self.rekey)
-        if self.rekey is not None:
-            # §1.3.3 / §2.8: the rekey initiator deletes the old Child SA once the new
-            # one is in place (make-before-break).
-            spi = self.rekey.spi_in.to_bytes(4, "big")
-            delete = Informational(self.sa, True, (DeletePayload(ProtocolId.ESP, (spi,)),))
-            self.sa.tm.queue.insert(0, delete)
+        old, new = self.rekey, self.neg.child
+        if old is not None and new is not None:
+            if old.peer_rekey is not None and min(self.nonce, nonce.data) < old.peer_rekey[0]:
+                # §2.8.1: both ends rekeyed at once. The SA made with the lowest of the
+                # four nonces is redundant and closed by its maker: here, ours. The
+                # peer, whose rekey won, deletes the old SA.
+                self.sa.delete_child(new.spi_in, self.sa.now, first=True)
+            else:
+                # §1.3.3 / §2.8: the rekey initiator deletes the old Child SA once the
+                # new one is in place (make-before-break).
+                self.sa.delete_child(old.spi_in, self.sa.now, first=True)
         return True
 
     def _request(self, msg: Message) -> None:
@@ -221,10 +231,14 @@ class CreateChild(Task):
         rekey = msg.notify(NotifyType.REKEY_SA)
         if rekey is not None:
             spi = int.from_bytes(rekey.spi, "big")
-            self.rekey = next((c for c in self.sa.children.values() if c.spi_out == spi), None)
+            self.rekey = self.sa.child_by_spi_out(spi)
             if self.rekey is None:
                 raise RemoteProtocolError(f"rekey of unknown Child SA {spi:08x}",
                                           notify=NotifyType.CHILD_SA_NOT_FOUND)  # fmt: skip
+            if self.rekey.deleting:
+                # §2.25.1: a request to rekey an SA we are closing.
+                raise RemoteProtocolError(f"Child SA {spi:08x} is being deleted",
+                                          notify=NotifyType.TEMPORARY_FAILURE)  # fmt: skip
         chosen = self.neg.choose(msg)
         nonce = msg.need(NoncePayload)
         self.peer_nonce = nonce.data
@@ -242,6 +256,9 @@ class CreateChild(Task):
         if not self.nonce:
             self.nonce = self.sa.rng.random_bytes(NONCE_LEN)
         self.neg.install(self.peer_nonce, self.nonce, self.shared, replaces=self.rekey)
+        if self.rekey is not None and self.neg.child is not None:
+            lowest = min(self.peer_nonce, self.nonce)
+            self.rekey.peer_rekey = (lowest, self.neg.child.spi_in)
 
     def _key_exchange(self, chosen: Chosen, ke: KePayload | None) -> bytes | None:
         if not chosen.dh:
@@ -250,9 +267,14 @@ class CreateChild(Task):
             raise RemoteProtocolError("responder's KE does not match our group")
         return self.ke.shared(ke.data)
 
+    def rebind(self, sa: IkeSa) -> None:
+        self.sa = self.neg.sa = sa
+
     def failed(self, reason: str) -> None:
         self.neg.error = RemoteProtocolError(reason)
         self.neg.report_failure()
+        if self.rekey is not None:
+            self.sa.retry_rekey_later(self.rekey)
 
 
 def _name(n: NotifyPayload) -> str:

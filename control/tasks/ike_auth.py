@@ -20,6 +20,7 @@ from ..payloads import (
     IdiPayload,
     IdPayload,
     IdrPayload,
+    NotifyPayload,
     Payload,
 )
 from .base import Task
@@ -109,9 +110,13 @@ class IkeAuth(Task):
             auth = self._our_auth(idi)
             out += [p for p in auth if isinstance(p, CertPayload)]
             out += [CertReqPayload(CertEncoding.X509_SIGNATURE, h) for h in cfg.auth.certreq]
-            if cfg.remote_id is not None:
-                out.append(IdrPayload(*cfg.remote_id))
+            if cfg.remote_id is not None and b"*" not in cfg.remote_id[1]:
+                out.append(IdrPayload(*cfg.remote_id))  # a wildcard names nobody
             out += [p for p in auth if not isinstance(p, CertPayload)]
+            if cfg.initial_contact:
+                # RFC 7296 §2.4: we hold no other IKE SA with this peer (e.g. after a
+                # restart), so it may drop the ones it still has with us.
+                out.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
             return out + self.neg.request()
         idr = IdrPayload(*cfg.local_id)
         return [idr, *self._our_auth(idr), *self.neg.answer()]
@@ -137,6 +142,7 @@ class IkeAuth(Task):
         sa.select_config(idi)
         self._check_peer(msg, idi)
         sa.peer_id = idi
+        sa.initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
         self.neg.choose(msg)
         return True
 
@@ -147,6 +153,9 @@ class IkeAuth(Task):
             self.neg.install(sa.nonce_i, sa.nonce_r)
         else:
             self.neg.report_failure()
+
+    def rebind(self, sa: IkeSa) -> None:
+        self.sa = self.neg.sa = sa
 
     def failed(self, reason: str) -> None:
         pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..constants import CertEncoding, ExchangeType, NotifyType
 from ..crypto import KeyExchange, sha1
@@ -17,6 +18,9 @@ from ..message import Message, check_rules
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
 from ..proposals import Chosen, accept_choice, select
 from .base import Task
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
 
 NONCE_LEN = 32
 MAX_RETRIES = 3  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
@@ -32,7 +36,7 @@ def natd_hash(spi_i: int, spi_r: int, addr: tuple[str, int]) -> bytes:
 class IkeInit(Task):
     exchange = ExchangeType.IKE_SA_INIT
 
-    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         cfg = sa.config
         self.group: int = cfg.ike_proposals[0].dh[0]

@@ -4,8 +4,8 @@
                                 <-- { SA(IKE, SPIr'), Nr, KEr }
   then, on the old IKE SA:   INFORMATIONAL { D(IKE) } -->   <-- { }
 
-Simultaneous rekeying from both ends (§2.8.2) is not resolved yet: each side's new SA
-stands on its own until one old SA is deleted.
+Simultaneous rekeying from both ends (§2.8.2): the new SA made with the lowest of the
+four nonces is closed by its initiator, the other keeps the Child SAs.
 """
 
 from __future__ import annotations
@@ -25,6 +25,23 @@ from .informational import Informational
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
+
+
+REPLACED_GRACE = 240.0  # seconds a rekeyed IKE SA waits for the peer's DELETE (its retransmissions)
+
+
+def _hand_over(loser: IkeSa, winner: IkeSa) -> None:
+    """§2.8.2: the redundant new IKE SA gives its Child SAs and queued exchanges to the
+    one that stays, and forwards whatever still lands on it."""
+    winner.children.update(loser.children)
+    loser.children = {}
+    for task in loser.tm.queue:
+        task.rebind(winner)
+    winner.tm.queue += loser.tm.queue
+    loser.tm.queue = []
+    loser.replaced_by = winner
+    loser.rekey_at = None
+    loser.expire_at = loser.now + REPLACED_GRACE  # should its DELETE never come
 
 
 class IkeRekey(Task):
@@ -82,11 +99,32 @@ class IkeRekey(Task):
             assert self.ke is not None
             shared = self.ke.shared(ke.data)
             peer_spi = int.from_bytes(chosen.spi, "big")
-            sa.rekeyed(initiator=True, spi_i=self.spi, spi_r=peer_spi, chosen=chosen,
-                       ni=self.nonce, nr=nonce.data, shared=shared, now=sa.now)  # fmt: skip
+            collision = sa.peer_ike_rekey
+            new = sa.rekeyed(initiator=True, spi_i=self.spi, spi_r=peer_spi, chosen=chosen,
+                             ni=self.nonce, nr=nonce.data, shared=shared, now=sa.now)  # fmt: skip
+            if collision is not None and min(self.nonce, nonce.data) < collision[0]:
+                # §2.8.2: both ends rekeyed at once and ours has the lowest nonce: our
+                # new SA is redundant, we close it; the peer deletes the old one.
+                theirs = collision[1]
+                _hand_over(new, theirs)
+                sa.replaced_by = theirs
+                new.tm.queue.insert(0, Informational(new, True, (DeletePayload(ProtocolId.IKE),)))
+                new.tm.initiate(sa.now)
+                theirs.tm.initiate(sa.now)
+                return True
+            if collision is not None:
+                # Ours wins: the Child SAs live on in our new SA; the peer closes its own.
+                _hand_over(collision[1], new)
             # The rekey initiator deletes the old IKE SA (§1.3.2).
             sa.tm.queue.insert(0, Informational(sa, True, (DeletePayload(ProtocolId.IKE),)))
+            new.tm.initiate(sa.now)
             return True
+        busy = sa.tm.active is not None and not isinstance(sa.tm.active, IkeRekey)
+        if sa.replaced_by is not None or sa.is_deleting or busy:
+            # §2.25.2: this IKE SA was already rekeyed or is closing; or a request of ours
+            # is still in flight on it, whose answer must not land on a deleted SA.
+            raise RemoteProtocolError("IKE SA already rekeyed, closing or busy",
+                                      notify=NotifyType.TEMPORARY_FAILURE)  # fmt: skip
         check_rules(msg)
         sa_p, nonce, ke = msg.need(SaPayload), msg.need(NoncePayload), msg.need(KePayload)
         usable = [replace(s, dh=(ke.group,)) for s in sa.config.ike_proposals if ke.group in s.dh]
@@ -108,9 +146,15 @@ class IkeRekey(Task):
 
     def responded(self, raw: bytes) -> None:
         assert self.chosen is not None
-        self.sa.rekeyed(initiator=False, spi_i=self.peer_spi, spi_r=self.spi, chosen=self.chosen,
-                        ni=self.peer_nonce, nr=self.nonce, shared=self.shared,
-                        now=self.sa.now)  # fmt: skip
+        sa = self.sa
+        ours_under_way = isinstance(sa.tm.active, IkeRekey)
+        new = sa.rekeyed(initiator=False, spi_i=self.peer_spi, spi_r=self.spi,
+                         chosen=self.chosen, ni=self.peer_nonce, nr=self.nonce,
+                         shared=self.shared, now=sa.now)  # fmt: skip
+        if ours_under_way:
+            sa.peer_ike_rekey = (min(self.peer_nonce, self.nonce), new)
+        new.tm.initiate(sa.now)
 
     def failed(self, reason: str) -> None:
         self.sa.log(f"IKE SA rekeying failed: {reason}")
+        self.sa.retry_rekey_later()

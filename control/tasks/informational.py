@@ -47,7 +47,7 @@ class Informational(Task):
             for d in msg.all(DeletePayload):
                 if d.protocol == ProtocolId.ESP:
                     for spi in d.spis:
-                        sa.child_deleted_by_peer(int.from_bytes(spi, "big"), answer=False)
+                        sa.child_deleted_by_peer(int.from_bytes(spi, "big"))
             for spi_in in self._our_deleted_spis():
                 sa.remove_child(spi_in, "deleted")
             return True
@@ -60,9 +60,13 @@ class Informational(Task):
             if d.protocol == ProtocolId.ESP:
                 ours = []
                 for spi in d.spis:
-                    mine = sa.child_deleted_by_peer(int.from_bytes(spi, "big"), answer=True)
+                    mine = sa.child_deleted_by_peer(int.from_bytes(spi, "big"))
                     if mine is not None:
                         ours.append(mine.to_bytes(4, "big"))
+                    elif sa.tm.active is not None:
+                        # Perhaps the SA our outstanding CREATE_CHILD_SA is creating: its
+                        # response may come after this DELETE (reordering).
+                        sa.early_deletes.add(int.from_bytes(spi, "big"))
                 if ours:
                     self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
         for n in msg.all(NotifyPayload):
@@ -81,8 +85,31 @@ class Informational(Task):
         ]
 
     def responded(self, raw: bytes) -> None:
-        if self.delete_ike:
-            self.sa.destroy("deleted by peer")
+        if not self.delete_ike:
+            return
+        from .ike_rekey import IkeRekey
+
+        origin = self.sa.rekeyed_from
+        if (
+            origin is not None
+            and origin.peer_ike_rekey is not None
+            and origin.peer_ike_rekey[1] is self.sa
+            and isinstance(origin.tm.active, IkeRekey)
+        ):
+            # §2.8.2 seen from the side whose answer is late: the peer closes the SA it
+            # made in the collision, so ours will win. Its Child SAs wait on the old SA
+            # for our rekey's answer, which moves them into our new SA.
+            origin.children.update(self.sa.children)
+            self.sa.children = {}
+            origin.replaced_by = None
+
+        if isinstance(self.sa.tm.active, IkeRekey):
+            # The peer closes the SA our own rekey is running on (it won a §2.8.2
+            # collision): hear our rekey's answer first, so that we can close the
+            # redundant SA it made; then this one goes.
+            self.sa.destroy_when_idle = "deleted by peer"
+            return
+        self.sa.destroy("deleted by peer")
 
     def failed(self, reason: str) -> None:
         pass

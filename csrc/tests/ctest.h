@@ -20,5 +20,7 @@ extern int ct_passed, ct_failed;
 void test_replay(void);
 void test_esp(void);
 void test_sa_table(void);
+void test_offload(void);
+void test_dataplane(void);
 
 #endif

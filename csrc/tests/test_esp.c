@@ -320,8 +320,30 @@ static void bad_padding_and_policy(int transform)
 	ef_cctx_free(&c);
 }
 
+/* The batch calls at the tightest stride, with the most padding and the largest ICV;
+ * the buffer is exactly n * stride so that ASan sees any write past it. */
+static void batch_bounds(void)
+{
+	const size_t len = 1407, stride = len + EF_ENCAP_OVERHEAD, n = 3; /* 1407 + 2: pad 15 */
+	uint8_t *bufs = malloc(n * stride);
+	uint32_t offs[3], lens[3];
+	struct pair pr;
+
+	CHECK(make_pair(&pr, EF_T_AES256_SHA512, 1, 0) == 0);
+	for (size_t i = 0; i < n; i++)
+		make_ip(bufs + i * stride + EF_ENCAP_OVERHEAD / 2, len, 0);
+	CHECK(ef_esp_sa_encap_batch(pr.out, bufs, stride, n, len, offs, lens) == (long)n);
+	CHECK(lens[0] == 8 + 16 + 1424 + 32);
+	CHECK(ef_esp_sa_encap_batch(pr.out, bufs, stride - 1, n, len, offs, lens) ==
+	      -EF_E_NOSPACE);
+	CHECK(ef_esp_sa_decap_batch(pr.in, bufs, stride, n, offs, lens) == (long)n);
+	free(bufs);
+	free_pair(&pr);
+}
+
 void test_esp(void)
 {
+	batch_bounds();
 	kat_gcm("feffe9928665731c6d6a8f9467308308",
 		"42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
 		"21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091",

@@ -10,6 +10,8 @@ int main(void)
 	test_replay();
 	test_esp();
 	test_sa_table();
+	test_offload();
+	test_dataplane();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);
 	return ct_failed ? 1 : 0;
 }

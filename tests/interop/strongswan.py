@@ -108,6 +108,13 @@ half-open and cookie thresholds: ``block_threshold``, ``cookie_threshold``,
 Traffic selectors may list IPv4 and IPv6 prefixes together
 (``local_ts = 198.19.1.0/24,2001:2:0:1::/64``); libipsec carries both.
 
+Where it is used: test_harness.py (charon <-> charon: the harness itself),
+test_esp_libipsec.py (espfast's dataplane <-> libipsec ESP with charon's keys),
+test_ike_charon.py (espfast.control <-> charon over UDP, through ike_driver.py: PSK
+with three proposal families, ECDSA/RSA certificates, INVALID_KE_PAYLOAD retry, Child SA
+rekeys from both ends, DELETE, proposal mismatch, an RSA-3072 chain with an
+intermediate CA crossing as RFC 7383 fragments — either side initiating).
+
 Example (see tests/interop/test_harness.py)::
 
     conf_a, conf_b = psk_pair((hosts.addr_a, hosts.addr_b), psk, (ts_a, ts_b))

@@ -94,7 +94,7 @@ def test_defaults(tmp_path: Path) -> None:
     for line in ('name = "main"\n', "esn = true\n", "replay_window = 2048\n"):
         text = edit(line, "", text)
     cfg = load_text(tmp_path, text)
-    assert (cfg.interface.mtu, cfg.interface.workers) == (1400, 1)
+    assert (cfg.interface.mtu, cfg.interface.workers, cfg.interface.offload) == (1400, 1, True)
     assert cfg.interface.listen == ("0.0.0.0", 4500)
     assert (cfg.sas[0].name, cfg.sas[0].esn, cfg.sas[0].replay_window) == ("sa[0]", False, 1024)
 
@@ -225,6 +225,7 @@ ERRORS = {
     "mtu wrong type": ("mtu = 1400", 'mtu = "1400"', ["interface.mtu", "integer"]),
     "esn wrong type": ("esn = true", 'esn = "yes"', ["sa[0].esn", "true or false"]),
     "workers zero": ("workers = 2", "workers = 0", ["interface.workers", "out of range"]),
+    "offload wrong type": ("workers = 2", "workers = 2\noffload = 1", ["interface.offload"]),
     "bad ifname": ('name = "ef0"', 'name = "a-very-long-ifname0"', ["interface.name"]),
     "not toml": ("[interface]", "[interface", ["not valid TOML"]),
 }

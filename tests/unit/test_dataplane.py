@@ -28,6 +28,7 @@ from dp_helpers import (
     params,
 )
 
+from espfast import netns
 from espfast.dataplane import Dataplane, Direction, Stats, Transform
 
 SPI_AB, SPI_BA = 0x1111, 0x2222
@@ -60,16 +61,20 @@ def _side(workers: int = 1) -> Side:
     return Side(dp, app, udp)
 
 
+def close_sides(*sides: Side) -> None:
+    for s in sides:
+        s.dp.close()
+        s.tun.close()
+        s.udp.close()
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[Side, Side]]:
     a, b = _side(), _side()
     try:
         yield a, b
     finally:
-        for s in (a, b):
-            s.dp.close()
-            s.tun.close()
-            s.udp.close()
+        close_sides(a, b)
 
 
 def install(a: Side, b: Side, transform: Transform = Transform.AES128GCM16, **kw: object) -> None:
@@ -118,11 +123,12 @@ def test_both_ways_ipv4_and_ipv6(pair: tuple[Side, Side], transform: Transform) 
         back = ipv6_udp(B6, A6, os.urandom(i * 30))
         b.tun.send(back)
         assert a.read_tun() == back
-    assert a.dp.sa_stats(SPI_AB, Direction.OUT).packets == 20
-    assert b.dp.sa_stats(SPI_AB, Direction.IN).packets == 20
-    assert a.dp.sa_stats(SPI_BA, Direction.IN).packets == 20
-    # The sender counts after sendmmsg returns, possibly after the peer already decrypted.
-    st = wait_stats(b, lambda s: s.tx_packets == 20)
+    # Counters move after the packet left (sendmmsg / the TUN write returned), possibly
+    # after the other side already has it: wait (bounded) for them to settle.
+    for side, spi, d in ((a, SPI_AB, Direction.OUT), (b, SPI_AB, Direction.IN),
+                         (a, SPI_BA, Direction.IN)):  # fmt: skip
+        assert netns.wait_for(lambda s=side, i=spi, d=d: s.dp.sa_stats(i, d).packets == 20, 5)
+    st = wait_stats(b, lambda s: s.tx_packets == 20 and s.rx_packets == 20, timeout=5)
     assert st.rx_packets == 20 and st.tx_packets == 20
 
 
@@ -244,7 +250,8 @@ def test_ike_messages_pass_through_the_socketpair(pair: tuple[Side, Side]) -> No
     msgs = b.dp.recv_ike()
     assert msgs == [(b"IKE_SA_INIT request", a.addr)]
     assert b.dp.recv_ike() == []
-    assert b.dp.stats().ike_forwarded == 1
+    # (counted just after the hand-over, so possibly after we already read it)
+    assert wait_stats(b, lambda s: s.ike_forwarded == 1).ike_forwarded == 1
 
 
 def test_outbound_sequence_numbers_start_at_one(pair: tuple[Side, Side]) -> None:
@@ -391,10 +398,7 @@ def test_two_workers_per_direction() -> None:
         assert b.dp.sa_stats(SPI_AB, Direction.IN).packets == 80
         assert a.dp.sa_stats(SPI_AB, Direction.OUT).seq == 80
     finally:
-        for s in (a, b):
-            s.dp.close()
-            s.tun.close()
-            s.udp.close()
+        close_sides(a, b)
 
 
 def test_dual_stack_socket_with_ipv4_peers() -> None:
@@ -421,3 +425,39 @@ def test_dual_stack_socket_with_ipv4_peers() -> None:
         for s in (app, dev, udp6, b.tun, b.udp):
             s.close()
         b.dp.close()
+
+
+def test_open_tun_rejects_bad_names() -> None:
+    from espfast.dataplane import open_tun
+
+    with pytest.raises(ValueError, match="bad interface name"):
+        open_tun("a-name-much-too-long")
+    with pytest.raises(ValueError, match="bad interface name"):
+        open_tun("a/b")
+
+
+def test_ipv6_outer_addresses() -> None:
+    """ESP over UDP over IPv6 (loopback ::1) both ways."""
+
+    def side6() -> Side:
+        app, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        udp.bind(("::1", 0))
+        dp = Dataplane(dev.fileno(), udp)
+        dev.close()
+        return Side(dp, app, udp)
+
+    a, b = side6(), side6()
+    try:
+        install(a, b, Transform.AES256_SHA256)
+        a.dp.start()
+        b.dp.start()
+        a.tun.send(ipv6_udp(A6, B6, b"over v6"))
+        assert b.read_tun() == ipv6_udp(A6, B6, b"over v6")
+        b.tun.send(ipv4_udp(B4, A4, b"back"))
+        assert a.read_tun() == ipv4_udp(B4, A4, b"back")
+        a.dp.send_ike(b"ike6", b.addr)
+        select.select([b.dp.ike_fileno()], [], [], 2)
+        assert b.dp.recv_ike() == [(b"ike6", a.addr)]
+    finally:
+        close_sides(a, b)

@@ -67,27 +67,41 @@ def test_rsa_chain_is_fragmented_to_fit_1280_bytes() -> None:
     assert p.i.is_established and p.r is not None and p.r.is_established
 
 
-def test_classic_signature_methods_without_rfc7427() -> None:
-    ci, cr = cert_configs("ecdsa")
-    # A peer that announces no SIGNATURE_HASH_ALGORITHMS gets ECDSA method 9 (RFC 4754).
+@pytest.mark.parametrize(
+    ("key_type", "method"), [("ecdsa", AuthMethod.ECDSA_SHA256_P256), ("rsa", AuthMethod.RSA_SIG)]
+)
+def test_classic_signature_methods_without_rfc7427(key_type: str, method: int) -> None:
+    from espfast.control.payloads import AuthPayload
+
+    ci, cr = cert_configs(key_type)
+    # A peer that announces no SIGNATURE_HASH_ALGORITHMS (as Apple and Windows clients)
+    # gets ECDSA method 9 (RFC 4754) or RSA method 1 from us.
     ci = replace(ci, auth=replace(ci.auth, hash_algorithms=()))
     p = Pair(ci, cr)
-    sent = []
     p.roundtrip()
     assert p.r is not None
-    orig = p.r.encode
+    sent = []
+    encode = p.r.encode
 
     def spy(msg):  # type: ignore[no-untyped-def]
         sent.append(msg)
-        return orig(msg)
+        return encode(msg)
 
     p.r.encode = spy  # type: ignore[method-assign]
     p.establish()
     assert p.i.is_established
-    from espfast.control.payloads import AuthPayload
-
     auth = sent[0].get(AuthPayload)
-    assert auth is not None and auth.method == AuthMethod.ECDSA_SHA256_P256
+    assert auth is not None and auth.method == method
+
+
+def test_revoked_by_configuration_is_refused() -> None:
+    trust, cred_a, _ = pki("ecdsa")
+    revoked = TrustStore(trust.cas, revoked_serials={cred_a.cert.serial_number})
+    p = Pair(*cert_configs("ecdsa", trust_r=revoked))
+    p.establish()
+    assert p.r is not None and p.r.is_destroyed and p.i.is_destroyed
+    (down,) = [e for e in events(p.r) if isinstance(e, IkeSaDown)]
+    assert "revoked" in down.reason
 
 
 def test_untrusted_certificate_is_refused() -> None:

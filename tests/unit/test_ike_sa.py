@@ -572,8 +572,9 @@ def test_rekey_ike_sa() -> None:
     # INFORMATIONAL { D(IKE) } --> on the old SA;   <-- { }
     p.roundtrip()
     assert old_i.is_destroyed and old_r.is_destroyed
-    assert [type(e) for e in events(old_i)] == [IkeSaDown]
-    assert [type(e) for e in events(old_r)] == [IkeSaDown]
+    # The old SA closes quietly: to the shell it is the same IKE SA, under new SPIs.
+    assert events(old_i) == [] and events(old_r) == []
+    assert new_i.ike_sa_id == old_i.ike_sa_id and new_r.ike_sa_id == old_r.ike_sa_id
     # The new IKE SA works, with Message IDs from 0, and still owns the Child SA.
     p.i, p.r = new_i, new_r
     p.i.check_liveness(p.now)
@@ -584,3 +585,48 @@ def test_rekey_ike_sa() -> None:
     p.roundtrip()
     assert [type(e) for e in events(new_i)] == [ChildSaDown]
     assert [type(e) for e in events(new_r)] == [ChildSaDown]
+
+
+def test_simultaneous_child_rekey_leaves_one_new_sa() -> None:
+    p = establish_pair()
+    assert p.r is not None
+    (old_i,) = p.i.children
+    (old_r,) = p.r.children
+    # Both ends rekey the same Child SA at once (RFC 7296 §2.8.1):
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr } --> and <-- cross on the wire.
+    p.i.rekey_child(old_i, p.now)
+    p.r.rekey_child(old_r, p.now)
+    for _ in range(6):
+        p.i_to_r()
+        p.r_to_i()
+    evs_i, evs_r = events(p.i), events(p.r)
+    assert [type(e) for e in evs_i].count(ChildSaRekeyed) == 2
+    # The redundant new SA and the old one are deleted; one new SA is left on each side,
+    # the same one.
+    assert len(p.i.children) == 1 and len(p.r.children) == 1
+    ((spi_i, child_i),) = p.i.children.items()
+    ((spi_r, child_r),) = p.r.children.items()
+    assert (child_i.spi_out, child_r.spi_out) == (spi_r, spi_i)
+    assert old_i not in p.i.children and old_r not in p.r.children
+    downs_i = [e for e in evs_i if isinstance(e, ChildSaDown)]
+    downs_r = [e for e in evs_r if isinstance(e, ChildSaDown)]
+    assert len(downs_i) == 2 and len(downs_r) == 2
+    assert p.i.tm.active is None and p.r.tm.active is None
+
+
+def test_rekey_request_for_a_child_being_deleted_is_a_temporary_failure() -> None:
+    from espfast.control.events import ChildSaFailed
+
+    p = establish_pair()
+    assert p.r is not None
+    (old_i,) = p.i.children
+    (old_r,) = p.r.children
+    p.r.delete_child(old_r, p.now)  # r is closing it ...
+    p.i.rekey_child(old_i, p.now)  # ... while i asks to rekey it
+    p.i_to_r()  # r answers N(TEMPORARY_FAILURE)
+    p.r_to_i()
+    p.i_to_r()
+    evs = events(p.i)
+    failed = [e for e in evs if isinstance(e, ChildSaFailed)]
+    assert failed and "TEMPORARY_FAILURE" in failed[0].reason
+    assert not p.i.children and not p.r.children

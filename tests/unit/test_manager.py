@@ -52,8 +52,8 @@ def test_manager_dispatches_by_spi_and_follows_rekeys() -> None:
     b_first.rekey(0)
     shuttle(gw_a, gw_b)
     ev_a, ev_b = drain(gw_a), drain(gw_b)
-    assert [type(e) for e in ev_b] == [IkeSaRekeyed, IkeSaDown]
-    assert [type(e) for e in ev_a] == [IkeSaRekeyed, IkeSaDown]
+    assert [type(e) for e in ev_b] == [IkeSaRekeyed]  # the old SA closes quietly
+    assert [type(e) for e in ev_a] == [IkeSaRekeyed]
     assert len(gw_a.sas) == 2 and len(gw_b.sas) == 2
     new_b = ev_b[0].new_sa  # type: ignore[attr-defined]
     assert new_b.initiator  # the rekey initiator initiates the new IKE SA (§2.18)
@@ -63,8 +63,10 @@ def test_manager_dispatches_by_spi_and_follows_rekeys() -> None:
     shuttle(gw_a, gw_b)
     assert [type(e) for e in drain(gw_a)] == [ChildSaDown]
     assert [type(e) for e in drain(gw_b)] == [ChildSaDown]
-    # Timers: nothing outstanding; an IKE SA deletion leaves no SA behind.
-    assert gw_a.get_timer() is None
+    # Timers: no retransmission outstanding, only the lifetimes (rekey after 1 h less
+    # up to 6 min of jitter); an IKE SA deletion leaves no SA behind.
+    timer = gw_a.get_timer()
+    assert timer is not None and 3600 - 360 <= timer <= 3600
     for sa in gw_a.sas:
         sa.delete(0)
     shuttle(gw_a, gw_b)
@@ -82,3 +84,77 @@ def test_manager_retransmits_through_handle_timer() -> None:
     for t in (4.0 + 7.2, 30.0, 60.0, 120.0, 240.0):
         gw.handle_timer(t)
     assert [type(e) for e in drain(gw)] == [IkeSaDown] and gw.sas == []
+
+
+def test_initial_contact_clears_stale_sas_after_a_peer_restart() -> None:
+    ci, cr = configs()
+    gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B)
+    before = IkeManager([], rng=DeterministicRng("a1"), local=A)
+    before.initiate(ci, local=A, remote=B, now=0)
+    shuttle(before, gw_b)
+    drain(gw_b)
+    (stale,) = gw_b.sas
+    # gw_a restarts (its SAs are lost without a DELETE) and connects again:
+    # IKE_AUTH { ..., N(INITIAL_CONTACT) } --> ; gw_b drops the stale IKE SA.
+    after = IkeManager([], rng=DeterministicRng("a2"), local=A)
+    after.initiate(ci, local=A, remote=B, now=1)
+    shuttle(after, gw_b, now=1)
+    evs = drain(gw_b)
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown]
+    assert "INITIAL_CONTACT" in evs[-1].reason  # type: ignore[attr-defined]
+    assert stale.is_destroyed and len(gw_b.sas) == 1
+
+
+def collide(seed: str) -> bool:
+    """Both ends rekey one IKE SA at once; returns whether a's new SA survived."""
+    ci, cr = configs()
+    gw_a = IkeManager([], rng=DeterministicRng("a" + seed), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    shuttle(gw_a, gw_b)
+    drain(gw_a)
+    drain(gw_b)
+    (sa_a,) = gw_a.sas
+    (sa_b,) = gw_b.sas
+    # Both ends rekey the IKE SA at once (RFC 7296 §2.8.2): the requests cross.
+    sa_a.rekey(0)
+    sa_b.rekey(0)
+    shuttle(gw_a, gw_b)
+    ev_a, ev_b = drain(gw_a), drain(gw_b)
+    assert [type(e) for e in ev_a].count(IkeSaRekeyed) == 2
+    assert [type(e) for e in ev_b].count(IkeSaRekeyed) == 2
+    # One IKE SA is left on each side, the same one, and it owns the Child SA.
+    (left_a,) = gw_a.sas
+    (left_b,) = gw_b.sas
+    assert (left_a.spi_i, left_a.spi_r) == (left_b.spi_i, left_b.spi_r)
+    a_won = left_a.initiator
+    assert len(left_a.children) == 1 and len(left_b.children) == 1
+    assert not [e for e in ev_a + ev_b if isinstance(e, ChildSaDown)]
+    # And it works.
+    (spi,) = left_a.children
+    left_a.delete_child(spi, 0)
+    shuttle(gw_a, gw_b)
+    assert [type(e) for e in drain(gw_b)] == [ChildSaDown]
+
+    return a_won
+
+
+def test_simultaneous_ike_rekey_leaves_one_ike_sa_with_the_child() -> None:
+    # The seeds give nonces where either end's exchange has the lowest nonce, so both
+    # branches of §2.8.2 run.
+    assert {collide(seed) for seed in ("one", "two", "three", "four")} == {True, False}
+
+
+def test_late_ike_sa_init_copy_does_not_start_another_sa() -> None:
+    ci, cr = configs()
+    gw_a = IkeManager([], rng=DeterministicRng("a"), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    ((init, _, _),) = gw_a.datagrams_to_send(0)
+    gw_b.receive_datagram(init, (A[0], 500), 0, B)
+    for data, remote, port in gw_b.datagrams_to_send(0):
+        gw_a.receive_datagram(data, (B[0], port), 0, remote)
+    shuttle(gw_a, gw_b)
+    assert len(gw_b.sas) == 1 and gw_b.sas[0].is_established
+    gw_b.receive_datagram(init, (A[0], 500), 1, B)  # the network delivers a stale copy
+    assert len(gw_b.sas) == 1 and gw_b.datagrams_to_send(1) == []

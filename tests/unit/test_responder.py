@@ -107,3 +107,17 @@ def test_fuzz_mutated_ike_sa_init_request(data: st.DataObject) -> None:
         assert c.refused + c.dropped_malformed + c.dropped_not_init == 1
     else:
         assert sa.datagrams_to_send(0) and not sa.is_destroyed
+
+
+def test_the_connection_whose_proposals_match_answers() -> None:
+    from dataclasses import replace
+
+    from espfast.control.proposals import parse_ike
+
+    ci, cr = configs(ike="aes128-sha256-modp2048")
+    other = replace(cr, name="other", ike_proposals=parse_ike("aes256gcm16-prfsha384-ecp384"))
+    p = Pair(ci, cr)
+    p.responder = Responder([other, cr], B, DeterministicRng("r"))
+    p.establish()
+    assert p.r is not None and p.r.config.name == "gw-b"
+    assert p.i.is_established

@@ -1,6 +1,5 @@
 """Hand-built datagrams for bad-input tests."""
 
-from espfast.control.constants import PayloadType
 from espfast.control.message import HEADER_LEN
 
 
@@ -13,6 +12,3 @@ def with_critical_unknown(payload_type: int = 222) -> bytes:
         + (HEADER_LEN + len(chain)).to_bytes(4, "big")
     )  # fmt: skip
     return header + chain
-
-
-__all__ = ["PayloadType", "with_critical_unknown"]

@@ -1,0 +1,156 @@
+"""``espfast up -c FILE.toml``: the IKEv2 daemon (espfast/daemon.py) with its real I/O.
+
+Creates the TUN device, binds UDP 500 and 4500 on the listen address, opens the dataplane
+on the TUN device and the 4500 socket, says ``ready`` on stderr, initiates the connections
+that have a ``remote`` and answers the others, until SIGINT/SIGTERM; then it deletes its
+IKE SAs (waiting a few seconds for the peers) and prints its counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+from espfast.static import add_config_arguments, print_error
+
+if TYPE_CHECKING:
+    from espfast.config import UpConfig
+    from espfast.daemon import Counters
+
+READY = "ready"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "daemon")
+
+
+def run(args: argparse.Namespace) -> int:
+    from espfast.config import ConfigError, load_up
+
+    try:
+        config = load_up(args.config)
+    except ConfigError as e:
+        return print_error("up", e, 2)
+    if args.check:
+        print(f"{config.source}: OK ({len(config.connections)} connection(s))")
+        return 0
+    try:
+        counters = asyncio.run(_serve(config))
+    except (OSError, ValueError, RuntimeError) as e:
+        return print_error("up", e, 1)
+    print(
+        "espfast up: "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.__dict__.items())
+    )
+    return 0
+
+
+async def _serve(config: UpConfig) -> Counters:
+    from espfast.control.rng import SystemRng
+    from espfast.daemon import IKE_PORT, Addr, Daemon
+    from espfast.dataplane import Dataplane
+    from espfast.tun import open_tun
+
+    loop = asyncio.get_running_loop()
+    iface = config.interface
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with contextlib.ExitStack() as stack:
+        tun = open_tun(
+            iface.name,
+            mtu=iface.mtu,
+            addresses=iface.addresses,
+            routes=[],
+            vnet_hdr=iface.offload,
+        )
+        stack.callback(tun.close)
+        family = socket.AF_INET6 if ":" in iface.listen[0] else socket.AF_INET
+        sock500 = stack.enter_context(socket.socket(family, socket.SOCK_DGRAM))
+        sock4500 = stack.enter_context(socket.socket(family, socket.SOCK_DGRAM))
+        for sock, port in ((sock500, IKE_PORT), (sock4500, iface.listen[1])):
+            try:
+                sock.bind((iface.listen[0], port))
+            except OSError as e:
+                raise RuntimeError(
+                    f"cannot bind UDP {iface.listen[0]}:{port}: {e.strerror}"
+                ) from None
+        sock500.setblocking(False)
+        dp = stack.enter_context(Dataplane(tun.fileno(), sock4500, workers=iface.workers))
+        dp.start()
+        stack.callback(dp.stop)
+
+        def send_500(data: bytes, addr: Addr) -> None:
+            sock500.sendto(data, addr)
+
+        daemon = Daemon(config, dp, tun.add_routes, send_500, SystemRng(), loop)
+
+        def read_500() -> None:
+            while True:
+                try:
+                    data, addr = sock500.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                daemon.datagram_received(data, addr[:2], IKE_PORT)
+
+        def read_4500() -> None:
+            for data, addr in dp.recv_ike():
+                daemon.datagram_received(data, addr, iface.listen[1])
+
+        loop.add_reader(sock500.fileno(), read_500)
+        stack.callback(loop.remove_reader, sock500.fileno())
+        loop.add_reader(dp.ike_fileno(), read_4500)
+        stack.callback(loop.remove_reader, dp.ike_fileno())
+        daemon.start()
+        print(f"espfast up: {READY}: {tun.name} up, IKE on {iface.listen[0]}", file=sys.stderr)
+        sys.stderr.flush()
+        await stop.wait()
+        await daemon.shutdown()
+    return daemon.counters
+
+
+def pair_configs(
+    psk: str,
+    *,
+    esp: str = "aes128gcm16",
+    ike: str = "aes128gcm16-prfsha256-x25519",
+    outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
+) -> tuple[str, str]:
+    """Two matching ``espfast up`` configs as TOML text: a initiates to b, b only answers.
+
+    Inner addresses as for ``espfast static`` (198.19.1.1/24 on a, 198.19.2.1/24 on b);
+    each side identifies itself by its outer address.
+    """
+    sides = (
+        (outer[0], "198.19.1.1/24", "198.19.1.0/24"),
+        (outer[1], "198.19.2.1/24", "198.19.2.0/24"),
+    )
+    texts = []
+    for me in (0, 1):
+        (addr, inner, net), (peer, _, peer_net) = sides[me], sides[1 - me]
+        texts.append(
+            "[interface]\n"
+            'name = "espfast0"\n'
+            f'addresses = ["{inner}"]\n'
+            f'listen = "{addr}:4500"\n'
+            "\n"
+            "[[connection]]\n"
+            'name = "site"\n'
+            f'remote = "{peer if me == 0 else "%any"}"\n'
+            f'local_id = "{addr}"\n'
+            f'remote_id = "{peer}"\n'
+            f'psk = "{psk}"\n'
+            f'proposals = "{ike}"\n'
+            "\n"
+            "[[connection.child]]\n"
+            'name = "net"\n'
+            f'local_ts = ["{net}"]\n'
+            f'remote_ts = ["{peer_net}"]\n'
+            f'esp_proposals = "{esp}"\n'
+        )
+    return texts[0], texts[1]

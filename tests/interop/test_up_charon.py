@@ -1,0 +1,99 @@
+"""``espfast up`` (the daemon, with its C dataplane) against strongSwan's charon with
+kernel-libipsec: IKEv2 with a PSK, then ping through the negotiated Child SA, whichever
+side initiates. libipsec has no extended sequence numbers: 32-bit ones throughout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from espfast.netns import TwoHosts
+from espfast.static import start_in, write_private
+from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
+from tests.interop.strongswan import Connection, Psk, swanctl_conf
+
+SECRET = b"up interop test: a long enough pre-shared key"
+PSK = Psk(ids=("a.up.test", "b.up.test"), secret=SECRET)
+
+
+def espfast_conf(hosts: TwoHosts, *, initiate: bool, esp: str, ike: str) -> str:
+    return f"""
+[interface]
+name = "efup0"
+addresses = ["{INNER_A}/24"]
+listen = "{hosts.addr_a}:4500"
+
+[[connection]]
+name = "charon"
+remote = "{hosts.addr_b if initiate else "%any"}"
+local_id = "{PSK.ids[0]}"
+remote_id = "{PSK.ids[1]}"
+psk = "0x{SECRET.hex()}"
+proposals = "{ike}"
+
+[[connection.child]]
+name = "net"
+local_ts = ["198.19.1.0/24"]
+remote_ts = ["198.19.2.0/24"]
+esp_proposals = "{esp}"
+"""
+
+
+CASES = [
+    ("espfast", "aes128gcm16", "aes128gcm16-prfsha256-x25519"),
+    ("espfast", "aes256-sha256", "aes256-sha384-ecp384"),
+    ("charon", "chacha20poly1305", "chacha20poly1305-prfsha256-x25519"),
+    ("charon", "aes256gcm16", "aes256gcm16-prfsha384-ecp256"),
+]
+# What charon reports for the ESP transform: (encr-alg, encr-keysize or None).
+CHARON_NAMES = {
+    "aes128gcm16": ("AES_GCM_16", "128"),
+    "aes256gcm16": ("AES_GCM_16", "256"),
+    "chacha20poly1305": ("CHACHA20_POLY1305", None),
+    "aes256-sha256": ("AES_CBC", "256"),
+}
+
+
+@pytest.mark.parametrize(("initiator", "esp", "ike"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_up_with_charon(
+    charons: CharonFactory, tmp_path: Path, initiator: str, esp: str, ike: str
+) -> None:
+    with TwoHosts.create("st") as hosts:
+        hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
+        conn = Connection(
+            local_addrs=hosts.addr_b,
+            remote_addrs=hosts.addr_a,
+            local_id=PSK.ids[1],
+            remote_id=PSK.ids[0],
+            local_ts="198.19.2.0/24",
+            remote_ts="198.19.1.0/24",
+            proposals=ike,
+            esp_proposals=esp,
+        )
+        charon = charons.start(hosts.b, swanctl_conf([conn], [PSK]))
+        text = espfast_conf(hosts, initiate=initiator == "espfast", esp=esp, ike=ike)
+        up = start_in(hosts.a, write_private(tmp_path / "a.toml", text), command="up")
+        try:
+            if initiator == "charon":
+                charon.initiate("net")
+            child = charon.wait_child("net")
+            alg, keysize = CHARON_NAMES[esp]
+            assert child["encr-alg"] == alg and child.get("encr-keysize") == keysize, child
+            ping_a = hosts.a.run(
+                "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", INNER_A, INNER_B, check=False
+            )
+            ping_b = hosts.b.run(
+                "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", INNER_B, INNER_A, check=False
+            )
+            after = charon.installed_children("net")[0]
+        finally:
+            status, out, err = up.stop()
+        assert ping_a.returncode == 0, ping_a.stdout + err
+        assert ping_b.returncode == 0, ping_b.stdout + err
+        assert status == 0, err
+        assert int(after["packets-in"]) >= 6 and int(after["packets-out"]) >= 6
+        assert "child SA up" in err and "ike sas up 1" in out
+        assert SECRET.hex() not in out + err
+        # Our shutdown sent DELETE: charon has no IKE SA left.
+        assert not charon.list_sas()

@@ -1,0 +1,192 @@
+"""espfast.daemon: two daemons wired together in memory (no sockets, no root).
+
+Each daemon gets a fake dataplane that records the SAs it is given and hands IKE datagrams
+on "port 4500" to the other daemon; "port 500" goes the same way. The assertions are about
+the I/O shell: the Child SA negotiated by the control plane lands in both dataplanes as
+matching inbound/outbound pairs, and a shutdown removes it on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from espfast.config import ConfigError, UpConfig, load_up
+from espfast.control.rng import SystemRng
+from espfast.daemon import Daemon
+from espfast.dataplane import Direction, SaParams
+from espfast.static import write_private
+from espfast.up import pair_configs
+
+PSK = "correct horse battery staple, twice over"
+
+A, B = "198.18.0.1", "198.18.0.2"
+
+
+def conf(*, esp: str = "aes128gcm16", psk_b: str = PSK) -> tuple[str, str]:
+    """a initiates, b answers; b's PSK may differ."""
+    text_a, text_b = pair_configs(PSK, esp=esp)
+    return text_a, text_b.replace(PSK, psk_b)
+
+
+@dataclass
+class FakeDataplane:
+    me: str
+    sas: dict[tuple[int, Direction], SaParams] = field(default_factory=dict)
+    peer: Daemon | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def add_sa(self, sa: SaParams) -> None:
+        key = (sa.spi, sa.direction)
+        if key in self.sas:
+            raise ValueError("exists")
+        self.sas[key] = sa
+
+    def remove_sa(self, spi: int, direction: Direction) -> None:
+        if self.sas.pop((spi, direction), None) is None:
+            raise ValueError("no such SA")
+
+    def update_peer(self, spi: int, peer: tuple[str, int]) -> None:
+        raise AssertionError("no peer moves here")
+
+    def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
+        assert self.peer is not None and self.loop is not None
+        self.loop.call_soon(self.peer.datagram_received, data, (self.me, 4500), 4500)
+
+
+def make_pair(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, text_a: str, text_b: str
+) -> tuple[Daemon, Daemon, FakeDataplane, FakeDataplane, list[object]]:
+    routes: list[object] = []
+
+    def add_routes(nets: Iterable[object]) -> None:
+        routes.extend(nets)
+
+    daemons: list[Daemon] = []
+    fakes = []
+    for me, text in ((A, text_a), (B, text_b)):
+        cfg: UpConfig = load_up(write_private(tmp_path / f"{me}.toml", text))
+        fake = FakeDataplane(me, loop=loop)
+
+        def send_500(data: bytes, addr: tuple[str, int], me: str = me) -> None:
+            other = daemons[1] if me == A else daemons[0]
+            loop.call_soon(other.datagram_received, data, (me, 500), 500)
+
+        daemons.append(Daemon(cfg, fake, add_routes, send_500, SystemRng(), loop))
+        fakes.append(fake)
+    fakes[0].peer, fakes[1].peer = daemons[1], daemons[0]
+    return daemons[0], daemons[1], fakes[0], fakes[1], routes
+
+
+async def settle(condition: object, timeout: float = 5.0) -> None:
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("esp", ["aes128gcm16", "chacha20poly1305", "aes256-sha256"])
+def test_child_sa_lands_in_both_dataplanes_and_goes_on_shutdown(tmp_path: Path, esp: str) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        a, b, dp_a, dp_b, routes = make_pair(tmp_path, loop, *conf(esp=esp))
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        for (spi, direction), sa in dp_a.sas.items():
+            other = Direction.IN if direction is Direction.OUT else Direction.OUT
+            mirror = dp_b.sas[(spi, other)]
+            assert (sa.transform, sa.esn) == (mirror.transform, mirror.esn)
+            assert sa.transform == esp
+            assert (sa.enc_key, sa.integ_key) == (mirror.enc_key, mirror.integ_key)
+            assert sa.local_ts == mirror.remote_ts and sa.remote_ts == mirror.local_ts
+        out_a = next(sa for (_, d), sa in dp_a.sas.items() if d is Direction.OUT)
+        assert out_a.peer == (B, 4500)  # ESP always goes UDP-encapsulated
+        assert out_a.remote_ts == (ipaddress.ip_network("198.19.2.0/24"),)
+        assert ipaddress.ip_network("198.19.2.0/24") in routes
+        assert a.counters.ike_sas_up == b.counters.ike_sas_up == 1
+
+        await a.shutdown(timeout=5)
+        await settle(lambda: not dp_b.sas)
+        assert not dp_a.sas and not a.sas
+        assert b.counters.child_sas_removed == 1
+
+    asyncio.run(scenario())
+
+
+def test_example_configs_negotiate_with_each_other(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    text_a = (examples / "up-a.toml").read_text()
+    text_b = (examples / "up-b.toml").read_text()
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        assert {sa.transform for sa in dp_a.sas.values()} == {"aes128gcm16"}
+
+    asyncio.run(scenario())
+
+
+def test_wrong_psk_installs_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        a, b, dp_a, dp_b, _ = make_pair(
+            tmp_path, loop, *conf(psk_b="a different secret, just as long")
+        )
+        b.start()
+        a.start()
+        await settle(lambda: not a.sas)  # the initiator gives up on AUTHENTICATION_FAILED
+        assert not dp_a.sas and not dp_b.sas
+        assert a.counters.ike_sas_up == 0
+
+    asyncio.run(scenario())
+
+
+def test_garbage_datagrams_are_counted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        _, a, _, _, _ = make_pair(tmp_path, loop, *conf())  # a responder only
+        a.start()
+        for data in (b"", b"\x01" * 10, bytes(27), b"\xff" * 200):
+            a.datagram_received(data, (A, 500), 500)
+        assert a.counters.datagrams_in == 4
+        assert a.counters.malformed >= 3
+        assert not a.sas
+
+    asyncio.run(scenario())
+
+
+UP_ERRORS = {
+    "short psk": ('psk = "' + PSK + '"', 'psk = "short"', ["connection[0].psk", "at least 16"]),
+    "bad id": (f'remote_id = "{B}"', 'remote_id = "%any"', ["connection[0].remote_id"]),
+    "bad proposal": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256"',
+        ["connection[0].proposals", "key exchange"],
+    ),
+    "bad esp": ('esp_proposals = "aes128gcm16"', 'esp_proposals = "des"', ["esp_proposals"]),
+    "no child": ("[[connection.child]]", "[[connection.kid]]", ["connection[0]"]),
+    "bad remote": (f'remote = "{B}"', 'remote = "b.example"', ["connection[0].remote"]),
+    "unknown key": ('name = "site"', 'name = "site"\nauto = "start"', ["unknown key 'auto'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UP_ERRORS))
+def test_up_config_errors(tmp_path: Path, case: str) -> None:
+    old, new, words = UP_ERRORS[case]
+    text = conf()[0]
+    assert old in text
+    with pytest.raises(ConfigError) as exc:
+        load_up(write_private(tmp_path / "a.toml", text.replace(old, new, 1)))
+    message = str(exc.value)
+    assert PSK not in message
+    for word in words:
+        assert word in message, (word, message)
