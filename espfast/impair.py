@@ -7,6 +7,8 @@ the router namespace of :class:`espfast.netns.ThreeHosts` (a -- r -- b)::
          relay process: read imp-ab, impair (direction "ab"), write back into imp-ab
     imp-ab --> main table --> veth-rb --> b            (and the mirror image for "ba")
 
+IPv4 and IPv6 alike (``ip rule`` and ``ip -6 rule``). Link-scope packets (the kernel's
+own MLD reports on the TUN devices) are never relayed: a router does not forward them.
 Nothing rewrites addresses or ports: a and b see each other's real addresses, so IKE's NAT
 detection sees no NAT. Each direction has its own :class:`Impairment` (probabilities and a
 delay) and its own seeded RNG, so a run is reproducible for the same traffic. The relay is
@@ -54,6 +56,7 @@ READY = "ready"  # the word on stderr that start_relay waits for
 DIRECTIONS = ("ab", "ba")
 TABLES = {"ab": 100, "ba": 101}  # policy routing tables in the relay namespace
 RULE_PRIORITY = 1000
+ROUTE_METRIC, BLACKHOLE_METRIC = 10, 4000  # the TUN route first; the blackhole behind it
 TUN_MTU = 65535
 IKE_PORT, NATT_PORT = 500, 4500
 PROTO_UDP, PROTO_ESP = 17, 50
@@ -174,6 +177,19 @@ def classify(pkt: bytes) -> L4:
     return L4(proto, sport, dport, bytes(pkt[off + 8 : off + 12]))
 
 
+def link_scope(pkt: bytes) -> bool:
+    """A packet no router forwards: IPv6 from ``::`` or fe80::/10, or to ff02::/16 (e.g. the
+    MLD reports the kernel sends on the relay's own TUN), IPv4 to 224.0.0.0/24."""
+    if len(pkt) >= 40 and pkt[0] >> 4 == 6:
+        src, dst = pkt[8:24], pkt[24:40]
+        return (
+            src == bytes(16)
+            or (src[0] == 0xFE and src[1] & 0xC0 == 0x80)
+            or (dst[0] == 0xFF and dst[1] & 0x0F == 0x02)
+        )
+    return len(pkt) >= 20 and pkt[0] >> 4 == 4 and pkt[16:19] == b"\xe0\x00\x00"
+
+
 def matches(selector: tuple[str | int, ...], info: L4) -> bool:
     return any(_matches_one(m, info) for m in selector)
 
@@ -214,6 +230,7 @@ class Counters:
     overflow: int = 0  # dropped because queue_limit packets were already held
     not_ip: int = 0  # too short, or neither IPv4 nor IPv6 (counted, still forwarded)
     write_errors: int = 0  # the kernel refused a write (e.g. garbage); the packet is lost
+    link_scope: int = 0  # the relay TUN's own link-scope chatter (MLD): not transit, dropped
 
 
 @dataclass(eq=False)  # identity: two held copies of one packet are different entries
@@ -250,6 +267,9 @@ class Lane:
 
     def push(self, pkt: bytes, now: float) -> None:
         c, imp = self.counters, self.impairment
+        if link_scope(pkt):
+            c.link_scope += 1
+            return
         c.seen += 1
         info = classify(pkt)
         if info is NOT_IP:
@@ -341,19 +361,26 @@ def parse_config(config: Mapping[str, Any]) -> dict[str, Impairment]:
 # The process: TUN devices, policy routes, the loop.
 
 
+_FAMILIES = ((socket.AF_INET, "0.0.0.0/0"), (socket.AF_INET6, "::/0"))
+
+
 def _setup_routing(tuns: Mapping[str, int], veths: Mapping[str, str]) -> None:
-    """Policy-route what arrives on each veth into its direction's TUN (plus a blackhole)."""
+    """Policy-route what arrives on each veth (IPv4 and IPv6) into its direction's TUN, with
+    a blackhole behind it."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
         for d, ifindex in tuns.items():
             table = TABLES[d]
             ipr.link("set", index=ifindex, mtu=TUN_MTU, state="up")
-            ipr.route("replace", dst="0.0.0.0/0", table=table, oif=ifindex, priority=0)
-            ipr.route("replace", dst="0.0.0.0/0", table=table, type="blackhole", priority=1000)
-            with contextlib.suppress(Exception):
-                ipr.rule("del", iifname=veths[d], table=table, priority=RULE_PRIORITY + table)
-            ipr.rule("add", iifname=veths[d], table=table, priority=RULE_PRIORITY + table)
+            for family, default in _FAMILIES:
+                route = {"dst": default, "table": table, "family": family}
+                ipr.route("replace", **route, oif=ifindex, priority=ROUTE_METRIC)
+                ipr.route("replace", **route, type="blackhole", priority=BLACKHOLE_METRIC)
+                rule = {"iifname": veths[d], "table": table, "family": family}
+                with contextlib.suppress(Exception):
+                    ipr.rule("del", **rule, priority=RULE_PRIORITY + table)
+                ipr.rule("add", **rule, priority=RULE_PRIORITY + table)
 
 
 def _teardown_routing(veths: Mapping[str, str]) -> None:
@@ -362,10 +389,13 @@ def _teardown_routing(veths: Mapping[str, str]) -> None:
     with IPRoute() as ipr:
         for d, veth in veths.items():
             table = TABLES[d]
-            with contextlib.suppress(Exception):
-                ipr.rule("del", iifname=veth, table=table, priority=RULE_PRIORITY + table)
-            with contextlib.suppress(Exception):
-                ipr.route("del", dst="0.0.0.0/0", table=table, type="blackhole", priority=1000)
+            for family, default in _FAMILIES:
+                rule = {"iifname": veth, "table": table, "family": family}
+                with contextlib.suppress(Exception):
+                    ipr.rule("del", **rule, priority=RULE_PRIORITY + table)
+                route = {"dst": default, "table": table, "family": family}
+                with contextlib.suppress(Exception):
+                    ipr.route("del", **route, type="blackhole", priority=BLACKHOLE_METRIC)
 
 
 class _Signals(_StopSignals):
@@ -431,8 +461,8 @@ def run_relay(
             stack.callback(dev.close)
             tuns[d] = dev
             os.set_blocking(dev.fileno(), False)
-            with contextlib.suppress(OSError):  # no router solicitations into the relay
-                Path(f"/proc/sys/net/ipv6/conf/{dev.name}/disable_ipv6").write_text("1")
+            with contextlib.suppress(OSError):  # no IPv6 link-local address, so no chatter
+                Path(f"/proc/sys/net/ipv6/conf/{dev.name}/addr_gen_mode").write_text("1")
         stack.callback(_teardown_routing, veths)
         _setup_routing({d: socket.if_nametoindex(t.name) for d, t in tuns.items()}, veths)
         sel = stack.enter_context(selectors.DefaultSelector())
@@ -555,7 +585,7 @@ class Relay:
             return doc
         return {"snapshot": 0, "generation": 0}
 
-    def _wait(self, key: str, above: int, timeout: float = 5.0) -> dict[str, Any]:
+    def _wait(self, key: str, above: int, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             doc = self._read_stats()
@@ -612,6 +642,7 @@ def start_relay(
     relay_config = {"ab": (ab or Impairment()).to_dict(), "ba": (ba or Impairment()).to_dict()}
     workdir.mkdir(parents=True, exist_ok=True)
     _write_json(workdir / "impair.json", relay_config)
+    (workdir / "impair-stats.json").unlink(missing_ok=True)  # a previous run's counters
     proc = hosts.r.popen(
         sys.executable, "-m", "espfast.impair",
         "--veths", hosts.veth_ra, hosts.veth_rb,

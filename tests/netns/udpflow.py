@@ -2,43 +2,59 @@
 
 Run as a script inside a namespace (``python udpflow.py recv|send ...``), or drive both
 ends from a test with :func:`flow`, which returns the sequence numbers in arrival order.
-Bounded: the sender sends ``count`` datagrams; the receiver stops after ``count`` *
-``max_factor`` datagrams or ``idle`` seconds without one.
+Bounded: the sender sends ``count`` datagrams; once it is done, the receiver stops after
+``idle`` seconds without a datagram (or after ``count * max_factor`` of them).
 """
 
 from __future__ import annotations
 
 import json
+import selectors
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from espfast.netns import Namespace, wait_for
+from espfast.netns import Namespace
 
 HEADER = b"efseq"
 
 
+def family(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> list[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    """Collect sequence numbers until stdin says ``stop`` (the sender is done) and then
+    ``idle`` seconds pass without a datagram, or ``count * max_factor`` arrived."""
+    sock = socket.socket(family(bind), socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind((bind, port))
     print("listening", flush=True)
-    sock.settimeout(idle)
     got: list[int] = []
-    while len(got) < count * max_factor:
-        try:
-            data = sock.recv(2048)
-        except TimeoutError:
-            break
-        if data.startswith(HEADER):
-            got.append(int(data[len(HEADER) : len(HEADER) + 8], 16))
+    stopping = False
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ)
+        sel.register(sys.stdin, selectors.EVENT_READ)
+        while len(got) < count * max_factor:
+            events = sel.select(idle if stopping else 60.0)
+            if not events:
+                break
+            for key, _ in events:
+                if key.fileobj is sys.stdin:
+                    sys.stdin.readline()
+                    sel.unregister(sys.stdin)
+                    stopping = True
+                    continue
+                data = sock.recv(2048)
+                if data.startswith(HEADER):
+                    got.append(int(data[len(HEADER) : len(HEADER) + 8], 16))
     return got
 
 
 def send(dst: str, port: int, count: int, interval: float, size: int, sport: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(family(dst), socket.SOCK_DGRAM)
     if sport:
         sock.bind(("", sport))
     for i in range(count):
@@ -62,7 +78,7 @@ def flow(
     script = str(Path(__file__).resolve())
     rx = receiver.popen(
         sys.executable, script, "recv", dst, str(port), str(count), str(idle),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert rx.stdout is not None
     assert rx.stdout.readline().strip() == b"listening"
@@ -70,8 +86,7 @@ def flow(
         sys.executable, script, "send", dst, str(port), str(count), str(interval), str(size),
         str(sport), timeout=60,
     )  # fmt: skip
-    assert wait_for(lambda: rx.poll() is not None, timeout=idle + 30)
-    out, err = rx.communicate()
+    out, err = rx.communicate(b"stop\n", timeout=idle + 30)
     assert rx.returncode == 0, err.decode()
     got: list[int] = json.loads(out)
     return got

@@ -17,6 +17,7 @@ from espfast.impair import (
     Lane,
     classify,
     lanes_from_config,
+    main,
     matches,
     parse_config,
     parse_match,
@@ -123,6 +124,20 @@ def test_port_match_either_direction() -> None:
     assert matches(sel, classify(udp4(9, 5001, b"")))
     assert not matches(sel, classify(udp4(9, 5002, b"")))
     assert matches(parse_match("ike, port:9"), classify(udp4(9, 1, b"")))
+
+
+def test_link_scope_packets_are_not_relayed() -> None:
+    ln = lane()
+    six = udp6(1, 2, b"x")
+    mld = six[:8] + bytes(16) + socket.inet_pton(socket.AF_INET6, "ff02::16") + six[40:]
+    ll_src = six[:8] + socket.inet_pton(socket.AF_INET6, "fe80::1") + six[24:]
+    igmp = ipv4(2, b"\0" * 8)[:16] + socket.inet_aton("224.0.0.22") + b"\0" * 8
+    for pkt in (mld, ll_src, igmp):
+        ln.push(pkt, 0.0)
+    ln.push(six, 0.0)  # 2001:2::1 -> 2001:2::1: transit
+    ln.push(ipv4(2, b"\0" * 8)[:16] + socket.inet_aton("239.1.1.1") + b"\0" * 8, 0.0)
+    assert len(ln.due(0.0)) == 2
+    assert ln.counters.link_scope == 3 and ln.counters.seen == 2
 
 
 def test_not_ip_is_counted_and_still_forwarded() -> None:
@@ -275,3 +290,22 @@ def test_config_round_trip_and_errors() -> None:
     assert set(lanes) == {"ab", "ba"} and lanes["ab"].queue_limit == 5
     # The two directions draw from different streams.
     assert lanes["ab"].rng.random() != lanes["ba"].rng.random()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ab", "{"], "espfast.impair: Expecting property name"),
+        (["--ba", '{"drop": 2}'], "espfast.impair: drop must be a probability"),
+        (["--ab", '{"match": "icmp"}'], "espfast.impair: unknown match 'icmp'"),
+        (["--queue-limit", "0"], "espfast.impair: --queue-limit must be in"),
+        (["--max-seconds", "-1"], "espfast.impair: --queue-limit must be in [1, 1e6], --max"),
+        (["--config", "/nonexistent/impair.json"], "espfast.impair: [Errno 2]"),
+    ],
+)
+def test_command_line_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
