@@ -311,6 +311,48 @@ void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
 	}
 }
 
+long ef_dp_encap_batch(ef_dp *dp, uint8_t *bufs, size_t stride, size_t n, size_t len,
+		       uint32_t *offs, uint32_t *lens)
+{
+	const size_t off = EF_ENCAP_OVERHEAD / 2;
+	long done = 0;
+
+	if (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE))
+		return -EF_E_STATE;
+	if (stride < len + EF_ENCAP_OVERHEAD)
+		return -EF_E_NOSPACE;
+	pthread_rwlock_rdlock(&dp->lock);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *slot = bufs + i * stride, *esp;
+		struct ef_prefix src, dst;
+		struct ef_sa *sa;
+		size_t iplen;
+		long r = -1;
+
+		if (ef_ip_parse(slot + off, len, &src, &dst, &iplen) > 0 &&
+		    (sa = ef_table_route(&dp->table, &src, &dst)) != NULL)
+			r = ef_sa_encap(sa, 0, slot + off, iplen, &esp);
+		offs[i] = r > 0 ? (uint32_t)(esp - slot) : 0;
+		lens[i] = r > 0 ? (uint32_t)r : 0;
+		done += r > 0;
+	}
+	pthread_rwlock_unlock(&dp->lock);
+	return done;
+}
+
+long ef_dp_find_batch(ef_dp *dp, const uint32_t *spis, size_t n)
+{
+	long found = 0;
+
+	if (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE))
+		return -EF_E_STATE;
+	pthread_rwlock_rdlock(&dp->lock);
+	for (size_t i = 0; i < n; i++)
+		found += ef_table_find(&dp->table, spis[i], EF_DIR_IN) != NULL;
+	pthread_rwlock_unlock(&dp->lock);
+	return found;
+}
+
 /* ---- standalone SA ---- */
 
 struct ef_esp_sa {
