@@ -542,15 +542,7 @@ class Dataplane:
         without I/O (benchmarks; only while stopped). Returns how many had an SA."""
         if self._running:
             raise ValueError("encap_batch needs the workers stopped")
-        n = lib.ef_dp_encap_batch(
-            self._handle(),
-            batch.buf,
-            batch.stride,
-            batch.count,
-            batch.inner_len,
-            batch.offs,
-            batch.lens,
-        )
+        n = lib.ef_dp_encap_batch(self._handle(), *batch.encap_args())
         if n < 0:
             raise ValueError(f"encap_batch: {_strerror(n)}")
         return int(n)
@@ -621,6 +613,10 @@ class PacketBatch:
             raise ValueError(f"inner packet must be {self.inner_len} bytes")
         for i in range(self.count):
             ffi.memmove(self.buf + i * self.stride + ENCAP_OVERHEAD // 2, inner, len(inner))
+
+    def encap_args(self) -> tuple[Any, int, int, int, Any, Any]:
+        """The arguments the C encap batch calls take after their SA or dataplane."""
+        return self.buf, self.stride, self.count, self.inner_len, self.offs, self.lens
 
     def set(self, i: int, inner: bytes) -> None:
         """Puts ``inner`` (inner_len bytes) into slot i."""
@@ -693,15 +689,7 @@ class EspSa:
     def encap_batch(self, batch: PacketBatch) -> None:
         """Encapsulates every slot's inner bytes in place (for micro-benchmarks)."""
         with self._lock:
-            n = lib.ef_esp_sa_encap_batch(
-                self._sa,
-                batch.buf,
-                batch.stride,
-                batch.count,
-                batch.inner_len,
-                batch.offs,
-                batch.lens,
-            )
+            n = lib.ef_esp_sa_encap_batch(self._sa, *batch.encap_args())
         if n < 0:
             raise self._fail(n)
 
