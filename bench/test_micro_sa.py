@@ -31,8 +31,8 @@ from espfast.dataplane import (
     Direction,
     PacketBatch,
     SaParams,
-    SpiArray,
     Transform,
+    U32Array,
 )
 
 BATCH = 64
@@ -90,9 +90,9 @@ def spread(n: int) -> list[int]:
 @pytest.mark.parametrize("installed", [1, 10_000])
 def test_find_spi(benchmark: Any, dataplane: Dataplane, installed: int) -> None:
     install(dataplane, installed)
-    spis = SpiArray([0x10000 + i for i in spread(installed)])
+    spis = U32Array([0x10000 + i for i in spread(installed)])
     assert benchmark(dataplane.find_spis, spis) == BATCH
-    missing = SpiArray([0x10000 + installed + k for k in range(BATCH)])
+    missing = U32Array([0x10000 + installed + k for k in range(BATCH)])
     assert dataplane.find_spis(missing) == 0
 
 
@@ -149,7 +149,7 @@ def test_memory_per_idle_sa(
         benchmark.extra_info["workers"] = workers
         with capsys.disabled():
             print(f"\n{workers} worker(s): {per_sa:.0f} bytes of RSS per idle SA (one direction)")
-        spis = SpiArray([0x10000 + i for i in spread(n)])
+        spis = U32Array([0x10000 + i for i in spread(n)])
         assert benchmark(dp.find_spis, spis) == BATCH
     assert per_sa > 0
 
@@ -161,7 +161,7 @@ def test_lookup_calls_refuse_a_running_dataplane(dataplane: Dataplane) -> None:
         with pytest.raises(ValueError, match="workers stopped"):
             dataplane.encap_batch(PacketBatch(1, SIZE))
         with pytest.raises(ValueError, match="workers stopped"):
-            dataplane.find_spis(SpiArray([0x10000]))
+            dataplane.find_spis(U32Array([0x10000]))
     finally:
         dataplane.stop()
-    assert dataplane.find_spis(SpiArray([0x10000])) == 1
+    assert dataplane.find_spis(U32Array([0x10000])) == 1

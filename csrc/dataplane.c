@@ -467,6 +467,20 @@ long ef_esp_sa_decap_batch(ef_esp_sa *s, uint8_t *bufs, size_t stride, size_t n,
 	return (long)n;
 }
 
+long ef_esp_sa_replay_batch(ef_esp_sa *s, const uint32_t *seqs, size_t n)
+{
+	long accepted = 0;
+
+	if (s->sa->dir != EF_DIR_IN)
+		return -EF_E_STATE;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t seq = ef_sa_replay_check(s->sa, seqs[i]);
+
+		accepted += seq && ef_sa_replay_update(s->sa, seq) == 0;
+	}
+	return accepted;
+}
+
 void ef_esp_sa_stats(ef_esp_sa *s, struct ef_sa_stats *st)
 {
 	ef_sa_read_stats(s->sa, st);

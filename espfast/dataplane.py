@@ -547,7 +547,7 @@ class Dataplane:
             raise ValueError(f"encap_batch: {_strerror(n)}")
         return int(n)
 
-    def find_spis(self, spis: SpiArray) -> int:
+    def find_spis(self, spis: U32Array) -> int:
         """Looks every SPI up among the inbound SAs, as an RX worker does per packet
         (benchmarks; only while stopped). Returns how many were found."""
         if self._running:
@@ -629,12 +629,15 @@ class PacketBatch:
         return bytes(ffi.buffer(self.buf, self.count * self.stride)[start : start + self.lens[i]])
 
 
-class SpiArray:
-    """SPIs in C memory, for :meth:`Dataplane.find_spis`."""
+class U32Array:
+    """32-bit numbers in C memory: SPIs for :meth:`Dataplane.find_spis`, wire sequence
+    numbers for :meth:`EspSa.replay_batch`."""
 
-    def __init__(self, spis: list[int]) -> None:
-        self.count = len(spis)
-        self.array = ffi.new("uint32_t[]", [_check_spi(s) for s in spis])
+    def __init__(self, values: list[int]) -> None:
+        if not all(isinstance(v, int) and 0 <= v < 1 << 32 for v in values):
+            raise ValueError("values must be ints in 0..2^32-1")
+        self.count = len(values)
+        self.array = ffi.new("uint32_t[]", values)
 
 
 class EspSa:
@@ -701,6 +704,17 @@ class EspSa:
             )
         if n < 0:
             raise self._fail(n)
+
+    def replay_batch(self, seqs: U32Array) -> int:
+        """Runs the wire sequence numbers through the inbound replay window alone (check,
+        then update, as decap does; for micro-benchmarks). Returns how many it accepted."""
+        if self.direction is not Direction.IN:
+            raise ValueError("replay_batch needs an inbound SA")
+        with self._lock:
+            n = lib.ef_esp_sa_replay_batch(self._sa, seqs.array, seqs.count)
+        if n < 0:
+            raise self._fail(n)
+        return int(n)
 
     def stats(self) -> SaStats:
         st = ffi.new("struct ef_sa_stats *")
