@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/if_tun.h>
+#include <malloc.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -85,7 +88,17 @@ static int tun_has_vnet_hdr(int fd)
 	return 1;
 }
 
-ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
+/* Does the kernel know UDP_SEGMENT (Linux 4.18)? getsockopt fails with ENOPROTOOPT where
+ * it does not. */
+static int have_udp_gso(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	return getsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &v, &l) == 0;
+}
+
+ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disable, int *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -139,7 +152,13 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 		 * leave checksums partial; TX workers need big read slots for that. */
 		unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
 
-		dp->tso = ioctl(dp->tun_fd, TUNSETOFFLOAD, off) == 0;
+		dp->offloads |= EF_OFFLOAD_VNET;
+		if (!(disable & EF_OFFLOAD_TUN_GRO))
+			dp->offloads |= EF_OFFLOAD_TUN_GRO;
+		dp->tso = !(disable & EF_OFFLOAD_TUN_TSO) &&
+			  ioctl(dp->tun_fd, TUNSETOFFLOAD, off) == 0;
+		if (dp->tso)
+			dp->offloads |= EF_OFFLOAD_TUN_TSO;
 		for (int i = 0; dp->tso && i < workers; i++) {
 			ef_batch_free(&dp->w[i].batch);
 			dp->w[i].segmem = malloc((size_t)EF_TX_MAX * EF_SLOT);
@@ -148,8 +167,13 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 		}
 	}
 	set_buffers(dp->udp_fd);
-	dp->gso_max = UINT16_MAX;
-	dp->gro = ef_udp_enable_gro(dp->udp_fd) == 0;
+	if (!(disable & EF_OFFLOAD_UDP_GSO) && have_udp_gso(dp->udp_fd)) {
+		dp->gso_max = UINT16_MAX;
+		dp->offloads |= EF_OFFLOAD_UDP_GSO;
+	}
+	dp->gro = !(disable & EF_OFFLOAD_UDP_GRO) && ef_udp_enable_gro(dp->udp_fd) == 0;
+	if (dp->gro)
+		dp->offloads |= EF_OFFLOAD_UDP_GRO;
 	*err = EF_OK;
 	return dp;
 fail:
@@ -158,6 +182,11 @@ fail:
 fail_nolock:
 	free(dp);
 	return NULL;
+}
+
+unsigned ef_dp_offloads(ef_dp *dp)
+{
+	return dp->offloads;
 }
 
 int ef_dp_start(ef_dp *dp)
@@ -338,6 +367,13 @@ long ef_dp_encap_batch(ef_dp *dp, uint8_t *bufs, size_t stride, size_t n, size_t
 	}
 	pthread_rwlock_unlock(&dp->lock);
 	return done;
+}
+
+size_t ef_heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
 }
 
 long ef_dp_find_batch(ef_dp *dp, const uint32_t *spis, size_t n)
