@@ -8,7 +8,9 @@ between them, an iperf3 server on b's inner address; then, from a:
   from /proc/<pid>/stat), hence CPU seconds per GB and Gbit per CPU-second;
 - iperf3 UDP at an unlimited rate with 64-byte payloads and with 1400-byte inner packets
   (1372-byte payloads: the tunnels' inner MTU is 1400), ``--udp-time`` seconds,
-  ``--runs`` times: datagrams received per second and the loss;
+  ``--runs`` times: datagrams the tunnel delivered into b's IP input per second (an
+  nftables counter: iperf3's own single-threaded receiver cannot keep up on a busy
+  machine, even on plain veth) and the loss;
 - the tunnel processes' peak RSS.
 Reported: median and spread (min..max) of the runs, ratios of espfast AES-GCM-128 against
 each peer and its share of plain veth, the issue's targets, as JSON, a markdown table and
@@ -138,15 +140,41 @@ def iperf3(hosts: TwoHosts, ep: Endpoints, seconds: float, *args: str) -> tuple[
     return report["end"], cpu
 
 
+# An nftables counter of the UDP datagrams to iperf3's port that reach b's IP input:
+# what the tunnel delivered, whether or not the single-threaded iperf3 receiver (which
+# shares the CPUs with everything else) manages to read them all.
+NFT_TABLE = "efbench"
+
+
+def count_delivered(ns: Namespace) -> None:
+    t = ("inet", NFT_TABLE)
+    ns.run("nft", "add", "table", *t)
+    ns.run("nft", "add", "counter", *t, "udp5201")
+    ns.run("nft", "add", "chain", *t, "input", "{ type filter hook input priority 0; }")
+    ns.run("nft", "add", "rule", *t, "input", "udp", "dport", "5201", "counter", "name", "udp5201")
+
+
+def delivered(ns: Namespace) -> int:
+    """Datagrams counted since the last call (the counter is reset)."""
+    out = ns.run("nft", "reset", "counter", "inet", NFT_TABLE, "udp5201").stdout
+    m = re.search(r"packets (\d+)", out)
+    if not m:
+        raise RuntimeError(f"no nftables counter in {out!r}")
+    return int(m.group(1))
+
+
 def udp_run(hosts: TwoHosts, ep: Endpoints, payload: int, seconds: float) -> UdpRun:
+    delivered(hosts.b)
     end, cpu = iperf3(hosts, ep, seconds, "-u", "-b", "0", "-l", str(payload))
+    got = delivered(hosts.b)
     sent, received = end["sum_sent"], end["sum_received"]
-    got = received["bytes"] / payload
+    duration = max(sent["seconds"], 1e-9)
     return UdpRun(
-        pps=got / max(received["seconds"], 1e-9),
-        sent_pps=sent["packets"] / max(sent["seconds"], 1e-9),
+        pps=got / duration,
+        sent_pps=sent["packets"] / duration,
         loss_pct=100.0 * max(0.0, 1 - got / max(sent["packets"], 1)),
         cpu_s=cpu,
+        app_pps=received["bytes"] / payload / max(received["seconds"], 1e-9),
     )
 
 
@@ -187,6 +215,8 @@ def measure(tunnel: Tunnel, plan: Plan, progress: Progress) -> TunnelResult:
                 raise RuntimeError(f"{ep.inner_b} unreachable from {ep.inner_a}")
             progress.show(f"{tunnel.name}: idle ping RTT")
             result.ping_ms = ping_samples_ms(hosts.a, ep.inner_b, plan.pings)
+            if plan.payloads:
+                count_delivered(hosts.b)
             with iperf3_server(hosts.b, ep.inner_b):
                 for n in plan.streams:
                     figure = Figure(tunnel.name, n)

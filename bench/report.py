@@ -34,10 +34,11 @@ class Run:
 class UdpRun:
     """One iperf3 UDP run at an unlimited target rate."""
 
-    pps: float  # datagrams received per second
-    sent_pps: float  # datagrams sent per second
-    loss_pct: float
+    pps: float  # datagrams the tunnel delivered into b's IP input per second
+    sent_pps: float  # datagrams iperf3 sent per second
+    loss_pct: float  # of the sent ones, not delivered
     cpu_s: float
+    app_pps: float = 0.0  # of those, what the iperf3 receiver managed to read per second
 
 
 @dataclass
@@ -260,9 +261,10 @@ def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
         f"`{meta.get('command', 'python -m bench')}` on {meta.get('cpus', '?')} CPUs. "
         f"Median of {meta['runs']} runs (min..max). TCP: iperf3, {meta['seconds']} s per run, "
         "Gbit/s at the receiver. UDP: iperf3 -u at an unlimited rate, "
-        f"{meta.get('udp_seconds', '?')} s per run, datagrams received per second (kpps) "
-        "and loss. CPU: the tunnel processes' CPU seconds per GB moved and Gbit per "
-        "CPU-second (1-stream TCP). Ping: RTT through the idle tunnel. RSS: the tunnel "
+        f"{meta.get('udp_seconds', '?')} s per run: datagrams delivered through the "
+        "tunnel into b's IP input per second (kpps; an nftables counter) and the loss. "
+        "CPU: the tunnel processes' CPU seconds per GB moved and Gbit per CPU-second "
+        "(1-stream TCP). Ping: RTT through the idle tunnel. RSS: the tunnel "
         "processes' peak resident memory.",
         "",
     ]
@@ -334,8 +336,8 @@ def chart(results: Sequence[TunnelResult], path: Path) -> None:
     panels: list[tuple[str, Callable[[TunnelResult], list[float]]]] = [
         ("TCP 1-stream, Gbit/s", tcp(1)),
         ("TCP 4-stream, Gbit/s", tcp(4)),
-        (f"UDP {SMALL} B payload, kpps received", kpps(SMALL)),
-        ("UDP 1400 B packets, kpps received", kpps(LARGE)),
+        (f"UDP {SMALL} B payload, kpps delivered", kpps(SMALL)),
+        ("UDP 1400 B packets, kpps delivered", kpps(LARGE)),
         ("Gbit per tunnel CPU-second", per_cpu),
         ("idle ping RTT, ms (lower is better)", lambda r: r.ping_ms),
     ]
