@@ -206,7 +206,12 @@ def test_bad_input_on_4500(pair: tuple[Side, Side]) -> None:
     # oversized: the largest UDP datagram there is, for a known SPI (received whole, then
     # refused by the ICV)
     inject(b, struct.pack("!II", SPI_AB, 99) + os.urandom(65507 - 8))
-    st = wait_stats(b, lambda s: s.rx_packets == 1 and s.unknown_spi == 2 and s.malformed == 2)
+    st = wait_stats(
+        b,
+        lambda s: (
+            s.rx_packets == 1 and s.unknown_spi == 2 and s.malformed == 2 and s.auth_failures == 2
+        ),
+    )
     assert st.keepalives == 1
     assert st.auth_failures == 2
     assert st.replay_drops == 1
