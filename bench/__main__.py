@@ -1,14 +1,20 @@
-"""``python -m bench`` (``make bench``): throughput through each tunnel, side by side.
+"""``python -m bench`` (``make bench``): every tunnel side by side, in one run.
 
 For each tunnel (bench/tunnels/): two fresh namespaces joined by a veth, the tunnel up
-between them, an iperf3 server on b's inner address; then iperf3 runs from a, each
-``--time`` seconds, ``--runs`` times, for each measurement kind: TCP with 1 and 4 streams
-(Gbit/s), UDP with 64- and 1400-byte payloads sent as fast as iperf3 can (thousands of
-packets per second received). Per run it records the receiver's figure and the CPU seconds
-the tunnel's processes used (utime + stime from /proc/<pid>/stat); per tunnel also the idle
-ping RTT through it and the processes' peak RSS. Reported: median and spread (min..max) of
-the runs, ratios against the first espfast tunnel, as JSON, a markdown table (also printed)
-and a PNG chart in bench/results/.
+between them, an iperf3 server on b's inner address; then, from a:
+- the idle ping RTT through the tunnel (``--pings`` samples);
+- single-stream and 4-stream iperf3 TCP, ``--time`` seconds each, ``--runs`` times: the
+  receiver's throughput and the CPU seconds the tunnel's processes used (utime + stime
+  from /proc/<pid>/stat), hence CPU seconds per GB and Gbit per CPU-second;
+- iperf3 UDP at an unlimited rate with 64-byte payloads and with 1400-byte inner packets
+  (1372-byte payloads: the tunnels' inner MTU is 1400), ``--udp-time`` seconds,
+  ``--runs`` times: datagrams the tunnel delivered into b's IP input per second (an
+  nftables counter: iperf3's own single-threaded receiver cannot keep up on a busy
+  machine, even on plain veth) and the loss;
+- the tunnel processes' peak RSS.
+Reported: median and spread (min..max) of the runs, ratios of espfast AES-GCM-128 against
+each peer and its share of plain veth, the issue's targets, as JSON, a markdown table and
+a PNG chart in bench/results/ (the table also printed).
 
 Absolute figures move from run to run and machine to machine; compare the ratios measured
 in one run. The machine is shared: keep runs short (``--quick`` for a smoke run).
@@ -26,69 +32,26 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from bench.report import (
+    LARGE,
+    SMALL,
+    Figure,
+    Run,
+    TunnelResult,
+    UdpFigure,
+    UdpRun,
+    chart,
+    markdown,
+)
 from bench.tunnels import TUNNELS, Endpoints, Tunnel
 from espfast.netns import Namespace, TwoHosts, have_root, wait_for, which
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PURPOSE = "st"
+PURPOSE = "perf"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# kind -> (column title, unit); the order is the table's.
-KINDS: dict[str, tuple[str, str]] = {
-    "tcp1": ("TCP 1 stream", "Gbit/s"),
-    "tcp4": ("TCP 4 streams", "Gbit/s"),
-    "udp64": ("UDP 64 B", "kpps"),
-    "udp1400": ("UDP 1400 B", "kpps"),
-}
-
-
-@dataclass
-class Run:
-    value: float  # the receiver's figure: Gbit/s (TCP) or thousands of packets/s (UDP)
-    cpu_s: float  # CPU seconds of the tunnel processes during the run
-    gbytes: float  # data received, GB (10^9 bytes)
-    lost: int  # TCP: retransmitted segments; UDP: datagrams lost
-
-
-@dataclass
-class Figure:
-    """The runs of one (tunnel, kind) measurement, and their summary."""
-
-    tunnel: str
-    kind: str
-    runs: list[Run] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float | None]:
-        value = np.array([r.value for r in self.runs])
-        cpu = np.array([r.cpu_s for r in self.runs])
-        gbytes = np.array([r.gbytes for r in self.runs])
-        out: dict[str, float | None] = {
-            "median": float(np.median(value)),
-            "min": float(value.min()),
-            "max": float(value.max()),
-            "cpu_s_median": float(np.median(cpu)),
-            "gbit_per_cpu_s": None,
-        }
-        if cpu.sum() > 0:
-            out["gbit_per_cpu_s"] = float(np.median(gbytes * 8 / np.maximum(cpu, 1e-9)))
-        return out
-
-
-@dataclass
-class TunnelResult:
-    tunnel: str
-    figures: list[Figure] = field(default_factory=list)
-    ping_rtt_ms: float | None = None
-    peak_rss_kib: int | None = None
-    processes: int = 0  # how many tunnel processes (0: nothing to measure CPU of)
-    error: str | None = None
 
 
 class Progress:
@@ -138,10 +101,13 @@ def peak_rss_kib(pids: list[int]) -> int | None:
     return total
 
 
-def ping_rtt_ms(ns: Namespace, dst: str) -> float | None:
-    proc = ns.run("ping", "-c", "5", "-i", "0.2", "-W", "2", dst, check=False, timeout=15)
-    m = re.search(r"= [\d.]+/([\d.]+)/", proc.stdout)
-    return float(m.group(1)) if m else None
+def ping_samples_ms(ns: Namespace, dst: str, count: int) -> list[float]:
+    """RTTs of `count` pings 0.2 s apart: the tunnel is idle between them."""
+    proc = ns.run(
+        "ping", "-c", str(count), "-i", "0.2", "-W", "2", dst,
+        check=False, timeout=count * 0.2 + 15,
+    )  # fmt: skip
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", proc.stdout)]
 
 
 @contextlib.contextmanager
@@ -158,14 +124,13 @@ def iperf3_server(ns: Namespace, addr: str) -> Iterator[None]:
         ns.stop(proc)
 
 
-def iperf3_run(hosts: TwoHosts, ep: Endpoints, kind: str, seconds: float) -> Run:
-    args = ["-c", ep.inner_b, "-B", ep.inner_a, "-t", str(seconds), "-J"]
-    if kind.startswith("tcp"):
-        args += ["-P", kind.removeprefix("tcp")]
-    else:
-        args += ["-u", "-b", "0", "-l", kind.removeprefix("udp")]
+def iperf3(hosts: TwoHosts, ep: Endpoints, seconds: float, *args: str) -> tuple[dict, float]:
+    """One iperf3 client run from a: its JSON report's "end" and the tunnel's CPU seconds."""
     before = cpu_seconds(ep.pids)
-    proc = hosts.a.run("iperf3", *args, check=False, timeout=seconds + 30)
+    proc = hosts.a.run(
+        "iperf3", "-c", ep.inner_b, "-B", ep.inner_a, "-t", str(seconds), "-J", *args,
+        check=False, timeout=seconds + 30,
+    )  # fmt: skip
     cpu = cpu_seconds(ep.pids) - before
     try:
         report = json.loads(proc.stdout)
@@ -173,19 +138,71 @@ def iperf3_run(hosts: TwoHosts, ep: Endpoints, kind: str, seconds: float) -> Run
         raise RuntimeError(f"iperf3 gave no report: {proc.stderr.strip()[:200]}") from None
     if "error" in report:
         raise RuntimeError(f"iperf3: {report['error']}")
-    received = report["end"]["sum_received"]
-    if kind.startswith("tcp"):
-        value = received["bits_per_second"] / 1e9
-        lost = int(report["end"].get("sum_sent", {}).get("retransmits", 0))
-    else:
-        lost = int(received["lost_packets"])
-        value = (int(received["packets"]) - lost) / received["seconds"] / 1e3
-    return Run(value, cpu, received["bytes"] / 1e9, lost)
+    return report["end"], cpu
 
 
-def measure(
-    tunnel: Tunnel, kinds: list[str], runs: int, seconds: float, progress: Progress
-) -> TunnelResult:
+# An nftables counter of the UDP datagrams to iperf3's port that reach b's IP input:
+# what the tunnel delivered, whether or not the single-threaded iperf3 receiver (which
+# shares the CPUs with everything else) manages to read them all.
+NFT_TABLE = "efbench"
+
+
+def count_delivered(ns: Namespace) -> None:
+    t = ("inet", NFT_TABLE)
+    ns.run("nft", "add", "table", *t)
+    ns.run("nft", "add", "counter", *t, "udp5201")
+    ns.run("nft", "add", "chain", *t, "input", "{ type filter hook input priority 0; }")
+    ns.run("nft", "add", "rule", *t, "input", "udp", "dport", "5201", "counter", "name", "udp5201")
+
+
+def delivered(ns: Namespace) -> int:
+    """Datagrams counted since the last call (the counter is reset)."""
+    out = ns.run("nft", "reset", "counter", "inet", NFT_TABLE, "udp5201").stdout
+    m = re.search(r"packets (\d+)", out)
+    if not m:
+        raise RuntimeError(f"no nftables counter in {out!r}")
+    return int(m.group(1))
+
+
+def udp_run(hosts: TwoHosts, ep: Endpoints, payload: int, seconds: float) -> UdpRun:
+    delivered(hosts.b)
+    end, cpu = iperf3(hosts, ep, seconds, "-u", "-b", "0", "-l", str(payload))
+    got = delivered(hosts.b)
+    sent, received = end["sum_sent"], end["sum_received"]
+    duration = max(sent["seconds"], 1e-9)
+    return UdpRun(
+        pps=got / duration,
+        sent_pps=sent["packets"] / duration,
+        loss_pct=100.0 * max(0.0, 1 - got / max(sent["packets"], 1)),
+        cpu_s=cpu,
+        app_pps=received["bytes"] / payload / max(received["seconds"], 1e-9),
+    )
+
+
+def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> Run:
+    end, cpu = iperf3(hosts, ep, seconds, "-P", str(streams))
+    return Run(
+        gbps=end["sum_received"]["bits_per_second"] / 1e9,
+        cpu_s=cpu,
+        gbytes=end["sum_received"]["bytes"] / 1e9,
+        retransmits=int(end.get("sum_sent", {}).get("retransmits", 0)),
+    )
+
+
+@dataclass
+class Plan:
+    streams: list[int]
+    payloads: list[int]
+    runs: int
+    seconds: float
+    udp_seconds: float
+    pings: int
+
+    def steps(self) -> int:
+        return (len(self.streams) + len(self.payloads)) * self.runs
+
+
+def measure(tunnel: Tunnel, plan: Plan, progress: Progress) -> TunnelResult:
     result = TunnelResult(tunnel.name)
     try:
         with TwoHosts.create(PURPOSE) as hosts, tunnel.up(hosts) as ep:
@@ -197,14 +214,24 @@ def measure(
             )  # fmt: skip
             if not reachable:
                 raise RuntimeError(f"{ep.inner_b} unreachable from {ep.inner_a}")
-            result.ping_rtt_ms = ping_rtt_ms(hosts.a, ep.inner_b)
+            progress.show(f"{tunnel.name}: idle ping RTT")
+            result.ping_ms = ping_samples_ms(hosts.a, ep.inner_b, plan.pings)
+            if plan.payloads:
+                count_delivered(hosts.b)
             with iperf3_server(hosts.b, ep.inner_b):
-                for kind in kinds:
-                    figure = Figure(tunnel.name, kind)
+                for n in plan.streams:
+                    figure = Figure(tunnel.name, n)
                     result.figures.append(figure)
-                    for i in range(runs):
-                        progress.show(f"{tunnel.name}: {KINDS[kind][0]}, run {i + 1}/{runs}")
-                        figure.runs.append(iperf3_run(hosts, ep, kind, seconds))
+                    for i in range(plan.runs):
+                        progress.show(f"{tunnel.name}: {n}-stream TCP, run {i + 1}/{plan.runs}")
+                        figure.runs.append(iperf3_run(hosts, ep, n, plan.seconds))
+                        progress.step()
+                for size in plan.payloads:
+                    udp = UdpFigure(size)
+                    result.udp.append(udp)
+                    for i in range(plan.runs):
+                        progress.show(f"{tunnel.name}: UDP {size} B, run {i + 1}/{plan.runs}")
+                        udp.runs.append(udp_run(hosts, ep, size, plan.udp_seconds))
                         progress.step()
             result.peak_rss_kib = peak_rss_kib(ep.pids)
             result.processes = len(ep.pids)
@@ -214,82 +241,6 @@ def measure(
         if progress.tty:
             sys.stderr.write("\n")
     return result
-
-
-def fmt_figure(s: dict[str, float | None]) -> str:
-    med, lo, hi = s["median"], s["min"], s["max"]
-    assert med is not None and lo is not None and hi is not None
-    return f"{med:.2f} ({lo:.2f}..{hi:.2f})"
-
-
-def markdown(results: list[TunnelResult], meta: dict[str, Any]) -> str:
-    kinds = [k for k in KINDS if any(f.kind == k for r in results for f in r.figures)]
-    first = kinds[0] if kinds else "tcp1"
-    base: dict[str, float | None] = {}  # the first espfast tunnel is the reference
-    for r in results:
-        if r.tunnel.startswith("espfast-") and not r.error and not base:
-            base = {f.kind: f.summary()["median"] for f in r.figures}
-    lines = [
-        f"# Tunnel throughput, {meta['date']}",
-        "",
-        f"iperf3, {meta['seconds']} s per run, median of {meta['runs']} runs (min..max). "
-        f"CPU = the tunnel processes' CPU seconds per run and Gbit/CPU-s = data moved per "
-        f"tunnel CPU-second, both for {KINDS[first][0]}; the last column is the first "
-        "espfast tunnel's figure over this one's.",
-        "",
-    ]
-    head = ["tunnel"] + [f"{KINDS[k][0]} {KINDS[k][1]}" for k in kinds]
-    head += ["CPU s", "Gbit/CPU-s", "ping ms", "peak RSS MiB"]
-    if base:
-        head.append(f"espfast / this ({KINDS[first][0]})")
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
-    for r in results:
-        if r.error:
-            lines.append(f"| {r.tunnel} | failed: {r.error} |")
-            continue
-        by = {f.kind: f.summary() for f in r.figures}
-        row = [r.tunnel] + [fmt_figure(by[k]) if k in by else "-" for k in kinds]
-        ref = by.get(first)
-        row.append(f"{ref['cpu_s_median']:.2f}" if ref and r.processes else "-")
-        gpc = ref["gbit_per_cpu_s"] if ref else None
-        row.append(f"{gpc:.2f}" if gpc else "-")
-        row.append(f"{r.ping_rtt_ms:.3f}" if r.ping_rtt_ms is not None else "-")
-        row.append(f"{r.peak_rss_kib / 1024:.1f}" if r.peak_rss_kib else "-")
-        if base:
-            mine, theirs = base.get(first), ref["median"] if ref else None
-            row.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def chart(results: list[TunnelResult], path: Path) -> None:
-    """One bar chart per measurement kind: medians, with the min..max spread as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    kinds = [k for k in KINDS if any(f.kind == k for r in results for f in r.figures)]
-    fig, axes = plt.subplots(len(kinds), 1, figsize=(9, 2.6 * len(kinds)), squeeze=False)
-    for ax, kind in zip(axes[:, 0], kinds, strict=True):
-        names, med, low, high = [], [], [], []
-        for r in results:
-            f = next((f for f in r.figures if f.kind == kind), None)
-            if f is None:
-                continue
-            s = f.summary()
-            assert s["median"] is not None and s["min"] is not None and s["max"] is not None
-            names.append(r.tunnel)
-            med.append(s["median"])
-            low.append(s["median"] - s["min"])
-            high.append(s["max"] - s["median"])
-        ax.barh(names, med, xerr=[low, high], color="tab:blue", ecolor="black", capsize=3)
-        ax.invert_yaxis()
-        ax.set_xlabel(f"{KINDS[kind][0]}, {KINDS[kind][1]} (median, min..max)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def select_tunnels(patterns: str) -> list[str]:
@@ -308,17 +259,23 @@ def main(argv: list[str] | None = None) -> int:
         "-t", "--tunnels", default="*", help="comma-separated names or globs (default: all)"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
-    parser.add_argument("--time", type=float, default=3.0, help="seconds per run (default 3)")
+    parser.add_argument("--time", type=float, default=3.0, help="seconds per TCP run (default 3)")
     parser.add_argument(
-        "--measure",
-        default=",".join(KINDS),
-        help=f"what to measure, comma-separated (default {','.join(KINDS)})",
+        "--udp-time", type=float, default=2.0, help="seconds per UDP run (default 2)"
     )
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 run of 2 s, TCP only, veth and espfast AES-GCM",
+        "--streams", default="1,4", help="iperf3 parallel TCP streams to measure (default 1,4)"
     )
+    parser.add_argument(
+        "--udp",
+        default=f"{SMALL},{LARGE}",
+        help=f"UDP payload sizes, empty for none (default {SMALL},{LARGE})",
+    )
+    parser.add_argument("--pings", type=int, default=10, help="idle ping samples (default 10)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 run of 2 s, veth and espfast AES-GCM"
+    )
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--list", action="store_true", help="list the tunnels and exit")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
@@ -327,9 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(TUNNELS))
         return 0
     if args.quick:
-        args.runs, args.time = 1, 2.0
-        if args.measure == ",".join(KINDS):
-            args.measure = "tcp1,tcp4"
+        args.runs, args.time, args.udp_time, args.pings = 1, 2.0, 1.0, 5
         if args.tunnels == "*":
             args.tunnels = "veth,espfast-aes128gcm16"
     # SIGTERM unwinds like Ctrl-C: every namespace and process the run started goes away.
@@ -341,12 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs iperf3 (apt-get install iperf3, or `make bench`)", file=sys.stderr)
         return 2
     names = select_tunnels(args.tunnels)
-    kinds = [k.strip() for k in args.measure.split(",")]
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise SystemExit(f"bench: unknown measurement {unknown[0]!r} (known: {', '.join(KINDS)})")
-    progress = Progress(len(names) * len(kinds) * args.runs)
-    results = [measure(TUNNELS[n](), kinds, args.runs, args.time, progress) for n in names]
+    plan = Plan(
+        streams=[int(s) for s in args.streams.split(",") if s],
+        payloads=[int(s) for s in args.udp.split(",") if s],
+        runs=args.runs,
+        seconds=args.time,
+        udp_seconds=args.udp_time,
+        pings=args.pings,
+    )
+    progress = Progress(len(names) * plan.steps())
+    results = [measure(TUNNELS[n](), plan, progress) for n in names]
     progress.finish()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -354,29 +313,23 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "runs": args.runs,
         "seconds": args.time,
+        "udp_seconds": args.udp_time,
         "cpus": os.cpu_count(),
+        "load": os.getloadavg()[0],
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
     }
-    data = {
-        "meta": meta,
-        "results": [
-            {
-                **{k: v for k, v in asdict(r).items() if k != "figures"},
-                "figures": [
-                    {"kind": f.kind, **f.summary(), "runs": [asdict(x) for x in f.runs]}
-                    for f in r.figures
-                ],
-            }
-            for r in results
-        ],
-    }
+    data = {"meta": meta, "results": [r.to_json() for r in results]}
     args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / f"bench-{stamp}"
     table = markdown(results, meta)
-    (args.out / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (args.out / f"bench-{stamp}.md").write_text(table)
-    chart(results, args.out / f"bench-{stamp}.png")
+    base.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    base.with_suffix(".md").write_text(table)
+    outputs = ".json, .md"
+    if not args.no_chart:
+        chart(results, base.with_suffix(".png"))
+        outputs += ", .png"
     print(table)
-    print(f"results: {args.out}/bench-{stamp}.json, .md and .png")
+    print(f"results: {base}{{{outputs}}}")
     return 1 if any(r.error for r in results) else 0
 
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("espfast.up", "run the IKEv2 daemon: negotiate and keep up the configured tunnels"),
     "demo": ("espfast.demo", "two namespaces, a tunnel between them, traffic through it, a report"),
     "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
+    "status": ("espfast.status", "show the running daemon's IKE and Child SAs"),
 }
 
 

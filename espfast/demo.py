@@ -107,8 +107,10 @@ def _static_tunnel(
             status, out, err = a.stop()
             if status != 0:
                 raise RuntimeError(f"espfast static exited {status}: {err.strip()}")
+            from espfast.dataplane import Stats
+
             g = json.loads(out)["global"]
-            drops = {k: v for k, v in g.items() if v and k not in _NOT_DROPS}
+            drops = {k: v for k, v in g.items() if v and k not in Stats.NOT_DROPS}
             return f"{g['tx_packets']} packets out, {g['rx_packets']} in, drops: {drops or 'none'}"
 
         try:
@@ -117,13 +119,6 @@ def _static_tunnel(
             if not stopped:
                 b.stop()
                 a.stop()
-
-
-# Counters that count traffic or offload use rather than drops.
-_NOT_DROPS = {
-    "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded",
-    "tx_gso", "rx_gro", "tun_gro",
-}  # fmt: skip
 
 
 def _traffic(hosts: netns.TwoHosts, seconds: float, report: Report) -> None:

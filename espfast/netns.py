@@ -168,6 +168,73 @@ class TwoHosts:
             yield hosts
 
 
+@dataclass
+class ThreeHosts:
+    """a -- r -- b: two hosts on two subnets joined by a router namespace ``r``.
+
+    a = 198.18.0.1/24 (veth-a) <-> r = 198.18.0.254 (veth-ra) | r = 198.18.1.254 (veth-rb)
+    <-> b = 198.18.1.1/24 (veth-b); IPv6 likewise, a = 2001:2:0:f0::1/64, r = 2001:2:0:f0::fe
+    and 2001:2:0:f1::fe, b = 2001:2:0:f1::1/64. a and b route the other's subnet through r,
+    which forwards (rp_filter off, no ICMP redirects). Nothing translates addresses: a and b
+    see each other's real addresses. :mod:`espfast.impair` turns r into a lossy link.
+    """
+
+    a: Namespace
+    r: Namespace
+    b: Namespace
+    addr_a: str = "198.18.0.1"
+    addr_b: str = "198.18.1.1"
+    addr_ra: str = "198.18.0.254"
+    addr_rb: str = "198.18.1.254"
+    addr6_a: str = "2001:2:0:f0::1"
+    addr6_b: str = "2001:2:0:f1::1"
+    addr6_ra: str = "2001:2:0:f0::fe"
+    addr6_rb: str = "2001:2:0:f1::fe"
+    veth_ra: str = "veth-ra"
+    veth_rb: str = "veth-rb"
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, purpose: str, mtu: int = 1500) -> Iterator[ThreeHosts]:
+        with (
+            Namespace.create(purpose) as a,
+            Namespace.create(purpose) as r,
+            Namespace.create(purpose) as b,
+        ):
+            hosts = cls(a, r, b)
+            for ns in (a, r, b):  # IPv6 usable at once: no duplicate address detection
+                ns.run("sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0")
+                ns.run("sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0")
+            for sysctl in (
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.default.send_redirects=0",
+                "net.ipv6.conf.all.forwarding=1",
+            ):
+                r.run("sysctl", "-q", "-w", sysctl)
+            for host, veth, rveth, addr, raddr, addr6, raddr6 in (
+                (a, "veth-a", hosts.veth_ra, hosts.addr_a, hosts.addr_ra, hosts.addr6_a,
+                 hosts.addr6_ra),
+                (b, "veth-b", hosts.veth_rb, hosts.addr_b, hosts.addr_rb, hosts.addr6_b,
+                 hosts.addr6_rb),
+            ):  # fmt: skip
+                host.run(
+                    "ip", "link", "add", veth, "mtu", str(mtu), "type", "veth",
+                    "peer", "name", rveth, "netns", r.name, "mtu", str(mtu),
+                )  # fmt: skip
+                host.run("ip", "addr", "add", f"{addr}/24", "dev", veth)
+                r.run("ip", "addr", "add", f"{raddr}/24", "dev", rveth)
+                host.run("ip", "link", "set", veth, "up")
+                r.run("ip", "link", "set", rveth, "up")
+                host.run("ip", "-6", "addr", "add", f"{addr6}/64", "dev", veth, "nodad")
+                r.run("ip", "-6", "addr", "add", f"{raddr6}/64", "dev", rveth, "nodad")
+                host.run("ip", "route", "add", "198.18.0.0/15", "via", raddr)
+                host.run("ip", "-6", "route", "add", "2001:2::/48", "via", raddr6)
+            yield hosts
+
+
 def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout`` passes (bounded; for tests)."""
     assert callable(predicate)

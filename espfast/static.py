@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -250,12 +250,14 @@ def counters(stats: object) -> dict[str, int]:
 def format_report(report: dict[str, Any]) -> str:
     """The counters for a human: traffic, then only the drop counters that moved (``--json``
     has them all)."""
+    from espfast.dataplane import Stats
+
     g = report["global"]
     lines = [
         f"espfast static: {report['interface']} ran {report['seconds']:.1f} s",
         f"  received {g['rx_packets']} packets ({g['rx_bytes']} bytes), "
         f"sent {g['tx_packets']} packets ({g['tx_bytes']} bytes)",
-        "  dropped: " + _nonzero(g, _TRAFFIC),
+        "  dropped: " + _nonzero(g, Stats.NOT_DROPS),
     ]
     if report["ike_datagrams_ignored"]:
         lines.append(f"  IKE datagrams ignored (static keying): {report['ike_datagrams_ignored']}")
@@ -268,10 +270,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_TRAFFIC = {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded"}
-
-
-def _nonzero(values: dict[str, Any], skip: set[str]) -> str:
+def _nonzero(values: dict[str, Any], skip: Collection[str]) -> str:
     moved = [f"{k} {v}" for k, v in values.items() if k not in skip and v]
     return ", ".join(moved) or "none"
 

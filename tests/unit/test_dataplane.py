@@ -28,6 +28,7 @@ from dp_helpers import (
     params,
 )
 
+from espfast import netns
 from espfast.dataplane import Dataplane, Direction, Stats, Transform
 
 SPI_AB, SPI_BA = 0x1111, 0x2222
@@ -122,11 +123,12 @@ def test_both_ways_ipv4_and_ipv6(pair: tuple[Side, Side], transform: Transform) 
         back = ipv6_udp(B6, A6, os.urandom(i * 30))
         b.tun.send(back)
         assert a.read_tun() == back
-    assert a.dp.sa_stats(SPI_AB, Direction.OUT).packets == 20
-    assert b.dp.sa_stats(SPI_AB, Direction.IN).packets == 20
-    assert a.dp.sa_stats(SPI_BA, Direction.IN).packets == 20
-    # The sender counts after sendmmsg returns, possibly after the peer already decrypted.
-    st = wait_stats(b, lambda s: s.tx_packets == 20)
+    # Counters move after the packet left (sendmmsg / the TUN write returned), possibly
+    # after the other side already has it: wait (bounded) for them to settle.
+    for side, spi, d in ((a, SPI_AB, Direction.OUT), (b, SPI_AB, Direction.IN),
+                         (a, SPI_BA, Direction.IN)):  # fmt: skip
+        assert netns.wait_for(lambda s=side, i=spi, d=d: s.dp.sa_stats(i, d).packets == 20, 5)
+    st = wait_stats(b, lambda s: s.tx_packets == 20 and s.rx_packets == 20, timeout=5)
     assert st.rx_packets == 20 and st.tx_packets == 20
 
 
@@ -204,7 +206,12 @@ def test_bad_input_on_4500(pair: tuple[Side, Side]) -> None:
     # oversized: the largest UDP datagram there is, for a known SPI (received whole, then
     # refused by the ICV)
     inject(b, struct.pack("!II", SPI_AB, 99) + os.urandom(65507 - 8))
-    st = wait_stats(b, lambda s: s.rx_packets == 1 and s.unknown_spi == 2 and s.malformed == 2)
+    st = wait_stats(
+        b,
+        lambda s: (
+            s.rx_packets == 1 and s.unknown_spi == 2 and s.malformed == 2 and s.auth_failures == 2
+        ),
+    )
     assert st.keepalives == 1
     assert st.auth_failures == 2
     assert st.replay_drops == 1
