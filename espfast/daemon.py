@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from espfast import __version__
 from espfast.control.errors import RemoteProtocolError
 from espfast.control.events import (
     ChildSaDown,
@@ -49,7 +53,14 @@ from espfast.control.ike_sa import IkeSa
 from espfast.control.message import parse_header
 from espfast.control.responder import Responder
 from espfast.control.rng import Rng
-from espfast.dataplane import Direction, SaParams, Transform
+from espfast.ctl import (
+    SCHEMA_VERSION,
+    IkeSaStatus,
+    StatusDocument,
+    child_sa_status,
+)
+from espfast.dataplane import Direction, SaParams, SaStats, Transform
+from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
     from espfast.config import ConnectionConfig, UpConfig
@@ -71,6 +82,7 @@ class DataplaneLike(Protocol):
     def remove_sa(self, spi: int, direction: Direction) -> None: ...
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None: ...
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
+    def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
 
 
 @dataclass
@@ -91,6 +103,9 @@ class _Child:
     ike_sa_id: int
     spi_out: int
     rekey: asyncio.TimerHandle | None = None
+    up: ChildSaUp | None = None  # the event without its keys, for the status document
+    established: float = 0.0  # UNIX time
+    rekey_at: float | None = None  # UNIX time
 
 
 @dataclass
@@ -115,6 +130,7 @@ class Daemon:
     _dpd: dict[int, asyncio.TimerHandle] = field(default_factory=dict)  # by ike_sa_id
     _by_id: dict[int, IkeSa] = field(default_factory=dict)  # by ike_sa_id
     _rekeying: set[int] = field(default_factory=set)  # inbound SPIs we started a rekey of
+    _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _front: Responder | None = None
     _down: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -218,6 +234,7 @@ class Daemon:
         if sa.is_destroyed:
             self.sas.pop(key, None)
             self._by_id.pop(sa.ike_sa_id, None)
+            self._established.pop(sa.ike_sa_id, None)
             dpd = self._dpd.pop(sa.ike_sa_id, None)
             if dpd is not None:
                 dpd.cancel()
@@ -238,6 +255,7 @@ class Daemon:
         match event:
             case IkeSaUp():
                 self.counters.ike_sas_up += 1
+                self._established[event.ike_sa_id] = time.time()
                 self._schedule_dpd(event.ike_sa_id)
                 conn = self._conn(event.ike_sa_id)
                 if conn is not None:
@@ -307,7 +325,14 @@ class Daemon:
         except ValueError:
             self._remove(ev.spi_in, Direction.IN)
             raise
-        self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out, self._schedule_rekey(ev))
+        rekey = self._schedule_rekey(ev)
+        rekey_at = None if rekey is None else time.time() + rekey.when() - self.loop.time()
+        keyless = dataclasses.replace(
+            ev, enc_key_in=b"", integ_key_in=b"", enc_key_out=b"", integ_key_out=b""
+        )
+        self.children[ev.spi_in] = _Child(
+            ev.ike_sa_id, ev.spi_out, rekey, keyless, time.time(), rekey_at
+        )
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
         log.warning(
@@ -385,6 +410,52 @@ class Daemon:
     def _remove(self, spi: int, direction: Direction) -> None:
         with contextlib.suppress(ValueError):  # already gone
             self.dataplane.remove_sa(spi, direction)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status_document(self, started: float, config_path: str) -> StatusDocument:
+        """What ``espfast status`` shows (espfast/ctl.py): IKE SAs, their Child SAs and the
+        dataplane's counters. No keys."""
+        ike_sas: list[IkeSaStatus] = []
+        for sa in self.sas.values():
+            st = sa.status()
+            children = [
+                child_sa_status(
+                    c.up,
+                    self.dataplane.sa_stats(spi_in, Direction.IN),
+                    self.dataplane.sa_stats(c.spi_out, Direction.OUT),
+                    established=c.established,
+                    rekey_at=c.rekey_at,
+                )
+                for spi_in, c in self.children.items()
+                if c.ike_sa_id == sa.ike_sa_id and c.up is not None
+            ]
+            ike_sas.append(
+                {
+                    "name": sa.config.name,
+                    "state": sa.state.value.upper(),
+                    "initiator": sa.initiator,
+                    "local_addr": fmt_endpoint(sa.local),
+                    "remote_addr": fmt_endpoint(sa.remote),
+                    "local_id": str(st["local_id"]),
+                    "remote_id": str(st["remote_id"]),
+                    "spi_i": sa.spi_i,
+                    "spi_r": sa.spi_r,
+                    "proposal": str(st["algorithms"]),
+                    "established": self._established.get(sa.ike_sa_id),
+                    "child_sas": children,
+                }
+            )
+        return {
+            "schema": SCHEMA_VERSION,
+            "daemon": {
+                "pid": os.getpid(),
+                "version": __version__,
+                "started": started,
+                "config": config_path,
+            },
+            "ike_sas": ike_sas,
+        }
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -365,11 +366,20 @@ class Running:
         return status, self.proc.stdout.read().decode(), self.proc.stderr.read().decode()
 
 
+def control_socket_in(ns: netns.Namespace) -> Path:
+    """The control socket :func:`start_in` gives ``espfast up`` in ``ns``."""
+    return Path(tempfile.gettempdir()) / f"espfast-{ns.name}.sock"
+
+
 def start_in(
     ns: netns.Namespace, config: Path, *extra: str, command: str = "static", timeout: float = 20.0
 ) -> Running:
     """Start ``espfast static -c config`` (or another ``command`` that says ``ready`` the
-    same way, like ``up``) in ``ns`` and wait until it says it is ready."""
+    same way, like ``up``) in ``ns`` and wait until it says it is ready. ``up`` gets a
+    control socket of its own (named after the namespace) unless ``extra`` names one:
+    the file system is shared between namespaces."""
+    if command == "up" and "--socket" not in extra:
+        extra = (*extra, "--socket", str(control_socket_in(ns)))
     proc = ns.popen(
         sys.executable, "-m", "espfast", command, "-c", str(config), *extra,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

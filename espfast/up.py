@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from espfast.static import add_config_arguments, fmt_endpoint, print_error, udp_socket
@@ -25,7 +27,10 @@ READY = "ready"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from espfast.ctl import add_socket_argument
+
     add_config_arguments(parser, "daemon")
+    add_socket_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{config.source}: OK ({len(config.connections)} connection(s))")
         return 0
     try:
-        counters = asyncio.run(_serve(config))
+        counters = asyncio.run(_serve(config, args.socket))
     except (OSError, ValueError, RuntimeError) as e:
         return print_error("up", e, 1)
     print(
@@ -49,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: UpConfig) -> Counters:
+async def _serve(config: UpConfig, control_socket: Path) -> Counters:
     from espfast.control.rng import SystemRng
+    from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
     from espfast.tun import open_tun
@@ -97,11 +103,23 @@ async def _serve(config: UpConfig) -> Counters:
         stack.callback(loop.remove_reader, sock500.fileno())
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
-        daemon.start()
-        print(f"espfast up: {READY}: {tun.name} up, IKE on {iface.listen[0]}", file=sys.stderr)
-        sys.stderr.flush()
-        await stop.wait()
-        await daemon.shutdown()
+        started = time.time()
+        ctl = ControlServer(
+            lambda: daemon.status_document(started, str(config.source)), control_socket
+        )
+        await ctl.start()
+        try:
+            daemon.start()
+            print(
+                f"espfast up: {READY}: {tun.name} up, IKE on {iface.listen[0]}, "
+                f"control socket {control_socket}",
+                file=sys.stderr,
+                flush=True,
+            )
+            await stop.wait()
+            await daemon.shutdown()
+        finally:
+            await ctl.close()
     return daemon.counters
 
 

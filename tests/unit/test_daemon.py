@@ -21,7 +21,7 @@ import pytest
 from espfast.config import ConfigError, UpConfig, load_up
 from espfast.control.rng import SystemRng
 from espfast.daemon import Daemon
-from espfast.dataplane import Direction, SaParams
+from espfast.dataplane import Direction, SaParams, SaStats
 from espfast.static import write_private
 from espfast.up import pair_configs
 
@@ -59,6 +59,11 @@ class FakeDataplane:
 
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None:
         raise AssertionError("no peer moves here")
+
+    def sa_stats(self, spi: int, direction: Direction) -> SaStats:
+        assert (spi, direction) in self.sas
+        counters = {f.name: 0 for f in dataclasses.fields(SaStats)}
+        return SaStats(**counters | {"packets": 7, "exhausted": False})
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
@@ -154,6 +159,28 @@ def test_a_refused_sa_is_logged_and_leaves_nothing_half_installed(tmp_path: Path
         await settle(lambda: a.counters.event_errors == 1 and len(dp_b.sas) == 2)
         assert not dp_a.sas  # the inbound half went again
         assert a.counters.ike_sas_up == 1  # the daemon goes on
+
+    asyncio.run(scenario())
+
+
+def test_status_document(tmp_path: Path) -> None:
+    from espfast.ctl import check_document
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), *conf())
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        doc = a.status_document(1.0, "a.toml")
+        check_document(doc)
+        (ike,) = doc["ike_sas"]
+        assert (ike["name"], ike["state"], ike["initiator"]) == ("site", "ESTABLISHED", True)
+        assert ike["remote_addr"] == f"{B}:4500" and ike["established"] is not None
+        (child,) = ike["child_sas"]
+        assert (child["name"], child["transform"], child["packets_in"]) == ("net", "aes128gcm16", 7)
+        assert child["remote_ts"] == ["198.19.2.0/24"]
+        assert child["rekey_at"] is not None  # rekey_time defaults to an hour
+        assert PSK not in repr(doc)
 
     asyncio.run(scenario())
 
