@@ -1,12 +1,20 @@
-"""``python -m bench`` (``make bench``): TCP throughput through each tunnel, side by side.
+"""``python -m bench`` (``make bench``): every tunnel side by side, in one run.
 
 For each tunnel (bench/tunnels/): two fresh namespaces joined by a veth, the tunnel up
-between them, an iperf3 server on b's inner address; then single-stream and 4-stream
-iperf3 TCP runs from a, each ``--time`` seconds, ``--runs`` times. Per run it records the
-receiver's throughput and the CPU seconds the tunnel's processes used (utime + stime from
-/proc/<pid>/stat); per tunnel also the idle ping RTT through it and the processes' peak RSS.
-Reported: median and spread (min..max) of the runs, ratios against the first espfast
-tunnel and plain veth, as JSON and a markdown table in bench/results/ (also printed).
+between them, an iperf3 server on b's inner address; then, from a:
+- the idle ping RTT through the tunnel (``--pings`` samples);
+- single-stream and 4-stream iperf3 TCP, ``--time`` seconds each, ``--runs`` times: the
+  receiver's throughput and the CPU seconds the tunnel's processes used (utime + stime
+  from /proc/<pid>/stat), hence CPU seconds per GB and Gbit per CPU-second;
+- iperf3 UDP at an unlimited rate with 64-byte payloads and with 1400-byte inner packets
+  (1372-byte payloads: the tunnels' inner MTU is 1400), ``--udp-time`` seconds,
+  ``--runs`` times: datagrams the tunnel delivered into b's IP input per second (an
+  nftables counter: iperf3's own single-threaded receiver cannot keep up on a busy
+  machine, even on plain veth) and the loss;
+- the tunnel processes' peak RSS.
+Reported: median and spread (min..max) of the runs, ratios of espfast AES-GCM-128 against
+each peer and its share of plain veth, the issue's targets, as JSON, a markdown table and
+a PNG chart in bench/results/ (the table also printed).
 
 Absolute figures move from run to run and machine to machine; compare the ratios measured
 in one run. The machine is shared: keep runs short (``--quick`` for a smoke run).
@@ -20,63 +28,30 @@ import fnmatch
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from bench.report import (
+    LARGE,
+    SMALL,
+    Figure,
+    Run,
+    TunnelResult,
+    UdpFigure,
+    UdpRun,
+    chart,
+    markdown,
+)
 from bench.tunnels import TUNNELS, Endpoints, Tunnel
 from espfast.netns import Namespace, TwoHosts, have_root, wait_for, which
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PURPOSE = "st"
+PURPOSE = "perf"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Run:
-    gbps: float  # receiver-side throughput, Gbit/s
-    cpu_s: float  # CPU seconds of the tunnel processes during the run
-    gbytes: float  # data received, GB (10^9 bytes)
-    retransmits: int
-
-
-@dataclass
-class Figure:
-    """The runs of one (tunnel, streams) measurement, and their summary."""
-
-    tunnel: str
-    streams: int
-    runs: list[Run] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float | None]:
-        gbps = np.array([r.gbps for r in self.runs])
-        cpu = np.array([r.cpu_s for r in self.runs])
-        gbytes = np.array([r.gbytes for r in self.runs])
-        out: dict[str, float | None] = {
-            "gbps_median": float(np.median(gbps)),
-            "gbps_min": float(gbps.min()),
-            "gbps_max": float(gbps.max()),
-            "cpu_s_median": float(np.median(cpu)),
-            "gbit_per_cpu_s": None,
-        }
-        if cpu.sum() > 0:
-            out["gbit_per_cpu_s"] = float(np.median(gbytes * 8 / np.maximum(cpu, 1e-9)))
-        return out
-
-
-@dataclass
-class TunnelResult:
-    tunnel: str
-    figures: list[Figure] = field(default_factory=list)
-    ping_rtt_ms: float | None = None
-    peak_rss_kib: int | None = None
-    processes: int = 0  # how many tunnel processes (0: nothing to measure CPU of)
-    error: str | None = None
 
 
 class Progress:
@@ -126,10 +101,13 @@ def peak_rss_kib(pids: list[int]) -> int | None:
     return total
 
 
-def ping_rtt_ms(ns: Namespace, dst: str) -> float | None:
-    proc = ns.run("ping", "-c", "5", "-i", "0.2", "-W", "2", dst, check=False, timeout=15)
-    m = re.search(r"= [\d.]+/([\d.]+)/", proc.stdout)
-    return float(m.group(1)) if m else None
+def ping_samples_ms(ns: Namespace, dst: str, count: int) -> list[float]:
+    """RTTs of `count` pings 0.2 s apart: the tunnel is idle between them."""
+    proc = ns.run(
+        "ping", "-c", str(count), "-i", "0.2", "-W", "2", dst,
+        check=False, timeout=count * 0.2 + 15,
+    )  # fmt: skip
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", proc.stdout)]
 
 
 @contextlib.contextmanager
@@ -146,11 +124,11 @@ def iperf3_server(ns: Namespace, addr: str) -> Iterator[None]:
         ns.stop(proc)
 
 
-def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> Run:
+def iperf3(hosts: TwoHosts, ep: Endpoints, seconds: float, *args: str) -> tuple[dict, float]:
+    """One iperf3 client run from a: its JSON report's "end" and the tunnel's CPU seconds."""
     before = cpu_seconds(ep.pids)
     proc = hosts.a.run(
-        "iperf3", "-c", ep.inner_b, "-B", ep.inner_a, "-t", str(seconds),
-        "-P", str(streams), "-J",
+        "iperf3", "-c", ep.inner_b, "-B", ep.inner_a, "-t", str(seconds), "-J", *args,
         check=False, timeout=seconds + 30,
     )  # fmt: skip
     cpu = cpu_seconds(ep.pids) - before
@@ -160,7 +138,49 @@ def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> 
         raise RuntimeError(f"iperf3 gave no report: {proc.stderr.strip()[:200]}") from None
     if "error" in report:
         raise RuntimeError(f"iperf3: {report['error']}")
-    end = report["end"]
+    return report["end"], cpu
+
+
+# An nftables counter of the UDP datagrams to iperf3's port that reach b's IP input:
+# what the tunnel delivered, whether or not the single-threaded iperf3 receiver (which
+# shares the CPUs with everything else) manages to read them all.
+NFT_TABLE = "efbench"
+
+
+def count_delivered(ns: Namespace) -> None:
+    t = ("inet", NFT_TABLE)
+    ns.run("nft", "add", "table", *t)
+    ns.run("nft", "add", "counter", *t, "udp5201")
+    ns.run("nft", "add", "chain", *t, "input", "{ type filter hook input priority 0; }")
+    ns.run("nft", "add", "rule", *t, "input", "udp", "dport", "5201", "counter", "name", "udp5201")
+
+
+def delivered(ns: Namespace) -> int:
+    """Datagrams counted since the last call (the counter is reset)."""
+    out = ns.run("nft", "reset", "counter", "inet", NFT_TABLE, "udp5201").stdout
+    m = re.search(r"packets (\d+)", out)
+    if not m:
+        raise RuntimeError(f"no nftables counter in {out!r}")
+    return int(m.group(1))
+
+
+def udp_run(hosts: TwoHosts, ep: Endpoints, payload: int, seconds: float) -> UdpRun:
+    delivered(hosts.b)
+    end, cpu = iperf3(hosts, ep, seconds, "-u", "-b", "0", "-l", str(payload))
+    got = delivered(hosts.b)
+    sent, received = end["sum_sent"], end["sum_received"]
+    duration = max(sent["seconds"], 1e-9)
+    return UdpRun(
+        pps=got / duration,
+        sent_pps=sent["packets"] / duration,
+        loss_pct=100.0 * max(0.0, 1 - got / max(sent["packets"], 1)),
+        cpu_s=cpu,
+        app_pps=received["bytes"] / payload / max(received["seconds"], 1e-9),
+    )
+
+
+def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> Run:
+    end, cpu = iperf3(hosts, ep, seconds, "-P", str(streams))
     return Run(
         gbps=end["sum_received"]["bits_per_second"] / 1e9,
         cpu_s=cpu,
@@ -169,9 +189,20 @@ def iperf3_run(hosts: TwoHosts, ep: Endpoints, streams: int, seconds: float) -> 
     )
 
 
-def measure(
-    tunnel: Tunnel, streams: list[int], runs: int, seconds: float, progress: Progress
-) -> TunnelResult:
+@dataclass
+class Plan:
+    streams: list[int]
+    payloads: list[int]
+    runs: int
+    seconds: float
+    udp_seconds: float
+    pings: int
+
+    def steps(self) -> int:
+        return (len(self.streams) + len(self.payloads)) * self.runs
+
+
+def measure(tunnel: Tunnel, plan: Plan, progress: Progress) -> TunnelResult:
     result = TunnelResult(tunnel.name)
     try:
         with TwoHosts.create(PURPOSE) as hosts, tunnel.up(hosts) as ep:
@@ -183,14 +214,24 @@ def measure(
             )  # fmt: skip
             if not reachable:
                 raise RuntimeError(f"{ep.inner_b} unreachable from {ep.inner_a}")
-            result.ping_rtt_ms = ping_rtt_ms(hosts.a, ep.inner_b)
+            progress.show(f"{tunnel.name}: idle ping RTT")
+            result.ping_ms = ping_samples_ms(hosts.a, ep.inner_b, plan.pings)
+            if plan.payloads:
+                count_delivered(hosts.b)
             with iperf3_server(hosts.b, ep.inner_b):
-                for n in streams:
+                for n in plan.streams:
                     figure = Figure(tunnel.name, n)
                     result.figures.append(figure)
-                    for i in range(runs):
-                        progress.show(f"{tunnel.name}: {n}-stream TCP, run {i + 1}/{runs}")
-                        figure.runs.append(iperf3_run(hosts, ep, n, seconds))
+                    for i in range(plan.runs):
+                        progress.show(f"{tunnel.name}: {n}-stream TCP, run {i + 1}/{plan.runs}")
+                        figure.runs.append(iperf3_run(hosts, ep, n, plan.seconds))
+                        progress.step()
+                for size in plan.payloads:
+                    udp = UdpFigure(size)
+                    result.udp.append(udp)
+                    for i in range(plan.runs):
+                        progress.show(f"{tunnel.name}: UDP {size} B, run {i + 1}/{plan.runs}")
+                        udp.runs.append(udp_run(hosts, ep, size, plan.udp_seconds))
                         progress.step()
             result.peak_rss_kib = peak_rss_kib(ep.pids)
             result.processes = len(ep.pids)
@@ -200,53 +241,6 @@ def measure(
         if progress.tty:
             sys.stderr.write("\n")
     return result
-
-
-def fmt_figure(s: dict[str, float | None]) -> str:
-    med, lo, hi = s["gbps_median"], s["gbps_min"], s["gbps_max"]
-    assert med is not None and lo is not None and hi is not None
-    return f"{med:.2f} ({lo:.2f}..{hi:.2f})"
-
-
-def markdown(results: list[TunnelResult], meta: dict[str, Any]) -> str:
-    streams = sorted({f.streams for r in results for f in r.figures})
-    base: dict[int, float | None] = {}  # the first espfast tunnel is the reference
-    for r in results:
-        if r.tunnel.startswith("espfast-") and not r.error and not base:
-            base = {f.streams: f.summary()["gbps_median"] for f in r.figures}
-    lines = [
-        f"# Tunnel throughput, {meta['date']}",
-        "",
-        f"iperf3 TCP, {meta['seconds']} s per run, median of {meta['runs']} runs "
-        "(min..max); CPU = the tunnel processes' CPU seconds per run (median); "
-        "Gbit/CPU-s = data moved per tunnel CPU-second (1-stream).",
-        "",
-    ]
-    head = ["tunnel"]
-    head += [f"{n}-stream Gbit/s" for n in streams]
-    head += ["CPU s (1-stream)", "Gbit/CPU-s", "ping ms", "peak RSS MiB"]
-    if base:
-        head.append("espfast / this (1-stream)")
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
-    for r in results:
-        if r.error:
-            lines.append(f"| {r.tunnel} | failed: {r.error} |")
-            continue
-        by = {f.streams: f.summary() for f in r.figures}
-        row = [r.tunnel] + [fmt_figure(by[n]) if n in by else "-" for n in streams]
-        first = by.get(min(by)) if by else None
-        row.append(f"{first['cpu_s_median']:.2f}" if first and r.processes else "-")
-        gpc = first["gbit_per_cpu_s"] if first else None
-        row.append(f"{gpc:.2f}" if gpc else "-")
-        row.append(f"{r.ping_rtt_ms:.3f}" if r.ping_rtt_ms is not None else "-")
-        row.append(f"{r.peak_rss_kib / 1024:.1f}" if r.peak_rss_kib else "-")
-        if base:
-            mine = first["gbps_median"] if first else None
-            ref = base.get(min(by)) if by else None
-            row.append(f"{ref / mine:.2f}x" if ref and mine else "-")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def select_tunnels(patterns: str) -> list[str]:
@@ -265,13 +259,23 @@ def main(argv: list[str] | None = None) -> int:
         "-t", "--tunnels", default="*", help="comma-separated names or globs (default: all)"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
-    parser.add_argument("--time", type=float, default=3.0, help="seconds per run (default 3)")
+    parser.add_argument("--time", type=float, default=3.0, help="seconds per TCP run (default 3)")
     parser.add_argument(
-        "--streams", default="1,4", help="iperf3 parallel streams to measure (default 1,4)"
+        "--udp-time", type=float, default=2.0, help="seconds per UDP run (default 2)"
     )
+    parser.add_argument(
+        "--streams", default="1,4", help="iperf3 parallel TCP streams to measure (default 1,4)"
+    )
+    parser.add_argument(
+        "--udp",
+        default=f"{SMALL},{LARGE}",
+        help=f"UDP payload sizes, empty for none (default {SMALL},{LARGE})",
+    )
+    parser.add_argument("--pings", type=int, default=10, help="idle ping samples (default 10)")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 1 run of 2 s, veth and espfast AES-GCM"
     )
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--list", action="store_true", help="list the tunnels and exit")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
@@ -280,9 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(TUNNELS))
         return 0
     if args.quick:
-        args.runs, args.time = 1, 2.0
+        args.runs, args.time, args.udp_time, args.pings = 1, 2.0, 1.0, 5
         if args.tunnels == "*":
             args.tunnels = "veth,espfast-aes128gcm16"
+    # SIGTERM unwinds like Ctrl-C: every namespace and process the run started goes away.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not have_root():
         print("bench: needs root (network namespaces, TUN)", file=sys.stderr)
         return 2
@@ -290,9 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs iperf3 (apt-get install iperf3, or `make bench`)", file=sys.stderr)
         return 2
     names = select_tunnels(args.tunnels)
-    streams = [int(s) for s in args.streams.split(",")]
-    progress = Progress(len(names) * len(streams) * args.runs)
-    results = [measure(TUNNELS[n](), streams, args.runs, args.time, progress) for n in names]
+    plan = Plan(
+        streams=[int(s) for s in args.streams.split(",") if s],
+        payloads=[int(s) for s in args.udp.split(",") if s],
+        runs=args.runs,
+        seconds=args.time,
+        udp_seconds=args.udp_time,
+        pings=args.pings,
+    )
+    progress = Progress(len(names) * plan.steps())
+    results = [measure(TUNNELS[n](), plan, progress) for n in names]
     progress.finish()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -300,28 +313,23 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "runs": args.runs,
         "seconds": args.time,
+        "udp_seconds": args.udp_time,
         "cpus": os.cpu_count(),
+        "load": os.getloadavg()[0],
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
     }
-    data = {
-        "meta": meta,
-        "results": [
-            {
-                **{k: v for k, v in asdict(r).items() if k != "figures"},
-                "figures": [
-                    {"streams": f.streams, **f.summary(), "runs": [asdict(x) for x in f.runs]}
-                    for f in r.figures
-                ],
-            }
-            for r in results
-        ],
-    }
+    data = {"meta": meta, "results": [r.to_json() for r in results]}
     args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / f"bench-{stamp}"
     table = markdown(results, meta)
-    (args.out / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (args.out / f"bench-{stamp}.md").write_text(table)
+    base.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    base.with_suffix(".md").write_text(table)
+    outputs = ".json, .md"
+    if not args.no_chart:
+        chart(results, base.with_suffix(".png"))
+        outputs += ", .png"
     print(table)
-    print(f"results: {args.out}/bench-{stamp}.json and .md")
+    print(f"results: {base}{{{outputs}}}")
     return 1 if any(r.error for r in results) else 0
 
 

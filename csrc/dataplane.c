@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/if_tun.h>
+#include <malloc.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -85,7 +88,17 @@ static int tun_has_vnet_hdr(int fd)
 	return 1;
 }
 
-ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
+/* Does the kernel know UDP_SEGMENT (Linux 4.18)? getsockopt fails with ENOPROTOOPT where
+ * it does not. */
+static int have_udp_gso(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	return getsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &v, &l) == 0;
+}
+
+ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disable, int *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -139,7 +152,13 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 		 * leave checksums partial; TX workers need big read slots for that. */
 		unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
 
-		dp->tso = ioctl(dp->tun_fd, TUNSETOFFLOAD, off) == 0;
+		dp->offloads |= EF_OFFLOAD_VNET;
+		if (!(disable & EF_OFFLOAD_TUN_GRO))
+			dp->offloads |= EF_OFFLOAD_TUN_GRO;
+		dp->tso = !(disable & EF_OFFLOAD_TUN_TSO) &&
+			  ioctl(dp->tun_fd, TUNSETOFFLOAD, off) == 0;
+		if (dp->tso)
+			dp->offloads |= EF_OFFLOAD_TUN_TSO;
 		for (int i = 0; dp->tso && i < workers; i++) {
 			ef_batch_free(&dp->w[i].batch);
 			dp->w[i].segmem = malloc((size_t)EF_TX_MAX * EF_SLOT);
@@ -148,8 +167,13 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, int *err)
 		}
 	}
 	set_buffers(dp->udp_fd);
-	dp->gso_max = UINT16_MAX;
-	dp->gro = ef_udp_enable_gro(dp->udp_fd) == 0;
+	if (!(disable & EF_OFFLOAD_UDP_GSO) && have_udp_gso(dp->udp_fd)) {
+		dp->gso_max = UINT16_MAX;
+		dp->offloads |= EF_OFFLOAD_UDP_GSO;
+	}
+	dp->gro = !(disable & EF_OFFLOAD_UDP_GRO) && ef_udp_enable_gro(dp->udp_fd) == 0;
+	if (dp->gro)
+		dp->offloads |= EF_OFFLOAD_UDP_GRO;
 	*err = EF_OK;
 	return dp;
 fail:
@@ -158,6 +182,11 @@ fail:
 fail_nolock:
 	free(dp);
 	return NULL;
+}
+
+unsigned ef_dp_offloads(ef_dp *dp)
+{
+	return dp->offloads;
 }
 
 int ef_dp_start(ef_dp *dp)
@@ -311,6 +340,55 @@ void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
 	}
 }
 
+long ef_dp_encap_batch(ef_dp *dp, uint8_t *bufs, size_t stride, size_t n, size_t len,
+		       uint32_t *offs, uint32_t *lens)
+{
+	const size_t off = EF_ENCAP_OVERHEAD / 2;
+	long done = 0;
+
+	if (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE))
+		return -EF_E_STATE;
+	if (stride < len + EF_ENCAP_OVERHEAD)
+		return -EF_E_NOSPACE;
+	pthread_rwlock_rdlock(&dp->lock);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *slot = bufs + i * stride, *esp;
+		struct ef_prefix src, dst;
+		struct ef_sa *sa;
+		size_t iplen;
+		long r = -1;
+
+		if (ef_ip_parse(slot + off, len, &src, &dst, &iplen) > 0 &&
+		    (sa = ef_table_route(&dp->table, &src, &dst)) != NULL)
+			r = ef_sa_encap(sa, 0, slot + off, iplen, &esp);
+		offs[i] = r > 0 ? (uint32_t)(esp - slot) : 0;
+		lens[i] = r > 0 ? (uint32_t)r : 0;
+		done += r > 0;
+	}
+	pthread_rwlock_unlock(&dp->lock);
+	return done;
+}
+
+size_t ef_heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+long ef_dp_find_batch(ef_dp *dp, const uint32_t *spis, size_t n)
+{
+	long found = 0;
+
+	if (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE))
+		return -EF_E_STATE;
+	pthread_rwlock_rdlock(&dp->lock);
+	for (size_t i = 0; i < n; i++)
+		found += ef_table_find(&dp->table, spis[i], EF_DIR_IN) != NULL;
+	pthread_rwlock_unlock(&dp->lock);
+	return found;
+}
+
 /* ---- standalone SA ---- */
 
 struct ef_esp_sa {
@@ -423,6 +501,20 @@ long ef_esp_sa_decap_batch(ef_esp_sa *s, uint8_t *bufs, size_t stride, size_t n,
 			return r;
 	}
 	return (long)n;
+}
+
+long ef_esp_sa_replay_batch(ef_esp_sa *s, const uint32_t *seqs, size_t n)
+{
+	long accepted = 0;
+
+	if (s->sa->dir != EF_DIR_IN)
+		return -EF_E_STATE;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t seq = ef_sa_replay_check(s->sa, seqs[i]);
+
+		accepted += seq && ef_sa_replay_update(s->sa, seq) == 0;
+	}
+	return accepted;
 }
 
 void ef_esp_sa_stats(ef_esp_sa *s, struct ef_sa_stats *st)

@@ -29,7 +29,9 @@ const struct ef_transform *ef_transform_get(int id)
 
 size_t ef_esp_min_len(const struct ef_transform *t)
 {
-	return EF_ESP_HDR_LEN + t->iv_len + t->align + t->icv_len;
+	/* AEADs: at least the trailer; CBC: at least one block. */
+	return EF_ESP_HDR_LEN + t->iv_len + (t->aead ? EF_ESP_TRAILER_LEN : t->align) +
+	       t->icv_len;
 }
 
 int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
@@ -205,7 +207,10 @@ enum ef_open_result ef_esp_open(const struct ef_transform *t, struct ef_cctx *c,
 	if (len < ef_esp_min_len(t))
 		return EF_OPEN_MALFORMED;
 	ctlen = len - EF_ESP_HDR_LEN - t->iv_len - t->icv_len;
-	if (ctlen % t->align)
+	/* CBC needs whole blocks. RFC 4303 §2.4 also asks senders to end AEAD ciphertext
+	 * on a 4-byte boundary; old senders did not, and the ICV covers it anyway, so on
+	 * receive we do not insist. */
+	if (!t->aead && ctlen % t->align)
 		return EF_OPEN_MALFORMED;
 	icv = ct + ctlen;
 

@@ -83,7 +83,7 @@ struct ef_esp_hdr {
 long ef_esp_seal(const struct ef_transform *t, struct ef_cctx *c, const struct ef_esp_hdr *h,
 		 uint8_t nh, uint8_t *inner, size_t len, uint8_t **out);
 
-/* Smallest ESP packet (header, IV, one aligned trailer, ICV) for a transform. */
+/* Smallest ESP packet (header, IV, trailer or one CBC block, ICV) for a transform. */
 size_t ef_esp_min_len(const struct ef_transform *t);
 
 enum ef_open_result {

@@ -266,15 +266,15 @@ int ef_gro_plan(uint8_t *const *pkts, const uint32_t *lens, int n, struct ef_vne
 	return k;
 }
 
-int ef_gro_write(int fd, uint8_t *const *pkts, const uint32_t *lens, int n, int *writes,
-		 int *merged)
+int ef_gro_write(int fd, uint8_t *const *pkts, const uint32_t *lens, int n, int coalesce,
+		 int *writes, int *merged)
 {
 	struct iovec iov[EF_GRO_MAX_SEGS + 1];
 	struct ef_vnet_hdr h;
 	int failed = 0;
 
 	for (int i = 0; i < n;) {
-		int k = ef_gro_plan(pkts + i, lens + i, n - i, &h);
+		int k = ef_gro_plan(pkts + i, lens + i, coalesce ? n - i : 1, &h);
 		size_t want = sizeof(h);
 		ssize_t r;
 

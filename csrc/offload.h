@@ -62,10 +62,11 @@ size_t ef_tso_build(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *
  * packet when the run is longer than 1. */
 int ef_gro_plan(uint8_t *const *pkts, const uint32_t *lens, int n, struct ef_vnet_hdr *h);
 
-/* Writes n inner packets to a vnet-header TUN fd; returns the number of packets that
+/* Writes n inner packets to a vnet-header TUN fd, coalescing TCP runs unless
+ * `coalesce` is 0 (then one plain packet per write); returns the number of packets that
  * could not be written. *writes counts the write calls made, *merged the packets that
  * went in coalesced writes. */
-int ef_gro_write(int fd, uint8_t *const *pkts, const uint32_t *lens, int n, int *writes,
-		 int *merged);
+int ef_gro_write(int fd, uint8_t *const *pkts, const uint32_t *lens, int n, int coalesce,
+		 int *writes, int *merged);
 
 #endif

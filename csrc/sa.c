@@ -285,11 +285,40 @@ long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t 
 	return n;
 }
 
+uint64_t ef_sa_replay_check(struct ef_sa *sa, uint32_t seq_lo)
+{
+	enum ef_replay_result rr;
+	uint64_t seq;
+
+	pthread_spin_lock(&sa->replay_lock);
+	seq = sa->esn ? ef_replay_esn(&sa->replay, seq_lo) : seq_lo;
+	rr = ef_replay_check(&sa->replay, seq);
+	pthread_spin_unlock(&sa->replay_lock);
+	if (rr != EF_REPLAY_OK) {
+		CNT_ADD(sa->cnt.replay_drops, 1);
+		return 0;
+	}
+	return seq;
+}
+
+int ef_sa_replay_update(struct ef_sa *sa, uint64_t seq)
+{
+	enum ef_replay_result rr;
+
+	pthread_spin_lock(&sa->replay_lock);
+	rr = ef_replay_update(&sa->replay, seq);
+	pthread_spin_unlock(&sa->replay_lock);
+	if (rr != EF_REPLAY_OK) {
+		CNT_ADD(sa->cnt.replay_drops, 1);
+		return -1;
+	}
+	return 0;
+}
+
 long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **inner)
 {
 	struct ef_prefix src, dst;
 	struct ef_esp_hdr h;
-	enum ef_replay_result rr;
 	enum ef_open_result orr;
 	uint8_t *payload, nh;
 	size_t plen, iplen;
@@ -302,14 +331,9 @@ long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **
 	}
 	seq_lo = ef_get32(pkt + 4);
 	/* Replay check before any crypto work (RFC 4303 §3.4.3). */
-	pthread_spin_lock(&sa->replay_lock);
-	h.seq = sa->esn ? ef_replay_esn(&sa->replay, seq_lo) : seq_lo;
-	rr = ef_replay_check(&sa->replay, h.seq);
-	pthread_spin_unlock(&sa->replay_lock);
-	if (rr != EF_REPLAY_OK) {
-		CNT_ADD(sa->cnt.replay_drops, 1);
+	h.seq = ef_sa_replay_check(sa, seq_lo);
+	if (!h.seq)
 		return -EF_E_REPLAY;
-	}
 	h.spi = sa->spi;
 	h.esn = sa->esn;
 	h.salt = sa->salt;
@@ -328,13 +352,8 @@ long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **
 		return -EF_E_PADDING;
 	}
 	/* Authenticated: now the window may move (a racing duplicate loses here). */
-	pthread_spin_lock(&sa->replay_lock);
-	rr = ef_replay_update(&sa->replay, h.seq);
-	pthread_spin_unlock(&sa->replay_lock);
-	if (rr != EF_REPLAY_OK) {
-		CNT_ADD(sa->cnt.replay_drops, 1);
+	if (ef_sa_replay_update(sa, h.seq))
 		return -EF_E_REPLAY;
-	}
 	if (nh == EF_NH_DUMMY) {
 		/* RFC 4303 §2.6: traffic-flow-confidentiality dummy, discarded. */
 		CNT_ADD(sa->cnt.packets, 1);

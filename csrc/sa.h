@@ -65,6 +65,13 @@ long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t 
  * AUTH, PADDING, POLICY). Counts into the SA. ESP packet at `pkt`, modified in place. */
 long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **inner);
 
+/* The two halves of the inbound replay window as decap runs them, under the SA's
+ * spinlock: the check before decryption returns the full sequence number for the wire's
+ * low 32 bits (0: replayed or too old, counted); the update after the ICV verified
+ * returns 0, or -1 when a racing duplicate got there first (counted). */
+uint64_t ef_sa_replay_check(struct ef_sa *sa, uint32_t seq_lo);
+int ef_sa_replay_update(struct ef_sa *sa, uint64_t seq);
+
 /* Inner IP packet: version, lengths; source and destination addresses. */
 int ef_ip_parse(const uint8_t *p, size_t len, struct ef_prefix *src, struct ef_prefix *dst,
 		size_t *ip_len);

@@ -359,7 +359,8 @@ static void rx_batch(struct ef_worker *w, int n)
 	if (dp->vnet) {
 		int writes = 0, merged = 0, failed;
 
-		failed = ef_gro_write(dp->tun_fd, w->rx_data, w->rx_len, nout, &writes, &merged);
+		failed = ef_gro_write(dp->tun_fd, w->rx_data, w->rx_len, nout,
+				      dp->offloads & EF_OFFLOAD_TUN_GRO, &writes, &merged);
 		ST_ADD(w, tun_errors, (uint64_t)failed);
 		ST_ADD(w, tun_gro, (uint64_t)merged);
 		for (int i = 0; i < nout; i++)

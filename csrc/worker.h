@@ -56,6 +56,7 @@ struct ef_dp {
 	int gro;    /* UDP_GRO is on: received buffers may hold many datagrams */
 	int vnet;   /* the TUN fd has IFF_VNET_HDR: packets carry a virtio_net_hdr */
 	int tso;    /* ... and TUNSETOFFLOAD TSO: reads may be TCP super-packets */
+	unsigned offloads; /* EF_OFFLOAD_* in use (api.cdef), fixed at ef_dp_new */
 	int nworkers;            /* per direction */
 	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
 	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */

@@ -44,6 +44,7 @@ import ipaddress
 import logging
 import os
 import stat
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -538,6 +539,8 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     local_id = "198.18.0.1"         # strongSwan id syntax: address, @fqdn, user@, DN
 #     remote_id = "198.18.0.2"        # optional: any identity the peer proves
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
+#     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
+#     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     proposals = "aes128gcm16-prfsha256-x25519"  # IKE, optional (strongSwan keywords)
 #
 #     [[connection.child]]
@@ -545,8 +548,11 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     local_ts = ["198.19.1.0/24"]
 #     remote_ts = ["198.19.2.0/24"]
 #     esp_proposals = "aes128gcm16"   # optional
+#     rekey_time = 3600               # seconds (0: never)
 
 IKE_PORT = 500
+DEFAULT_DPD_DELAY = 30  # seconds
+DEFAULT_REKEY_TIME = 3600  # seconds, a Child SA's life before it is rekeyed (strongSwan: 1 h)
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
 
@@ -555,6 +561,8 @@ class ConnectionConfig:
     name: str
     remote: tuple[str, int] | None  # None: %any, we only answer
     ike: IkeConfig = field(repr=False)  # its AuthConfig holds the PSK
+    dpd_delay: int = DEFAULT_DPD_DELAY  # seconds between liveness checks; 0: none
+    rekey_time: dict[str, int] = field(default_factory=dict)  # child name -> seconds; 0: never
 
 
 @dataclass(frozen=True)
@@ -593,9 +601,46 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     name = t.get_str("name", t.where)
     remote_text = t.get_str("remote", required=True)
     remote = None if remote_text == "%any" else parse_endpoint(t, "remote", remote_text, IKE_PORT)
-    local_id = _identity(t, "local_id", required=True)
+    auth_kind = t.get_str("auth", "psk")
+    if auth_kind == "psk":
+        auth, default_id = _psk_auth(t, keys), None
+    elif auth_kind == "pubkey":
+        auth, default_id = _pubkey_auth(t, keys)
+    else:
+        raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
+    local_id = _identity(t, "local_id", required=default_id is None) or default_id
     assert local_id is not None
     remote_id = _identity(t, "remote_id", required=False)
+    ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
+    dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
+    children, rekey_times = [], {}
+    for ct in t.tables("child"):
+        child = ChildConfig(
+            name=ct.get_str("name", ct.where),
+            local_ts=tuple(TrafficSelector.from_network(n) for n in parse_prefixes(ct, "local_ts")),
+            remote_ts=tuple(
+                TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
+            ),
+            esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
+        )
+        if child.name in rekey_times:
+            raise ct.error("name", f"{child.name!r} is already a child of this connection")
+        rekey_times[child.name] = ct.get_int("rekey_time", DEFAULT_REKEY_TIME, 0, 10**7)
+        ct.done()
+        children.append(child)
+    t.done()
+    ike = IkeConfig(
+        name=name,
+        local_id=local_id,
+        remote_id=remote_id,
+        auth=auth,
+        children=tuple(children),
+        ike_proposals=ike_proposals,
+    )
+    return ConnectionConfig(name, remote, ike, dpd_delay, rekey_times)
+
+
+def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:
     text, where = _secret(t, "psk", keys)
     try:
         psk = bytes.fromhex(text.strip()[2:]) if text.startswith("0x") else text.strip().encode()
@@ -603,29 +648,35 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         raise t.error(where, "is not valid hex after 0x") from None
     if len(psk) < MIN_PSK_LEN:
         raise t.error(where, f"is {len(psk)} bytes; use at least {MIN_PSK_LEN} random bytes")
-    ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
-    children = []
-    for ct in t.tables("child"):
-        children.append(
-            ChildConfig(
-                name=ct.get_str("name", ct.where),
-                local_ts=tuple(
-                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "local_ts")
-                ),
-                remote_ts=tuple(
-                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
-                ),
-                esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
-            )
-        )
-        ct.done()
-    t.done()
-    ike = IkeConfig(
-        name=name,
-        local_id=local_id,
-        remote_id=remote_id,
-        auth=AuthConfig(psk=psk),
-        children=tuple(children),
-        ike_proposals=ike_proposals,
-    )
-    return ConnectionConfig(name, remote, ike)
+    return AuthConfig(psk=psk)
+
+
+def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
+    """Certificates: ours (``cert``, its ``key``) and the CAs we trust (``cacerts``).
+    Our identity defaults to the certificate's subject DN."""
+    from espfast.control.auth import certificate_auth
+    from espfast.control.certs import LocalCredential, TrustStore
+
+    def path(text: str) -> Path:
+        p = Path(text)
+        return p if p.is_absolute() else keys.base / p
+
+    cert = path(t.get_str("cert", required=True))
+    key = path(t.get_str("key", required=True))
+    cas = [path(c) for c in t.get_str_list("cacerts", required=True)]
+    if not cas:
+        raise t.error("cacerts", "needs at least one CA certificate")
+    keys.files.append(key)
+    try:
+        cred = LocalCredential.load(cert, key)
+    except (OSError, ValueError) as e:
+        raise t.error("cert", f"cannot load {cert} with key {key}: {_reason(e)}") from None
+    try:
+        trust = TrustStore.load(cas)
+    except (OSError, ValueError) as e:
+        raise t.error("cacerts", _reason(e)) from None
+    return certificate_auth(cred, trust, time.time), cred.identity.encode()
+
+
+def _reason(e: Exception) -> str:
+    return f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else str(e)

@@ -17,9 +17,10 @@ the non-ESP marker), one timer per IKE SA on the event loop, the TUN device
 function and a sender for port 500), so two of them can be tested against each other in
 memory; espfast/up.py (the ``espfast up`` command) adds the sockets, TUN device and signals.
 
-Today: PSK authentication, initiating at start (``remote`` set) and answering (any
-connection). Not yet: certificates in the config, rekeying on lifetimes, dead-peer
-detection timers, re-initiating after a failure, an ``espfast status`` socket.
+Today: PSK or certificate authentication, initiating at start (``remote`` set) and
+answering (any connection), Child SA rekeying after ``rekey_time``, dead-peer detection
+every ``dpd_delay``. Not yet: IKE SA rekeying, re-initiating after a failure, an
+``espfast status`` socket.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Counters:
     malformed: int = 0
     child_sas_installed: int = 0
     child_sas_removed: int = 0
+    child_sas_rekeyed: int = 0
     ike_sas_up: int = 0
     ike_sas_down: int = 0
 
@@ -86,6 +88,7 @@ class Counters:
 class _Child:
     ike_sa_id: int
     spi_out: int
+    rekey: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -101,9 +104,23 @@ class Daemon:
     counters: Counters = field(default_factory=Counters)
     sas: dict[int, IkeSa] = field(default_factory=dict)  # by our SPI
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
-    _timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+    rekey_grace: float = REKEY_GRACE
+    _timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)  # by our SPI
+    _dpd: dict[int, asyncio.TimerHandle] = field(default_factory=dict)  # by ike_sa_id
+    _by_id: dict[int, IkeSa] = field(default_factory=dict)  # by ike_sa_id
+    _rekeying: set[int] = field(default_factory=set)  # inbound SPIs we started a rekey of
     _front: Responder | None = None
     _down: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _conn(self, ike_sa_id: int) -> ConnectionConfig | None:
+        sa = self._by_id.get(ike_sa_id)
+        if sa is None:
+            return None
+        return next((c for c in self.config.connections if c.ike.name == sa.config.name), None)
+
+    def _keep(self, key: int, sa: IkeSa) -> None:
+        self.sas[key] = sa
+        self._by_id[sa.ike_sa_id] = sa
 
     @property
     def local(self) -> str:
@@ -126,7 +143,7 @@ class Daemon:
             rng=self.rng,
             now=self.loop.time(),
         )
-        self.sas[sa.spi_i] = sa
+        self._keep(sa.spi_i, sa)
         log.info("%s: initiating to %s", conn.name, conn.remote[0])
         self._service(sa)
         return sa
@@ -154,7 +171,7 @@ class Daemon:
         new = self._front.receive_datagram(data, addr, now, local=(self.local, port))
         self._flush_front(now)
         if new is not None:
-            self.sas[new.spi_r] = new
+            self._keep(new.spi_r, new)
             self._service(new)
 
     def _flush_front(self, now: float) -> None:
@@ -188,6 +205,10 @@ class Daemon:
             handle.cancel()
         if sa.is_destroyed:
             self.sas.pop(key, None)
+            self._by_id.pop(sa.ike_sa_id, None)
+            dpd = self._dpd.pop(sa.ike_sa_id, None)
+            if dpd is not None:
+                dpd.cancel()
             if not self.sas:
                 self._down.set()
             return
@@ -203,6 +224,7 @@ class Daemon:
         match event:
             case IkeSaUp():
                 self.counters.ike_sas_up += 1
+                self._schedule_dpd(event.ike_sa_id)
                 log.warning(
                     "%s: IKE SA up with %s (%s), %s",
                     event.name,
@@ -215,8 +237,19 @@ class Daemon:
             case ChildSaRekeyed():
                 self._install(event.new)
                 self._remove(event.old_spi_out, Direction.OUT)
-                self.children.pop(event.old_spi_in, None)
-                self.loop.call_later(REKEY_GRACE, self._remove, event.old_spi_in, Direction.IN)
+                old = self.children.pop(event.old_spi_in, None)
+                if old is not None and old.rekey is not None:
+                    old.rekey.cancel()
+                self.counters.child_sas_rekeyed += 1
+                self.loop.call_later(self.rekey_grace, self._remove, event.old_spi_in, Direction.IN)
+                if event.old_spi_in in self._rekeying:
+                    # RFC 7296 §2.8: who started the rekey deletes the old SA; the peer
+                    # (strongSwan, for one) moves its outbound traffic when it sees that.
+                    self._rekeying.discard(event.old_spi_in)
+                    sa = self._by_id.get(event.ike_sa_id)
+                    if sa is not None:
+                        sa.delete_child(event.old_spi_in, self.loop.time())
+                        self.loop.call_soon(self._service, sa)
             case ChildSaDown():
                 self._uninstall(event.spi_in)
                 log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
@@ -258,7 +291,7 @@ class Daemon:
         except ValueError:
             self._remove(ev.spi_in, Direction.IN)
             raise
-        self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out)
+        self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out, self._schedule_rekey(ev))
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
         log.warning(
@@ -271,10 +304,47 @@ class Daemon:
             ", ".join(map(str, remote)),
         )
 
+    def _schedule_rekey(self, ev: ChildSaUp) -> asyncio.TimerHandle | None:
+        conn = self._conn(ev.ike_sa_id)
+        seconds = conn.rekey_time.get(ev.name, 0) if conn is not None else 0
+        if not seconds:
+            return None
+        # Up to 10% early, at random: two ends with the same rekey_time rarely collide.
+        delay = seconds * (1 - 0.1 * self.rng.random_bytes(1)[0] / 255)
+        return self.loop.call_later(delay, self._rekey, ev.ike_sa_id, ev.spi_in)
+
+    def _rekey(self, ike_sa_id: int, spi_in: int) -> None:
+        sa = self._by_id.get(ike_sa_id)
+        if sa is None or spi_in not in self.children or spi_in not in sa.children:
+            return
+        log.info("%s: rekeying child SA %08x", sa.config.name, spi_in)
+        self._rekeying.add(spi_in)
+        sa.rekey_child(spi_in, self.loop.time())
+        self._service(sa)
+
+    def _schedule_dpd(self, ike_sa_id: int) -> None:
+        conn = self._conn(ike_sa_id)
+        if conn is not None and conn.dpd_delay:
+            self._dpd[ike_sa_id] = self.loop.call_later(conn.dpd_delay, self._check, ike_sa_id)
+
+    def _check(self, ike_sa_id: int) -> None:
+        """Dead peer detection (RFC 7296 §2.4): an empty INFORMATIONAL every dpd_delay; a
+        peer that never answers ends the IKE SA through the retransmission timeout."""
+        sa = self._by_id.get(ike_sa_id)
+        if sa is None or sa.is_destroyed:
+            return
+        if sa.is_established:
+            sa.check_liveness(self.loop.time())
+            self._service(sa)
+        self._schedule_dpd(ike_sa_id)
+
     def _uninstall(self, spi_in: int) -> None:
         child = self.children.pop(spi_in, None)
         if child is None:
             return
+        if child.rekey is not None:
+            child.rekey.cancel()
+        self._rekeying.discard(spi_in)
         self._remove(spi_in, Direction.IN)
         self._remove(child.spi_out, Direction.OUT)
         self.counters.child_sas_removed += 1
@@ -294,7 +364,7 @@ class Daemon:
         if self.sas:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._down.wait(), timeout)
-        for handle in self._timers.values():
+        for handle in [*self._timers.values(), *self._dpd.values()]:
             handle.cancel()
         for spi_in in list(self.children):
             self._uninstall(spi_in)

@@ -13,9 +13,12 @@ micro-benchmarks.
 Speed: open the TUN device with IFF_VNET_HDR (:func:`open_tun` does by default). The
 dataplane then takes TCP super-packets from the kernel (TSO) and writes runs of one TCP
 flow back as one packet (GRO), instead of one system call and one pass through the
-kernel's TCP stack per packet; on the outer side it always uses UDP GSO and GRO. In two
+kernel's TCP stack per packet; on the outer side it uses UDP GSO and GRO. In two
 namespaces on a 2-core machine that is several Gbit/s for one TCP stream instead of
-about one.
+about one. Each offload is detected when the dataplane opens and falls back cleanly
+where the kernel lacks it (logged at DEBUG); ``disable_offloads`` (or the environment
+variable ESPFAST_DISABLE_OFFLOADS, e.g. ``udp_gso,udp_gro`` or ``all``) turns them off,
+for tests and for comparing: the traffic is byte-for-byte the same either way.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import dataclasses
 import fcntl
 import ipaddress
+import logging
 import os
 import socket
 import struct
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from espfast._dataplane import ffi, lib
 
@@ -91,6 +95,37 @@ SPI_MIN = 256  # RFC 4303 §2.1: 1..255 are reserved, 0 is local use
 SPI_MAX = 0xFFFFFFFF
 REPLAY_WINDOW_MAX = 65536
 MAX_WORKERS = 16
+
+log = logging.getLogger(__name__)
+
+# Offload name -> its EF_OFFLOAD_* bit; "vnet" is decided by how the TUN was opened.
+OFFLOADS: dict[str, int] = {
+    "vnet": int(lib.EF_OFFLOAD_VNET),
+    "tun_tso": int(lib.EF_OFFLOAD_TUN_TSO),
+    "tun_gro": int(lib.EF_OFFLOAD_TUN_GRO),
+    "udp_gso": int(lib.EF_OFFLOAD_UDP_GSO),
+    "udp_gro": int(lib.EF_OFFLOAD_UDP_GRO),
+}
+DISABLE_ENV = "ESPFAST_DISABLE_OFFLOADS"
+
+
+def _disable_mask(names: Iterable[str] | None) -> tuple[int, frozenset[str]]:
+    """The EF_OFFLOAD_* bits to turn off: from ``names``, else from $ESPFAST_DISABLE_OFFLOADS."""
+    if names is None:
+        names = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+    wanted = set(names)
+    if "all" in wanted:
+        wanted = set(OFFLOADS) - {"vnet"}
+    unknown = wanted - (set(OFFLOADS) - {"vnet"})
+    if unknown:
+        known = ", ".join(sorted(set(OFFLOADS) - {"vnet"}))
+        raise ValueError(f"unknown offload(s) {', '.join(sorted(unknown))} (known: {known}, all)")
+    mask = 0
+    for n in wanted:
+        mask |= OFFLOADS[n]
+    return mask, frozenset(wanted)
+
+
 MAX_SELECTORS = 256
 
 
@@ -198,18 +233,16 @@ def _check_spi(spi: object) -> int:
 
 
 def _check_direction(direction: object) -> Direction:
-    try:
-        return Direction(str(direction)) if isinstance(direction, str) else Direction("?")
-    except ValueError:
-        raise ValueError(f"unknown direction {direction!r} (in, out)") from None
+    if isinstance(direction, str) and direction in Direction._value2member_map_:
+        return Direction(direction)
+    raise ValueError(f"unknown direction {direction!r} (in, out)")
 
 
 def _check_transform(transform: object) -> Transform:
-    try:
-        return Transform(str(transform)) if isinstance(transform, str) else Transform("?")
-    except ValueError:
-        known = ", ".join(t.value for t in Transform)
-        raise ValueError(f"unknown transform {transform!r} (known: {known})") from None
+    if isinstance(transform, str) and transform in Transform._value2member_map_:
+        return Transform(transform)
+    known = ", ".join(t.value for t in Transform)
+    raise ValueError(f"unknown transform {transform!r} (known: {known})")
 
 
 def _check_network(ts: object, what: str) -> Network:
@@ -415,12 +448,30 @@ def _check_tun_fd(fd: object) -> int:
     return fd
 
 
+class _Closable:
+    """A context manager that calls close() on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 # ---- the dataplane ---------------------------------------------------------------------
 
 _IKE_HDR = struct.Struct("=BBH16s")  # struct ef_ike_hdr
 
 
-class Dataplane:
+class Dataplane(_Closable):
     """ESP between a TUN device and a UDP socket, in C threads. A context manager.
 
     ``tun_fd``: a TUN device opened with IFF_TUN | IFF_NO_PI, best also IFF_VNET_HDR (see
@@ -429,9 +480,18 @@ class Dataplane:
     are duplicated, so the caller may close its own after :meth:`close`. The socket gets
     8 MiB buffers and UDP_GRO (shared with the caller's descriptor).
     ``workers``: threads per direction (each SA gets a keyed context per worker).
+    ``disable_offloads``: offload names (see :data:`OFFLOADS`, or "all") not to use;
+    default: those in $ESPFAST_DISABLE_OFFLOADS.
     """
 
-    def __init__(self, tun_fd: int, udp_sock: socket.socket, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        tun_fd: int,
+        udp_sock: socket.socket,
+        *,
+        workers: int = 1,
+        disable_offloads: Iterable[str] | None = None,
+    ) -> None:
         _check_tun_fd(tun_fd)
         if not isinstance(udp_sock, socket.socket) or udp_sock.type != socket.SOCK_DGRAM:
             raise ValueError("udp_sock must be a UDP socket.socket")
@@ -441,6 +501,7 @@ class Dataplane:
             raise ValueError("workers must be an int")
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 1..{MAX_WORKERS}, not {workers}")
+        disable, disabled = _disable_mask(disable_offloads)
         self._udp = udp_sock
         self._family = udp_sock.family
         self._lock = threading.Lock()
@@ -453,11 +514,31 @@ class Dataplane:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
             ike_r.setblocking(False)
             err = ffi.new("int *")
-            dp = lib.ef_dp_new(tun_fd, udp_sock.fileno(), ike_w.fileno(), workers, err)
+            dp = lib.ef_dp_new(tun_fd, udp_sock.fileno(), ike_w.fileno(), workers, disable, err)
         if dp == ffi.NULL:
             ike_r.close()
             raise OSError(f"cannot create the dataplane: {_strerror(err[0])}")
         self._dp: Any = dp
+        self._log_offloads(disabled)
+
+    def _log_offloads(self, disabled: frozenset[str]) -> None:
+        active = self.offloads()
+        for name in OFFLOADS:
+            if name in active:
+                continue
+            if name in disabled:
+                why = f"disabled ({DISABLE_ENV} or disable_offloads)"
+            elif name == "vnet" or (name.startswith("tun_") and "vnet" not in active):
+                why = "the TUN fd has no IFF_VNET_HDR: one packet per read and write"
+            else:
+                why = "the kernel does not offer it: one packet per system call"
+            log.debug("dataplane offload %s not in use: %s", name, why)
+        log.debug("dataplane offloads in use: %s", ", ".join(sorted(active)) or "none")
+
+    def offloads(self) -> frozenset[str]:
+        """The offloads in use (names of :data:`OFFLOADS`)."""
+        bits = lib.ef_dp_offloads(self._handle())
+        return frozenset(n for n, b in OFFLOADS.items() if bits & b)
 
     def _handle(self) -> Any:
         if self._dp is None:
@@ -488,17 +569,6 @@ class Dataplane:
                 lib.ef_dp_free(self._dp)
                 self._dp = None
                 self._ike.close()
-
-    def __enter__(self) -> Dataplane:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -548,6 +618,26 @@ class Dataplane:
         st = ffi.new("struct ef_stats *")
         lib.ef_dp_stats(self._handle(), st)
         return Stats(**{f.name: getattr(st, f.name) for f in fields(Stats)})
+
+    def encap_batch(self, batch: PacketBatch) -> int:
+        """Routes and seals every slot's inner packet in place, as a TX worker does but
+        without I/O (benchmarks; only while stopped). Returns how many had an SA."""
+        if self._running:
+            raise ValueError("encap_batch needs the workers stopped")
+        n = lib.ef_dp_encap_batch(self._handle(), *batch.encap_args())
+        if n < 0:
+            raise ValueError(f"encap_batch: {_strerror(n)}")
+        return int(n)
+
+    def find_spis(self, spis: U32Array) -> int:
+        """Looks every SPI up among the inbound SAs, as an RX worker does per packet
+        (benchmarks; only while stopped). Returns how many were found."""
+        if self._running:
+            raise ValueError("find_spis needs the workers stopped")
+        n = lib.ef_dp_find_batch(self._handle(), spis.array, spis.count)
+        if n < 0:
+            raise ValueError(f"find_spis: {_strerror(n)}")
+        return int(n)
 
     def ike_fileno(self) -> int:
         """Readable when IKE messages arrived on the UDP socket (see :meth:`recv_ike`)."""
@@ -606,12 +696,38 @@ class PacketBatch:
         for i in range(self.count):
             ffi.memmove(self.buf + i * self.stride + ENCAP_OVERHEAD // 2, inner, len(inner))
 
+    def encap_args(self) -> tuple[Any, int, int, int, Any, Any]:
+        """The arguments the C encap batch calls take after their SA or dataplane."""
+        return self.buf, self.stride, self.count, self.inner_len, self.offs, self.lens
+
+    def set(self, i: int, inner: bytes) -> None:
+        """Puts ``inner`` (inner_len bytes) into slot i."""
+        if len(inner) != self.inner_len or not 0 <= i < self.count:
+            raise ValueError(f"slot 0..{self.count - 1} takes {self.inner_len} bytes")
+        ffi.memmove(self.buf + i * self.stride + ENCAP_OVERHEAD // 2, inner, len(inner))
+
     def packet(self, i: int) -> bytes:
         start = i * self.stride + self.offs[i]
         return bytes(ffi.buffer(self.buf, self.count * self.stride)[start : start + self.lens[i]])
 
 
-class EspSa:
+def heap_in_use() -> int:
+    """Bytes the C heap holds now (glibc's allocator statistics; for memory benchmarks)."""
+    return int(lib.ef_heap_in_use())
+
+
+class U32Array:
+    """32-bit numbers in C memory: SPIs for :meth:`Dataplane.find_spis`, wire sequence
+    numbers for :meth:`EspSa.replay_batch`."""
+
+    def __init__(self, values: list[int]) -> None:
+        if not all(isinstance(v, int) and 0 <= v < 1 << 32 for v in values):
+            raise ValueError("values must be ints in 0..2^32-1")
+        self.count = len(values)
+        self.array = ffi.new("uint32_t[]", values)
+
+
+class EspSa(_Closable):
     """One SA direction on its own: :meth:`encap` (outbound) or :meth:`decap` (inbound).
 
     ``initial_seq``: the last sequence number already sent (outbound) or the highest
@@ -635,6 +751,18 @@ class EspSa:
         self._lock = threading.Lock()
         self._out = ffi.new("uint8_t[]", 16384 + ENCAP_OVERHEAD)
 
+    def close(self) -> None:
+        """Frees the SA now (its keys are zeroed), rather than when it is collected."""
+        with self._lock:
+            if self._sa is not None:
+                ffi.release(self._sa)
+                self._sa = None
+
+    def _handle(self) -> Any:
+        if self._sa is None:
+            raise ValueError("the SA is closed")
+        return self._sa
+
     def _fail(self, rc: int) -> EspError:
         reason = _REASONS.get(-rc, "error")
         return EspError(reason, _strerror(-rc))
@@ -644,7 +772,7 @@ class EspSa:
         if self.direction is not Direction.OUT:
             raise ValueError("encap needs an outbound SA")
         with self._lock:
-            n = lib.ef_esp_sa_encap(self._sa, inner, len(inner), self._out, len(self._out))
+            n = lib.ef_esp_sa_encap(self._handle(), inner, len(inner), self._out, len(self._out))
             if n < 0:
                 raise self._fail(n)
             return bytes(ffi.buffer(self._out, n))
@@ -655,7 +783,7 @@ class EspSa:
         if self.direction is not Direction.IN:
             raise ValueError("decap needs an inbound SA")
         with self._lock:
-            n = lib.ef_esp_sa_decap(self._sa, esp, len(esp), self._out, len(self._out))
+            n = lib.ef_esp_sa_decap(self._handle(), esp, len(esp), self._out, len(self._out))
             if n < 0:
                 raise self._fail(n)
             return bytes(ffi.buffer(self._out, n))
@@ -663,15 +791,7 @@ class EspSa:
     def encap_batch(self, batch: PacketBatch) -> None:
         """Encapsulates every slot's inner bytes in place (for micro-benchmarks)."""
         with self._lock:
-            n = lib.ef_esp_sa_encap_batch(
-                self._sa,
-                batch.buf,
-                batch.stride,
-                batch.count,
-                batch.inner_len,
-                batch.offs,
-                batch.lens,
-            )
+            n = lib.ef_esp_sa_encap_batch(self._handle(), *batch.encap_args())
         if n < 0:
             raise self._fail(n)
 
@@ -679,13 +799,24 @@ class EspSa:
         """Decapsulates every slot's ESP packet in place (for micro-benchmarks)."""
         with self._lock:
             n = lib.ef_esp_sa_decap_batch(
-                self._sa, batch.buf, batch.stride, batch.count, batch.offs, batch.lens
+                self._handle(), batch.buf, batch.stride, batch.count, batch.offs, batch.lens
             )
         if n < 0:
             raise self._fail(n)
 
+    def replay_batch(self, seqs: U32Array) -> int:
+        """Runs the wire sequence numbers through the inbound replay window alone (check,
+        then update, as decap does; for micro-benchmarks). Returns how many it accepted."""
+        if self.direction is not Direction.IN:
+            raise ValueError("replay_batch needs an inbound SA")
+        with self._lock:
+            n = lib.ef_esp_sa_replay_batch(self._handle(), seqs.array, seqs.count)
+        if n < 0:
+            raise self._fail(n)
+        return int(n)
+
     def stats(self) -> SaStats:
         st = ffi.new("struct ef_sa_stats *")
         with self._lock:
-            lib.ef_esp_sa_stats(self._sa, st)
+            lib.ef_esp_sa_stats(self._handle(), st)
         return _sa_stats(st)

@@ -136,7 +136,7 @@ def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
         dp.start()
         print(
             f"espfast static: {READY}: {tun.name} up, {len(config.sas)} SA pair(s), "
-            f"ESP on {_fmt_endpoint(iface.listen)}",
+            f"ESP on {fmt_endpoint(iface.listen)}",
             file=sys.stderr,
             flush=True,
         )
@@ -191,13 +191,13 @@ def _udp_socket(listen: tuple[str, int]) -> Iterator[socket.socket]:
         try:
             sock.bind(listen)
         except OSError as e:
-            raise SetupError(f"cannot bind UDP {_fmt_endpoint(listen)}: {e.strerror}") from None
+            raise SetupError(f"cannot bind UDP {fmt_endpoint(listen)}: {e.strerror}") from None
         yield sock
     finally:
         sock.close()
 
 
-def _fmt_endpoint(ep: tuple[str, int]) -> str:
+def fmt_endpoint(ep: tuple[str, int]) -> str:
     return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
 
 
@@ -316,7 +316,7 @@ def pair_configs(
             f'name = "{ifname}"',
             f'addresses = ["{in4}", "{in6}"]',
             f"mtu = {mtu}",
-            f'listen = "{addr}:4500"',
+            f'listen = "{fmt_endpoint((addr, 4500))}"',
             f"workers = {workers}",
             f"offload = {str(offload).lower()}",
             "",
@@ -324,7 +324,7 @@ def pair_configs(
             'name = "tunnel"',
             f'transform = "{transform}"',
             f"esn = {str(esn).lower()}",
-            f'peer = "{peer_addr}:4500"',
+            f'peer = "{fmt_endpoint((peer_addr, 4500))}"',
             f'local_ts = ["{net4}", "{net6}"]',
             f'remote_ts = ["{peer4}", "{peer6}"]',
         ]

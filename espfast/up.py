@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from espfast.static import add_config_arguments, print_error
+from espfast.static import add_config_arguments, fmt_endpoint, print_error
 
 if TYPE_CHECKING:
     from espfast.config import UpConfig
@@ -78,7 +78,7 @@ async def _serve(config: UpConfig) -> Counters:
                 sock.bind((iface.listen[0], port))
             except OSError as e:
                 raise RuntimeError(
-                    f"cannot bind UDP {iface.listen[0]}:{port}: {e.strerror}"
+                    f"cannot bind UDP {fmt_endpoint((iface.listen[0], port))}: {e.strerror}"
                 ) from None
         sock500.setblocking(False)
         dp = stack.enter_context(Dataplane(tun.fileno(), sock4500, workers=iface.workers))
@@ -137,7 +137,7 @@ def pair_configs(
             "[interface]\n"
             'name = "espfast0"\n'
             f'addresses = ["{inner}"]\n'
-            f'listen = "{addr}:4500"\n'
+            f'listen = "{fmt_endpoint((addr, 4500))}"\n'
             "\n"
             "[[connection]]\n"
             'name = "site"\n'

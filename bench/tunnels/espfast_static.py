@@ -47,10 +47,14 @@ class EspfastStatic:
 
 
 def tunnels() -> dict[str, Callable[[], EspfastStatic]]:
-    """Each AEAD with one worker; AES-GCM-128 also with a worker per CPU; CBC+HMAC."""
-    variants = [(t, 1) for t in TRANSFORMS]
+    """Each AEAD with one worker; AES-GCM-128 also with a worker per CPU and without TUN
+    offloads; CBC+HMAC."""
+    variants = [(t, 1, True) for t in TRANSFORMS]
     cpus = os.cpu_count() or 1
     if cpus > 1:
-        variants.append(("aes128gcm16", cpus))
-    variants.append(("aes128-sha256", 1))
-    return {EspfastStatic(t, w).name: functools.partial(EspfastStatic, t, w) for t, w in variants}
+        variants.append(("aes128gcm16", cpus, True))
+    variants += [("aes128gcm16", 1, False), ("aes128-sha256", 1, True)]
+    return {
+        EspfastStatic(t, w, o).name: functools.partial(EspfastStatic, t, w, o)
+        for t, w, o in variants
+    }

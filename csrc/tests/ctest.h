@@ -22,5 +22,6 @@ void test_esp(void);
 void test_sa_table(void);
 void test_offload(void);
 void test_dataplane(void);
+void test_concurrency(void);
 
 #endif

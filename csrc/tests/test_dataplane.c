@@ -85,7 +85,9 @@ static void params(struct ef_sa_params *p, uint32_t spi, int dir, struct ef_pref
 	p->peer_len = dir == EF_DIR_OUT ? sizeof(*peer) : 0;
 }
 
-void test_dataplane(void)
+/* disable: EF_OFFLOAD_* bits to turn off (the UDP ones matter here: a socketpair has
+ * no vnet header). */
+static void churn(unsigned disable)
 {
 	int tun[2], ike[2], err = 0, ok = 1;
 	struct sockaddr_in a_addr, b_addr;
@@ -101,10 +103,13 @@ void test_dataplane(void)
 
 	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, tun) == 0);
 	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, ike) == 0);
-	dp = ef_dp_new(tun[1], a_udp, ike[1], 2, &err);
+	dp = ef_dp_new(tun[1], a_udp, ike[1], 2, disable, &err);
 	CHECK(dp != NULL && err == EF_OK);
 	if (!dp)
 		return;
+	/* This kernel has UDP GSO and GRO: in use unless disabled; no vnet header. */
+	CHECK(ef_dp_offloads(dp) ==
+	      ((EF_OFFLOAD_UDP_GSO | EF_OFFLOAD_UDP_GRO) & ~disable));
 	params(&p, 1000, EF_DIR_OUT, &any, key, &b_addr);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_E_EXISTS);
@@ -160,4 +165,10 @@ void test_dataplane(void)
 	close(ike[1]);
 	close(a_udp);
 	close(b_udp);
+}
+
+void test_dataplane(void)
+{
+	churn(0);
+	churn(EF_OFFLOAD_TUN_TSO | EF_OFFLOAD_TUN_GRO | EF_OFFLOAD_UDP_GSO | EF_OFFLOAD_UDP_GRO);
 }

@@ -12,6 +12,7 @@ int main(void)
 	test_sa_table();
 	test_offload();
 	test_dataplane();
+	test_concurrency();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);
 	return ct_failed ? 1 : 0;
 }

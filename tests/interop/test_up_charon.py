@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from espfast.netns import TwoHosts
+from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
 from tests.interop.strongswan import Connection, Psk, swanctl_conf
@@ -97,3 +97,39 @@ def test_up_with_charon(
         assert SECRET.hex() not in out + err
         # Our shutdown sent DELETE: charon has no IKE SA left.
         assert not charon.list_sas()
+
+
+def test_rekey_with_charon_keeps_ping_flowing(charons: CharonFactory, tmp_path: Path) -> None:
+    """espfast rekeys the Child SA after rekey_time (CREATE_CHILD_SA with REKEY_SA); a ping
+    running across the rekey loses nothing (the new SAs go in before the old ones go)."""
+    ike, esp = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
+    with TwoHosts.create("st") as hosts:
+        hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
+        conn = Connection(
+            local_addrs=hosts.addr_b, remote_addrs=hosts.addr_a,
+            local_id=PSK.ids[1], remote_id=PSK.ids[0],
+            local_ts="198.19.2.0/24", remote_ts="198.19.1.0/24",
+            proposals=ike, esp_proposals=esp,
+        )  # fmt: skip
+        charon = charons.start(hosts.b, swanctl_conf([conn], [PSK]))
+        text = espfast_conf(hosts, initiate=True, esp=esp, ike=ike) + "rekey_time = 2\n"
+        up = start_in(hosts.a, write_private(tmp_path / "a.toml", text), command="up")
+        try:
+            first = charon.wait_child("net")["spi-in"]
+            # charon installs before it answers IKE_AUTH, espfast after: wait for our side.
+            assert wait_for(
+                lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "-I", INNER_A, INNER_B,
+                                    check=False).returncode == 0,
+                timeout=5,
+            )  # fmt: skip
+            # 40 echo requests over 4 s: the rekey happens 1.8-2 s after the Child SA came up.
+            ping = hosts.a.run(
+                "ping", "-c", "40", "-i", "0.1", "-W", "2", "-I", INNER_A, INNER_B, check=False
+            )
+            children = charon.installed_children("net")
+        finally:
+            status, out, err = up.stop()
+        assert status == 0, err
+        assert "child sas rekeyed 1" in out or "child sas rekeyed 2" in out, out
+        assert [c["spi-in"] for c in children] != [first], children
+        assert " 0% packet loss" in ping.stdout, ping.stdout

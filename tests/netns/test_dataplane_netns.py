@@ -284,14 +284,14 @@ def test_capture_shows_only_esp_in_udp(tmp_path: Path) -> None:
         dump.stderr.readline()  # "listening on veth-b ..."
         for dst in ("198.19.2.1", "2001:2:0:2::1"):
             hosts.a.run("ping", "-c", "5", "-i", "0.05", "-p", "c0ffee11", "-W", "2", dst)
-        # 20 ESP packets of ~140 bytes, each with a 16-byte record header
-        wait_for(lambda: pcap.stat().st_size > 20 * 150, timeout=5)
+        # 20 ESP-in-UDP frames of 160..200 bytes went by; most are on disk by now
+        assert wait_for(lambda: pcap.stat().st_size > 3000, timeout=5)
         hosts.b.stop(dump)
         finish_side(hosts.a, pa)
         finish_side(hosts.b, pb)
     packets = rdpcap(str(pcap))
     outer = [p for p in packets if IP in p]
-    assert len(outer) >= 20  # 2 x 5 requests and replies
+    assert len(outer) >= 10  # > 3000 bytes of packets of < 200 bytes (20 were sent)
     assert all(UDP in p and 4500 in (p[UDP].sport, p[UDP].dport) for p in outer)
     # only neighbour discovery (from link-local addresses or, during DAD, from ::)
     assert all(p[IPv6].src == "::" or p[IPv6].src.startswith("fe80") for p in packets if IPv6 in p)

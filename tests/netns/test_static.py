@@ -219,3 +219,22 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
         "espfast static: cannot bind UDP 198.18.0.1:4500: Address already in use"
     ]
     assert "espfast0" not in links
+
+
+def test_ipv6_outer(tmp_path: Path) -> None:
+    """ESP over an IPv6 path (UDP/4500 between 2001:2:0:ff::1 and ::2), both inner families."""
+    outer = ("2001:2:0:ff::1", "2001:2:0:ff::2")
+    text_a, text_b = pair_configs("aes256gcm16", outer=outer)
+    assert 'listen = "[2001:2:0:ff::1]:4500"' in text_a
+    with TwoHosts.create("st") as hosts:
+        for ns, dev, addr in ((hosts.a, "veth-a", outer[0]), (hosts.b, "veth-b", outer[1])):
+            ns.run("ip", "-6", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+        a = start_in(hosts.a, write_private(tmp_path / "a.toml", text_a), "--json")
+        b = start_in(hosts.b, write_private(tmp_path / "b.toml", text_b), "--json")
+        t = Tunnel(hosts, a, b)
+        assert first_ping(hosts.a, B4)
+        assert ping(hosts.b, A6).returncode == 0
+        report_a = t.stop_json(a)
+        t.stop_json(b)
+    assert total(report_a, "in", "packets") >= 4 and total(report_a, "out", "packets") >= 4
+    assert report_a["global"]["auth_failures"] == 0

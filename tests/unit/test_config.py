@@ -339,3 +339,26 @@ def test_world_readable_key_file_warns(tmp_path: Path, caplog: pytest.LogCapture
 def test_base_text_is_valid_toml() -> None:
     # Guards the error table above: every case starts from a file that parses.
     assert tomllib.loads(BASE)["sa"][0]["in"]["spi"] == 0xC0000002
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("198.18.0.2", ("198.18.0.2", 4500)),
+        ("198.18.0.2:4501", ("198.18.0.2", 4501)),
+        ("2001:2::2", ("2001:2::2", 4500)),
+        ("[2001:2::2]:4501", ("2001:2::2", 4501)),
+        ("[2001:2:0:0::2]", ("2001:2::2", 4500)),
+    ],
+)
+def test_ipv6_outer_endpoints(tmp_path: Path, text: str, expected: tuple[str, int]) -> None:
+    listen = "[2001:2::1]:4500" if ":" in expected[0] else "198.18.0.1:4500"
+    cfg_text = edit('listen = "198.18.0.1:4500"', f'listen = "{listen}"')
+    cfg = load_text(tmp_path, edit('peer = "198.18.0.2"', f'peer = "{text}"', cfg_text))
+    assert cfg.sas[0].peer == expected
+
+
+@pytest.mark.parametrize("text", ["[2001:2::2", "[2001:2::2]4500", "[2001:2::2]:x"])
+def test_bad_bracketed_endpoints(tmp_path: Path, text: str) -> None:
+    message = error_of(tmp_path, edit('peer = "198.18.0.2"', f'peer = "{text}"'))
+    assert "sa[0].peer" in message

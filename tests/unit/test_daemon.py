@@ -9,6 +9,7 @@ matching inbound/outbound pairs, and a shutdown removes it on both sides.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class FakeDataplane:
     sas: dict[tuple[int, Direction], SaParams] = field(default_factory=dict)
     peer: Daemon | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    up: bool = True  # False: everything this side sends is lost
 
     def add_sa(self, sa: SaParams) -> None:
         key = (sa.spi, sa.direction)
@@ -56,7 +58,8 @@ class FakeDataplane:
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
-        self.loop.call_soon(self.peer.datagram_received, data, (self.me, 4500), 4500)
+        if self.up:
+            self.loop.call_soon(self.peer.datagram_received, data, (self.me, 4500), 4500)
 
 
 def make_pair(
@@ -73,9 +76,12 @@ def make_pair(
         cfg: UpConfig = load_up(write_private(tmp_path / f"{me}.toml", text))
         fake = FakeDataplane(me, loop=loop)
 
-        def send_500(data: bytes, addr: tuple[str, int], me: str = me) -> None:
+        def send_500(
+            data: bytes, addr: tuple[str, int], me: str = me, fake: FakeDataplane = fake
+        ) -> None:
             other = daemons[1] if me == A else daemons[0]
-            loop.call_soon(other.datagram_received, data, (me, 500), 500)
+            if fake.up:
+                loop.call_soon(other.datagram_received, data, (me, 500), 500)
 
         daemons.append(Daemon(cfg, fake, add_routes, send_500, SystemRng(), loop))
         fakes.append(fake)
@@ -176,6 +182,17 @@ UP_ERRORS = {
     "no child": ("[[connection.child]]", "[[connection.kid]]", ["connection[0]"]),
     "bad remote": (f'remote = "{B}"', 'remote = "b.example"', ["connection[0].remote"]),
     "unknown key": ('name = "site"', 'name = "site"\nauto = "start"', ["unknown key 'auto'"]),
+    "unknown auth": (f'psk = "{PSK}"', 'auth = "eap"', ["connection[0].auth", "'eap'"]),
+    "missing cert": (
+        f'psk = "{PSK}"',
+        'auth = "pubkey"\ncert = "nope.crt"\nkey = "nope.key"\ncacerts = ["ca.crt"]',
+        ["connection[0].cert", "cannot load", "nope.crt"],
+    ),
+    "negative rekey_time": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = -1',
+        ["connection[0].child[0].rekey_time", "out of range"],
+    ),
 }
 
 
@@ -190,3 +207,96 @@ def test_up_config_errors(tmp_path: Path, case: str) -> None:
     assert PSK not in message
     for word in words:
         assert word in message, (word, message)
+
+
+def assert_mirrored(dp_a: FakeDataplane, dp_b: FakeDataplane) -> None:
+    assert len(dp_a.sas) == len(dp_b.sas) == 2
+    for (spi, direction), sa in dp_a.sas.items():
+        other = Direction.IN if direction is Direction.OUT else Direction.OUT
+        mirror = dp_b.sas[(spi, other)]
+        assert (sa.enc_key, sa.integ_key) == (mirror.enc_key, mirror.integ_key)
+
+
+def test_child_sa_is_rekeyed_after_rekey_time(tmp_path: Path) -> None:
+    text_a, text_b = conf()
+    text_a = text_a.replace(
+        'esp_proposals = "aes128gcm16"\n', 'esp_proposals = "aes128gcm16"\nrekey_time = 1\n'
+    )
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
+        a.rekey_grace = b.rekey_grace = 0.1
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        first = set(dp_a.sas)
+        # After about a second a rekeys (CREATE_CHILD_SA with REKEY_SA); both sides swap to
+        # the new SAs, the old inbound ones linger rekey_grace, then only the new are left.
+        await settle(lambda: a.counters.child_sas_rekeyed == b.counters.child_sas_rekeyed == 1)
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        assert not first & set(dp_a.sas)
+        assert_mirrored(dp_a, dp_b)
+        # a, who rekeyed, deleted the old Child SA (RFC 7296 §2.8): one left on each side.
+        (sa_a,), (sa_b,) = a.sas.values(), b.sas.values()
+        await settle(lambda: len(sa_a.children) == len(sa_b.children) == 1)
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_dead_peer_detection_ends_the_ike_sa(tmp_path: Path) -> None:
+    text_a, text_b = conf()
+    text_a = text_a.replace(
+        'proposals = "aes128gcm16-prfsha256-x25519"\n',
+        'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_delay = 1\n',
+        1,
+    )
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
+        (conn,) = a.config.connections
+        fast = dataclasses.replace(conn.ike, retransmit_timeout=0.05, retransmit_tries=2)
+        a.config = dataclasses.replace(a.config, connections=(dataclasses.replace(conn, ike=fast),))
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2)
+        await asyncio.sleep(1.5)  # a liveness check answered: still up
+        assert len(dp_a.sas) == 2 and a.counters.ike_sas_down == 0
+        dp_a.up = dp_b.up = False  # the path dies
+        await settle(lambda: a.counters.ike_sas_down == 1, timeout=5)
+        assert not dp_a.sas and not a.sas
+
+    asyncio.run(scenario())
+
+
+def test_certificate_authentication(tmp_path: Path) -> None:
+    from espfast.cli import main
+
+    pki = tmp_path / "pki"
+    assert main(["pki", "ca", "--out", str(pki)]) == 0
+    for name in ("a", "b"):
+        assert main(["pki", "issue", "--ca", str(pki), "--id", f"{name}.example.test",
+                     "--name", name, "--out", str(pki)]) == 0  # fmt: skip
+    texts = []
+    for me, peer, text in zip("ab", "ba", conf(), strict=True):
+        auth = (
+            'auth = "pubkey"\n'
+            f'cert = "{pki / me}.crt"\nkey = "{pki / me}.key"\ncacerts = ["{pki}/ca.crt"]\n'
+        )
+        text = text.replace(f'psk = "{PSK}"\n', auth)
+        text = text.replace(
+            f'local_id = "{A if me == "a" else B}"', f'local_id = "{me}.example.test"'
+        )
+        text = text.replace(
+            f'remote_id = "{B if me == "a" else A}"', f'remote_id = "{peer}.example.test"'
+        )
+        texts.append(text)
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), *texts)
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        assert_mirrored(dp_a, dp_b)
+
+    asyncio.run(scenario())

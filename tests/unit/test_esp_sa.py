@@ -104,6 +104,15 @@ def test_wrong_padding_bad_next_header_dummy_and_policy() -> None:
     assert (s.bad_padding, s.malformed, s.policy_drops, s.packets) == (2, 3, 2, 3)
 
 
+def test_unaligned_aead_ciphertext_is_accepted() -> None:
+    """RFC 4303 §2.4 wants senders to end the ciphertext on a 4-byte boundary; a sender
+    that pads to 1 byte (as old strongSwan libipsec did) is still authenticated fine."""
+    enc, _ = keys(T)
+    sa = inbound(enc)
+    inner = ipv4_udp(A4, B4, b"abc")  # 31 bytes: aligned would need 3 bytes of padding
+    assert sa.decap(esp_gcm(enc, SPI, 1, inner, trailer=b"\x01\x01\x04")) == inner
+
+
 def test_trailing_tfc_padding_is_trimmed() -> None:
     """RFC 4303 §2.7: bytes after the inner packet (TFC padding) are not delivered."""
     enc, _ = keys(T)
@@ -179,3 +188,12 @@ def test_batch_calls_round_trip() -> None:
     out.encap_batch(batch)
     inb.decap_batch(batch)
     assert inb.stats().packets == 9
+
+
+def test_close_frees_now() -> None:
+    out, _ = sa_pair(T)
+    with out:
+        assert out.encap(ipv4_udp(A4, B4, b"x"))
+    with pytest.raises(ValueError, match="closed"):
+        out.encap(ipv4_udp(A4, B4, b"x"))
+    out.close()

@@ -1,0 +1,363 @@
+"""What ``python -m bench`` measured, summarised: medians with their spread, ratios against
+each peer, the issue's targets, a markdown table, JSON and a PNG chart.
+
+Everything here is pure data in, text/files out (no root, no namespaces), so that the
+arithmetic is unit-tested (tests/unit/test_bench.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REFERENCE = "espfast-aes128gcm16"  # the tunnel every ratio is about
+CEILING = "veth"
+SMALL = 64  # UDP payload bytes: the per-packet cost
+LARGE = 1372  # UDP payload of a 1400-byte inner IPv4 packet (the tunnels' inner MTU)
+
+
+@dataclass
+class Run:
+    """One iperf3 TCP run."""
+
+    gbps: float  # receiver-side throughput, Gbit/s
+    cpu_s: float  # CPU seconds of the tunnel processes during the run
+    gbytes: float  # data received, GB (10^9 bytes)
+    retransmits: int
+
+
+@dataclass
+class UdpRun:
+    """One iperf3 UDP run at an unlimited target rate."""
+
+    pps: float  # datagrams the tunnel delivered into b's IP input per second
+    sent_pps: float  # datagrams iperf3 sent per second
+    loss_pct: float  # of the sent ones, not delivered
+    cpu_s: float
+    app_pps: float = 0.0  # of those, what the iperf3 receiver managed to read per second
+
+
+@dataclass
+class Spread:
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread | None:
+        if not values:
+            return None
+        a = np.asarray(values, dtype=float)
+        return cls(float(np.median(a)), float(a.min()), float(a.max()))
+
+    def text(self, fmt: str = ".2f") -> str:
+        return f"{self.median:{fmt}} ({self.min:{fmt}}..{self.max:{fmt}})"
+
+
+@dataclass
+class Figure:
+    """The TCP runs of one (tunnel, streams) measurement."""
+
+    tunnel: str
+    streams: int
+    runs: list[Run] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | None]:
+        gbps = np.array([r.gbps for r in self.runs])
+        cpu = np.array([r.cpu_s for r in self.runs])
+        gbytes = np.array([r.gbytes for r in self.runs])
+        out: dict[str, float | None] = {
+            "gbps_median": float(np.median(gbps)),
+            "gbps_min": float(gbps.min()),
+            "gbps_max": float(gbps.max()),
+            "cpu_s_median": float(np.median(cpu)),
+            "gbit_per_cpu_s": None,
+            "cpu_s_per_gb": None,
+        }
+        if cpu.sum() > 0:
+            out["gbit_per_cpu_s"] = float(np.median(gbytes * 8 / np.maximum(cpu, 1e-9)))
+            out["cpu_s_per_gb"] = float(np.median(cpu / np.maximum(gbytes, 1e-12)))
+        return out
+
+
+@dataclass
+class UdpFigure:
+    """The UDP runs at one payload size."""
+
+    payload: int  # UDP payload bytes
+    runs: list[UdpRun] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | None]:
+        pps = Spread.of([r.pps for r in self.runs])
+        loss = Spread.of([r.loss_pct for r in self.runs])
+        assert pps is not None and loss is not None
+        return {
+            "pps_median": pps.median,
+            "pps_min": pps.min,
+            "pps_max": pps.max,
+            "loss_pct_median": loss.median,
+            "sent_pps_median": float(np.median([r.sent_pps for r in self.runs])),
+        }
+
+
+@dataclass
+class TunnelResult:
+    tunnel: str
+    figures: list[Figure] = field(default_factory=list)
+    udp: list[UdpFigure] = field(default_factory=list)
+    ping_ms: list[float] = field(default_factory=list)  # idle RTT samples
+    peak_rss_kib: int | None = None
+    processes: int = 0  # how many tunnel processes (0: nothing to measure CPU of)
+    error: str | None = None
+
+    @property
+    def ping_rtt_ms(self) -> float | None:
+        s = Spread.of(self.ping_ms)
+        return s.median if s else None
+
+    def tcp(self, streams: int) -> dict[str, float | None] | None:
+        for f in self.figures:
+            if f.streams == streams and f.runs:
+                return f.summary()
+        return None
+
+    def pps(self, payload: int) -> float | None:
+        for u in self.udp:
+            if u.payload == payload and u.runs:
+                return u.summary()["pps_median"]
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        ping = Spread.of(self.ping_ms)
+        return {
+            "tunnel": self.tunnel,
+            "error": self.error,
+            "processes": self.processes,
+            "peak_rss_kib": self.peak_rss_kib,
+            "ping_ms": asdict(ping) if ping else None,
+            "ping_samples_ms": self.ping_ms,
+            "tcp": [
+                {"streams": f.streams, **f.summary(), "runs": [asdict(r) for r in f.runs]}
+                for f in self.figures
+                if f.runs
+            ],
+            "udp": [
+                {"payload": u.payload, **u.summary(), "runs": [asdict(r) for r in u.runs]}
+                for u in self.udp
+                if u.runs
+            ],
+        }
+
+
+# ---- ratios and targets ----
+
+# (label, how to read the figure from a result, True when more is better)
+Metric = tuple[str, Callable[[TunnelResult], float | None], bool]
+
+
+def _tcp(streams: int, key: str) -> Callable[[TunnelResult], float | None]:
+    def get(r: TunnelResult) -> float | None:
+        s = r.tcp(streams)
+        return s[key] if s else None
+
+    return get
+
+
+METRICS: list[Metric] = [
+    ("TCP 1-stream", _tcp(1, "gbps_median"), True),
+    ("TCP 4-stream", _tcp(4, "gbps_median"), True),
+    ("Gbit/CPU-s", _tcp(1, "gbit_per_cpu_s"), True),
+    ("UDP pps 64 B", lambda r: r.pps(SMALL), True),
+    ("UDP pps 1400 B packets", lambda r: r.pps(LARGE), True),
+    ("ping RTT", lambda r: r.ping_rtt_ms, False),
+]
+
+
+def ratio(ref: float | None, other: float | None, more_is_better: bool) -> float | None:
+    """How many times better the reference is (>1: the reference wins)."""
+    if not ref or not other:
+        return None
+    return ref / other if more_is_better else other / ref
+
+
+def by_name(results: Sequence[TunnelResult]) -> dict[str, TunnelResult]:
+    return {r.tunnel: r for r in results if not r.error}
+
+
+def ratios(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list[str]:
+    """Lines: the reference against every other tunnel, metric by metric."""
+    ok = by_name(results)
+    ref = ok.get(reference)
+    if ref is None:
+        return [f"(no ratios: {reference} did not run)"]
+    lines = []
+    for other in ok.values():
+        if other is ref or other.tunnel.startswith("espfast-"):
+            continue  # peers and the ceiling; espfast's own variants are in the table
+        parts = []
+        for label, get, more in METRICS:
+            if other.tunnel == CEILING and more:
+                mine, theirs = get(ref), get(other)
+                if mine and theirs:
+                    parts.append(f"{label} {100 * mine / theirs:.0f}%")
+                continue
+            x = ratio(get(ref), get(other), more)
+            if x is not None:
+                parts.append(f"{label} {x:.2f}x")
+        verb = "is at" if other.tunnel == CEILING else "vs"
+        lines.append(f"{reference} {verb} {other.tunnel}: " + (", ".join(parts) or "-"))
+    return lines
+
+
+@dataclass
+class Target:
+    text: str
+    value: float | None
+    goal: float
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.value is None else self.value >= self.goal
+
+
+def targets(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list[Target]:
+    """Issue 4's targets, measured in this run."""
+    ok = by_name(results)
+    ref = ok.get(reference)
+
+    def rel(other: str, metric: int) -> float | None:
+        if ref is None or other not in ok:
+            return None
+        _, get, more = METRICS[metric]
+        return ratio(get(ref), get(ok[other]), more)
+
+    veth = rel(CEILING, 0)
+    return [
+        Target("single-stream TCP vs wireguard-go", rel("wireguard-go", 0), 7.0),
+        Target("single-stream TCP vs strongswan-libipsec", rel("strongswan-libipsec", 0), 6.0),
+        Target("Gbit per tunnel CPU-second vs wireguard-go", rel("wireguard-go", 2), 6.0),
+        Target("64-byte UDP pps vs wireguard-go", rel("wireguard-go", 3), 2.0),
+        Target("single-stream TCP as a share of veth", veth, 0.25),
+    ]
+
+
+# ---- markdown ----
+
+
+def _cell(s: Spread | None, fmt: str = ".2f") -> str:
+    return s.text(fmt) if s else "-"
+
+
+def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
+    streams = sorted({f.streams for r in results for f in r.figures})
+    payloads = sorted({u.payload for r in results for u in r.udp})
+    lines = [
+        f"# Tunnel benchmark, {meta['date']}",
+        "",
+        f"`{meta.get('command', 'python -m bench')}` on {meta.get('cpus', '?')} CPUs. "
+        f"Median of {meta['runs']} runs (min..max). TCP: iperf3, {meta['seconds']} s per run, "
+        "Gbit/s at the receiver. UDP: iperf3 -u at an unlimited rate, "
+        f"{meta.get('udp_seconds', '?')} s per run: datagrams delivered through the "
+        "tunnel into b's IP input per second (kpps; an nftables counter) and the loss. "
+        "CPU: the tunnel processes' CPU seconds per GB moved and Gbit per CPU-second "
+        "(1-stream TCP). Ping: RTT through the idle tunnel. RSS: the tunnel "
+        "processes' peak resident memory.",
+        "",
+    ]
+    head = ["tunnel"]
+    head += [f"TCP {n}-stream Gbit/s" for n in streams]
+    head += [f"UDP {p} B payload kpps (loss %)" for p in payloads]
+    head += ["CPU s/GB", "Gbit/CPU-s", "ping ms", "peak RSS MiB"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.tunnel} | failed: {r.error} |")
+            continue
+        row = [r.tunnel]
+        for n in streams:
+            f = next((f for f in r.figures if f.streams == n and f.runs), None)
+            row.append(_cell(Spread.of([x.gbps for x in f.runs]) if f else None))
+        for p in payloads:
+            u = next((u for u in r.udp if u.payload == p and u.runs), None)
+            if u is None:
+                row.append("-")
+                continue
+            kpps = Spread.of([x.pps / 1000 for x in u.runs])
+            loss = u.summary()["loss_pct_median"]
+            row.append(f"{_cell(kpps, '.0f')} ({loss:.0f})")
+        first = r.tcp(min(streams)) if streams else None
+        per_gb = first["cpu_s_per_gb"] if first and r.processes else None
+        gpc = first["gbit_per_cpu_s"] if first and r.processes else None
+        row.append(f"{per_gb:.2f}" if per_gb else "-")
+        row.append(f"{gpc:.2f}" if gpc else "-")
+        row.append(_cell(Spread.of(r.ping_ms), ".3f"))
+        row.append(f"{r.peak_rss_kib / 1024:.1f}" if r.peak_rss_kib else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Ratios", ""]
+    lines += [f"- {x}" for x in ratios(results, meta.get("reference", REFERENCE))]
+    lines += ["", "## Targets (issue 4)", ""]
+    for t in targets(results, meta.get("reference", REFERENCE)):
+        if t.value is None:
+            lines.append(f"- {t.text}: not measured (goal {t.goal:g}x)")
+            continue
+        mark = "met" if t.met else "MISSED"
+        lines.append(f"- {t.text}: {t.value:.2f}x (goal {t.goal:g}x): {mark}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- chart ----
+
+
+def chart(results: Sequence[TunnelResult], path: Path) -> None:
+    """Six panels (TCP 1/4 streams, UDP pps 64/1400 B, Gbit/CPU-s, ping), one bar per
+    tunnel with its min..max as an error bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if not r.error]
+
+    def tcp(streams: int) -> Callable[[TunnelResult], list[float]]:
+        return lambda r: [x.gbps for f in r.figures if f.streams == streams for x in f.runs]
+
+    def kpps(payload: int) -> Callable[[TunnelResult], list[float]]:
+        return lambda r: [x.pps / 1e3 for u in r.udp if u.payload == payload for x in u.runs]
+
+    def per_cpu(r: TunnelResult) -> list[float]:
+        runs = [x for f in r.figures if f.streams == 1 for x in f.runs]
+        return [x.gbytes * 8 / x.cpu_s for x in runs if x.cpu_s > 0 and r.processes]
+
+    panels: list[tuple[str, Callable[[TunnelResult], list[float]]]] = [
+        ("TCP 1-stream, Gbit/s", tcp(1)),
+        ("TCP 4-stream, Gbit/s", tcp(4)),
+        (f"UDP {SMALL} B payload, kpps delivered", kpps(SMALL)),
+        ("UDP 1400 B packets, kpps delivered", kpps(LARGE)),
+        ("Gbit per tunnel CPU-second", per_cpu),
+        ("idle ping RTT, ms (lower is better)", lambda r: r.ping_ms),
+    ]
+    fig, axes = plt.subplots(3, 2, figsize=(13, 3 + 0.45 * len(ok) * 3), squeeze=False)
+    names = [r.tunnel for r in ok]
+    for ax, (title, values) in zip(axes.flat, panels, strict=True):
+        med, lo, hi = [], [], []
+        for r in ok:
+            s = Spread.of(values(r))
+            med.append(s.median if s else 0.0)
+            lo.append(s.median - s.min if s else 0.0)
+            hi.append(s.max - s.median if s else 0.0)
+        y = np.arange(len(names))
+        colors = ["tab:orange" if n.startswith("espfast") else "tab:gray" for n in names]
+        ax.barh(y, med, xerr=[lo, hi], color=colors, capsize=3)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("espfast vs peers (median, min..max)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
