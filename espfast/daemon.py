@@ -19,8 +19,8 @@ memory; espfast/up.py (the ``espfast up`` command) adds the sockets, TUN device 
 
 Today: PSK or certificate authentication, initiating at start (``remote`` set) and
 answering (any connection), Child SA rekeying after ``rekey_time``, dead-peer detection
-every ``dpd_delay``. Not yet: IKE SA rekeying, re-initiating after a failure, an
-``espfast status`` socket.
+every ``dpd_delay``, initiating again (with backoff) when an IKE SA it initiated ends.
+Not yet: IKE SA rekeying, an ``espfast status`` socket.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IKE_PORT, NATT_PORT = 500, 4500
 REKEY_GRACE = 2.0  # seconds the old inbound SA stays after a rekey
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
+RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
 
 
 class DataplaneLike(Protocol):
@@ -80,6 +81,7 @@ class Counters:
     child_sas_installed: int = 0
     child_sas_removed: int = 0
     child_sas_rekeyed: int = 0
+    event_errors: int = 0
     ike_sas_up: int = 0
     ike_sas_down: int = 0
 
@@ -105,6 +107,10 @@ class Daemon:
     sas: dict[int, IkeSa] = field(default_factory=dict)  # by our SPI
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
     rekey_grace: float = REKEY_GRACE
+    retry_delay: float = RETRY_DELAY
+    _stopping: bool = False
+    _retries: dict[str, int] = field(default_factory=dict)  # by connection name
+    _retry_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)  # by our SPI
     _dpd: dict[int, asyncio.TimerHandle] = field(default_factory=dict)  # by ike_sa_id
     _by_id: dict[int, IkeSa] = field(default_factory=dict)  # by ike_sa_id
@@ -114,9 +120,10 @@ class Daemon:
 
     def _conn(self, ike_sa_id: int) -> ConnectionConfig | None:
         sa = self._by_id.get(ike_sa_id)
-        if sa is None:
-            return None
-        return next((c for c in self.config.connections if c.ike.name == sa.config.name), None)
+        return None if sa is None else self._conn_named(sa.config.name)
+
+    def _conn_named(self, name: str) -> ConnectionConfig | None:
+        return next((c for c in self.config.connections if c.ike.name == name), None)
 
     def _keep(self, key: int, sa: IkeSa) -> None:
         self.sas[key] = sa
@@ -192,13 +199,18 @@ class Daemon:
             log.warning("cannot send IKE to %s: %s", addr[0], e)
 
     def _service(self, sa: IkeSa) -> None:
-        """After any input or timer: send what the SA wants sent, act on its events,
-        re-arm its timer, forget it once destroyed."""
+        """After any input or timer: act on the SA's events, send what it wants sent,
+        re-arm its timer, forget it once destroyed. Events first: a Child SA is in the
+        dataplane before the answer that lets the peer use it leaves."""
+        while (event := sa.next_event()) is not None:
+            try:
+                self._on_event(event)
+            except (ValueError, OSError) as e:  # e.g. the dataplane refused an SA
+                self.counters.event_errors += 1
+                log.error("%s: cannot act on %s: %s", sa.config.name, type(event).__name__, e)
         now = self.loop.time()
         for data, addr in sa.datagrams_to_send(now):
             self._send(data, addr, sa.local[1])
-        while (event := sa.next_event()) is not None:
-            self._on_event(event)
         key = sa.spi_i if sa.initiator else sa.spi_r
         handle = self._timers.pop(key, None)
         if handle is not None:
@@ -209,6 +221,8 @@ class Daemon:
             dpd = self._dpd.pop(sa.ike_sa_id, None)
             if dpd is not None:
                 dpd.cancel()
+            if sa.initiator:
+                self._schedule_retry(sa.config.name)
             if not self.sas:
                 self._down.set()
             return
@@ -225,6 +239,9 @@ class Daemon:
             case IkeSaUp():
                 self.counters.ike_sas_up += 1
                 self._schedule_dpd(event.ike_sa_id)
+                conn = self._conn(event.ike_sa_id)
+                if conn is not None:
+                    self._retries.pop(conn.ike.name, None)
                 log.warning(
                     "%s: IKE SA up with %s (%s), %s",
                     event.name,
@@ -247,9 +264,8 @@ class Daemon:
                     # (strongSwan, for one) moves its outbound traffic when it sees that.
                     self._rekeying.discard(event.old_spi_in)
                     sa = self._by_id.get(event.ike_sa_id)
-                    if sa is not None:
+                    if sa is not None:  # _service sends it once the events are done
                         sa.delete_child(event.old_spi_in, self.loop.time())
-                        self.loop.call_soon(self._service, sa)
             case ChildSaDown():
                 self._uninstall(event.spi_in)
                 log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
@@ -322,6 +338,23 @@ class Daemon:
         sa.rekey_child(spi_in, self.loop.time())
         self._service(sa)
 
+    def _schedule_retry(self, name: str) -> None:
+        """A connection we initiate keeps trying: again after retry_delay, doubling each
+        failed attempt up to RETRY_MAX (a successful IKE SA resets it)."""
+        conn = self._conn_named(name)
+        if self._stopping or conn is None or conn.remote is None or name in self._retry_timers:
+            return
+        attempt = self._retries.get(name, 0)
+        self._retries[name] = attempt + 1
+        delay = min(self.retry_delay * 2**attempt, RETRY_MAX)
+        log.warning("%s: initiating again in %.0f s", name, delay)
+        self._retry_timers[name] = self.loop.call_later(delay, self._retry, conn)
+
+    def _retry(self, conn: ConnectionConfig) -> None:
+        self._retry_timers.pop(conn.ike.name, None)
+        if not self._stopping:
+            self.initiate(conn)
+
     def _schedule_dpd(self, ike_sa_id: int) -> None:
         conn = self._conn(ike_sa_id)
         if conn is not None and conn.dpd_delay:
@@ -357,6 +390,9 @@ class Daemon:
 
     async def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
         """Delete every IKE SA (INFORMATIONAL { D }) and wait, bounded, for the answers."""
+        self._stopping = True
+        for handle in self._retry_timers.values():
+            handle.cancel()
         now = self.loop.time()
         for sa in list(self.sas.values()):
             sa.delete(now)

@@ -128,7 +128,7 @@ def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
             vnet_hdr=iface.offload,
         )
         stack.callback(tun.close)
-        sock = stack.enter_context(_udp_socket(iface.listen))
+        sock = stack.enter_context(udp_socket(iface.listen))
         dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
         for pair in config.sas:
             for sa in sa_params(pair):
@@ -184,7 +184,8 @@ def _serve(dp: Dataplane, stop: _StopSignals) -> int:
 
 
 @contextlib.contextmanager
-def _udp_socket(listen: tuple[str, int]) -> Iterator[socket.socket]:
+def udp_socket(listen: tuple[str, int]) -> Iterator[socket.socket]:
+    """A UDP socket bound to ``listen`` (closed on exit); SetupError if it cannot bind."""
     family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:

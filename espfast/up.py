@@ -12,11 +12,10 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import socket
 import sys
 from typing import TYPE_CHECKING
 
-from espfast.static import add_config_arguments, fmt_endpoint, print_error
+from espfast.static import add_config_arguments, fmt_endpoint, print_error, udp_socket
 
 if TYPE_CHECKING:
     from espfast.config import UpConfig
@@ -70,16 +69,8 @@ async def _serve(config: UpConfig) -> Counters:
             vnet_hdr=iface.offload,
         )
         stack.callback(tun.close)
-        family = socket.AF_INET6 if ":" in iface.listen[0] else socket.AF_INET
-        sock500 = stack.enter_context(socket.socket(family, socket.SOCK_DGRAM))
-        sock4500 = stack.enter_context(socket.socket(family, socket.SOCK_DGRAM))
-        for sock, port in ((sock500, IKE_PORT), (sock4500, iface.listen[1])):
-            try:
-                sock.bind((iface.listen[0], port))
-            except OSError as e:
-                raise RuntimeError(
-                    f"cannot bind UDP {fmt_endpoint((iface.listen[0], port))}: {e.strerror}"
-                ) from None
+        sock500 = stack.enter_context(udp_socket((iface.listen[0], IKE_PORT)))
+        sock4500 = stack.enter_context(udp_socket(iface.listen))
         sock500.setblocking(False)
         dp = stack.enter_context(Dataplane(tun.fileno(), sock4500, workers=iface.workers))
         dp.start()
@@ -94,7 +85,7 @@ async def _serve(config: UpConfig) -> Counters:
             while True:
                 try:
                     data, addr = sock500.recvfrom(65535)
-                except BlockingIOError:
+                except OSError:  # nothing more to read (or an ICMP error reported late)
                     return
                 daemon.datagram_received(data, addr[:2], IKE_PORT)
 

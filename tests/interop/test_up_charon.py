@@ -40,6 +40,16 @@ esp_proposals = "{esp}"
 """
 
 
+def tunnel_works(hosts: TwoHosts) -> bool:
+    """One ping through, retried briefly: the two ends install their SAs at different
+    moments (the responder before it answers IKE_AUTH, the initiator after)."""
+    return wait_for(
+        lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "-I", INNER_A, INNER_B, check=False)
+        .returncode == 0,
+        timeout=5,
+    )  # fmt: skip
+
+
 CASES = [
     ("espfast", "aes128gcm16", "aes128gcm16-prfsha256-x25519"),
     ("espfast", "aes256-sha256", "aes256-sha384-ecp384"),
@@ -80,6 +90,7 @@ def test_up_with_charon(
             child = charon.wait_child("net")
             alg, keysize = CHARON_NAMES[esp]
             assert child["encr-alg"] == alg and child.get("encr-keysize") == keysize, child
+            assert tunnel_works(hosts)
             ping_a = hosts.a.run(
                 "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", INNER_A, INNER_B, check=False
             )
@@ -116,12 +127,7 @@ def test_rekey_with_charon_keeps_ping_flowing(charons: CharonFactory, tmp_path: 
         up = start_in(hosts.a, write_private(tmp_path / "a.toml", text), command="up")
         try:
             first = charon.wait_child("net")["spi-in"]
-            # charon installs before it answers IKE_AUTH, espfast after: wait for our side.
-            assert wait_for(
-                lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "-I", INNER_A, INNER_B,
-                                    check=False).returncode == 0,
-                timeout=5,
-            )  # fmt: skip
+            assert tunnel_works(hosts)
             # 40 echo requests over 4 s: the rekey happens 1.8-2 s after the Child SA came up.
             ping = hosts.a.run(
                 "ping", "-c", "40", "-i", "0.1", "-W", "2", "-I", INNER_A, INNER_B, check=False
@@ -133,3 +139,46 @@ def test_rekey_with_charon_keeps_ping_flowing(charons: CharonFactory, tmp_path: 
         assert "child sas rekeyed 1" in out or "child sas rekeyed 2" in out, out
         assert [c["spi-in"] for c in children] != [first], children
         assert " 0% packet loss" in ping.stdout, ping.stdout
+
+
+def test_up_with_charon_certificates(charons: CharonFactory, tmp_path: Path) -> None:
+    """Certificates from ``espfast pki`` on both ends (ECDSA); espfast up initiates."""
+    from espfast.cli import main
+
+    pki = tmp_path / "pki"
+    assert main(["pki", "ca", "--out", str(pki)]) == 0
+    for name in ("a", "b"):
+        assert main(["pki", "issue", "--ca", str(pki), "--id", f"{name}.up.test",
+                     "--name", name, "--out", str(pki)]) == 0  # fmt: skip
+    files = {
+        "x509ca/ca.pem": (pki / "ca.crt").read_bytes(),
+        "x509/b.pem": (pki / "b.crt").read_bytes(),
+        "private/b.key": (pki / "b.key").read_bytes(),
+    }
+    ike, esp = "aes128gcm16-prfsha256-ecp256", "aes128gcm16"
+    with TwoHosts.create("st") as hosts:
+        hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
+        conn = Connection(
+            local_addrs=hosts.addr_b, remote_addrs=hosts.addr_a,
+            local_id="b.up.test", remote_id="a.up.test",
+            local_ts="198.19.2.0/24", remote_ts="198.19.1.0/24",
+            auth="pubkey", local_cert="b.pem", proposals=ike, esp_proposals=esp,
+        )  # fmt: skip
+        charon = charons.start(hosts.b, swanctl_conf([conn]), files=files)
+        text = espfast_conf(hosts, initiate=True, esp=esp, ike=ike)
+        text = text.replace(f'local_id = "{PSK.ids[0]}"', 'local_id = "a.up.test"')
+        text = text.replace(f'remote_id = "{PSK.ids[1]}"', 'remote_id = "b.up.test"')
+        text = text.replace(
+            f'psk = "0x{SECRET.hex()}"',
+            f'auth = "pubkey"\ncert = "{pki}/a.crt"\nkey = "{pki}/a.key"\n'
+            f'cacerts = ["{pki}/ca.crt"]',
+        )
+        up = start_in(hosts.a, write_private(tmp_path / "a.toml", text), command="up")
+        try:
+            charon.wait_child("net")
+            assert tunnel_works(hosts)
+            charon.wait_log("authentication of 'a.up.test' with ECDSA")
+        finally:
+            status, _, err = up.stop()
+        assert status == 0, err
+        assert "child SA up, aes128gcm16" in err

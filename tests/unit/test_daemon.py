@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,11 @@ class FakeDataplane:
     peer: Daemon | None = None
     loop: asyncio.AbstractEventLoop | None = None
     up: bool = True  # False: everything this side sends is lost
+    refuse_out: bool = False  # add_sa of outbound SAs fails (as a full table would)
 
     def add_sa(self, sa: SaParams) -> None:
+        if self.refuse_out and sa.direction is Direction.OUT:
+            raise ValueError("no room")
         key = (sa.spi, sa.direction)
         if key in self.sas:
             raise ValueError("exists")
@@ -137,6 +141,19 @@ def test_example_configs_negotiate_with_each_other(tmp_path: Path) -> None:
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
         assert {sa.transform for sa in dp_a.sas.values()} == {"aes128gcm16"}
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_sa_is_logged_and_leaves_nothing_half_installed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), *conf())
+        dp_a.refuse_out = True
+        b.start()
+        a.start()
+        await settle(lambda: a.counters.event_errors == 1 and len(dp_b.sas) == 2)
+        assert not dp_a.sas  # the inbound half went again
+        assert a.counters.ike_sas_up == 1  # the daemon goes on
 
     asyncio.run(scenario())
 
@@ -244,7 +261,7 @@ def test_child_sa_is_rekeyed_after_rekey_time(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_dead_peer_detection_ends_the_ike_sa(tmp_path: Path) -> None:
+def test_dead_peer_detection_ends_the_ike_sa_and_it_comes_back(tmp_path: Path) -> None:
     text_a, text_b = conf()
     text_a = text_a.replace(
         'proposals = "aes128gcm16-prfsha256-x25519"\n',
@@ -262,9 +279,15 @@ def test_dead_peer_detection_ends_the_ike_sa(tmp_path: Path) -> None:
         await settle(lambda: len(dp_a.sas) == 2)
         await asyncio.sleep(1.5)  # a liveness check answered: still up
         assert len(dp_a.sas) == 2 and a.counters.ike_sas_down == 0
+        a.retry_delay = 0.2
         dp_a.up = dp_b.up = False  # the path dies
         await settle(lambda: a.counters.ike_sas_down == 1, timeout=5)
-        assert not dp_a.sas and not a.sas
+        assert not dp_a.sas
+        # a keeps the connection up: once the path is back, it initiates again.
+        dp_a.up = dp_b.up = True
+        await settle(lambda: a.counters.ike_sas_up == 2 and len(dp_a.sas) == 2, timeout=5)
+        await a.shutdown()
+        assert not a.sas and not dp_a.sas
 
     asyncio.run(scenario())
 
@@ -300,3 +323,12 @@ def test_certificate_authentication(tmp_path: Path) -> None:
         assert_mirrored(dp_a, dp_b)
 
     asyncio.run(scenario())
+
+
+def test_world_readable_psk_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_private(tmp_path / "a.toml", conf()[0])
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="espfast.config"):
+        load_up(path)
+    (record,) = caplog.records
+    assert "readable by every user" in record.getMessage() and PSK not in record.getMessage()
