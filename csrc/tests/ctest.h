@@ -23,5 +23,6 @@ void test_sa_table(void);
 void test_offload(void);
 void test_dataplane(void);
 void test_concurrency(void);
+void test_order(void);
 
 #endif
