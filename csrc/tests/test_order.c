@@ -18,44 +18,6 @@
 #define ORDER_PACKETS 4000
 #define ORDER_WORKERS 4
 
-static int bound_udp(struct sockaddr_in *addr)
-{
-	socklen_t sl = sizeof(*addr);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	memset(addr, 0, sizeof(*addr));
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)addr, sizeof(*addr));
-	getsockname(fd, (struct sockaddr *)addr, &sl);
-	return fd;
-}
-
-struct feeder {
-	int fd;
-	int sent;
-};
-
-static void *feed_main(void *arg)
-{
-	struct feeder *f = arg;
-	uint8_t pkt[200] = {0x45, 0, 0, 200};
-
-	pkt[8] = 64;
-	pkt[9] = 17;
-	pkt[12] = 198, pkt[13] = 19, pkt[14] = 1, pkt[15] = 1;
-	pkt[16] = 198, pkt[17] = 19, pkt[18] = 2, pkt[19] = 1;
-	for (int i = 1; i <= ORDER_PACKETS; i++) {
-		pkt[4] = (uint8_t)(i >> 8);
-		pkt[5] = (uint8_t)i;
-		if (send(f->fd, pkt, sizeof(pkt), 0) == (ssize_t)sizeof(pkt))
-			f->sent++;
-		if (i % 256 == 0)
-			usleep(2000); /* let the far end drain its socketpair */
-	}
-	return NULL;
-}
-
 struct reader {
 	int fd;
 	int stop;
@@ -82,34 +44,16 @@ static void *read_main(void *arg)
 	return NULL;
 }
 
-static void sa(struct ef_sa_params *p, int dir, struct ef_prefix *any, const uint8_t *key,
-	       const struct sockaddr_in *peer)
-{
-	memset(p, 0, sizeof(*p));
-	p->spi = 0x1dd0;
-	p->dir = dir;
-	p->transform = 0; /* aes128gcm16 */
-	p->enc_key = key;
-	p->enc_key_len = 20;
-	p->local_ts = any;
-	p->n_local = 1;
-	p->remote_ts = any;
-	p->n_remote = 1;
-	p->replay_window = 1024;
-	p->peer = peer;
-	p->peer_len = peer ? sizeof(*peer) : 0;
-}
-
 void test_order(void)
 {
 	int tun_a[2], tun_b[2], ike_a[2], ike_b[2], err = 0;
 	struct sockaddr_in addr_a, addr_b;
-	int udp_a = bound_udp(&addr_a), udp_b = bound_udp(&addr_b);
+	int udp_a = ct_udp_socket(&addr_a), udp_b = ct_udp_socket(&addr_b);
 	struct ef_prefix any = {.family = 4};
 	uint8_t key[20] = {9, 8, 7};
 	struct ef_sa_params p;
 	struct ef_sa_stats st = {0};
-	struct feeder f = {0};
+	struct ct_pump f = {.count = ORDER_PACKETS, .pause_every = 256};
 	struct reader r = {0};
 	pthread_t tf, tr;
 	ef_dp *a, *b;
@@ -123,15 +67,17 @@ void test_order(void)
 	CHECK(a && b);
 	if (!a || !b)
 		goto out;
-	sa(&p, EF_DIR_OUT, &any, key, &addr_b);
+	ct_sa_params(&p, 0x1dd0, EF_DIR_OUT, &any, key, &addr_b);
 	CHECK(ef_dp_add_sa(a, &p) == EF_OK);
-	sa(&p, EF_DIR_IN, &any, key, NULL);
+	ct_sa_params(&p, 0x1dd0, EF_DIR_IN, &any, key, NULL);
+	/* 4 workers: sequence numbers reordered by up to 3 batches of EF_TX_MAX (256). */
+	p.replay_window = 1024;
 	CHECK(ef_dp_add_sa(b, &p) == EF_OK);
 	CHECK(ef_dp_start(a) == EF_OK && ef_dp_start(b) == EF_OK);
 	f.fd = tun_a[0];
 	r.fd = tun_b[0];
 	pthread_create(&tr, NULL, read_main, &r);
-	pthread_create(&tf, NULL, feed_main, &f);
+	pthread_create(&tf, NULL, ct_pump_main, &f);
 	pthread_join(tf, NULL);
 	for (int wait = 0; wait < 200; wait++) {
 		CHECK(ef_dp_sa_stats(b, 0x1dd0, EF_DIR_IN, &st) == EF_OK);
