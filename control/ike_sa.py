@@ -138,6 +138,9 @@ class IkeSa:
         # The peer's rekey of this SA, while ours was under way: the lowest nonce of its
         # exchange and the SA it made (§2.8.2 collision).
         self.peer_ike_rekey: tuple[bytes, IkeSa] | None = None
+        # The new IKE SA of such a collision, until it is settled: it may be the loser,
+        # so it starts no exchange of its own (its queue waits).
+        self.on_hold = False
         self.delete_reason = ""
         # Lifetimes and liveness (absolute times on the caller's clock).
         self.rekey_at: float | None = None
@@ -557,10 +560,11 @@ class IkeSa:
         return self.replaced_by.child_by_spi_out(spi_out) if self.replaced_by else None
 
     def rekeyed(self, *, initiator: bool, spi_i: int, spi_r: int, chosen: Chosen, ni: bytes,
-                nr: bytes, shared: bytes, now: float) -> IkeSa:  # fmt: skip
+                nr: bytes, shared: bytes, now: float, on_hold: bool = False) -> IkeSa:  # fmt: skip
         """The IKE SA that replaces this one (RFC 7296 §2.18): new SPIs and keys from
         SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), Message IDs from 0, the rekey
-        initiator as its initiator, and all Child SAs moved over."""
+        initiator as its initiator, and all Child SAs moved over. ``on_hold``: a §2.8.2
+        collision is not settled yet; our queued exchanges stay here until it is."""
         new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
@@ -585,13 +589,30 @@ class IkeSa:
         self.expire_at = now + REPLACED_GRACE
         self.replaced_by = new
         new.rekeyed_from = self
-        # Exchanges we had queued but not started go to the new IKE SA.
-        for task in self.tm.queue:
-            task.rebind(new)
-        new.tm.queue, self.tm.queue = self.tm.queue, []  # the caller starts them
+        new.on_hold = on_hold
+        if not on_hold:
+            self.move_queue(new)  # the caller starts them
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
         self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new))
         return new
+
+    def move_queue(self, to: IkeSa) -> None:
+        """Exchanges we had queued but not started go to ``to`` (after a rekey)."""
+        for task in self.tm.queue:
+            task.rebind(to)
+        to.tm.queue += self.tm.queue
+        self.tm.queue = []
+
+    def release(self, now: float, queue_from: IkeSa | None = None) -> None:
+        """A §2.8.2 collision is settled and this SA stays: its exchanges, and those
+        waiting on ``queue_from``, start (on its replacement, if it was rekeyed since)."""
+        self.on_hold = False
+        target = self.current
+        if queue_from is not None:
+            queue_from.move_queue(target)
+        if target is not self:
+            self.move_queue(target)
+        target.tm.initiate(now)
 
     def responder_task(self, msg: Message) -> Task:
         exchange = msg.exchange

@@ -92,6 +92,7 @@ class Informational(Task):
         origin = self.sa.rekeyed_from
         if (
             origin is not None
+            and self.sa.replaced_by is None  # not the old SA of a later rekey
             and origin.peer_ike_rekey is not None
             and origin.peer_ike_rekey[1] is self.sa
             and isinstance(origin.tm.active, IkeRekey)
@@ -101,12 +102,19 @@ class Informational(Task):
             # for our rekey's answer, which moves them into our new SA.
             origin.children.update(self.sa.children)
             self.sa.children = {}
+            self.sa.move_queue(origin)
             origin.replaced_by = None
+            origin.peer_ike_rekey = None
+            self.sa.replaced_by = origin  # closes quietly: the IKE SA lives on
 
         if isinstance(self.sa.tm.active, IkeRekey):
-            # The peer closes the SA our own rekey is running on (it won a §2.8.2
-            # collision): hear our rekey's answer first, so that we can close the
-            # redundant SA it made; then this one goes.
+            # The peer closes the SA our own rekey is running on: its rekey won a §2.8.2
+            # collision (or saw none), so the SA it made stays and starts its exchanges.
+            # Hear our rekey's answer first, so that we can close the redundant SA it
+            # made; then this one goes.
+            collision = self.sa.peer_ike_rekey
+            if collision is not None and self.sa.replaced_by is collision[1]:
+                collision[1].release(self.sa.now, queue_from=self.sa)
             self.sa.destroy_when_idle = "deleted by peer"
             return
         self.sa.destroy("deleted by peer")
