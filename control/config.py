@@ -27,6 +27,10 @@ class Lifetime:
     rand_time: float
     rekey_bytes: int = 0
     rekey_packets: int = 0
+    # IKE SAs only: authenticate afresh after this long (RFC 7296 §2.8.3, strongSwan's
+    # reauth_time; 0: never), make-before-break: a new IKE SA and its Child SAs come up
+    # before the old IKE SA is deleted. Jittered by rand_time like rekey_time.
+    reauth_time: float = 0.0
 
 
 # swanctl.conf defaults: Child SAs rekey after 1 h (life_time +10 %, rand_time the

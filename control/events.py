@@ -98,6 +98,22 @@ class IkeSaRekeyed:
 
 
 @dataclass(frozen=True)
+class IkeSaReauthenticating:
+    """Reauthentication (RFC 7296 §2.8.3, make-before-break) has begun: ``new_sa`` is a
+    fresh IKE SA (IKE_SA_INIT + IKE_AUTH, new credentials check) with the same
+    ``ike_sa_id``. Serve it like an IKE SA you initiated (datagrams by its SPIs, its
+    timers, its events). Each Child SA it re-creates comes as ChildSaRekeyed (old SPIs ->
+    new ChildSaUp): install the new SAs before removing the old ones, as for a rekey.
+    Once all are up the old IKE SA is deleted: ChildSaDown for the old Child SAs, and no
+    IkeSaDown (the IKE SA lives on in ``new_sa``). Should the new SA fail before it is
+    up, the old one carries on and tries again later."""
+
+    ike_sa_id: int
+    name: str
+    new_sa: IkeSa = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class ChildSaUp:
     ike_sa_id: int
     name: str
@@ -148,6 +164,6 @@ class PeerAddressChanged:
 
 
 Event = (
-    IkeSaUp | IkeSaDown | IkeSaRekeyed | ChildSaUp | ChildSaDown | ChildSaFailed | ChildSaRekeyed
-    | PeerAddressChanged
+    IkeSaUp | IkeSaDown | IkeSaRekeyed | IkeSaReauthenticating | ChildSaUp | ChildSaDown
+    | ChildSaFailed | ChildSaRekeyed | PeerAddressChanged
 )  # fmt: skip

@@ -20,6 +20,7 @@ import logging
 from collections import deque
 from enum import Enum
 
+from . import reauth
 from .auth import id_matches
 from .child_sa import ChildSa
 from .config import ChildConfig, IkeConfig
@@ -147,6 +148,12 @@ class IkeSa:
         self.expire_at: float | None = None
         self.rekeying = False
         self.last_heard = now
+        # Reauthentication (control/reauth.py): when, the new SA replacing this one, or
+        # (on the new SA) the old one and which of its Child SAs were re-created.
+        self.reauth_at: float | None = None
+        self.reauth_by: IkeSa | None = None
+        self.reauth_of: IkeSa | None = None
+        self.reauth_done: set[int] = set()
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -231,6 +238,9 @@ class IkeSa:
                      "the peer did not delete the IKE SA it rekeyed")  # fmt: skip
             self._delete_self(now)
             return
+        if self.reauth_at is not None and now >= self.reauth_at:
+            self.reauth_at = None
+            reauth.start(self, now)
         if self.rekey_at is not None and now >= self.rekey_at and not self.rekeying:
             self.rekeying = True
             self.rekey(now)
@@ -252,7 +262,8 @@ class IkeSa:
             return None
         timers = [self.tm.get_timer(), self.half_open_deadline]
         if self.state is State.ESTABLISHED:
-            timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at()]
+            timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at(),
+                       self.reauth_at]  # fmt: skip
             for c in self.children.values():
                 timers += [c.expire_at, None if c.rekeying else c.rekey_at]
         due = [t for t in timers if t is not None]
@@ -291,6 +302,9 @@ class IkeSa:
         elif child.spi_in in self.children and not child.deleting:
             child.rekeying = False
             child.rekey_at = when
+
+    def retry_reauth_later(self) -> None:
+        self.reauth_at = self.now + REKEY_RETRY + self._jitter(REKEY_RETRY)
 
     def _jitter(self, life_rand: float) -> float:
         return int.from_bytes(self.rng.random_bytes(4), "big") / 2**32 * life_rand
@@ -419,6 +433,8 @@ class IkeSa:
         life = self.config.lifetime
         if life.rekey_time:
             self.rekey_at = now + life.rekey_time - self._jitter(life.rand_time)
+        if life.reauth_time:
+            self.reauth_at = now + life.reauth_time - self._jitter(life.rand_time)
         if life.life_time:
             self.expire_at = now + life.life_time
 
@@ -449,6 +465,16 @@ class IkeSa:
         self._crypt_in = self._crypt_out = None
         self.tm.queue.clear()
         self.tm.active = None
+        if self.reauth_of is not None:
+            if not was_up:
+                # A reauthentication that failed: the old IKE SA carries on.
+                self.log(f"IKE SA failed: {reason}")
+                reauth.failed(self, reason)
+                return
+            old, self.reauth_of = self.reauth_of, None
+            old.reauth_by = None
+            old.replaced_by = self  # the IKE SA is down with this one; the old goes quietly
+            old._delete_self(self.now)
         if self.replaced_by is not None:
             # Rekeyed away (or the loser of a §2.8.2 collision): the IKE SA lives on in
             # its replacement, so the shell hears nothing.
@@ -516,6 +542,8 @@ class IkeSa:
         if self.replaced_by is not None:
             self.current.add_child(child, replaces)
             return
+        if replaces is None and self.reauth_of is not None:
+            replaces = reauth.predecessor(self, child)  # re-created by reauthentication
         self.children[child.spi_in] = child
         life = self._child_config(child.name).lifetime
         if life.rekey_time:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from .config import ChildConfig, IkeConfig
-from .events import Event, IkeSaRekeyed, IkeSaUp
+from .events import Event, IkeSaReauthenticating, IkeSaRekeyed, IkeSaUp
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN
 from .responder import Responder
@@ -84,9 +84,12 @@ class IkeManager:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out, self._out = self._out, []
-        for sa in list(self._by_spi.values()):
-            out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(now)]
-            self._collect(sa)
+        done: set[int] = set()
+        while todo := [sa for sa in list(self._by_spi.values()) if id(sa) not in done]:
+            for sa in todo:  # an SA may bring a new one (rekey, reauthentication)
+                done.add(id(sa))
+                out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(now)]
+                self._collect(sa)
         return out
 
     def handle_timer(self, now: float) -> None:
@@ -127,7 +130,7 @@ class IkeManager:
     def _collect(self, sa: IkeSa) -> None:
         came_up = False
         while (event := sa.next_event()) is not None:
-            if isinstance(event, IkeSaRekeyed):
+            if isinstance(event, (IkeSaRekeyed, IkeSaReauthenticating)):
                 self._add(event.new_sa)
             came_up = came_up or isinstance(event, IkeSaUp)
             self._events.append(event)

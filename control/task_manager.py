@@ -70,6 +70,10 @@ class TaskManager:
         sa = self.sa
         if self.active is None and sa.destroy_when_idle and not sa.is_destroyed:
             sa.destroy(sa.destroy_when_idle)
+        if self.active is None and sa.reauth_of is not None:
+            from . import reauth
+
+            reauth.step(sa, now)
         if self.active is not None or not self.queue or sa.is_destroyed or sa.on_hold:
             return
         task = self.queue[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ikepair import A, B, configs
+from ikepair import A, B, configs, drain, shuttle
 
 from espfast.control.events import (
     ChildSaDown,
@@ -14,25 +14,6 @@ from espfast.control.events import (
 from espfast.control.ike_sa import IkeSa
 from espfast.control.manager import IkeManager
 from espfast.control.rng import DeterministicRng
-
-
-def shuttle(a: IkeManager, b: IkeManager, now: float = 0.0, rounds: int = 10) -> None:
-    """Deliver datagrams both ways until both managers are quiet."""
-    for _ in range(rounds):
-        moved = False
-        for src, dst, src_host in ((a, b, A[0]), (b, a, B[0])):
-            for data, remote, local_port in src.datagrams_to_send(now):
-                moved = True
-                dst.receive_datagram(data, (src_host, local_port), now, (remote[0], remote[1]))
-        if not moved:
-            return
-
-
-def drain(m: IkeManager) -> list[object]:
-    out = []
-    while (e := m.next_event()) is not None:
-        out.append(e)
-    return out
 
 
 def test_manager_dispatches_by_spi_and_follows_rekeys() -> None:
