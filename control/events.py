@@ -80,10 +80,27 @@ class IkeSaUp:
 
 
 @dataclass(frozen=True)
+class ChildAction:
+    """What to do about one child of a connection that went down (strongSwan's names):
+    "trap" (install a trap; on matching traffic call IkeManager.acquire) or "restart" /
+    "start" (negotiated again at once; IkeManager does it itself)."""
+
+    child: str
+    action: str
+
+
+@dataclass(frozen=True)
 class IkeSaDown:
+    """``cause``: "dpd" (the peer stopped answering: retransmissions ran out), "peer"
+    (the peer deleted it), "expired" (life_time), "local" (we deleted it), "failed"
+    (never came up) or "replaced" (INITIAL_CONTACT). ``actions``: the children's
+    dpd_action (cause "dpd") or close_action (cause "peer") other than clear/none."""
+
     ike_sa_id: int
     name: str
     reason: str
+    cause: str = ""
+    actions: tuple[ChildAction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,11 +149,15 @@ class ChildSaUp:
 
 @dataclass(frozen=True)
 class ChildSaDown:
+    """``action``: when the peer deleted this Child SA alone, its close_action if not
+    "none" ("trap": install a trap, "start": IkeManager negotiates it again)."""
+
     ike_sa_id: int
     name: str
     spi_in: int
     spi_out: int
     reason: str = ""
+    action: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from .crypto import (
 )
 from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .events import (
+    ChildAction,
     ChildSaDown,
     ChildSaRekeyed,
     Event,
@@ -105,6 +106,9 @@ class IkeSa:
         self.initiator = initiator
         self.local = local
         self.remote = remote
+        # Where it all began (kept across rekeys): a restart starts from here again.
+        self.first_local, self.first_remote = local, remote
+        self.down_cause = ""  # why it went down (IkeSaDown.cause)
         self.rng = rng
         own_spi = self._new_spi()
         self.spi_i = own_spi if initiator else spi_i
@@ -236,6 +240,7 @@ class IkeSa:
             self.expire_at = None
             self.log("IKE SA lifetime over" if self.replaced_by is None else
                      "the peer did not delete the IKE SA it rekeyed")  # fmt: skip
+            self.down_cause = "expired"
             self._delete_self(now)
             return
         if self.reauth_at is not None and now >= self.reauth_at:
@@ -360,6 +365,7 @@ class IkeSa:
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL { D(IKE) }: closes the IKE SA and all its Child SAs."""
+        self.current.down_cause = "local"
         self.current._delete_self(now)
 
     def _delete_self(self, now: float) -> None:
@@ -459,6 +465,8 @@ class IkeSa:
         if self.replaced_by is not None and self.replaced_by.rekeyed_from is self:
             self.replaced_by.rekeyed_from = None  # no chain of old SAs kept alive
         self.delete_reason = reason
+        cause = self.down_cause or ("local" if was_up else "failed")
+        actions = self._actions(cause)
         for spi in list(self.children):
             self.remove_child(spi, reason)
         self.keys.wipe()
@@ -481,7 +489,20 @@ class IkeSa:
             self.log(f"old IKE SA {self.spi_i:016x}_i {self.spi_r:016x}_r closed: {reason}")
             return
         self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}")
-        self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason))
+        self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason, cause, actions))
+
+    def _actions(self, cause: str) -> tuple[ChildAction, ...]:
+        """strongSwan's dpd_action (peer found dead) or close_action (peer deleted us)
+        of each child this IKE SA carries, leaving out clear / none."""
+        if cause not in ("dpd", "peer"):
+            return ()
+        names = {c.name for c in self.children.values()}
+        out = []
+        for c in self.config.children:
+            action = c.dpd_action if cause == "dpd" else c.close_action
+            if c.name in names and action not in ("clear", "none"):
+                out.append(ChildAction(c.name, action))
+        return tuple(out)
 
     def select_config(self, idi: IdPayload) -> None:
         """Responder: the configuration whose remote identity the IDi names."""
@@ -563,21 +584,25 @@ class IkeSa:
                                      replaces.spi_out, up))  # fmt: skip
         child.forget_keys()
 
-    def remove_child(self, spi_in: int, reason: str) -> None:
+    def remove_child(self, spi_in: int, reason: str, action: str = "") -> None:
         if spi_in not in self.children and self.replaced_by is not None:
-            self.current.remove_child(spi_in, reason)
+            self.current.remove_child(spi_in, reason, action)
             return
         child = self.children.pop(spi_in, None)
         if child is None:
             return
-        self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason))
+        self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason,
+                              action))  # fmt: skip
 
     def child_deleted_by_peer(self, spi_out: int) -> int | None:
         """The peer deleted its inbound SA ``spi_out``: remove ours; return our SPI."""
         child = self.child_by_spi_out(spi_out)
         if child is None:
             return None
-        self.remove_child(child.spi_in, "deleted by peer")
+        action = self._child_config(child.name).close_action
+        if child.rekeying or child.deleting or child.peer_rekey is not None:
+            action = "none"  # the old SA of a rekey, or one we close anyway: nothing to redo
+        self.remove_child(child.spi_in, "deleted by peer", "" if action == "none" else action)
         return child.spi_in
 
     def child_by_spi_out(self, spi_out: int) -> ChildSa | None:
@@ -596,6 +621,7 @@ class IkeSa:
         new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
+        new.first_local, new.first_remote = self.first_local, self.first_remote
         new.ike_sa_id = self.ike_sa_id  # the same IKE SA to the shell, under new SPIs
         new.candidates = self.candidates
         new.half_open_deadline = None

@@ -40,6 +40,7 @@ def start(old: IkeSa, now: float) -> IkeSa | None:
                          child=old._child_config(names[0]),
                          ike_sa_id=old.ike_sa_id)  # fmt: skip
     new.reauth_of = old
+    new.first_local, new.first_remote = old.first_local, old.first_remote
     old.reauth_by = new
     old.rekey_at = old.reauth_at = None  # the new SA takes over these
     for name in names[1:]:

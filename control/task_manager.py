@@ -113,6 +113,8 @@ class TaskManager:
             self.active = None
             self.next_retransmit = None
             task.failed("peer not responding")
+            # A peer that stops answering is dead (dead peer detection, RFC 7296 §2.4).
+            self.sa.down_cause = "dpd" if self.sa.is_established else "failed"
             self.sa.destroy(f"peer not responding after {self.tries} retransmits")
             return
         self.tries += 1

@@ -116,7 +116,9 @@ class Informational(Task):
             if collision is not None and self.sa.replaced_by is collision[1]:
                 collision[1].release(self.sa.now, queue_from=self.sa)
             self.sa.destroy_when_idle = "deleted by peer"
+            self.sa.down_cause = "peer"
             return
+        self.sa.down_cause = "peer"
         self.sa.destroy("deleted by peer")
 
     def failed(self, reason: str) -> None:

@@ -120,3 +120,15 @@ def drain(m: IkeManager) -> list[object]:
     while (e := m.next_event()) is not None:
         out.append(e)
     return out
+
+
+def up_managers(ci: IkeConfig, cr: IkeConfig, seed: str = "") -> tuple[IkeManager, IkeManager]:
+    """Two managers (a initiates, b answers) with one IKE SA and its Child SA up, their
+    events drained."""
+    gw_a = IkeManager([], rng=DeterministicRng("a" + seed), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    shuttle(gw_a, gw_b)
+    drain(gw_a)
+    drain(gw_b)
+    return gw_a, gw_b

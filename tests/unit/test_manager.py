@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ikepair import A, B, configs, drain, shuttle
+from ikepair import A, B, configs, drain, shuttle, up_managers
 
 from espfast.control.events import (
     ChildSaDown,
@@ -89,13 +89,7 @@ def test_initial_contact_clears_stale_sas_after_a_peer_restart() -> None:
 
 def up_pair(seed: str) -> tuple[IkeManager, IkeManager, IkeSa, IkeSa]:
     """Two managers with one IKE SA (and its Child SA) up between them."""
-    ci, cr = configs()
-    gw_a = IkeManager([], rng=DeterministicRng("a" + seed), local=A)
-    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
-    gw_a.initiate(ci, local=A, remote=B, now=0)
-    shuttle(gw_a, gw_b)
-    drain(gw_a)
-    drain(gw_b)
+    gw_a, gw_b = up_managers(*configs(), seed)
     (sa_a,) = gw_a.sas
     (sa_b,) = gw_b.sas
     return gw_a, gw_b, sa_a, sa_b
