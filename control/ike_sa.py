@@ -22,7 +22,7 @@ from enum import Enum
 
 from . import reauth
 from .auth import id_matches
-from .child_sa import ChildSa
+from .child_sa import ChildSa, seq_rekey_threshold
 from .config import ChildConfig, IkeConfig
 from .constants import (
     NATT_PORT,
@@ -274,16 +274,25 @@ class IkeSa:
         due = [t for t in timers if t is not None]
         return min(due) if due else None
 
-    def child_traffic(self, spi_in: int, octets: int, packets: int, now: float) -> None:
+    def child_traffic(self, spi_in: int, octets: int, packets: int, now: float, *,
+                      seq_out: int = 0) -> None:  # fmt: skip
         """The dataplane's counters for a Child SA (both directions, cumulative): rekey it
-        when they pass rekey_bytes / rekey_packets."""
+        when they pass rekey_bytes / rekey_packets, or when ``seq_out``, the outbound
+        SA's last sequence number sent (SaStats.seq), nears the end of the 32-bit (or,
+        with ESN, 64-bit) space (RFC 4303 §3.3.3)."""
         child = self.children.get(spi_in)
         if child is None or child.rekeying:
             return
         life = self._child_config(child.name).lifetime
-        if (life.rekey_bytes and octets >= life.rekey_bytes) or (
-            life.rekey_packets and packets >= life.rekey_packets
-        ):
+        why = ""
+        if life.rekey_bytes and octets >= life.rekey_bytes:
+            why = f"{octets} bytes"
+        elif life.rekey_packets and packets >= life.rekey_packets:
+            why = f"{packets} packets"
+        elif seq_out >= seq_rekey_threshold(child.chosen.esn):
+            why = f"sequence number {seq_out} nearing exhaustion"
+        if why:
+            self.log(f"Child SA {child.name} {spi_in:08x}: rekeying after {why}")
             child.rekeying = True
             self.rekey_child(spi_in, now)
 
