@@ -94,6 +94,7 @@ class IkeConfig:
     lifetime: Lifetime = IKE_LIFETIME
     dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
     initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
+    mobike: bool = True  # RFC 4555: N(MOBIKE_SUPPORTED) in IKE_AUTH (strongSwan's default)
 
     def __post_init__(self) -> None:
         where = f"connection {self.name!r}"

@@ -133,6 +133,8 @@ class IkeSa:
         self.peer_fragmentation = False
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.nat_local = self.nat_remote = False
+        self.mobike = False  # RFC 4555 negotiated: only UPDATE_SA_ADDRESSES moves the peer
+        self.request_from: Addr = remote  # where the request being handled came from
         self.peer_id: IdPayload | None = None
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
@@ -222,8 +224,11 @@ class IkeSa:
         if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
             if local is not None:
                 self.local = local
-            if addr != self.remote:
-                self._peer_moved(addr)
+            self.request_from = addr
+            if addr != self.remote and not (self.mobike and self.is_established):
+                # RFC 7296 §2.23: a NAT mapping changed. With MOBIKE, only
+                # UPDATE_SA_ADDRESSES moves the peer (RFC 4555 §3.5; tasks/informational).
+                self.peer_moved(addr)
         self.tm.on_request(msg, header.message_id, header.exchange, data, now)
 
     def handle_timer(self, now: float) -> None:
@@ -393,6 +398,11 @@ class IkeSa:
         sa = self.current
         sa.rekeying = True
         sa.tm.queue_task(IkeRekey(sa, True), now)
+
+    def reauthenticate(self, now: float) -> IkeSa | None:
+        """Reauthenticate now (as at reauth_time; control/reauth.py): returns the new IKE
+        SA, also announced by IkeSaReauthenticating; None if one is under way already."""
+        return reauth.start(self.current, now)
 
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
@@ -641,6 +651,7 @@ class IkeSa:
         new.peer_fragmentation = self.peer_fragmentation
         new.peer_hash_algorithms = self.peer_hash_algorithms
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
+        new.mobike = self.mobike
         new.peer_id = self.peer_id
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq
@@ -759,7 +770,7 @@ class IkeSa:
         first_type = pieces.pop(0)[1][0]
         return reassemble(h, first_type, [pieces[n][1] for n in range(1, skf.total + 1)])
 
-    def _peer_moved(self, addr: Addr) -> None:
+    def peer_moved(self, addr: Addr) -> None:
         old = self.remote
         self.remote = addr
         if self.is_established:

@@ -12,6 +12,7 @@ from ..constants import ExchangeType, NotifyType, ProtocolId, is_error_notify
 from ..message import Message, check_rules
 from ..payloads import DeletePayload, NotifyPayload, Payload
 from .base import Task
+from .ike_init import detect_nat, natd_notifies
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -69,12 +70,29 @@ class Informational(Task):
                         sa.early_deletes.add(int.from_bytes(spi, "big"))
                 if ours:
                     self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
+        if sa.mobike and msg.notify(NotifyType.UPDATE_SA_ADDRESSES) is not None:
+            self._update_addresses(msg)
         for n in msg.all(NotifyPayload):
             if n.notify_type == NotifyType.AUTHENTICATION_FAILED or (
                 is_error_notify(n.notify_type) and not sa.is_established
             ):
                 self.delete_ike = True
         return True
+
+    def _update_addresses(self, msg: Message) -> None:
+        """RFC 4555 §3.5, as responder: the initiator moved (a road warrior changed
+        networks) and says so from its new address. The IKE SA and its Child SAs follow
+        it there (PeerAddressChanged: the shell points the outbound SAs at it); the
+        answer carries our NAT detection for the new path and echoes COOKIE2 (§3.6)."""
+        sa = self.sa
+        if sa.request_from != sa.remote:
+            sa.peer_moved(sa.request_from)
+        detect_nat(sa, msg)
+        if msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
+            self.answer += natd_notifies(sa, sa.spi_r)
+        cookie2 = msg.notify(NotifyType.COOKIE2)
+        if cookie2 is not None:
+            self.answer.append(NotifyPayload(NotifyType.COOKIE2, cookie2.data))
 
     def _our_deleted_spis(self) -> list[int]:
         return [

@@ -132,3 +132,12 @@ def up_managers(ci: IkeConfig, cr: IkeConfig, seed: str = "") -> tuple[IkeManage
     drain(gw_a)
     drain(gw_b)
     return gw_a, gw_b
+
+
+def establish_pair(**kw: object) -> Pair:
+    """A Pair with its IKE SA and first Child SA up, the events drained."""
+    p = Pair(*configs(**kw))  # type: ignore[arg-type]
+    p.establish()
+    events(p.i)
+    events(p.r)
+    return p

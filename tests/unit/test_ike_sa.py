@@ -6,7 +6,7 @@ Each step is commented in RFC 7296 notation; --> is initiator to responder.
 from __future__ import annotations
 
 import pytest
-from ikepair import NET_A, NET_B, A, B, Pair, configs, events
+from ikepair import NET_A, NET_B, A, B, Pair, configs, establish_pair, events
 
 from espfast.control.constants import (
     DhGroup,
@@ -312,14 +312,6 @@ def test_ike_sa_init_retransmission_goes_to_the_half_open_sa() -> None:
     assert p.responder.counters.created == 1
     p.establish()
     assert p.i.is_established
-
-
-def establish_pair(**kw: object) -> Pair:
-    p = Pair(*configs(**kw))  # type: ignore[arg-type]
-    p.establish()
-    events(p.i)
-    events(p.r)
-    return p
 
 
 def test_create_child_sa_with_pfs_and_delete() -> None:
