@@ -357,6 +357,10 @@ def chart(results: Sequence[TunnelResult], path: Path) -> None:
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
+        if med and max(med) > 0:
+            # A single slow ping (a busy machine) must not squash every bar.
+            ax.set_xlim(0, max(m + h for m, h in zip(med, hi, strict=True)) * 1.05)
+            ax.set_xlim(0, min(ax.get_xlim()[1], 3 * max(med)))
     fig.suptitle("espfast vs peers (median, min..max)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

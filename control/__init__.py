@@ -28,13 +28,16 @@ datagrams as (data, remote, local port)). Underneath, one IkeSa at a time::
     sa.create_child(child_config, now); sa.delete_child(spi_in, now); sa.delete(now)
     sa.rekey_child(spi_in, now); sa.check_liveness(now); sa.status()
 
-Lifetimes (config.Lifetime, strongSwan's rekey_time/life_time/rand_time) and dead peer
-detection (IkeConfig.dpd_delay) run on the same timers; feed the dataplane's counters with
-``sa.child_traffic(spi_in, octets, packets, now)`` (rekey_bytes/rekey_packets) and inbound
-ESP with ``sa.peer_alive(now)``. When ``sa.nat_local`` is set (we are behind a NAT), the
+Lifetimes (config.Lifetime, strongSwan's rekey_time/life_time/rand_time/reauth_time)
+and dead peer detection (IkeConfig.dpd_delay) run on the same timers; feed the
+dataplane's counters with ``sa.child_traffic(spi_in, octets, packets, now, seq_out=...)``
+(rekey_bytes/rekey_packets, and ``seq_out``, the outbound SA's SaStats.seq, so that an
+SA nearing sequence-number exhaustion rekeys in time) and inbound ESP with
+``sa.peer_alive(now)``. When ``sa.nat_local`` is set (we are behind a NAT), the
 shell sends a one-byte 0xFF NAT-keepalive to ``sa.remote`` every 20 s (RFC 3948 §2.3).
-Events: IkeSaUp/Down/Rekeyed, ChildSaUp (keys for the dataplane, in its Transform
-names)/Down/Rekeyed/Failed, PeerAddressChanged (events.py).
+Events: IkeSaUp/Down/Rekeyed/Reauthenticating, ChildSaUp (keys for the dataplane, in its
+Transform names)/Down/Rekeyed/Failed, PeerAddressChanged (events.py). IkeManager
+(manager.py) adds dpd_action/close_action (restart, traps) and shutdown().
 
 ``now`` is a monotonic clock in seconds. Certificate authentication: build the AuthConfig
 with ``auth.certificate_auth(credential, trust_store, time.time)`` (a wall clock for

@@ -12,6 +12,14 @@ from .events import ChildSaUp, TrafficSelector
 from .proposals import Chosen
 
 
+def seq_rekey_threshold(esn: bool) -> int:
+    """The outbound sequence number at which a Child SA rekeys: 15/16 of the space
+    (2^32 - 1, or 2^64 - 1 with ESN). The counter must never cycle (RFC 4303 §3.3.3):
+    the new SA must be in place before the old one runs dry."""
+    last = 2**64 - 1 if esn else 2**32 - 1
+    return last - (last >> 4)
+
+
 @dataclass
 class ChildSa:
     name: str

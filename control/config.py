@@ -27,12 +27,24 @@ class Lifetime:
     rand_time: float
     rekey_bytes: int = 0
     rekey_packets: int = 0
+    # IKE SAs only: authenticate afresh after this long (RFC 7296 §2.8.3, strongSwan's
+    # reauth_time; 0: never), make-before-break: a new IKE SA and its Child SAs come up
+    # before the old IKE SA is deleted. Jittered by rand_time like rekey_time.
+    reauth_time: float = 0.0
 
 
 # swanctl.conf defaults: Child SAs rekey after 1 h (life_time +10 %, rand_time the
 # difference); IKE SAs after 4 h (over_time 10 % of it, rand_time = over_time).
 CHILD_LIFETIME = Lifetime(3600.0, 3960.0, 360.0)
 IKE_LIFETIME = Lifetime(14400.0, 15840.0, 1440.0)
+
+
+# strongSwan's child actions (swanctl.conf): what happens once the peer is found dead
+# (dpd_action) or closes the IKE or Child SA (close_action). "clear": nothing more;
+# "trap": a trap that negotiates again on matching traffic (IkeManager.acquire);
+# "restart" / "start": negotiate again at once.
+DPD_ACTIONS = ("clear", "trap", "restart")
+CLOSE_ACTIONS = ("none", "trap", "start")
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,8 @@ class ChildConfig:
     remote_ts: tuple[TrafficSelector, ...]
     esp_proposals: tuple[ProposalSpec, ...] = field(default_factory=lambda: parse_esp(DEFAULT_ESP))
     lifetime: Lifetime = CHILD_LIFETIME
+    dpd_action: str = "clear"
+    close_action: str = "none"
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class IkeConfig:
     lifetime: Lifetime = IKE_LIFETIME
     dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
     initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
+    mobike: bool = True  # RFC 4555: N(MOBIKE_SUPPORTED) in IKE_AUTH (strongSwan's default)
 
     def __post_init__(self) -> None:
         where = f"connection {self.name!r}"
@@ -97,6 +112,12 @@ class IkeConfig:
                 raise ValueError(f"{where}: child {c.name!r} needs local_ts and remote_ts")
             if not c.esp_proposals:
                 raise ValueError(f"{where}: child {c.name!r} has no ESP proposals")
+            if c.dpd_action not in DPD_ACTIONS:
+                raise ValueError(f"{where}: child {c.name!r}: dpd_action {c.dpd_action!r} "
+                                 f"is not one of {', '.join(DPD_ACTIONS)}")  # fmt: skip
+            if c.close_action not in CLOSE_ACTIONS:
+                raise ValueError(f"{where}: child {c.name!r}: close_action {c.close_action!r} "
+                                 f"is not one of {', '.join(CLOSE_ACTIONS)}")  # fmt: skip
         if self.fragment_size < 576:
             raise ValueError(f"{where}: fragment_size {self.fragment_size} below 576")
         if self.retransmit_timeout <= 0 or self.retransmit_tries < 0:

@@ -80,10 +80,27 @@ class IkeSaUp:
 
 
 @dataclass(frozen=True)
+class ChildAction:
+    """What to do about one child of a connection that went down (strongSwan's names):
+    "trap" (install a trap; on matching traffic call IkeManager.acquire) or "restart" /
+    "start" (negotiated again at once; IkeManager does it itself)."""
+
+    child: str
+    action: str
+
+
+@dataclass(frozen=True)
 class IkeSaDown:
+    """``cause``: "dpd" (the peer stopped answering: retransmissions ran out), "peer"
+    (the peer deleted it), "expired" (life_time), "local" (we deleted it), "failed"
+    (never came up) or "replaced" (INITIAL_CONTACT). ``actions``: the children's
+    dpd_action (cause "dpd") or close_action (cause "peer") other than clear/none."""
+
     ike_sa_id: int
     name: str
     reason: str
+    cause: str = ""
+    actions: tuple[ChildAction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,22 @@ class IkeSaRekeyed:
     """The IKE SA was rekeyed (RFC 7296 §2.18): ``new_sa`` (new SPIs, same peer, same
     ``ike_sa_id``) carries the Child SAs from now on; route datagrams with its SPIs to it.
     The old SA then closes quietly: no IkeSaDown for it, the IKE SA lives on."""
+
+    ike_sa_id: int
+    name: str
+    new_sa: IkeSa = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class IkeSaReauthenticating:
+    """Reauthentication (RFC 7296 §2.8.3, make-before-break) has begun: ``new_sa`` is a
+    fresh IKE SA (IKE_SA_INIT + IKE_AUTH, new credentials check) with the same
+    ``ike_sa_id``. Serve it like an IKE SA you initiated (datagrams by its SPIs, its
+    timers, its events). Each Child SA it re-creates comes as ChildSaRekeyed (old SPIs ->
+    new ChildSaUp): install the new SAs before removing the old ones, as for a rekey.
+    Once all are up the old IKE SA is deleted: ChildSaDown for the old Child SAs, and no
+    IkeSaDown (the IKE SA lives on in ``new_sa``). Should the new SA fail before it is
+    up, the old one carries on and tries again later."""
 
     ike_sa_id: int
     name: str
@@ -116,11 +149,15 @@ class ChildSaUp:
 
 @dataclass(frozen=True)
 class ChildSaDown:
+    """``action``: when the peer deleted this Child SA alone, its close_action if not
+    "none" ("trap": install a trap, "start": IkeManager negotiates it again)."""
+
     ike_sa_id: int
     name: str
     spi_in: int
     spi_out: int
     reason: str = ""
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,6 @@ class PeerAddressChanged:
 
 
 Event = (
-    IkeSaUp | IkeSaDown | IkeSaRekeyed | ChildSaUp | ChildSaDown | ChildSaFailed | ChildSaRekeyed
-    | PeerAddressChanged
+    IkeSaUp | IkeSaDown | IkeSaRekeyed | IkeSaReauthenticating | ChildSaUp | ChildSaDown
+    | ChildSaFailed | ChildSaRekeyed | PeerAddressChanged
 )  # fmt: skip

@@ -20,8 +20,9 @@ import logging
 from collections import deque
 from enum import Enum
 
+from . import reauth
 from .auth import id_matches
-from .child_sa import ChildSa
+from .child_sa import ChildSa, seq_rekey_threshold
 from .config import ChildConfig, IkeConfig
 from .constants import (
     NATT_PORT,
@@ -45,6 +46,7 @@ from .crypto import (
 )
 from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .events import (
+    ChildAction,
     ChildSaDown,
     ChildSaRekeyed,
     Event,
@@ -104,6 +106,9 @@ class IkeSa:
         self.initiator = initiator
         self.local = local
         self.remote = remote
+        # Where it all began (kept across rekeys): a restart starts from here again.
+        self.first_local, self.first_remote = local, remote
+        self.down_cause = ""  # why it went down (IkeSaDown.cause)
         self.rng = rng
         own_spi = self._new_spi()
         self.spi_i = own_spi if initiator else spi_i
@@ -128,6 +133,8 @@ class IkeSa:
         self.peer_fragmentation = False
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.nat_local = self.nat_remote = False
+        self.mobike = False  # RFC 4555 negotiated: only UPDATE_SA_ADDRESSES moves the peer
+        self.request_from: Addr = remote  # where the request being handled came from
         self.peer_id: IdPayload | None = None
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
@@ -138,12 +145,21 @@ class IkeSa:
         # The peer's rekey of this SA, while ours was under way: the lowest nonce of its
         # exchange and the SA it made (§2.8.2 collision).
         self.peer_ike_rekey: tuple[bytes, IkeSa] | None = None
+        # The new IKE SA of such a collision, until it is settled: it may be the loser,
+        # so it starts no exchange of its own (its queue waits).
+        self.on_hold = False
         self.delete_reason = ""
         # Lifetimes and liveness (absolute times on the caller's clock).
         self.rekey_at: float | None = None
         self.expire_at: float | None = None
         self.rekeying = False
         self.last_heard = now
+        # Reauthentication (control/reauth.py): when, the new SA replacing this one, or
+        # (on the new SA) the old one and which of its Child SAs were re-created.
+        self.reauth_at: float | None = None
+        self.reauth_by: IkeSa | None = None
+        self.reauth_of: IkeSa | None = None
+        self.reauth_done: set[int] = set()
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -208,8 +224,11 @@ class IkeSa:
         if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
             if local is not None:
                 self.local = local
-            if addr != self.remote:
-                self._peer_moved(addr)
+            self.request_from = addr
+            if addr != self.remote and not (self.mobike and self.is_established):
+                # RFC 7296 §2.23: a NAT mapping changed. With MOBIKE, only
+                # UPDATE_SA_ADDRESSES moves the peer (RFC 4555 §3.5; tasks/informational).
+                self.peer_moved(addr)
         self.tm.on_request(msg, header.message_id, header.exchange, data, now)
 
     def handle_timer(self, now: float) -> None:
@@ -226,8 +245,12 @@ class IkeSa:
             self.expire_at = None
             self.log("IKE SA lifetime over" if self.replaced_by is None else
                      "the peer did not delete the IKE SA it rekeyed")  # fmt: skip
+            self.down_cause = "expired"
             self._delete_self(now)
             return
+        if self.reauth_at is not None and now >= self.reauth_at:
+            self.reauth_at = None
+            reauth.start(self, now)
         if self.rekey_at is not None and now >= self.rekey_at and not self.rekeying:
             self.rekeying = True
             self.rekey(now)
@@ -249,22 +272,32 @@ class IkeSa:
             return None
         timers = [self.tm.get_timer(), self.half_open_deadline]
         if self.state is State.ESTABLISHED:
-            timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at()]
+            timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at(),
+                       self.reauth_at]  # fmt: skip
             for c in self.children.values():
                 timers += [c.expire_at, None if c.rekeying else c.rekey_at]
         due = [t for t in timers if t is not None]
         return min(due) if due else None
 
-    def child_traffic(self, spi_in: int, octets: int, packets: int, now: float) -> None:
+    def child_traffic(self, spi_in: int, octets: int, packets: int, now: float, *,
+                      seq_out: int = 0) -> None:  # fmt: skip
         """The dataplane's counters for a Child SA (both directions, cumulative): rekey it
-        when they pass rekey_bytes / rekey_packets."""
+        when they pass rekey_bytes / rekey_packets, or when ``seq_out``, the outbound
+        SA's last sequence number sent (SaStats.seq), nears the end of the 32-bit (or,
+        with ESN, 64-bit) space (RFC 4303 §3.3.3)."""
         child = self.children.get(spi_in)
         if child is None or child.rekeying:
             return
         life = self._child_config(child.name).lifetime
-        if (life.rekey_bytes and octets >= life.rekey_bytes) or (
-            life.rekey_packets and packets >= life.rekey_packets
-        ):
+        why = ""
+        if life.rekey_bytes and octets >= life.rekey_bytes:
+            why = f"{octets} bytes"
+        elif life.rekey_packets and packets >= life.rekey_packets:
+            why = f"{packets} packets"
+        elif seq_out >= seq_rekey_threshold(child.chosen.esn):
+            why = f"sequence number {seq_out} nearing exhaustion"
+        if why:
+            self.log(f"Child SA {child.name} {spi_in:08x}: rekeying after {why}")
             child.rekeying = True
             self.rekey_child(spi_in, now)
 
@@ -288,6 +321,9 @@ class IkeSa:
         elif child.spi_in in self.children and not child.deleting:
             child.rekeying = False
             child.rekey_at = when
+
+    def retry_reauth_later(self) -> None:
+        self.reauth_at = self.now + REKEY_RETRY + self._jitter(REKEY_RETRY)
 
     def _jitter(self, life_rand: float) -> float:
         return int.from_bytes(self.rng.random_bytes(4), "big") / 2**32 * life_rand
@@ -343,6 +379,7 @@ class IkeSa:
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL { D(IKE) }: closes the IKE SA and all its Child SAs."""
+        self.current.down_cause = "local"
         self.current._delete_self(now)
 
     def _delete_self(self, now: float) -> None:
@@ -361,6 +398,11 @@ class IkeSa:
         sa = self.current
         sa.rekeying = True
         sa.tm.queue_task(IkeRekey(sa, True), now)
+
+    def reauthenticate(self, now: float) -> IkeSa | None:
+        """Reauthenticate now (as at reauth_time; control/reauth.py): returns the new IKE
+        SA, also announced by IkeSaReauthenticating; None if one is under way already."""
+        return reauth.start(self.current, now)
 
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
@@ -416,6 +458,8 @@ class IkeSa:
         life = self.config.lifetime
         if life.rekey_time:
             self.rekey_at = now + life.rekey_time - self._jitter(life.rand_time)
+        if life.reauth_time:
+            self.reauth_at = now + life.reauth_time - self._jitter(life.rand_time)
         if life.life_time:
             self.expire_at = now + life.life_time
 
@@ -440,19 +484,44 @@ class IkeSa:
         if self.replaced_by is not None and self.replaced_by.rekeyed_from is self:
             self.replaced_by.rekeyed_from = None  # no chain of old SAs kept alive
         self.delete_reason = reason
+        cause = self.down_cause or ("local" if was_up else "failed")
+        actions = self._actions(cause)
         for spi in list(self.children):
             self.remove_child(spi, reason)
         self.keys.wipe()
         self._crypt_in = self._crypt_out = None
         self.tm.queue.clear()
         self.tm.active = None
+        if self.reauth_of is not None:
+            if not was_up:
+                # A reauthentication that failed: the old IKE SA carries on.
+                self.log(f"IKE SA failed: {reason}")
+                reauth.failed(self, reason)
+                return
+            old, self.reauth_of = self.reauth_of, None
+            old.reauth_by = None
+            old.replaced_by = self  # the IKE SA is down with this one; the old goes quietly
+            old._delete_self(self.now)
         if self.replaced_by is not None:
             # Rekeyed away (or the loser of a §2.8.2 collision): the IKE SA lives on in
             # its replacement, so the shell hears nothing.
             self.log(f"old IKE SA {self.spi_i:016x}_i {self.spi_r:016x}_r closed: {reason}")
             return
         self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}")
-        self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason))
+        self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason, cause, actions))
+
+    def _actions(self, cause: str) -> tuple[ChildAction, ...]:
+        """strongSwan's dpd_action (peer found dead) or close_action (peer deleted us)
+        of each child this IKE SA carries, leaving out clear / none."""
+        if cause not in ("dpd", "peer"):
+            return ()
+        names = {c.name for c in self.children.values()}
+        out = []
+        for c in self.config.children:
+            action = c.dpd_action if cause == "dpd" else c.close_action
+            if c.name in names and action not in ("clear", "none"):
+                out.append(ChildAction(c.name, action))
+        return tuple(out)
 
     def select_config(self, idi: IdPayload) -> None:
         """Responder: the configuration whose remote identity the IDi names."""
@@ -513,6 +582,8 @@ class IkeSa:
         if self.replaced_by is not None:
             self.current.add_child(child, replaces)
             return
+        if replaces is None and self.reauth_of is not None:
+            replaces = reauth.predecessor(self, child)  # re-created by reauthentication
         self.children[child.spi_in] = child
         life = self._child_config(child.name).lifetime
         if life.rekey_time:
@@ -532,21 +603,25 @@ class IkeSa:
                                      replaces.spi_out, up))  # fmt: skip
         child.forget_keys()
 
-    def remove_child(self, spi_in: int, reason: str) -> None:
+    def remove_child(self, spi_in: int, reason: str, action: str = "") -> None:
         if spi_in not in self.children and self.replaced_by is not None:
-            self.current.remove_child(spi_in, reason)
+            self.current.remove_child(spi_in, reason, action)
             return
         child = self.children.pop(spi_in, None)
         if child is None:
             return
-        self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason))
+        self.emit(ChildSaDown(self.ike_sa_id, child.name, spi_in, child.spi_out, reason,
+                              action))  # fmt: skip
 
     def child_deleted_by_peer(self, spi_out: int) -> int | None:
         """The peer deleted its inbound SA ``spi_out``: remove ours; return our SPI."""
         child = self.child_by_spi_out(spi_out)
         if child is None:
             return None
-        self.remove_child(child.spi_in, "deleted by peer")
+        action = self._child_config(child.name).close_action
+        if child.rekeying or child.deleting or child.peer_rekey is not None:
+            action = "none"  # the old SA of a rekey, or one we close anyway: nothing to redo
+        self.remove_child(child.spi_in, "deleted by peer", "" if action == "none" else action)
         return child.spi_in
 
     def child_by_spi_out(self, spi_out: int) -> ChildSa | None:
@@ -557,13 +632,15 @@ class IkeSa:
         return self.replaced_by.child_by_spi_out(spi_out) if self.replaced_by else None
 
     def rekeyed(self, *, initiator: bool, spi_i: int, spi_r: int, chosen: Chosen, ni: bytes,
-                nr: bytes, shared: bytes, now: float) -> IkeSa:  # fmt: skip
+                nr: bytes, shared: bytes, now: float, on_hold: bool = False) -> IkeSa:  # fmt: skip
         """The IKE SA that replaces this one (RFC 7296 §2.18): new SPIs and keys from
         SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), Message IDs from 0, the rekey
-        initiator as its initiator, and all Child SAs moved over."""
+        initiator as its initiator, and all Child SAs moved over. ``on_hold``: a §2.8.2
+        collision is not settled yet; our queued exchanges stay here until it is."""
         new = IkeSa(self.config, initiator=initiator, local=self.local, remote=self.remote,
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
+        new.first_local, new.first_remote = self.first_local, self.first_remote
         new.ike_sa_id = self.ike_sa_id  # the same IKE SA to the shell, under new SPIs
         new.candidates = self.candidates
         new.half_open_deadline = None
@@ -574,6 +651,7 @@ class IkeSa:
         new.peer_fragmentation = self.peer_fragmentation
         new.peer_hash_algorithms = self.peer_hash_algorithms
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
+        new.mobike = self.mobike
         new.peer_id = self.peer_id
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq
@@ -585,13 +663,30 @@ class IkeSa:
         self.expire_at = now + REPLACED_GRACE
         self.replaced_by = new
         new.rekeyed_from = self
-        # Exchanges we had queued but not started go to the new IKE SA.
-        for task in self.tm.queue:
-            task.rebind(new)
-        new.tm.queue, self.tm.queue = self.tm.queue, []  # the caller starts them
+        new.on_hold = on_hold
+        if not on_hold:
+            self.move_queue(new)  # the caller starts them
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
         self.emit(IkeSaRekeyed(self.ike_sa_id, self.config.name, new))
         return new
+
+    def move_queue(self, to: IkeSa) -> None:
+        """Exchanges we had queued but not started go to ``to`` (after a rekey)."""
+        for task in self.tm.queue:
+            task.rebind(to)
+        to.tm.queue += self.tm.queue
+        self.tm.queue = []
+
+    def release(self, now: float, queue_from: IkeSa | None = None) -> None:
+        """A §2.8.2 collision is settled and this SA stays: its exchanges, and those
+        waiting on ``queue_from``, start (on its replacement, if it was rekeyed since)."""
+        self.on_hold = False
+        target = self.current
+        if queue_from is not None:
+            queue_from.move_queue(target)
+        if target is not self:
+            self.move_queue(target)
+        target.tm.initiate(now)
 
     def responder_task(self, msg: Message) -> Task:
         exchange = msg.exchange
@@ -675,7 +770,7 @@ class IkeSa:
         first_type = pieces.pop(0)[1][0]
         return reassemble(h, first_type, [pieces[n][1] for n in range(1, skf.total + 1)])
 
-    def _peer_moved(self, addr: Addr) -> None:
+    def peer_moved(self, addr: Addr) -> None:
         old = self.remote
         self.remote = addr
         if self.is_established:

@@ -8,6 +8,13 @@ predecessors, and events come out of one queue.
     for data, remote, local_port in mgr.datagrams_to_send(now): ...   # 4500: add marker
     if (t := mgr.get_timer()) is not None and now >= t: mgr.handle_timer(now)
     while (event := mgr.next_event()) is not None: ...
+
+What happens when a peer dies or closes (strongSwan's dpd_action / close_action of each
+child, reported in IkeSaDown.actions and ChildSaDown.action): "restart" / "start" are
+negotiated again here at once; "trap" leaves a trap (``traps``): the shell calls
+``acquire(connection, child, now)`` when traffic for the child's remote_ts finds no SA.
+``trap()`` sets one up front (start_action = trap). ``shutdown(now)`` deletes every IKE
+SA (SIGTERM); ``idle`` says when all are gone.
 """
 
 from __future__ import annotations
@@ -17,7 +24,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from .config import ChildConfig, IkeConfig
-from .events import Event, IkeSaRekeyed, IkeSaUp
+from .errors import LocalProtocolError
+from .events import (
+    ChildSaDown,
+    Event,
+    IkeSaDown,
+    IkeSaReauthenticating,
+    IkeSaRekeyed,
+    IkeSaUp,
+)
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN
 from .responder import Responder
@@ -40,6 +55,9 @@ class IkeManager:
         self._responding: dict[int, IkeSa] = {}  # initiator's SPI -> IKE SA we answer
         self._events: deque[Event] = deque()
         self._out: list[Datagram] = []
+        # (connection, child) -> what to initiate when traffic hits its trap.
+        self.traps: dict[tuple[str, str], tuple[IkeConfig, Addr, Addr]] = {}
+        self.closing = False  # shutting down: nothing is restarted or trapped any more
 
     @property
     def sas(self) -> list[IkeSa]:
@@ -84,9 +102,12 @@ class IkeManager:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out, self._out = self._out, []
-        for sa in list(self._by_spi.values()):
-            out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(now)]
-            self._collect(sa)
+        done: set[int] = set()
+        while todo := [sa for sa in list(self._by_spi.values()) if id(sa) not in done]:
+            for sa in todo:  # an SA may bring a new one (rekey, reauthentication)
+                done.add(id(sa))
+                out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(now)]
+                self._collect(sa)
         return out
 
     def handle_timer(self, now: float) -> None:
@@ -119,6 +140,78 @@ class IkeManager:
                 other.destroy("replaced: the peer sent INITIAL_CONTACT")
                 self._collect(other)
 
+    def trap(self, config: IkeConfig, child: str, *, local: Addr, remote: Addr) -> None:
+        """A trap for ``child`` of ``config`` (start_action = trap): nothing is sent
+        until ``acquire``."""
+        if not any(c.name == child for c in config.children):
+            raise LocalProtocolError(f"connection {config.name!r} has no child {child!r}")
+        self.traps[(config.name, child)] = (config, local, remote)
+
+    def acquire(self, name: str, child: str, now: float) -> IkeSa | None:
+        """Traffic hit the trap of connection ``name``'s ``child``: negotiate the Child SA
+        (on the connection's IKE SA if one is up or coming up, else on a new one).
+        Idempotent: while the Child SA exists or is being made, nothing more happens.
+        None when there is no such trap."""
+        entry = self.traps.get((name, child))
+        if entry is None or self.closing:
+            return None
+        config, local, remote = entry
+        cfg = next(c for c in config.children if c.name == child)
+        for sa in self._by_spi.values():
+            if sa.config.name != name or sa.is_destroyed or sa.is_deleting:
+                continue
+            if sa.replaced_by is not None or sa.reauth_of is not None:
+                continue
+            if any(c.name == child for c in sa.children.values()) or _negotiating(sa, child):
+                return sa
+            sa.create_child(cfg, now)
+            return sa
+        return self.initiate(config, local=local, remote=remote, now=now, child=cfg)
+
+    def shutdown(self, now: float) -> None:
+        """Clean shutdown (the shell's SIGTERM): INFORMATIONAL { D(IKE) } on every IKE
+        SA that is up, half-open ones dropped, nothing restarted. Send what
+        ``datagrams_to_send`` gives, feed answers for a moment, stop once ``idle``."""
+        self.closing = True
+        self.traps.clear()
+        for sa in list(self._by_spi.values()):
+            if sa.is_destroyed:
+                continue
+            if sa.replaced_by is not None or sa.reauth_by is not None:
+                sa.destroy("shutting down")  # rekeyed away: its successor says DELETE
+            else:
+                sa.delete(now)
+            self._collect(sa)
+
+    @property
+    def idle(self) -> bool:
+        return all(sa.is_destroyed for sa in self._by_spi.values())
+
+    def _act(self, sa: IkeSa, event: Event) -> None:
+        """strongSwan's dpd_action / close_action: negotiate again, or leave a trap."""
+        if self.closing:
+            return
+        cfgs = {c.name: c for c in sa.config.children}
+        start: list[str] = []
+        if isinstance(event, IkeSaDown):
+            for a in event.actions:
+                if a.action == "trap":
+                    self.traps[(sa.config.name, a.child)] = (sa.config, sa.first_local,
+                                                             sa.first_remote)  # fmt: skip
+                elif a.child in cfgs:
+                    start.append(a.child)
+            if start:
+                new = self.initiate(sa.config, local=sa.first_local, remote=sa.first_remote,
+                                    now=sa.now, child=cfgs[start[0]])  # fmt: skip
+                for name in start[1:]:
+                    new.create_child(cfgs[name], sa.now)
+        elif isinstance(event, ChildSaDown) and event.action and event.name in cfgs:
+            if event.action == "trap":
+                self.traps[(sa.config.name, event.name)] = (sa.config, sa.first_local,
+                                                            sa.first_remote)  # fmt: skip
+            elif not sa.current.is_destroyed and not sa.current.is_deleting:
+                sa.current.create_child(cfgs[event.name], sa.now)
+
     def _add(self, sa: IkeSa) -> None:
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
         if not sa.initiator:
@@ -127,10 +220,12 @@ class IkeManager:
     def _collect(self, sa: IkeSa) -> None:
         came_up = False
         while (event := sa.next_event()) is not None:
-            if isinstance(event, IkeSaRekeyed):
+            if isinstance(event, (IkeSaRekeyed, IkeSaReauthenticating)):
                 self._add(event.new_sa)
             came_up = came_up or isinstance(event, IkeSaUp)
             self._events.append(event)
+            if isinstance(event, (IkeSaDown, ChildSaDown)):
+                self._act(sa, event)
         if came_up and sa.initial_contact:
             self._drop_stale(sa)
         if sa.is_destroyed:
@@ -140,3 +235,16 @@ class IkeManager:
                 for spi, known in list(table.items()):
                     if known is sa:
                         del table[spi]
+
+
+def _negotiating(sa: IkeSa, child: str) -> bool:
+    """Whether an exchange making ``child`` is under way or queued on ``sa``."""
+    from .tasks.child_create import CreateChild
+    from .tasks.ike_auth import IkeAuth
+
+    tasks = [sa.tm.active, *sa.tm.queue]
+    for t in tasks:
+        cfg = t.neg.cfg if isinstance(t, (CreateChild, IkeAuth)) else None
+        if cfg is not None and cfg.name == child:
+            return True
+    return False

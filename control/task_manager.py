@@ -41,6 +41,7 @@ class Counters:
     retransmitted_requests_answered: int = 0
     dropped_bad_message_id: int = 0
     dropped_unexpected_response: int = 0
+    dropped_before_established: int = 0
 
 
 @dataclass
@@ -69,7 +70,11 @@ class TaskManager:
         sa = self.sa
         if self.active is None and sa.destroy_when_idle and not sa.is_destroyed:
             sa.destroy(sa.destroy_when_idle)
-        if self.active is not None or not self.queue or sa.is_destroyed:
+        if self.active is None and sa.reauth_of is not None:
+            from . import reauth
+
+            reauth.step(sa, now)
+        if self.active is not None or not self.queue or sa.is_destroyed or sa.on_hold:
             return
         task = self.queue[0]
         setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
@@ -108,6 +113,8 @@ class TaskManager:
             self.active = None
             self.next_retransmit = None
             task.failed("peer not responding")
+            # A peer that stops answering is dead (dead peer detection, RFC 7296 §2.4).
+            self.sa.down_cause = "dpd" if self.sa.is_established else "failed"
             self.sa.destroy(f"peer not responding after {self.tries} retransmits")
             return
         self.tries += 1
@@ -177,6 +184,16 @@ class TaskManager:
             return
         if mid != self.peer_mid:
             self.counters.dropped_bad_message_id += 1
+            return
+        if not sa.is_established and exchange not in (ExchangeType.IKE_SA_INIT,
+                                                      ExchangeType.IKE_AUTH):  # fmt: skip
+            # The responder counts the IKE SA up once it sent its IKE_AUTH answer and may
+            # start an exchange at once; if that answer is lost or overtaken, its request
+            # reaches us first. Dropped unanswered (the Message ID stays unused), the
+            # request is retransmitted and handled once IKE_AUTH is complete. Answering it
+            # with an error would make the two ends disagree about what it did.
+            self.counters.dropped_before_established += 1
+            sa.log(f"{exchange_name(exchange)} request before IKE_AUTH completed: dropped")
             return
         task: Task | None = None
         error: RemoteProtocolError | None = None

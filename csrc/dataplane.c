@@ -125,6 +125,8 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disab
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&dp->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	ef_order_init(&dp->tx_order);
+	ef_order_init(&dp->rx_order);
 	dp->w = calloc((size_t)workers * 2, sizeof(*dp->w));
 	if (!dp->w)
 		goto fail;
@@ -200,6 +202,8 @@ int ef_dp_start(ef_dp *dp)
 	/* Drain a stop signal left from a previous run. */
 	while (read(dp->stop_fd, &v, sizeof(v)) > 0)
 		;
+	ef_order_reset(&dp->tx_order); /* no worker runs: nobody holds a ticket */
+	ef_order_reset(&dp->rx_order);
 	__atomic_store_n(&dp->running, 1, __ATOMIC_RELEASE);
 	/* Signals (SIGINT, SIGTERM) belong to Python's main thread, not to the workers. */
 	sigfillset(&all);
@@ -225,6 +229,8 @@ void ef_dp_stop(ef_dp *dp)
 	if (write(dp->stop_fd, &one, sizeof(one)) < 0) {
 		/* The counter cannot overflow with one write per stop; nothing to do. */
 	}
+	ef_order_wake(&dp->tx_order); /* workers waiting for their turn see the stop */
+	ef_order_wake(&dp->rx_order);
 	for (int i = 0; i < dp->nworkers * 2; i++) {
 		if (dp->w[i].started)
 			pthread_join(dp->w[i].thread, NULL);
@@ -249,6 +255,8 @@ void ef_dp_free(ef_dp *dp)
 		(void)ioctl(dp->tun_fd, TUNSETOFFLOAD, 0);
 	ef_table_destroy(&dp->table); /* cleanses every key */
 	pthread_rwlock_destroy(&dp->lock);
+	ef_order_destroy(&dp->tx_order);
+	ef_order_destroy(&dp->rx_order);
 	if (dp->tun_fd >= 0)
 		close(dp->tun_fd);
 	if (dp->udp_fd >= 0)

@@ -19,12 +19,24 @@ enum ef_worker_kind { EF_WORKER_TX, EF_WORKER_RX };
 
 struct ef_dp;
 
+/* With several workers per direction: tickets in the order batches were read (under
+ * `lock`), and the I/O that leaves a batch (sendmmsg, TUN writes) done in ticket order;
+ * the crypto in between runs in parallel. */
+struct ef_order {
+	pthread_mutex_t lock;
+	pthread_cond_t turn;
+	uint64_t next; /* the next ticket to hand out */
+	uint64_t done; /* tickets finished: the holder of ticket `done` has the turn */
+};
+
 struct ef_worker {
 	struct ef_dp *dp;
 	int idx; /* which of the SA's per-worker crypto contexts this thread uses */
 	enum ef_worker_kind kind;
 	pthread_t thread;
 	int started;
+	uint64_t ticket; /* of the batch in hand (several workers only) */
+	int has_turn;
 	struct ef_stats st; /* written by this thread only, read with relaxed atomics */
 	struct ef_batch batch;
 	/* TX: inner packets staged for one round (in read slots, or cut from a TSO
@@ -60,9 +72,14 @@ struct ef_dp {
 	int nworkers;            /* per direction */
 	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
 	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */
+	struct ef_order tx_order, rx_order;
 	struct ef_table table;
 };
 
 void *ef_worker_main(void *arg);
+void ef_order_init(struct ef_order *o);
+void ef_order_reset(struct ef_order *o);
+void ef_order_wake(struct ef_order *o); /* after `running` went to 0 */
+void ef_order_destroy(struct ef_order *o);
 
 #endif

@@ -1,10 +1,13 @@
 """``espfast demo``: the main job on an embedded default, start to finish.
 
-Two throw-away network namespaces joined by a veth pair (198.18.0.1 and 198.18.0.2), an
-espfast tunnel between them, real traffic through it (ping over IPv4 and IPv6 inner
-addresses, an iperf3 TCP run, the same run over the bare veth for scale), a look at the
-wire (only ESP-in-UDP/4500 may cross the veth), and a short report. Everything it creates
-is removed on exit, also on failure or Ctrl-C.
+Two throw-away network namespaces joined by a veth pair (198.18.0.1 and 198.18.0.2); a CA
+and a certificate for each gateway made on the spot with ``espfast pki``; ``espfast up`` in
+each namespace negotiating an IKEv2 tunnel (certificate authentication, ECDSA); real
+traffic through it (ping over IPv4 and IPv6 inner addresses, an iperf3 TCP run, the same
+run over the bare veth for scale); ``espfast status``; a look at the wire (the handshake's
+round trips and time, and nothing but IKE and ESP-in-UDP crossing the veth); a short
+report. ``--static`` runs the same with manually keyed SAs (``espfast static``) instead of
+IKE. Everything it creates is removed on exit, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ import contextlib
 import json
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from espfast import netns
+
+if TYPE_CHECKING:
+    from espfast.static import Running
 
 INNER_A4, INNER_B4 = "198.19.1.1", "198.19.2.1"
 INNER_A6, INNER_B6 = "2001:2:0:1::1", "2001:2:0:2::1"
@@ -33,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=float, default=3.0, help="length of each iperf3 run (default 3)"
     )
+    parser.add_argument(
+        "--static", action="store_true", help="manual keying (espfast static) instead of IKEv2"
+    )
 
 
 @dataclass
@@ -43,7 +54,7 @@ class Report:
         print(f"==> {text}", flush=True)
 
     def add(self, label: str, value: str) -> None:
-        self.lines.append(f"  {label:<28} {value}")
+        self.lines.append(f"  {label:<30} {value}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,14 +80,20 @@ def _demo(args: argparse.Namespace, report: Report) -> None:
     report.step("creating two network namespaces joined by a veth pair (198.18.0.1 <-> .2)")
     with netns.TwoHosts.create("demo") as hosts:
         report.add("namespaces", f"{hosts.a.name}, {hosts.b.name}")
-        with _capture(hosts.a) as capture, _static_tunnel(hosts, args.transform, report) as stop:
+        tunnel = _static_tunnel if args.static else _ike_tunnel
+        with _capture(hosts.a) as capture, tunnel(hosts, args.transform, report) as stop:
             _traffic(hosts, args.seconds, report)
+            if not args.static:
+                _status(hosts, report)
             counters = stop()
             report.step("checking what crossed the wire")
-            kinds = capture()
+            lines = capture()
+        kinds = _classify(lines)
         report.add("on the veth", ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-        if PLAINTEXT in kinds or "ESP-in-UDP/4500" not in kinds:
-            raise RuntimeError(f"the veth did not carry only ESP-in-UDP: {kinds}")
+        if PLAINTEXT in kinds or ESP not in kinds:
+            raise RuntimeError(f"the veth did not carry only IKE and ESP-in-UDP: {kinds}")
+        if not args.static:
+            report.add("IKEv2 handshake (on the wire)", _handshake(lines))
         report.add("espfast counters (host a)", counters)
         report.step("the same TCP run over the bare veth, for scale")
         bare = _iperf(hosts, hosts.addr_b, args.seconds)
@@ -98,27 +115,120 @@ def _static_tunnel(
         a = start_in(hosts.a, write_private(Path(tmp) / "a.toml", text_a), "--json")
         b = start_in(hosts.b, write_private(Path(tmp) / "b.toml", text_b))
         report.add("tunnel up in", f"{(time.monotonic() - t0) * 1000:.0f} ms (static keys)")
-        stopped = False
-
-        def stop() -> str:
-            nonlocal stopped
-            stopped = True
-            b.stop()
-            status, out, err = a.stop()
-            if status != 0:
-                raise RuntimeError(f"espfast static exited {status}: {err.strip()}")
-            from espfast.dataplane import Stats
-
-            g = json.loads(out)["global"]
-            drops = {k: v for k, v in g.items() if v and k not in Stats.NOT_DROPS}
-            return f"{g['tx_packets']} packets out, {g['rx_packets']} in, drops: {drops or 'none'}"
-
-        try:
+        with _stopping(a, b) as stop:
             yield stop
-        finally:
-            if not stopped:
-                b.stop()
-                a.stop()
+
+
+@contextlib.contextmanager
+def _ike_tunnel(
+    hosts: netns.TwoHosts, transform: str, report: Report
+) -> Iterator[Callable[[], str]]:
+    """Certificates from ``espfast pki``, then ``espfast up``: b answers, a initiates."""
+    from espfast.static import start_in, write_private
+
+    with tempfile.TemporaryDirectory(prefix="espfast-demo-") as tmp:
+        top = Path(tmp)
+        report.step("making a CA and a certificate for each gateway (espfast pki, ECDSA P-256)")
+        _espfast("pki", "ca", "--out", str(top / "ca"), "--dn", "O=espfast demo, CN=Demo CA")
+        for host in ("a", "b"):
+            _espfast(
+                "pki", "issue", "--ca", str(top / "ca"), "--id", f"{host}.demo.test",
+                "--out", str(top / host), "--name", host,
+            )  # fmt: skip
+        report.add("certificates", "CA + a.demo.test + b.demo.test (ECDSA P-256)")
+        confs = {
+            host: write_private(top / f"{host}.toml", _up_config(hosts, host, top, transform))
+            for host in ("a", "b")
+        }
+        report.step(f"starting espfast up: b answers, a initiates (ESP {transform})")
+        b = start_in(hosts.b, confs["b"], command="up")
+        t0 = time.monotonic()
+        a = start_in(hosts.a, confs["a"], command="up")
+        with _stopping(a, b) as stop:
+            if not netns.wait_for(lambda: _ping_once(hosts.a, INNER_B4), timeout=20):
+                raise RuntimeError("the IKEv2 tunnel did not come up within 20 s")
+            took = (time.monotonic() - t0) * 1000
+            report.add("tunnel up in", f"{took:.0f} ms from starting the initiator")
+            yield stop
+
+
+def _up_config(hosts: netns.TwoHosts, me: str, top: Path, transform: str) -> str:
+    peer = "b" if me == "a" else "a"
+    addr = {"a": hosts.addr_a, "b": hosts.addr_b}
+    inner = {"a": (INNER_A4, INNER_A6), "b": (INNER_B4, INNER_B6)}
+    nets = {"a": ("198.19.1.0/24", "2001:2:0:1::/64"), "b": ("198.19.2.0/24", "2001:2:0:2::/64")}
+    return (
+        "\n".join(
+            [
+                "[interface]",
+                'name = "espfast0"',
+                f'addresses = ["{inner[me][0]}/24", "{inner[me][1]}/64"]',
+                "mtu = 1400",
+                f'listen = "{addr[me]}:4500"',
+                "",
+                "[[connection]]",
+                f'name = "to-{peer}"',
+                f'remote = "{addr[peer]}"' if me == "a" else 'remote = "%any"',
+                f'local_id = "{me}.demo.test"',
+                f'remote_id = "{peer}.demo.test"',
+                'auth = "pubkey"',
+                f'cert = "{top / me / me}.crt"',
+                f'key = "{top / me / me}.key"',
+                f'cacerts = ["{top / "ca" / "ca.crt"}"]',
+                'proposals = "aes128gcm16-prfsha256-x25519"',
+                "",
+                "[[connection.child]]",
+                'name = "net"',
+                f'local_ts = ["{nets[me][0]}", "{nets[me][1]}"]',
+                f'remote_ts = ["{nets[peer][0]}", "{nets[peer][1]}"]',
+                f'esp_proposals = "{transform}"',
+            ]
+        )
+        + "\n"
+    )
+
+
+def _espfast(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "espfast", *args], capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"espfast {' '.join(args[:2])}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _ping_once(ns: netns.Namespace, dst: str) -> bool:
+    return ns.run("ping", "-c", "1", "-W", "1", dst, check=False, timeout=5).returncode == 0
+
+
+@contextlib.contextmanager
+def _stopping(a: Running, b: Running) -> Iterator[Callable[[], str]]:
+    """Yields stop(): ends both (SIGTERM by PID) and returns a's counters for the report."""
+    stopped = False
+
+    def stop() -> str:
+        nonlocal stopped
+        stopped = True
+        b.stop()
+        status, out, err = a.stop()
+        if status != 0:
+            raise RuntimeError(f"espfast exited {status}: {err.strip()}")
+        return out.strip().splitlines()[-1] if out.strip() else "(none printed)"
+
+    try:
+        yield stop
+    finally:
+        if not stopped:
+            b.stop()
+            a.stop()
+
+
+def _status(hosts: netns.TwoHosts, report: Report) -> None:
+    report.step("espfast status on a")
+    out = hosts.a.run(sys.executable, "-m", "espfast", "status", check=False, timeout=20)
+    text = (out.stdout if out.returncode == 0 else out.stderr).rstrip()
+    print("\n".join("    " + line for line in text.splitlines()), flush=True)
+    report.add("espfast status", "shown above" if out.returncode == 0 else f"failed: {text}")
 
 
 def _traffic(hosts: netns.TwoHosts, seconds: float, report: Report) -> None:
@@ -153,8 +263,8 @@ def _iperf(hosts: netns.TwoHosts, dst: str, seconds: float) -> float:
 
 
 @contextlib.contextmanager
-def _capture(ns: netns.Namespace) -> Iterator[Callable[[], dict[str, int]]]:
-    """tcpdump on a's veth; the yielded function stops it and counts what it saw."""
+def _capture(ns: netns.Namespace) -> Iterator[Callable[[], list[str]]]:
+    """tcpdump on a's veth; the yielded function stops it and returns what it saw."""
     with tempfile.TemporaryDirectory(prefix="espfast-demo-pcap-") as tmp:
         pcap = Path(tmp) / "veth.pcap"
         proc = ns.popen(
@@ -163,14 +273,12 @@ def _capture(ns: netns.Namespace) -> Iterator[Callable[[], dict[str, int]]]:
         )  # fmt: skip
         time.sleep(0.5)  # tcpdump needs a moment to attach
 
-        def finish() -> dict[str, int]:
+        def finish() -> list[str]:
             ns.stop(proc)
-            print(
-                subprocess.run(
-                    ["tcpdump", "-n", "-r", str(pcap)], capture_output=True, text=True
-                ).stdout[:3000]
-            )
-            return _classify(pcap)
+            return subprocess.run(
+                ["tcpdump", "-tt", "-n", "-r", str(pcap)],
+                capture_output=True, text=True, timeout=30, check=False,
+            ).stdout.splitlines()  # fmt: skip
 
         try:
             yield finish
@@ -178,22 +286,44 @@ def _capture(ns: netns.Namespace) -> Iterator[Callable[[], dict[str, int]]]:
             ns.stop(proc)
 
 
-def _classify(pcap: Path) -> dict[str, int]:
-    """Count captured packets: ESP-in-UDP/4500, inner (tunnel) addresses in the clear, and
-    the rest (IPv6 neighbour discovery and multicast-listener chatter of the veth itself)."""
-    out = subprocess.run(
-        ["tcpdump", "-n", "-r", str(pcap)], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
+def _classify(lines: list[str]) -> dict[str, int]:
+    """Count captured packets: IKE, ESP-in-UDP/4500, inner (tunnel) addresses in the clear,
+    and the rest (IPv6 neighbour discovery and multicast-listener chatter of the veth)."""
     kinds: dict[str, int] = {}
-    for line in out.splitlines():
+    for line in lines:
         if "198.19." in line or "2001:2:0:" in line:  # the inner networks
             kind = PLAINTEXT
+        elif "isakmp" in line:
+            kind = IKE
         elif re.search(r"\.4500 > \S+\.4500: UDP-encap", line):
-            kind = "ESP-in-UDP/4500"
+            kind = ESP
         else:
             kind = "link-local housekeeping"
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 
 
+def _handshake(lines: list[str]) -> str:
+    """Round trips and time of the IKEv2 exchanges before the first ESP packet, as seen on
+    the wire (tcpdump marks the initiator's requests [I] and the answers [R])."""
+    requests, first, last = 0, None, None
+    for line in lines:
+        if re.search(r"\.4500 > \S+\.4500: UDP-encap", line) and "isakmp" not in line:
+            break
+        if "isakmp" not in line:
+            continue
+        stamp = float(line.split()[0])
+        first = stamp if first is None else first
+        last = stamp
+        if "[I]" in line:
+            requests += 1
+    if first is None or last is None:
+        return "not captured"
+    exchanges = [m for line in lines for m in re.findall(r"ikev2_(\w+)\[", line)]
+    names = ", ".join(dict.fromkeys(exchanges))  # in order of appearance
+    return f"{requests} round trips ({names}), {(last - first) * 1000:.1f} ms"
+
+
 PLAINTEXT = "inner packets in the clear"
+IKE = "IKE"
+ESP = "ESP-in-UDP/4500"

@@ -117,9 +117,12 @@ class IkeAuth(Task):
                 # RFC 7296 §2.4: we hold no other IKE SA with this peer (e.g. after a
                 # restart), so it may drop the ones it still has with us.
                 out.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+            if cfg.mobike:
+                out.append(NotifyPayload(NotifyType.MOBIKE_SUPPORTED))  # RFC 4555 §3.1
             return out + self.neg.request()
         idr = IdrPayload(*cfg.local_id)
-        return [idr, *self._our_auth(idr), *self.neg.answer()]
+        mobike = [NotifyPayload(NotifyType.MOBIKE_SUPPORTED)] if sa.mobike else []
+        return [idr, *self._our_auth(idr), *mobike, *self.neg.answer()]
 
     def process(self, msg: Message, raw: bytes) -> bool:
         sa = self.sa
@@ -131,6 +134,7 @@ class IkeAuth(Task):
             idr = msg.need(IdrPayload)
             self._check_peer(msg, idr)
             sa.peer_id = idr
+            sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
             sa.established()
             if self.neg.response(msg) is None:
                 self.neg.report_failure()
@@ -143,6 +147,7 @@ class IkeAuth(Task):
         self._check_peer(msg, idi)
         sa.peer_id = idi
         sa.initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
+        sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
         self.neg.choose(msg)
         return True
 

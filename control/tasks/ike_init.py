@@ -33,6 +33,31 @@ def natd_hash(spi_i: int, spi_r: int, addr: tuple[str, int]) -> bytes:
                 + addr[1].to_bytes(2, "big"))  # fmt: skip
 
 
+def natd_notifies(sa: IkeSa, spi_r: int) -> list[Payload]:
+    """N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP) for ``sa``'s current
+    addresses (RFC 7296 §2.23; RFC 4555 §3.5 in UPDATE_SA_ADDRESSES)."""
+    src = natd_hash(sa.spi_i, spi_r, sa.local)
+    if sa.config.force_encap:
+        # Make the peer see us behind a NAT so that it encapsulates ESP in UDP.
+        src = sha1(sa.rng.random_bytes(20))
+    return [
+        NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src),
+        NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP,
+                      natd_hash(sa.spi_i, spi_r, sa.remote)),
+    ]  # fmt: skip
+
+
+def detect_nat(sa: IkeSa, msg: Message) -> None:
+    """NAT detection: the peer's DESTINATION hash names the address it sent to (us);
+    its SOURCE hashes name the address it sent from (``sa.remote``)."""
+    srcs = [p.data for p in msg.all(NotifyPayload)
+            if p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]  # fmt: skip
+    dst = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
+    if srcs and dst is not None:
+        sa.nat_local = dst.data != natd_hash(msg.spi_i, msg.spi_r, sa.local)
+        sa.nat_remote = natd_hash(msg.spi_i, msg.spi_r, sa.remote) not in srcs
+
+
 class IkeInit(Task):
     exchange = ExchangeType.IKE_SA_INIT
 
@@ -51,15 +76,7 @@ class IkeInit(Task):
     # -- payloads common to both roles -------------------------------------------------
     def _extensions(self, spi_r: int) -> list[Payload]:
         sa = self.sa
-        src = natd_hash(sa.spi_i, spi_r, sa.local)
-        if sa.config.force_encap:
-            # Make the peer see us behind a NAT so that it encapsulates ESP in UDP.
-            src = sha1(sa.rng.random_bytes(20))
-        out: list[Payload] = [
-            NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src),
-            NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP,
-                          natd_hash(sa.spi_i, spi_r, sa.remote)),
-        ]  # fmt: skip
+        out = natd_notifies(sa, spi_r)
         if sa.config.fragmentation and (self.initiator or sa.peer_fragmentation):
             out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         algs = sa.config.auth.hash_algorithms
@@ -78,14 +95,7 @@ class IkeInit(Task):
             sa.peer_hash_algorithms = tuple(
                 int.from_bytes(sha.data[i : i + 2], "big") for i in range(0, len(sha.data), 2)
             )
-        # NAT detection: the peer's DESTINATION hash names the address it sent to (us);
-        # its SOURCE hashes name the address it sent from.
-        srcs = [p.data for p in msg.all(NotifyPayload)
-                if p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]  # fmt: skip
-        dst = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if srcs and dst is not None:
-            sa.nat_local = dst.data != natd_hash(msg.spi_i, msg.spi_r, sa.local)
-            sa.nat_remote = natd_hash(msg.spi_i, msg.spi_r, sa.remote) not in srcs
+        detect_nat(sa, msg)
 
     def _derive(self) -> None:
         assert self.ke is not None and self.chosen is not None

@@ -35,10 +35,7 @@ def _hand_over(loser: IkeSa, winner: IkeSa) -> None:
     one that stays, and forwards whatever still lands on it."""
     winner.children.update(loser.children)
     loser.children = {}
-    for task in loser.tm.queue:
-        task.rebind(winner)
-    winner.tm.queue += loser.tm.queue
-    loser.tm.queue = []
+    loser.move_queue(winner)
     loser.replaced_by = winner
     loser.rekey_at = None
     loser.expire_at = loser.now + REPLACED_GRACE  # should its DELETE never come
@@ -110,11 +107,13 @@ class IkeRekey(Task):
                 sa.replaced_by = theirs
                 new.tm.queue.insert(0, Informational(new, True, (DeletePayload(ProtocolId.IKE),)))
                 new.tm.initiate(sa.now)
-                theirs.tm.initiate(sa.now)
+                theirs.release(sa.now)
                 return True
             if collision is not None:
-                # Ours wins: the Child SAs live on in our new SA; the peer closes its own.
+                # Ours wins: the Child SAs live on in our new SA; the peer closes its own
+                # (or, should its DELETE never come, we do after a grace period).
                 _hand_over(collision[1], new)
+                collision[1].on_hold = False
             # The rekey initiator deletes the old IKE SA (§1.3.2).
             sa.tm.queue.insert(0, Informational(sa, True, (DeletePayload(ProtocolId.IKE),)))
             new.tm.initiate(sa.now)
@@ -148,13 +147,25 @@ class IkeRekey(Task):
         assert self.chosen is not None
         sa = self.sa
         ours_under_way = isinstance(sa.tm.active, IkeRekey)
+        # §2.8.2: with our own rekey under way, the SA made here may lose the collision
+        # and be deleted by the peer: it starts nothing (our queued exchanges wait on the
+        # old SA) until our rekey's answer settles which SA stays.
         new = sa.rekeyed(initiator=False, spi_i=self.peer_spi, spi_r=self.spi,
                          chosen=self.chosen, ni=self.peer_nonce, nr=self.nonce,
-                         shared=self.shared, now=sa.now)  # fmt: skip
+                         shared=self.shared, now=sa.now, on_hold=ours_under_way)  # fmt: skip
         if ours_under_way:
             sa.peer_ike_rekey = (min(self.peer_nonce, self.nonce), new)
-        new.tm.initiate(sa.now)
+        else:
+            new.tm.initiate(sa.now)
 
     def failed(self, reason: str) -> None:
-        self.sa.log(f"IKE SA rekeying failed: {reason}")
-        self.sa.retry_rekey_later()
+        sa = self.sa
+        sa.log(f"IKE SA rekeying failed: {reason}")
+        collision = sa.peer_ike_rekey
+        if collision is not None and sa.replaced_by is collision[1]:
+            # The peer's rekey, which we answered meanwhile, stands alone: its SA stays.
+            sa.peer_ike_rekey = None
+            collision[1].release(sa.now, queue_from=sa)
+            return
+        if sa.replaced_by is None:
+            sa.retry_rekey_later()

@@ -12,6 +12,7 @@ from ..constants import ExchangeType, NotifyType, ProtocolId, is_error_notify
 from ..message import Message, check_rules
 from ..payloads import DeletePayload, NotifyPayload, Payload
 from .base import Task
+from .ike_init import detect_nat, natd_notifies
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -69,12 +70,29 @@ class Informational(Task):
                         sa.early_deletes.add(int.from_bytes(spi, "big"))
                 if ours:
                     self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
+        if sa.mobike and msg.notify(NotifyType.UPDATE_SA_ADDRESSES) is not None:
+            self._update_addresses(msg)
         for n in msg.all(NotifyPayload):
             if n.notify_type == NotifyType.AUTHENTICATION_FAILED or (
                 is_error_notify(n.notify_type) and not sa.is_established
             ):
                 self.delete_ike = True
         return True
+
+    def _update_addresses(self, msg: Message) -> None:
+        """RFC 4555 §3.5, as responder: the initiator moved (a road warrior changed
+        networks) and says so from its new address. The IKE SA and its Child SAs follow
+        it there (PeerAddressChanged: the shell points the outbound SAs at it); the
+        answer carries our NAT detection for the new path and echoes COOKIE2 (§3.6)."""
+        sa = self.sa
+        if sa.request_from != sa.remote:
+            sa.peer_moved(sa.request_from)
+        detect_nat(sa, msg)
+        if msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
+            self.answer += natd_notifies(sa, sa.spi_r)
+        cookie2 = msg.notify(NotifyType.COOKIE2)
+        if cookie2 is not None:
+            self.answer.append(NotifyPayload(NotifyType.COOKIE2, cookie2.data))
 
     def _our_deleted_spis(self) -> list[int]:
         return [
@@ -92,6 +110,7 @@ class Informational(Task):
         origin = self.sa.rekeyed_from
         if (
             origin is not None
+            and self.sa.replaced_by is None  # not the old SA of a later rekey
             and origin.peer_ike_rekey is not None
             and origin.peer_ike_rekey[1] is self.sa
             and isinstance(origin.tm.active, IkeRekey)
@@ -101,14 +120,23 @@ class Informational(Task):
             # for our rekey's answer, which moves them into our new SA.
             origin.children.update(self.sa.children)
             self.sa.children = {}
+            self.sa.move_queue(origin)
             origin.replaced_by = None
+            origin.peer_ike_rekey = None
+            self.sa.replaced_by = origin  # closes quietly: the IKE SA lives on
 
         if isinstance(self.sa.tm.active, IkeRekey):
-            # The peer closes the SA our own rekey is running on (it won a §2.8.2
-            # collision): hear our rekey's answer first, so that we can close the
-            # redundant SA it made; then this one goes.
+            # The peer closes the SA our own rekey is running on: its rekey won a §2.8.2
+            # collision (or saw none), so the SA it made stays and starts its exchanges.
+            # Hear our rekey's answer first, so that we can close the redundant SA it
+            # made; then this one goes.
+            collision = self.sa.peer_ike_rekey
+            if collision is not None and self.sa.replaced_by is collision[1]:
+                collision[1].release(self.sa.now, queue_from=self.sa)
             self.sa.destroy_when_idle = "deleted by peer"
+            self.sa.down_cause = "peer"
             return
+        self.sa.down_cause = "peer"
         self.sa.destroy("deleted by peer")
 
     def failed(self, reason: str) -> None:

@@ -15,7 +15,7 @@
 
 #define PACKETS 3000
 
-static int udp_socket(struct sockaddr_in *addr)
+int ct_udp_socket(struct sockaddr_in *addr)
 {
 	socklen_t sl = sizeof(*addr);
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -28,22 +28,23 @@ static int udp_socket(struct sockaddr_in *addr)
 	return fd;
 }
 
-struct pump {
-	int fd;
-	int sent;
-};
-
-static void *pump_main(void *arg)
+void *ct_pump_main(void *arg)
 {
-	struct pump *p = arg;
+	struct ct_pump *p = arg;
 	uint8_t pkt[300] = {0x45, 0, 1, 44};
 
+	pkt[8] = 64;
 	pkt[9] = 17;
 	pkt[12] = 198, pkt[13] = 19, pkt[14] = 1, pkt[15] = 1;
 	pkt[16] = 198, pkt[17] = 19, pkt[18] = 2, pkt[19] = 1;
-	for (int i = 0; i < PACKETS; i++)
+	for (int i = 1; i <= p->count; i++) {
+		pkt[4] = (uint8_t)(i >> 8); /* IPv4 identification: 1, 2, 3, ... */
+		pkt[5] = (uint8_t)i;
 		if (send(p->fd, pkt, sizeof(pkt), 0) == (ssize_t)sizeof(pkt))
 			p->sent++;
+		if (p->pause_every && i % p->pause_every == 0)
+			usleep(2000); /* let the far end drain */
+	}
 	return NULL;
 }
 
@@ -67,8 +68,8 @@ static void *sink_main(void *arg)
 	return NULL;
 }
 
-static void params(struct ef_sa_params *p, uint32_t spi, int dir, struct ef_prefix *any,
-		   const uint8_t *key, const struct sockaddr_in *peer)
+void ct_sa_params(struct ef_sa_params *p, uint32_t spi, int dir, struct ef_prefix *any,
+		  const uint8_t *key, const struct sockaddr_in *peer)
 {
 	memset(p, 0, sizeof(*p));
 	p->spi = spi;
@@ -91,12 +92,12 @@ static void churn(unsigned disable)
 {
 	int tun[2], ike[2], err = 0, ok = 1;
 	struct sockaddr_in a_addr, b_addr;
-	int a_udp = udp_socket(&a_addr), b_udp = udp_socket(&b_addr);
+	int a_udp = ct_udp_socket(&a_addr), b_udp = ct_udp_socket(&b_addr);
 	struct ef_prefix any = {.family = 4};
 	uint8_t key[20] = {1, 2, 3};
 	struct ef_sa_params p;
 	struct ef_stats st;
-	struct pump pump;
+	struct ct_pump pump = {.count = PACKETS};
 	struct sink sink = {.fd = b_udp};
 	pthread_t tp, ts;
 	ef_dp *dp;
@@ -110,24 +111,23 @@ static void churn(unsigned disable)
 	/* This kernel has UDP GSO and GRO: in use unless disabled; no vnet header. */
 	CHECK(ef_dp_offloads(dp) ==
 	      ((EF_OFFLOAD_UDP_GSO | EF_OFFLOAD_UDP_GRO) & ~disable));
-	params(&p, 1000, EF_DIR_OUT, &any, key, &b_addr);
+	ct_sa_params(&p, 1000, EF_DIR_OUT, &any, key, &b_addr);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_E_EXISTS);
 	CHECK(ef_dp_start(dp) == EF_OK);
 	CHECK(ef_dp_start(dp) == EF_E_STATE);
 	pump.fd = tun[0];
-	pump.sent = 0;
 	pthread_create(&ts, NULL, sink_main, &sink);
-	pthread_create(&tp, NULL, pump_main, &pump);
+	pthread_create(&tp, NULL, ct_pump_main, &pump);
 	/* Churn: new outbound SA first, then the old one goes; inbound SAs come and go
 	 * while B sends garbage ESP for them. */
 	for (uint32_t i = 1; i <= 400; i++) {
 		uint8_t junk[64] = {0};
 
-		params(&p, 1000 + i, EF_DIR_OUT, &any, key, &b_addr);
+		ct_sa_params(&p, 1000 + i, EF_DIR_OUT, &any, key, &b_addr);
 		ok &= ef_dp_add_sa(dp, &p) == EF_OK;
 		ok &= ef_dp_remove_sa(dp, 1000 + i - 1, EF_DIR_OUT) == EF_OK;
-		params(&p, 5000 + i, EF_DIR_IN, &any, key, NULL);
+		ct_sa_params(&p, 5000 + i, EF_DIR_IN, &any, key, NULL);
 		ok &= ef_dp_add_sa(dp, &p) == EF_OK;
 		junk[0] = (uint8_t)((5000 + i) >> 24);
 		junk[1] = (uint8_t)((5000 + i) >> 16);

@@ -13,6 +13,7 @@ int main(void)
 	test_offload();
 	test_dataplane();
 	test_concurrency();
+	test_order();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);
 	return ct_failed ? 1 : 0;
 }

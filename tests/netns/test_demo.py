@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -11,15 +12,27 @@ def _namespaces() -> set[str]:
     return {line.split()[0] for line in out.stdout.splitlines() if line.startswith("ef-demo-")}
 
 
-def test_demo_runs_end_to_end_and_cleans_up() -> None:
+def _demo(*args: str) -> str:
     before = _namespaces()
     proc = subprocess.run(
-        [sys.executable, "-m", "espfast", "demo", "--seconds", "1"],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "espfast", "demo", "--seconds", "1", *args],
+        capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _namespaces() == before
     report = proc.stdout.split("espfast demo report", 1)[1]
-    assert "5/5 replies" in report
+    assert report.count("5/5 replies") == 2  # IPv4 and IPv6
     assert "Gbit/s (1 stream)" in report
     assert "ESP-in-UDP/4500" in report and "in the clear" not in report
-    assert _namespaces() == before
+    return report
+
+
+def test_demo_ikev2_with_certificates() -> None:
+    report = _demo()
+    assert "CA + a.demo.test + b.demo.test" in report
+    assert re.search(r"IKEv2 handshake \(on the wire\) +2 round trips \(init, auth\)", report)
+
+
+def test_demo_static_keys() -> None:
+    report = _demo("--static")
+    assert "(static keys)" in report and "IKE" not in report

@@ -8,6 +8,7 @@ from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
 from espfast.control.constants import IdType
 from espfast.control.events import Event, TrafficSelector
 from espfast.control.ike_sa import IkeSa
+from espfast.control.manager import IkeManager
 from espfast.control.proposals import parse_esp, parse_ike
 from espfast.control.responder import Responder
 from espfast.control.rng import DeterministicRng
@@ -100,3 +101,43 @@ def events(sa: IkeSa | None) -> list[Event]:
     while sa is not None and (e := sa.next_event()) is not None:
         out.append(e)
     return out
+
+
+def shuttle(a: IkeManager, b: IkeManager, now: float = 0.0, rounds: int = 10) -> None:
+    """Deliver datagrams both ways until both managers are quiet."""
+    for _ in range(rounds):
+        moved = False
+        for src, dst, src_host in ((a, b, A[0]), (b, a, B[0])):
+            for data, remote, local_port in src.datagrams_to_send(now):
+                moved = True
+                dst.receive_datagram(data, (src_host, local_port), now, (remote[0], remote[1]))
+        if not moved:
+            return
+
+
+def drain(m: IkeManager) -> list[object]:
+    out = []
+    while (e := m.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+def up_managers(ci: IkeConfig, cr: IkeConfig, seed: str = "") -> tuple[IkeManager, IkeManager]:
+    """Two managers (a initiates, b answers) with one IKE SA and its Child SA up, their
+    events drained."""
+    gw_a = IkeManager([], rng=DeterministicRng("a" + seed), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    shuttle(gw_a, gw_b)
+    drain(gw_a)
+    drain(gw_b)
+    return gw_a, gw_b
+
+
+def establish_pair(**kw: object) -> Pair:
+    """A Pair with its IKE SA and first Child SA up, the events drained."""
+    p = Pair(*configs(**kw))  # type: ignore[arg-type]
+    p.establish()
+    events(p.i)
+    events(p.r)
+    return p

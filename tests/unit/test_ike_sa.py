@@ -6,7 +6,7 @@ Each step is commented in RFC 7296 notation; --> is initiator to responder.
 from __future__ import annotations
 
 import pytest
-from ikepair import NET_A, NET_B, A, B, Pair, configs, events
+from ikepair import NET_A, NET_B, A, B, Pair, configs, establish_pair, events
 
 from espfast.control.constants import (
     DhGroup,
@@ -312,14 +312,6 @@ def test_ike_sa_init_retransmission_goes_to_the_half_open_sa() -> None:
     assert p.responder.counters.created == 1
     p.establish()
     assert p.i.is_established
-
-
-def establish_pair(**kw: object) -> Pair:
-    p = Pair(*configs(**kw))  # type: ignore[arg-type]
-    p.establish()
-    events(p.i)
-    events(p.r)
-    return p
 
 
 def test_create_child_sa_with_pfs_and_delete() -> None:
@@ -630,3 +622,30 @@ def test_rekey_request_for_a_child_being_deleted_is_a_temporary_failure() -> Non
     failed = [e for e in evs if isinstance(e, ChildSaFailed)]
     assert failed and "TEMPORARY_FAILURE" in failed[0].reason
     assert not p.i.children and not p.r.children
+
+
+def test_request_overtaking_the_ike_auth_answer_is_dropped_then_retransmitted() -> None:
+    p = Pair(*configs())
+    assert p.i is not None
+    # IKE_SA_INIT -->  <--  IKE_AUTH { IDi, AUTH, SA, TSi, TSr } -->
+    p.roundtrip()
+    p.i_to_r()
+    assert p.r is not None and p.r.is_established
+    # <-- { IDr, AUTH, SA, TSi, TSr } is delayed on the wire, while the responder, for
+    # whom the IKE SA is up, already starts INFORMATIONAL { } (a liveness check).
+    (auth_answer,) = p.r.datagrams_to_send(p.now)
+    p.r.check_liveness(p.now)
+    p.r_to_i()
+    # The initiator cannot take a request before IKE_AUTH completes: it drops it
+    # unanswered (answering with an error would leave the two ends disagreeing).
+    assert p.i.tm.counters.dropped_before_established == 1
+    assert p.i.datagrams_to_send(p.now) == [] and p.i.tm.peer_mid == 0
+    # <-- IKE_AUTH answer arrives late; the responder's retransmission is then answered.
+    p.i.receive_datagram(auth_answer[0], (B[0], auth_answer[1][1]), p.now)
+    assert p.i.is_established
+    p.now += p.r.config.retransmit_timeout
+    p.r.handle_timer(p.now)
+    p.r_to_i()  # INFORMATIONAL { } -->  (retransmitted)
+    p.i_to_r()  # <-- { }
+    assert p.r.tm.active is None and p.i.tm.peer_mid == 1
+    assert p.r.tm.counters.retransmits == 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from ikepair import Pair, configs, events
 
+from espfast.control.child_sa import seq_rekey_threshold
 from espfast.control.config import IkeConfig, Lifetime
 from espfast.control.constants import ExchangeType
 from espfast.control.events import (
@@ -120,3 +122,36 @@ def test_dead_peer_detection() -> None:
         p.i.handle_timer(p.now)
     downs = [e for e in events(p.i) if isinstance(e, IkeSaDown)]
     assert "not responding" in downs[0].reason
+
+
+@pytest.mark.parametrize("esn", [False, True])
+def test_sequence_number_exhaustion_rekeys_in_time(esn: bool) -> None:
+    # RFC 4303 §3.3.3: the outbound counter must never cycle; the dataplane's SaStats.seq
+    # of the outbound SA comes in as seq_out, with no byte or packet limit configured.
+    ci, cr = configs(esp="aes128gcm16-esn" if esn else "aes128gcm16")
+    p = Pair(with_child_life(ci, NEVER), with_child_life(cr, NEVER))
+    p.establish()
+    events(p.i)
+    (spi,) = p.i.children
+    space = 2**64 if esn else 2**32
+    threshold = seq_rekey_threshold(esn)
+    assert space * 15 // 16 - 1 <= threshold < space - 2**20  # rekeys with room to spare
+    p.i.child_traffic(spi, 1500 * (threshold - 1), threshold - 1, p.now,
+                      seq_out=threshold - 1)  # fmt: skip
+    assert p.i.datagrams_to_send(p.now) == []
+    if esn:  # a 64-bit counter past 2^32 is nowhere near its end
+        p.i.child_traffic(spi, 0, 0, p.now, seq_out=2**32 + 5)
+        assert p.i.datagrams_to_send(p.now) == []
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr } -->
+    p.i.child_traffic(spi, 0, 0, p.now, seq_out=threshold)
+    (req,) = p.i_to_r()
+    assert parse_header(req).exchange == ExchangeType.CREATE_CHILD_SA
+    p.i.child_traffic(spi, 0, 0, p.now, seq_out=threshold + 1000)  # once only
+    assert p.i.datagrams_to_send(p.now) == []
+    # <-- { SA, Nr, TSi, TSr }; then D(ESP, old) -->  <--: the old SA is gone.
+    p.r_to_i()
+    p.i_to_r()
+    p.r_to_i()
+    assert [type(e) for e in events(p.i)] == [ChildSaRekeyed, ChildSaDown]
+    (new,) = p.i.children
+    assert new != spi and p.i.children[new].chosen.esn == esn

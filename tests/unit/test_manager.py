@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ikepair import A, B, configs
+from ikepair import A, B, configs, drain, shuttle, up_managers
 
 from espfast.control.events import (
     ChildSaDown,
@@ -11,27 +11,9 @@ from espfast.control.events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
+from espfast.control.ike_sa import IkeSa
 from espfast.control.manager import IkeManager
 from espfast.control.rng import DeterministicRng
-
-
-def shuttle(a: IkeManager, b: IkeManager, now: float = 0.0, rounds: int = 10) -> None:
-    """Deliver datagrams both ways until both managers are quiet."""
-    for _ in range(rounds):
-        moved = False
-        for src, dst, src_host in ((a, b, A[0]), (b, a, B[0])):
-            for data, remote, local_port in src.datagrams_to_send(now):
-                moved = True
-                dst.receive_datagram(data, (src_host, local_port), now, (remote[0], remote[1]))
-        if not moved:
-            return
-
-
-def drain(m: IkeManager) -> list[object]:
-    out = []
-    while (e := m.next_event()) is not None:
-        out.append(e)
-    return out
 
 
 def test_manager_dispatches_by_spi_and_follows_rekeys() -> None:
@@ -105,17 +87,17 @@ def test_initial_contact_clears_stale_sas_after_a_peer_restart() -> None:
     assert stale.is_destroyed and len(gw_b.sas) == 1
 
 
-def collide(seed: str) -> bool:
-    """Both ends rekey one IKE SA at once; returns whether a's new SA survived."""
-    ci, cr = configs()
-    gw_a = IkeManager([], rng=DeterministicRng("a" + seed), local=A)
-    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
-    gw_a.initiate(ci, local=A, remote=B, now=0)
-    shuttle(gw_a, gw_b)
-    drain(gw_a)
-    drain(gw_b)
+def up_pair(seed: str) -> tuple[IkeManager, IkeManager, IkeSa, IkeSa]:
+    """Two managers with one IKE SA (and its Child SA) up between them."""
+    gw_a, gw_b = up_managers(*configs(), seed)
     (sa_a,) = gw_a.sas
     (sa_b,) = gw_b.sas
+    return gw_a, gw_b, sa_a, sa_b
+
+
+def collide(seed: str) -> bool:
+    """Both ends rekey one IKE SA at once; returns whether a's new SA survived."""
+    gw_a, gw_b, sa_a, sa_b = up_pair(seed)
     # Both ends rekey the IKE SA at once (RFC 7296 §2.8.2): the requests cross.
     sa_a.rekey(0)
     sa_b.rekey(0)
@@ -158,3 +140,41 @@ def test_late_ike_sa_init_copy_does_not_start_another_sa() -> None:
     assert len(gw_b.sas) == 1 and gw_b.sas[0].is_established
     gw_b.receive_datagram(init, (A[0], 500), 1, B)  # the network delivers a stale copy
     assert len(gw_b.sas) == 1 and gw_b.datagrams_to_send(1) == []
+
+
+def test_ike_rekey_collision_holds_the_new_sa_until_settled() -> None:
+    """RFC 7296 §2.8.2: the SA made by answering the peer's rekey, while our own rekey
+    is under way, may be the one that loses; nothing of ours starts on it until our
+    rekey's answer settles which SA stays. Exchanges queued meanwhile land on the
+    survivor, on both sides."""
+    outcomes = set()
+    for seed in ("one", "two", "three", "four"):
+        gw_a, gw_b, sa_a, sa_b = up_pair(seed)
+        # CREATE_CHILD_SA { SA(IKE), Ni, KEi } from both ends at once; a's goes first.
+        sa_a.rekey(0)
+        sa_b.rekey(0)
+        req_a = gw_a.datagrams_to_send(0)
+        req_b = gw_b.datagrams_to_send(0)
+        for data, remote, port in req_a:
+            gw_b.receive_datagram(data, (A[0], port), 0, remote)
+        # b answered a's rekey; the SA it made waits (b's own rekey is unanswered).
+        held = [e.new_sa for e in drain(gw_b) if isinstance(e, IkeSaRekeyed)]
+        assert len(held) == 1 and held[0].on_hold
+        # A new Child SA asked for meanwhile does not start on the held SA.
+        sa_b.create_child(sa_b.config.children[0], 0)
+        answer = gw_b.datagrams_to_send(0)
+        assert len(answer) == 1 and held[0].tm.active is None
+        # --> b's rekey request and b's answer to a's both reach a.
+        for data, remote, port in req_b + answer:
+            gw_a.receive_datagram(data, (B[0], port), 0, remote)
+        shuttle(gw_a, gw_b)
+        drain(gw_a)
+        drain(gw_b)
+        (left_a,) = gw_a.sas
+        (left_b,) = gw_b.sas
+        assert (left_a.spi_i, left_a.spi_r) == (left_b.spi_i, left_b.spi_r)
+        assert not left_a.on_hold and not left_b.on_hold
+        assert len(left_a.children) == 2
+        assert {c.spi_out for c in left_a.children.values()} == set(left_b.children)
+        outcomes.add(left_a.initiator)
+    assert outcomes == {True, False}  # both branches of §2.8.2 ran

@@ -1,0 +1,95 @@
+"""MOBIKE basics (RFC 4555) as responder: MOBIKE_SUPPORTED in IKE_AUTH, and a road
+warrior that changes networks and says so with UPDATE_SA_ADDRESSES (PeerAddressChanged
+for the shell, which points the outbound SAs at the new address)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ikepair import B, Pair, configs, establish_pair, events
+
+from espfast.control.constants import NotifyType
+from espfast.control.events import PeerAddressChanged
+from espfast.control.message import decode, parse_header
+from espfast.control.payloads import NotifyPayload
+from espfast.control.tasks.ike_init import natd_notifies
+from espfast.control.tasks.informational import Informational
+
+NEW_ADDR = ("198.18.7.9", 4500)  # the road warrior's address on its new network
+
+
+def test_mobike_supported_is_negotiated_in_ike_auth() -> None:
+    # IKE_AUTH { IDi, AUTH, N(MOBIKE_SUPPORTED), SA, TSi, TSr } -->
+    #                                  <-- { IDr, AUTH, N(MOBIKE_SUPPORTED), SA, TSi, TSr }
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    assert p.i.mobike and p.r.mobike
+    # Either side without it: not negotiated.
+    ci, cr = configs()
+    for a, b in ((replace(ci, mobike=False), cr), (ci, replace(cr, mobike=False))):
+        q = Pair(a, b)
+        q.establish()
+        assert q.i is not None and q.r is not None
+        assert not q.i.mobike and not q.r.mobike
+
+
+def test_update_sa_addresses_moves_the_peer() -> None:
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    # The road warrior moved: INFORMATIONAL { N(UPDATE_SA_ADDRESSES),
+    #   N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP), N(COOKIE2) } -->
+    payloads = (NotifyPayload(NotifyType.UPDATE_SA_ADDRESSES), *natd_notifies(p.i, p.i.spi_r),
+                NotifyPayload(NotifyType.COOKIE2, b"c2-" + bytes(13)))  # fmt: skip
+    p.i.tm.queue_task(Informational(p.i, True, payloads), p.now)
+    for data, _ in p.i.datagrams_to_send(p.now):
+        p.r.receive_datagram(data, NEW_ADDR, p.now)
+    assert p.r.remote == NEW_ADDR
+    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, NEW_ADDR)]
+    # <-- { N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP), N(COOKIE2) },
+    # sent to the new address.
+    ((answer, to),) = p.r.datagrams_to_send(p.now)
+    assert to == NEW_ADDR
+    assert p.i._crypt_in is not None
+    msg = decode(answer, p.i._crypt_in)
+    kinds = [n.notify_type for n in msg.all(NotifyPayload)]
+    assert kinds == [NotifyType.NAT_DETECTION_SOURCE_IP, NotifyType.NAT_DETECTION_DESTINATION_IP,
+                     NotifyType.COOKIE2]  # fmt: skip
+    cookie2 = msg.notify(NotifyType.COOKIE2)
+    assert cookie2 is not None and cookie2.data == b"c2-" + bytes(13)
+    assert p.r.nat_remote  # the hashes named the old address: a NAT (or a move) between
+    p.i.receive_datagram(answer, (B[0], 4500), p.now)
+    assert p.i.tm.active is None
+    # Later exchanges go to the new address.
+    p.r.check_liveness(p.now)
+    ((_, to),) = p.r.datagrams_to_send(p.now)
+    assert to == NEW_ADDR
+
+
+def test_with_mobike_only_update_sa_addresses_moves_the_peer() -> None:
+    # A liveness check arriving from elsewhere (a spoofed or stray copy) moves nothing.
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    p.i.check_liveness(p.now)
+    for data, _ in p.i.datagrams_to_send(p.now):
+        p.r.receive_datagram(data, NEW_ADDR, p.now)
+    assert p.r.remote != NEW_ADDR and events(p.r) == []
+    ((_, to),) = p.r.datagrams_to_send(p.now)
+    assert to == p.r.remote
+    # UPDATE_SA_ADDRESSES without MOBIKE negotiated is ignored (RFC 4555 §3.5) ...
+    q = establish_pair(mobike=False)
+    assert q.i is not None and q.r is not None
+    upd = (NotifyPayload(NotifyType.UPDATE_SA_ADDRESSES),)
+    q.i.tm.queue_task(Informational(q.i, True, upd), q.now)
+    ((data, _),) = q.i.datagrams_to_send(q.now)
+    old = q.r.remote
+    q.r.receive_datagram(data, old, q.now)
+    assert q.r.remote == old and events(q.r) == []
+    # ... and without MOBIKE a NAT mapping that changed is followed (RFC 7296 §2.23).
+    for data, _ in q.r.datagrams_to_send(q.now):  # <-- { }
+        q.i.receive_datagram(data, (B[0], 4500), q.now)
+    q.i.check_liveness(q.now)
+    for data, _ in q.i.datagrams_to_send(q.now):
+        q.r.receive_datagram(data, NEW_ADDR, q.now)
+    assert q.r.remote == NEW_ADDR
+    assert events(q.r) == [PeerAddressChanged(q.r.ike_sa_id, NEW_ADDR)]
+    assert parse_header(q.r.datagrams_to_send(q.now)[0][0]).is_response
