@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from espfast.control.config import AuthConfig, ChildConfig, IkeConfig
+from espfast.control.config import AuthConfig, ChildConfig, IkeConfig, Lifetime
 from espfast.control.events import TrafficSelector
 from espfast.control.identity import Identity
 from espfast.control.proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_ike
@@ -560,9 +560,7 @@ MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RF
 class ConnectionConfig:
     name: str
     remote: tuple[str, int] | None  # None: %any, we only answer
-    ike: IkeConfig = field(repr=False)  # its AuthConfig holds the PSK
-    dpd_delay: int = DEFAULT_DPD_DELAY  # seconds between liveness checks; 0: none
-    rekey_time: dict[str, int] = field(default_factory=dict)  # child name -> seconds; 0: never
+    ike: IkeConfig = field(repr=False)  # its AuthConfig holds the PSK; lifetimes, DPD
 
 
 @dataclass(frozen=True)
@@ -613,21 +611,27 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
-    children, rekey_times = [], {}
+    children: list[ChildConfig] = []
     for ct in t.tables("child"):
-        child = ChildConfig(
-            name=ct.get_str("name", ct.where),
-            local_ts=tuple(TrafficSelector.from_network(n) for n in parse_prefixes(ct, "local_ts")),
-            remote_ts=tuple(
-                TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
-            ),
-            esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
+        name_c = ct.get_str("name", ct.where)
+        if any(c.name == name_c for c in children):
+            raise ct.error("name", f"{name_c!r} is already a child of this connection")
+        rekey = ct.get_int("rekey_time", DEFAULT_REKEY_TIME, 0, 10**7)
+        children.append(
+            ChildConfig(
+                name=name_c,
+                local_ts=tuple(
+                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "local_ts")
+                ),
+                remote_ts=tuple(
+                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
+                ),
+                esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
+                # strongSwan's shape: hard end 10 % after rekey_time, rekeyed up to 10 % early.
+                lifetime=Lifetime(rekey, rekey * 1.1, rekey * 0.1),
+            )
         )
-        if child.name in rekey_times:
-            raise ct.error("name", f"{child.name!r} is already a child of this connection")
-        rekey_times[child.name] = ct.get_int("rekey_time", DEFAULT_REKEY_TIME, 0, 10**7)
         ct.done()
-        children.append(child)
     t.done()
     ike = IkeConfig(
         name=name,
@@ -636,8 +640,9 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         auth=auth,
         children=tuple(children),
         ike_proposals=ike_proposals,
+        dpd_delay=dpd_delay,
     )
-    return ConnectionConfig(name, remote, ike, dpd_delay, rekey_times)
+    return ConnectionConfig(name, remote, ike)
 
 
 def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:

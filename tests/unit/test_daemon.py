@@ -281,7 +281,7 @@ def test_child_sa_is_rekeyed_after_rekey_time(tmp_path: Path) -> None:
         assert not first & set(dp_a.sas)
         assert_mirrored(dp_a, dp_b)
         # a, who rekeyed, deleted the old Child SA (RFC 7296 §2.8): one left on each side.
-        (sa_a,), (sa_b,) = a.sas.values(), b.sas.values()
+        (sa_a,), (sa_b,) = a.sas, b.sas
         await settle(lambda: len(sa_a.children) == len(sa_b.children) == 1)
         await a.shutdown()
 
