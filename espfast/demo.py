@@ -225,7 +225,12 @@ def _stopping(a: Running, b: Running) -> Iterator[Callable[[], str]]:
 
 def _status(hosts: netns.TwoHosts, report: Report) -> None:
     report.step("espfast status on a")
-    out = hosts.a.run(sys.executable, "-m", "espfast", "status", check=False, timeout=20)
+    from espfast.static import control_socket_in
+
+    sock = str(control_socket_in(hosts.a))
+    out = hosts.a.run(
+        sys.executable, "-m", "espfast", "status", "--socket", sock, check=False, timeout=20
+    )
     text = (out.stdout if out.returncode == 0 else out.stderr).rstrip()
     print("\n".join("    " + line for line in text.splitlines()), flush=True)
     report.add("espfast status", "shown above" if out.returncode == 0 else f"failed: {text}")

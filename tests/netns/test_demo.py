@@ -31,6 +31,7 @@ def test_demo_ikev2_with_certificates() -> None:
     report = _demo()
     assert "CA + a.demo.test + b.demo.test" in report
     assert re.search(r"IKEv2 handshake \(on the wire\) +2 round trips \(init, auth\)", report)
+    assert re.search(r"espfast status +shown above", report)
 
 
 def test_demo_static_keys() -> None:
