@@ -104,6 +104,10 @@ class IkeSa:
         self.config = config
         self.candidates = candidates or (config,)
         self.initiator = initiator
+        # Whether we set up this IKE SA's lineage (kept across rekeys, whoever rekeyed):
+        # only that end reauthenticates on reauth_time, so that the two ends never
+        # reauthenticate at once into two IKE SAs.
+        self.original_initiator = initiator
         self.local = local
         self.remote = remote
         # Where it all began (kept across rekeys): a restart starts from here again.
@@ -463,7 +467,7 @@ class IkeSa:
         life = self.config.lifetime
         if life.rekey_time:
             self.rekey_at = now + life.rekey_time - self._jitter(life.rand_time)
-        if life.reauth_time:
+        if life.reauth_time and self.original_initiator:
             self.reauth_at = now + life.reauth_time - self._jitter(life.rand_time)
         if life.life_time:
             self.expire_at = now + life.life_time
@@ -646,6 +650,7 @@ class IkeSa:
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
         new.first_local, new.first_remote = self.first_local, self.first_remote
+        new.original_initiator = self.original_initiator
         new.ike_sa_id = self.ike_sa_id  # the same IKE SA to the shell, under new SPIs
         new.candidates = self.candidates
         new.half_open_deadline = None

@@ -92,8 +92,8 @@ class Chaos:
         elif op == "newchild":
             sa.create_child(sa.config.children[0], self.now)
         elif op == "reauth" and side is self.a:
-            # Reauthentication from the original initiator (a road warrior's reauth_time);
-            # both ends reauthenticating at once would leave two IKE SAs (not resolved).
+            # Reauthentication comes from the original initiator only, as on reauth_time
+            # (both ends reauthenticating at once would leave two IKE SAs).
             sa.reauthenticate(self.now)
         elif op == "delchild" and kids:
             sa.delete_child(self.rand.choice(kids), self.now)
