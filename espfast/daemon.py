@@ -171,7 +171,11 @@ class Daemon:
             self.counters.malformed += 1
             log.debug("dropped a malformed IKE datagram from %s: %s", addr[0], e)
             return
+        front = self.mgr.responder  # it drops new requests whose payloads do not parse
+        before = front.counters.dropped_malformed if front is not None else 0
         self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
+        if front is not None and front.counters.dropped_malformed != before:
+            self.counters.malformed += 1
         self._pump()
 
     def _pump(self) -> None:
