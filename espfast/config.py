@@ -608,6 +608,8 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
     local_id = _identity(t, "local_id", required=default_id is None) or default_id
     assert local_id is not None
+    if auth.certs:
+        _check_own_cert(t, auth.certs[0], local_id)
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
@@ -681,6 +683,26 @@ def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, by
     except (OSError, ValueError) as e:
         raise t.error("cacerts", _reason(e)) from None
     return certificate_auth(cred, trust, time.time), cred.identity.encode()
+
+
+def _check_own_cert(t: Table, der: bytes, local_id: tuple[int, bytes]) -> None:
+    """Our certificate must be valid now and name our identity: every peer checks both."""
+    import datetime
+
+    from cryptography import x509
+
+    from espfast.control.certs import AuthenticationError, check_identity
+
+    cert = x509.load_der_x509_certificate(der)
+    now = datetime.datetime.now(datetime.UTC)
+    if now > cert.not_valid_after_utc:
+        raise t.error("cert", f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    if now < cert.not_valid_before_utc:
+        raise t.error("cert", f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    try:
+        check_identity(cert, Identity.decode(*local_id))
+    except AuthenticationError as e:
+        raise t.error("local_id", f"not in the certificate: {e}") from None
 
 
 def _reason(e: Exception) -> str:

@@ -5,13 +5,15 @@ and a legitimate initiator still gets its tunnel afterwards in both cases."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 from espfast.netns import TwoHosts, wait_for
-from espfast.static import start_in, write_private
+from espfast.static import Running, start_in, write_private
 from espfast.up import pair_configs
 
 PSK = "a pre-shared key long enough for the bad-input test"
@@ -32,6 +34,27 @@ def tunnel_comes_up(hosts: TwoHosts) -> bool:
         .returncode == 0,
         timeout=15,
     )  # fmt: skip
+
+
+class Stderr:
+    """What a running ``espfast up`` has written to stderr so far (read without waiting)."""
+
+    def __init__(self, up: Running) -> None:
+        assert up.proc.stderr is not None
+        self.pipe = up.proc.stderr
+        os.set_blocking(self.pipe.fileno(), False)
+        self.text = ""
+
+    def read(self) -> str:
+        with contextlib.suppress(BlockingIOError):  # nothing (more) there yet
+            while chunk := os.read(self.pipe.fileno(), 65536):
+                self.text += chunk.decode(errors="replace")
+        return self.text
+
+    def done(self) -> None:
+        """Before ``Running.stop``, which reads the rest."""
+        self.read()
+        os.set_blocking(self.pipe.fileno(), True)
 
 
 def test_garbage_datagrams_are_counted_and_the_tunnel_still_comes_up(tmp_path: Path) -> None:
@@ -80,3 +103,40 @@ def test_flood_from_many_addresses_gets_cookies_and_a_real_peer_gets_through(
     # The flood's half-open SAs still count: our initiator was asked for a COOKIE too,
     # and came back with it.
     assert re.search(r"IKE_SA_INIT 0 response \{ N\(COOKIE\) \}", err_a), err_a
+
+
+def test_peer_certificate_from_an_untrusted_ca_fails_clearly_on_both_sides(
+    tmp_path: Path,
+) -> None:
+    """b trusts another CA than the one that issued a's certificate: no tunnel, and each
+    side's log says why in one line (b: the chain; a: AUTHENTICATION_FAILED)."""
+    from espfast.cli import main
+
+    pki = tmp_path / "pki"
+    for ca in ("ca", "other"):
+        assert main(["pki", "ca", "--out", str(pki / ca), "--dn", f"O=espfast, CN={ca}"]) == 0
+    for name, addr in (("a", "198.18.0.1"), ("b", "198.18.0.2")):
+        assert main(["pki", "issue", "--ca", str(pki / "ca"), "--id", addr, "--name", name,
+                     "--out", str(pki / "ca")]) == 0  # fmt: skip
+    texts = []
+    for me, text, trusted in zip("ab", pair_configs(PSK), ("ca", "other"), strict=True):
+        texts.append(text.replace(f'psk = "{PSK}"', (
+            f'auth = "pubkey"\ncert = "{pki}/ca/{me}.crt"\nkey = "{pki}/ca/{me}.key"\n'
+            f'cacerts = ["{pki}/{trusted}/ca.crt"]'
+        )))  # fmt: skip
+    with TwoHosts.create("i3") as hosts:
+        b = start_in(hosts.b, write_private(tmp_path / "b.toml", texts[1]), "-v", command="up")
+        a = start_in(hosts.a, write_private(tmp_path / "a.toml", texts[0]), "-v", command="up")
+        seen_a, seen_b = Stderr(a), Stderr(b)
+        failed = wait_for(lambda: "AUTHENTICATION_FAILED" in seen_a.read(), timeout=10)
+        seen_a.done()
+        seen_b.done()
+        status_a, out_a, err_a = a.stop()
+        status_b, out_b, err_b = b.stop()
+    err_a, err_b = seen_a.text + err_a, seen_b.text + err_b
+    assert failed, err_a
+    assert (status_a, status_b) == (0, 0), err_a + err_b
+    assert counter(out_a, "ike sas up") == 0 and counter(out_b, "ike sas up") == 0
+    assert "IKE SA down: peer answered AUTHENTICATION_FAILED" in err_a, err_a
+    assert 'IKE SA down: IKE_AUTH refused: authentication failed: certificate "CN=198.18.0.1"' \
+        in err_b and 'no trusted CA for issuer "CN=ca,O=espfast"' in err_b, err_b  # fmt: skip
