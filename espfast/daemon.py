@@ -223,10 +223,11 @@ class Daemon:
                 self.counters.ike_sas_up += 1
                 self._established[event.ike_sa_id] = time.time()
                 self._retries.pop(event.name, None)
-                log.warning(
-                    "%s: IKE SA up with %s (%s), %s",
+                log.info(
+                    "%s: IKE SA up with %s, %s === %s, %s",
                     event.name,
-                    event.peer[0],
+                    fmt_endpoint(event.peer),
+                    event.local_id,
                     event.remote_id,
                     event.algorithms,
                 )
@@ -235,14 +236,15 @@ class Daemon:
             case ChildSaUp():
                 self._install(event)
             case ChildSaRekeyed():
-                self._install(event.new)
+                self._install(event.new, rekeyed=event.old_spi_in)
                 self._remove(event.old_spi_out, Direction.OUT)
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
                 self.loop.call_later(self.rekey_grace, self._remove, event.old_spi_in, Direction.IN)
             case ChildSaDown():
-                self._uninstall(event.spi_in)
-                log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
+                if event.spi_in in self.children:  # not one a rekey already replaced
+                    self._uninstall(event.spi_in)
+                    log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason)
             case ChildSaFailed():
                 log.warning("%s: child SA failed: %s", event.name, event.reason)
             case PeerAddressChanged():
@@ -255,7 +257,8 @@ class Daemon:
                 for spi_in, child in list(self.children.items()):
                     if child.ike_sa_id == event.ike_sa_id:
                         self._uninstall(spi_in)
-                log.warning("%s: IKE SA down: %s", event.name, event.reason)
+                level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
+                log.log(level, "%s: IKE SA down: %s", event.name, event.reason)
                 if not event.actions:  # the manager restarts what has a dpd/close action
                     self._schedule_retry(event.name)
 
@@ -278,7 +281,7 @@ class Daemon:
         if not self.mgr.closing:
             self.initiate(conn)
 
-    def _install(self, ev: ChildSaUp) -> None:
+    def _install(self, ev: ChildSaUp, rekeyed: int | None = None) -> None:
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
 
@@ -309,9 +312,10 @@ class Daemon:
         self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out, keyless, time.time())
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
-        log.warning(
-            "%s: child SA up, %s, in %08x out %08x, %s === %s",
+        log.info(
+            "%s: child SA %s, %s, in %08x out %08x, %s === %s",
             ev.name,
+            "up" if rekeyed is None else f"rekeyed (was in {rekeyed:08x})",
             transform,
             ev.spi_in,
             ev.spi_out,

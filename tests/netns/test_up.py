@@ -30,8 +30,8 @@ def status_json(ns: Namespace) -> dict[str, Any]:
 def test_ike_negotiates_ping_and_iperf3_flow(tmp_path: Path) -> None:
     a_conf, b_conf = pair_configs(PSK)
     with TwoHosts.create("i3") as hosts:
-        b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf), command="up")
-        a = start_in(hosts.a, write_private(tmp_path / "a.toml", a_conf), command="up")
+        b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf), "-v", command="up")
+        a = start_in(hosts.a, write_private(tmp_path / "a.toml", a_conf), "-v", command="up")
         up = wait_for(
             lambda: hosts.a.run("ping", "-c", "1", "-W", "1", "198.19.2.1", check=False)
             .returncode == 0,

@@ -5,16 +5,15 @@ and a legitimate initiator still gets its tunnel afterwards in both cases."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
 from espfast.netns import TwoHosts, wait_for
-from espfast.static import Running, start_in, write_private
+from espfast.static import start_in, write_private
 from espfast.up import pair_configs
+from tests.netns.uplog import Stderr
 
 PSK = "a pre-shared key long enough for the bad-input test"
 PROBE = str(Path(__file__).with_name("ikeprobe.py"))
@@ -34,27 +33,6 @@ def tunnel_comes_up(hosts: TwoHosts) -> bool:
         .returncode == 0,
         timeout=15,
     )  # fmt: skip
-
-
-class Stderr:
-    """What a running ``espfast up`` has written to stderr so far (read without waiting)."""
-
-    def __init__(self, up: Running) -> None:
-        assert up.proc.stderr is not None
-        self.pipe = up.proc.stderr
-        os.set_blocking(self.pipe.fileno(), False)
-        self.text = ""
-
-    def read(self) -> str:
-        with contextlib.suppress(BlockingIOError):  # nothing (more) there yet
-            while chunk := os.read(self.pipe.fileno(), 65536):
-                self.text += chunk.decode(errors="replace")
-        return self.text
-
-    def done(self) -> None:
-        """Before ``Running.stop``, which reads the rest."""
-        self.read()
-        os.set_blocking(self.pipe.fileno(), True)
 
 
 def test_garbage_datagrams_are_counted_and_the_tunnel_still_comes_up(tmp_path: Path) -> None:
