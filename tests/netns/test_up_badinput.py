@@ -13,7 +13,7 @@ from pathlib import Path
 from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from espfast.up import pair_configs
-from tests.netns.uplog import Stderr
+from tests.netns.uplog import run_pair
 
 PSK = "a pre-shared key long enough for the bad-input test"
 PROBE = str(Path(__file__).with_name("ikeprobe.py"))
@@ -103,17 +103,10 @@ def test_peer_certificate_from_an_untrusted_ca_fails_clearly_on_both_sides(
             f'cacerts = ["{pki}/{trusted}/ca.crt"]'
         )))  # fmt: skip
     with TwoHosts.create("i3") as hosts:
-        b = start_in(hosts.b, write_private(tmp_path / "b.toml", texts[1]), "-v", command="up")
-        a = start_in(hosts.a, write_private(tmp_path / "a.toml", texts[0]), "-v", command="up")
-        seen_a, seen_b = Stderr(a), Stderr(b)
-        failed = wait_for(lambda: "AUTHENTICATION_FAILED" in seen_a.read(), timeout=10)
-        seen_a.done()
-        seen_b.done()
-        status_a, out_a, err_a = a.stop()
-        status_b, out_b, err_b = b.stop()
-    err_a, err_b = seen_a.text + err_a, seen_b.text + err_b
-    assert failed, err_a
-    assert (status_a, status_b) == (0, 0), err_a + err_b
+        run = run_pair(hosts, tmp_path, (texts[0], texts[1]), "AUTHENTICATION_FAILED")
+    (out_a, out_b), (err_a, err_b) = run.out, run.err
+    assert run.seen, err_a
+    assert run.status == (0, 0), err_a + err_b
     assert counter(out_a, "ike sas up") == 0 and counter(out_b, "ike sas up") == 0
     assert "IKE SA down: peer answered AUTHENTICATION_FAILED" in err_a, err_a
     assert 'IKE SA down: IKE_AUTH refused: authentication failed: certificate "CN=198.18.0.1"' \

@@ -9,36 +9,29 @@ import base64
 import re
 from pathlib import Path
 
-from espfast.netns import TwoHosts, wait_for
-from espfast.static import start_in, write_private
+from espfast.netns import TwoHosts
 from espfast.up import pair_configs
-from tests.netns.uplog import Stderr
+from tests.netns.uplog import run_pair
 
 PSK = "the log test's pre-shared key, long enough"
 SPI = "[0-9a-f]{8}"
 
 
-def no_secrets(text: str) -> None:
-    assert PSK not in text and PSK.encode().hex() not in text
-    assert base64.b64encode(PSK.encode()).decode() not in text
-    # Keys are 16 bytes or more: no run of 32 hex digits anywhere (SPIs are 8 or 16).
-    assert not re.search("[0-9a-fA-F]{32}", text), re.search("[0-9a-fA-F]{32}", text)
+def no_secrets(texts: tuple[str, ...]) -> None:
+    for text in texts:
+        assert PSK not in text and PSK.encode().hex() not in text
+        assert base64.b64encode(PSK.encode()).decode() not in text
+        # Keys are 16 bytes or more: no run of 32 hex digits anywhere (SPIs are 8 or 16).
+        assert not re.search("[0-9a-fA-F]{32}", text), re.search("[0-9a-fA-F]{32}", text)
 
 
 def test_one_info_line_per_event_debug_for_messages_no_keys(tmp_path: Path) -> None:
     a_conf, b_conf = pair_configs(PSK)
     a_conf += "rekey_time = 2\n"  # the Child SA rekeys about 2 s after it came up
-    with TwoHosts.create("i3") as hosts:
-        b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf), "-vv", command="up")
-        a = start_in(hosts.a, write_private(tmp_path / "a.toml", a_conf), "-v", command="up")
-        seen = Stderr(a)
-        rekeyed = wait_for(lambda: "child SA rekeyed" in seen.read(), timeout=10)
-        seen.done()
-        _, out_a, err_a = a.stop()
-        _, out_b, err_b = b.stop()
-    err_a = a.stderr_head + seen.text + err_a
-    err_b = b.stderr_head + err_b
-    assert rekeyed, err_a
+    with TwoHosts.create("i3") as hosts:  # a at -v (INFO), b at -vv (DEBUG)
+        run = run_pair(hosts, tmp_path, (a_conf, b_conf), "child SA rekeyed", ("-v", "-vv"))
+    err_a, err_b = run.err
+    assert run.seen, err_a
     info = [line for line in err_a.splitlines() if " INFO espfast." in line]
     events = [line.split(": ", 1)[1] for line in info if "espfast.daemon:" in line]
     expected = [
@@ -52,12 +45,12 @@ def test_one_info_line_per_event_debug_for_messages_no_keys(tmp_path: Path) -> N
         rf"net: child SA ({SPI}) down: deleted",
         r"site: IKE SA down: deleted",
     ]
-    assert len(events) == len(expected), events
     found = [re.fullmatch(pattern, line) for pattern, line in zip(expected, events, strict=True)]
     assert all(found), list(zip(expected, events, strict=True))
-    first, (old, new), gone = found[2], found[3].groups(), found[4]  # type: ignore[union-attr]
-    assert first is not None and gone is not None
-    assert old == first[1] and gone[1] == new  # the rekey replaced the first, then it went
+    first, rekeyed, gone = found[2], found[3], found[4]
+    assert first is not None and rekeyed is not None and gone is not None
+    # The rekey replaced the first Child SA; the new one went at shutdown.
+    assert rekeyed[1] == first[1] and gone[1] == rekeyed[2]
     # Each event once: the control plane's own lines about them are DEBUG.
     assert sum("IKE SA" in line and " up" in line for line in info) == 1, info
     assert " DEBUG " not in err_a
@@ -66,8 +59,7 @@ def test_one_info_line_per_event_debug_for_messages_no_keys(tmp_path: Path) -> N
                      r"\{ SA KE NONCE ", err_b), err_b  # fmt: skip
     assert re.search(r"DEBUG espfast\.control: site\[\d+\]: sending CREATE_CHILD_SA \d+ "
                      r"response \{ SA NONCE .*TSI TSR \}", err_b), err_b  # fmt: skip
-    for text in (err_a, err_b, out_a, out_b):
-        no_secrets(text)
+    no_secrets(run.err + run.out)
 
 
 def test_failure_line_names_the_notify(tmp_path: Path) -> None:
@@ -75,18 +67,11 @@ def test_failure_line_names_the_notify(tmp_path: Path) -> None:
     a_conf, b_conf = pair_configs(PSK)
     b_conf = b_conf.replace(PSK, "another pre-shared key, also long enough")
     with TwoHosts.create("i3") as hosts:
-        b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf), "-v", command="up")
-        a = start_in(hosts.a, write_private(tmp_path / "a.toml", a_conf), "-v", command="up")
-        seen = Stderr(a)
-        failed = wait_for(lambda: "AUTHENTICATION_FAILED" in seen.read(), timeout=10)
-        seen.done()
-        _, out_a, err_a = a.stop()
-        _, out_b, err_b = b.stop()
-    err_a = seen.text + err_a
-    assert failed, err_a
+        run = run_pair(hosts, tmp_path, (a_conf, b_conf), "AUTHENTICATION_FAILED")
+    err_a, err_b = run.err
+    assert run.seen, err_a
     assert re.search(r"WARNING espfast\.daemon: site: IKE SA down: peer answered "
                      r"AUTHENTICATION_FAILED", err_a), err_a  # fmt: skip
     assert re.search(r"WARNING espfast\.daemon: site: IKE SA down: IKE_AUTH refused: "
                      r"authentication failed: pre-shared key mismatch", err_b), err_b  # fmt: skip
-    for text in (err_a, err_b, out_a, out_b):
-        no_secrets(text)
+    no_secrets(run.err + run.out)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
-from espfast.static import Running
+from espfast.netns import TwoHosts, wait_for
+from espfast.static import Running, start_in, write_private
 
 
 class Stderr:
@@ -27,3 +30,36 @@ class Stderr:
     def done(self) -> None:
         self.read()
         os.set_blocking(self.pipe.fileno(), True)
+
+
+@dataclass
+class PairRun:
+    """What a run of two ``espfast up`` (a initiating to b) left: exit statuses, stdout
+    (the counters) and everything each logged, and whether ``until`` showed up in a's log."""
+
+    seen: bool
+    status: tuple[int, int]
+    out: tuple[str, str]
+    err: tuple[str, str]
+
+
+def run_pair(
+    hosts: TwoHosts, workdir: Path, confs: tuple[str, str], until: str,
+    verbosity: tuple[str, str] = ("-v", "-v"), timeout: float = 10.0,
+) -> PairRun:  # fmt: skip
+    """Start b then a with ``confs`` and ``verbosity`` (a's, b's), wait (bounded) until a
+    logs ``until``, stop both by PID."""
+    b = start_in(hosts.b, write_private(workdir / "b.toml", confs[1]), verbosity[1], command="up")
+    a = start_in(hosts.a, write_private(workdir / "a.toml", confs[0]), verbosity[0], command="up")
+    seen_a, seen_b = Stderr(a), Stderr(b)
+    seen = wait_for(lambda: until in seen_a.read(), timeout=timeout)
+    seen_a.done()
+    seen_b.done()
+    status_a, out_a, err_a = a.stop()
+    status_b, out_b, err_b = b.stop()
+    return PairRun(
+        seen,
+        (status_a, status_b),
+        (out_a, out_b),
+        (a.stderr_head + seen_a.text + err_a, b.stderr_head + seen_b.text + err_b),
+    )
