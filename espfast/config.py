@@ -285,6 +285,9 @@ class InterfaceConfig:
     listen: tuple[str, int]
     workers: int
     offload: bool  # TUN with IFF_VNET_HDR: TSO/GRO super-packets (off: one packet per read)
+    # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open)
+    cookie_threshold: int = 10
+    half_open_limit: int = 1000
 
 
 @dataclass(frozen=True)
@@ -365,8 +368,10 @@ def _interface(t: Table) -> InterfaceConfig:
     listen = parse_endpoint(t, "listen", t.get_str("listen", f"0.0.0.0:{NATT_PORT}"), NATT_PORT)
     workers = t.get_int("workers", 1, 1, MAX_WORKERS)
     offload = t.get_bool("offload", True)
+    cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
+    half_open = t.get_int("half_open_limit", 1000, 1, 10**6)
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers, offload)
+    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open)
 
 
 @dataclass
@@ -532,6 +537,8 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #
 #     [interface]                     # as for espfast static; IKE also uses UDP 500 of
 #     ...                             # the listen address
+#     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
+#     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
 #
 #     [[connection]]
 #     name = "site-b"

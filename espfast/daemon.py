@@ -147,7 +147,10 @@ class Daemon:
     def start(self) -> None:
         """Answer peers on every connection, and initiate every connection with a remote."""
         confs = [c.ike for c in self.config.connections]
-        self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT))
+        iface = self.config.interface
+        self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT),
+                               cookie_threshold=iface.cookie_threshold,
+                               half_open_limit=iface.half_open_limit)  # fmt: skip
         for conn in self.config.connections:
             if conn.remote is not None:
                 self.initiate(conn)

@@ -17,7 +17,7 @@ from tests.netns.uplog import run_pair
 
 PSK = "a pre-shared key long enough for the bad-input test"
 PROBE = str(Path(__file__).with_name("ikeprobe.py"))
-COOKIE_THRESHOLD = 10  # espfast.control.responder's default half-open count for COOKIEs
+COOKIE_THRESHOLD = 5  # half-open IKE SAs before COOKIEs ([interface] cookie_threshold)
 
 
 def counter(out: str, name: str) -> int:
@@ -57,6 +57,9 @@ def test_flood_from_many_addresses_gets_cookies_and_a_real_peer_gets_through(
     tmp_path: Path,
 ) -> None:
     a_conf, b_conf = pair_configs(PSK)
+    b_conf = b_conf.replace(
+        "[interface]\n", f"[interface]\ncookie_threshold = {COOKIE_THRESHOLD}\n"
+    )
     a_path = write_private(tmp_path / "a.toml", a_conf)
     sources = [f"198.18.0.{n}" for n in range(100, 140)]
     with TwoHosts.create("i3") as hosts:
