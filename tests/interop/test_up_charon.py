@@ -223,9 +223,12 @@ def test_proposal_mismatch_fails_clearly_on_both_sides(
         assert charon.installed_children("net") == []
         assert "ike sas up 0" in out
         if initiator == "espfast":
-            assert "NO_PROPOSAL_CHOSEN" in err, err
+            assert "charon: IKE SA down: peer answered NO_PROPOSAL_CHOSEN" in err, err
         else:
-            assert "no acceptable proposal (peer offered aes256-sha384-prfsha384-ecp384)" in err
+            assert (
+                "refused: no acceptable proposal (peer offered aes256-sha384-prfsha384-ecp384)"
+                in err
+            ), err
 
 
 def test_rekey_with_charon_keeps_ping_flowing(charons: CharonFactory, tmp_path: Path) -> None:
