@@ -481,7 +481,7 @@ class IkeSa:
         peer = self.id_str(self.peer_id) if self.peer_id else ""
         local = self.id_str(IdPayload(*self.config.local_id))
         self.log(f"IKE SA established with {peer} at {self.remote[0]}:{self.remote[1]} "
-                 f"({self.chosen})")  # fmt: skip
+                 f"({self.chosen})", logging.DEBUG)  # fmt: skip
         self.emit(IkeSaUp(self.ike_sa_id, self.config.name, local, peer, self.remote,
                           str(self.chosen)))  # fmt: skip
 
@@ -516,7 +516,7 @@ class IkeSa:
             # its replacement, so the shell hears nothing.
             self.log(f"old IKE SA {self.spi_i:016x}_i {self.spi_r:016x}_r closed: {reason}")
             return
-        self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}")
+        self.log(f"IKE SA {'deleted' if was_up else 'failed'}: {reason}", logging.DEBUG)
         self.emit(IkeSaDown(self.ike_sa_id, self.config.name, reason, cause, actions))
 
     def _actions(self, cause: str) -> tuple[ChildAction, ...]:
@@ -603,7 +603,7 @@ class IkeSa:
             replaces.rekey_at = None  # the old one waits for its DELETE
         self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
                  f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
-                 f"{', '.join(map(str, child.remote_ts))}")  # fmt: skip
+                 f"{', '.join(map(str, child.remote_ts))}", logging.DEBUG)  # fmt: skip
         up = child.up_event(self.ike_sa_id, self.remote)
         if replaces is None:
             self.emit(up)
@@ -804,8 +804,10 @@ class IkeSa:
             pass
         return f"{p.id_type}:{p.data.hex()}"
 
-    def log(self, text: str) -> None:
-        log.info("%s[%d]: %s", self.config.name, self.ike_sa_id & 0xFFFF, text)
+    def log(self, text: str, level: int = logging.INFO) -> None:
+        """INFO for what only the control plane sees; DEBUG for what it also hands the
+        shell as an event (IkeSaUp, ChildSaUp, IkeSaDown), which logs that at INFO."""
+        log.log(level, "%s[%d]: %s", self.config.name, self.ike_sa_id & 0xFFFF, text)
 
     def log_message(self, what: str, msg: Message) -> None:
         if log.isEnabledFor(logging.DEBUG):

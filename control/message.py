@@ -256,6 +256,7 @@ def decode(data: bytes, crypter: SkCrypter | None = None) -> Message:
             raise
         # Nothing is authenticated yet: garbage to drop, not a request to answer.
         raise IntegrityError(f"malformed unprotected part: {exc}") from None
+    buf.expect_eof("message after its last payload")  # the header's length covers only these
     encrypted = False
     sk = payloads[-1] if payloads else None
     if crypter is not None and not isinstance(sk, SkPayload):

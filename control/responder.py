@@ -110,6 +110,8 @@ class Responder:
         sa.receive_datagram(data, addr, now)
         if sa.is_destroyed:  # refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ...)
             self.counters.refused += 1
+            # Its IkeSaDown reaches no shell (nobody keeps this SA): say why here.
+            sa.log(f"IKE_SA_INIT from {addr[0]} refused: {sa.delete_reason}")
             self._out += sa.datagrams_to_send(now)
             return None
         self.counters.created += 1

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(_module=module)
+        # -v also after the command (espfast up -v -c ...), adding to any given before it.
+        sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
         importlib.import_module(module).add_arguments(sp)
     return parser
 

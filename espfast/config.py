@@ -285,6 +285,9 @@ class InterfaceConfig:
     listen: tuple[str, int]
     workers: int
     offload: bool  # TUN with IFF_VNET_HDR: TSO/GRO super-packets (off: one packet per read)
+    # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open)
+    cookie_threshold: int = 10
+    half_open_limit: int = 1000
 
 
 @dataclass(frozen=True)
@@ -365,8 +368,10 @@ def _interface(t: Table) -> InterfaceConfig:
     listen = parse_endpoint(t, "listen", t.get_str("listen", f"0.0.0.0:{NATT_PORT}"), NATT_PORT)
     workers = t.get_int("workers", 1, 1, MAX_WORKERS)
     offload = t.get_bool("offload", True)
+    cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
+    half_open = t.get_int("half_open_limit", 1000, 1, 10**6)
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers, offload)
+    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open)
 
 
 @dataclass
@@ -532,6 +537,8 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #
 #     [interface]                     # as for espfast static; IKE also uses UDP 500 of
 #     ...                             # the listen address
+#     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
+#     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
 #
 #     [[connection]]
 #     name = "site-b"
@@ -608,6 +615,8 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
     local_id = _identity(t, "local_id", required=default_id is None) or default_id
     assert local_id is not None
+    if auth.certs:
+        _check_own_cert(t, auth.certs[0], local_id)
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
@@ -681,6 +690,26 @@ def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, by
     except (OSError, ValueError) as e:
         raise t.error("cacerts", _reason(e)) from None
     return certificate_auth(cred, trust, time.time), cred.identity.encode()
+
+
+def _check_own_cert(t: Table, der: bytes, local_id: tuple[int, bytes]) -> None:
+    """Our certificate must be valid now and name our identity: every peer checks both."""
+    import datetime
+
+    from cryptography import x509
+
+    from espfast.control.certs import AuthenticationError, check_identity
+
+    cert = x509.load_der_x509_certificate(der)
+    now = datetime.datetime.now(datetime.UTC)
+    if now > cert.not_valid_after_utc:
+        raise t.error("cert", f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    if now < cert.not_valid_before_utc:
+        raise t.error("cert", f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    try:
+        check_identity(cert, Identity.decode(*local_id))
+    except AuthenticationError as e:
+        raise t.error("local_id", f"not in the certificate: {e}") from None
 
 
 def _reason(e: Exception) -> str:

@@ -147,7 +147,10 @@ class Daemon:
     def start(self) -> None:
         """Answer peers on every connection, and initiate every connection with a remote."""
         confs = [c.ike for c in self.config.connections]
-        self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT))
+        iface = self.config.interface
+        self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT),
+                               cookie_threshold=iface.cookie_threshold,
+                               half_open_limit=iface.half_open_limit)  # fmt: skip
         for conn in self.config.connections:
             if conn.remote is not None:
                 self.initiate(conn)
@@ -171,7 +174,11 @@ class Daemon:
             self.counters.malformed += 1
             log.debug("dropped a malformed IKE datagram from %s: %s", addr[0], e)
             return
+        front = self.mgr.responder  # it drops new requests whose payloads do not parse
+        before = front.counters.dropped_malformed if front is not None else 0
         self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
+        if front is not None and front.counters.dropped_malformed != before:
+            self.counters.malformed += 1
         self._pump()
 
     def _pump(self) -> None:
@@ -219,10 +226,11 @@ class Daemon:
                 self.counters.ike_sas_up += 1
                 self._established[event.ike_sa_id] = time.time()
                 self._retries.pop(event.name, None)
-                log.warning(
-                    "%s: IKE SA up with %s (%s), %s",
+                log.info(
+                    "%s: IKE SA up with %s, %s === %s, %s",
                     event.name,
-                    event.peer[0],
+                    fmt_endpoint(event.peer),
+                    event.local_id,
                     event.remote_id,
                     event.algorithms,
                 )
@@ -231,14 +239,15 @@ class Daemon:
             case ChildSaUp():
                 self._install(event)
             case ChildSaRekeyed():
-                self._install(event.new)
+                self._install(event.new, rekeyed=event.old_spi_in)
                 self._remove(event.old_spi_out, Direction.OUT)
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
                 self.loop.call_later(self.rekey_grace, self._remove, event.old_spi_in, Direction.IN)
             case ChildSaDown():
-                self._uninstall(event.spi_in)
-                log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
+                if event.spi_in in self.children:  # not one a rekey already replaced
+                    self._uninstall(event.spi_in)
+                    log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason)
             case ChildSaFailed():
                 log.warning("%s: child SA failed: %s", event.name, event.reason)
             case PeerAddressChanged():
@@ -251,7 +260,8 @@ class Daemon:
                 for spi_in, child in list(self.children.items()):
                     if child.ike_sa_id == event.ike_sa_id:
                         self._uninstall(spi_in)
-                log.warning("%s: IKE SA down: %s", event.name, event.reason)
+                level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
+                log.log(level, "%s: IKE SA down: %s", event.name, event.reason)
                 if not event.actions:  # the manager restarts what has a dpd/close action
                     self._schedule_retry(event.name)
 
@@ -274,7 +284,7 @@ class Daemon:
         if not self.mgr.closing:
             self.initiate(conn)
 
-    def _install(self, ev: ChildSaUp) -> None:
+    def _install(self, ev: ChildSaUp, rekeyed: int | None = None) -> None:
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
 
@@ -305,9 +315,10 @@ class Daemon:
         self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out, keyless, time.time())
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
-        log.warning(
-            "%s: child SA up, %s, in %08x out %08x, %s === %s",
+        log.info(
+            "%s: child SA %s, %s, in %08x out %08x, %s === %s",
             ev.name,
+            "up" if rekeyed is None else f"rekeyed (was in {rekeyed:08x})",
             transform,
             ev.spi_in,
             ev.spi_out,

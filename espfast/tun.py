@@ -48,6 +48,7 @@ class Tun:
         except pytun.Error as e:
             raise TunError(f"cannot create TUN device {name!r}: {e}") from None
         self.name: str = self._dev.name
+        self._routed: set[IPNetwork] = set()  # prefixes add_routes already routed here
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="netlink")
         self._ipr: IPRoute | None = None
         try:
@@ -86,8 +87,14 @@ class Tun:
         self._netlink("set the link up", "link", "set", index=self.index, state="up")
 
     def add_routes(self, prefixes: Iterable[IPNetwork]) -> None:
-        """Route each prefix into the device (``replace``: a prefix may equal a connected one)."""
+        """Route each prefix into the device (``replace``: a prefix may equal a connected one).
+        A prefix already routed here is skipped: the daemon calls this for every Child SA
+        (each rekey, each handshake with a peer of the same prefix), and a netlink round
+        trip per call was a third of a responder's handshake time. The routes live as long
+        as the device."""
         for net in prefixes:
+            if net in self._routed:
+                continue
             family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
             self._netlink(
                 f"add route {net}",
@@ -98,6 +105,7 @@ class Tun:
                 family=family,
                 proto="static",
             )
+            self._routed.add(net)
 
     def close(self) -> None:
         """Close the device (which removes it with its addresses and routes)."""

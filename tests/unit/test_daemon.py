@@ -232,6 +232,16 @@ UP_ERRORS = {
         'auth = "pubkey"\ncert = "nope.crt"\nkey = "nope.key"\ncacerts = ["ca.crt"]',
         ["connection[0].cert", "cannot load", "nope.crt"],
     ),
+    "negative cookie_threshold": (
+        "[interface]\n",
+        "[interface]\ncookie_threshold = -1\n",
+        ["interface.cookie_threshold"],
+    ),
+    "zero half_open_limit": (
+        "[interface]\n",
+        "[interface]\nhalf_open_limit = 0\n",
+        ["interface.half_open_limit"],
+    ),
     "negative rekey_time": (
         'esp_proposals = "aes128gcm16"',
         'esp_proposals = "aes128gcm16"\nrekey_time = -1',

@@ -175,6 +175,14 @@ def test_payload_length_overruns_message() -> None:
         decode(bytes(data))
 
 
+def test_bytes_after_the_last_payload_are_an_error() -> None:
+    """Junk after the chain (Next Payload 0), the header's length patched to cover it."""
+    data = encode(msg(NoncePayload(b"n" * 16))) + b"junk"
+    data = data[:24] + len(data).to_bytes(4, "big") + data[28:]
+    with pytest.raises(RemoteProtocolError, match="4 trailing bytes in message after its last"):
+        decode(data)
+
+
 def test_rules() -> None:
     init = msg(SA, KePayload(19, b"k" * 64), NoncePayload(b"n" * 32))
     check_rules(init)
