@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from espfast.config import ConfigError, UpConfig, load_up
+from espfast.control.config import Lifetime
 from espfast.control.rng import SystemRng
 from espfast.daemon import Daemon
 from espfast.dataplane import Direction, SaParams, SaStats
@@ -237,6 +238,71 @@ UP_ERRORS = {
         'esp_proposals = "aes128gcm16"\nrekey_time = -1',
         ["connection[0].child[0].rekey_time", "out of range"],
     ),
+    "bad duration": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = "soon"',
+        ["connection[0].child[0].rekey_time", "not a duration"],
+    ),
+    "bool duration": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = true',
+        ["connection[0].child[0].rekey_time", "number of seconds"],
+    ),
+    "life before rekey": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = 60\nlife_time = 30',
+        ["connection[0].child[0].life_time", "must come after rekey_time"],
+    ),
+    "rand too big": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = 60\nrand_time = 60',
+        ["connection[0].child[0].rand_time", "less than the rekey time"],
+    ),
+    "bad bytes": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_bytes = "lots"',
+        ["connection[0].child[0].rekey_bytes", "not a count"],
+    ),
+    "negative packets": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_packets = -5',
+        ["connection[0].child[0].rekey_packets", "out of range"],
+    ),
+    "bad dpd_action": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\ndpd_action = "hold"',
+        ["connection[0].child[0].dpd_action", "clear, trap, restart"],
+    ),
+    "bad close_action": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nclose_action = "restart"',
+        ["connection[0].child[0].close_action", "none, trap, start"],
+    ),
+    "bad start_action": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nstart_action = "route"',
+        ["connection[0].child[0].start_action", "start, trap, none"],
+    ),
+    "ike over_time zero": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nrekey_time = "1h"\nover_time = 0',
+        ["connection[0].over_time", "must come after"],
+    ),
+    "ike rand too big": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nrekey_time = 10\nrand_time = 20',
+        ["connection[0].rand_time", "less than"],
+    ),
+    "bad reauth_time": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nreauth_time = "1w"',
+        ["connection[0].reauth_time", "not a duration"],
+    ),
+    "short dpd_timeout": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_timeout = 0.1',
+        ["connection[0].dpd_timeout", "too short"],
+    ),
 }
 
 
@@ -251,6 +317,46 @@ def test_up_config_errors(tmp_path: Path, case: str) -> None:
     assert PSK not in message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_up_config_trap_needs_a_remote(tmp_path: Path) -> None:
+    text = conf()[1].replace(
+        'esp_proposals = "aes128gcm16"', 'esp_proposals = "aes128gcm16"\ndpd_action = "restart"'
+    )
+    with pytest.raises(ConfigError, match=r"child\[0\]\.dpd_action.*needs the connection's remote"):
+        load_up(write_private(tmp_path / "b.toml", text))
+
+
+def test_up_config_lifetimes(tmp_path: Path) -> None:
+    text = (
+        conf()[0]
+        .replace(
+            'proposals = "aes128gcm16-prfsha256-x25519"\n',
+            'proposals = "aes128gcm16-prfsha256-x25519"\nrekey_time = "5s"\nreauth_time = "1m"\n'
+            "dpd_timeout = 4.1\n",
+        )
+        .replace(
+            'esp_proposals = "aes128gcm16"\n',
+            'esp_proposals = "aes128gcm16"\nrekey_time = 2\nlife_time = "3s"\nrekey_bytes = "2M"\n'
+            'rekey_packets = 1000\nstart_action = "trap"\ndpd_action = "restart"\n'
+            'close_action = "start"\n',
+        )
+    )
+    (conn,) = load_up(write_private(tmp_path / "a.toml", text)).connections
+    (child,) = conn.ike.children
+    assert child.lifetime == Lifetime(2.0, 3.0, 1.0, rekey_bytes=2 << 20, rekey_packets=1000)
+    assert (child.dpd_action, child.close_action) == ("restart", "start")
+    assert conn.children_to("trap") == ["net"] and conn.children_to("start") == []
+    # IKE: over_time 10 % of the longer of rekey and reauth; rand_time = over_time, but at
+    # most half the rekey time.
+    assert conn.ike.lifetime == Lifetime(5.0, 11.0, 2.5, reauth_time=60.0)
+    assert conn.ike.retransmit_timeout == pytest.approx(0.1, rel=0.01)
+    # Defaults: strongSwan's.
+    (default,) = load_up(write_private(tmp_path / "b.toml", conf()[0])).connections
+    life = default.ike.children[0].lifetime
+    assert (life.rekey_time, life.life_time, life.rand_time) == pytest.approx((3600, 3960, 360))
+    assert default.ike.lifetime.rekey_time == 14400.0 and default.ike.lifetime.life_time == 15840.0
+    assert default.children_to("start") == ["net"]
 
 
 def assert_mirrored(dp_a: FakeDataplane, dp_b: FakeDataplane) -> None:
