@@ -29,7 +29,8 @@ class Lifetime:
     rekey_packets: int = 0
     # IKE SAs only: authenticate afresh after this long (RFC 7296 §2.8.3, strongSwan's
     # reauth_time; 0: never), make-before-break: a new IKE SA and its Child SAs come up
-    # before the old IKE SA is deleted. Jittered by rand_time like rekey_time.
+    # before the old IKE SA is deleted. Jittered by rand_time like rekey_time. Only the
+    # end that initiated the IKE SA reauthenticates (the other cannot always reach it).
     reauth_time: float = 0.0
 
 

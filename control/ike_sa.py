@@ -104,6 +104,10 @@ class IkeSa:
         self.config = config
         self.candidates = candidates or (config,)
         self.initiator = initiator
+        # Whether we set up this IKE SA's lineage (kept across rekeys, whoever rekeyed):
+        # only that end reauthenticates on reauth_time, so that the two ends never
+        # reauthenticate at once into two IKE SAs.
+        self.original_initiator = initiator
         self.local = local
         self.remote = remote
         # Where it all began (kept across rekeys): a restart starts from here again.
@@ -160,6 +164,9 @@ class IkeSa:
         self.reauth_by: IkeSa | None = None
         self.reauth_of: IkeSa | None = None
         self.reauth_done: set[int] = set()
+        # Replaced by reauthentication: the peer sees two unrelated IKE SAs, so a Child
+        # SA still being made here stays here (and goes with it), unlike after a rekey.
+        self.superseded = False
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -396,6 +403,8 @@ class IkeSa:
         """CREATE_CHILD_SA rekeying this IKE SA (RFC 7296 §1.3.2); IkeSaRekeyed carries
         the new IkeSa, then this one is deleted."""
         sa = self.current
+        if sa.reauth_by is not None or sa.reauth_of is not None:
+            return  # a reauthentication under way (it renews the keys anyway)
         sa.rekeying = True
         sa.tm.queue_task(IkeRekey(sa, True), now)
 
@@ -458,7 +467,7 @@ class IkeSa:
         life = self.config.lifetime
         if life.rekey_time:
             self.rekey_at = now + life.rekey_time - self._jitter(life.rand_time)
-        if life.reauth_time:
+        if life.reauth_time and self.original_initiator:
             self.reauth_at = now + life.reauth_time - self._jitter(life.rand_time)
         if life.life_time:
             self.expire_at = now + life.life_time
@@ -579,7 +588,7 @@ class IkeSa:
     def add_child(self, child: ChildSa, replaces: ChildSa | None = None) -> None:
         """Keep the new Child SA and announce it (ChildSaUp, or ChildSaRekeyed when it
         ``replaces`` another); its keys leave with the event and are dropped here."""
-        if self.replaced_by is not None:
+        if self.replaced_by is not None and not self.superseded:
             self.current.add_child(child, replaces)
             return
         if replaces is None and self.reauth_of is not None:
@@ -641,6 +650,7 @@ class IkeSa:
                     rng=self.rng, now=now, spi_i=spi_i)  # fmt: skip
         new.spi_i, new.spi_r = spi_i, spi_r
         new.first_local, new.first_remote = self.first_local, self.first_remote
+        new.original_initiator = self.original_initiator
         new.ike_sa_id = self.ike_sa_id  # the same IKE SA to the shell, under new SPIs
         new.candidates = self.candidates
         new.half_open_deadline = None
@@ -664,6 +674,13 @@ class IkeSa:
         self.replaced_by = new
         new.rekeyed_from = self
         new.on_hold = on_hold
+        if self.reauth_by is not None:  # a reauthentication under way replaces the new SA
+            new.reauth_by, self.reauth_by = self.reauth_by, None
+            new.reauth_by.reauth_of = new
+        if self.reauth_of is not None:  # (the peer rekeyed an SA still replacing another)
+            new.reauth_of, self.reauth_of = self.reauth_of, None
+            new.reauth_done = self.reauth_done
+            new.reauth_of.reauth_by = new
         if not on_hold:
             self.move_queue(new)  # the caller starts them
         self.log(f"IKE SA rekeyed: now {new.spi_i:016x}_i {new.spi_r:016x}_r ({chosen})")
@@ -684,7 +701,7 @@ class IkeSa:
         target = self.current
         if queue_from is not None:
             queue_from.move_queue(target)
-        if target is not self:
+        if target is not self and not self.superseded:
             self.move_queue(target)
         target.tm.initiate(now)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .child_sa import ChildSa
 from .events import IkeSaReauthenticating
 from .tasks.child_create import CreateChild
+from .tasks.ike_rekey import IkeRekey
 
 if TYPE_CHECKING:
     from .ike_sa import IkeSa
@@ -28,6 +29,11 @@ def start(old: IkeSa, now: float) -> IkeSa | None:
     from .ike_sa import IkeSa
 
     if old.reauth_by is not None or old.replaced_by is not None or not old.is_established:
+        return None
+    if old.is_deleting or old.on_hold or old.reauth_of is not None:
+        return None  # closing, unsettled, or itself still replacing another
+    if any(isinstance(t, IkeRekey) for t in (old.tm.active, *old.tm.queue)):
+        old.retry_reauth_later()  # one replacement at a time: after the rekey
         return None
     names = [c.name for c in old.children.values()]
     known = {c.name for c in old.config.children}
@@ -55,7 +61,7 @@ def predecessor(new: IkeSa, child: ChildSa) -> ChildSa | None:
     old = new.reauth_of
     if old is None:
         return None
-    for candidate in old.children.values():
+    for candidate in old.current.children.values():
         if candidate.name == child.name and candidate.spi_in not in new.reauth_done:
             new.reauth_done.add(candidate.spi_in)
             return candidate
@@ -77,6 +83,7 @@ def step(new: IkeSa, now: float) -> None:
     old.log(f"reauthenticated as {new.spi_i:016x}_i {new.spi_r:016x}_r: deleting the old SA")
     old.move_queue(new)
     old.replaced_by = new  # closes quietly; the IKE SA lives on in the new one
+    old.superseded = True
     old.expire_at = None
     old._delete_self(now)
 

@@ -126,6 +126,7 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disab
 	pthread_rwlock_init(&dp->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	ef_order_init(&dp->tx_order);
+	ef_order_init(&dp->tx_seq);
 	ef_order_init(&dp->rx_order);
 	dp->w = calloc((size_t)workers * 2, sizeof(*dp->w));
 	if (!dp->w)
@@ -203,6 +204,7 @@ int ef_dp_start(ef_dp *dp)
 	while (read(dp->stop_fd, &v, sizeof(v)) > 0)
 		;
 	ef_order_reset(&dp->tx_order); /* no worker runs: nobody holds a ticket */
+	ef_order_reset(&dp->tx_seq);
 	ef_order_reset(&dp->rx_order);
 	__atomic_store_n(&dp->running, 1, __ATOMIC_RELEASE);
 	/* Signals (SIGINT, SIGTERM) belong to Python's main thread, not to the workers. */
@@ -230,6 +232,7 @@ void ef_dp_stop(ef_dp *dp)
 		/* The counter cannot overflow with one write per stop; nothing to do. */
 	}
 	ef_order_wake(&dp->tx_order); /* workers waiting for their turn see the stop */
+	ef_order_wake(&dp->tx_seq);
 	ef_order_wake(&dp->rx_order);
 	for (int i = 0; i < dp->nworkers * 2; i++) {
 		if (dp->w[i].started)
@@ -256,6 +259,7 @@ void ef_dp_free(ef_dp *dp)
 	ef_table_destroy(&dp->table); /* cleanses every key */
 	pthread_rwlock_destroy(&dp->lock);
 	ef_order_destroy(&dp->tx_order);
+	ef_order_destroy(&dp->tx_seq);
 	ef_order_destroy(&dp->rx_order);
 	if (dp->tun_fd >= 0)
 		close(dp->tun_fd);

@@ -253,9 +253,38 @@ void ef_sa_read_stats(const struct ef_sa *sa, struct ef_sa_stats *st)
 	st->exhausted = __atomic_load_n(&sa->exhausted, __ATOMIC_RELAXED);
 }
 
-long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t **out)
+uint64_t ef_sa_next_seq(struct ef_sa *sa)
 {
 	uint64_t limit = sa->esn ? UINT64_MAX : UINT32_MAX, cur;
+
+	/* RFC 4303 §3.3.3: the counter never cycles; the SA stops instead. */
+	cur = __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
+	do {
+		if (cur >= limit) {
+			__atomic_store_n(&sa->exhausted, 1, __ATOMIC_RELAXED);
+			CNT_ADD(sa->cnt.seq_exhausted, 1);
+			return 0;
+		}
+	} while (!__atomic_compare_exchange_n(&sa->seq, &cur, cur + 1, 1, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return cur + 1;
+}
+
+long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t **out)
+{
+	uint64_t seq;
+
+	if (len < 1)
+		return -EF_E_MALFORMED;
+	seq = ef_sa_next_seq(sa);
+	if (!seq)
+		return -EF_E_SEQ_EXHAUSTED;
+	return ef_sa_seal(sa, ctx, seq, inner, len, out);
+}
+
+long ef_sa_seal(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t len,
+		uint8_t **out)
+{
 	struct ef_esp_hdr h;
 	uint8_t nh;
 	long n;
@@ -263,18 +292,8 @@ long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t 
 	if (len < 1)
 		return -EF_E_MALFORMED;
 	nh = (inner[0] >> 4) == 6 ? EF_NH_IPV6 : EF_NH_IPV4;
-	/* RFC 4303 §3.3.3: the counter never cycles; the SA stops instead. */
-	cur = __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
-	do {
-		if (cur >= limit) {
-			__atomic_store_n(&sa->exhausted, 1, __ATOMIC_RELAXED);
-			CNT_ADD(sa->cnt.seq_exhausted, 1);
-			return -EF_E_SEQ_EXHAUSTED;
-		}
-	} while (!__atomic_compare_exchange_n(&sa->seq, &cur, cur + 1, 1, __ATOMIC_RELAXED,
-					      __ATOMIC_RELAXED));
 	h.spi = sa->spi;
-	h.seq = cur + 1;
+	h.seq = seq;
 	h.esn = sa->esn;
 	h.salt = sa->salt;
 	n = ef_esp_seal(sa->t, &sa->ctx[ctx], &h, nh, inner, len, out);

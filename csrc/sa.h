@@ -60,6 +60,11 @@ void ef_sa_read_stats(const struct ef_sa *sa, struct ef_sa_stats *st);
  * CRYPTO, MALFORMED for an inner packet that is not IP). `inner` needs EF_HEADROOM and
  * EF_TAILROOM around it. Counts into the SA. */
 long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t **out);
+/* ef_sa_encap in two steps, for workers that number packets in one order and seal them
+ * in parallel: the next sequence number (0: exhausted, counted), then the sealing. */
+uint64_t ef_sa_next_seq(struct ef_sa *sa);
+long ef_sa_seal(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t len,
+		uint8_t **out);
 
 /* Returns the inner packet length (>=0) with *inner set, or -EF_E_* (MALFORMED, REPLAY,
  * AUTH, PADDING, POLICY). Counts into the SA. ESP packet at `pkt`, modified in place. */

@@ -71,11 +71,13 @@ int ef_wait(int fd, short events, int stop_fd)
 	}
 }
 
-int ef_udp_recv(int fd, struct ef_batch *b)
+int ef_udp_recv(int fd, struct ef_batch *b, int max)
 {
 	int n;
 
-	for (int i = 0; i < EF_BATCH; i++) {
+	if (max < 1 || max > EF_BATCH)
+		max = EF_BATCH;
+	for (int i = 0; i < max; i++) {
 		b->iov[i].iov_base = ef_slot(b, i);
 		b->iov[i].iov_len = b->slot;
 		b->msg[i].msg_hdr = (struct msghdr){
@@ -88,7 +90,7 @@ int ef_udp_recv(int fd, struct ef_batch *b)
 		};
 	}
 	do {
-		n = recvmmsg(fd, b->msg, EF_BATCH, MSG_DONTWAIT, NULL);
+		n = recvmmsg(fd, b->msg, (unsigned)max, MSG_DONTWAIT, NULL);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;

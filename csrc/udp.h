@@ -47,8 +47,9 @@ void ef_batch_free(struct ef_batch *b);
 
 int ef_udp_enable_gro(int fd);
 
-/* Returns the number of messages (>0), 0 when none is waiting, -1 on error (errno). */
-int ef_udp_recv(int fd, struct ef_batch *b);
+/* Receives up to `max` (1..EF_BATCH) messages. Returns the number of messages (>0), 0
+ * when none is waiting, -1 on error (errno). */
+int ef_udp_recv(int fd, struct ef_batch *b, int max);
 size_t ef_udp_gso_size(const struct msghdr *mh);
 
 /* The control message that makes one sendmsg a GSO send of `seg`-byte datagrams. */

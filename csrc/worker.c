@@ -17,11 +17,14 @@
  * the threads share the fds and keep the order of the batches they read: each takes a
  * ticket as it reads (a mutex around the non-blocking read), runs its crypto in parallel
  * with the others, and sends (TX) or writes to TUN (RX) only when every earlier ticket
- * has (struct ef_order) — so one TCP flow is never reordered by the dataplane, and the
- * sequence numbers on the wire are out of order by at most (workers - 1) batches
- * (EF_TX_MAX packets each), however long a worker is preempted. Per SA, the sequence
- * counter (CAS) and the replay window (a spinlock around check and update) are the only
- * other serial points, and each thread has its own keyed EVP contexts in every SA. The SA table's rwlock is held for reading
+ * has (struct ef_order) — so one TCP flow is never reordered by the dataplane. TX also
+ * numbers its packets in ticket order (a second turn, tx_seq, held from a batch's first
+ * flush to its last; the sealing after it runs in parallel), so each SA's sequence
+ * numbers leave in order. RX checks and updates the replay window in parallel, each
+ * worker taking at most EF_RX_MT_MSGS messages a call, which bounds how far the others
+ * can move the window ahead of a batch (worker.h). Per SA, the sequence counter (CAS)
+ * and the replay window (a spinlock around check and update) are the only other serial
+ * points, and each thread has its own keyed EVP contexts in every SA. The SA table's rwlock is held for reading
  * across one batch's crypto, never across a blocking system call (only the rare IKE
  * hand-over, MSG_DONTWAIT, happens under it), so add/remove from Python waits at most
  * one batch. Counters: per thread globally, atomics per SA.
@@ -98,35 +101,36 @@ static void order_take(struct ef_worker *w, struct ef_order *o, int n)
 		return;
 	if (n > 0)
 		w->ticket = o->next++;
-	w->has_turn = 0;
+	w->has_turn = w->has_seq_turn = w->seq_passed = 0;
 	pthread_mutex_unlock(&o->lock);
 }
 
-/* Waits until every earlier batch has gone (or the dataplane stops). */
-static void order_turn(struct ef_worker *w, struct ef_order *o)
+/* Waits until every earlier batch has passed this stage (or the dataplane stops); *has
+ * says whether this batch has the turn. */
+static void order_turn(struct ef_worker *w, struct ef_order *o, int *has)
 {
-	if (w->dp->nworkers == 1 || w->has_turn)
+	if (w->dp->nworkers == 1 || *has)
 		return;
 	pthread_mutex_lock(&o->lock);
 	while (o->done != w->ticket && running(w->dp))
 		pthread_cond_wait(&o->turn, &o->lock);
-	w->has_turn = o->done == w->ticket;
+	*has = o->done == w->ticket;
 	pthread_mutex_unlock(&o->lock);
 }
 
-/* The batch has gone: the next ticket's turn. */
-static void order_done(struct ef_worker *w, struct ef_order *o)
+/* The batch has passed this stage: the next ticket's turn. */
+static void order_done(struct ef_worker *w, struct ef_order *o, int *has)
 {
 	if (w->dp->nworkers == 1)
 		return;
-	order_turn(w, o);
-	if (!w->has_turn)
+	order_turn(w, o, has);
+	if (!*has)
 		return; /* stopping */
 	pthread_mutex_lock(&o->lock);
 	o->done++;
 	pthread_cond_broadcast(&o->turn);
 	pthread_mutex_unlock(&o->lock);
-	w->has_turn = 0;
+	*has = 0;
 }
 
 static void count_decap_error(struct ef_worker *w, long err)
@@ -194,19 +198,22 @@ static int build_messages(struct ef_worker *w, int nseg)
 }
 
 /* Encrypts and sends the staged inner packets (w->in_data / in_len), then empties the
- * stage. */
-static void tx_flush(struct ef_worker *w)
+ * stage. Several workers: the packets are numbered in ticket order (the seq turn, held
+ * from a batch's first flush to its `last`), sealed in parallel, sent in ticket order —
+ * so each SA's sequence numbers leave in order. No turn is awaited under the rwlock (a
+ * waiting writer would block the turn's holder). */
+static void tx_flush(struct ef_worker *w, int last)
 {
 	struct ef_dp *dp = w->dp;
 	struct ef_prefix src, dst, last_src = {0}, last_dst = {0};
 	struct ef_sa *sa = NULL;
-	int nseg = 0, nmsg;
+	int nseg = 0, nmsg, nsealed = 0;
 
+	order_turn(w, &dp->tx_seq, &w->has_seq_turn);
 	pthread_rwlock_rdlock(&dp->lock);
 	for (int i = 0; i < w->nin; i++) {
-		uint8_t *esp;
 		size_t iplen;
-		long r;
+		uint64_t seq;
 
 		if (ef_ip_parse(w->in_data[i], w->in_len[i], &src, &dst, &iplen) < 0) {
 			ST_ADD(w, malformed, 1);
@@ -222,32 +229,50 @@ static void tx_flush(struct ef_worker *w)
 			ST_ADD(w, no_sa, 1);
 			continue;
 		}
-		r = ef_sa_encap(sa, w->idx, w->in_data[i], iplen, &esp);
-		if (r < 0) {
-			if (r == -EF_E_SEQ_EXHAUSTED)
-				ST_ADD(w, seq_exhausted, 1);
-			else
-				ST_ADD(w, tx_errors, 1);
+		seq = ef_sa_next_seq(sa);
+		if (!seq) {
+			ST_ADD(w, seq_exhausted, 1);
 			continue;
 		}
-		w->seg[nseg] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
-		memcpy(&w->seg_addr[nseg], &sa->peer, sa->peer_len);
-		w->seg_addr_len[nseg] = sa->peer_len;
+		w->in_data[nseg] = w->in_data[i];
 		w->seg_inner[nseg] = (uint32_t)iplen;
+		w->seg_sa[nseg] = sa;
+		w->seg_seq[nseg] = seq;
 		nseg++;
+	}
+	if (last) {
+		order_done(w, &dp->tx_seq, &w->has_seq_turn); /* holds it: no wait */
+		w->seq_passed = 1;
+	}
+	for (int i = 0; i < nseg; i++) {
+		uint8_t *esp;
+		long r = ef_sa_seal(w->seg_sa[i], w->idx, w->seg_seq[i], w->in_data[i],
+				    w->seg_inner[i], &esp);
+
+		if (r < 0) {
+			ST_ADD(w, tx_errors, 1);
+			continue;
+		}
+		sa = w->seg_sa[i];
+		w->seg[nsealed] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
+		memcpy(&w->seg_addr[nsealed], &sa->peer, sa->peer_len);
+		w->seg_addr_len[nsealed] = sa->peer_len;
+		w->seg_inner[nsealed] = w->seg_inner[i];
+		nsealed++;
 	}
 	pthread_rwlock_unlock(&dp->lock);
 	w->nin = 0;
 	w->segused = 0;
+	nseg = nsealed;
 	if (!nseg)
 		return;
 	nmsg = build_messages(w, nseg);
-	order_turn(w, &dp->tx_order);
+	order_turn(w, &dp->tx_order, &w->has_turn);
 	ef_udp_send(dp->udp_fd, w->out, nmsg, dp->stop_fd, &dp->gso_max);
 	for (int m = 0; m < nmsg; m++) {
-		int first = w->out_first[m], last = first + (int)w->out[m].msg_hdr.msg_iovlen;
+		int first = w->out_first[m], last_seg = first + (int)w->out[m].msg_hdr.msg_iovlen;
 
-		for (int i = first; i < last; i++) {
+		for (int i = first; i < last_seg; i++) {
 			if (w->out[m].msg_len == 0) {
 				ST_ADD(w, tx_errors, 1);
 				continue;
@@ -261,7 +286,7 @@ static void tx_flush(struct ef_worker *w)
 static void stage(struct ef_worker *w, uint8_t *p, size_t len)
 {
 	if (w->nin == EF_TX_MAX)
-		tx_flush(w);
+		tx_flush(w, 0);
 	w->in_data[w->nin] = p;
 	w->in_len[w->nin] = (uint32_t)len;
 	w->nin++;
@@ -302,7 +327,7 @@ static void tx_read_one(struct ef_worker *w, uint8_t *p, size_t len)
 		uint8_t *seg;
 
 		if (w->nin == EF_TX_MAX || w->segused == EF_TX_MAX)
-			tx_flush(w);
+			tx_flush(w, 0);
 		seg = w->segmem + (size_t)w->segused++ * EF_SLOT + EF_HEADROOM;
 		stage(w, seg, ef_tso_build(&t, p, k, seg));
 	}
@@ -334,8 +359,10 @@ static void *tx_main(struct ef_worker *w)
 		for (int i = 0; i < n; i++)
 			tx_read_one(w, w->batch.data[i], w->batch.len[i]);
 		if (w->nin)
-			tx_flush(w);
-		order_done(w, &dp->tx_order);
+			tx_flush(w, 1);
+		if (!w->seq_passed)
+			order_done(w, &dp->tx_seq, &w->has_seq_turn);
+		order_done(w, &dp->tx_order, &w->has_turn);
 	}
 	return NULL;
 }
@@ -449,7 +476,7 @@ static void rx_batch(struct ef_worker *w, int n)
 		}
 	}
 	pthread_rwlock_unlock(&dp->lock);
-	order_turn(w, &dp->rx_order);
+	order_turn(w, &dp->rx_order, &w->has_turn);
 	if (dp->vnet) {
 		int writes = 0, merged = 0, failed;
 
@@ -480,7 +507,7 @@ static void *rx_main(struct ef_worker *w)
 		int n;
 
 		order_enter(w, &dp->rx_order);
-		n = ef_udp_recv(dp->udp_fd, &w->batch);
+		n = ef_udp_recv(dp->udp_fd, &w->batch, dp->nworkers > 1 ? EF_RX_MT_MSGS : EF_BATCH);
 		order_take(w, &dp->rx_order, n);
 		if (n < 0) {
 			/* e.g. an ICMP error queued on the socket: counted, not fatal */
@@ -493,7 +520,7 @@ static void *rx_main(struct ef_worker *w)
 			continue;
 		}
 		rx_batch(w, n);
-		order_done(w, &dp->rx_order);
+		order_done(w, &dp->rx_order, &w->has_turn);
 	}
 	return NULL;
 }

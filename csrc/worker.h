@@ -14,6 +14,12 @@ enum ef_worker_kind { EF_WORKER_TX, EF_WORKER_RX };
  * datagrams into one buffer, so EF_BATCH buffers hold at most EF_BATCH * 64. (Should
  * that ever change, the excess is counted in tun_errors, not written.) */
 #define EF_RX_OUT_MAX (EF_BATCH * 64)
+/* Several RX workers check and update one SA's replay window in parallel, each with its
+ * own batch, so a batch's packets may find the window moved on by the other workers'
+ * batches: at most (workers - 1) * EF_RX_MT_MSGS * 64 (UDP GRO) sequence numbers. With
+ * 4 messages a call that is 256 a worker: the default 1024-packet window holds it for up
+ * to 4 workers. One worker reads EF_BATCH messages a call. */
+#define EF_RX_MT_MSGS 4
 /* Inner packets one TX round encrypts and sends (TSO super-packets are cut into many). */
 #define EF_TX_MAX 256
 
@@ -36,7 +42,9 @@ struct ef_worker {
 	pthread_t thread;
 	int started;
 	uint64_t ticket; /* of the batch in hand (several workers only) */
-	int has_turn;
+	int has_turn;     /* for the batch's I/O (send / TUN write) */
+	int has_seq_turn; /* TX: for numbering packets (tx_seq) ... */
+	int seq_passed;   /* ... and the batch has passed that stage */
 	struct ef_stats st; /* written by this thread only, read with relaxed atomics */
 	struct ef_batch batch;
 	/* TX: inner packets staged for one round (in read slots, or cut from a TSO
@@ -52,6 +60,8 @@ struct ef_worker {
 	struct sockaddr_storage seg_addr[EF_TX_MAX];
 	socklen_t seg_addr_len[EF_TX_MAX];
 	uint32_t seg_inner[EF_TX_MAX];
+	struct ef_sa *seg_sa[EF_TX_MAX];
+	uint64_t seg_seq[EF_TX_MAX];
 	struct mmsghdr out[EF_TX_MAX];
 	union ef_gso_ctrl out_ctrl[EF_TX_MAX];
 	uint16_t out_first[EF_TX_MAX];
@@ -73,6 +83,7 @@ struct ef_dp {
 	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
 	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */
 	struct ef_order tx_order, rx_order;
+	struct ef_order tx_seq; /* sequence numbers taken in ticket order (its `next` unused) */
 	struct ef_table table;
 };
 

@@ -3,7 +3,7 @@
  * which opens them and writes them to its own "TUN". The inner packets carry 1, 2, 3, ...
  * in their IPv4 identification field; whatever reaches B's TUN (a full socketpair may
  * drop some) must come in strictly increasing order, and no packet may be refused as a
- * replay. */
+ * replay by the default 1024-packet window. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -70,7 +70,8 @@ void test_order(void)
 	ct_sa_params(&p, 0x1dd0, EF_DIR_OUT, &any, key, &addr_b);
 	CHECK(ef_dp_add_sa(a, &p) == EF_OK);
 	ct_sa_params(&p, 0x1dd0, EF_DIR_IN, &any, key, NULL);
-	/* 4 workers: sequence numbers reordered by up to 3 batches of EF_TX_MAX (256). */
+	/* The default window: A's sequence numbers leave in order, and B's 4 workers move
+	 * the window ahead of each other by at most 3 * 256 (EF_RX_MT_MSGS, worker.h). */
 	p.replay_window = 1024;
 	CHECK(ef_dp_add_sa(b, &p) == EF_OK);
 	CHECK(ef_dp_start(a) == EF_OK && ef_dp_start(b) == EF_OK);

@@ -30,7 +30,7 @@ DPD = 30.0
 # over 9 tries: about 990 s): an end whose peer gave up on a lossy link notices and
 # closes its IKE SA too.
 QUIET = REPLACED_GRACE + 2 * 1000.0 + DPD
-OPS = ("rekey_child", "rekey_ike", "dpd", "newchild", "delchild")
+OPS = ("rekey_child", "rekey_ike", "dpd", "newchild", "delchild", "reauth")
 
 
 class Chaos:
@@ -43,7 +43,7 @@ class Chaos:
                     children=(replace(c.children[0], lifetime=NEVER),))
             for c in (ci, cr)
         )  # fmt: skip
-        self.a = IkeManager([], rng=DeterministicRng(f"a{seed}"), local=A)
+        self.a = IkeManager([ci], rng=DeterministicRng(f"a{seed}"), local=A)
         self.b = IkeManager([cr], rng=DeterministicRng(f"b{seed}"), local=B)
         self.a.initiate(ci, local=A, remote=B, now=0)
         self.now = 0.0
@@ -91,6 +91,10 @@ class Chaos:
             sa.check_liveness(self.now)
         elif op == "newchild":
             sa.create_child(sa.config.children[0], self.now)
+        elif op == "reauth" and side is self.a:
+            # Reauthentication comes from the original initiator only, as on reauth_time
+            # (both ends reauthenticating at once would leave two IKE SAs).
+            sa.reauthenticate(self.now)
         elif op == "delchild" and kids:
             sa.delete_child(self.rand.choice(kids), self.now)
 

@@ -178,3 +178,47 @@ def test_ike_rekey_collision_holds_the_new_sa_until_settled() -> None:
         assert {c.spi_out for c in left_a.children.values()} == set(left_b.children)
         outcomes.add(left_a.initiator)
     assert outcomes == {True, False}  # both branches of §2.8.2 ran
+
+
+def test_peer_deletes_the_old_sa_while_our_colliding_rekey_waits() -> None:
+    """§2.8.2 seen from one side only: a's rekey is answered before b's request reaches
+    a, so a sees no collision and deletes the old SA. b, holding the SA it made for a,
+    learns from that DELETE that a's SA stays: it is released at once (b's queued
+    exchange starts on it), and b's own rekey, refused, is not retried."""
+    gw_a, gw_b, sa_a, sa_b = up_pair("late")
+
+    def to_b(sent: list[tuple[bytes, tuple[str, int], int]]) -> None:
+        for data, remote, port in sent:
+            gw_b.receive_datagram(data, (A[0], port), 0, remote)
+
+    def to_a(sent: list[tuple[bytes, tuple[str, int], int]]) -> None:
+        for data, remote, port in sent:
+            gw_a.receive_datagram(data, (B[0], port), 0, remote)
+
+    sa_a.rekey(0)
+    sa_b.rekey(0)
+    req_a, req_b = gw_a.datagrams_to_send(0), gw_b.datagrams_to_send(0)
+    # CREATE_CHILD_SA { SA(IKE), Ni, KEi } --> reaches b, whose own request is delayed.
+    to_b(req_a)
+    (held,) = [e.new_sa for e in drain(gw_b) if isinstance(e, IkeSaRekeyed)]
+    assert held.on_hold
+    sa_b.create_child(sa_b.config.children[0], 0)  # waits with the held SA
+    # <-- { SA(IKE), Nr, KEr }: a rekeyed without collision; INFORMATIONAL { D(IKE) } -->
+    to_a(gw_b.datagrams_to_send(0))
+    to_b(gw_a.datagrams_to_send(0))
+    assert not held.on_hold and sa_b.is_destroyed is False
+    out_b = gw_b.datagrams_to_send(0)  # <-- { } for the DELETE, CREATE_CHILD_SA on held
+    assert len(out_b) == 2
+    # b's late rekey request reaches a's closing SA: <-- N(TEMPORARY_FAILURE)
+    to_a(req_b)
+    to_a(out_b)
+    shuttle(gw_a, gw_b)
+    ev_a, ev_b = drain(gw_a), drain(gw_b)
+    assert not [e for e in ev_a + ev_b if isinstance(e, IkeSaDown)]
+    (left_a,) = gw_a.sas
+    (left_b,) = gw_b.sas
+    assert left_b is held and (left_a.spi_i, left_a.spi_r) == (held.spi_i, held.spi_r)
+    assert len(held.children) == 2
+    assert {c.spi_out for c in left_a.children.values()} == set(held.children)
+    # The refused rekey is not retried in 10-20 s: the held SA keeps its own schedule.
+    assert sa_b.is_destroyed and held.rekey_at is not None and held.rekey_at > 1000

@@ -118,3 +118,20 @@ def test_failed_reauthentication_keeps_the_old_ike_sa_and_retries() -> None:
     # No IkeSaDown: the IKE SA (the old one) carries on, and tries again in 10-20 s.
     assert old.reauth_at is not None and now + 10 <= old.reauth_at <= now + 20
     assert old.reauth_by is None and gw_a.sas == [old]
+
+
+def test_only_the_initiator_reauthenticates_on_schedule() -> None:
+    # Both ends configured with reauth_time: only the end that set the IKE SA up acts,
+    # also after the responder rekeyed the IKE SA, so they never reauthenticate at once.
+    ci, cr = configs()
+    gw_a, gw_b = gateways(life(ci, REAUTH), life(cr, REAUTH))
+    (sa_b,) = gw_b.sas
+    assert sa_b.reauth_at is None and gw_a.sas[0].reauth_at is not None
+    # CREATE_CHILD_SA { SA(IKE) ... } from b: b is the new IKE SA's initiator, a still
+    # the one that reauthenticates.
+    sa_b.rekey(1)
+    shuttle(gw_a, gw_b, 1)
+    (new_a,) = gw_a.sas
+    (new_b,) = gw_b.sas
+    assert new_b.initiator and not new_a.initiator
+    assert new_b.reauth_at is None and new_a.reauth_at is not None
