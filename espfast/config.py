@@ -578,7 +578,8 @@ MAX_SECONDS = 10**7  # about 116 days
 START_ACTIONS = ("start", "trap", "none")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-RETRANSMIT_BASE, RETRANSMIT_TRIES = 1.8, 5  # IkeConfig's defaults (strongSwan's)
+# IkeConfig's retransmission defaults (strongSwan's: 4 s, x1.8 each, 5 tries).
+DEFAULT_RETRANSMIT_TIMEOUT, RETRANSMIT_BASE, RETRANSMIT_TRIES = 4.0, 1.8, 5
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
 
@@ -685,7 +686,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         ike_proposals=ike_proposals,
         dpd_delay=dpd_delay,
         lifetime=ike_life,
-        **retransmit,
+        retransmit_timeout=retransmit,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))
 
@@ -770,17 +771,17 @@ def _check_lifetime(t: Table, rekey: float, life: float, rand: float) -> None:
         raise t.error("rand_time", f"{rand:g} s must be less than the rekey time ({rekey:g} s)")
 
 
-def _dpd_timeout(t: Table) -> dict[str, float]:
+def _dpd_timeout(t: Table) -> float:
     """dpd_timeout: the whole retransmission schedule (strongSwan's 5 tries, x1.8 each)
     scaled so that a request goes unanswered for about this long before the peer is
     declared dead. Applies to every request, IKE_SA_INIT included."""
     if not t.has("dpd_timeout"):
-        return {}
+        return DEFAULT_RETRANSMIT_TIMEOUT
     timeout = _seconds(t, "dpd_timeout", 0.0)
     if timeout < 0.5:
         raise t.error("dpd_timeout", f"{timeout:g} s is too short (at least 0.5 s)")
     spread = sum(RETRANSMIT_BASE**i for i in range(RETRANSMIT_TRIES + 1))
-    return {"retransmit_timeout": timeout / spread}
+    return timeout / spread
 
 
 def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:

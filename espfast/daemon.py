@@ -10,8 +10,20 @@ the non-ESP marker), the timer on the event loop, the TUN device
     ChildSaRekeyed      -> the new SAs first (the newest outbound SA with the same
                            selectors takes over), then the old outbound SA; the old inbound
                            SA lingers REKEY_GRACE seconds for packets already in flight
-    ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys)
+    ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys); its
+                           routes are withdrawn unless a trap or another Child SA needs them
+    IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
+                           close_action are IkeManager's: "restart" negotiates again there,
+                           "trap" leaves a trap (routes stay into the TUN device)
     PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs
+
+Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters: each Child SA's
+bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
+rekey_bytes, rekey_packets, sequence-number exhaustion), inbound packets count as a sign
+of life for dead peer detection, and when the dataplane's ``no_sa`` counter moved while
+traps are set (an inner packet met a trapped prefix's route but no SA), each trap without
+a Child SA is acquired (IkeManager.acquire; idempotent, so at most one negotiation per
+trap per interval).
 
 :class:`Daemon` is the shell without the sockets (it is handed a dataplane, a route
 function and a sender for port 500), so two of them can be tested against each other in
@@ -62,7 +74,7 @@ from espfast.ctl import (
     StatusDocument,
     child_sa_status,
 )
-from espfast.dataplane import Direction, SaParams, SaStats, Transform
+from espfast.dataplane import Direction, SaParams, SaStats, Stats, Transform
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
@@ -75,6 +87,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IKE_PORT, NATT_PORT = 500, 4500
 REKEY_GRACE = 2.0  # seconds the old inbound SA stays after a rekey
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
+TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
 
 
@@ -86,6 +99,7 @@ class DataplaneLike(Protocol):
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None: ...
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
     def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
+    def stats(self) -> Stats: ...
 
 
 @dataclass
@@ -96,6 +110,9 @@ class Counters:
     child_sas_installed: int = 0
     child_sas_removed: int = 0
     child_sas_rekeyed: int = 0
+    ike_sas_rekeyed: int = 0
+    ike_sas_reauthenticated: int = 0
+    traps_acquired: int = 0
     event_errors: int = 0
     ike_sas_up: int = 0
     ike_sas_down: int = 0
@@ -107,6 +124,7 @@ class _Child:
     spi_out: int
     up: ChildSaUp  # the event without its keys, for the status document
     established: float  # UNIX time
+    packets_in: int = 0  # at the last read of the counters
 
 
 @dataclass
@@ -121,14 +139,18 @@ class Daemon:
     loop: asyncio.AbstractEventLoop
     counters: Counters = field(default_factory=Counters)
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
+    remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
     rekey_grace: float = REKEY_GRACE
     retry_delay: float = RETRY_DELAY
+    traffic_interval: float = TRAFFIC_INTERVAL
     _mgr: IkeManager | None = None
     _timer: asyncio.TimerHandle | None = None
     _retries: dict[str, int] = field(default_factory=dict)  # by connection name
     _retry_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _traffic: asyncio.TimerHandle | None = None
+    _no_sa: int = 0  # the dataplane's no_sa counter at the last read
 
     @property
     def local(self) -> str:
@@ -149,15 +171,30 @@ class Daemon:
         confs = [c.ike for c in self.config.connections]
         self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT))
         for conn in self.config.connections:
-            if conn.remote is not None:
+            if conn.remote is None:
+                continue
+            for child in conn.children_to("trap"):
+                self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
+                self.add_routes(_child_networks(conn, child))
+                log.warning("%s: trap for child %s installed", conn.name, child)
+            if conn.children_to("start"):
                 self.initiate(conn)
+        self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
 
     def initiate(self, conn: ConnectionConfig) -> None:
+        """IKE_SA_INIT + IKE_AUTH with the first child to start (start_action = start, or
+        failing that one that is restarted), CREATE_CHILD_SA for the others."""
         assert conn.remote is not None
+        names = _children_to_start(conn)
+        if not names:
+            return
+        cfgs = {c.name: c for c in conn.ike.children}
         log.info("%s: initiating to %s", conn.name, conn.remote[0])
-        self.mgr.initiate(
-            conn.ike, local=(self.local, IKE_PORT), remote=conn.remote, now=self.loop.time()
-        )
+        now = self.loop.time()
+        sa = self.mgr.initiate(conn.ike, local=(self.local, IKE_PORT), remote=conn.remote,
+                               now=now, child=cfgs[names[0]])  # fmt: skip
+        for name in names[1:]:
+            sa.create_child(cfgs[name], now)
         self._pump()
 
     # -- input, output, timers -------------------------------------------------------------
@@ -201,6 +238,39 @@ class Daemon:
         self.mgr.handle_timer(self.loop.time())
         self._pump()
 
+    def _read_counters(self) -> None:
+        """The dataplane's counters into the control plane (see the module docstring)."""
+        now = self.loop.time()
+        by_child = {spi: sa for sa in self.sas for spi in sa.children}
+        for spi_in, child in list(self.children.items()):
+            sa = by_child.get(spi_in)
+            if sa is None:
+                continue
+            try:
+                rx = self.dataplane.sa_stats(spi_in, Direction.IN)
+                tx = self.dataplane.sa_stats(child.spi_out, Direction.OUT)
+            except ValueError:  # removed meanwhile
+                continue
+            if rx.packets > child.packets_in:
+                child.packets_in = rx.packets
+                sa.peer_alive(now)
+            sa.child_traffic(spi_in, rx.bytes + tx.bytes, rx.packets + tx.packets, now,
+                             seq_out=tx.seq)  # fmt: skip
+        no_sa = self.dataplane.stats().no_sa
+        if no_sa > self._no_sa and self.mgr.traps:
+            installed = {(self._conn_of(c.ike_sa_id), c.up.name) for c in self.children.values()}
+            for name, kid in list(self.mgr.traps):
+                if (name, kid) not in installed and self.mgr.acquire(name, kid, now):
+                    self.counters.traps_acquired += 1  # once per interval while negotiating
+                    log.info("%s: traffic for trapped child %s: negotiating", name, kid)
+        self._no_sa = no_sa
+        self._pump()
+        if not self.mgr.closing:
+            self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def _conn_of(self, ike_sa_id: int) -> str:
+        return next((sa.config.name for sa in self.sas if sa.ike_sa_id == ike_sa_id), "")
+
     def _send(self, data: bytes, addr: Addr, local_port: int) -> None:
         self.counters.datagrams_out += 1
         try:
@@ -226,8 +296,12 @@ class Daemon:
                     event.remote_id,
                     event.algorithms,
                 )
-            case IkeSaRekeyed() | IkeSaReauthenticating():
-                log.info("%s: %s", event.name, type(event).__name__)
+            case IkeSaRekeyed():
+                self.counters.ike_sas_rekeyed += 1
+                log.info("%s: IKE SA rekeyed", event.name)
+            case IkeSaReauthenticating():
+                self.counters.ike_sas_reauthenticated += 1
+                log.info("%s: IKE SA reauthenticating", event.name)
             case ChildSaUp():
                 self._install(event)
             case ChildSaRekeyed():
@@ -251,8 +325,11 @@ class Daemon:
                 for spi_in, child in list(self.children.items()):
                     if child.ike_sa_id == event.ike_sa_id:
                         self._uninstall(spi_in)
-                log.warning("%s: IKE SA down: %s", event.name, event.reason)
-                if not event.actions:  # the manager restarts what has a dpd/close action
+                log.warning("%s: IKE SA down (%s): %s", event.name, event.cause, event.reason)
+                # The manager restarts or traps what has a dpd/close action; after a
+                # clear/none action (dpd, peer), a local delete or INITIAL_CONTACT nothing
+                # is restarted; what never came up (or ran out its life) is tried again.
+                if event.cause in ("failed", "expired", ""):
                     self._schedule_retry(event.name)
 
     def _schedule_retry(self, name: str) -> None:
@@ -322,6 +399,18 @@ class Daemon:
         self._remove(spi_in, Direction.IN)
         self._remove(child.spi_out, Direction.OUT)
         self.counters.child_sas_removed += 1
+        # Routes go with the last Child SA using them, unless a trap keeps them.
+        keep = {n for c in self.children.values() for n in _networks(c.up.remote_ts)}
+        for (name, child_name), _ in self.mgr.traps.items():
+            conn = next((c for c in self.config.connections if c.name == name), None)
+            if conn is not None:
+                keep.update(_child_networks(conn, child_name))
+        gone = [n for n in _networks(child.up.remote_ts) if n not in keep]
+        if gone:
+            try:
+                self.remove_routes(gone)
+            except (OSError, RuntimeError) as e:  # TunError: netlink said no
+                log.warning("cannot withdraw the routes to %s: %s", ", ".join(map(str, gone)), e)
 
     def _remove(self, spi: int, direction: Direction) -> None:
         with contextlib.suppress(ValueError):  # already gone
@@ -383,6 +472,8 @@ class Daemon:
         """Delete every IKE SA (INFORMATIONAL { D }) and wait, bounded, for the answers."""
         for handle in self._retry_timers.values():
             handle.cancel()
+        if self._traffic is not None:
+            self._traffic.cancel()
         self._idle.clear()
         self.mgr.shutdown(self.loop.time())
         self._pump()
@@ -392,6 +483,22 @@ class Daemon:
             self._timer.cancel()
         for spi_in in list(self.children):
             self._uninstall(spi_in)
+
+
+def _child_networks(conn: ConnectionConfig, child: str) -> tuple[IPNetwork, ...]:
+    """The remote prefixes a child of ``conn`` asks for."""
+    cfg = next((c for c in conn.ike.children if c.name == child), None)
+    return () if cfg is None else tuple(n for ts in cfg.remote_ts for n in ts.networks())
+
+
+def _children_to_start(conn: ConnectionConfig) -> list[str]:
+    """The children to negotiate when the connection is initiated (or again): those with
+    start_action = start, else those that dpd_action / close_action restart."""
+    names = conn.children_to("start")
+    if names:
+        return names
+    return [c.name for c in conn.ike.children
+            if c.dpd_action == "restart" or c.close_action == "start"]  # fmt: skip
 
 
 def _networks(selectors: tuple[TrafficSelector, ...]) -> tuple[IPNetwork, ...]:

@@ -85,7 +85,9 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         def send_500(data: bytes, addr: Addr) -> None:
             sock500.sendto(data, addr)
 
-        daemon = Daemon(config, dp, tun.add_routes, send_500, SystemRng(), loop)
+        daemon = Daemon(
+            config, dp, tun.add_routes, send_500, SystemRng(), loop, remove_routes=tun.remove_routes
+        )
 
         def read_500() -> None:
             while True:

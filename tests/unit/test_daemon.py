@@ -22,7 +22,7 @@ from espfast.config import ConfigError, UpConfig, load_up
 from espfast.control.config import Lifetime
 from espfast.control.rng import SystemRng
 from espfast.daemon import Daemon
-from espfast.dataplane import Direction, SaParams, SaStats
+from espfast.dataplane import Direction, SaParams, SaStats, Stats
 from espfast.static import write_private
 from espfast.up import pair_configs
 
@@ -45,6 +45,8 @@ class FakeDataplane:
     loop: asyncio.AbstractEventLoop | None = None
     up: bool = True  # False: everything this side sends is lost
     refuse_out: bool = False  # add_sa of outbound SAs fails (as a full table would)
+    no_sa: int = 0  # inner packets that found no outbound SA
+    traffic: tuple[int, int] = (0, 0)  # what sa_stats says: bytes, packets
 
     def add_sa(self, sa: SaParams) -> None:
         if self.refuse_out and sa.direction is Direction.OUT:
@@ -64,7 +66,12 @@ class FakeDataplane:
     def sa_stats(self, spi: int, direction: Direction) -> SaStats:
         assert (spi, direction) in self.sas
         counters = {f.name: 0 for f in dataclasses.fields(SaStats)}
-        return SaStats(**counters | {"packets": 7, "exhausted": False})
+        octets, packets = self.traffic
+        return SaStats(**counters | {"packets": packets or 7, "bytes": octets, "exhausted": False})
+
+    def stats(self) -> Stats:
+        counters = {f.name: 0 for f in dataclasses.fields(Stats)}
+        return Stats(**counters | {"no_sa": self.no_sa})
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
@@ -394,19 +401,25 @@ def test_child_sa_is_rekeyed_after_rekey_time(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_dead_peer_detection_ends_the_ike_sa_and_it_comes_back(tmp_path: Path) -> None:
-    text_a, text_b = conf()
-    text_a = text_a.replace(
-        'proposals = "aes128gcm16-prfsha256-x25519"\n',
-        'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_delay = 1\n',
-        1,
+def with_options(text: str, ike: str = "", child: str = "") -> str:
+    """``text`` with connection-level ``ike`` and child-level ``child`` lines added."""
+    ike_anchor = 'proposals = "aes128gcm16-prfsha256-x25519"\n'
+    child_anchor = 'esp_proposals = "aes128gcm16"\n'
+    return text.replace(ike_anchor, ike_anchor + ike, 1).replace(child_anchor, child_anchor + child)
+
+
+@pytest.mark.parametrize("action", ["clear", "restart"])
+def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
+    """dpd_action = clear: the SAs and routes go, nothing is restarted; restart: a keeps
+    initiating and the tunnel is back once the path is."""
+    text_a = with_options(
+        conf()[0], "dpd_delay = 1\ndpd_timeout = 0.6\n", f'dpd_action = "{action}"\n'
     )
 
     async def scenario() -> None:
-        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
-        (conn,) = a.config.connections
-        fast = dataclasses.replace(conn.ike, retransmit_timeout=0.05, retransmit_tries=2)
-        a.config = dataclasses.replace(a.config, connections=(dataclasses.replace(conn, ike=fast),))
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        removed: list[object] = []
+        a.remove_routes = removed.extend
         b.start()
         a.start()
         await settle(lambda: len(dp_a.sas) == 2)
@@ -414,13 +427,62 @@ def test_dead_peer_detection_ends_the_ike_sa_and_it_comes_back(tmp_path: Path) -
         assert len(dp_a.sas) == 2 and a.counters.ike_sas_down == 0
         a.retry_delay = 0.2
         dp_a.up = dp_b.up = False  # the path dies
-        await settle(lambda: a.counters.ike_sas_down == 1, timeout=5)
+        await settle(lambda: a.counters.ike_sas_down >= 1, timeout=5)
         assert not dp_a.sas
-        # a keeps the connection up: once the path is back, it initiates again.
+        assert removed == [ipaddress.ip_network("198.19.2.0/24")]  # routes withdrawn
         dp_a.up = dp_b.up = True
-        await settle(lambda: a.counters.ike_sas_up == 2 and len(dp_a.sas) == 2, timeout=5)
+        if action == "clear":
+            await asyncio.sleep(1.5)
+            assert a.counters.ike_sas_up == 1 and not dp_a.sas and not a.sas
+        else:
+            await settle(lambda: a.counters.ike_sas_up >= 2 and len(dp_a.sas) == 2, timeout=8)
         await a.shutdown()
         assert not a.sas and not dp_a.sas
+
+    asyncio.run(scenario())
+
+
+def test_trap_negotiates_on_traffic(tmp_path: Path) -> None:
+    """start_action = trap: nothing is negotiated until the dataplane counts a packet with
+    no SA; the route into the TUN device is there from the start."""
+    text_a = with_options(conf()[0], child='start_action = "trap"\n')
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, routes = make_pair(
+            tmp_path, asyncio.get_running_loop(), text_a, conf()[1]
+        )
+        a.traffic_interval = b.traffic_interval = 0.05
+        b.start()
+        a.start()
+        assert routes == [ipaddress.ip_network("198.19.2.0/24")]
+        await asyncio.sleep(0.3)
+        assert not dp_a.sas and not a.sas and a.counters.datagrams_out == 0
+        dp_a.no_sa = 3  # traffic for 198.19.2.0/24 met no SA
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        assert a.counters.traps_acquired >= 1 and a.counters.ike_sas_up == 1
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_rekey_after_rekey_packets(tmp_path: Path) -> None:
+    """The dataplane's counters reach the control plane: rekey_packets triggers a rekey."""
+    text_a = with_options(conf()[0], child="rekey_packets = 1000\n")
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        a.traffic_interval = b.traffic_interval = 0.05
+        a.rekey_grace = b.rekey_grace = 0.1
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        await asyncio.sleep(0.3)
+        assert a.counters.child_sas_rekeyed == 0
+        dp_a.traffic = (10**6, 600)  # 600 in + 600 out
+        await settle(
+            lambda: a.counters.child_sas_rekeyed >= 1 and b.counters.child_sas_rekeyed >= 1
+        )
+        await a.shutdown()
 
     asyncio.run(scenario())
 
