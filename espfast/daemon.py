@@ -7,9 +7,16 @@ the non-ESP marker), the timer on the event loop, the TUN device
 (espfast/tun.py), and turning control-plane events into dataplane calls:
 
     ChildSaUp           -> add_sa(inbound), add_sa(outbound), route the remote prefixes
-    ChildSaRekeyed      -> the new SAs first (the newest outbound SA with the same
-                           selectors takes over), then the old outbound SA; the old inbound
-                           SA lingers REKEY_GRACE seconds for packets already in flight
+    ChildSaRekeyed      -> the new inbound SA at once; the new outbound SA (the newest
+                           outbound SA with the same selectors takes over) only once the old
+                           Child SA is deleted (its ChildSaDown: the INFORMATIONAL { D } after
+                           the rekey, RFC 7296 §2.8) or SWITCH_DELAY seconds have passed,
+                           whichever is first, and then the old outbound SA goes; the old
+                           inbound SA lingers REKEY_GRACE seconds more for packets in flight.
+                           The wait is for the rekey's responder: it learns the new keys
+                           before the initiator has installed its new inbound SA (the
+                           response is still on its way), so ESP sent on the new SA at once
+                           could overtake the response and meet an unknown SPI.
     ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys); its
                            routes are withdrawn unless a trap or another Child SA needs them
     IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
@@ -85,7 +92,8 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IKE_PORT, NATT_PORT = 500, 4500
-REKEY_GRACE = 2.0  # seconds the old inbound SA stays after a rekey
+REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the new one
+SWITCH_DELAY = 1.0  # seconds at most before a rekeyed Child SA's new outbound SA is used
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
@@ -141,6 +149,7 @@ class Daemon:
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
     remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
     rekey_grace: float = REKEY_GRACE
+    switch_delay: float = SWITCH_DELAY
     retry_delay: float = RETRY_DELAY
     traffic_interval: float = TRAFFIC_INTERVAL
     _mgr: IkeManager | None = None
@@ -151,6 +160,9 @@ class Daemon:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _traffic: asyncio.TimerHandle | None = None
     _no_sa: int = 0  # the dataplane's no_sa counter at the last read
+    # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the old
+    # inbound SPI: (new inbound SPI, the new outbound SA, the fallback timer).
+    _switch: dict[int, tuple[int, SaParams, asyncio.TimerHandle]] = field(default_factory=dict)
 
     @property
     def local(self) -> str:
@@ -305,12 +317,13 @@ class Daemon:
             case ChildSaUp():
                 self._install(event)
             case ChildSaRekeyed():
-                self._install(event.new)
-                self._remove(event.old_spi_out, Direction.OUT)
+                out = self._install(event.new, spi_out_now=event.old_spi_out)
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
-                self.loop.call_later(self.rekey_grace, self._remove, event.old_spi_in, Direction.IN)
+                timer = self.loop.call_later(self.switch_delay, self._switch_out, event.old_spi_in)
+                self._switch[event.old_spi_in] = (event.new.spi_in, out, timer)
             case ChildSaDown():
+                self._switch_out(event.spi_in)  # the old SA of a rekey: use the new one now
                 self._uninstall(event.spi_in)
                 log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
             case ChildSaFailed():
@@ -351,7 +364,31 @@ class Daemon:
         if not self.mgr.closing:
             self.initiate(conn)
 
-    def _install(self, ev: ChildSaUp) -> None:
+    def _switch_out(self, old_spi_in: int) -> None:
+        """Start sending on a rekeyed Child SA's new outbound SA (see SWITCH_DELAY)."""
+        pending = self._switch.pop(old_spi_in, None)
+        if pending is None:
+            return
+        new_spi_in, out, timer = pending
+        timer.cancel()
+        child = self.children.get(new_spi_in)
+        if child is None:  # gone meanwhile (e.g. the redundant SA of a collision)
+            return
+        old_spi_out, child.spi_out = child.spi_out, out.spi
+        try:
+            self.dataplane.add_sa(out)
+        except ValueError as e:
+            self.counters.event_errors += 1
+            log.error("%s: cannot install outbound SA %08x: %s", child.up.name, out.spi, e)
+            child.spi_out = old_spi_out
+            return
+        self._remove(old_spi_out, Direction.OUT)
+        self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
+
+    def _install(self, ev: ChildSaUp, spi_out_now: int | None = None) -> SaParams:
+        """Install a new Child SA; with ``spi_out_now`` (a rekey), only its inbound SA:
+        the caller gets the outbound one to install later, and meanwhile ``spi_out_now``
+        carries its traffic."""
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
 
@@ -369,17 +406,19 @@ class Daemon:
             )
 
         self.dataplane.add_sa(params(Direction.IN, ev.spi_in, ev.enc_key_in, ev.integ_key_in))
-        try:
-            self.dataplane.add_sa(
-                params(Direction.OUT, ev.spi_out, ev.enc_key_out, ev.integ_key_out)
-            )
-        except ValueError:
-            self._remove(ev.spi_in, Direction.IN)
-            raise
+        out = params(Direction.OUT, ev.spi_out, ev.enc_key_out, ev.integ_key_out)
+        if spi_out_now is None:
+            try:
+                self.dataplane.add_sa(out)
+            except ValueError:
+                self._remove(ev.spi_in, Direction.IN)
+                raise
         keyless = dataclasses.replace(
             ev, enc_key_in=b"", integ_key_in=b"", enc_key_out=b"", integ_key_out=b""
         )
-        self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out, keyless, time.time())
+        self.children[ev.spi_in] = _Child(
+            ev.ike_sa_id, ev.spi_out if spi_out_now is None else spi_out_now, keyless, time.time()
+        )
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
         log.warning(
@@ -391,8 +430,14 @@ class Daemon:
             ", ".join(map(str, local)),
             ", ".join(map(str, remote)),
         )
+        return out
 
     def _uninstall(self, spi_in: int) -> None:
+        for old, (new_spi_in, _, timer) in list(self._switch.items()):
+            if new_spi_in == spi_in:  # its new outbound SA never went in
+                timer.cancel()
+                del self._switch[old]
+                self.loop.call_soon(self._remove, old, Direction.IN)
         child = self.children.pop(spi_in, None)
         if child is None:
             return

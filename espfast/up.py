@@ -120,6 +120,9 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
             )
             await stop.wait()
             await daemon.shutdown()
+            drops = dp.stats().drops()
+            print("espfast up: dataplane drops: "
+                  + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))  # fmt: skip
         finally:
             await ctl.close()
     return daemon.counters
