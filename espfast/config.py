@@ -550,6 +550,8 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)
+#     retransmit_tries = 5            # retransmissions before giving up (strongSwan's charon.
+#                                     # retransmit_tries, here per connection)
 #     proposals = "aes128gcm16-prfsha256-x25519"  # IKE, optional (strongSwan keywords)
 #     rekey_time = "4h"               # IKE SA rekey (strongSwan's names and defaults:
 #     over_time = "24m"               #   hard end rekey_time + over_time, jitter rand_time)
@@ -643,7 +645,8 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
-    retransmit = _dpd_timeout(t)
+    tries = t.get_int("retransmit_tries", RETRANSMIT_TRIES, 0, 30)
+    retransmit = _dpd_timeout(t, tries)
     children: list[ChildConfig] = []
     start_actions: list[tuple[str, str]] = []
     for ct in t.tables("child"):
@@ -687,6 +690,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         dpd_delay=dpd_delay,
         lifetime=ike_life,
         retransmit_timeout=retransmit,
+        retransmit_tries=tries,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))
 
@@ -771,8 +775,8 @@ def _check_lifetime(t: Table, rekey: float, life: float, rand: float) -> None:
         raise t.error("rand_time", f"{rand:g} s must be less than the rekey time ({rekey:g} s)")
 
 
-def _dpd_timeout(t: Table) -> float:
-    """dpd_timeout: the whole retransmission schedule (strongSwan's 5 tries, x1.8 each)
+def _dpd_timeout(t: Table, tries: int) -> float:
+    """dpd_timeout: the whole retransmission schedule (``tries``, x1.8 each)
     scaled so that a request goes unanswered for about this long before the peer is
     declared dead. Applies to every request, IKE_SA_INIT included."""
     if not t.has("dpd_timeout"):
@@ -780,7 +784,7 @@ def _dpd_timeout(t: Table) -> float:
     timeout = _seconds(t, "dpd_timeout", 0.0)
     if timeout < 0.5:
         raise t.error("dpd_timeout", f"{timeout:g} s is too short (at least 0.5 s)")
-    spread = sum(RETRANSMIT_BASE**i for i in range(RETRANSMIT_TRIES + 1))
+    spread = sum(RETRANSMIT_BASE**i for i in range(tries + 1))
     return timeout / spread
 
 

@@ -124,6 +124,10 @@ class Counters:
     event_errors: int = 0
     ike_sas_up: int = 0
     ike_sas_down: int = 0
+    # Summed over every IKE SA so far (espfast.control's TaskManager counters): requests
+    # we sent again, and the peer's retransmitted requests answered from the cache.
+    ike_retransmits: int = 0
+    ike_requests_answered_from_cache: int = 0
 
 
 @dataclass
@@ -163,6 +167,8 @@ class Daemon:
     # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the old
     # inbound SPI: (new inbound SPI, the new outbound SA, the fallback timer).
     _switch: dict[int, tuple[int, SaParams, asyncio.TimerHandle]] = field(default_factory=dict)
+    _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
+    _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
 
     @property
     def local(self) -> str:
@@ -244,6 +250,22 @@ class Daemon:
             self._timer = self.loop.call_at(when, self._on_timer)
         if self.mgr.idle:
             self._idle.set()
+        self._count_ike()
+
+    def _count_ike(self) -> None:
+        """Fold the IKE SAs' retransmission counters into ours (see Counters)."""
+        retransmits, answered = self._gone
+        live = {id(sa): sa for sa in self.mgr.sas}
+        for key, sa in self._live.items():
+            if key not in live:
+                retransmits += sa.tm.counters.retransmits
+                answered += sa.tm.counters.retransmitted_requests_answered
+        self._live, self._gone = live, (retransmits, answered)
+        for sa in live.values():
+            retransmits += sa.tm.counters.retransmits
+            answered += sa.tm.counters.retransmitted_requests_answered
+        self.counters.ike_retransmits = retransmits
+        self.counters.ike_requests_answered_from_cache = answered
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -22,7 +22,8 @@ from typing import Any
 
 from udpflow import flow
 
-from espfast.netns import Namespace, TwoHosts, wait_for
+from espfast.impair import Impairment, relay
+from espfast.netns import Namespace, ThreeHosts, TwoHosts, wait_for
 from espfast.static import Running, control_socket_in, start_in, write_private
 from espfast.up import pair_configs
 
@@ -32,11 +33,18 @@ IKE_ANCHOR = 'proposals = "aes128gcm16-prfsha256-x25519"\n'
 CHILD_ANCHOR = 'esp_proposals = "aes128gcm16"\n'
 
 
-def configs(tmp_path: Path, ike: str = "", child: str = "", *, both: bool = False) -> list[Path]:
+def configs(
+    tmp_path: Path,
+    ike: str = "",
+    child: str = "",
+    *,
+    both: bool = False,
+    outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
+) -> list[Path]:
     """a initiates, b answers; ``ike`` / ``child`` lines go into a's connection / child
     (and into b's too with ``both``)."""
     paths = []
-    for i, text in enumerate(pair_configs(PSK)):
+    for i, text in enumerate(pair_configs(PSK, outer=outer)):
         if i == 0 or both:
             text = text.replace(IKE_ANCHOR, IKE_ANCHOR + ike).replace(
                 CHILD_ANCHOR, CHILD_ANCHOR + child
@@ -206,3 +214,65 @@ def _peek(running: Running) -> str:
     chunk = running.proc.stderr.read() or b""
     running.stderr_head += chunk.decode(errors="replace")
     return running.stderr_head
+
+
+def drops(stdout: str) -> dict[str, int]:
+    """The dataplane drop counters ``espfast up`` prints when it ends."""
+    line = next(x for x in stdout.splitlines() if x.startswith("espfast up: dataplane drops: "))
+    items = line.removeprefix("espfast up: dataplane drops: ")
+    return (
+        {} if items == "none" else {k: int(v) for k, v in (i.split("=") for i in items.split(", "))}
+    )
+
+
+def test_lossy_network(tmp_path: Path) -> None:
+    """Through the impairment relay (seeded). First IKE alone suffers: 30 % of IKE datagrams
+    lost and 20 % duplicated in each direction while IKE_SA_INIT, IKE_AUTH and rekeys
+    (Child SA every 3 s, IKE SA every 7 s, both sides) run; each side answers the other's
+    retransmitted and duplicated requests from its cache, and nothing is processed twice:
+    both install the same number of Child SAs and no Child SA is refused. Then ESP alone:
+    20 % duplicated and 20 % reordered (within 3 packets): the replay window drops every
+    duplicate, the reordered datagrams are all delivered."""
+    ike = "rekey_time = 7\ndpd_delay = 5\ndpd_timeout = 30\nretransmit_tries = 10\n"
+    with ThreeHosts.create("l5") as hosts:
+        a_conf, b_conf = configs(
+            tmp_path, ike, "rekey_time = 3\n", both=True, outer=(hosts.addr_a, hosts.addr_b)
+        )
+        lossy = Impairment(drop=0.3, duplicate=0.2, match="ike")
+        with relay(hosts, tmp_path / "relay", ab=lossy, ba=lossy, seed=5) as r:
+            b = start_in(hosts.b, b_conf, command="up")
+            a = start_in(hosts.a, a_conf, command="up")
+            assert wait_for(lambda: ping(hosts.a, B_IN), timeout=30), _peek(a)
+            time.sleep(12)  # four Child SA rekeys, one or two IKE SA rekeys, all lossy
+            ike_stats = r.stats()
+            r.update(
+                ab=Impairment(duplicate=0.2, reorder=0.2, reorder_gap=3, match="esp"),
+                ba=Impairment(),
+            )
+            base = r.stats()["ab"]["duplicated"]
+            got = flow(hosts.a, hosts.b, B_IN, count=2000, interval=0.001, idle=2.0)
+            esp_stats = r.stop()
+            tunnels = one_tunnel(hosts.a), one_tunnel(hosts.b)
+            rc_a, out_a, err_a = a.stop()
+            rc_b, out_b, err_b = b.stop()
+    assert (rc_a, rc_b) == (0, 0), err_a + err_b
+    ca, cb = counters(out_a), counters(out_b)
+    print("relay (IKE phase):", ike_stats, "\nrelay (ESP phase):", esp_stats)
+    print("a:", ca, "\nb:", cb, "\ndrops b:", drops(out_b))
+    # IKE: the loss was real, and everything completed regardless.
+    for d in ("ab", "ba"):
+        assert ike_stats[d]["dropped"] > 0 and ike_stats[d]["duplicated"] > 0, ike_stats
+    assert ca["ike_sas_up"] == cb["ike_sas_up"] == 1 and ca["ike_sas_down"] <= 1
+    assert ca["child_sas_rekeyed"] >= 3 and ca["ike_sas_rekeyed"] >= 1, ca
+    assert ca["ike_retransmits"] + cb["ike_retransmits"] > 0
+    assert ca["ike_requests_answered_from_cache"] + cb["ike_requests_answered_from_cache"] > 0
+    # Never processed twice: the same Child SAs on both sides, none refused as a duplicate.
+    assert ca["child_sas_installed"] == cb["child_sas_installed"], (ca, cb)
+    assert ca["event_errors"] == cb["event_errors"] == 0
+    assert all(tunnels), tunnels
+    # ESP: every datagram once, duplicates dropped by the replay window, reordering kept.
+    assert sorted(got) == list(range(2000)), sorted(set(range(2000)) - set(got))[:20]
+    assert any(y < x for x, y in itertools.pairwise(got))  # reordered ones were accepted
+    esp_duplicates = esp_stats["ab"]["duplicated"] - base
+    assert esp_duplicates > 100 and esp_stats["ab"]["reordered"] > 100, esp_stats
+    assert drops(out_b).get("replay_drops", 0) >= 0.95 * esp_duplicates

@@ -430,6 +430,7 @@ def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
         await settle(lambda: a.counters.ike_sas_down >= 1, timeout=5)
         assert not dp_a.sas
         assert removed == [ipaddress.ip_network("198.19.2.0/24")]  # routes withdrawn
+        assert a.counters.ike_retransmits >= 2  # the liveness check, sent again in vain
         dp_a.up = dp_b.up = True
         if action == "clear":
             await asyncio.sleep(1.5)
