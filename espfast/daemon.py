@@ -164,8 +164,9 @@ class Daemon:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _traffic: asyncio.TimerHandle | None = None
     _no_sa: int = 0  # the dataplane's no_sa counter at the last read
-    # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the old
-    # inbound SPI: (new inbound SPI, the new outbound SA, the fallback timer).
+    # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the new inbound
+    # SPI: (the old inbound SPI, the new outbound SA, the fallback timer). Two can wait on
+    # one old SA: both sides rekeyed it at once (RFC 7296 §2.8.1); the loser's goes later.
     _switch: dict[int, tuple[int, SaParams, asyncio.TimerHandle]] = field(default_factory=dict)
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
     _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
@@ -342,10 +343,13 @@ class Daemon:
                 out = self._install(event.new, spi_out_now=event.old_spi_out)
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
-                timer = self.loop.call_later(self.switch_delay, self._switch_out, event.old_spi_in)
-                self._switch[event.old_spi_in] = (event.new.spi_in, out, timer)
+                new = event.new.spi_in
+                timer = self.loop.call_later(self.switch_delay, self._switch_out, new)
+                self._switch[new] = (event.old_spi_in, out, timer)
             case ChildSaDown():
-                self._switch_out(event.spi_in)  # the old SA of a rekey: use the new one now
+                for new, (old, _, _) in list(self._switch.items()):
+                    if old == event.spi_in:  # the old SA of a rekey: use the new one now
+                        self._switch_out(new)
                 self._uninstall(event.spi_in)
                 log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
             case ChildSaFailed():
@@ -386,16 +390,14 @@ class Daemon:
         if not self.mgr.closing:
             self.initiate(conn)
 
-    def _switch_out(self, old_spi_in: int) -> None:
+    def _switch_out(self, new_spi_in: int) -> None:
         """Start sending on a rekeyed Child SA's new outbound SA (see SWITCH_DELAY)."""
-        pending = self._switch.pop(old_spi_in, None)
-        if pending is None:
-            return
-        new_spi_in, out, timer = pending
-        timer.cancel()
+        pending = self._switch.pop(new_spi_in, None)
         child = self.children.get(new_spi_in)
-        if child is None:  # gone meanwhile (e.g. the redundant SA of a collision)
+        if pending is None or child is None:
             return
+        old_spi_in, out, timer = pending
+        timer.cancel()
         old_spi_out, child.spi_out = child.spi_out, out.spi
         try:
             self.dataplane.add_sa(out)
@@ -404,8 +406,14 @@ class Daemon:
             log.error("%s: cannot install outbound SA %08x: %s", child.up.name, out.spi, e)
             child.spi_out = old_spi_out
             return
-        self._remove(old_spi_out, Direction.OUT)
+        self._release_out(old_spi_out)
         self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
+
+    def _release_out(self, spi_out: int) -> None:
+        """Remove an outbound SA unless a Child SA still sends on it (one waiting to
+        switch, see SWITCH_DELAY)."""
+        if not any(c.spi_out == spi_out for c in self.children.values()):
+            self._remove(spi_out, Direction.OUT)
 
     def _install(self, ev: ChildSaUp, spi_out_now: int | None = None) -> SaParams:
         """Install a new Child SA; with ``spi_out_now`` (a rekey), only its inbound SA:
@@ -455,16 +463,16 @@ class Daemon:
         return out
 
     def _uninstall(self, spi_in: int) -> None:
-        for old, (new_spi_in, _, timer) in list(self._switch.items()):
-            if new_spi_in == spi_in:  # its new outbound SA never went in
-                timer.cancel()
-                del self._switch[old]
-                self.loop.call_soon(self._remove, old, Direction.IN)
+        pending = self._switch.pop(spi_in, None)
+        if pending is not None:  # its new outbound SA never went in
+            old_spi_in, _, timer = pending
+            timer.cancel()
+            self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
         child = self.children.pop(spi_in, None)
         if child is None:
             return
         self._remove(spi_in, Direction.IN)
-        self._remove(child.spi_out, Direction.OUT)
+        self._release_out(child.spi_out)
         self.counters.child_sas_removed += 1
         # Routes go with the last Child SA using them, unless a trap keeps them.
         keep = {n for c in self.children.values() for n in _networks(c.up.remote_ts)}

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from udpflow import flow
+from udpflow import flow, flow_with_tcp, tally
 
 from espfast.impair import Impairment, relay
 from espfast.netns import Namespace, ThreeHosts, TwoHosts, wait_for
@@ -89,32 +88,20 @@ def test_rekeys_under_traffic_lose_nothing(tmp_path: Path) -> None:
         b = start_in(hosts.b, b_conf, command="up")
         a = start_in(hosts.a, a_conf, command="up")
         assert wait_for(lambda: ping(hosts.a, B_IN), timeout=15)
-        server = hosts.b.popen(
-            "iperf3", "-s", "-1", "-B", B_IN, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        assert wait_for(lambda: ":5201" in hosts.b.run("ss", "-Htln").stdout, timeout=10)
         # A rate-limited TCP run alongside the datagrams (it must complete; the datagrams
         # must not lose to it: 2 cores are shared by everything here).
-        client = hosts.a.popen(
-            "iperf3", "-c", B_IN, "-B", A_IN, "-t", "12", "-b", "40M", "-J",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        got, elapsed, iperf = flow_with_tcp(
+            hosts.a, hosts.b, A_IN, B_IN, count=count, interval=interval, tcp_seconds=12,
+            tcp_rate="40M",
         )  # fmt: skip
-        started = time.monotonic()
-        got = flow(hosts.a, hosts.b, B_IN, count=count, interval=interval, idle=2.0)
-        elapsed = time.monotonic() - started
-        iperf_out, _ = client.communicate(timeout=60)
-        hosts.b.stop(server)
         final_a, final_b = status(hosts.a), status(hosts.b)
         rc_a, out_a, err_a = a.stop()
         rc_b, out_b, err_b = b.stop()
     assert (rc_a, rc_b) == (0, 0), err_a + err_b
-    lost = sorted(set(range(count)) - set(got))
-    duplicated = len(got) - len(set(got))
-    reordered = sum(1 for x, y in itertools.pairwise(got) if y < x)
+    lost, duplicated, reordered = tally(got, count)
     print(f"{count} datagrams in {elapsed:.1f} s: lost {len(lost)}, duplicated {duplicated}, "
           f"reordered {reordered}")  # fmt: skip
     assert (lost, duplicated, reordered) == ([], 0, 0), (lost[:20], out_a, out_b)
-    iperf = json.loads(iperf_out)
     assert "error" not in iperf, iperf.get("error")
     assert iperf["end"]["sum_received"]["bytes"] > 1_000_000
     ca, cb = counters(out_a), counters(out_b)

@@ -408,6 +408,48 @@ def with_options(text: str, ike: str = "", child: str = "") -> str:
     return text.replace(ike_anchor, ike_anchor + ike, 1).replace(child_anchor, child_anchor + child)
 
 
+def in_use(dp: FakeDataplane) -> int | None:
+    """The outbound SPI the dataplane sends on: the newest outbound SA (as the real one)."""
+    outs = [spi for (spi, d) in dp.sas if d is Direction.OUT]
+    return outs[-1] if outs else None
+
+
+@pytest.mark.parametrize("rand", ["0", "0.5"])
+def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
+    """Both sides rekey every second (rand_time 0: always at the same moment, a collision
+    each time, RFC 7296 §2.8.1). Sampled every few milliseconds: each side always sends on
+    an SA the other can receive (make-before-break), and at the end one Child SA is left."""
+    child = f"rekey_time = 1\nlife_time = 3\nrand_time = {rand}\n"
+    text_a, text_b = (with_options(t, child=child) for t in conf())
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
+        a.rekey_grace = b.rekey_grace = 0.3
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 4.5
+        while loop.time() < end:
+            for src, dst in ((dp_a, dp_b), (dp_b, dp_a)):
+                spi = in_use(src)
+                assert spi is not None and (spi, Direction.IN) in dst.sas, (src.me, spi)
+            await asyncio.sleep(0.002)
+        assert a.counters.child_sas_rekeyed >= 3 and b.counters.child_sas_rekeyed >= 3
+        assert a.counters.event_errors == b.counters.event_errors == 0
+        # Left alone, the rekeys settle: one Child SA on each side, the same one.
+        (sa_a,), (sa_b,) = a.sas, b.sas
+        for sa in (sa_a, sa_b):
+            for c in sa.children.values():
+                c.rekey_at = None
+        await settle(lambda: len(sa_a.children) == len(sa_b.children) == 1, timeout=5)
+        await settle(lambda: len(dp_a.sas) == len(dp_b.sas) == 2, timeout=5)
+        assert_mirrored(dp_a, dp_b)
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("action", ["clear", "restart"])
 def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
     """dpd_action = clear: the SAs and routes go, nothing is restarted; restart: a keeps
