@@ -27,10 +27,11 @@ the non-ESP marker), the timer on the event loop, the TUN device
 Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters: each Child SA's
 bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
 rekey_bytes, rekey_packets, sequence-number exhaustion), inbound packets count as a sign
-of life for dead peer detection, and when the dataplane's ``no_sa`` counter moved while
-traps are set (an inner packet met a trapped prefix's route but no SA), each trap without
-a Child SA is acquired (IkeManager.acquire; idempotent, so at most one negotiation per
-trap per interval).
+of life for dead peer detection. Traps (start_action / dpd_action / close_action = trap)
+keep their routes into the TUN device; the dataplane reports the destinations of inner
+packets that found no SA (Dataplane.take_no_sa, rate-limited in C), and
+:meth:`traffic_without_sa` acquires the traps whose remote prefixes hold one
+(IkeManager.acquire, idempotent while the negotiation runs).
 
 :class:`Daemon` is the shell without the sockets (it is handed a dataplane, a route
 function and a sender for port 500), so two of them can be tested against each other in
@@ -81,7 +82,7 @@ from espfast.ctl import (
     StatusDocument,
     child_sa_status,
 )
-from espfast.dataplane import Direction, SaParams, SaStats, Stats, Transform
+from espfast.dataplane import Direction, SaParams, SaStats, Transform
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
@@ -107,7 +108,6 @@ class DataplaneLike(Protocol):
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None: ...
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
     def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
-    def stats(self) -> Stats: ...
 
 
 @dataclass
@@ -163,7 +163,6 @@ class Daemon:
     _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _traffic: asyncio.TimerHandle | None = None
-    _no_sa: int = 0  # the dataplane's no_sa counter at the last read
     # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the new inbound
     # SPI: (the old inbound SPI, the new outbound SA, the fallback timer). Two can wait on
     # one old SA: both sides rekeyed it at once (RFC 7296 §2.8.1); the loser's goes later.
@@ -291,17 +290,29 @@ class Daemon:
                 sa.peer_alive(now)
             sa.child_traffic(spi_in, rx.bytes + tx.bytes, rx.packets + tx.packets, now,
                              seq_out=tx.seq)  # fmt: skip
-        no_sa = self.dataplane.stats().no_sa
-        if no_sa > self._no_sa and self.mgr.traps:
-            installed = {(self._conn_of(c.ike_sa_id), c.up.name) for c in self.children.values()}
-            for name, kid in list(self.mgr.traps):
-                if (name, kid) not in installed and self.mgr.acquire(name, kid, now):
-                    self.counters.traps_acquired += 1  # once per interval while negotiating
-                    log.info("%s: traffic for trapped child %s: negotiating", name, kid)
-        self._no_sa = no_sa
         self._pump()
         if not self.mgr.closing:
             self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def traffic_without_sa(
+        self, destinations: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    ) -> None:
+        """Inner packets to ``destinations`` found no outbound SA: acquire the traps that
+        cover them (see the module docstring)."""
+        dests = set(destinations)
+        if not dests or not self.mgr.traps:
+            return
+        installed = {(self._conn_of(c.ike_sa_id), c.up.name) for c in self.children.values()}
+        for name, kid in list(self.mgr.traps):
+            conn = next((c for c in self.config.connections if c.name == name), None)
+            if conn is None or (name, kid) in installed:
+                continue
+            nets = _child_networks(conn, kid)
+            hit = any(d in n for d in dests for n in nets if d.version == n.version)
+            if hit and self.mgr.acquire(name, kid, self.loop.time()) is not None:
+                self.counters.traps_acquired += 1  # per notice while negotiating
+                log.info("%s: traffic for trapped child %s: negotiating", name, kid)
+        self._pump()
 
     def _conn_of(self, ike_sa_id: int) -> str:
         return next((sa.config.name for sa in self.sas if sa.ike_sa_id == ike_sa_id), "")
@@ -398,6 +409,12 @@ class Daemon:
             return
         old_spi_in, out, timer = pending
         timer.cancel()
+        ours = next((sa.children[new_spi_in] for sa in self.sas if new_spi_in in sa.children), None)
+        if ours is not None and ours.deleting:
+            # The redundant SA of a rekey collision (RFC 7296 §2.8.1), which we are
+            # deleting: the peer drops its inbound half on our DELETE, so never send on it.
+            self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
+            return
         old_spi_out, child.spi_out = child.spi_out, out.spi
         try:
             self.dataplane.add_sa(out)

@@ -100,6 +100,7 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         def read_4500() -> None:
             for data, addr in dp.recv_ike():
                 daemon.datagram_received(data, addr, iface.listen[1])
+            daemon.traffic_without_sa(dp.take_no_sa())
 
         loop.add_reader(sock500.fileno(), read_500)
         stack.callback(loop.remove_reader, sock500.fileno())

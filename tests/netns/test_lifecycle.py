@@ -263,3 +263,32 @@ def test_lossy_network(tmp_path: Path) -> None:
     esp_duplicates = esp_stats["ab"]["duplicated"] - base
     assert esp_duplicates > 100 and esp_stats["ab"]["reordered"] > 100, esp_stats
     assert drops(out_b).get("replay_drops", 0) >= 0.95 * esp_duplicates
+
+
+def test_trap_negotiates_on_traffic_and_after_a_dead_peer(tmp_path: Path) -> None:
+    """start_action = trap: nothing is negotiated until a packet for the remote prefix
+    meets the route into the TUN device and finds no SA (the dataplane's no_sa counter).
+    dpd_action = trap: after b dies, a keeps the route and negotiates again only when
+    traffic comes, once b is back."""
+    a_conf, b_conf = configs(
+        tmp_path, "dpd_delay = 1\ndpd_timeout = 2\n", 'start_action = "trap"\ndpd_action = "trap"\n'
+    )
+    with TwoHosts.create("l5") as hosts:
+        b = start_in(hosts.b, b_conf, command="up")
+        a = start_in(hosts.a, a_conf, command="up")
+        time.sleep(1.5)
+        assert status(hosts.a) == [] and status(hosts.b) == []  # nothing yet
+        assert "198.19.2.0/24" in hosts.a.run("ip", "route").stdout  # the trap's route
+        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=10), _peek(a)
+        assert one_tunnel(hosts.a) and one_tunnel(hosts.b)
+        kill(b)
+        assert wait_for(lambda: not status(hosts.a), timeout=10, interval=0.2)
+        assert "198.19.2.0/24" in hosts.a.run("ip", "route").stdout  # trapped again
+        b = start_in(hosts.b, b_conf, command="up")
+        time.sleep(1.5)
+        assert status(hosts.a) == []  # no traffic, no negotiation
+        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=10), _peek(a)
+        assert one_tunnel(hosts.a) and one_tunnel(hosts.b)
+        _, out_a, _ = a.stop()
+        b.stop()
+    assert counters(out_a)["traps_acquired"] >= 2

@@ -22,7 +22,7 @@ from espfast.config import ConfigError, UpConfig, load_up
 from espfast.control.config import Lifetime
 from espfast.control.rng import SystemRng
 from espfast.daemon import Daemon
-from espfast.dataplane import Direction, SaParams, SaStats, Stats
+from espfast.dataplane import Direction, SaParams, SaStats
 from espfast.static import write_private
 from espfast.up import pair_configs
 
@@ -45,7 +45,6 @@ class FakeDataplane:
     loop: asyncio.AbstractEventLoop | None = None
     up: bool = True  # False: everything this side sends is lost
     refuse_out: bool = False  # add_sa of outbound SAs fails (as a full table would)
-    no_sa: int = 0  # inner packets that found no outbound SA
     traffic: tuple[int, int] = (0, 0)  # what sa_stats says: bytes, packets
 
     def add_sa(self, sa: SaParams) -> None:
@@ -68,10 +67,6 @@ class FakeDataplane:
         counters = {f.name: 0 for f in dataclasses.fields(SaStats)}
         octets, packets = self.traffic
         return SaStats(**counters | {"packets": packets or 7, "bytes": octets, "exhausted": False})
-
-    def stats(self) -> Stats:
-        counters = {f.name: 0 for f in dataclasses.fields(Stats)}
-        return Stats(**counters | {"no_sa": self.no_sa})
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
@@ -424,7 +419,9 @@ def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
 
     async def scenario() -> None:
         a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
-        a.rekey_grace = b.rekey_grace = 0.3
+        # The old inbound SA must outlive the peer's wait before it switches (SWITCH_DELAY
+        # at most), as REKEY_GRACE does.
+        a.rekey_grace = b.rekey_grace = a.switch_delay + 0.2
         b.start()
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
@@ -486,8 +483,9 @@ def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
 
 
 def test_trap_negotiates_on_traffic(tmp_path: Path) -> None:
-    """start_action = trap: nothing is negotiated until the dataplane counts a packet with
-    no SA; the route into the TUN device is there from the start."""
+    """start_action = trap: nothing is negotiated until the dataplane reports a packet
+    for the trapped prefix that found no SA; the route into the TUN device is there from
+    the start."""
     text_a = with_options(conf()[0], child='start_action = "trap"\n')
 
     async def scenario() -> None:
@@ -500,7 +498,10 @@ def test_trap_negotiates_on_traffic(tmp_path: Path) -> None:
         assert routes == [ipaddress.ip_network("198.19.2.0/24")]
         await asyncio.sleep(0.3)
         assert not dp_a.sas and not a.sas and a.counters.datagrams_out == 0
-        dp_a.no_sa = 3  # traffic for 198.19.2.0/24 met no SA
+        a.traffic_without_sa([ipaddress.ip_address("198.19.3.1")])  # not trapped
+        await asyncio.sleep(0.3)
+        assert not a.sas
+        a.traffic_without_sa([ipaddress.ip_address("198.19.2.7")])  # the dataplane's notice
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
         assert a.counters.traps_acquired >= 1 and a.counters.ike_sas_up == 1
         await a.shutdown()
