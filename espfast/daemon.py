@@ -349,18 +349,21 @@ class Daemon:
                 self.counters.ike_sas_reauthenticated += 1
                 log.info("%s: IKE SA reauthenticating", event.name)
             case ChildSaUp():
-                self._install(event)
+                # A Child SA like one we have, with the same peer: the peer reauthenticated
+                # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
+                # make-before-break as for a rekey, the old one goes with its IKE SA.
+                twin = next((spi for spi, c in self.children.items() if c.up.name == event.name
+                             and c.up.peer == event.peer and c.up.local_ts == event.local_ts
+                             and c.up.remote_ts == event.remote_ts), None)  # fmt: skip
+                if twin is None:
+                    self._install(event)
+                else:
+                    self._install_rekeyed(event, twin, self.children[twin].spi_out)
             case ChildSaRekeyed():
-                out = self._install(event.new, spi_out_now=event.old_spi_out)
+                self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
-                new = event.new.spi_in
-                timer = self.loop.call_later(self.switch_delay, self._switch_out, new)
-                self._switch[new] = (event.old_spi_in, out, timer)
             case ChildSaDown():
-                for new, (old, _, _) in list(self._switch.items()):
-                    if old == event.spi_in:  # the old SA of a rekey: use the new one now
-                        self._switch_out(new)
                 self._uninstall(event.spi_in)
                 log.warning("%s: child SA %08x down %s", event.name, event.spi_in, event.reason)
             case ChildSaFailed():
@@ -400,6 +403,13 @@ class Daemon:
         self._retry_timers.pop(conn.ike.name, None)
         if not self.mgr.closing:
             self.initiate(conn)
+
+    def _install_rekeyed(self, ev: ChildSaUp, old_spi_in: int, old_spi_out: int) -> None:
+        """The successor of a Child SA: its inbound SA now, its outbound SA later (see
+        SWITCH_DELAY)."""
+        out = self._install(ev, spi_out_now=old_spi_out)
+        timer = self.loop.call_later(self.switch_delay, self._switch_out, ev.spi_in)
+        self._switch[ev.spi_in] = (old_spi_in, out, timer)
 
     def _switch_out(self, new_spi_in: int) -> None:
         """Start sending on a rekeyed Child SA's new outbound SA (see SWITCH_DELAY)."""
@@ -480,6 +490,9 @@ class Daemon:
         return out
 
     def _uninstall(self, spi_in: int) -> None:
+        for new, (old, _, _) in list(self._switch.items()):
+            if old == spi_in:  # the predecessor goes: its successor sends from now on
+                self._switch_out(new)
         pending = self._switch.pop(spi_in, None)
         if pending is not None:  # its new outbound SA never went in
             old_spi_in, _, timer = pending

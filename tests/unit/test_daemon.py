@@ -447,6 +447,33 @@ def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
     asyncio.run(scenario())
 
 
+def test_reauthentication_keeps_the_tunnel(tmp_path: Path) -> None:
+    """reauth_time: a new IKE SA (IKE_SA_INIT + IKE_AUTH) and its Child SA come up before
+    the old ones go (make-before-break); each side always sends on an SA the other has."""
+    text_a = with_options(conf()[0], ike="reauth_time = 1\nrekey_time = 0\n")
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        a.rekey_grace = b.rekey_grace = a.switch_delay + 0.2
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        first = a.sas[0].spi_i
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 2.5
+        while loop.time() < end:
+            for src, dst in ((dp_a, dp_b), (dp_b, dp_a)):
+                spi = in_use(src)
+                assert spi is not None and (spi, Direction.IN) in dst.sas, (src.me, spi)
+            await asyncio.sleep(0.002)
+        assert a.counters.ike_sas_reauthenticated >= 1
+        await settle(lambda: len(a.sas) == len(b.sas) == 1)
+        assert a.sas[0].spi_i != first and a.counters.ike_sas_down == 0
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("action", ["clear", "restart"])
 def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
     """dpd_action = clear: the SAs and routes go, nothing is restarted; restart: a keeps
