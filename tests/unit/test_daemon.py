@@ -409,6 +409,17 @@ def in_use(dp: FakeDataplane) -> int | None:
     return outs[-1] if outs else None
 
 
+async def always_receivable(dp_a: FakeDataplane, dp_b: FakeDataplane, seconds: float) -> None:
+    """For ``seconds``, sampled every 2 ms: each side sends on an SA the other can receive."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        for src, dst in ((dp_a, dp_b), (dp_b, dp_a)):
+            spi = in_use(src)
+            assert spi is not None and (spi, Direction.IN) in dst.sas, (src.me, spi)
+        await asyncio.sleep(0.002)
+
+
 @pytest.mark.parametrize("rand", ["0", "0.5"])
 def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
     """Both sides rekey every second (rand_time 0: always at the same moment, a collision
@@ -425,13 +436,7 @@ def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
         b.start()
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 4.5
-        while loop.time() < end:
-            for src, dst in ((dp_a, dp_b), (dp_b, dp_a)):
-                spi = in_use(src)
-                assert spi is not None and (spi, Direction.IN) in dst.sas, (src.me, spi)
-            await asyncio.sleep(0.002)
+        await always_receivable(dp_a, dp_b, 4.5)
         assert a.counters.child_sas_rekeyed >= 3 and b.counters.child_sas_rekeyed >= 3
         assert a.counters.event_errors == b.counters.event_errors == 0
         # Left alone, the rekeys settle: one Child SA on each side, the same one.
@@ -459,13 +464,7 @@ def test_reauthentication_keeps_the_tunnel(tmp_path: Path) -> None:
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
         first = a.sas[0].spi_i
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 2.5
-        while loop.time() < end:
-            for src, dst in ((dp_a, dp_b), (dp_b, dp_a)):
-                spi = in_use(src)
-                assert spi is not None and (spi, Direction.IN) in dst.sas, (src.me, spi)
-            await asyncio.sleep(0.002)
+        await always_receivable(dp_a, dp_b, 2.5)
         assert a.counters.ike_sas_reauthenticated >= 1
         await settle(lambda: len(a.sas) == len(b.sas) == 1)
         assert a.sas[0].spi_i != first and a.counters.ike_sas_down == 0
