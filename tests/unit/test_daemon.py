@@ -473,6 +473,40 @@ def test_reauthentication_keeps_the_tunnel(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("action", ["none", "start", "trap"])
+def test_close_action(tmp_path: Path, action: str) -> None:
+    """b deletes the Child SA (INFORMATIONAL { D(ESP) }): a honours it (the SAs go), then
+    acts on its close_action: none -> stays down (route withdrawn), start -> negotiated
+    again at once, trap -> route kept, negotiated again on traffic."""
+    text_a = with_options(conf()[0], child=f'close_action = "{action}"\n')
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        removed: list[object] = []
+        a.remove_routes = removed.extend
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        (sa_b,) = b.sas
+        (spi_b,) = sa_b.children
+        sa_b.delete_child(spi_b, b.loop.time())
+        b._pump()
+        if action == "start":
+            await settle(lambda: a.counters.child_sas_removed == 1 and len(dp_a.sas) == 2)
+            assert_mirrored(dp_a, dp_b)
+        else:
+            await settle(lambda: not dp_a.sas and not dp_b.sas)
+            await asyncio.sleep(0.2)
+            assert not dp_a.sas and len(a.sas) == 1  # the IKE SA stays
+            assert removed == ([] if action == "trap" else [ipaddress.ip_network("198.19.2.0/24")])
+        if action == "trap":
+            a.traffic_without_sa([ipaddress.ip_address("198.19.2.1")])
+            await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("action", ["clear", "restart"])
 def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
     """dpd_action = clear: the SAs and routes go, nothing is restarted; restart: a keeps
