@@ -473,6 +473,20 @@ def test_reauthentication_keeps_the_tunnel(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+async def started_pair(
+    tmp_path: Path, text_a: str
+) -> tuple[Daemon, Daemon, FakeDataplane, FakeDataplane, list[object]]:
+    """a (``text_a``) and b (the usual responder) with their Child SA up; the last item
+    collects the routes a withdraws."""
+    a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+    removed: list[object] = []
+    a.remove_routes = removed.extend
+    b.start()
+    a.start()
+    await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+    return a, b, dp_a, dp_b, removed
+
+
 @pytest.mark.parametrize("action", ["none", "start", "trap"])
 def test_close_action(tmp_path: Path, action: str) -> None:
     """b deletes the Child SA (INFORMATIONAL { D(ESP) }): a honours it (the SAs go), then
@@ -481,12 +495,7 @@ def test_close_action(tmp_path: Path, action: str) -> None:
     text_a = with_options(conf()[0], child=f'close_action = "{action}"\n')
 
     async def scenario() -> None:
-        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
-        removed: list[object] = []
-        a.remove_routes = removed.extend
-        b.start()
-        a.start()
-        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        a, b, dp_a, dp_b, removed = await started_pair(tmp_path, text_a)
         (sa_b,) = b.sas
         (spi_b,) = sa_b.children
         sa_b.delete_child(spi_b, b.loop.time())
@@ -516,12 +525,7 @@ def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
     )
 
     async def scenario() -> None:
-        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
-        removed: list[object] = []
-        a.remove_routes = removed.extend
-        b.start()
-        a.start()
-        await settle(lambda: len(dp_a.sas) == 2)
+        a, _, dp_a, dp_b, removed = await started_pair(tmp_path, text_a)
         await asyncio.sleep(1.5)  # a liveness check answered: still up
         assert len(dp_a.sas) == 2 and a.counters.ike_sas_down == 0
         a.retry_delay = 0.2
