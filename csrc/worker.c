@@ -49,6 +49,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "offload.h"
@@ -197,6 +198,24 @@ static int build_messages(struct ef_worker *w, int nseg)
 	return n;
 }
 
+/* Tells Python (on ike_fd) that an inner packet to `dst` found no outbound SA: a trap
+ * may want to negotiate one. Rate-limited per worker; a full socket drops the notice. */
+static void notice_no_sa(struct ef_worker *w, const struct ef_prefix *dst)
+{
+	struct ef_ike_hdr h = {0};
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (w->no_sa_notice && now - w->no_sa_notice < EF_NO_SA_NOTICE_NS)
+		return;
+	w->no_sa_notice = now;
+	h.family = (uint8_t)(dst->family | EF_IKE_NO_SA);
+	memcpy(h.addr, dst->addr, dst->family == 4 ? 4 : 16);
+	(void)send(w->dp->ike_fd, &h, sizeof(h), MSG_DONTWAIT);
+}
+
 /* Encrypts and sends the staged inner packets (w->in_data / in_len), then empties the
  * stage. Several workers: the packets are numbered in ticket order (the seq turn, held
  * from a batch's first flush to its `last`), sealed in parallel, sent in ticket order —
@@ -227,6 +246,7 @@ static void tx_flush(struct ef_worker *w, int last)
 		}
 		if (!sa) {
 			ST_ADD(w, no_sa, 1);
+			notice_no_sa(w, &dst);
 			continue;
 		}
 		seq = ef_sa_next_seq(sa);

@@ -46,6 +46,7 @@ struct ef_worker {
 	int has_seq_turn; /* TX: for numbering packets (tx_seq) ... */
 	int seq_passed;   /* ... and the batch has passed that stage */
 	struct ef_stats st; /* written by this thread only, read with relaxed atomics */
+	uint64_t no_sa_notice; /* TX: CLOCK_MONOTONIC ns of the last no-SA notice to Python */
 	struct ef_batch batch;
 	/* TX: inner packets staged for one round (in read slots, or cut from a TSO
 	 * super-packet into segmem) ... */

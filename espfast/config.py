@@ -51,7 +51,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from espfast.control.config import AuthConfig, ChildConfig, IkeConfig, Lifetime
+from espfast.control.config import (
+    CLOSE_ACTIONS,
+    DPD_ACTIONS,
+    AuthConfig,
+    ChildConfig,
+    IkeConfig,
+    Lifetime,
+)
 from espfast.control.events import TrafficSelector
 from espfast.control.identity import Identity
 from espfast.control.proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_ike
@@ -548,18 +555,40 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
 #     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
+#     dpd_timeout = 150               # give up on a silent peer after about this long
+#                                     # (scales the retransmission schedule of every request)
+#     retransmit_tries = 5            # retransmissions before giving up (strongSwan's charon.
+#                                     # retransmit_tries, here per connection)
 #     proposals = "aes128gcm16-prfsha256-x25519"  # IKE, optional (strongSwan keywords)
+#     rekey_time = "4h"               # IKE SA rekey (strongSwan's names and defaults:
+#     over_time = "24m"               #   hard end rekey_time + over_time, jitter rand_time)
+#     rand_time = "24m"
+#     reauth_time = 0                 # reauthenticate (make-before-break) after this (0: never)
 #
 #     [[connection.child]]
 #     name = "net"
 #     local_ts = ["198.19.1.0/24"]
 #     remote_ts = ["198.19.2.0/24"]
 #     esp_proposals = "aes128gcm16"   # optional
-#     rekey_time = 3600               # seconds (0: never)
+#     rekey_time = 3600               # seconds, or "30s" / "5m" / "1h" / "1d" (0: never)
+#     life_time = 3960                # hard end (default rekey_time + 10 %)
+#     rand_time = 360                 # rekey up to this much early (default life - rekey)
+#     rekey_bytes = "1G"              # rekey after this much traffic (0: off; K/M/G)
+#     rekey_packets = 0               # rekey after this many packets (0: off)
+#     start_action = "start"          # start | trap (negotiate on traffic) | none
+#     dpd_action = "clear"            # peer found dead: clear | trap | restart
+#     close_action = "none"           # peer closed it: none | trap | start
 
 IKE_PORT = 500
 DEFAULT_DPD_DELAY = 30  # seconds
 DEFAULT_REKEY_TIME = 3600  # seconds, a Child SA's life before it is rekeyed (strongSwan: 1 h)
+DEFAULT_IKE_REKEY_TIME = 14400  # seconds (strongSwan: 4 h)
+MAX_SECONDS = 10**7  # about 116 days
+START_ACTIONS = ("start", "trap", "none")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# IkeConfig's retransmission defaults (strongSwan's: 4 s, x1.8 each, 5 tries).
+DEFAULT_RETRANSMIT_TIMEOUT, RETRANSMIT_BASE, RETRANSMIT_TRIES = 4.0, 1.8, 5
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
 
@@ -568,6 +597,11 @@ class ConnectionConfig:
     name: str
     remote: tuple[str, int] | None  # None: %any, we only answer
     ike: IkeConfig = field(repr=False)  # its AuthConfig holds the PSK; lifetimes, DPD
+    start_actions: tuple[tuple[str, str], ...] = ()  # (child name, start | trap | none)
+
+    def children_to(self, action: str) -> list[str]:
+        """The children whose start_action is ``action``, in config order."""
+        return [name for name, a in self.start_actions if a == action]
 
 
 @dataclass(frozen=True)
@@ -620,12 +654,22 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
+    tries = t.get_int("retransmit_tries", RETRANSMIT_TRIES, 0, 30)
+    retransmit = _dpd_timeout(t, tries)
     children: list[ChildConfig] = []
+    start_actions: list[tuple[str, str]] = []
     for ct in t.tables("child"):
         name_c = ct.get_str("name", ct.where)
         if any(c.name == name_c for c in children):
             raise ct.error("name", f"{name_c!r} is already a child of this connection")
-        rekey = ct.get_int("rekey_time", DEFAULT_REKEY_TIME, 0, 10**7)
+        start = _choice(ct, "start_action", "start" if remote else "none", START_ACTIONS)
+        if start != "none" and remote is None:
+            raise ct.error("start_action", f"{start!r} needs the connection's remote address")
+        dpd_action = _choice(ct, "dpd_action", "clear", DPD_ACTIONS)
+        close_action = _choice(ct, "close_action", "none", CLOSE_ACTIONS)
+        for key, action in (("dpd_action", dpd_action), ("close_action", close_action)):
+            if action in ("trap", "restart", "start") and remote is None:
+                raise ct.error(key, f"{action!r} needs the connection's remote address")
         children.append(
             ChildConfig(
                 name=name_c,
@@ -636,11 +680,14 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
                     TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
                 ),
                 esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
-                # strongSwan's shape: hard end 10 % after rekey_time, rekeyed up to 10 % early.
-                lifetime=Lifetime(rekey, rekey * 1.1, rekey * 0.1),
+                lifetime=_child_lifetime(ct),
+                dpd_action=dpd_action,
+                close_action=close_action,
             )
         )
+        start_actions.append((name_c, start))
         ct.done()
+    ike_life = _ike_lifetime(t)
     t.done()
     ike = IkeConfig(
         name=name,
@@ -650,8 +697,104 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         children=tuple(children),
         ike_proposals=ike_proposals,
         dpd_delay=dpd_delay,
+        lifetime=ike_life,
+        retransmit_timeout=retransmit,
+        retransmit_tries=tries,
     )
-    return ConnectionConfig(name, remote, ike)
+    return ConnectionConfig(name, remote, ike, tuple(start_actions))
+
+
+def _seconds(t: Table, key: str, default: float) -> float:
+    """A duration: seconds as a number, or strongSwan's "30s" / "5m" / "1h" / "1d"."""
+    value = t.get(key) if t.has(key) else None
+    if value is None:
+        return default
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:], 0)
+        try:
+            value = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            raise t.error(
+                key, f'{value!r} is not a duration (like 30, "30s", "5m", "1h")'
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise t.error(key, f"must be a number of seconds or a duration, not {_toml_type(value)}")
+    if not 0 <= value <= MAX_SECONDS or value != value:
+        raise t.error(key, f"{value} is out of range (0..{MAX_SECONDS} seconds)")
+    return float(value)
+
+
+def _size(t: Table, key: str) -> int:
+    """A byte or packet count: an integer, or a string with K/M/G/T (powers of 1024)."""
+    value = t.get(key) if t.has(key) else 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        mult = _SIZES.get(text[-1:], 0) if text[-1:].isalpha() else 1
+        try:
+            value = int(text[:-1] if text[-1:].isalpha() else text) * mult
+        except ValueError:
+            value = -1
+        if mult == 0 or value < 0:
+            raise t.error(key, f'{t.get(key)!r} is not a count (like 1000, "500M", "1G")')
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise t.error(key, f'must be an integer or a count like "1G", not {_toml_type(value)}')
+    if not 0 <= value < 1 << 63:
+        raise t.error(key, f"{value} is out of range (0..2^63-1)")
+    return value
+
+
+def _choice(t: Table, key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = t.get_str(key, default)
+    if value not in choices:
+        raise t.error(key, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _child_lifetime(t: Table) -> Lifetime:
+    """strongSwan's child lifetimes: life_time defaults to rekey_time + 10 %, rand_time to
+    the difference; the hard end must come after the rekey, the jitter before it."""
+    rekey = _seconds(t, "rekey_time", DEFAULT_REKEY_TIME)
+    life = _seconds(t, "life_time", rekey * 1.1)
+    rand = _seconds(t, "rand_time", max(life - rekey, 0.0))
+    _check_lifetime(t, rekey, life, rand)
+    return Lifetime(rekey, life, rand, rekey_bytes=_size(t, "rekey_bytes"),
+                    rekey_packets=_size(t, "rekey_packets"))  # fmt: skip
+
+
+def _ike_lifetime(t: Table) -> Lifetime:
+    """strongSwan's IKE lifetimes: the hard end is over_time (default 10 % of the longer
+    of rekey_time and reauth_time) after the rekey or reauthentication; rand_time
+    defaults to over_time (at most half the time to the first rekey/reauthentication)."""
+    rekey = _seconds(t, "rekey_time", DEFAULT_IKE_REKEY_TIME)
+    reauth = _seconds(t, "reauth_time", 0.0)
+    over = _seconds(t, "over_time", 0.1 * max(rekey, reauth))
+    first = min(x for x in (rekey, reauth, float("inf")) if x)
+    rand = _seconds(t, "rand_time", min(over, first / 2))
+    life = 0.0 if first == float("inf") else first + over
+    _check_lifetime(t, first if life else 0.0, life, rand)
+    return Lifetime(rekey, life, rand, reauth_time=reauth)
+
+
+def _check_lifetime(t: Table, rekey: float, life: float, rand: float) -> None:
+    if rekey and life and life <= rekey:
+        key = "life_time" if t.has("life_time") else "over_time"
+        raise t.error(key, f"the hard end ({life:g} s) must come after rekey_time ({rekey:g} s)")
+    if rekey and rand >= rekey:
+        raise t.error("rand_time", f"{rand:g} s must be less than the rekey time ({rekey:g} s)")
+
+
+def _dpd_timeout(t: Table, tries: int) -> float:
+    """dpd_timeout: the whole retransmission schedule (``tries``, x1.8 each)
+    scaled so that a request goes unanswered for about this long before the peer is
+    declared dead. Applies to every request, IKE_SA_INIT included."""
+    if not t.has("dpd_timeout"):
+        return DEFAULT_RETRANSMIT_TIMEOUT
+    timeout = _seconds(t, "dpd_timeout", 0.0)
+    if timeout < 0.5:
+        raise t.error("dpd_timeout", f"{timeout:g} s is too short (at least 0.5 s)")
+    spread = sum(RETRANSMIT_BASE**i for i in range(tries + 1))
+    return timeout / spread
 
 
 def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:

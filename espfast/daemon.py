@@ -7,11 +7,31 @@ the non-ESP marker), the timer on the event loop, the TUN device
 (espfast/tun.py), and turning control-plane events into dataplane calls:
 
     ChildSaUp           -> add_sa(inbound), add_sa(outbound), route the remote prefixes
-    ChildSaRekeyed      -> the new SAs first (the newest outbound SA with the same
-                           selectors takes over), then the old outbound SA; the old inbound
-                           SA lingers REKEY_GRACE seconds for packets already in flight
-    ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys)
+    ChildSaRekeyed      -> the new inbound SA at once; the new outbound SA (the newest
+                           outbound SA with the same selectors takes over) only once the old
+                           Child SA is deleted (its ChildSaDown: the INFORMATIONAL { D } after
+                           the rekey, RFC 7296 §2.8) or SWITCH_DELAY seconds have passed,
+                           whichever is first, and then the old outbound SA goes; the old
+                           inbound SA lingers REKEY_GRACE seconds more for packets in flight.
+                           The wait is for the rekey's responder: it learns the new keys
+                           before the initiator has installed its new inbound SA (the
+                           response is still on its way), so ESP sent on the new SA at once
+                           could overtake the response and meet an unknown SPI.
+    ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys); its
+                           routes are withdrawn unless a trap or another Child SA needs them
+    IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
+                           close_action are IkeManager's: "restart" negotiates again there,
+                           "trap" leaves a trap (routes stay into the TUN device)
     PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs
+
+Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters: each Child SA's
+bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
+rekey_bytes, rekey_packets, sequence-number exhaustion), inbound packets count as a sign
+of life for dead peer detection. Traps (start_action / dpd_action / close_action = trap)
+keep their routes into the TUN device; the dataplane reports the destinations of inner
+packets that found no SA (Dataplane.take_no_sa, rate-limited in C), and
+:meth:`traffic_without_sa` acquires the traps whose remote prefixes hold one
+(IkeManager.acquire, idempotent while the negotiation runs).
 
 :class:`Daemon` is the shell without the sockets (it is handed a dataplane, a route
 function and a sender for port 500), so two of them can be tested against each other in
@@ -73,8 +93,10 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IKE_PORT, NATT_PORT = 500, 4500
-REKEY_GRACE = 2.0  # seconds the old inbound SA stays after a rekey
+REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the new one
+SWITCH_DELAY = 1.0  # seconds at most before a rekeyed Child SA's new outbound SA is used
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
+TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
 
 
@@ -96,9 +118,16 @@ class Counters:
     child_sas_installed: int = 0
     child_sas_removed: int = 0
     child_sas_rekeyed: int = 0
+    ike_sas_rekeyed: int = 0
+    ike_sas_reauthenticated: int = 0
+    traps_acquired: int = 0
     event_errors: int = 0
     ike_sas_up: int = 0
     ike_sas_down: int = 0
+    # Summed over every IKE SA so far (espfast.control's TaskManager counters): requests
+    # we sent again, and the peer's retransmitted requests answered from the cache.
+    ike_retransmits: int = 0
+    ike_requests_answered_from_cache: int = 0
 
 
 @dataclass
@@ -107,6 +136,7 @@ class _Child:
     spi_out: int
     up: ChildSaUp  # the event without its keys, for the status document
     established: float  # UNIX time
+    packets_in: int = 0  # at the last read of the counters
 
 
 @dataclass
@@ -121,14 +151,24 @@ class Daemon:
     loop: asyncio.AbstractEventLoop
     counters: Counters = field(default_factory=Counters)
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
+    remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
     rekey_grace: float = REKEY_GRACE
+    switch_delay: float = SWITCH_DELAY
     retry_delay: float = RETRY_DELAY
+    traffic_interval: float = TRAFFIC_INTERVAL
     _mgr: IkeManager | None = None
     _timer: asyncio.TimerHandle | None = None
     _retries: dict[str, int] = field(default_factory=dict)  # by connection name
     _retry_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _traffic: asyncio.TimerHandle | None = None
+    # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the new inbound
+    # SPI: (the old inbound SPI, the new outbound SA, the fallback timer). Two can wait on
+    # one old SA: both sides rekeyed it at once (RFC 7296 §2.8.1); the loser's goes later.
+    _switch: dict[int, tuple[int, SaParams, asyncio.TimerHandle]] = field(default_factory=dict)
+    _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
+    _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
 
     @property
     def local(self) -> str:
@@ -152,15 +192,30 @@ class Daemon:
                                cookie_threshold=iface.cookie_threshold,
                                half_open_limit=iface.half_open_limit)  # fmt: skip
         for conn in self.config.connections:
-            if conn.remote is not None:
+            if conn.remote is None:
+                continue
+            for child in conn.children_to("trap"):
+                self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
+                self.add_routes(_child_networks(conn, child))
+                log.warning("%s: trap for child %s installed", conn.name, child)
+            if conn.children_to("start"):
                 self.initiate(conn)
+        self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
 
     def initiate(self, conn: ConnectionConfig) -> None:
+        """IKE_SA_INIT + IKE_AUTH with the first child to start (start_action = start, or
+        failing that one that is restarted), CREATE_CHILD_SA for the others."""
         assert conn.remote is not None
+        names = _children_to_start(conn)
+        if not names:
+            return
+        cfgs = {c.name: c for c in conn.ike.children}
         log.info("%s: initiating to %s", conn.name, conn.remote[0])
-        self.mgr.initiate(
-            conn.ike, local=(self.local, IKE_PORT), remote=conn.remote, now=self.loop.time()
-        )
+        now = self.loop.time()
+        sa = self.mgr.initiate(conn.ike, local=(self.local, IKE_PORT), remote=conn.remote,
+                               now=now, child=cfgs[names[0]])  # fmt: skip
+        for name in names[1:]:
+            sa.create_child(cfgs[name], now)
         self._pump()
 
     # -- input, output, timers -------------------------------------------------------------
@@ -202,11 +257,72 @@ class Daemon:
             self._timer = self.loop.call_at(when, self._on_timer)
         if self.mgr.idle:
             self._idle.set()
+        self._count_ike()
+
+    def _count_ike(self) -> None:
+        """Fold the IKE SAs' retransmission counters into ours (see Counters)."""
+        retransmits, answered = self._gone
+        live = {id(sa): sa for sa in self.mgr.sas}
+        for key, sa in self._live.items():
+            if key not in live:
+                retransmits += sa.tm.counters.retransmits
+                answered += sa.tm.counters.retransmitted_requests_answered
+        self._live, self._gone = live, (retransmits, answered)
+        for sa in live.values():
+            retransmits += sa.tm.counters.retransmits
+            answered += sa.tm.counters.retransmitted_requests_answered
+        self.counters.ike_retransmits = retransmits
+        self.counters.ike_requests_answered_from_cache = answered
 
     def _on_timer(self) -> None:
         self._timer = None
         self.mgr.handle_timer(self.loop.time())
         self._pump()
+
+    def _read_counters(self) -> None:
+        """The dataplane's counters into the control plane (see the module docstring)."""
+        now = self.loop.time()
+        by_child = {spi: sa for sa in self.sas for spi in sa.children}
+        for spi_in, child in list(self.children.items()):
+            sa = by_child.get(spi_in)
+            if sa is None:
+                continue
+            try:
+                rx = self.dataplane.sa_stats(spi_in, Direction.IN)
+                tx = self.dataplane.sa_stats(child.spi_out, Direction.OUT)
+            except ValueError:  # removed meanwhile
+                continue
+            if rx.packets > child.packets_in:
+                child.packets_in = rx.packets
+                sa.peer_alive(now)
+            sa.child_traffic(spi_in, rx.bytes + tx.bytes, rx.packets + tx.packets, now,
+                             seq_out=tx.seq)  # fmt: skip
+        self._pump()
+        if not self.mgr.closing:
+            self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def traffic_without_sa(
+        self, destinations: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    ) -> None:
+        """Inner packets to ``destinations`` found no outbound SA: acquire the traps that
+        cover them (see the module docstring)."""
+        dests = set(destinations)
+        if not dests or not self.mgr.traps:
+            return
+        installed = {(self._conn_of(c.ike_sa_id), c.up.name) for c in self.children.values()}
+        for name, kid in list(self.mgr.traps):
+            conn = next((c for c in self.config.connections if c.name == name), None)
+            if conn is None or (name, kid) in installed:
+                continue
+            nets = _child_networks(conn, kid)
+            hit = any(d in n for d in dests for n in nets if d.version == n.version)
+            if hit and self.mgr.acquire(name, kid, self.loop.time()) is not None:
+                self.counters.traps_acquired += 1  # per notice while negotiating
+                log.info("%s: traffic for trapped child %s: negotiating", name, kid)
+        self._pump()
+
+    def _conn_of(self, ike_sa_id: int) -> str:
+        return next((sa.config.name for sa in self.sas if sa.ike_sa_id == ike_sa_id), "")
 
     def _send(self, data: bytes, addr: Addr, local_port: int) -> None:
         self.counters.datagrams_out += 1
@@ -234,16 +350,27 @@ class Daemon:
                     event.remote_id,
                     event.algorithms,
                 )
-            case IkeSaRekeyed() | IkeSaReauthenticating():
-                log.info("%s: %s", event.name, type(event).__name__)
+            case IkeSaRekeyed():
+                self.counters.ike_sas_rekeyed += 1
+                log.info("%s: IKE SA rekeyed", event.name)
+            case IkeSaReauthenticating():
+                self.counters.ike_sas_reauthenticated += 1
+                log.info("%s: IKE SA reauthenticating", event.name)
             case ChildSaUp():
-                self._install(event)
+                # A Child SA like one we have, with the same peer: the peer reauthenticated
+                # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
+                # make-before-break as for a rekey, the old one goes with its IKE SA.
+                twin = next((spi for spi, c in self.children.items() if c.up.name == event.name
+                             and c.up.peer == event.peer and c.up.local_ts == event.local_ts
+                             and c.up.remote_ts == event.remote_ts), None)  # fmt: skip
+                if twin is None:
+                    self._install(event)
+                else:
+                    self._install_rekeyed(event, twin, self.children[twin].spi_out)
             case ChildSaRekeyed():
-                self._install(event.new, rekeyed=event.old_spi_in)
-                self._remove(event.old_spi_out, Direction.OUT)
+                self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
-                self.loop.call_later(self.rekey_grace, self._remove, event.old_spi_in, Direction.IN)
             case ChildSaDown():
                 if event.spi_in in self.children:  # not one a rekey already replaced
                     self._uninstall(event.spi_in)
@@ -261,8 +388,13 @@ class Daemon:
                     if child.ike_sa_id == event.ike_sa_id:
                         self._uninstall(spi_in)
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
-                log.log(level, "%s: IKE SA down: %s", event.name, event.reason)
-                if not event.actions:  # the manager restarts what has a dpd/close action
+                # The cause is worth saying where it is not in the reason already.
+                cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
+                log.log(level, "%s: IKE SA down%s: %s", event.name, cause, event.reason)
+                # The manager restarts or traps what has a dpd/close action; after a
+                # clear/none action (dpd, peer), a local delete or INITIAL_CONTACT nothing
+                # is restarted; what never came up (or ran out its life) is tried again.
+                if event.cause in ("failed", "expired", ""):
                     self._schedule_retry(event.name)
 
     def _schedule_retry(self, name: str) -> None:
@@ -284,7 +416,50 @@ class Daemon:
         if not self.mgr.closing:
             self.initiate(conn)
 
-    def _install(self, ev: ChildSaUp, rekeyed: int | None = None) -> None:
+    def _install_rekeyed(self, ev: ChildSaUp, old_spi_in: int, old_spi_out: int) -> None:
+        """The successor of a Child SA: its inbound SA now, its outbound SA later (see
+        SWITCH_DELAY)."""
+        out = self._install(ev, spi_out_now=old_spi_out, rekeyed=old_spi_in)
+        timer = self.loop.call_later(self.switch_delay, self._switch_out, ev.spi_in)
+        self._switch[ev.spi_in] = (old_spi_in, out, timer)
+
+    def _switch_out(self, new_spi_in: int) -> None:
+        """Start sending on a rekeyed Child SA's new outbound SA (see SWITCH_DELAY)."""
+        pending = self._switch.pop(new_spi_in, None)
+        child = self.children.get(new_spi_in)
+        if pending is None or child is None:
+            return
+        old_spi_in, out, timer = pending
+        timer.cancel()
+        ours = next((sa.children[new_spi_in] for sa in self.sas if new_spi_in in sa.children), None)
+        if ours is not None and ours.deleting:
+            # The redundant SA of a rekey collision (RFC 7296 §2.8.1), which we are
+            # deleting: the peer drops its inbound half on our DELETE, so never send on it.
+            self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
+            return
+        old_spi_out, child.spi_out = child.spi_out, out.spi
+        try:
+            self.dataplane.add_sa(out)
+        except ValueError as e:
+            self.counters.event_errors += 1
+            log.error("%s: cannot install outbound SA %08x: %s", child.up.name, out.spi, e)
+            child.spi_out = old_spi_out
+            return
+        self._release_out(old_spi_out)
+        self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
+
+    def _release_out(self, spi_out: int) -> None:
+        """Remove an outbound SA unless a Child SA still sends on it (one waiting to
+        switch, see SWITCH_DELAY)."""
+        if not any(c.spi_out == spi_out for c in self.children.values()):
+            self._remove(spi_out, Direction.OUT)
+
+    def _install(
+        self, ev: ChildSaUp, spi_out_now: int | None = None, rekeyed: int | None = None
+    ) -> SaParams:
+        """Install a new Child SA; with ``spi_out_now`` (a rekey of the Child SA whose
+        inbound SPI is ``rekeyed``), only its inbound SA: the caller gets the outbound one
+        to install later, and meanwhile ``spi_out_now`` carries its traffic."""
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
 
@@ -302,17 +477,19 @@ class Daemon:
             )
 
         self.dataplane.add_sa(params(Direction.IN, ev.spi_in, ev.enc_key_in, ev.integ_key_in))
-        try:
-            self.dataplane.add_sa(
-                params(Direction.OUT, ev.spi_out, ev.enc_key_out, ev.integ_key_out)
-            )
-        except ValueError:
-            self._remove(ev.spi_in, Direction.IN)
-            raise
+        out = params(Direction.OUT, ev.spi_out, ev.enc_key_out, ev.integ_key_out)
+        if spi_out_now is None:
+            try:
+                self.dataplane.add_sa(out)
+            except ValueError:
+                self._remove(ev.spi_in, Direction.IN)
+                raise
         keyless = dataclasses.replace(
             ev, enc_key_in=b"", integ_key_in=b"", enc_key_out=b"", integ_key_out=b""
         )
-        self.children[ev.spi_in] = _Child(ev.ike_sa_id, ev.spi_out, keyless, time.time())
+        self.children[ev.spi_in] = _Child(
+            ev.ike_sa_id, ev.spi_out if spi_out_now is None else spi_out_now, keyless, time.time()
+        )
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
         log.info(
@@ -325,14 +502,35 @@ class Daemon:
             ", ".join(map(str, local)),
             ", ".join(map(str, remote)),
         )
+        return out
 
     def _uninstall(self, spi_in: int) -> None:
+        for new, (old, _, _) in list(self._switch.items()):
+            if old == spi_in:  # the predecessor goes: its successor sends from now on
+                self._switch_out(new)
+        pending = self._switch.pop(spi_in, None)
+        if pending is not None:  # its new outbound SA never went in
+            old_spi_in, _, timer = pending
+            timer.cancel()
+            self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
         child = self.children.pop(spi_in, None)
         if child is None:
             return
         self._remove(spi_in, Direction.IN)
-        self._remove(child.spi_out, Direction.OUT)
+        self._release_out(child.spi_out)
         self.counters.child_sas_removed += 1
+        # Routes go with the last Child SA using them, unless a trap keeps them.
+        keep = {n for c in self.children.values() for n in _networks(c.up.remote_ts)}
+        for (name, child_name), _ in self.mgr.traps.items():
+            conn = next((c for c in self.config.connections if c.name == name), None)
+            if conn is not None:
+                keep.update(_child_networks(conn, child_name))
+        gone = [n for n in _networks(child.up.remote_ts) if n not in keep]
+        if gone:
+            try:
+                self.remove_routes(gone)
+            except (OSError, RuntimeError) as e:  # TunError: netlink said no
+                log.warning("cannot withdraw the routes to %s: %s", ", ".join(map(str, gone)), e)
 
     def _remove(self, spi: int, direction: Direction) -> None:
         with contextlib.suppress(ValueError):  # already gone
@@ -394,6 +592,8 @@ class Daemon:
         """Delete every IKE SA (INFORMATIONAL { D }) and wait, bounded, for the answers."""
         for handle in self._retry_timers.values():
             handle.cancel()
+        if self._traffic is not None:
+            self._traffic.cancel()
         self._idle.clear()
         self.mgr.shutdown(self.loop.time())
         self._pump()
@@ -403,6 +603,22 @@ class Daemon:
             self._timer.cancel()
         for spi_in in list(self.children):
             self._uninstall(spi_in)
+
+
+def _child_networks(conn: ConnectionConfig, child: str) -> tuple[IPNetwork, ...]:
+    """The remote prefixes a child of ``conn`` asks for."""
+    cfg = next((c for c in conn.ike.children if c.name == child), None)
+    return () if cfg is None else tuple(n for ts in cfg.remote_ts for n in ts.networks())
+
+
+def _children_to_start(conn: ConnectionConfig) -> list[str]:
+    """The children to negotiate when the connection is initiated (or again): those with
+    start_action = start, else those that dpd_action / close_action restart."""
+    names = conn.children_to("start")
+    if names:
+        return names
+    return [c.name for c in conn.ike.children
+            if c.dpd_action == "restart" or c.close_action == "start"]  # fmt: skip
 
 
 def _networks(selectors: tuple[TrafficSelector, ...]) -> tuple[IPNetwork, ...]:

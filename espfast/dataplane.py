@@ -508,6 +508,7 @@ class Dataplane(_Closable):
         self._running = False
         ike_r, ike_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._ike = ike_r
+        self._no_sa: list[IPv4Address | IPv6Address] = []
         with ike_w:
             for s in (ike_r, ike_w):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -657,6 +658,11 @@ class Dataplane(_Closable):
                 continue
             family, _, port, raw = _IKE_HDR.unpack_from(msg)
             addr: IPv4Address | IPv6Address
+            if family & lib.EF_IKE_NO_SA:  # a notice, not IKE: see take_no_sa
+                dst = IPv4Address(raw[:4]) if family & 0x7F == 4 else IPv6Address(raw)
+                if len(self._no_sa) < 64:
+                    self._no_sa.append(dst)
+                continue
             if family == 4:
                 addr = IPv4Address(raw[:4])
             else:
@@ -664,6 +670,13 @@ class Dataplane(_Closable):
                 if addr.ipv4_mapped is not None:
                     addr = addr.ipv4_mapped
             out.append((msg[_IKE_HDR.size :], (str(addr), port)))
+
+    def take_no_sa(self) -> list[IPv4Address | IPv6Address]:
+        """Destinations of inner packets that found no outbound SA since the last call (the
+        workers say so on the IKE fd, at most ten times a second each, and ``recv_ike``
+        collects them): for traps that negotiate on traffic."""
+        out, self._no_sa = self._no_sa, []
+        return out
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         """Sends an IKE message on the UDP socket, with the non-ESP marker (RFC 3948 §2.2)."""

@@ -107,6 +107,13 @@ class Tun:
             )
             self._routed.add(net)
 
+    def remove_routes(self, prefixes: Iterable[IPNetwork]) -> None:
+        """Withdraw routes that :meth:`add_routes` made."""
+        for net in prefixes:
+            family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+            self._netlink(f"remove route {net}", "route", "del", dst=str(net), oif=self.index,
+                          family=family)  # fmt: skip
+
     def close(self) -> None:
         """Close the device (which removes it with its addresses and routes)."""
         ipr, self._ipr = self._ipr, None

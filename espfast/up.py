@@ -85,7 +85,9 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         def send_500(data: bytes, addr: Addr) -> None:
             sock500.sendto(data, addr)
 
-        daemon = Daemon(config, dp, tun.add_routes, send_500, SystemRng(), loop)
+        daemon = Daemon(
+            config, dp, tun.add_routes, send_500, SystemRng(), loop, remove_routes=tun.remove_routes
+        )
 
         def read_500() -> None:
             while True:
@@ -98,6 +100,7 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         def read_4500() -> None:
             for data, addr in dp.recv_ike():
                 daemon.datagram_received(data, addr, iface.listen[1])
+            daemon.traffic_without_sa(dp.take_no_sa())
 
         loop.add_reader(sock500.fileno(), read_500)
         stack.callback(loop.remove_reader, sock500.fileno())
@@ -118,6 +121,9 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
             )
             await stop.wait()
             await daemon.shutdown()
+            drops = dp.stats().drops()
+            print("espfast up: dataplane drops: "
+                  + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))  # fmt: skip
         finally:
             await ctl.close()
     return daemon.counters

@@ -8,6 +8,7 @@ Bounded: the sender sends ``count`` datagrams; once it is done, the receiver sto
 
 from __future__ import annotations
 
+import itertools
 import json
 import selectors
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from espfast.netns import Namespace
 
@@ -90,6 +92,41 @@ def flow(
     assert rx.returncode == 0, err.decode()
     got: list[int] = json.loads(out)
     return got
+
+
+def flow_with_tcp(
+    sender: Namespace, receiver: Namespace, src: str, dst: str, *, count: int,
+    interval: float, tcp_seconds: int, tcp_rate: str,
+) -> tuple[list[int], float, dict[str, Any]]:  # fmt: skip
+    """:func:`flow` while an iperf3 TCP run (``tcp_seconds`` long, at most ``tcp_rate``
+    bits/s, e.g. "40M") goes the same way: (datagrams in arrival order, seconds the flow
+    took, iperf3's JSON report)."""
+    server = receiver.popen(
+        "iperf3", "-s", "-1", "-B", dst, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while ":5201" not in receiver.run("ss", "-Htln").stdout:
+        assert time.monotonic() < deadline, "iperf3 -s did not start"
+        time.sleep(0.05)
+    client = sender.popen(
+        "iperf3", "-c", dst, "-B", src, "-t", str(tcp_seconds), "-b", tcp_rate, "-J",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    started = time.monotonic()
+    got = flow(sender, receiver, dst, count=count, interval=interval, idle=2.0)
+    elapsed = time.monotonic() - started
+    out, _ = client.communicate(timeout=tcp_seconds + 60)
+    receiver.stop(server)
+    report: dict[str, Any] = json.loads(out)
+    return got, elapsed, report
+
+
+def tally(got: list[int], count: int) -> tuple[list[int], int, int]:
+    """What :func:`flow` returned for ``count`` datagrams: (the sequence numbers lost,
+    how many arrived more than once, how many arrived after a later one)."""
+    lost = sorted(set(range(count)) - set(got))
+    reordered = sum(1 for x, y in itertools.pairwise(got) if y < x)
+    return lost, len(got) - len(set(got)), reordered
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from espfast.config import ConfigError, UpConfig, load_up
+from espfast.control.config import Lifetime
 from espfast.control.rng import SystemRng
 from espfast.daemon import Daemon
 from espfast.dataplane import Direction, SaParams, SaStats
@@ -44,6 +45,7 @@ class FakeDataplane:
     loop: asyncio.AbstractEventLoop | None = None
     up: bool = True  # False: everything this side sends is lost
     refuse_out: bool = False  # add_sa of outbound SAs fails (as a full table would)
+    traffic: tuple[int, int] = (0, 0)  # what sa_stats says: bytes, packets
 
     def add_sa(self, sa: SaParams) -> None:
         if self.refuse_out and sa.direction is Direction.OUT:
@@ -63,7 +65,8 @@ class FakeDataplane:
     def sa_stats(self, spi: int, direction: Direction) -> SaStats:
         assert (spi, direction) in self.sas
         counters = {f.name: 0 for f in dataclasses.fields(SaStats)}
-        return SaStats(**counters | {"packets": 7, "exhausted": False})
+        octets, packets = self.traffic
+        return SaStats(**counters | {"packets": packets or 7, "bytes": octets, "exhausted": False})
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
@@ -247,6 +250,71 @@ UP_ERRORS = {
         'esp_proposals = "aes128gcm16"\nrekey_time = -1',
         ["connection[0].child[0].rekey_time", "out of range"],
     ),
+    "bad duration": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = "soon"',
+        ["connection[0].child[0].rekey_time", "not a duration"],
+    ),
+    "bool duration": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = true',
+        ["connection[0].child[0].rekey_time", "number of seconds"],
+    ),
+    "life before rekey": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = 60\nlife_time = 30',
+        ["connection[0].child[0].life_time", "must come after rekey_time"],
+    ),
+    "rand too big": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_time = 60\nrand_time = 60',
+        ["connection[0].child[0].rand_time", "less than the rekey time"],
+    ),
+    "bad bytes": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_bytes = "lots"',
+        ["connection[0].child[0].rekey_bytes", "not a count"],
+    ),
+    "negative packets": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nrekey_packets = -5',
+        ["connection[0].child[0].rekey_packets", "out of range"],
+    ),
+    "bad dpd_action": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\ndpd_action = "hold"',
+        ["connection[0].child[0].dpd_action", "clear, trap, restart"],
+    ),
+    "bad close_action": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nclose_action = "restart"',
+        ["connection[0].child[0].close_action", "none, trap, start"],
+    ),
+    "bad start_action": (
+        'esp_proposals = "aes128gcm16"',
+        'esp_proposals = "aes128gcm16"\nstart_action = "route"',
+        ["connection[0].child[0].start_action", "start, trap, none"],
+    ),
+    "ike over_time zero": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nrekey_time = "1h"\nover_time = 0',
+        ["connection[0].over_time", "must come after"],
+    ),
+    "ike rand too big": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nrekey_time = 10\nrand_time = 20',
+        ["connection[0].rand_time", "less than"],
+    ),
+    "bad reauth_time": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nreauth_time = "1w"',
+        ["connection[0].reauth_time", "not a duration"],
+    ),
+    "short dpd_timeout": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_timeout = 0.1',
+        ["connection[0].dpd_timeout", "too short"],
+    ),
 }
 
 
@@ -261,6 +329,46 @@ def test_up_config_errors(tmp_path: Path, case: str) -> None:
     assert PSK not in message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_up_config_trap_needs_a_remote(tmp_path: Path) -> None:
+    text = conf()[1].replace(
+        'esp_proposals = "aes128gcm16"', 'esp_proposals = "aes128gcm16"\ndpd_action = "restart"'
+    )
+    with pytest.raises(ConfigError, match=r"child\[0\]\.dpd_action.*needs the connection's remote"):
+        load_up(write_private(tmp_path / "b.toml", text))
+
+
+def test_up_config_lifetimes(tmp_path: Path) -> None:
+    text = (
+        conf()[0]
+        .replace(
+            'proposals = "aes128gcm16-prfsha256-x25519"\n',
+            'proposals = "aes128gcm16-prfsha256-x25519"\nrekey_time = "5s"\nreauth_time = "1m"\n'
+            "dpd_timeout = 4.1\n",
+        )
+        .replace(
+            'esp_proposals = "aes128gcm16"\n',
+            'esp_proposals = "aes128gcm16"\nrekey_time = 2\nlife_time = "3s"\nrekey_bytes = "2M"\n'
+            'rekey_packets = 1000\nstart_action = "trap"\ndpd_action = "restart"\n'
+            'close_action = "start"\n',
+        )
+    )
+    (conn,) = load_up(write_private(tmp_path / "a.toml", text)).connections
+    (child,) = conn.ike.children
+    assert child.lifetime == Lifetime(2.0, 3.0, 1.0, rekey_bytes=2 << 20, rekey_packets=1000)
+    assert (child.dpd_action, child.close_action) == ("restart", "start")
+    assert conn.children_to("trap") == ["net"] and conn.children_to("start") == []
+    # IKE: over_time 10 % of the longer of rekey and reauth; rand_time = over_time, but at
+    # most half the rekey time.
+    assert conn.ike.lifetime == Lifetime(5.0, 11.0, 2.5, reauth_time=60.0)
+    assert conn.ike.retransmit_timeout == pytest.approx(0.1, rel=0.01)
+    # Defaults: strongSwan's.
+    (default,) = load_up(write_private(tmp_path / "b.toml", conf()[0])).connections
+    life = default.ike.children[0].lifetime
+    assert (life.rekey_time, life.life_time, life.rand_time) == pytest.approx((3600, 3960, 360))
+    assert default.ike.lifetime.rekey_time == 14400.0 and default.ike.lifetime.life_time == 15840.0
+    assert default.children_to("start") == ["net"]
 
 
 def assert_mirrored(dp_a: FakeDataplane, dp_b: FakeDataplane) -> None:
@@ -298,33 +406,201 @@ def test_child_sa_is_rekeyed_after_rekey_time(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_dead_peer_detection_ends_the_ike_sa_and_it_comes_back(tmp_path: Path) -> None:
-    text_a, text_b = conf()
-    text_a = text_a.replace(
-        'proposals = "aes128gcm16-prfsha256-x25519"\n',
-        'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_delay = 1\n',
-        1,
-    )
+def with_options(text: str, ike: str = "", child: str = "") -> str:
+    """``text`` with connection-level ``ike`` and child-level ``child`` lines added."""
+    ike_anchor = 'proposals = "aes128gcm16-prfsha256-x25519"\n'
+    child_anchor = 'esp_proposals = "aes128gcm16"\n'
+    return text.replace(ike_anchor, ike_anchor + ike, 1).replace(child_anchor, child_anchor + child)
+
+
+def in_use(dp: FakeDataplane) -> int | None:
+    """The outbound SPI the dataplane sends on: the newest outbound SA (as the real one)."""
+    outs = [spi for (spi, d) in dp.sas if d is Direction.OUT]
+    return outs[-1] if outs else None
+
+
+async def always_receivable(dp_a: FakeDataplane, dp_b: FakeDataplane, seconds: float) -> None:
+    """For ``seconds``, sampled every 2 ms: each side sends on an SA the other can receive."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        for src, dst in ((dp_a, dp_b), (dp_b, dp_a)):
+            spi = in_use(src)
+            assert spi is not None and (spi, Direction.IN) in dst.sas, (src.me, spi)
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.parametrize("rand", ["0", "0.5"])
+def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
+    """Both sides rekey every second (rand_time 0: always at the same moment, a collision
+    each time, RFC 7296 §2.8.1). Sampled every few milliseconds: each side always sends on
+    an SA the other can receive (make-before-break), and at the end one Child SA is left."""
+    child = f"rekey_time = 1\nlife_time = 3\nrand_time = {rand}\n"
+    text_a, text_b = (with_options(t, child=child) for t in conf())
 
     async def scenario() -> None:
         a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
-        (conn,) = a.config.connections
-        fast = dataclasses.replace(conn.ike, retransmit_timeout=0.05, retransmit_tries=2)
-        a.config = dataclasses.replace(a.config, connections=(dataclasses.replace(conn, ike=fast),))
+        # The old inbound SA must outlive the peer's wait before it switches (SWITCH_DELAY
+        # at most), as REKEY_GRACE does.
+        a.rekey_grace = b.rekey_grace = a.switch_delay + 0.2
         b.start()
         a.start()
-        await settle(lambda: len(dp_a.sas) == 2)
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        await always_receivable(dp_a, dp_b, 4.5)
+        assert a.counters.child_sas_rekeyed >= 3 and b.counters.child_sas_rekeyed >= 3
+        assert a.counters.event_errors == b.counters.event_errors == 0
+        # Left alone, the rekeys settle: one Child SA on each side, the same one.
+        (sa_a,), (sa_b,) = a.sas, b.sas
+        for sa in (sa_a, sa_b):
+            for c in sa.children.values():
+                c.rekey_at = None
+        await settle(lambda: len(sa_a.children) == len(sa_b.children) == 1, timeout=5)
+        await settle(lambda: len(dp_a.sas) == len(dp_b.sas) == 2, timeout=5)
+        assert_mirrored(dp_a, dp_b)
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_reauthentication_keeps_the_tunnel(tmp_path: Path) -> None:
+    """reauth_time: a new IKE SA (IKE_SA_INIT + IKE_AUTH) and its Child SA come up before
+    the old ones go (make-before-break); each side always sends on an SA the other has."""
+    text_a = with_options(conf()[0], ike="reauth_time = 1\nrekey_time = 0\n")
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        a.rekey_grace = b.rekey_grace = a.switch_delay + 0.2
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        first = a.sas[0].spi_i
+        await always_receivable(dp_a, dp_b, 2.5)
+        assert a.counters.ike_sas_reauthenticated >= 1
+        await settle(lambda: len(a.sas) == len(b.sas) == 1)
+        assert a.sas[0].spi_i != first and a.counters.ike_sas_down == 0
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+async def started_pair(
+    tmp_path: Path, text_a: str
+) -> tuple[Daemon, Daemon, FakeDataplane, FakeDataplane, list[object]]:
+    """a (``text_a``) and b (the usual responder) with their Child SA up; the last item
+    collects the routes a withdraws."""
+    a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+    removed: list[object] = []
+    a.remove_routes = removed.extend
+    b.start()
+    a.start()
+    await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+    return a, b, dp_a, dp_b, removed
+
+
+@pytest.mark.parametrize("action", ["none", "start", "trap"])
+def test_close_action(tmp_path: Path, action: str) -> None:
+    """b deletes the Child SA (INFORMATIONAL { D(ESP) }): a honours it (the SAs go), then
+    acts on its close_action: none -> stays down (route withdrawn), start -> negotiated
+    again at once, trap -> route kept, negotiated again on traffic."""
+    text_a = with_options(conf()[0], child=f'close_action = "{action}"\n')
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, removed = await started_pair(tmp_path, text_a)
+        (sa_b,) = b.sas
+        (spi_b,) = sa_b.children
+        sa_b.delete_child(spi_b, b.loop.time())
+        b._pump()
+        if action == "start":
+            await settle(lambda: a.counters.child_sas_removed == 1 and len(dp_a.sas) == 2)
+            assert_mirrored(dp_a, dp_b)
+        else:
+            await settle(lambda: not dp_a.sas and not dp_b.sas)
+            await asyncio.sleep(0.2)
+            assert not dp_a.sas and len(a.sas) == 1  # the IKE SA stays
+            assert removed == ([] if action == "trap" else [ipaddress.ip_network("198.19.2.0/24")])
+        if action == "trap":
+            a.traffic_without_sa([ipaddress.ip_address("198.19.2.1")])
+            await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("action", ["clear", "restart"])
+def test_dead_peer_detection(tmp_path: Path, action: str) -> None:
+    """dpd_action = clear: the SAs and routes go, nothing is restarted; restart: a keeps
+    initiating and the tunnel is back once the path is."""
+    text_a = with_options(
+        conf()[0], "dpd_delay = 1\ndpd_timeout = 0.6\n", f'dpd_action = "{action}"\n'
+    )
+
+    async def scenario() -> None:
+        a, _, dp_a, dp_b, removed = await started_pair(tmp_path, text_a)
         await asyncio.sleep(1.5)  # a liveness check answered: still up
         assert len(dp_a.sas) == 2 and a.counters.ike_sas_down == 0
         a.retry_delay = 0.2
         dp_a.up = dp_b.up = False  # the path dies
-        await settle(lambda: a.counters.ike_sas_down == 1, timeout=5)
+        await settle(lambda: a.counters.ike_sas_down >= 1, timeout=5)
         assert not dp_a.sas
-        # a keeps the connection up: once the path is back, it initiates again.
+        assert removed == [ipaddress.ip_network("198.19.2.0/24")]  # routes withdrawn
+        assert a.counters.ike_retransmits >= 2  # the liveness check, sent again in vain
         dp_a.up = dp_b.up = True
-        await settle(lambda: a.counters.ike_sas_up == 2 and len(dp_a.sas) == 2, timeout=5)
+        if action == "clear":
+            await asyncio.sleep(1.5)
+            assert a.counters.ike_sas_up == 1 and not dp_a.sas and not a.sas
+        else:
+            await settle(lambda: a.counters.ike_sas_up >= 2 and len(dp_a.sas) == 2, timeout=8)
         await a.shutdown()
         assert not a.sas and not dp_a.sas
+
+    asyncio.run(scenario())
+
+
+def test_trap_negotiates_on_traffic(tmp_path: Path) -> None:
+    """start_action = trap: nothing is negotiated until the dataplane reports a packet
+    for the trapped prefix that found no SA; the route into the TUN device is there from
+    the start."""
+    text_a = with_options(conf()[0], child='start_action = "trap"\n')
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, routes = make_pair(
+            tmp_path, asyncio.get_running_loop(), text_a, conf()[1]
+        )
+        a.traffic_interval = b.traffic_interval = 0.05
+        b.start()
+        a.start()
+        assert routes == [ipaddress.ip_network("198.19.2.0/24")]
+        await asyncio.sleep(0.3)
+        assert not dp_a.sas and not a.sas and a.counters.datagrams_out == 0
+        a.traffic_without_sa([ipaddress.ip_address("198.19.3.1")])  # not trapped
+        await asyncio.sleep(0.3)
+        assert not a.sas
+        a.traffic_without_sa([ipaddress.ip_address("198.19.2.7")])  # the dataplane's notice
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        assert a.counters.traps_acquired >= 1 and a.counters.ike_sas_up == 1
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_rekey_after_rekey_packets(tmp_path: Path) -> None:
+    """The dataplane's counters reach the control plane: rekey_packets triggers a rekey."""
+    text_a = with_options(conf()[0], child="rekey_packets = 1000\n")
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        a.traffic_interval = b.traffic_interval = 0.05
+        a.rekey_grace = b.rekey_grace = 0.1
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        await asyncio.sleep(0.3)
+        assert a.counters.child_sas_rekeyed == 0
+        dp_a.traffic = (10**6, 600)  # 600 in + 600 out
+        await settle(
+            lambda: a.counters.child_sas_rekeyed >= 1 and b.counters.child_sas_rekeyed >= 1
+        )
+        await a.shutdown()
 
     asyncio.run(scenario())
 

@@ -4,6 +4,7 @@ endpoints are UDP sockets on the loopback interface."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import select
@@ -169,6 +170,28 @@ def test_no_sa_for_destination_and_malformed_inner(pair: tuple[Side, Side]) -> N
     a.tun.send(b"")
     st = wait_stats(a, lambda s: s.no_sa == 2 and s.malformed == 2)
     assert (st.no_sa, st.malformed, st.tx_packets) == (2, 2, 0)
+
+
+def test_no_sa_destinations_are_reported_rate_limited(pair: tuple[Side, Side]) -> None:
+    """Inner packets that find no SA: their destination reaches Python on the IKE fd (for
+    traps), never as an IKE message, and at most once per 100 ms per worker."""
+    a, b = pair
+    install(a, b)
+    a.dp.start()
+    for _ in range(50):
+        a.tun.send(ipv4_udp(A4, "198.18.99.1", b"x"))
+    wait_stats(a, lambda s: s.no_sa == 50)
+    time.sleep(0.15)
+    a.tun.send(ipv6_udp(A6, "2001:2:0:99::1", b"x"))
+    wait_stats(a, lambda s: s.no_sa == 51)
+    deadline = time.monotonic() + 5
+    seen: list[object] = []
+    while len(seen) < 2 and time.monotonic() < deadline:
+        assert a.dp.recv_ike() == []  # notices are not IKE
+        seen += a.dp.take_no_sa()
+        time.sleep(0.01)
+    assert seen == [ipaddress.ip_address("198.18.99.1"), ipaddress.ip_address("2001:2:0:99::1")]
+    assert a.dp.take_no_sa() == []
 
 
 def inject(b: Side, data: bytes) -> None:
