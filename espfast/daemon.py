@@ -372,8 +372,9 @@ class Daemon:
                 self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
             case ChildSaDown():
-                if event.spi_in in self.children:  # not one a rekey already replaced
-                    self._uninstall(event.spi_in)
+                replaced = event.spi_in not in self.children  # a rekey already logged it
+                self._uninstall(event.spi_in)  # also switches a successor waiting for this
+                if not replaced:
                     log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason)
             case ChildSaFailed():
                 log.warning("%s: child SA failed: %s", event.name, event.reason)
