@@ -90,8 +90,8 @@ class Tun:
         """Route each prefix into the device (``replace``: a prefix may equal a connected one).
         A prefix already routed here is skipped: the daemon calls this for every Child SA
         (each rekey, each handshake with a peer of the same prefix), and a netlink round
-        trip per call was a third of a responder's handshake time. The routes live as long
-        as the device."""
+        trip per call was a third of a responder's handshake time. :meth:`remove_routes`
+        forgets what it withdraws."""
         for net in prefixes:
             if net in self._routed:
                 continue
@@ -111,6 +111,7 @@ class Tun:
         """Withdraw routes that :meth:`add_routes` made."""
         for net in prefixes:
             family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+            self._routed.discard(net)
             self._netlink(f"remove route {net}", "route", "del", dst=str(net), oif=self.index,
                           family=family)  # fmt: skip
 

@@ -28,3 +28,15 @@ def test_each_prefix_is_routed_once() -> None:
     tun.add_routes([b, a])
     assert [what for what, _ in tun.calls] == [f"add route {a}", f"add route {b}"]
     assert all(kw["oif"] == 7 for _, kw in tun.calls)
+
+
+def test_a_withdrawn_prefix_is_routed_again() -> None:
+    """After a dead peer's routes are withdrawn, the restarted tunnel must route again."""
+    tun = RecordingTun()
+    a = ipaddress.ip_network("198.19.2.0/24")
+    tun.add_routes([a])
+    tun.remove_routes([a])
+    tun.add_routes([a])
+    assert [what for what, _ in tun.calls] == [
+        f"add route {a}", f"remove route {a}", f"add route {a}"
+    ]  # fmt: skip
