@@ -13,7 +13,7 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     addresses = ["198.19.1.1/24", "2001:2:0:1::1/64"]
     mtu = 1400                                 # inner MTU (default 1400)
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
-    workers = 1                                # dataplane worker threads
+    workers = 2                                # dataplane worker threads (default: CPUs)
     offload = true                             # TCP segmentation/coalescing on the TUN
 
     [[sa]]                                     # one SA pair; repeat for more
@@ -364,6 +364,16 @@ def load_static(path: str | os.PathLike[str]) -> StaticConfig:
     return StaticConfig(source, interface, sas)
 
 
+DEFAULT_WORKERS_MAX = 4  # beyond 4 senders the peer's default 1024 replay window may not
+# cover the worst-case reordering between workers (see csrc/worker.c); more is explicit.
+
+
+def default_workers() -> int:
+    """One dataplane worker (a TX and an RX thread) per CPU this process may run on, at
+    most DEFAULT_WORKERS_MAX."""
+    return max(1, min(len(os.sched_getaffinity(0)), DEFAULT_WORKERS_MAX))
+
+
 def _interface(t: Table) -> InterfaceConfig:
     name = t.get_str("name", "espfast0")
     if not 1 <= len(name) <= 15 or "/" in name or any(c.isspace() for c in name):
@@ -373,7 +383,7 @@ def _interface(t: Table) -> InterfaceConfig:
     )
     mtu = t.get_int("mtu", DEFAULT_MTU, MIN_MTU, MAX_MTU)
     listen = parse_endpoint(t, "listen", t.get_str("listen", f"0.0.0.0:{NATT_PORT}"), NATT_PORT)
-    workers = t.get_int("workers", 1, 1, MAX_WORKERS)
+    workers = t.get_int("workers", default_workers(), 1, MAX_WORKERS)
     offload = t.get_bool("offload", True)
     cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
     half_open = t.get_int("half_open_limit", 1000, 1, 10**6)

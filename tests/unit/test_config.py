@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from espfast.config import ConfigError, StaticConfig, load_static
+from espfast.config import ConfigError, StaticConfig, default_workers, load_static
 from espfast.dataplane import Transform
 from espfast.static import pair_configs, write_private
 
@@ -94,7 +94,11 @@ def test_defaults(tmp_path: Path) -> None:
     for line in ('name = "main"\n', "esn = true\n", "replay_window = 2048\n"):
         text = edit(line, "", text)
     cfg = load_text(tmp_path, text)
-    assert (cfg.interface.mtu, cfg.interface.workers, cfg.interface.offload) == (1400, 1, True)
+    assert (cfg.interface.mtu, cfg.interface.workers, cfg.interface.offload) == (
+        1400,
+        default_workers(),
+        True,
+    )
     assert cfg.interface.listen == ("0.0.0.0", 4500)
     assert (cfg.sas[0].name, cfg.sas[0].esn, cfg.sas[0].replay_window) == ("sa[0]", False, 1024)
 
@@ -362,3 +366,9 @@ def test_ipv6_outer_endpoints(tmp_path: Path, text: str, expected: tuple[str, in
 def test_bad_bracketed_endpoints(tmp_path: Path, text: str) -> None:
     message = error_of(tmp_path, edit('peer = "198.18.0.2"', f'peer = "{text}"'))
     assert "sa[0].peer" in message
+
+
+def test_default_workers_is_one_per_cpu_up_to_four() -> None:
+    import os
+
+    assert default_workers() == max(1, min(len(os.sched_getaffinity(0)), 4))
