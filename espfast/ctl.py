@@ -24,7 +24,7 @@ In the daemon::
 The ``status`` result is a :class:`StatusDocument` (below): plain JSON types only, so that
 ``espfast status --json`` is the document as the daemon sent it. Times are UNIX seconds,
 SPIs are integers (shown in hex by ``espfast status``), traffic selectors are strings
-(``198.19.1.0/24``, or ``10.0.0.0/8[6/80-80]`` for a protocol/port range as
+(``198.19.1.0/24``, or ``198.19.0.0/16[6/80-80]`` for a protocol/port range as
 :class:`espfast.control.events.TrafficSelector` prints them).
 """
 

@@ -270,11 +270,12 @@ static void bad_padding_and_policy(int transform)
 	n = ef_esp_seal(t, &c, &h, EF_NH_IPV4, buf + 64, 61, &esp);
 	CHECK(n > 0);
 	make_params(&p, transform, EF_DIR_IN, 0, ekey, ikey, ts);
-	/* Inbound SA whose local selector is 10.0.0.0/8: the inner dst 198.18.2.1 is outside. */
+	/* Inbound SA whose local selector is 198.19.0.0/16: the inner dst 198.18.2.1 is outside. */
 	memset(&local, 0, sizeof(local));
 	local.family = 4;
-	local.plen = 8;
-	local.addr[0] = 10;
+	local.plen = 16;
+	local.addr[0] = 198;
+	local.addr[1] = 19;
 	p.local_ts = &local;
 	p.n_local = 1;
 	in = ef_esp_sa_new(&p, &err);

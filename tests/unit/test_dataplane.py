@@ -261,7 +261,7 @@ def test_policy_drop_after_decrypt(pair: tuple[Side, Side]) -> None:
     b.dp.add_sa(params(transform, Direction.IN, enc, integ, local=NET_B, remote=NET_A))
     a.dp.start()
     b.dp.start()
-    a.tun.send(ipv4_udp("198.20.0.1", B4, b"spoofed"))  # inside A's 198.0.0.0/8
+    a.tun.send(ipv4_udp("198.18.77.1", B4, b"spoofed"))  # in A's 198.0.0.0/8, not NET_A
     a.tun.send(ipv4_udp(A4, B4, b"fine"))
     assert b.read_tun() == ipv4_udp(A4, B4, b"fine")
     st = wait_stats(b, lambda s: s.policy_drops == 1)
