@@ -651,20 +651,7 @@ def start_relay(
         "--max-seconds", str(max_seconds),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert proc.stderr is not None
-    head = b""
-    end = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stderr.fileno(), selectors.EVENT_READ)
-        while f": {READY}: ".encode() not in head:
-            left = end - time.monotonic()
-            chunk = os.read(proc.stderr.fileno(), 4096) if left > 0 and sel.select(left) else b""
-            if not chunk:
-                status = hosts.r.stop(proc)
-                raise RuntimeError(
-                    f"the relay did not start (exit {status}): {head.decode(errors='replace')}"
-                )
-            head += chunk
+    hosts.r.wait_ready(proc, READY, "the relay", timeout)
     return Relay(hosts.r, proc, workdir)
 
 

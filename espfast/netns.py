@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import os
 import secrets
+import selectors
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,30 @@ class Namespace:
                 proc.kill()
                 proc.wait(timeout)
         return proc.returncode
+
+    def wait_ready(
+        self, proc: subprocess.Popen[bytes], word: str, what: str, timeout: float = 20.0
+    ) -> str:
+        """Read ``proc``'s stderr until it says ``: <word>: `` (bounded by ``timeout``) and
+        return what it said until then; a process that ends or stays silent is stopped and
+        RuntimeError says ``what`` did not become ready, with its output."""
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        head = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while f": {word}: ".encode() not in head:
+                left = deadline - time.monotonic()
+                chunk = os.read(fd, 4096) if left > 0 and sel.select(left) else b""
+                if not chunk:
+                    status = self.stop(proc)
+                    raise RuntimeError(
+                        f"{what} did not become ready (exit {status}): "
+                        + head.decode(errors="replace").strip()
+                    )
+                head += chunk
+        return head.decode(errors="replace")
 
     def close(self) -> None:
         if self._closed:

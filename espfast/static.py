@@ -384,19 +384,5 @@ def start_in(
         sys.executable, "-m", "espfast", command, "-c", str(config), *extra,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert proc.stderr is not None
-    head = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stderr.fileno(), selectors.EVENT_READ)
-        while f": {READY}: ".encode() not in head:
-            left = deadline - time.monotonic()
-            chunk = os.read(proc.stderr.fileno(), 4096) if left > 0 and sel.select(left) else b""
-            if not chunk:
-                status = ns.stop(proc)
-                raise RuntimeError(
-                    f"espfast {command} in {ns.name} did not become ready (exit {status}): "
-                    + head.decode(errors="replace").strip()
-                )
-            head += chunk
-    return Running(ns, proc, head.decode(errors="replace"))
+    head = ns.wait_ready(proc, READY, f"espfast {command} in {ns.name}", timeout)
+    return Running(ns, proc, head)
