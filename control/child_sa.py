@@ -52,7 +52,7 @@ class ChildSa:
             transform=self.chosen.dataplane_transform, esn=self.chosen.esn,
             enc_key_in=enc_in, integ_key_in=integ_in, enc_key_out=enc_out,
             integ_key_out=integ_out, local_ts=self.local_ts, remote_ts=self.remote_ts,
-            peer=peer,
+            peer=peer, exchange_initiator=self.exchange_initiator,
         )  # fmt: skip
 
     def forget_keys(self) -> None:

@@ -145,6 +145,9 @@ class ChildSaUp:
     local_ts: tuple[TrafficSelector, ...] = ()
     remote_ts: tuple[TrafficSelector, ...] = ()
     peer: tuple[str, int] = ("", 0)
+    # We sent the request that made it: the peer had both halves in place before it
+    # answered, so sending on it at once is safe (make-before-break, RFC 7296 §2.8).
+    exchange_initiator: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,18 @@ the non-ESP marker), the timer on the event loop, the TUN device
 (espfast/tun.py), and turning control-plane events into dataplane calls:
 
     ChildSaUp           -> add_sa(inbound), add_sa(outbound), route the remote prefixes
-    ChildSaRekeyed      -> the new inbound SA at once; the new outbound SA (the newest
-                           outbound SA with the same selectors takes over) only once the old
-                           Child SA is deleted (its ChildSaDown: the INFORMATIONAL { D } after
-                           the rekey, RFC 7296 §2.8) or SWITCH_DELAY seconds have passed,
-                           whichever is first, and then the old outbound SA goes; the old
-                           inbound SA lingers REKEY_GRACE seconds more for packets in flight.
-                           The wait is for the rekey's responder: it learns the new keys
-                           before the initiator has installed its new inbound SA (the
-                           response is still on its way), so ESP sent on the new SA at once
-                           could overtake the response and meet an unknown SPI.
+    ChildSaRekeyed      -> make-before-break (RFC 7296 §2.8): the new inbound SA at once;
+                           the new outbound SA (the newest outbound SA with the same
+                           selectors takes over, the old outbound SA goes) only once the
+                           peer is known to have its inbound half: at once when we sent the
+                           request (the peer installed it before answering), else on
+                           evidence: the first packet on the new inbound SA (the peer
+                           switched, so it has our answer) or the old Child SA's DELETE.
+                           Never on a timer: the rekey's responder learns the new keys
+                           before the initiator does, and when its answer is lost the
+                           initiator only learns them from a retransmission, seconds later.
+                           The old inbound SA stays until the old Child SA is deleted, then
+                           REKEY_GRACE seconds more for packets in flight.
     ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys); its
                            routes are withdrawn unless a trap or another Child SA needs them
     IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
@@ -94,7 +96,6 @@ Addr = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IKE_PORT, NATT_PORT = 500, 4500
 REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the new one
-SWITCH_DELAY = 1.0  # seconds at most before a rekeyed Child SA's new outbound SA is used
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
@@ -153,7 +154,6 @@ class Daemon:
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
     remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
     rekey_grace: float = REKEY_GRACE
-    switch_delay: float = SWITCH_DELAY
     retry_delay: float = RETRY_DELAY
     traffic_interval: float = TRAFFIC_INTERVAL
     _mgr: IkeManager | None = None
@@ -163,10 +163,14 @@ class Daemon:
     _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _traffic: asyncio.TimerHandle | None = None
-    # Rekeyed Child SAs whose new outbound SA waits (see SWITCH_DELAY), by the new inbound
-    # SPI: (the old inbound SPI, the new outbound SA, the fallback timer). Two can wait on
-    # one old SA: both sides rekeyed it at once (RFC 7296 §2.8.1); the loser's goes later.
-    _switch: dict[int, tuple[int, SaParams, asyncio.TimerHandle]] = field(default_factory=dict)
+    # Rekeyed Child SAs still sending on their predecessor's outbound SA (see ChildSaRekeyed
+    # in the module docstring), by the new inbound SPI: (the old inbound SPI, the new
+    # outbound SA). Two can wait on one old SA: both sides rekeyed it at once (RFC 7296
+    # §2.8.1); the loser's never sends and goes with its DELETE.
+    _switch: dict[int, tuple[int, SaParams]] = field(default_factory=dict)
+    # Replaced Child SAs whose inbound SA stays until they are deleted: inbound SPI -> the
+    # IKE SA id they belong to.
+    _retiring: dict[int, int] = field(default_factory=dict)
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
     _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
 
@@ -295,6 +299,8 @@ class Daemon:
             if rx.packets > child.packets_in:
                 child.packets_in = rx.packets
                 sa.peer_alive(now)
+                if spi_in in self._switch:  # the peer sends on it: it has our answer
+                    self._switch_out(spi_in)
             sa.child_traffic(spi_in, rx.bytes + tx.bytes, rx.packets + tx.packets, now,
                              seq_out=tx.seq)  # fmt: skip
         self._pump()
@@ -368,8 +374,10 @@ class Daemon:
                 else:
                     self._install_rekeyed(event, twin, self.children[twin].spi_out)
             case ChildSaRekeyed():
+                old = self.children.pop(event.old_spi_in, None)
+                if old is not None:
+                    self._retiring[event.old_spi_in] = old.ike_sa_id
                 self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
-                self.children.pop(event.old_spi_in, None)
                 self.counters.child_sas_rekeyed += 1
             case ChildSaDown():
                 replaced = event.spi_in not in self.children  # a rekey already logged it
@@ -388,6 +396,10 @@ class Daemon:
                 for spi_in, child in list(self.children.items()):
                     if child.ike_sa_id == event.ike_sa_id:
                         self._uninstall(spi_in)
+                for spi_in, ike_sa_id in list(self._retiring.items()):
+                    if ike_sa_id == event.ike_sa_id:  # never deleted on its own
+                        del self._retiring[spi_in]
+                        self._remove(spi_in, Direction.IN)
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
@@ -418,25 +430,24 @@ class Daemon:
             self.initiate(conn)
 
     def _install_rekeyed(self, ev: ChildSaUp, old_spi_in: int, old_spi_out: int) -> None:
-        """The successor of a Child SA: its inbound SA now, its outbound SA later (see
-        SWITCH_DELAY)."""
+        """The successor of a Child SA: its inbound SA now, its outbound SA when the peer
+        has the other half (see ChildSaRekeyed in the module docstring)."""
         out = self._install(ev, spi_out_now=old_spi_out, rekeyed=old_spi_in)
-        timer = self.loop.call_later(self.switch_delay, self._switch_out, ev.spi_in)
-        self._switch[ev.spi_in] = (old_spi_in, out, timer)
+        self._switch[ev.spi_in] = (old_spi_in, out)
+        if ev.exchange_initiator:
+            self._switch_out(ev.spi_in)
 
     def _switch_out(self, new_spi_in: int) -> None:
-        """Start sending on a rekeyed Child SA's new outbound SA (see SWITCH_DELAY)."""
+        """Start sending on a rekeyed Child SA's new outbound SA."""
         pending = self._switch.pop(new_spi_in, None)
         child = self.children.get(new_spi_in)
         if pending is None or child is None:
             return
-        old_spi_in, out, timer = pending
-        timer.cancel()
+        _, out = pending
         ours = next((sa.children[new_spi_in] for sa in self.sas if new_spi_in in sa.children), None)
         if ours is not None and ours.deleting:
             # The redundant SA of a rekey collision (RFC 7296 §2.8.1), which we are
             # deleting: the peer drops its inbound half on our DELETE, so never send on it.
-            self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
             return
         old_spi_out, child.spi_out = child.spi_out, out.spi
         try:
@@ -447,11 +458,10 @@ class Daemon:
             child.spi_out = old_spi_out
             return
         self._release_out(old_spi_out)
-        self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
 
     def _release_out(self, spi_out: int) -> None:
-        """Remove an outbound SA unless a Child SA still sends on it (one waiting to
-        switch, see SWITCH_DELAY)."""
+        """Remove an outbound SA unless a Child SA still sends on it (a successor not yet
+        switched, see ChildSaRekeyed in the module docstring)."""
         if not any(c.spi_out == spi_out for c in self.children.values()):
             self._remove(spi_out, Direction.OUT)
 
@@ -506,18 +516,18 @@ class Daemon:
         return out
 
     def _uninstall(self, spi_in: int) -> None:
-        for new, (old, _, _) in list(self._switch.items()):
-            if old == spi_in:  # the predecessor goes: its successor sends from now on
-                self._switch_out(new)
-        pending = self._switch.pop(spi_in, None)
-        if pending is not None:  # its new outbound SA never went in
-            old_spi_in, _, timer = pending
-            timer.cancel()
-            self.loop.call_later(self.rekey_grace, self._remove, old_spi_in, Direction.IN)
+        successors = [new for new, (old, _) in self._switch.items() if old == spi_in]
+        for new in successors:  # the predecessor is deleted: its successors send from now on
+            self._switch_out(new)
+        self._switch.pop(spi_in, None)  # a successor that goes before it ever sent
+        if self._retiring.pop(spi_in, None) is not None or successors:
+            # A replaced Child SA: packets sent on it may still be on their way.
+            self.loop.call_later(self.rekey_grace, self._remove, spi_in, Direction.IN)
         child = self.children.pop(spi_in, None)
         if child is None:
             return
-        self._remove(spi_in, Direction.IN)
+        if not successors:
+            self._remove(spi_in, Direction.IN)
         self._release_out(child.spi_out)
         self.counters.child_sas_removed += 1
         # Routes go with the last Child SA using them, unless a trap keeps them.

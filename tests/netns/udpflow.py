@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +57,12 @@ def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> 
     return got
 
 
-def send(dst: str, port: int, count: int, interval: float, size: int, sport: int) -> None:
+def send(
+    dst: str, port: int, count: int, interval: float, size: int, sport: int, src: str = ""
+) -> None:
     sock = socket.socket(family(dst), socket.SOCK_DGRAM)
-    if sport:
-        sock.bind(("", sport))
+    if sport or src:
+        sock.bind((src, sport))
     for i in range(count):
         sock.sendto((HEADER + b"%08x" % i).ljust(size, b"."), (dst, port))
         time.sleep(interval)
@@ -75,8 +79,10 @@ def flow(
     interval: float = 0.001,
     size: int = 64,
     idle: float = 1.0,
+    src: str = "",
 ) -> list[int]:
-    """Send ``count`` datagrams from ``sender`` to ``dst``:``port`` (in ``receiver``)."""
+    """Send ``count`` datagrams from ``sender`` (from ``src`` if given) to ``dst``:``port``
+    (in ``receiver``)."""
     script = str(Path(__file__).resolve())
     rx = receiver.popen(
         sys.executable, script, "recv", dst, str(port), str(count), str(idle),
@@ -86,7 +92,7 @@ def flow(
     assert rx.stdout.readline().strip() == b"listening"
     sender.run(
         sys.executable, script, "send", dst, str(port), str(count), str(interval), str(size),
-        str(sport), timeout=60,
+        str(sport), src, timeout=60,
     )  # fmt: skip
     out, err = rx.communicate(b"stop\n", timeout=idle + 30)
     assert rx.returncode == 0, err.decode()
@@ -94,13 +100,23 @@ def flow(
     return got
 
 
+@dataclass
+class Flows:
+    """What :func:`flow_with_tcp` saw: the datagrams each way in arrival order."""
+
+    forward: list[int]
+    backward: list[int]
+    elapsed: float  # seconds the datagram flows took
+    iperf: dict[str, Any]  # iperf3's JSON report
+
+
 def flow_with_tcp(
     sender: Namespace, receiver: Namespace, src: str, dst: str, *, count: int,
     interval: float, tcp_seconds: int, tcp_rate: str,
-) -> tuple[list[int], float, dict[str, Any]]:  # fmt: skip
-    """:func:`flow` while an iperf3 TCP run (``tcp_seconds`` long, at most ``tcp_rate``
-    bits/s, e.g. "40M") goes the same way: (datagrams in arrival order, seconds the flow
-    took, iperf3's JSON report)."""
+) -> Flows:  # fmt: skip
+    """:func:`flow` both ways at once (``count`` datagrams each way, ``src`` to ``dst``
+    and back) while an iperf3 TCP run (``tcp_seconds`` long, at most ``tcp_rate`` bits/s,
+    e.g. "40M") goes from ``sender`` to ``receiver``."""
     server = receiver.popen(
         "iperf3", "-s", "-1", "-B", dst, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -113,12 +129,30 @@ def flow_with_tcp(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     started = time.monotonic()
-    got = flow(sender, receiver, dst, count=count, interval=interval, idle=2.0)
+    with ThreadPoolExecutor(1) as pool:
+        back = pool.submit(
+            flow, receiver, sender, src, count=count, port=5002, interval=interval, idle=2.0,
+            src=dst,
+        )  # fmt: skip
+        got = flow(sender, receiver, dst, count=count, interval=interval, idle=2.0, src=src)
+        backward = back.result(timeout=count * interval * 10 + 60)
     elapsed = time.monotonic() - started
     out, _ = client.communicate(timeout=tcp_seconds + 60)
     receiver.stop(server)
     report: dict[str, Any] = json.loads(out)
-    return got, elapsed, report
+    return Flows(got, backward, elapsed, report)
+
+
+def check_flows(flows: Flows, count: int, logs: str = "") -> None:
+    """Each way, every one of ``count`` datagrams arrived once and in order; the TCP run
+    completed. ``logs`` go into the failure message."""
+    for way, got in (("forward", flows.forward), ("backward", flows.backward)):
+        lost, duplicated, reordered = tally(got, count)
+        print(f"{way}: {count} datagrams in {flows.elapsed:.1f} s: lost {len(lost)}, "
+              f"duplicated {duplicated}, reordered {reordered}")  # fmt: skip
+        assert (lost, duplicated, reordered) == ([], 0, 0), (way, lost[:20], logs[-3000:])
+    assert "error" not in flows.iperf, flows.iperf.get("error")
+    assert flows.iperf["end"]["sum_received"]["bytes"] > 1_000_000
 
 
 def tally(got: list[int], count: int) -> tuple[list[int], int, int]:
@@ -134,4 +168,5 @@ if __name__ == "__main__":
     if mode == "recv":
         print(json.dumps(recv(addr, int(port_s), int(count_s), float(rest[0]))), flush=True)
     else:
-        send(addr, int(port_s), int(count_s), float(rest[0]), int(rest[1]), int(rest[2]))
+        send(addr, int(port_s), int(count_s), float(rest[0]), int(rest[1]), int(rest[2]),
+             *rest[3:])  # fmt: skip

@@ -44,8 +44,11 @@ class FakeDataplane:
     peer: Daemon | None = None
     loop: asyncio.AbstractEventLoop | None = None
     up: bool = True  # False: everything this side sends is lost
+    drop: int = 0  # this many of the next IKE datagrams this side sends are lost
     refuse_out: bool = False  # add_sa of outbound SAs fails (as a full table would)
     traffic: tuple[int, int] = (0, 0)  # what sa_stats says: bytes, packets
+    other: FakeDataplane | None = None  # the peer's dataplane
+    heard: set[int] = field(default_factory=set)  # inbound SPIs the peer has sent on
 
     def add_sa(self, sa: SaParams) -> None:
         if self.refuse_out and sa.direction is Direction.OUT:
@@ -59,18 +62,31 @@ class FakeDataplane:
         if self.sas.pop((spi, direction), None) is None:
             raise ValueError("no such SA")
 
+    def lost(self) -> bool:
+        """Whether the IKE datagram being sent is lost (see ``drop``)."""
+        self.drop, lost = max(self.drop - 1, 0), self.drop > 0
+        return lost
+
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None:
         raise AssertionError("no peer moves here")
 
     def sa_stats(self, spi: int, direction: Direction) -> SaStats:
+        """Traffic flows all the time both ways, on the SA each side sends on: an inbound
+        SA has packets once the peer has sent on it."""
         assert (spi, direction) in self.sas
         counters = {f.name: 0 for f in dataclasses.fields(SaStats)}
         octets, packets = self.traffic
-        return SaStats(**counters | {"packets": packets or 7, "bytes": octets, "exhausted": False})
+        packets = packets or 7
+        if direction is Direction.IN:
+            if self.other is not None and in_use(self.other) == spi:
+                self.heard.add(spi)
+            if spi not in self.heard:
+                octets = packets = 0
+        return SaStats(**counters | {"packets": packets, "bytes": octets, "exhausted": False})
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
-        if self.up:
+        if self.up and not self.lost():
             self.loop.call_soon(self.peer.datagram_received, data, (self.me, 4500), 4500)
 
 
@@ -92,12 +108,13 @@ def make_pair(
             data: bytes, addr: tuple[str, int], me: str = me, fake: FakeDataplane = fake
         ) -> None:
             other = daemons[1] if me == A else daemons[0]
-            if fake.up:
+            if fake.up and not fake.lost():
                 loop.call_soon(other.datagram_received, data, (me, 500), 500)
 
         daemons.append(Daemon(cfg, fake, add_routes, send_500, SystemRng(), loop))
         fakes.append(fake)
     fakes[0].peer, fakes[1].peer = daemons[1], daemons[0]
+    fakes[0].other, fakes[1].other = fakes[1], fakes[0]
     return daemons[0], daemons[1], fakes[0], fakes[1], routes
 
 
@@ -440,9 +457,7 @@ def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
 
     async def scenario() -> None:
         a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
-        # The old inbound SA must outlive the peer's wait before it switches (SWITCH_DELAY
-        # at most), as REKEY_GRACE does.
-        a.rekey_grace = b.rekey_grace = a.switch_delay + 0.2
+        a.rekey_grace = b.rekey_grace = 0.1
         b.start()
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
@@ -462,17 +477,33 @@ def test_rekeys_never_leave_a_gap(tmp_path: Path, rand: str) -> None:
     asyncio.run(scenario())
 
 
+def test_a_lost_rekey_answer_leaves_no_gap(tmp_path: Path) -> None:
+    """The answer to a's CREATE_CHILD_SA is lost: b, the rekey's responder, has the new
+    keys, a gets them only from b's cached answer to its retransmission (first after
+    about 1.5 s here). b must keep sending on the old SA until a has the new one."""
+    text_a = with_options(conf()[0], ike="dpd_timeout = 60\n", child="rekey_time = 1\n")
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = await started_pair(tmp_path, text_a)
+        a.rekey_grace = b.rekey_grace = 0.1
+        dp_b.drop = 1  # b's next IKE datagram: its answer to a's first rekey
+        await always_receivable(dp_a, dp_b, 3.5)
+        assert dp_b.drop == 0 and a.counters.child_sas_rekeyed >= 1
+        assert a.counters.ike_retransmits >= 1 and b.counters.ike_requests_answered_from_cache >= 1
+        assert a.counters.event_errors == b.counters.event_errors == 0
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
 def test_reauthentication_keeps_the_tunnel(tmp_path: Path) -> None:
     """reauth_time: a new IKE SA (IKE_SA_INIT + IKE_AUTH) and its Child SA come up before
     the old ones go (make-before-break); each side always sends on an SA the other has."""
     text_a = with_options(conf()[0], ike="reauth_time = 1\nrekey_time = 0\n")
 
     async def scenario() -> None:
-        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
-        a.rekey_grace = b.rekey_grace = a.switch_delay + 0.2
-        b.start()
-        a.start()
-        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        a, b, dp_a, dp_b, _ = await started_pair(tmp_path, text_a)
+        a.rekey_grace = b.rekey_grace = 0.1
         first = a.sas[0].spi_i
         await always_receivable(dp_a, dp_b, 2.5)
         assert a.counters.ike_sas_reauthenticated >= 1
