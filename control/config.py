@@ -46,6 +46,10 @@ IKE_LIFETIME = Lifetime(14400.0, 15840.0, 1440.0)
 # "restart" / "start": negotiate again at once.
 DPD_ACTIONS = ("clear", "trap", "restart")
 CLOSE_ACTIONS = ("none", "trap", "start")
+# strongSwan's uniqueness policies for IKE SAs with the same identities (see IkeManager):
+# no (only INITIAL_CONTACT replaces), never (not even that), keep (refuse a second one from
+# another address), replace (a new one from the peer replaces the others).
+UNIQUE_POLICIES = ("no", "never", "keep", "replace")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class IkeConfig:
     dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
     initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
     mobike: bool = True  # RFC 4555: N(MOBIKE_SUPPORTED) in IKE_AUTH (strongSwan's default)
+    unique: str = "no"  # one of UNIQUE_POLICIES (strongSwan's default: no)
 
     def __post_init__(self) -> None:
         where = f"connection {self.name!r}"
@@ -119,6 +124,9 @@ class IkeConfig:
             if c.close_action not in CLOSE_ACTIONS:
                 raise ValueError(f"{where}: child {c.name!r}: close_action {c.close_action!r} "
                                  f"is not one of {', '.join(CLOSE_ACTIONS)}")  # fmt: skip
+        if self.unique not in UNIQUE_POLICIES:
+            raise ValueError(f"{where}: unique {self.unique!r} is not one of "
+                             f"{', '.join(UNIQUE_POLICIES)}")  # fmt: skip
         if self.fragment_size < 576:
             raise ValueError(f"{where}: fragment_size {self.fragment_size} below 576")
         if self.retransmit_timeout <= 0 or self.retransmit_tries < 0:

@@ -151,6 +151,17 @@ class ChildSaUp:
 
 
 @dataclass(frozen=True)
+class ChildSaClosing:
+    """We are deleting this Child SA (alone, or with its IKE SA): the peer drops its
+    inbound half when our DELETE arrives, so nothing more should be sent on it.
+    ChildSaDown follows once the peer confirms (or the IKE SA ends)."""
+
+    ike_sa_id: int
+    name: str
+    spi_in: int
+
+
+@dataclass(frozen=True)
 class ChildSaDown:
     """``action``: when the peer deleted this Child SA alone, its close_action if not
     "none" ("trap": install a trap, "start": IkeManager negotiates it again)."""
@@ -188,6 +199,7 @@ class PeerAddressChanged:
 
 
 Event = (
-    IkeSaUp | IkeSaDown | IkeSaRekeyed | IkeSaReauthenticating | ChildSaUp | ChildSaDown
+    IkeSaUp | IkeSaDown | IkeSaRekeyed | IkeSaReauthenticating | ChildSaUp | ChildSaClosing
+    | ChildSaDown
     | ChildSaFailed | ChildSaRekeyed | PeerAddressChanged
 )  # fmt: skip

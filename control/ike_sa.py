@@ -18,6 +18,7 @@ import ipaddress
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 
 from . import reauth
@@ -47,6 +48,7 @@ from .crypto import (
 from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .events import (
     ChildAction,
+    ChildSaClosing,
     ChildSaDown,
     ChildSaRekeyed,
     Event,
@@ -120,6 +122,7 @@ class IkeSa:
         self.ike_sa_id = ike_sa_id if ike_sa_id is not None else own_spi
         self.state = State.CONNECTING
         self.now = now  # the time of the input being handled (the caller's clock)
+        self.created = now
         self.tm = TaskManager(self)
         self.children: dict[int, ChildSa] = {}
         self._events: deque[Event] = deque()
@@ -142,6 +145,7 @@ class IkeSa:
         self.peer_id: IdPayload | None = None
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
+        self.established_at = 0.0
         self.replaced_by: IkeSa | None = None  # set once rekeyed (RFC 7296 §2.18)
         self.rekeyed_from: IkeSa | None = None  # the IKE SA this one replaced
         self.destroy_when_idle = ""  # a reason: destroy once our outstanding request ends
@@ -167,6 +171,9 @@ class IkeSa:
         # Replaced by reauthentication: the peer sees two unrelated IKE SAs, so a Child
         # SA still being made here stays here (and goes with it), unlike after a rekey.
         self.superseded = False
+        # The other IKE SAs with the peer's identity under this connection (IkeManager's,
+        # for its uniqueness policy; see IkeConfig.unique).
+        self.duplicates: Callable[[IkeSa], list[IkeSa]] = lambda sa: []
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -374,6 +381,8 @@ class IkeSa:
             return
         child = self.children.get(spi_in)
         if child is not None:
+            if not child.deleting:
+                self.emit(ChildSaClosing(self.ike_sa_id, child.name, spi_in))
             child.deleting = True
             child.rekey_at = None
         spi = spi_in.to_bytes(4, "big")
@@ -395,6 +404,9 @@ class IkeSa:
         if not self.is_established:
             self.destroy("deleted before it was established")
             return
+        for child in self.children.values():
+            if not child.deleting and not self.superseded:  # (superseded: replaced already)
+                self.emit(ChildSaClosing(self.ike_sa_id, child.name, child.spi_in))
         self.tm.queue.clear()
         self.tm.queue.append(Informational(self, True, (DeletePayload(ProtocolId.IKE),)))
         self.tm.initiate(now)
@@ -474,6 +486,7 @@ class IkeSa:
 
     def established(self) -> None:
         self.established_seq = next(_ESTABLISHED)
+        self.established_at = self.now
         self.state = State.ESTABLISHED
         self.half_open_deadline = None
         self._schedule(self.now)
@@ -665,6 +678,7 @@ class IkeSa:
         new.peer_id = self.peer_id
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq
+        new.created, new.established_at = self.created, self.established_at  # the lineage's
         new._schedule(now)
         new.children, self.children = self.children, {}
         # The rekey initiator deletes the old SA right away (§1.3.2); should that DELETE

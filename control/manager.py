@@ -15,6 +15,20 @@ negotiated again here at once; "trap" leaves a trap (``traps``): the shell calls
 ``acquire(connection, child, now)`` when traffic for the child's remote_ts finds no SA.
 ``trap()`` sets one up front (start_action = trap). ``shutdown(now)`` deletes every IKE
 SA (SIGTERM); ``idle`` says when all are gone.
+
+Uniqueness (strongSwan's ``unique``, IkeConfig.unique), for IKE SAs of one connection
+with the same peer identity ("duplicates"): a peer's INITIAL_CONTACT removes the older
+ones (RFC 7296 §2.4) unless the policy is "never"; "no" does nothing more. "keep"
+refuses (AUTHENTICATION_FAILED) a new one from another address while one is established.
+"replace": an IKE SA the peer sets up from another address replaces its duplicates at
+once (a client that moved, or came back). Duplicates with the same address are settled
+REPLACE_DELAY seconds after the newer came up, if both are still there (the usual one,
+a peer reauthenticating make-before-break, deletes the old one itself long before):
+  - two whose set-ups overlapped (both ends reauthenticated, or initiated, at once): the
+    one with the lower SPIs goes. Both ends pick the same one, so an espfast at the
+    other end with unique = replace agrees, and a strongSwan (unique = no) keeps both
+    until told.
+  - otherwise, one the peer set up replaces the older one.
 """
 
 from __future__ import annotations
@@ -38,6 +52,8 @@ from .message import HEADER_LEN
 from .responder import Responder
 from .rng import Rng
 
+REPLACE_DELAY = 10.0  # seconds before unique = replace deletes a same-address duplicate
+
 Datagram = tuple[bytes, Addr, int]  # data, remote address, local port to send from
 
 
@@ -58,6 +74,9 @@ class IkeManager:
         # (connection, child) -> what to initiate when traffic hits its trap.
         self.traps: dict[tuple[str, str], tuple[IkeConfig, Addr, Addr]] = {}
         self.closing = False  # shutting down: nothing is restarted or trapped any more
+        self.replace_delay = REPLACE_DELAY
+        # unique = replace: (when, an IKE SA whose same-address duplicates to settle then).
+        self._settle: list[tuple[float, IkeSa]] = []
 
     @property
     def sas(self) -> list[IkeSa]:
@@ -111,6 +130,10 @@ class IkeManager:
         return out
 
     def handle_timer(self, now: float) -> None:
+        due = [sa for when, sa in self._settle if now >= when]
+        self._settle = [(when, sa) for when, sa in self._settle if now < when]
+        for sa in due:
+            self._settle_duplicates(sa.current, now)
         for sa in list(self._by_spi.values()):
             timer = sa.get_timer()
             if timer is not None and now >= timer:
@@ -118,6 +141,7 @@ class IkeManager:
 
     def get_timer(self) -> float | None:
         timers = [t for sa in self._by_spi.values() if (t := sa.get_timer()) is not None]
+        timers += [when for when, _ in self._settle]
         return min(timers) if timers else None
 
     def next_event(self) -> Event | None:
@@ -129,16 +153,60 @@ class IkeManager:
     def status(self) -> list[dict[str, object]]:
         return [sa.status() for sa in self._by_spi.values()]
 
+    def _duplicates(self, sa: IkeSa) -> list[IkeSa]:
+        """The established IKE SAs other than ``sa`` (and its own predecessors) of the
+        same connection with the same peer identity."""
+        out = []
+        for other in self._by_spi.values():
+            if other is sa or other.config.name != sa.config.name or not _same_peer(other, sa):
+                continue
+            if not other.is_established or other.replaced_by is not None:
+                continue
+            if other is sa.reauth_of or other.reauth_by is sa:
+                continue
+            out.append(other)
+        return out
+
     def _drop_stale(self, fresh: IkeSa) -> None:
         """RFC 7296 §2.4 INITIAL_CONTACT: the peer (restarted) holds no other IKE SA with
         us, so every older one with the same identity and connection is gone."""
-        for other in list(self._by_spi.values()):
-            if other is fresh or other.config.name != fresh.config.name:
-                continue
-            older = other.established_seq < fresh.established_seq
-            if other.peer_id == fresh.peer_id and other.is_established and older:
+        for other in self._duplicates(fresh):
+            if other.established_seq < fresh.established_seq:
                 other.destroy("replaced: the peer sent INITIAL_CONTACT")
                 self._collect(other)
+
+    def _replace(self, fresh: IkeSa) -> None:
+        """unique = replace, when ``fresh`` comes up (see the module docstring)."""
+        for other in self._duplicates(fresh):
+            if other.remote[0] != fresh.remote[0] and not fresh.original_initiator:
+                if not other.is_deleting:
+                    fresh.log(f"replacing IKE SA {other.spi_i:016x}_i with this one from "
+                              f"{fresh.remote[0]} (unique = replace)")  # fmt: skip
+                    other.delete(fresh.now)
+                    self._collect(other)
+            elif other.remote[0] == fresh.remote[0]:
+                fresh.log(f"IKE SA {other.spi_i:016x}_i is a duplicate: settling it in "
+                          f"{self.replace_delay:g} s (unique = replace)")  # fmt: skip
+                self._settle.append((fresh.now + self.replace_delay, fresh))
+                return
+
+    def _settle_duplicates(self, sa: IkeSa, now: float) -> None:
+        """unique = replace, REPLACE_DELAY after ``sa`` came up: which of it and its
+        same-address duplicates go (see the module docstring)."""
+        for other in self._duplicates(sa):
+            if not sa.is_established or sa.is_deleting:
+                return
+            if other.remote[0] != sa.remote[0] or other.is_deleting:
+                continue
+            if _overlapped(sa, other):
+                loser = min(sa, other, key=lambda x: (x.spi_i, x.spi_r))
+            elif not sa.original_initiator and other.established_at < sa.established_at:
+                loser = other
+            else:
+                continue
+            loser.log("deleting a duplicate IKE SA (unique = replace)")
+            loser.delete(now)
+            self._collect(loser)
 
     def trap(self, config: IkeConfig, child: str, *, local: Addr, remote: Addr) -> None:
         """A trap for ``child`` of ``config`` (start_action = trap): nothing is sent
@@ -213,6 +281,7 @@ class IkeManager:
                 sa.current.create_child(cfgs[event.name], sa.now)
 
     def _add(self, sa: IkeSa) -> None:
+        sa.duplicates = self._duplicates
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
         if not sa.initiator:
             self._responding[sa.spi_i] = sa
@@ -226,8 +295,10 @@ class IkeManager:
             self._events.append(event)
             if isinstance(event, (IkeSaDown, ChildSaDown)):
                 self._act(sa, event)
-        if came_up and sa.initial_contact:
+        if came_up and sa.initial_contact and sa.config.unique != "never":
             self._drop_stale(sa)
+        elif came_up and sa.config.unique == "replace":
+            self._replace(sa)
         if sa.is_destroyed:
             # Its last words (e.g. the answer to the peer's DELETE) still go out.
             self._out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(0)]
@@ -235,6 +306,18 @@ class IkeManager:
                 for spi, known in list(table.items()):
                     if known is sa:
                         del table[spi]
+
+
+def _same_peer(a: IkeSa, b: IkeSa) -> bool:
+    """Whether the peer proved the same identity to ``a`` and ``b`` (IDi or IDr)."""
+    if a.peer_id is None or b.peer_id is None:
+        return False
+    return (a.peer_id.id_type, a.peer_id.data) == (b.peer_id.id_type, b.peer_id.data)
+
+
+def _overlapped(a: IkeSa, b: IkeSa) -> bool:
+    """Whether the set-ups of ``a`` and ``b`` overlapped in time."""
+    return a.created <= b.established_at and b.created <= a.established_at
 
 
 def _negotiating(sa: IkeSa, child: str) -> bool:

@@ -115,7 +115,8 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disab
 	dp = calloc(1, sizeof(*dp));
 	if (!dp)
 		return NULL;
-	dp->tun_fd = dp->udp_fd = dp->ike_fd = dp->stop_fd = -1;
+	dp->tun_fd = dp->udp_fd = dp->ike_fd = dp->stop_fd = dp->kick_fd = -1;
+	pthread_mutex_init(&dp->park.lock, NULL);
 	dp->udp_family = ss.ss_family;
 	dp->nworkers = workers;
 	if (ef_table_init(&dp->table))
@@ -137,6 +138,11 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disab
 		dp->w[i].kind = i < workers ? EF_WORKER_TX : EF_WORKER_RX;
 		if (ef_batch_init(&dp->w[i].batch, i < workers ? EF_SLOT : EF_GRO_SLOT))
 			goto fail;
+		if (i >= workers) {
+			dp->w[i].unpark = malloc(sizeof(*dp->w[i].unpark) * EF_PARK_SLOTS);
+			if (!dp->w[i].unpark)
+				goto fail;
+		}
 	}
 	*err = EF_E_SYS;
 	/* Our own descriptors: the caller may close theirs. */
@@ -144,7 +150,9 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disab
 	dp->udp_fd = fcntl(udp_fd, F_DUPFD_CLOEXEC, 0);
 	dp->ike_fd = fcntl(ike_fd, F_DUPFD_CLOEXEC, 0);
 	dp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	dp->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (dp->tun_fd < 0 || dp->udp_fd < 0 || dp->ike_fd < 0 || dp->stop_fd < 0 ||
+	    dp->kick_fd < 0 ||
 	    ef_set_nonblock(dp->tun_fd))
 		goto fail;
 	dp->vnet = tun_has_vnet_hdr(dp->tun_fd);
@@ -183,6 +191,7 @@ fail:
 	ef_dp_free(dp);
 	return NULL;
 fail_nolock:
+	pthread_mutex_destroy(&dp->park.lock);
 	free(dp);
 	return NULL;
 }
@@ -250,6 +259,7 @@ void ef_dp_free(ef_dp *dp)
 		for (int i = 0; i < dp->nworkers * 2; i++) {
 			ef_batch_free(&dp->w[i].batch);
 			free(dp->w[i].segmem);
+			free(dp->w[i].unpark);
 		}
 		free(dp->w);
 	}
@@ -269,6 +279,9 @@ void ef_dp_free(ef_dp *dp)
 		close(dp->ike_fd);
 	if (dp->stop_fd >= 0)
 		close(dp->stop_fd);
+	if (dp->kick_fd >= 0)
+		close(dp->kick_fd);
+	pthread_mutex_destroy(&dp->park.lock);
 	free(dp);
 }
 
@@ -288,9 +301,21 @@ int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
 	pthread_rwlock_wrlock(&dp->lock);
 	err = ef_table_add(&dp->table, sa);
 	pthread_rwlock_unlock(&dp->lock);
-	if (err)
+	if (err) {
 		ef_sa_free(sa);
-	return err;
+		return err;
+	}
+	if (p->dir == EF_DIR_IN) {
+		uint64_t one = 1;
+
+		/* Held datagrams may be for it (see struct ef_park): the RX workers look. */
+		__atomic_add_fetch(&dp->in_gen, 1, __ATOMIC_RELEASE);
+		if (__atomic_load_n(&dp->park.held, __ATOMIC_ACQUIRE) &&
+		    write(dp->kick_fd, &one, sizeof(one)) < 0) {
+			/* the eventfd is full of kicks already: the workers will look */
+		}
+	}
+	return EF_OK;
 }
 
 int ef_dp_remove_sa(ef_dp *dp, uint32_t spi, int dir)
@@ -350,6 +375,11 @@ void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
 		for (int k = 0; k < N; k++)
 			sum[k] += __atomic_load_n(&c[k], __ATOMIC_RELAXED);
 	}
+	/* Held datagrams count once given up (see struct ef_park); stopped: all of them. */
+	pthread_mutex_lock(&dp->park.lock);
+	ef_park_expire(&dp->park, ef_now_ns(), !__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE));
+	st->unknown_spi += dp->park.expired;
+	pthread_mutex_unlock(&dp->park.lock);
 }
 
 long ef_dp_encap_batch(ef_dp *dp, uint8_t *bufs, size_t stride, size_t n, size_t len,

@@ -55,12 +55,14 @@ void ef_batch_free(struct ef_batch *b)
 	b->mem = NULL;
 }
 
-int ef_wait(int fd, short events, int stop_fd)
+int ef_wait(int fd, short events, int stop_fd, int kick_fd)
 {
-	struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = stop_fd, .events = POLLIN}};
+	struct pollfd p[3] = {{.fd = fd, .events = events},
+			      {.fd = stop_fd, .events = POLLIN},
+			      {.fd = kick_fd, .events = POLLIN}};
 
 	for (;;) {
-		int r = poll(p, 2, -1);
+		int r = poll(p, kick_fd >= 0 ? 3 : 2, -1);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -68,6 +70,8 @@ int ef_wait(int fd, short events, int stop_fd)
 			return 1;
 		if (p[0].revents)
 			return 0;
+		if (p[2].revents)
+			return 2;
 	}
 }
 
@@ -134,7 +138,7 @@ int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd, int *gso_max)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (ef_wait(fd, POLLOUT, stop_fd) == 0)
+			if (ef_wait(fd, POLLOUT, stop_fd, -1) == 0)
 				continue;
 			for (; i < n; i++, failed++)
 				msg[i].msg_len = 0;

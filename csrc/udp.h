@@ -8,7 +8,7 @@
  *   ef_udp_recv()        one recvmmsg into the slots (non-blocking)
  *   ef_udp_gso_size()    a received message's segment size (0: one datagram)
  *   ef_udp_send()        sendmmsg until every message went or failed; waits for room
- *   ef_wait()            poll one fd and the stop fd
+ *   ef_wait()            poll one fd, the stop fd and (optionally) a kick fd
  */
 #ifndef EF_UDP_H
 #define EF_UDP_H
@@ -66,7 +66,8 @@ void ef_udp_set_gso(struct msghdr *mh, union ef_gso_ctrl *ctrl, uint16_t seg);
  * refusal was not about size. */
 int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd, int *gso_max);
 
-/* Waits until fd has `events` (returns 0) or stop_fd is readable (returns 1). */
-int ef_wait(int fd, short events, int stop_fd);
+/* Waits until fd has `events` (returns 0), stop_fd is readable (returns 1) or kick_fd
+ * is (returns 2; -1: no kick fd). */
+int ef_wait(int fd, short events, int stop_fd, int kick_fd);
 
 #endif

@@ -63,6 +63,14 @@ static int running(const struct ef_dp *dp)
 	return __atomic_load_n(&dp->running, __ATOMIC_ACQUIRE);
 }
 
+uint64_t ef_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void ef_order_init(struct ef_order *o)
 {
 	pthread_mutex_init(&o->lock, NULL);
@@ -203,11 +211,8 @@ static int build_messages(struct ef_worker *w, int nseg)
 static void notice_no_sa(struct ef_worker *w, const struct ef_prefix *dst)
 {
 	struct ef_ike_hdr h = {0};
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = ef_now_ns();
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	if (w->no_sa_notice && now - w->no_sa_notice < EF_NO_SA_NOTICE_NS)
 		return;
 	w->no_sa_notice = now;
@@ -372,7 +377,7 @@ static void *tx_main(struct ef_worker *w)
 			n = 0;
 		}
 		if (n == 0) {
-			if (ef_wait(dp->tun_fd, POLLIN, dp->stop_fd))
+			if (ef_wait(dp->tun_fd, POLLIN, dp->stop_fd, -1))
 				break;
 			continue;
 		}
@@ -414,6 +419,83 @@ static void forward_ike(struct ef_worker *w, const struct sockaddr_storage *from
 		ST_ADD(w, ike_forwarded, 1);
 }
 
+void ef_park_expire(struct ef_park *pk, uint64_t now, int all)
+{
+	while (pk->n && (all || now - pk->slot[pk->head].when > EF_PARK_NS)) {
+		pk->head = (pk->head + 1) % EF_PARK_SLOTS;
+		pk->n--;
+		pk->expired++;
+	}
+	__atomic_store_n(&pk->held, pk->n, __ATOMIC_RELEASE);
+}
+
+/* Holds an ESP datagram whose SPI is not known (yet): see struct ef_park. */
+static void park(struct ef_worker *w, uint32_t spi, const uint8_t *p, size_t len)
+{
+	struct ef_park *pk = &w->dp->park;
+	struct ef_parked *s;
+	uint64_t now = ef_now_ns();
+
+	if (len > EF_PARK_LEN) {
+		ST_ADD(w, unknown_spi, 1);
+		return;
+	}
+	pthread_mutex_lock(&pk->lock);
+	ef_park_expire(pk, now, 0);
+	if (pk->n == EF_PARK_SLOTS) { /* full: the oldest gives way */
+		pk->head = (pk->head + 1) % EF_PARK_SLOTS;
+		pk->n--;
+		pk->expired++;
+	}
+	s = &pk->slot[(pk->head + pk->n) % EF_PARK_SLOTS];
+	s->when = now;
+	s->spi = spi;
+	s->len = (uint32_t)len;
+	memcpy(s->data, p, len);
+	pk->n++;
+	__atomic_store_n(&pk->held, pk->n, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&pk->lock);
+}
+
+/* Whether held datagrams may have found their SA since this worker last looked. */
+static int park_ready(struct ef_worker *w)
+{
+	uint64_t gen = __atomic_load_n(&w->dp->in_gen, __ATOMIC_ACQUIRE);
+
+	if (gen == w->park_gen)
+		return 0;
+	w->park_gen = gen;
+	return __atomic_load_n(&w->dp->park.held, __ATOMIC_ACQUIRE) > 0;
+}
+
+/* Moves the held datagrams whose inbound SA now exists, oldest first, into w->unpark
+ * (lengths in `lens`); returns how many. The caller holds the table's read lock. */
+static int take_parked(struct ef_worker *w, uint32_t *lens)
+{
+	struct ef_dp *dp = w->dp;
+	struct ef_park *pk = &dp->park;
+	int k = 0, kept = 0;
+
+	pthread_mutex_lock(&pk->lock);
+	ef_park_expire(pk, ef_now_ns(), 0);
+	for (int i = 0; i < pk->n; i++) {
+		struct ef_parked *s = &pk->slot[(pk->head + i) % EF_PARK_SLOTS];
+
+		if (ef_table_find(&dp->table, s->spi, EF_DIR_IN)) {
+			memcpy(w->unpark[k], s->data, s->len);
+			lens[k++] = s->len;
+			continue;
+		}
+		if (kept != i)
+			pk->slot[(pk->head + kept) % EF_PARK_SLOTS] = *s;
+		kept++;
+	}
+	pk->n = kept;
+	__atomic_store_n(&pk->held, pk->n, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&pk->lock);
+	return k;
+}
+
 /* One received datagram (a whole one, or one GRO segment): keepalive, IKE, or ESP.
  * Returns the inner packet's length with *inner set, or 0 when nothing is delivered. */
 static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t len,
@@ -440,7 +522,7 @@ static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t
 	if (!sa || sa->spi != spi)
 		sa = *cache = ef_table_find(&w->dp->table, spi, EF_DIR_IN);
 	if (!sa) {
-		ST_ADD(w, unknown_spi, 1);
+		park(w, spi, p, len);
 		return 0;
 	}
 	r = ef_sa_decap(sa, w->idx, p, len, inner);
@@ -451,7 +533,9 @@ static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t
 	return r; /* 0: a dummy packet */
 }
 
-static void rx_batch(struct ef_worker *w, int n)
+/* Decapsulates a batch of n received messages, after the held datagrams whose SA has
+ * come (with `unpark`: they are older, so they go first), and writes them to TUN. */
+static void rx_batch(struct ef_worker *w, int n, int unpark)
 {
 	struct ef_dp *dp = w->dp;
 	struct ef_batch *b = &w->batch;
@@ -459,6 +543,22 @@ static void rx_batch(struct ef_worker *w, int n)
 	int nout = 0;
 
 	pthread_rwlock_rdlock(&dp->lock);
+	if (unpark) {
+		uint32_t lens[EF_PARK_SLOTS];
+		int k = take_parked(w, lens);
+
+		for (int i = 0; i < k; i++) {
+			uint8_t *inner;
+			long r = rx_one(w, &sa, w->unpark[i], lens[i], NULL, &inner);
+
+			if (r <= 0)
+				continue;
+			ST_ADD(w, spi_late, 1);
+			w->rx_data[nout] = inner;
+			w->rx_len[nout] = (uint32_t)r;
+			nout++;
+		}
+	}
 	for (int i = 0; i < n; i++) {
 		uint8_t *p = ef_slot(b, i), *inner;
 		size_t len = b->msg[i].msg_len, seg = len;
@@ -524,22 +624,29 @@ static void *rx_main(struct ef_worker *w)
 	struct ef_dp *dp = w->dp;
 
 	while (running(dp)) {
-		int n;
+		int n, unpark;
 
 		order_enter(w, &dp->rx_order);
 		n = ef_udp_recv(dp->udp_fd, &w->batch, dp->nworkers > 1 ? EF_RX_MT_MSGS : EF_BATCH);
-		order_take(w, &dp->rx_order, n);
 		if (n < 0) {
 			/* e.g. an ICMP error queued on the socket: counted, not fatal */
 			ST_ADD(w, tx_errors, 1);
 			n = 0;
 		}
-		if (n == 0) {
-			if (ef_wait(dp->udp_fd, POLLIN, dp->stop_fd))
+		unpark = park_ready(w);
+		order_take(w, &dp->rx_order, n + unpark);
+		if (n == 0 && !unpark) {
+			int r = ef_wait(dp->udp_fd, POLLIN, dp->stop_fd, dp->kick_fd);
+			uint64_t v;
+
+			if (r == 1)
 				break;
+			if (r == 2 && read(dp->kick_fd, &v, sizeof(v)) < 0) {
+				/* another worker took the kick: it is non-blocking */
+			}
 			continue;
 		}
-		rx_batch(w, n);
+		rx_batch(w, n, unpark);
 		order_done(w, &dp->rx_order, &w->has_turn);
 	}
 	return NULL;

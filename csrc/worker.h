@@ -25,6 +25,29 @@ enum ef_worker_kind { EF_WORKER_TX, EF_WORKER_RX };
 
 struct ef_dp;
 
+/* ESP datagrams whose SPI is not known (yet) wait here a moment: a peer may send on a
+ * new SA as soon as it has answered the exchange that made it, before our IKE (Python)
+ * has read that answer and installed the SA. When an inbound SA is added, the RX
+ * workers try them again (in front of their next batch; an idle one is woken); after
+ * EF_PARK_NS, or pushed out by newer ones, they count as unknown_spi. Datagrams larger
+ * than EF_PARK_LEN are not held. */
+#define EF_PARK_SLOTS 32
+#define EF_PARK_LEN 2048
+#define EF_PARK_NS 500000000ull
+struct ef_parked {
+	uint64_t when; /* CLOCK_MONOTONIC_COARSE ns */
+	uint32_t spi;
+	uint32_t len;
+	uint8_t data[EF_PARK_LEN];
+};
+struct ef_park {
+	pthread_mutex_t lock;
+	int n, head;      /* held: slot[head], slot[head + 1], ... (a ring), oldest first */
+	int held;         /* n, for a look without the lock */
+	uint64_t expired; /* given up: counted in unknown_spi */
+	struct ef_parked slot[EF_PARK_SLOTS];
+};
+
 /* With several workers per direction: tickets in the order batches were read (under
  * `lock`), and the I/O that leaves a batch (sendmmsg, TUN writes) done in ticket order;
  * the crypto in between runs in parallel. */
@@ -47,6 +70,8 @@ struct ef_worker {
 	int seq_passed;   /* ... and the batch has passed that stage */
 	struct ef_stats st; /* written by this thread only, read with relaxed atomics */
 	uint64_t no_sa_notice; /* TX: CLOCK_MONOTONIC ns of the last no-SA notice to Python */
+	uint64_t park_gen;     /* RX: dp->in_gen when it last tried the held datagrams */
+	uint8_t (*unpark)[EF_PARK_LEN]; /* RX: EF_PARK_SLOTS copies of held datagrams */
 	struct ef_batch batch;
 	/* TX: inner packets staged for one round (in read slots, or cut from a TSO
 	 * super-packet into segmem) ... */
@@ -86,6 +111,9 @@ struct ef_dp {
 	struct ef_order tx_order, rx_order;
 	struct ef_order tx_seq; /* sequence numbers taken in ticket order (its `next` unused) */
 	struct ef_table table;
+	struct ef_park park;
+	uint64_t in_gen; /* inbound SAs added so far */
+	int kick_fd;     /* eventfd: an inbound SA came while datagrams were held */
 };
 
 void *ef_worker_main(void *arg);
@@ -93,5 +121,8 @@ void ef_order_init(struct ef_order *o);
 void ef_order_reset(struct ef_order *o);
 void ef_order_wake(struct ef_order *o); /* after `running` went to 0 */
 void ef_order_destroy(struct ef_order *o);
+uint64_t ef_now_ns(void);
+/* Gives up held datagrams older than EF_PARK_NS (all with `all`); caller holds its lock. */
+void ef_park_expire(struct ef_park *pk, uint64_t now, int all);
 
 #endif

@@ -54,6 +54,7 @@ from typing import Any, Protocol, TypeVar
 from espfast.control.config import (
     CLOSE_ACTIONS,
     DPD_ACTIONS,
+    UNIQUE_POLICIES,
     AuthConfig,
     ChildConfig,
     IkeConfig,
@@ -574,6 +575,9 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     over_time = "24m"               #   hard end rekey_time + over_time, jitter rand_time)
 #     rand_time = "24m"
 #     reauth_time = 0                 # reauthenticate (make-before-break) after this (0: never)
+#     unique = "no"                   # IKE SAs with the same peer identity: no | never | keep
+#                                     # | replace (strongSwan's; replace when both ends
+#                                     # reauthenticate, or for clients that reconnect)
 #
 #     [[connection.child]]
 #     name = "net"
@@ -698,6 +702,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         start_actions.append((name_c, start))
         ct.done()
     ike_life = _ike_lifetime(t)
+    unique = _choice(t, "unique", "no", UNIQUE_POLICIES)
     t.done()
     ike = IkeConfig(
         name=name,
@@ -710,6 +715,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         lifetime=ike_life,
         retransmit_timeout=retransmit,
         retransmit_tries=tries,
+        unique=unique,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))
 

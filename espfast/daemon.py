@@ -19,6 +19,9 @@ the non-ESP marker), the timer on the event loop, the TUN device
                            initiator only learns them from a retransmission, seconds later.
                            The old inbound SA stays until the old Child SA is deleted, then
                            REKEY_GRACE seconds more for packets in flight.
+    ChildSaClosing      -> we are deleting it: its outbound SA goes at once (an older one
+                           with the same selectors, if any, takes over), as the peer drops
+                           its inbound half when our DELETE arrives
     ChildSaDown         -> remove_sa both directions (the dataplane zeroes the keys); its
                            routes are withdrawn unless a trap or another Child SA needs them
     IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
@@ -62,6 +65,7 @@ from typing import TYPE_CHECKING, Protocol
 from espfast import __version__
 from espfast.control.errors import RemoteProtocolError
 from espfast.control.events import (
+    ChildSaClosing,
     ChildSaDown,
     ChildSaFailed,
     ChildSaRekeyed,
@@ -379,6 +383,8 @@ class Daemon:
                     self._retiring[event.old_spi_in] = old.ike_sa_id
                 self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
                 self.counters.child_sas_rekeyed += 1
+            case ChildSaClosing():
+                self._closing(event.spi_in)
             case ChildSaDown():
                 replaced = event.spi_in not in self.children  # a rekey already logged it
                 self._uninstall(event.spi_in)  # also switches a successor waiting for this
@@ -458,6 +464,17 @@ class Daemon:
             child.spi_out = old_spi_out
             return
         self._release_out(old_spi_out)
+
+    def _closing(self, spi_in: int) -> None:
+        """We are deleting this Child SA (see ChildSaClosing in the module docstring)."""
+        child = self.children.get(spi_in)
+        if child is None:  # a rekey's old SA: its successor sends already
+            return
+        # A re-created twin waiting on it (the peer set it up: it has both halves).
+        for new in [n for n, (old, _) in self._switch.items() if old == spi_in]:
+            self._switch_out(new)
+        if not any(c.spi_out == child.spi_out for s, c in self.children.items() if s != spi_in):
+            self._remove(child.spi_out, Direction.OUT)
 
     def _release_out(self, spi_out: int) -> None:
         """Remove an outbound SA unless a Child SA still sends on it (a successor not yet

@@ -184,12 +184,15 @@ class Stats:
     rx_gro: int  # UDP GRO receives (several datagrams in one buffer)
     tun_gro: int  # inner TCP segments written to TUN coalesced (TUN with IFF_VNET_HDR)
     tun_tso: int  # TCP super-packets read from TUN and cut into segments (IFF_VNET_HDR)
+    # ESP packets held a moment because their SPI was not known yet, then delivered: the
+    # peer sent on a new SA before our IKE had installed it (csrc/worker.h, ef_park).
+    spi_late: int
 
     # Counters that count traffic or the use of an offload; every other one counts drops
     # (or, for keepalives/IKE, datagrams that were not ESP).
     NOT_DROPS: ClassVar[frozenset[str]] = frozenset(
         {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded",
-         "tx_gso", "rx_gro", "tun_gro", "tun_tso"}
+         "tx_gso", "rx_gro", "tun_gro", "tun_tso", "spi_late"}
     )  # fmt: skip
 
     def drops(self) -> dict[str, int]:

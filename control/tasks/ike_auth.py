@@ -147,6 +147,12 @@ class IkeAuth(Task):
         self._check_peer(msg, idi)
         sa.peer_id = idi
         sa.initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
+        # strongSwan's unique = keep: the first IKE SA stays; a second one from the same
+        # address is taken for a reauthentication and let in; INITIAL_CONTACT overrides.
+        keep = sa.config.unique == "keep" and not sa.initial_contact
+        if keep and any(o.remote[0] != sa.remote[0] for o in sa.duplicates(sa)):
+            raise _auth_failed(f"{sa.id_str(idi)} has an IKE SA from another address "
+                               "(unique = keep)")  # fmt: skip
         sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
         self.neg.choose(msg)
         return True

@@ -12,6 +12,7 @@
 
 #include "ctest.h"
 #include "dataplane.h"
+#include "worker.h"
 
 #define PACKETS 3000
 
@@ -86,37 +87,65 @@ void ct_sa_params(struct ef_sa_params *p, uint32_t spi, int dir, struct ef_prefi
 	p->peer_len = dir == EF_DIR_OUT ? sizeof(*peer) : 0;
 }
 
+/* A dataplane on a (a socketpair for TUN, a UDP socket) with 2 workers per direction,
+ * and b's UDP socket to talk to it. */
+struct rig {
+	int tun[2], ike[2], a_udp, b_udp;
+	struct sockaddr_in a_addr, b_addr;
+	ef_dp *dp;
+};
+
+static ef_dp *rig_open(struct rig *r, unsigned disable)
+{
+	int err = 0;
+
+	r->a_udp = ct_udp_socket(&r->a_addr);
+	r->b_udp = ct_udp_socket(&r->b_addr);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, r->tun) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, r->ike) == 0);
+	r->dp = ef_dp_new(r->tun[1], r->a_udp, r->ike[1], 2, disable, &err);
+	CHECK(r->dp != NULL && err == EF_OK);
+	return r->dp;
+}
+
+static void rig_close(struct rig *r)
+{
+	ef_dp_free(r->dp);
+	close(r->tun[0]);
+	close(r->tun[1]);
+	close(r->ike[0]);
+	close(r->ike[1]);
+	close(r->a_udp);
+	close(r->b_udp);
+}
+
 /* disable: EF_OFFLOAD_* bits to turn off (the UDP ones matter here: a socketpair has
  * no vnet header). */
 static void churn(unsigned disable)
 {
-	int tun[2], ike[2], err = 0, ok = 1;
-	struct sockaddr_in a_addr, b_addr;
-	int a_udp = ct_udp_socket(&a_addr), b_udp = ct_udp_socket(&b_addr);
+	struct rig r;
+	int ok = 1;
 	struct ef_prefix any = {.family = 4};
 	uint8_t key[20] = {1, 2, 3};
 	struct ef_sa_params p;
 	struct ef_stats st;
 	struct ct_pump pump = {.count = PACKETS};
-	struct sink sink = {.fd = b_udp};
+	struct sink sink;
 	pthread_t tp, ts;
-	ef_dp *dp;
+	ef_dp *dp = rig_open(&r, disable);
 
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, tun) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, ike) == 0);
-	dp = ef_dp_new(tun[1], a_udp, ike[1], 2, disable, &err);
-	CHECK(dp != NULL && err == EF_OK);
 	if (!dp)
 		return;
+	sink = (struct sink){.fd = r.b_udp};
 	/* This kernel has UDP GSO and GRO: in use unless disabled; no vnet header. */
 	CHECK(ef_dp_offloads(dp) ==
 	      ((EF_OFFLOAD_UDP_GSO | EF_OFFLOAD_UDP_GRO) & ~disable));
-	ct_sa_params(&p, 1000, EF_DIR_OUT, &any, key, &b_addr);
+	ct_sa_params(&p, 1000, EF_DIR_OUT, &any, key, &r.b_addr);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_E_EXISTS);
 	CHECK(ef_dp_start(dp) == EF_OK);
 	CHECK(ef_dp_start(dp) == EF_E_STATE);
-	pump.fd = tun[0];
+	pump.fd = r.tun[0];
 	pthread_create(&ts, NULL, sink_main, &sink);
 	pthread_create(&tp, NULL, ct_pump_main, &pump);
 	/* Churn: new outbound SA first, then the old one goes; inbound SAs come and go
@@ -124,7 +153,7 @@ static void churn(unsigned disable)
 	for (uint32_t i = 1; i <= 400; i++) {
 		uint8_t junk[64] = {0};
 
-		ct_sa_params(&p, 1000 + i, EF_DIR_OUT, &any, key, &b_addr);
+		ct_sa_params(&p, 1000 + i, EF_DIR_OUT, &any, key, &r.b_addr);
 		ok &= ef_dp_add_sa(dp, &p) == EF_OK;
 		ok &= ef_dp_remove_sa(dp, 1000 + i - 1, EF_DIR_OUT) == EF_OK;
 		ct_sa_params(&p, 5000 + i, EF_DIR_IN, &any, key, NULL);
@@ -134,7 +163,8 @@ static void churn(unsigned disable)
 		junk[2] = (uint8_t)((5000 + i) >> 8);
 		junk[3] = (uint8_t)(5000 + i);
 		junk[7] = 1;
-		sendto(b_udp, junk, sizeof(junk), 0, (struct sockaddr *)&a_addr, sizeof(a_addr));
+		sendto(r.b_udp, junk, sizeof(junk), 0, (struct sockaddr *)&r.a_addr,
+		       sizeof(r.a_addr));
 		ok &= ef_dp_remove_sa(dp, 5000 + i, EF_DIR_IN) == EF_OK;
 	}
 	CHECK(ok);
@@ -158,17 +188,69 @@ static void churn(unsigned disable)
 	CHECK(sink.got > 0);
 	CHECK(ef_dp_remove_sa(dp, 1400, EF_DIR_OUT) == EF_OK);
 	CHECK(ef_dp_remove_sa(dp, 1400, EF_DIR_OUT) == EF_E_NOENT);
-	ef_dp_free(dp);
-	close(tun[0]);
-	close(tun[1]);
-	close(ike[0]);
-	close(ike[1]);
-	close(a_udp);
-	close(b_udp);
+	rig_close(&r);
+}
+
+static void send_junk(int fd, const struct sockaddr_in *to, uint32_t spi)
+{
+	uint8_t junk[64] = {(uint8_t)(spi >> 24), (uint8_t)(spi >> 16), (uint8_t)(spi >> 8),
+			    (uint8_t)spi, 0, 0, 0, 1};
+
+	sendto(fd, junk, sizeof(junk), 0, (const struct sockaddr *)to, sizeof(*to));
+}
+
+static struct ef_stats stats_when(ef_dp *dp, uint64_t unknown, uint64_t auth)
+{
+	struct ef_stats st;
+
+	for (int wait = 0; wait < 300; wait++) {
+		ef_dp_stats(dp, &st);
+		if (st.unknown_spi >= unknown && st.auth_failures >= auth)
+			break;
+		usleep(10000);
+	}
+	return st;
+}
+
+/* ESP ahead of its SA (struct ef_park): held, tried again when an inbound SA comes (the
+ * junk then fails its ICV: it was tried), given up after EF_PARK_NS or when pushed out
+ * of a full park, all given up at stop. Two RX workers. */
+static void park(void)
+{
+	struct rig r;
+	struct ef_prefix any = {.family = 4};
+	uint8_t key[20] = {4, 5, 6};
+	struct ef_sa_params p;
+	struct ef_stats st;
+	ef_dp *dp = rig_open(&r, 0);
+	int b_udp = r.b_udp;
+	const struct sockaddr_in *a_addr = &r.a_addr;
+
+	if (!dp)
+		return;
+	CHECK(ef_dp_start(dp) == EF_OK);
+	send_junk(b_udp, a_addr, 7000);
+	usleep(50000);
+	ct_sa_params(&p, 7000, EF_DIR_IN, &any, key, NULL);
+	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
+	st = stats_when(dp, 0, 1);
+	CHECK(st.auth_failures == 1 && st.unknown_spi == 0);
+	send_junk(b_udp, a_addr, 7001); /* never comes: given up after EF_PARK_NS */
+	st = stats_when(dp, 1, 1);
+	CHECK(st.unknown_spi == 1);
+	for (int i = 0; i < EF_PARK_SLOTS + 8; i++) /* more than the park holds */
+		send_junk(b_udp, a_addr, 7002);
+	st = stats_when(dp, 9, 1);
+	CHECK(st.unknown_spi == 9);
+	ef_dp_stop(dp);
+	ef_dp_stats(dp, &st);
+	CHECK(st.unknown_spi == 1 + EF_PARK_SLOTS + 8 && st.auth_failures == 1);
+	rig_close(&r);
 }
 
 void test_dataplane(void)
 {
+	park();
 	churn(0);
 	churn(EF_OFFLOAD_TUN_TSO | EF_OFFLOAD_TUN_GRO | EF_OFFLOAD_UDP_GSO | EF_OFFLOAD_UDP_GRO);
 }

@@ -98,7 +98,7 @@ def run_with_charon(
             status, out, err = up.stop()
         log = charon.log(None)
     assert status == 0, err
-    check_flows(flows, count, err)
+    check_flows(flows, count, out + err)
     return flows, counters(out), log, sas
 
 
@@ -163,5 +163,28 @@ def test_charon_reauthenticates_with_espfast(charons: CharonFactory, tmp_path: P
     print(f"espfast {ours}; charon initiated {reauths} IKE SAs; at the end: {len(sas)}")
     assert reauths >= flows.elapsed / 4
     assert ours["ike_sas_up"] == reauths + 1  # the first, then each of charon's
+    assert ours["event_errors"] == 0
+    assert len(sas) == 1, sas
+
+
+def test_both_reauthenticate_at_once_and_one_ike_sa_is_left(
+    charons: CharonFactory, tmp_path: Path
+) -> None:
+    """Both ends reauthenticate every 12 s, at the same moment (no jitter): each builds a
+    new IKE SA and deletes the old one, which leaves two. espfast's unique = replace
+    settles them 10 s later (charon keeps both: unique = no): the lower SPIs go, with
+    no datagram lost; one IKE SA is left on both sides."""
+    _, ours, log, sas = run_with_charon(
+        charons, tmp_path, 15000,
+        espfast_ike='reauth_time = 12\nrekey_time = 0\nrand_time = 0\nunique = "replace"',
+        espfast_child="rekey_time = 0",
+        charon_ike={"reauth_time": "12s", "rekey_time": "0s", "rand_time": "0s",
+                    "over_time": "10s"},
+        charon_child={"rekey_time": "0s"}, settings={"make_before_break": "yes"},
+        tcp_seconds=25,
+    )  # fmt: skip
+    charon_reauths = log.count("generating IKE_SA_INIT request")
+    print(f"espfast {ours}; charon initiated {charon_reauths} IKE SAs; at the end: {len(sas)}")
+    assert ours["ike_sas_reauthenticated"] >= 1 and charon_reauths >= 1  # both did
     assert ours["event_errors"] == 0
     assert len(sas) == 1, sas

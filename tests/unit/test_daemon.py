@@ -327,6 +327,11 @@ UP_ERRORS = {
         'proposals = "aes128gcm16-prfsha256-x25519"\nreauth_time = "1w"',
         ["connection[0].reauth_time", "not a duration"],
     ),
+    "bad unique": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nunique = "yes"',
+        ["connection[0].unique", "no, never, keep, replace"],
+    ),
     "short dpd_timeout": (
         'proposals = "aes128gcm16-prfsha256-x25519"',
         'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_timeout = 0.1',
@@ -481,7 +486,8 @@ def test_a_lost_rekey_answer_leaves_no_gap(tmp_path: Path) -> None:
     """The answer to a's CREATE_CHILD_SA is lost: b, the rekey's responder, has the new
     keys, a gets them only from b's cached answer to its retransmission (first after
     about 1.5 s here). b must keep sending on the old SA until a has the new one."""
-    text_a = with_options(conf()[0], ike="dpd_timeout = 60\n", child="rekey_time = 1\n")
+    child = "rekey_time = 1\nlife_time = 5\nrand_time = 0.1\n"  # (default life: 1.1 s)
+    text_a = with_options(conf()[0], ike="dpd_timeout = 60\n", child=child)
 
     async def scenario() -> None:
         a, b, dp_a, dp_b, _ = await started_pair(tmp_path, text_a)

@@ -199,6 +199,37 @@ def inject(b: Side, data: bytes) -> None:
         s.sendto(data, b.addr)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_esp_ahead_of_its_sa_waits_for_it(workers: int) -> None:
+    """A peer may send on a new SA as soon as it has answered the exchange that made it,
+    before our IKE has read that answer and installed the SA: such ESP is held (half a
+    second at most) and delivered, in order, once the inbound SA comes. What never finds
+    its SA counts as unknown_spi when given up."""
+    a, b = _side(), _side(workers)
+    try:
+        t = Transform.AES128GCM16
+        enc, integ = keys(t)
+        a.dp.add_sa(params(t, Direction.OUT, enc, integ, spi=SPI_AB, peer=b.addr))
+        inbound = params(t, Direction.IN, enc, integ, spi=SPI_AB, local=NET_B, remote=NET_A)
+        a.dp.start()
+        b.dp.start()
+        early = [ipv4_udp(A4, B4, b"early %d" % i, ident=i) for i in range(3)]
+        for pkt in early:
+            a.tun.send(pkt)
+        wait_stats(a, lambda s: s.tx_packets == 3)
+        time.sleep(0.05)  # they reach b, which has no SA for them yet
+        assert b.read_tun(timeout=0) is None
+        b.dp.add_sa(inbound)  # b's RX workers sleep: the new SA wakes them
+        assert [b.read_tun() for _ in early] == early
+        st = wait_stats(b, lambda s: s.spi_late == 3 and s.rx_packets == 3)
+        assert (st.spi_late, st.rx_packets, st.unknown_spi) == (3, 3, 0)
+        inject(b, struct.pack("!II", 0xDEAD, 1) + bytes(40))  # an SA that never comes
+        st = wait_stats(b, lambda s: s.unknown_spi == 1)
+        assert (st.unknown_spi, st.spi_late) == (1, 3) and "spi_late" not in st.drops()
+    finally:
+        close_sides(a, b)
+
+
 def test_bad_input_on_4500(pair: tuple[Side, Side]) -> None:
     """Each kind of bad datagram moves its own counter and nothing else breaks."""
     a, b = pair

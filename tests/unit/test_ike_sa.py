@@ -15,6 +15,7 @@ from espfast.control.constants import (
     PayloadType,
 )
 from espfast.control.events import (
+    ChildSaClosing,
     ChildSaDown,
     ChildSaFailed,
     ChildSaRekeyed,
@@ -340,8 +341,9 @@ def test_create_child_sa_with_pfs_and_delete() -> None:
     # INFORMATIONAL { D(ESP, spi) } -->   <-- { D(ESP, spi) }
     p.i.delete_child(ci.spi_in, p.now)
     p.roundtrip()
-    (di,) = events(p.i)
+    (closing, di) = events(p.i)
     (dr,) = events(p.r)
+    assert isinstance(closing, ChildSaClosing) and closing.spi_in == ci.spi_in
     assert isinstance(di, ChildSaDown) and (di.spi_in, di.spi_out) == (ci.spi_in, ci.spi_out)
     assert isinstance(dr, ChildSaDown) and (dr.spi_in, dr.spi_out) == (cr.spi_in, cr.spi_out)
     assert len(p.i.children) == 1 and len(p.r.children) == 1
@@ -376,8 +378,9 @@ def test_rekey_child_sa() -> None:
     # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr } -->  <-- { SA, Nr, TSi, TSr }
     p.i.rekey_child(old_spi, p.now)
     p.roundtrip()
-    (ri,) = events(p.i)
+    (ri, closing) = events(p.i)  # the old one is being deleted (our DELETE is out)
     (rr,) = events(p.r)
+    assert isinstance(closing, ChildSaClosing) and closing.spi_in == old_spi
     assert isinstance(ri, ChildSaRekeyed) and isinstance(rr, ChildSaRekeyed)
     assert (ri.old_spi_in, ri.old_spi_out) == (old_spi, old_out)
     assert (rr.old_spi_in, rr.old_spi_out) == (old_out, old_spi)
@@ -398,7 +401,7 @@ def test_delete_ike_sa_from_either_side() -> None:
     p.i.delete(p.now)
     p.roundtrip()
     assert p.i.is_destroyed and p.r.is_destroyed
-    assert [type(e) for e in events(p.i)] == [ChildSaDown, IkeSaDown]
+    assert [type(e) for e in events(p.i)] == [ChildSaClosing, ChildSaDown, IkeSaDown]
     assert [type(e) for e in events(p.r)] == [ChildSaDown, IkeSaDown]
     # And the responder deleting (its requests travel <--).
     p = establish_pair()
@@ -575,7 +578,7 @@ def test_rekey_ike_sa() -> None:
     (spi,) = new_i.children
     p.i.delete_child(spi, p.now)
     p.roundtrip()
-    assert [type(e) for e in events(new_i)] == [ChildSaDown]
+    assert [type(e) for e in events(new_i)] == [ChildSaClosing, ChildSaDown]
     assert [type(e) for e in events(new_r)] == [ChildSaDown]
 
 

@@ -12,6 +12,7 @@ from espfast.control.child_sa import seq_rekey_threshold
 from espfast.control.config import IkeConfig, Lifetime
 from espfast.control.constants import ExchangeType
 from espfast.control.events import (
+    ChildSaClosing,
     ChildSaDown,
     ChildSaRekeyed,
     IkeSaDown,
@@ -61,7 +62,7 @@ def test_child_sa_rekeys_before_rekey_time_and_deletes_the_old_one() -> None:
     assert child.expire_at == 200
     run_until(p, 101)
     evs = events(p.i)
-    assert [type(e) for e in evs] == [ChildSaRekeyed, ChildSaDown]
+    assert [type(e) for e in evs] == [ChildSaRekeyed, ChildSaClosing, ChildSaDown]
     assert evs[0].old_spi_in == child.spi_in  # type: ignore[union-attr]
     assert [type(e) for e in events(p.r)] == [ChildSaRekeyed, ChildSaDown]
     (new,) = p.i.children.values()
@@ -71,7 +72,7 @@ def test_child_sa_rekeys_before_rekey_time_and_deletes_the_old_one() -> None:
 def test_child_sa_hard_expiry_when_rekeying_fails() -> None:
     p = child_life_pair(Lifetime(rekey_time=0, life_time=50, rand_time=0))
     run_until(p, 51)
-    assert [type(e) for e in events(p.i)] == [ChildSaDown]
+    assert [type(e) for e in events(p.i)] == [ChildSaClosing, ChildSaDown]
     assert not p.i.children and not p.r.children
 
 
@@ -84,7 +85,7 @@ def test_rekey_bytes_from_dataplane_counters() -> None:
     (req,) = p.i_to_r()
     assert parse_header(req).exchange == ExchangeType.CREATE_CHILD_SA
     p.r_to_i()
-    assert [type(e) for e in events(p.i)] == [ChildSaRekeyed]
+    assert [type(e) for e in events(p.i)] == [ChildSaRekeyed, ChildSaClosing]
 
 
 def test_ike_sa_rekeys_on_schedule() -> None:
@@ -152,6 +153,6 @@ def test_sequence_number_exhaustion_rekeys_in_time(esn: bool) -> None:
     p.r_to_i()
     p.i_to_r()
     p.r_to_i()
-    assert [type(e) for e in events(p.i)] == [ChildSaRekeyed, ChildSaDown]
+    assert [type(e) for e in events(p.i)] == [ChildSaRekeyed, ChildSaClosing, ChildSaDown]
     (new,) = p.i.children
     assert new != spi and p.i.children[new].chosen.esn == esn

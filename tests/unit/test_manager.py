@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 from ikepair import A, B, configs, drain, shuttle, up_managers
 
 from espfast.control.events import (
+    ChildSaClosing,
     ChildSaDown,
     ChildSaUp,
     IkeSaDown,
@@ -12,7 +16,7 @@ from espfast.control.events import (
     IkeSaUp,
 )
 from espfast.control.ike_sa import IkeSa
-from espfast.control.manager import IkeManager
+from espfast.control.manager import REPLACE_DELAY, IkeManager
 from espfast.control.rng import DeterministicRng
 
 
@@ -44,7 +48,7 @@ def test_manager_dispatches_by_spi_and_follows_rekeys() -> None:
     new_b.delete_child(spi, 0)
     shuttle(gw_a, gw_b)
     assert [type(e) for e in drain(gw_a)] == [ChildSaDown]
-    assert [type(e) for e in drain(gw_b)] == [ChildSaDown]
+    assert [type(e) for e in drain(gw_b)] == [ChildSaClosing, ChildSaDown]
     # Timers: no retransmission outstanding, only the lifetimes (rekey after 1 h less
     # up to 6 min of jitter); an IKE SA deletion leaves no SA behind.
     timer = gw_a.get_timer()
@@ -69,19 +73,9 @@ def test_manager_retransmits_through_handle_timer() -> None:
 
 
 def test_initial_contact_clears_stale_sas_after_a_peer_restart() -> None:
-    ci, cr = configs()
-    gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B)
-    before = IkeManager([], rng=DeterministicRng("a1"), local=A)
-    before.initiate(ci, local=A, remote=B, now=0)
-    shuttle(before, gw_b)
-    drain(gw_b)
-    (stale,) = gw_b.sas
     # gw_a restarts (its SAs are lost without a DELETE) and connects again:
     # IKE_AUTH { ..., N(INITIAL_CONTACT) } --> ; gw_b drops the stale IKE SA.
-    after = IkeManager([], rng=DeterministicRng("a2"), local=A)
-    after.initiate(ci, local=A, remote=B, now=1)
-    shuttle(after, gw_b, now=1)
-    evs = drain(gw_b)
+    gw_b, _, _, stale, evs = second_client("no", initial_contact=True)
     assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown]
     assert "INITIAL_CONTACT" in evs[-1].reason  # type: ignore[attr-defined]
     assert stale.is_destroyed and len(gw_b.sas) == 1
@@ -222,3 +216,129 @@ def test_peer_deletes_the_old_sa_while_our_colliding_rekey_waits() -> None:
     assert {c.spi_out for c in left_a.children.values()} == set(held.children)
     # The refused rekey is not retried in 10-20 s: the held SA keeps its own schedule.
     assert sa_b.is_destroyed and held.rekey_at is not None and held.rekey_at > 1000
+
+
+def second_client(
+    policy: str, *, host: str = A[0], initial_contact: bool = False
+) -> tuple[IkeManager, IkeManager, IkeManager, IkeSa, list[object]]:
+    """gw_b (unique = ``policy``) has an IKE SA with a client at A; then a second client
+    with the same identity connects from ``host``. Returns gw_b, the two clients, gw_b's
+    first IKE SA and gw_b's events for the second."""
+    ci, cr = configs()
+    cr = replace(cr, unique=policy)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B)
+    first = IkeManager([], rng=DeterministicRng("a1"), local=A)
+    first.initiate(ci, local=A, remote=B, now=0)
+    shuttle(first, gw_b)
+    drain(gw_b)
+    (old,) = gw_b.sas
+    second = IkeManager([], rng=DeterministicRng("a2"), local=(host, 500))
+    second.initiate(replace(ci, initial_contact=initial_contact), local=(host, 500), remote=B,
+                    now=1)  # fmt: skip
+    exchange(gw_b, [(first, A[0]), (second, host)], now=1)
+    return gw_b, first, second, old, drain(gw_b)
+
+
+def exchange(gw: IkeManager, clients: list[tuple[IkeManager, str]], now: float) -> None:
+    """Deliver datagrams between ``gw`` (at B) and its clients (each at its address; a
+    client ignores what is not for its IKE SAs) until all are quiet."""
+    for _ in range(10):
+        moved = False
+        for client, host in clients:
+            for data, _, local_port in client.datagrams_to_send(now):
+                moved = True
+                gw.receive_datagram(data, (host, local_port), now, B)
+        for data, remote, local_port in gw.datagrams_to_send(now):
+            moved = True
+            for client, host in clients:
+                if host == remote[0]:
+                    client.receive_datagram(data, (B[0], local_port), now, remote)
+        if not moved:
+            return
+
+
+def test_unique_no_keeps_duplicates() -> None:
+    gw_b, _, _, old, evs = second_client("no", host="198.18.0.3")
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp]
+    assert len(gw_b.sas) == 2 and old.is_established
+
+
+def test_unique_never_ignores_initial_contact() -> None:
+    gw_b, _, _, old, evs = second_client("never", initial_contact=True)
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp]
+    assert len(gw_b.sas) == 2 and old.is_established
+
+
+def test_unique_replace_from_another_address_deletes_the_old_sa_at_once() -> None:
+    gw_b, _, _, old, evs = second_client("replace", host="198.18.0.3")
+    # Up, and the old one deleted (the first client confirmed).
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp, ChildSaClosing, ChildSaDown, IkeSaDown]
+    assert old.is_destroyed
+    (left,) = gw_b.sas
+    assert left.remote[0] == "198.18.0.3"
+
+
+def test_unique_replace_from_the_same_address_deletes_the_old_sa_later() -> None:
+    """Likely the peer reauthenticating (make-before-break): it deletes the old IKE SA
+    itself; if it does not, REPLACE_DELAY later gw_b does."""
+    gw_b, first, _, old, evs = second_client("replace")
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp]
+    assert old.is_established and len(gw_b.sas) == 2
+    timer = gw_b.get_timer()
+    assert timer is not None and timer <= 1 + REPLACE_DELAY
+    gw_b.handle_timer(1 + REPLACE_DELAY - 0.1)
+    assert old.is_established
+    gw_b.handle_timer(1 + REPLACE_DELAY)
+    exchange(gw_b, [(first, A[0])], now=1 + REPLACE_DELAY)
+    assert [type(e) for e in drain(gw_b)] == [ChildSaClosing, ChildSaDown, IkeSaDown]
+    assert old.is_destroyed and len(gw_b.sas) == 1
+
+
+def test_unique_replace_spares_the_old_sa_when_the_new_one_went_first() -> None:
+    gw_b, _, second, old, _ = second_client("replace")
+    (fresh,) = [sa for sa in gw_b.sas if sa is not old]
+    fresh.delete(2)
+    exchange(gw_b, [(second, A[0])], now=2)
+    gw_b.handle_timer(1 + REPLACE_DELAY)
+    assert old.is_established and gw_b.sas == [old]
+
+
+@pytest.mark.parametrize("policies", [("replace", "no"), ("replace", "replace")])
+@pytest.mark.parametrize("seed", ["1", "2", "3", "4"])
+def test_unique_replace_settles_two_ike_sas_set_up_at_once(
+    policies: tuple[str, str], seed: str
+) -> None:
+    """Both ends initiate at once (as both ends reauthenticating at once do): two IKE SAs
+    with the same identities. REPLACE_DELAY later one is left, the same on both sides,
+    whether the other end does nothing about duplicates (strongSwan's unique = no) or
+    the same as this one."""
+    ci, cr = configs()
+    ci, cr = replace(ci, unique=policies[0]), replace(cr, unique=policies[1])
+    gw_a = IkeManager([ci], rng=DeterministicRng("a" + seed), local=A)
+    gw_b = IkeManager([cr], rng=DeterministicRng("b" + seed), local=B)
+    gw_a.initiate(ci, local=A, remote=B, now=0)
+    gw_b.initiate(cr, local=B, remote=A, now=0)
+    shuttle(gw_a, gw_b)
+    assert len(gw_a.sas) == len(gw_b.sas) == 2
+    for t in (REPLACE_DELAY, REPLACE_DELAY + 1):
+        for gw in (gw_a, gw_b):
+            gw.handle_timer(t)
+        shuttle(gw_a, gw_b, now=t)
+    (left_a,) = gw_a.sas
+    (left_b,) = gw_b.sas
+    assert (left_a.spi_i, left_a.spi_r) == (left_b.spi_i, left_b.spi_r)
+    assert len(left_a.children) == len(left_b.children) == 1
+
+
+def test_unique_keep_refuses_a_second_sa_from_another_address() -> None:
+    gw_b, _, second, old, evs = second_client("keep", host="198.18.0.3")
+    assert not [e for e in evs if isinstance(e, IkeSaUp)]
+    assert gw_b.sas == [old] and old.is_established
+    down = [e for e in drain(second) if isinstance(e, IkeSaDown)]
+    assert down and "AUTHENTICATION_FAILED" in down[0].reason
+
+
+def test_unique_keep_lets_a_reauthentication_from_the_same_address_in() -> None:
+    gw_b, _, _, old, evs = second_client("keep")
+    assert [type(e) for e in evs] == [IkeSaUp, ChildSaUp]
+    assert len(gw_b.sas) == 2 and old.is_established
