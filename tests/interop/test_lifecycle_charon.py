@@ -15,15 +15,17 @@ answers (for charon: ``reauth_time`` with ``charon.make_before_break = yes``).
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
-from espfast.netns import TwoHosts, wait_for
+from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
 from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
 from udpflow import Flows, check_flows, flow_with_tcp
+from updaemon import counters, kill, one_tunnel, ping, status
 
 SECRET = b"lifecycle interop test: a long enough pre-shared key"
 PSK = Psk(ids=("a.life.test", "b.life.test"), secret=SECRET)
@@ -55,10 +57,14 @@ esp_proposals = "{ESP}"
 """
 
 
-def counters(stdout: str) -> dict[str, int]:
-    line = next(x for x in stdout.splitlines() if x.startswith("espfast up: datagrams"))
-    pairs = (item.rsplit(" ", 1) for item in line.removeprefix("espfast up: ").split(", "))
-    return {k.replace(" ", "_"): int(v) for k, v in pairs}
+def charon_conn(hosts: TwoHosts, ike: dict[str, str], child: dict[str, str]) -> Connection:
+    """charon's side of the tunnel (b), with these connection and child options."""
+    return Connection(
+        local_addrs=hosts.addr_b, remote_addrs=hosts.addr_a,
+        local_id=PSK.ids[1], remote_id=PSK.ids[0],
+        local_ts="198.19.2.0/24", remote_ts="198.19.1.0/24",
+        proposals=IKE, esp_proposals=ESP, extra=ike, child_extra=child,
+    )  # fmt: skip
 
 
 def run_with_charon(
@@ -71,12 +77,7 @@ def run_with_charon(
     IKE SAs once one tunnel is left (bounded wait)."""
     with TwoHosts.create("l5") as hosts:
         hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
-        conn = Connection(
-            local_addrs=hosts.addr_b, remote_addrs=hosts.addr_a,
-            local_id=PSK.ids[1], remote_id=PSK.ids[0],
-            local_ts="198.19.2.0/24", remote_ts="198.19.1.0/24",
-            proposals=IKE, esp_proposals=ESP, extra=charon_ike, child_extra=charon_child,
-        )  # fmt: skip
+        conn = charon_conn(hosts, charon_ike, charon_child)
         charon = charons.start(hosts.b, swanctl_conf([conn], [PSK]), settings=settings)
         conf = espfast_conf(hosts, espfast_ike, espfast_child)
         up = start_in(hosts.a, write_private(tmp_path / "a.toml", conf), command="up")
@@ -188,3 +189,70 @@ def test_both_reauthenticate_at_once_and_one_ike_sa_is_left(
     assert ours["ike_sas_reauthenticated"] >= 1 and charon_reauths >= 1  # both did
     assert ours["event_errors"] == 0
     assert len(sas) == 1, sas
+
+
+def test_restarted_espfast_leaves_no_stale_sa_at_charon(
+    charons: CharonFactory, tmp_path: Path
+) -> None:
+    """espfast dies without a word (SIGKILL) and starts again: its INITIAL_CONTACT makes
+    charon drop the old IKE SA. The tunnel is back within seconds, one IKE SA on each
+    side (swanctl --list-sas, espfast status), and it carries traffic both ways."""
+    with TwoHosts.create("l5") as hosts:
+        hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
+        charon = charons.start(hosts.b, swanctl_conf([charon_conn(hosts, {}, {})], [PSK]))
+        conf = write_private(tmp_path / "a.toml", espfast_conf(hosts, "", ""))
+        up = start_in(hosts.a, conf, command="up")
+        try:
+            charon.wait_child("net")
+            assert wait_for(lambda: ping(hosts.a, INNER_B), timeout=10)
+            (old,) = charon.list_sas()
+            kill(up)
+            restarted = time.monotonic()
+            up = start_in(hosts.a, conf, command="up")
+            assert wait_for(lambda: ping(hosts.a, INNER_B), timeout=15)
+            print(f"tunnel back {time.monotonic() - restarted:.1f} s after espfast restarted")
+            assert wait_for(lambda: one_ike_sa(charon), timeout=5), charon.list_sas()
+            (new,) = charon.list_sas()
+            assert new["initiator-spi"] != old["initiator-spi"]
+            assert one_tunnel(hosts.a), status(hosts.a)
+            assert ping(hosts.b, INNER_A)
+        finally:
+            up.stop()
+
+
+def test_dead_charon_is_noticed_and_the_tunnel_comes_back_with_it(
+    charons: CharonFactory, tmp_path: Path
+) -> None:
+    """charon dies without a word (SIGKILL). espfast's dead peer detection (a check after
+    1 s of silence, given up after about 3 s) removes the SAs and, with dpd_action =
+    restart, negotiates again until charon is back; then one IKE SA on each side."""
+    with TwoHosts.create("l5") as hosts:
+        hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
+        conf_b = swanctl_conf([charon_conn(hosts, {}, {})], [PSK])
+        charon = charons.start(hosts.b, conf_b)
+        conf = espfast_conf(hosts, "dpd_delay = 1\ndpd_timeout = 3", 'dpd_action = "restart"')
+        up = start_in(hosts.a, write_private(tmp_path / "a.toml", conf), command="up")
+        try:
+            charon.wait_child("net")
+            assert wait_for(lambda: ping(hosts.a, INNER_B), timeout=10)
+            charon.kill()
+            died = time.monotonic()
+            assert wait_for(lambda: not established(hosts.a), timeout=15, interval=0.2)
+            noticed = time.monotonic() - died
+            print(f"espfast noticed the dead peer after {noticed:.1f} s")
+            assert noticed < 1 + 3 + 3  # dpd_delay + dpd_timeout, and some slack
+            # A fresh charon (its run directory is new: no stale PID file).
+            again = Charon.start(hosts.b, tmp_path / "charon-again", conf_b)
+            charons.started.append(again)
+            assert wait_for(lambda: ping(hosts.a, INNER_B), timeout=20)
+            assert wait_for(lambda: one_ike_sa(again), timeout=5), again.list_sas()
+            assert wait_for(lambda: one_tunnel(hosts.a), timeout=5), status(hosts.a)
+        finally:
+            rc, out, err = up.stop()
+    assert rc == 0, err
+    assert counters(out)["ike_sas_down"] >= 1
+
+
+def established(ns: Namespace) -> bool:
+    """espfast in ``ns`` has an established IKE SA."""
+    return any(sa["state"] == "ESTABLISHED" for sa in status(ns))

@@ -12,18 +12,17 @@ IKE SA from scratch, then the old one deleted) is counted the same way.
 from __future__ import annotations
 
 import itertools
-import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from udpflow import Flows, check_flows, flow, flow_with_tcp
+from updaemon import counters, drops, kill, one_tunnel, peek, ping, status
 
 from espfast.impair import Impairment, relay
-from espfast.netns import Namespace, ThreeHosts, TwoHosts, wait_for
-from espfast.static import Running, control_socket_in, start_in, write_private
+from espfast.netns import ThreeHosts, TwoHosts, wait_for
+from espfast.static import start_in, write_private
 from espfast.up import pair_configs
 
 PSK = "a pre-shared key long enough for the lifecycle tests"
@@ -50,38 +49,6 @@ def configs(
             )
         paths.append(write_private(tmp_path / f"{'ab'[i]}.toml", text))
     return paths
-
-
-def status(ns: Namespace) -> list[dict[str, Any]]:
-    """``espfast status --json``: the IKE SAs (an empty list if the daemon is gone)."""
-    out = ns.run(
-        sys.executable, "-m", "espfast", "status", "--socket", str(control_socket_in(ns)),
-        "--json", check=False,
-    )  # fmt: skip
-    if out.returncode != 0:
-        return []
-    sas: list[dict[str, Any]] = json.loads(out.stdout)["ike_sas"]
-    return sas
-
-
-def ping(ns: Namespace, dst: str) -> bool:
-    return ns.run("ping", "-c", "1", "-W", "1", dst, check=False).returncode == 0
-
-
-def counters(stdout: str) -> dict[str, int]:
-    """The counters ``espfast up`` prints when it ends."""
-    line = next(x for x in stdout.splitlines() if x.startswith("espfast up: datagrams"))
-    pairs = (item.rsplit(" ", 1) for item in line.removeprefix("espfast up: ").split(", "))
-    return {k.replace(" ", "_"): int(v) for k, v in pairs}
-
-
-def one_tunnel(ns: Namespace) -> bool:
-    """Exactly one IKE SA with exactly one Child SA, established. An old IKE SA still
-    retransmitting its DELETE after a rekey (its answer was lost, and the peer, which has
-    forgotten that SA, will not answer again) carries no Child SA and goes when its
-    retransmissions run out: that one is not counted."""
-    sas = [sa for sa in status(ns) if not (sa["state"] == "DELETING" and not sa["child_sas"])]
-    return len(sas) == 1 and sas[0]["state"] == "ESTABLISHED" and len(sas[0]["child_sas"]) == 1
 
 
 @dataclass
@@ -156,12 +123,6 @@ def test_reauthentication_under_traffic_loses_nothing(tmp_path: Path) -> None:
     assert cb["child_sas_rekeyed"] >= 1
 
 
-def kill(running: Running) -> None:
-    """SIGKILL by PID: no DELETE goes out."""
-    running.proc.kill()
-    running.proc.wait(5)
-
-
 def test_dead_peer_cleared(tmp_path: Path) -> None:
     """dpd_action = clear: a notices within dpd_delay + dpd_timeout, its SAs go, and so
     does its route into the TUN device."""
@@ -197,11 +158,11 @@ def test_dead_peer_restarted_and_back(tmp_path: Path) -> None:
         a = start_in(hosts.a, a_conf, command="up")
         assert wait_for(lambda: ping(hosts.a, B_IN), timeout=15)
         kill(b)
-        assert wait_for(lambda: "IKE SA down (dpd)" in _peek(a), timeout=10)
+        assert wait_for(lambda: "IKE SA down (dpd)" in peek(a), timeout=10)
         time.sleep(1)  # a tries again, in vain
         b = start_in(hosts.b, b_conf, command="up")
         back = time.monotonic()
-        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=20), _peek(a)
+        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=20), peek(a)
         print(f"tunnel back {time.monotonic() - back:.1f} s after b restarted")
         assert wait_for(lambda: one_tunnel(hosts.a) and one_tunnel(hosts.b), timeout=5)
         a.stop()
@@ -229,28 +190,6 @@ def test_restarted_initiator_clears_stale_sas(tmp_path: Path) -> None:
         b.stop()
 
 
-def _peek(running: Running) -> str:
-    """What the daemon has said on stderr so far (non-blocking)."""
-    import fcntl
-    import os
-
-    assert running.proc.stderr is not None
-    fd = running.proc.stderr.fileno()
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-    chunk = running.proc.stderr.read() or b""
-    running.stderr_head += chunk.decode(errors="replace")
-    return running.stderr_head
-
-
-def drops(stdout: str) -> dict[str, int]:
-    """The dataplane drop counters ``espfast up`` prints when it ends."""
-    line = next(x for x in stdout.splitlines() if x.startswith("espfast up: dataplane drops: "))
-    items = line.removeprefix("espfast up: dataplane drops: ")
-    return (
-        {} if items == "none" else {k: int(v) for k, v in (i.split("=") for i in items.split(", "))}
-    )
-
-
 def test_lossy_network(tmp_path: Path) -> None:
     """Through the impairment relay (seeded). First IKE alone suffers: 30 % of IKE datagrams
     lost and 20 % duplicated in each direction while IKE_SA_INIT, IKE_AUTH and rekeys
@@ -268,7 +207,7 @@ def test_lossy_network(tmp_path: Path) -> None:
         with relay(hosts, tmp_path / "relay", ab=lossy, ba=lossy, seed=5) as r:
             b = start_in(hosts.b, b_conf, command="up")
             a = start_in(hosts.a, a_conf, command="up")
-            assert wait_for(lambda: ping(hosts.a, B_IN), timeout=30), _peek(a)
+            assert wait_for(lambda: ping(hosts.a, B_IN), timeout=30), peek(a)
             time.sleep(12)  # four Child SA rekeys, one or two IKE SA rekeys, all lossy
             ike_stats = r.stats()
             r.update(
@@ -326,7 +265,7 @@ def test_trap_negotiates_on_traffic_and_after_a_dead_peer(tmp_path: Path) -> Non
         time.sleep(1.5)
         assert status(hosts.a) == [] and status(hosts.b) == []  # nothing yet
         assert "198.19.2.0/24" in hosts.a.run("ip", "route").stdout  # the trap's route
-        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=10), _peek(a)
+        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=10), peek(a)
         assert one_tunnel(hosts.a) and one_tunnel(hosts.b)
         kill(b)
         assert wait_for(lambda: not status(hosts.a), timeout=10, interval=0.2)
@@ -334,7 +273,7 @@ def test_trap_negotiates_on_traffic_and_after_a_dead_peer(tmp_path: Path) -> Non
         b = start_in(hosts.b, b_conf, command="up")
         time.sleep(1.5)
         assert status(hosts.a) == []  # no traffic, no negotiation
-        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=10), _peek(a)
+        assert wait_for(lambda: ping(hosts.a, B_IN), timeout=10), peek(a)
         assert one_tunnel(hosts.a) and one_tunnel(hosts.b)
         _, out_a, _ = a.stop()
         b.stop()

@@ -1,0 +1,70 @@
+"""Helpers for tests that run ``espfast up`` in namespaces: its status, the counters it
+prints when it ends, and ending it without a word."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from typing import Any
+
+from espfast.netns import Namespace
+from espfast.static import Running, control_socket_in
+
+
+def status(ns: Namespace) -> list[dict[str, Any]]:
+    """``espfast status --json``: the IKE SAs (an empty list if the daemon is gone)."""
+    out = ns.run(
+        sys.executable, "-m", "espfast", "status", "--socket", str(control_socket_in(ns)),
+        "--json", check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return []
+    sas: list[dict[str, Any]] = json.loads(out.stdout)["ike_sas"]
+    return sas
+
+
+def ping(ns: Namespace, dst: str) -> bool:
+    return ns.run("ping", "-c", "1", "-W", "1", dst, check=False).returncode == 0
+
+
+def counters(stdout: str) -> dict[str, int]:
+    """The counters ``espfast up`` prints when it ends."""
+    line = next(x for x in stdout.splitlines() if x.startswith("espfast up: datagrams"))
+    pairs = (item.rsplit(" ", 1) for item in line.removeprefix("espfast up: ").split(", "))
+    return {k.replace(" ", "_"): int(v) for k, v in pairs}
+
+
+def one_tunnel(ns: Namespace) -> bool:
+    """Exactly one IKE SA with exactly one Child SA, established. An old IKE SA still
+    retransmitting its DELETE after a rekey (its answer was lost, and the peer, which has
+    forgotten that SA, will not answer again) carries no Child SA and goes when its
+    retransmissions run out: that one is not counted."""
+    sas = [sa for sa in status(ns) if not (sa["state"] == "DELETING" and not sa["child_sas"])]
+    return len(sas) == 1 and sas[0]["state"] == "ESTABLISHED" and len(sas[0]["child_sas"]) == 1
+
+
+def drops(stdout: str) -> dict[str, int]:
+    """The dataplane drop counters ``espfast up`` prints when it ends."""
+    line = next(x for x in stdout.splitlines() if x.startswith("espfast up: dataplane drops: "))
+    items = line.removeprefix("espfast up: dataplane drops: ")
+    return (
+        {} if items == "none" else {k: int(v) for k, v in (i.split("=") for i in items.split(", "))}
+    )
+
+
+def kill(running: Running) -> None:
+    """SIGKILL by PID: no DELETE goes out."""
+    running.proc.kill()
+    running.proc.wait(5)
+
+
+def peek(running: Running) -> str:
+    """What the daemon has said on stderr so far (non-blocking)."""
+    assert running.proc.stderr is not None
+    fd = running.proc.stderr.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    chunk = running.proc.stderr.read() or b""
+    running.stderr_head += chunk.decode(errors="replace")
+    return running.stderr_head
