@@ -102,7 +102,15 @@ class IkeSaStatus(TypedDict):
     child_sas: list[ChildSaStatus]
 
 
-class DaemonStatus(TypedDict):
+class _DaemonCounters(TypedDict, total=False):
+    # espfast up: its own counters since it started (IKE datagrams, SAs installed,
+    # rekeyed, reauthenticated, IKE retransmissions, ...: espfast.daemon.Counters) ...
+    counters: dict[str, int]
+    # ... and the dataplane's (espfast.dataplane.Stats: traffic, drops by reason).
+    dataplane: dict[str, int]
+
+
+class DaemonStatus(_DaemonCounters):
     pid: int
     version: str
     started: float  # UNIX time the daemon started

@@ -84,6 +84,7 @@ from espfast.control.message import parse_header
 from espfast.control.rng import Rng
 from espfast.ctl import (
     SCHEMA_VERSION,
+    DaemonStatus,
     IkeSaStatus,
     StatusDocument,
     child_sa_status,
@@ -566,9 +567,12 @@ class Daemon:
 
     # -- status ------------------------------------------------------------------------------
 
-    def status_document(self, started: float, config_path: str) -> StatusDocument:
-        """What ``espfast status`` shows (espfast/ctl.py): IKE SAs, their Child SAs and the
-        dataplane's counters. No keys."""
+    def status_document(
+        self, started: float, config_path: str, dataplane: dict[str, int] | None = None
+    ) -> StatusDocument:
+        """What ``espfast status`` shows (espfast/ctl.py): IKE SAs, their Child SAs with
+        their dataplane counters, our counters and (given) the dataplane's. No keys."""
+        self._count_ike()
         ike_sas: list[IkeSaStatus] = []
         for sa in self.sas:
             st = sa.status()
@@ -599,16 +603,16 @@ class Daemon:
                     "child_sas": children,
                 }
             )
-        return {
-            "schema": SCHEMA_VERSION,
-            "daemon": {
-                "pid": os.getpid(),
-                "version": __version__,
-                "started": started,
-                "config": config_path,
-            },
-            "ike_sas": ike_sas,
+        daemon: DaemonStatus = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started": started,
+            "config": config_path,
+            "counters": dataclasses.asdict(self.counters),
         }
+        if dataplane is not None:
+            daemon["dataplane"] = dataplane
+        return {"schema": SCHEMA_VERSION, "daemon": daemon, "ike_sas": ike_sas}
 
     def _wall(self, when: float | None) -> float | None:
         """A time on the loop's (monotonic) clock as UNIX time."""

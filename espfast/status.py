@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from espfast.ctl import (
     ControlError,
+    DaemonStatus,
     SchemaError,
     StatusDocument,
     add_socket_argument,
@@ -109,7 +110,30 @@ def render(doc: StatusDocument, now: float | None = None) -> str:
             "IN PKTS/BYTES", "OUT PKTS/BYTES", "DROPS", "INSTALLED", "REKEY",
         ]  # fmt: skip
         lines += table(headers, rows)
+    lines += counter_lines(d)
     return "\n".join(lines)
+
+
+def counter_lines(d: DaemonStatus) -> list[str]:
+    """The daemon's counters (the ones that moved) and the dataplane's totals and drops."""
+    from espfast.dataplane import Stats  # (the C extension only when there is something)
+
+    out = []
+    counters = d.get("counters")
+    if counters is not None:
+        moved = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items() if v)
+        out += ["", f"Counters: {moved or 'none'}"]
+    dp = d.get("dataplane")
+    if dp is not None:
+        drops = ", ".join(
+            f"{k} {v}" for k, v in sorted(dp.items()) if v and k not in Stats.NOT_DROPS
+        )
+        out += [
+            f"Dataplane: in {dp.get('rx_packets', 0)} / {size(dp.get('rx_bytes', 0))}, "
+            f"out {dp.get('tx_packets', 0)} / {size(dp.get('tx_bytes', 0))}, "
+            f"drops: {drops or 'none'}"
+        ]
+    return out
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 import time
@@ -108,7 +109,10 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         stack.callback(loop.remove_reader, dp.ike_fileno())
         started = time.time()
         ctl = ControlServer(
-            lambda: daemon.status_document(started, str(config.source)), control_socket
+            lambda: daemon.status_document(
+                started, str(config.source), dataclasses.asdict(dp.stats())
+            ),
+            control_socket,
         )
         await ctl.start()
         try:

@@ -72,3 +72,7 @@ def test_ike_negotiates_ping_and_iperf3_flow(tmp_path: Path) -> None:
     assert child_a["transform"] == child_b["transform"] == "aes128gcm16"
     assert child_a["packets_in"] >= 3 and child_b["packets_in"] >= 3
     assert child_b["bytes_in"] > 1_000_000  # the iperf3 run, decrypted by b
+    # The daemon's counters and the dataplane's, while it runs.
+    assert doc_a["daemon"]["counters"]["ike_sas_up"] == 1
+    assert doc_b["daemon"]["counters"]["child_sas_installed"] == 1
+    assert doc_b["daemon"]["dataplane"]["rx_bytes"] > 1_000_000

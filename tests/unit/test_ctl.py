@@ -388,6 +388,26 @@ def test_render_many() -> None:
     assert "aes128gcm16-esn" in render(esn, now=NOW)
 
 
+def test_render_counters() -> None:
+    """espfast up adds its own counters and the dataplane's: the ones that moved, then
+    the dataplane's traffic and drops."""
+    doc = copy.deepcopy(ONE)
+    doc["daemon"]["counters"] = {"datagrams_in": 12, "child_sas_rekeyed": 3, "event_errors": 0}
+    doc["daemon"]["dataplane"] = {
+        "rx_packets": 10, "rx_bytes": 1500, "tx_packets": 20, "tx_bytes": 3000,
+        "replay_drops": 2, "unknown_spi": 0, "spi_late": 4,
+    }  # fmt: skip
+    check_document(doc)
+    lines = render(doc, now=NOW).splitlines()
+    assert lines[-2:] == [
+        "Counters: datagrams in 12, child sas rekeyed 3",
+        "Dataplane: in 10 / 1.5 KiB, out 20 / 2.9 KiB, drops: replay_drops 2",
+    ]
+    doc["daemon"]["counters"] = {"datagrams_in": "12"}  # type: ignore[dict-item]
+    with pytest.raises(SchemaError, match=r"daemon.counters.datagrams_in: expected int"):
+        check_document(doc)
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(-5, "0s"), (0, "0s"), (59, "59s"), (60, "1m00s"), (3599, "59m59s"), (3600, "1h00m"),

@@ -199,6 +199,9 @@ def test_status_document(tmp_path: Path) -> None:
         (child,) = ike["child_sas"]
         assert (child["name"], child["transform"], child["packets_in"]) == ("net", "aes128gcm16", 7)
         assert child["remote_ts"] == ["198.19.2.0/24"]
+        counters = doc["daemon"].get("counters")
+        assert counters is not None and counters["ike_sas_up"] == 1
+        assert counters["child_sas_installed"] == 1 and "dataplane" not in doc["daemon"]
         assert child["rekey_at"] is not None  # rekey_time defaults to an hour
         assert PSK not in repr(doc)
 
