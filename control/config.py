@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -101,6 +102,12 @@ class IkeConfig:
     initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
     mobike: bool = True  # RFC 4555: N(MOBIKE_SUPPORTED) in IKE_AUTH (strongSwan's default)
     unique: str = "no"  # one of UNIQUE_POLICIES (strongSwan's default: no)
+    # Virtual IPs (RFC 7296 §2.19): as the responder, the addresses to hand out to peers
+    # that ask (strongSwan's pools) and the DNS servers to tell them; as the initiator,
+    # the addresses to ask for (strongSwan's vips: 0.0.0.0 / :: for any of that family).
+    pool: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    vips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"connection {self.name!r}"

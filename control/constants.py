@@ -232,3 +232,26 @@ class NotifyType(IntEnum):
 def is_error_notify(notify_type: int) -> bool:
     """RFC 7296 §3.10.1: types 0..16383 are errors (known or not)."""
     return 0 < notify_type < 16384
+
+
+class CfgType(IntEnum):
+    """RFC 7296 §3.15: the CFG Type of a Configuration payload."""
+
+    REQUEST = 1
+    REPLY = 2
+    SET = 3
+    ACK = 4
+
+
+class CfgAttr(IntEnum):
+    """RFC 7296 §3.15.1 configuration attributes (those we ask for or hand out)."""
+
+    INTERNAL_IP4_ADDRESS = 1
+    INTERNAL_IP4_NETMASK = 2
+    INTERNAL_IP4_DNS = 3
+    INTERNAL_ADDRESS_EXPIRY = 5
+    INTERNAL_IP6_ADDRESS = 8
+    INTERNAL_IP6_DNS = 10
+    SUPPORTED_ATTRIBUTES = 14
+    INTERNAL_IP6_SUBNET = 15
+    INTERNAL_IP4_SUBNET = 13

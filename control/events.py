@@ -77,6 +77,11 @@ class IkeSaUp:
     remote_id: str
     peer: tuple[str, int]
     algorithms: str  # e.g. "aes256gcm16-prfsha384-ecp384"
+    # Virtual IPs (RFC 7296 §2.19): the addresses the peer gave us (with the DNS servers
+    # it named), and those we gave the peer.
+    virtual_ips: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    peer_virtual_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ from .tasks.informational import Informational
 log = logging.getLogger("espfast.control")
 
 Addr = tuple[str, int]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 HALF_OPEN_TIMEOUT = 30.0  # seconds a responder waits for IKE_AUTH (strongSwan's default)
 MAX_FRAGMENTS = 32
 MAX_REASSEMBLIES = 4  # messages being reassembled at once
@@ -157,6 +158,7 @@ class IkeSa:
         # so it starts no exchange of its own (its queue waits).
         self.on_hold = False
         self.delete_reason = ""
+        self.close_reason = ""  # why we are deleting it, if not simply "deleted"
         # Lifetimes and liveness (absolute times on the caller's clock).
         self.rekey_at: float | None = None
         self.expire_at: float | None = None
@@ -174,6 +176,12 @@ class IkeSa:
         # The other IKE SAs with the peer's identity under this connection (IkeManager's,
         # for its uniqueness policy; see IkeConfig.unique).
         self.duplicates: Callable[[IkeSa], list[IkeSa]] = lambda sa: []
+        # Virtual IPs (RFC 7296 §2.19): what the peer gave us (and its DNS servers), what
+        # we gave the peer (from IkeManager's pool for the connection, through ``lease``).
+        self.local_vips: tuple[IPAddress, ...] = ()
+        self.dns: tuple[IPAddress, ...] = ()
+        self.remote_vips: tuple[IPAddress, ...] = ()
+        self.lease: Callable[[IkeSa, int], IPAddress | None] = lambda sa, version: None
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -398,6 +406,14 @@ class IkeSa:
         self.current.down_cause = "local"
         self.current._delete_self(now)
 
+    def abandon(self, reason: str) -> None:
+        """IKE_AUTH went through but we cannot use this IKE SA: delete it (the peer holds
+        it) without ever announcing it; IkeSaDown says ``reason``, cause "failed"."""
+        self.log(f"{reason}: deleting the IKE SA", logging.WARNING)
+        self.close_reason, self.down_cause = reason, "failed"
+        self.state = State.ESTABLISHED  # (unannounced) the keys are in place to say so
+        self._delete_self(self.now)
+
     def _delete_self(self, now: float) -> None:
         if self.is_destroyed or self.is_deleting:
             return
@@ -496,7 +512,9 @@ class IkeSa:
         self.log(f"IKE SA established with {peer} at {self.remote[0]}:{self.remote[1]} "
                  f"({self.chosen})", logging.DEBUG)  # fmt: skip
         self.emit(IkeSaUp(self.ike_sa_id, self.config.name, local, peer, self.remote,
-                          str(self.chosen)))  # fmt: skip
+                          str(self.chosen), tuple(map(str, self.local_vips)),
+                          tuple(map(str, self.dns)),
+                          tuple(map(str, self.remote_vips))))  # fmt: skip
 
     def destroy(self, reason: str) -> None:
         if self.is_destroyed:
@@ -676,6 +694,7 @@ class IkeSa:
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.mobike = self.mobike
         new.peer_id = self.peer_id
+        new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq
         new.created, new.established_at = self.created, self.established_at  # the lineage's

@@ -49,6 +49,7 @@ from .events import (
 )
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN
+from .pool import AddressPool, IPAddress
 from .responder import Responder
 from .rng import Rng
 
@@ -77,6 +78,7 @@ class IkeManager:
         self.replace_delay = REPLACE_DELAY
         # unique = replace: (when, an IKE SA whose same-address duplicates to settle then).
         self._settle: list[tuple[float, IkeSa]] = []
+        self.pools: dict[str, AddressPool] = {}  # by connection: virtual IPs (pool.py)
 
     @property
     def sas(self) -> list[IkeSa]:
@@ -280,8 +282,19 @@ class IkeManager:
             elif not sa.current.is_destroyed and not sa.current.is_deleting:
                 sa.current.create_child(cfgs[event.name], sa.now)
 
+    def _lease(self, sa: IkeSa, version: int) -> IPAddress | None:
+        """A virtual IP of ``version`` for the peer of ``sa`` from its connection's pool."""
+        if not sa.config.pool or sa.peer_id is None:
+            return None
+        pool = self.pools.get(sa.config.name)
+        if pool is None:
+            pool = self.pools[sa.config.name] = AddressPool(sa.config.pool)
+        identity = bytes([sa.peer_id.id_type]) + sa.peer_id.data
+        return pool.acquire(identity, version, sa.ike_sa_id)
+
     def _add(self, sa: IkeSa) -> None:
         sa.duplicates = self._duplicates
+        sa.lease = self._lease
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
         if not sa.initiator:
             self._responding[sa.spi_i] = sa
@@ -300,6 +313,9 @@ class IkeManager:
         elif came_up and sa.config.unique == "replace":
             self._replace(sa)
         if sa.is_destroyed:
+            pool = self.pools.get(sa.config.name)
+            if pool is not None and (sa.replaced_by is None or sa.superseded):
+                pool.release(sa.ike_sa_id)  # (a rekeyed SA's successor holds them on)
             # Its last words (e.g. the answer to the peer's DELETE) still go out.
             self._out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(0)]
             for table in (self._by_spi, self._responding):

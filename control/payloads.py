@@ -599,6 +599,48 @@ def push_skf(buf: Buffer, p: SkfPayload) -> None:
 # --------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------
+# Configuration payload CP (§3.15), and its attributes (§3.15.1):
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# |   CFG Type    |                    RESERVED                   |
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# |R|         Attribute Type      |            Length             |
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# ~                             Value                             ~
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpPayload:
+    TYPE: ClassVar[PayloadType] = PayloadType.CP
+    cfg_type: int
+    attributes: tuple[tuple[int, bytes], ...] = ()  # (attribute type, value) in order
+
+    def values(self, attr: int) -> list[bytes]:
+        """The values of every attribute of type ``attr``."""
+        return [v for t, v in self.attributes if t == attr]
+
+
+def pull_cp(buf: Buffer) -> CpPayload:
+    cfg_type = buf.pull_uint8()
+    buf.pull_bytes(3)
+    attrs = []
+    while buf.remaining():
+        attr = buf.pull_uint16() & 0x7FFF  # the R bit is reserved: ignored
+        attrs.append((attr, buf.pull_bytes(buf.pull_uint16())))
+    return CpPayload(cfg_type, tuple(attrs))
+
+
+def push_cp(buf: Buffer, p: CpPayload) -> None:
+    buf.push_uint8(p.cfg_type)
+    buf.push_bytes(bytes(3))
+    for attr, value in p.attributes:
+        buf.push_uint16(attr & 0x7FFF)
+        buf.push_uint16(len(value))
+        buf.push_bytes(value)
+
+
 @dataclass(frozen=True)
 class UnknownPayload:
     TYPE: ClassVar[PayloadType] = PayloadType.NONE
@@ -609,7 +651,7 @@ class UnknownPayload:
 Payload = (
     SaPayload | KePayload | IdPayload | CertPayload | CertReqPayload | AuthPayload
     | NoncePayload | NotifyPayload | DeletePayload | VendorIdPayload | TsPayload
-    | SkPayload | SkfPayload | UnknownPayload
+    | CpPayload | SkPayload | SkfPayload | UnknownPayload
 )  # fmt: skip
 
 # Dispatch tables: payload type -> body parser / body writer.
@@ -627,6 +669,7 @@ PULLERS: dict[int, Callable[[Buffer], Payload]] = {
     PayloadType.VENDOR_ID: pull_vendor_id,
     PayloadType.TSI: _pull_ts_as(TsiPayload),
     PayloadType.TSR: _pull_ts_as(TsrPayload),
+    PayloadType.CP: pull_cp,
     PayloadType.SK: pull_sk,
     PayloadType.SKF: pull_skf,
 }
@@ -645,6 +688,7 @@ PUSHERS: dict[type, Callable[[Buffer, Any], None]] = {
     VendorIdPayload: push_vendor_id,
     TsiPayload: push_ts,
     TsrPayload: push_ts,
+    CpPayload: push_cp,
     SkPayload: push_sk,
     SkfPayload: push_skf,
 }

@@ -578,6 +578,12 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     unique = "no"                   # IKE SAs with the same peer identity: no | never | keep
 #                                     # | replace (strongSwan's; replace when both ends
 #                                     # reauthenticate, or for clients that reconnect)
+#     pool = ["198.19.100.0/24"]      # virtual IPs for peers that ask (road warriors): each
+#                                     # identity keeps its address; child remote_ts
+#                                     # defaults to the pool
+#     dns = ["198.19.2.53"]           # DNS servers to tell them
+#     vips = ["0.0.0.0"]              # as a client, ask for an address (0.0.0.0 / :: any);
+#                                     # child local_ts defaults to 0.0.0.0/0 (::/0)
 #
 #     [[connection.child]]
 #     name = "net"
@@ -667,6 +673,11 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         _check_own_cert(t, auth.certs[0], local_id)
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
+    pool = tuple(parse_prefix(t, "pool", p) for p in t.get_str_list("pool"))
+    dns = tuple(_address(t, "dns", a) for a in t.get_str_list("dns"))
+    vips = tuple(_address(t, "vips", a) for a in t.get_str_list("vips"))
+    if len({v.version for v in vips}) != len(vips):
+        raise t.error("vips", "one address of each IP version at most")
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
     tries = t.get_int("retransmit_tries", RETRANSMIT_TRIES, 0, 30)
     retransmit = _dpd_timeout(t, tries)
@@ -687,12 +698,8 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         children.append(
             ChildConfig(
                 name=name_c,
-                local_ts=tuple(
-                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "local_ts")
-                ),
-                remote_ts=tuple(
-                    TrafficSelector.from_network(n) for n in parse_prefixes(ct, "remote_ts")
-                ),
+                local_ts=_selectors(ct, "local_ts", _anywhere(vips)),
+                remote_ts=_selectors(ct, "remote_ts", pool),
                 esp_proposals=_proposals(ct, "esp_proposals", DEFAULT_ESP, parse_esp),
                 lifetime=_child_lifetime(ct),
                 dpd_action=dpd_action,
@@ -716,6 +723,9 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         retransmit_timeout=retransmit,
         retransmit_tries=tries,
         unique=unique,
+        pool=pool,
+        dns=dns,
+        vips=vips,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))
 
@@ -758,6 +768,25 @@ def _size(t: Table, key: str) -> int:
     if not 0 <= value < 1 << 63:
         raise t.error(key, f"{value} is out of range (0..2^63-1)")
     return value
+
+
+def _address(t: Table, key: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise t.error(key, f"{text!r} is not an IP address") from None
+
+
+def _anywhere(vips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+              ) -> tuple[IPNetwork, ...]:  # fmt: skip
+    """A client's own side before its virtual IPs are known: anywhere, per family."""
+    return tuple(ipaddress.ip_network("0.0.0.0/0" if v.version == 4 else "::/0") for v in vips)
+
+
+def _selectors(t: Table, key: str, default: tuple[IPNetwork, ...]) -> tuple[TrafficSelector, ...]:
+    """A child's ``local_ts`` / ``remote_ts``, required unless there is a ``default``."""
+    nets = parse_prefixes(t, key) if t.has(key) or not default else default
+    return tuple(TrafficSelector.from_network(n) for n in nets)
 
 
 def _choice(t: Table, key: str, default: str, choices: tuple[str, ...]) -> str:

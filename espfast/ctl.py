@@ -85,7 +85,12 @@ class ChildSaStatus(TypedDict):
     rekey_at: float | None  # UNIX time of the next scheduled rekey (None: none scheduled)
 
 
-class IkeSaStatus(TypedDict):
+class _IkeSaVips(TypedDict, total=False):
+    virtual_ips: list[str]  # the virtual IPs the peer gave us (RFC 7296 §2.19) ...
+    peer_virtual_ips: list[str]  # ... and those we gave the peer (from our pool)
+
+
+class IkeSaStatus(_IkeSaVips):
     """One IKE SA and the Child SAs it negotiated."""
 
     name: str  # the connection's name in the config

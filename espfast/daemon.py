@@ -28,6 +28,8 @@ the non-ESP marker), the timer on the event loop, the TUN device
                            close_action are IkeManager's: "restart" negotiates again there,
                            "trap" leaves a trap (routes stay into the TUN device)
     PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs
+    IkeSaUp/IkeSaDown   -> the virtual IPs the peer gave us go on the TUN device while an
+                           IKE SA holds them (``set_addresses``)
 
 Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters: each Child SA's
 bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
@@ -99,6 +101,7 @@ log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IKE_PORT, NATT_PORT = 500, 4500
 REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the new one
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
@@ -158,6 +161,8 @@ class Daemon:
     counters: Counters = field(default_factory=Counters)
     children: dict[int, _Child] = field(default_factory=dict)  # by inbound SPI
     remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
+    # Add (True) or remove (False) addresses on the TUN device: our virtual IPs.
+    set_addresses: Callable[[Iterable[IPInterface], bool], None] = lambda addrs, add: None
     rekey_grace: float = REKEY_GRACE
     retry_delay: float = RETRY_DELAY
     traffic_interval: float = TRAFFIC_INTERVAL
@@ -178,6 +183,7 @@ class Daemon:
     _retiring: dict[int, int] = field(default_factory=dict)
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
     _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
+    _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
 
     @property
     def local(self) -> str:
@@ -353,14 +359,19 @@ class Daemon:
                 self.counters.ike_sas_up += 1
                 self._established[event.ike_sa_id] = time.time()
                 self._retries.pop(event.name, None)
+                vips = ", ".join(event.virtual_ips + event.peer_virtual_ips)
+                dns = ", ".join(event.dns)
                 log.info(
-                    "%s: IKE SA up with %s, %s === %s, %s",
+                    "%s: IKE SA up with %s, %s === %s, %s%s%s",
                     event.name,
                     fmt_endpoint(event.peer),
                     event.local_id,
                     event.remote_id,
                     event.algorithms,
+                    f", virtual IP {vips}" if vips else "",
+                    f", DNS {dns}" if dns else "",
                 )
+                self._hold_vips(event.ike_sa_id, event.virtual_ips)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
                 log.info("%s: IKE SA rekeyed", event.name)
@@ -407,6 +418,7 @@ class Daemon:
                     if ike_sa_id == event.ike_sa_id:  # never deleted on its own
                         del self._retiring[spi_in]
                         self._remove(spi_in, Direction.IN)
+                self._hold_vips(event.ike_sa_id, ())
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
@@ -416,6 +428,28 @@ class Daemon:
                 # is restarted; what never came up (or ran out its life) is tried again.
                 if event.cause in ("failed", "expired", ""):
                     self._schedule_retry(event.name)
+
+    def _hold_vips(self, ike_sa_id: int, vips: tuple[str, ...]) -> None:
+        """IKE SA ``ike_sa_id`` now holds the virtual IPs ``vips`` (none: it went): each
+        is on the TUN device while some IKE SA holds it."""
+        for addr in vips:
+            if addr not in self._vips:
+                self._set_vip(addr, True)
+            self._vips.setdefault(addr, set()).add(ike_sa_id)
+        for addr, holders in list(self._vips.items()):
+            if addr not in vips:
+                holders.discard(ike_sa_id)
+                if not holders:
+                    del self._vips[addr]
+                    self._set_vip(addr, False)
+
+    def _set_vip(self, addr: str, add: bool) -> None:
+        iface = ipaddress.ip_interface(addr)
+        try:
+            self.set_addresses([iface], add)
+        except (OSError, RuntimeError) as e:  # TunError: netlink said no
+            self.counters.event_errors += 1
+            log.error("cannot %s virtual IP %s: %s", "add" if add else "remove", addr, e)
 
     def _schedule_retry(self, name: str) -> None:
         """A connection we initiate keeps trying: again after retry_delay, doubling each
@@ -603,6 +637,10 @@ class Daemon:
                     "child_sas": children,
                 }
             )
+            if sa.local_vips:
+                ike_sas[-1]["virtual_ips"] = [str(a) for a in sa.local_vips]
+            if sa.remote_vips:
+                ike_sas[-1]["peer_virtual_ips"] = [str(a) for a in sa.remote_vips]
         daemon: DaemonStatus = {
             "pid": os.getpid(),
             "version": __version__,

@@ -73,8 +73,10 @@ def render(doc: StatusDocument, now: float | None = None) -> str:
                 ike["name"],
                 ike["state"],
                 "initiator" if ike["initiator"] else "responder",
-                f"{ike['local_addr']} [{ike['local_id']}]",
-                f"{ike['remote_addr']} [{ike['remote_id']}]",
+                f"{ike['local_addr']} [{ike['local_id']}]"
+                + "".join(f" vip {a}" for a in ike.get("virtual_ips", [])),
+                f"{ike['remote_addr']} [{ike['remote_id']}]"
+                + "".join(f" vip {a}" for a in ike.get("peer_virtual_ips", [])),
                 ike["proposal"] or "-",
                 f"{ike['spi_i']:016x}_i {ike['spi_r']:016x}_r",
                 since(ike["established"], now),

@@ -83,6 +83,11 @@ class Tun:
                 flags=flags,
             )
 
+    def remove_addresses(self, addresses: Iterable[IPInterface]) -> None:
+        for a in addresses:
+            self._netlink(f"remove address {a}", "addr", "del", index=self.index,
+                          address=str(a.ip), prefixlen=a.network.prefixlen)  # fmt: skip
+
     def up(self) -> None:
         self._netlink("set the link up", "link", "set", index=self.index, state="up")
 

@@ -15,6 +15,7 @@ import dataclasses
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,7 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
-    from espfast.tun import open_tun
+    from espfast.tun import IPInterface, open_tun
 
     loop = asyncio.get_running_loop()
     iface = config.interface
@@ -86,9 +87,13 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         def send_500(data: bytes, addr: Addr) -> None:
             sock500.sendto(data, addr)
 
+        def set_addresses(addresses: Iterable[IPInterface], add: bool) -> None:
+            (tun.add_addresses if add else tun.remove_addresses)(addresses)
+
         daemon = Daemon(
-            config, dp, tun.add_routes, send_500, SystemRng(), loop, remove_routes=tun.remove_routes
-        )
+            config, dp, tun.add_routes, send_500, SystemRng(), loop,
+            remove_routes=tun.remove_routes, set_addresses=set_addresses,
+        )  # fmt: skip
 
         def read_500() -> None:
             while True:

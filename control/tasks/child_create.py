@@ -7,6 +7,7 @@ CREATE_CHILD_SA (§1.3.1 new Child SA, §1.3.3 rekey):
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from ..child_sa import ChildSa, check_subset, narrow
@@ -14,7 +15,7 @@ from ..config import ChildConfig
 from ..constants import ExchangeType, NotifyType, ProtocolId
 from ..crypto import KeyExchange, child_keymat
 from ..errors import RemoteProtocolError
-from ..events import ChildSaFailed
+from ..events import ChildSaFailed, TrafficSelector
 from ..message import Message, check_rules
 from ..payloads import (
     KePayload,
@@ -88,9 +89,12 @@ class ChildNegotiation:
         if sa_p is None or tsi is None or tsr is None:
             raise RemoteProtocolError("Child SA request without SA, TSi or TSr")
         error: RemoteProtocolError | None = None
+        # A peer we gave virtual IPs (control/vip.py) speaks from those alone.
+        vips = tuple(TrafficSelector.from_network(ipaddress.ip_network(a))
+                     for a in self.sa.remote_vips)  # fmt: skip
         for cfg in self.sa.config.children:
             try:
-                ts_i = narrow(tsi.selectors, cfg.remote_ts)
+                ts_i = narrow(tsi.selectors, vips or cfg.remote_ts)
                 ts_r = narrow(tsr.selectors, cfg.local_ts)
                 chosen = select(cfg.esp_proposals, sa_p.proposals, ignore_dh=self.ignore_dh)
             except RemoteProtocolError as exc:

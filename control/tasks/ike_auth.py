@@ -6,8 +6,10 @@ IKE_AUTH { IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr } -->
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from .. import vip
 from ..auth import id_matches, psk_auth, psk_verify, signed_octets
 from ..config import ChildConfig
 from ..constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
@@ -17,6 +19,7 @@ from ..payloads import (
     AuthPayload,
     CertPayload,
     CertReqPayload,
+    CpPayload,
     IdiPayload,
     IdPayload,
     IdrPayload,
@@ -119,10 +122,13 @@ class IkeAuth(Task):
                 out.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
             if cfg.mobike:
                 out.append(NotifyPayload(NotifyType.MOBIKE_SUPPORTED))  # RFC 4555 §3.1
+            if cfg.vips:
+                out.append(vip.request(cfg.vips))
             return out + self.neg.request()
         idr = IdrPayload(*cfg.local_id)
         mobike = [NotifyPayload(NotifyType.MOBIKE_SUPPORTED)] if sa.mobike else []
-        return [idr, *self._our_auth(idr), *mobike, *self.neg.answer()]
+        cp = [vip.reply(sa.remote_vips, cfg.dns)] if sa.remote_vips else []
+        return [idr, *self._our_auth(idr), *mobike, *cp, *self.neg.answer()]
 
     def process(self, msg: Message, raw: bytes) -> bool:
         sa = self.sa
@@ -135,6 +141,11 @@ class IkeAuth(Task):
             self._check_peer(msg, idr)
             sa.peer_id = idr
             sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
+            if sa.config.vips:
+                sa.local_vips, sa.dns = vip.assigned(msg.get(CpPayload))
+                if not sa.local_vips:
+                    sa.abandon("the peer assigned no virtual IP (we asked for one)")
+                    return True
             sa.established()
             if self.neg.response(msg) is None:
                 self.neg.report_failure()
@@ -154,6 +165,14 @@ class IkeAuth(Task):
             raise _auth_failed(f"{sa.id_str(idi)} has an IKE SA from another address "
                                "(unique = keep)")  # fmt: skip
         sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
+        wanted = vip.requested(msg.get(CpPayload)) if sa.config.pool else ()
+        leased = [sa.lease(sa, version) for version in wanted]
+        sa.remote_vips = tuple(a for a in leased if a is not None)
+        if wanted and not sa.remote_vips:
+            sa.log(f"no virtual IP left for {sa.id_str(idi)}", logging.WARNING)
+            failure = NotifyType.INTERNAL_ADDRESS_FAILURE
+            self.neg.error = RemoteProtocolError("no virtual IP left", notify=failure)
+            return True
         self.neg.choose(msg)
         return True
 

@@ -43,7 +43,7 @@ class Informational(Task):
         sa = self.sa
         if self.initiator:
             if self.sa.is_deleting:
-                sa.destroy("deleted")
+                sa.destroy(sa.close_reason or "deleted")
                 return True
             for d in msg.all(DeletePayload):
                 if d.protocol == ProtocolId.ESP:

@@ -68,3 +68,49 @@ def peek(running: Running) -> str:
     chunk = running.proc.stderr.read() or b""
     running.stderr_head += chunk.decode(errors="replace")
     return running.stderr_head
+
+
+def gateway_conf(*, listen: str, local_id: str, auth: str, pool: str, dns: str,
+                 inner: str, local_ts: str, name: str = "efgw0") -> str:  # fmt: skip
+    """An ``espfast up`` gateway for road warriors: answers anyone, hands out ``pool``
+    addresses (and ``dns``); ``auth`` is its credential lines (psk = ...)."""
+    return f"""
+[interface]
+name = "{name}"
+addresses = ["{inner}"]
+listen = "{listen}:4500"
+
+[[connection]]
+name = "roadwarriors"
+remote = "%any"
+local_id = "{local_id}"
+{auth}
+pool = ["{pool}"]
+dns = ["{dns}"]
+
+[[connection.child]]
+name = "net"
+local_ts = ["{local_ts}"]
+"""
+
+
+def client_conf(*, listen: str, gateway: str, local_id: str, remote_id: str, auth: str,
+                remote_ts: str, name: str = "efrw0") -> str:  # fmt: skip
+    """An ``espfast up`` road-warrior client of ``gateway``, asking for an IPv4 address."""
+    return f"""
+[interface]
+name = "{name}"
+listen = "{listen}:4500"
+
+[[connection]]
+name = "gw"
+remote = "{gateway}"
+local_id = "{local_id}"
+remote_id = "{remote_id}"
+{auth}
+vips = ["0.0.0.0"]
+
+[[connection.child]]
+name = "net"
+remote_ts = ["{remote_ts}"]
+"""

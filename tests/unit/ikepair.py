@@ -141,3 +141,21 @@ def establish_pair(**kw: object) -> Pair:
     events(p.i)
     events(p.r)
     return p
+
+
+def exchange(gw: IkeManager, clients: list[tuple[IkeManager, str]], now: float) -> None:
+    """Deliver datagrams between ``gw`` (at B) and its clients (each at its address; a
+    client ignores what is not for its IKE SAs) until all are quiet."""
+    for _ in range(10):
+        moved = False
+        for client, host in clients:
+            for data, _, local_port in client.datagrams_to_send(now):
+                moved = True
+                gw.receive_datagram(data, (host, local_port), now, B)
+        for data, remote, local_port in gw.datagrams_to_send(now):
+            moved = True
+            for client, host in clients:
+                if host == remote[0]:
+                    client.receive_datagram(data, (B[0], local_port), now, remote)
+        if not moved:
+            return

@@ -335,6 +335,21 @@ UP_ERRORS = {
         'proposals = "aes128gcm16-prfsha256-x25519"\nunique = "yes"',
         ["connection[0].unique", "no, never, keep, replace"],
     ),
+    "bad pool": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\npool = ["198.19.100.1/24"]',
+        ["connection[0].pool", "host bits set"],
+    ),
+    "bad dns": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\ndns = ["resolver"]',
+        ["connection[0].dns", "not an IP address"],
+    ),
+    "two vips of a family": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nvips = ["0.0.0.0", "198.19.100.7"]',
+        ["connection[0].vips", "one address of each IP version"],
+    ),
     "short dpd_timeout": (
         'proposals = "aes128gcm16-prfsha256-x25519"',
         'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_timeout = 0.1',
@@ -362,6 +377,33 @@ def test_up_config_trap_needs_a_remote(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"child\[0\]\.dpd_action.*needs the connection's remote"):
         load_up(write_private(tmp_path / "b.toml", text))
+
+
+def test_up_config_virtual_ips(tmp_path: Path) -> None:
+    """A gateway's pool makes its children's remote_ts default to it; a client's vips
+    make local_ts default to anywhere of that family."""
+    import ipaddress
+
+    gw, client = conf()[1], conf()[0]
+    gw = gw.replace('remote_ts = ["198.19.1.0/24"]\n', "").replace(
+        'proposals = "aes128gcm16-prfsha256-x25519"\n',
+        'proposals = "aes128gcm16-prfsha256-x25519"\npool = ["198.19.100.0/24", '
+        '"2001:2:0:100::/64"]\ndns = ["198.19.2.53"]\n',
+    )
+    client = client.replace('local_ts = ["198.19.1.0/24"]\n', "").replace(
+        'proposals = "aes128gcm16-prfsha256-x25519"\n',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nvips = ["0.0.0.0", "::"]\n',
+    )
+    (g,) = load_up(write_private(tmp_path / "gw.toml", gw)).connections
+    (c,) = load_up(write_private(tmp_path / "rw.toml", client)).connections
+    assert [str(n) for n in g.ike.pool] == ["198.19.100.0/24", "2001:2:0:100::/64"]
+    assert g.ike.dns == (ipaddress.ip_address("198.19.2.53"),)
+    assert [n for t in g.ike.children[0].remote_ts for n in t.networks()] == list(g.ike.pool)
+    assert [str(v) for v in c.ike.vips] == ["0.0.0.0", "::"]
+    assert [str(n) for t in c.ike.children[0].local_ts for n in t.networks()] == [
+        "0.0.0.0/0",
+        "::/0",
+    ]
 
 
 def test_up_config_lifetimes(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from ikepair import A, B, configs, drain, shuttle, up_managers
+from ikepair import A, B, configs, drain, exchange, shuttle, up_managers
 
 from espfast.control.events import (
     ChildSaClosing,
@@ -237,24 +237,6 @@ def second_client(
                     now=1)  # fmt: skip
     exchange(gw_b, [(first, A[0]), (second, host)], now=1)
     return gw_b, first, second, old, drain(gw_b)
-
-
-def exchange(gw: IkeManager, clients: list[tuple[IkeManager, str]], now: float) -> None:
-    """Deliver datagrams between ``gw`` (at B) and its clients (each at its address; a
-    client ignores what is not for its IKE SAs) until all are quiet."""
-    for _ in range(10):
-        moved = False
-        for client, host in clients:
-            for data, _, local_port in client.datagrams_to_send(now):
-                moved = True
-                gw.receive_datagram(data, (host, local_port), now, B)
-        for data, remote, local_port in gw.datagrams_to_send(now):
-            moved = True
-            for client, host in clients:
-                if host == remote[0]:
-                    client.receive_datagram(data, (B[0], local_port), now, remote)
-        if not moved:
-            return
 
 
 def test_unique_no_keeps_duplicates() -> None:

@@ -1,0 +1,134 @@
+"""Virtual IPs (RFC 7296 §2.19): a client asks in IKE_AUTH (CP(CFG_REQUEST)), the gateway
+answers from its pool (CP(CFG_REPLY)) and narrows the Child SA to the address it gave."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+import pytest
+from ikepair import NET_B, A, B, configs, drain, exchange, shuttle
+
+from espfast.control.buffer import Buffer
+from espfast.control.config import ChildConfig, IkeConfig
+from espfast.control.constants import CfgAttr, CfgType, IdType
+from espfast.control.events import ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
+from espfast.control.manager import IkeManager
+from espfast.control.payloads import CpPayload, encode_body, pull_cp
+from espfast.control.pool import AddressPool
+from espfast.control.proposals import parse_esp
+from espfast.control.rng import DeterministicRng
+from espfast.control.vip import assigned, reply, request, requested
+
+ANY4 = TrafficSelector.from_network("0.0.0.0/0")
+POOL = ipaddress.ip_network("198.19.100.0/24")
+DNS = ipaddress.ip_address("198.19.2.53")
+IP = ipaddress.ip_address
+
+
+def gateway_and_client(pool: str = str(POOL)) -> tuple[IkeConfig, IkeConfig]:
+    """The client asks for any IPv4 address (strongSwan's vips = 0.0.0.0) and proposes
+    0.0.0.0/0 as its side; the gateway hands out ``pool`` and names a DNS server."""
+    ci, cr = configs()
+    child_i = ChildConfig("net", (ANY4,), (NET_B,), parse_esp("aes128gcm16"))
+    ci = replace(ci, children=(child_i,), vips=(IP("0.0.0.0"),))
+    cr = replace(cr, pool=(ipaddress.ip_network(pool),), dns=(DNS,), remote_id=None)
+    return cr, ci
+
+
+def connect(gw: IkeManager, ci: IkeConfig, who: bytes, host: str = A[0], now: float = 0
+            ) -> tuple[IkeManager, list[object], list[object]]:  # fmt: skip
+    """A client with identity ``who`` connects to ``gw``: (client, its events, gw's)."""
+    client = IkeManager([], rng=DeterministicRng(who.decode() + host), local=(host, 500))
+    cfg = replace(ci, local_id=(IdType.FQDN, who))
+    client.initiate(cfg, local=(host, 500), remote=B, now=now)
+    exchange(gw, [(client, host)], now=now)
+    return client, drain(client), drain(gw)
+
+
+def test_cp_payload_round_trip_and_attributes() -> None:
+    cp = request((IP("0.0.0.0"), IP("::")))
+    assert pull_cp(Buffer(encode_body(cp))) == cp
+    assert requested(cp) == (4, 6)
+    assert cp.values(CfgAttr.INTERNAL_IP4_DNS) == [b""]
+    answer = reply((IP("198.19.100.1"), IP("2001:2:0:100::1")), (DNS, IP("2001:2::53")))
+    assert pull_cp(Buffer(encode_body(answer))) == answer
+    assert assigned(answer) == (
+        (IP("198.19.100.1"), IP("2001:2:0:100::1")),
+        (DNS, IP("2001:2::53")),
+    )
+    # A particular address asked for travels as its value; junk values are left out.
+    assert request((IP("198.19.100.9"),)).values(CfgAttr.INTERNAL_IP4_ADDRESS) == [
+        IP("198.19.100.9").packed
+    ]
+    junk = CpPayload(CfgType.REPLY, ((CfgAttr.INTERNAL_IP4_ADDRESS, b"\x01\x02"), (99, b"x")))
+    assert assigned(junk) == ((), ())
+    assert requested(answer) == () and assigned(cp) == ((), ())
+
+
+def test_pool_leases_by_identity() -> None:
+    pool = AddressPool((ipaddress.ip_network("198.19.100.0/30"),))
+    a = pool.acquire(b"alice", 4, holder=1)
+    b = pool.acquire(b"bob", 4, holder=2)
+    assert (a, b) == (IP("198.19.100.1"), IP("198.19.100.2"))  # no network, no broadcast
+    assert pool.acquire(b"carol", 4, holder=3) is None  # all leased and held
+    assert pool.acquire(b"alice", 4, holder=4) == a  # alice again (a reauthentication)
+    pool.release(1)
+    assert pool.held() == {a: b"alice", b: b"bob"}  # holder 4 still has it
+    pool.release(4)
+    assert pool.acquire(b"alice", 4, holder=5) == a  # her lease waited for her
+    pool.release(5)
+    assert pool.acquire(b"carol", 4, holder=6) == a  # unheld: the pool gives it away
+    assert pool.acquire(b"alice", 4, holder=7) is None
+    assert pool.acquire(b"alice", 6, holder=7) is None  # no IPv6 in this pool
+    v6 = AddressPool((ipaddress.ip_network("2001:2:0:100::/126"),))
+    assert v6.acquire(b"alice", 6, holder=1) == IP("2001:2:0:100::1")
+
+
+def test_client_gets_an_address_and_the_child_sa_is_narrowed_to_it() -> None:
+    cr, ci = gateway_and_client()
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    _, ev_c, ev_g = connect(gw, ci, b"alice.example.org")
+    up_c = next(e for e in ev_c if isinstance(e, IkeSaUp))
+    up_g = next(e for e in ev_g if isinstance(e, IkeSaUp))
+    assert (up_c.virtual_ips, up_c.dns) == (("198.19.100.1",), (str(DNS),))
+    assert up_g.peer_virtual_ips == ("198.19.100.1",) and up_g.virtual_ips == ()
+    child_c = next(e for e in ev_c if isinstance(e, ChildSaUp))
+    child_g = next(e for e in ev_g if isinstance(e, ChildSaUp))
+    vip_ts = (TrafficSelector.from_network("198.19.100.1/32"),)
+    assert child_c.local_ts == vip_ts and child_g.remote_ts == vip_ts
+    assert child_c.remote_ts == child_g.local_ts == (NET_B,)
+
+
+def test_each_identity_keeps_its_address_and_an_empty_pool_says_so() -> None:
+    cr, ci = gateway_and_client(pool="198.19.100.0/30")  # two addresses
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    alice, _, ev = connect(gw, ci, b"alice.example.org")
+    assert next(e for e in ev if isinstance(e, IkeSaUp)).peer_virtual_ips == ("198.19.100.1",)
+    _, _, ev = connect(gw, ci, b"bob.example.org", host="198.18.0.3")
+    assert next(e for e in ev if isinstance(e, IkeSaUp)).peer_virtual_ips == ("198.19.100.2",)
+    # Carol finds the pool empty: INTERNAL_ADDRESS_FAILURE, no Child SA; her end gives up.
+    _, ev_c, ev = connect(gw, ci, b"carol.example.org", host="198.18.0.4")
+    assert not [e for e in ev if isinstance(e, ChildSaUp)]
+    down = [e for e in ev_c if isinstance(e, IkeSaDown)]
+    assert down and "virtual IP" in down[0].reason and down[0].cause == "failed"
+    assert len(gw.sas) == 2  # and it deleted the IKE SA the gateway had made for it
+    # Alice leaves and comes back from elsewhere: the same address again.
+    (sa,) = alice.sas
+    sa.delete(1)
+    shuttle(alice, gw, now=1)
+    _, _, ev = connect(gw, ci, b"alice.example.org", host="198.18.0.5", now=2)
+    assert next(e for e in ev if isinstance(e, IkeSaUp)).peer_virtual_ips == ("198.19.100.1",)
+
+
+@pytest.mark.parametrize("pool", ["", "198.19.100.0/24"])
+def test_a_client_that_asks_nothing_gets_nothing(pool: str) -> None:
+    cr, ci = gateway_and_client()
+    cr = replace(cr, pool=(ipaddress.ip_network(pool),) if pool else ())
+    ci = replace(ci, vips=(), children=configs()[0].children)
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    _, ev_c, ev_g = connect(gw, ci, b"alice.example.org")
+    up_c = next(e for e in ev_c if isinstance(e, IkeSaUp))
+    up_g = next(e for e in ev_g if isinstance(e, IkeSaUp))
+    assert up_c.virtual_ips == () and up_g.peer_virtual_ips == ()
+    assert [type(e) for e in ev_g].count(ChildSaUp) == 1
