@@ -56,3 +56,34 @@ def test_client_gets_a_virtual_ip_and_keeps_it(tmp_path: Path) -> None:
             _, _, err = client.stop()
             gw.stop()
     assert "virtual IP 198.19.100.1" in err, err
+
+
+def test_client_gets_an_ipv4_and_an_ipv6_address(tmp_path: Path) -> None:
+    """vips = 0.0.0.0 and ::, a pool of each family: one address of each, both on the
+    client's TUN device, both carrying traffic (ping and ping -6 from the client)."""
+    gw_conf = gateway_conf(
+        listen="198.18.0.2", local_id="gw.vip.test", auth=AUTH,
+        pool=["198.19.100.0/24", "2001:2:0:100::/64"], dns=[DNS, "2001:2:0:2::53"],
+        inner=[f"{GW_NET}/24", "2001:2:0:2::1/64"], local_ts=["198.19.2.0/24", "2001:2:0:2::/64"],
+    )  # fmt: skip
+    cl_conf = client_conf(
+        listen="198.18.0.1", gateway="198.18.0.2", local_id="bob@vip.test",
+        remote_id="gw.vip.test", auth=AUTH, remote_ts=["198.19.2.0/24", "2001:2:0:2::/64"],
+        vips=["0.0.0.0", "::"],
+    )  # fmt: skip
+    with TwoHosts.create("vip") as hosts:
+        gw = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw_conf), command="up")
+        client = start_in(hosts.a, write_private(tmp_path / "rw.toml", cl_conf), command="up")
+        try:
+            assert wait_for(lambda: ping(hosts.a, GW_NET), timeout=15)
+            six = hosts.a.run("ping", "-6", "-c", "1", "-W", "2", "2001:2:0:2::1", check=False)
+            addrs = hosts.a.run("ip", "-o", "addr", "show", "dev", "efrw0").stdout
+            (ike_g,) = status(hosts.b)
+        finally:
+            client.stop()
+            gw.stop()
+    assert six.returncode == 0, six.stdout + six.stderr
+    assert "198.19.100.1/32" in addrs and "2001:2:0:100::1/128" in addrs, addrs
+    assert ike_g["peer_virtual_ips"] == ["198.19.100.1", "2001:2:0:100::1"]
+    (child,) = ike_g["child_sas"]
+    assert child["remote_ts"] == ["198.19.100.1/32", "2001:2:0:100::1/128"]

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from espfast.netns import Namespace
@@ -70,14 +71,19 @@ def peek(running: Running) -> str:
     return running.stderr_head
 
 
-def gateway_conf(*, listen: str, local_id: str, auth: str, pool: str, dns: str,
-                 inner: str, local_ts: str, name: str = "efgw0") -> str:  # fmt: skip
+def _toml_list(items: str | Sequence[str]) -> str:
+    return json.dumps([items] if isinstance(items, str) else list(items))
+
+
+def gateway_conf(*, listen: str, local_id: str, auth: str, pool: str | Sequence[str],
+                 dns: str | Sequence[str], inner: str | Sequence[str],
+                 local_ts: str | Sequence[str], name: str = "efgw0") -> str:  # fmt: skip
     """An ``espfast up`` gateway for road warriors: answers anyone, hands out ``pool``
     addresses (and ``dns``); ``auth`` is its credential lines (psk = ...)."""
     return f"""
 [interface]
 name = "{name}"
-addresses = ["{inner}"]
+addresses = {_toml_list(inner)}
 listen = "{listen}:4500"
 
 [[connection]]
@@ -85,18 +91,19 @@ name = "roadwarriors"
 remote = "%any"
 local_id = "{local_id}"
 {auth}
-pool = ["{pool}"]
-dns = ["{dns}"]
+pool = {_toml_list(pool)}
+dns = {_toml_list(dns)}
 
 [[connection.child]]
 name = "net"
-local_ts = ["{local_ts}"]
+local_ts = {_toml_list(local_ts)}
 """
 
 
 def client_conf(*, listen: str, gateway: str, local_id: str, remote_id: str, auth: str,
-                remote_ts: str, name: str = "efrw0") -> str:  # fmt: skip
-    """An ``espfast up`` road-warrior client of ``gateway``, asking for an IPv4 address."""
+                remote_ts: str | Sequence[str], vips: str | Sequence[str] = "0.0.0.0",
+                name: str = "efrw0") -> str:  # fmt: skip
+    """An ``espfast up`` road-warrior client of ``gateway``, asking for ``vips``."""
     return f"""
 [interface]
 name = "{name}"
@@ -108,9 +115,9 @@ remote = "{gateway}"
 local_id = "{local_id}"
 remote_id = "{remote_id}"
 {auth}
-vips = ["0.0.0.0"]
+vips = {_toml_list(vips)}
 
 [[connection.child]]
 name = "net"
-remote_ts = ["{remote_ts}"]
+remote_ts = {_toml_list(remote_ts)}
 """
