@@ -58,7 +58,15 @@ class ChildNegotiation:
             props = tuple(s.to_proposal(i + 1, spi) for i, s in enumerate(specs))
         else:
             props = tuple(s.to_proposal(i + 1, spi, with_dh=False) for i, s in enumerate(specs))
-        return [SaPayload(props), TsiPayload(self.cfg.local_ts), TsrPayload(self.cfg.remote_ts)]
+        local, remote = self._selectors()
+        return [SaPayload(props), TsiPayload(local), TsrPayload(remote)]
+
+    def _selectors(self) -> tuple[tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]]:
+        """Our side's and the peer's selectors to propose: the child's, except that a
+        virtual IP (control/vip.py) stands for its side, once known."""
+        assert self.cfg is not None
+        return (_vip_or(self.sa.local_vips, self.cfg.local_ts),
+                _vip_or(self.sa.remote_vips, self.cfg.remote_ts))  # fmt: skip
 
     def response(self, msg: Message) -> Chosen | None:
         """Process the responder's SA/TS payloads; None (and ``error``) when the Child SA
@@ -75,8 +83,9 @@ class ChildNegotiation:
         chosen = accept_choice(self.cfg.esp_proposals, sa_p.proposals, ignore_dh=self.ignore_dh)
         if chosen.protocol != ProtocolId.ESP or len(chosen.spi) != 4:
             raise RemoteProtocolError("Child SA proposal without a 4-byte ESP SPI")
-        check_subset(tsi.selectors, self.cfg.local_ts)
-        check_subset(tsr.selectors, self.cfg.remote_ts)
+        local, remote = self._selectors()
+        check_subset(tsi.selectors, local)
+        check_subset(tsr.selectors, remote)
         self.child = ChildSa(self.cfg.name, self.spi_in, int.from_bytes(chosen.spi, "big"),
                              chosen, tsi.selectors, tsr.selectors, True)  # fmt: skip
         return chosen
@@ -89,12 +98,10 @@ class ChildNegotiation:
         if sa_p is None or tsi is None or tsr is None:
             raise RemoteProtocolError("Child SA request without SA, TSi or TSr")
         error: RemoteProtocolError | None = None
-        # A peer we gave virtual IPs (control/vip.py) speaks from those alone.
-        vips = tuple(TrafficSelector.from_network(ipaddress.ip_network(a))
-                     for a in self.sa.remote_vips)  # fmt: skip
         for cfg in self.sa.config.children:
             try:
-                ts_i = narrow(tsi.selectors, vips or cfg.remote_ts)
+                # A peer we gave virtual IPs (control/vip.py) speaks from those alone.
+                ts_i = narrow(tsi.selectors, _vip_or(self.sa.remote_vips, cfg.remote_ts))
                 ts_r = narrow(tsr.selectors, cfg.local_ts)
                 chosen = select(cfg.esp_proposals, sa_p.proposals, ignore_dh=self.ignore_dh)
             except RemoteProtocolError as exc:
@@ -279,6 +286,15 @@ class CreateChild(Task):
         self.neg.report_failure()
         if self.rekey is not None:
             self.sa.retry_rekey_later(self.rekey)
+
+
+def _vip_or(vips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
+            selectors: tuple[TrafficSelector, ...]) -> tuple[TrafficSelector, ...]:  # fmt: skip
+    """``vips`` as host selectors, those of the families ``selectors`` cover; else
+    ``selectors`` (no virtual IP on that side)."""
+    families = {ts.ts_type for ts in selectors}
+    hosts = tuple(TrafficSelector.from_network(ipaddress.ip_network(a)) for a in vips)
+    return tuple(h for h in hosts if h.ts_type in families) or selectors
 
 
 def _name(n: NotifyPayload) -> str:

@@ -12,7 +12,7 @@ from ikepair import NET_B, A, B, configs, drain, exchange, shuttle
 from espfast.control.buffer import Buffer
 from espfast.control.config import ChildConfig, IkeConfig
 from espfast.control.constants import CfgAttr, CfgType, IdType
-from espfast.control.events import ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
+from espfast.control.events import ChildSaRekeyed, ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
 from espfast.control.manager import IkeManager
 from espfast.control.payloads import CpPayload, encode_body, pull_cp
 from espfast.control.pool import AddressPool
@@ -132,3 +132,32 @@ def test_a_client_that_asks_nothing_gets_nothing(pool: str) -> None:
     up_g = next(e for e in ev_g if isinstance(e, IkeSaUp))
     assert up_c.virtual_ips == () and up_g.peer_virtual_ips == ()
     assert [type(e) for e in ev_g].count(ChildSaUp) == 1
+
+
+def test_rekeys_keep_the_address_and_the_narrowing() -> None:
+    """The gateway's IKE SA is rekeyed (new SPIs) and then the Child SA, by the gateway:
+    the rekeyed IKE SA still holds the client's address in the pool, and the gateway
+    proposes the client's address alone (not its child's remote_ts, which may be the whole
+    pool: the client could then send from its neighbours' addresses)."""
+    cr, ci = gateway_and_client(pool="198.19.100.0/30")
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    client, _, _ = connect(gw, ci, b"alice.example.org")
+    (sa_g,) = gw.sas
+    sa_g.rekey(1)
+    exchange(gw, [(client, A[0])], now=1)
+    (new_g,) = [sa for sa in gw.sas if not sa.is_destroyed]
+    assert new_g is not sa_g and new_g.remote_vips == (IP("198.19.100.1"),)
+    (spi,) = new_g.children
+    new_g.rekey_child(spi, 2)
+    exchange(gw, [(client, A[0])], now=2)
+    rekeyed = [e for e in drain(gw) if isinstance(e, ChildSaRekeyed)]
+    assert rekeyed and rekeyed[-1].new.remote_ts == (
+        TrafficSelector.from_network("198.19.100.1/32"),
+    )
+    assert gw.pools["gw-b"].held() == {
+        IP("198.19.100.1"): bytes([IdType.FQDN]) + b"alice.example.org"
+    }
+    # Gone: the address is no longer held (still leased to alice, for her return).
+    new_g.delete(3)
+    exchange(gw, [(client, A[0])], now=3)
+    assert gw.pools["gw-b"].held() == {}
