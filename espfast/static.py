@@ -349,7 +349,8 @@ def write_private(path: Path, text: str) -> Path:
 
 @dataclasses.dataclass
 class Running:
-    """An ``espfast static`` process in a namespace; ``stderr_head`` is what it said until ready."""
+    """An ``espfast static`` / ``up`` process in a namespace; ``stderr_head`` is what has
+    been read of its stderr so far (at least up to ``ready``; a read may go further)."""
 
     ns: netns.Namespace
     proc: subprocess.Popen[bytes]
@@ -360,10 +361,11 @@ class Running:
         return self.proc.pid
 
     def stop(self, timeout: float = 10.0) -> tuple[int, str, str]:
-        """SIGTERM by PID; returns (exit status, stdout, the rest of stderr)."""
+        """SIGTERM by PID; returns (exit status, stdout, all of stderr)."""
         status = self.ns.stop(self.proc, timeout)
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        return status, self.proc.stdout.read().decode(), self.proc.stderr.read().decode()
+        self.stderr_head += self.proc.stderr.read().decode(errors="replace")
+        return status, self.proc.stdout.read().decode(), self.stderr_head
 
 
 def control_socket_in(ns: netns.Namespace) -> Path:

@@ -17,15 +17,20 @@ class Stderr:
 
     def __init__(self, up: Running) -> None:
         assert up.proc.stderr is not None
+        self.up = up
         self.pipe = up.proc.stderr
         os.set_blocking(self.pipe.fileno(), False)
-        self.text = ""
 
     def read(self) -> str:
         with contextlib.suppress(BlockingIOError):  # nothing (more) there yet
             while chunk := os.read(self.pipe.fileno(), 65536):
-                self.text += chunk.decode(errors="replace")
+                self.up.stderr_head += chunk.decode(errors="replace")
         return self.text
+
+    @property
+    def text(self) -> str:
+        """Everything read so far, from the start (Running.stderr_head)."""
+        return self.up.stderr_head
 
     def done(self) -> None:
         self.read()
@@ -61,5 +66,5 @@ def run_pair(
         seen,
         (status_a, status_b),
         (out_a, out_b),
-        (a.stderr_head + seen_a.text + err_a, b.stderr_head + seen_b.text + err_b),
+        (err_a, err_b),
     )
