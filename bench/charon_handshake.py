@@ -23,7 +23,6 @@ import secrets
 import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,13 +136,12 @@ def capture(hosts: TwoHosts, pcap: Path) -> Iterator[None]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        # It says "listening on" once the capture is active (the file exists earlier).
+        # It says "listening on" once the capture and its filter are active (the file
+        # exists earlier); -U writes each packet as it comes, SIGTERM flushes.
         assert dump.stderr is not None
         if b"listening on" not in dump.stderr.readline():
             raise RuntimeError("tcpdump did not start")
-        time.sleep(0.2)  # the filter is attached just after it says so
         yield
-        time.sleep(0.3)  # let tcpdump write the last packets out
     finally:
         hosts.b.stop(dump)
 

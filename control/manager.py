@@ -179,18 +179,19 @@ class IkeManager:
 
     def _replace(self, fresh: IkeSa) -> None:
         """unique = replace, when ``fresh`` comes up (see the module docstring)."""
+        settle = False
         for other in self._duplicates(fresh):
-            if other.remote[0] != fresh.remote[0] and not fresh.original_initiator:
-                if not other.is_deleting:
-                    fresh.log(f"replacing IKE SA {other.spi_i:016x}_i with this one from "
-                              f"{fresh.remote[0]} (unique = replace)")  # fmt: skip
-                    other.delete(fresh.now)
-                    self._collect(other)
-            elif other.remote[0] == fresh.remote[0]:
+            if other.remote[0] == fresh.remote[0]:
                 fresh.log(f"IKE SA {other.spi_i:016x}_i is a duplicate: settling it in "
                           f"{self.replace_delay:g} s (unique = replace)")  # fmt: skip
-                self._settle.append((fresh.now + self.replace_delay, fresh))
-                return
+                settle = True
+            elif not fresh.original_initiator and not other.is_deleting:
+                fresh.log(f"replacing IKE SA {other.spi_i:016x}_i with this one from "
+                          f"{fresh.remote[0]} (unique = replace)")  # fmt: skip
+                other.delete(fresh.now)
+                self._collect(other)
+        if settle:
+            self._settle.append((fresh.now + self.replace_delay, fresh))
 
     def _settle_duplicates(self, sa: IkeSa, now: float) -> None:
         """unique = replace, REPLACE_DELAY after ``sa`` came up: which of it and its

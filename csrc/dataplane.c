@@ -379,6 +379,7 @@ void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
 	pthread_mutex_lock(&dp->park.lock);
 	ef_park_expire(&dp->park, ef_now_ns(), !__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE));
 	st->unknown_spi += dp->park.expired;
+	st->spi_held = (uint64_t)dp->park.n;
 	pthread_mutex_unlock(&dp->park.lock);
 }
 

@@ -187,12 +187,13 @@ class Stats:
     # ESP packets held a moment because their SPI was not known yet, then delivered: the
     # peer sent on a new SA before our IKE had installed it (csrc/worker.h, ef_park).
     spi_late: int
+    spi_held: int  # ... and how many wait right now
 
     # Counters that count traffic or the use of an offload; every other one counts drops
     # (or, for keepalives/IKE, datagrams that were not ESP).
     NOT_DROPS: ClassVar[frozenset[str]] = frozenset(
         {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded",
-         "tx_gso", "rx_gro", "tun_gro", "tun_tso", "spi_late"}
+         "tx_gso", "rx_gro", "tun_gro", "tun_tso", "spi_late", "spi_held"}
     )  # fmt: skip
 
     def drops(self) -> dict[str, int]:

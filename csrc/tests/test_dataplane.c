@@ -230,11 +230,13 @@ static void park(void)
 		return;
 	CHECK(ef_dp_start(dp) == EF_OK);
 	send_junk(b_udp, a_addr, 7000);
-	usleep(50000);
+	for (int wait = 0; wait < 300 && (ef_dp_stats(dp, &st), st.spi_held == 0); wait++)
+		usleep(10000); /* until it is held */
+	CHECK(st.spi_held == 1);
 	ct_sa_params(&p, 7000, EF_DIR_IN, &any, key, NULL);
 	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
 	st = stats_when(dp, 0, 1);
-	CHECK(st.auth_failures == 1 && st.unknown_spi == 0);
+	CHECK(st.auth_failures == 1 && st.unknown_spi == 0 && st.spi_held == 0);
 	send_junk(b_udp, a_addr, 7001); /* never comes: given up after EF_PARK_NS */
 	st = stats_when(dp, 1, 1);
 	CHECK(st.unknown_spi == 1);

@@ -216,13 +216,12 @@ def test_esp_ahead_of_its_sa_waits_for_it(workers: int) -> None:
         early = [ipv4_udp(A4, B4, b"early %d" % i, ident=i) for i in range(3)]
         for pkt in early:
             a.tun.send(pkt)
-        wait_stats(a, lambda s: s.tx_packets == 3)
-        time.sleep(0.05)  # they reach b, which has no SA for them yet
+        wait_stats(b, lambda s: s.spi_held == 3)  # b has no SA for them yet
         assert b.read_tun(timeout=0) is None
         b.dp.add_sa(inbound)  # b's RX workers sleep: the new SA wakes them
         assert [b.read_tun() for _ in early] == early
         st = wait_stats(b, lambda s: s.spi_late == 3 and s.rx_packets == 3)
-        assert (st.spi_late, st.rx_packets, st.unknown_spi) == (3, 3, 0)
+        assert (st.spi_late, st.rx_packets, st.unknown_spi, st.spi_held) == (3, 3, 0, 0)
         inject(b, struct.pack("!II", 0xDEAD, 1) + bytes(40))  # an SA that never comes
         st = wait_stats(b, lambda s: s.unknown_spi == 1)
         assert (st.unknown_spi, st.spi_late) == (1, 3) and "spi_late" not in st.drops()
@@ -284,15 +283,15 @@ def test_policy_drop_after_decrypt(pair: tuple[Side, Side]) -> None:
     a, b = pair
     transform = Transform.AES256GCM16
     enc, integ = keys(transform)
-    # A may send anything (0.0.0.0/0), but B's inbound SA only accepts NET_A -> NET_B.
-    wide = (NET_A[0].supernet(new_prefix=8),)
+    # A may send from all of 198.18.0.0/15, but B's inbound SA only accepts NET_A -> NET_B.
+    wide = (NET_A[0].supernet(new_prefix=15),)
     a.dp.add_sa(
         params(transform, Direction.OUT, enc, integ, peer=b.addr, local=wide, remote=NET_B[:1])
     )
     b.dp.add_sa(params(transform, Direction.IN, enc, integ, local=NET_B, remote=NET_A))
     a.dp.start()
     b.dp.start()
-    a.tun.send(ipv4_udp("198.18.77.1", B4, b"spoofed"))  # in A's 198.0.0.0/8, not NET_A
+    a.tun.send(ipv4_udp("198.18.77.1", B4, b"spoofed"))  # in A's 198.18.0.0/15, not NET_A
     a.tun.send(ipv4_udp(A4, B4, b"fine"))
     assert b.read_tun() == ipv4_udp(A4, B4, b"fine")
     st = wait_stats(b, lambda s: s.policy_drops == 1)
