@@ -12,7 +12,8 @@ BUILD      := build
 # System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies.
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
             iproute2 iputils-ping iperf3 tcpdump nftables procps \
-            strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki
+            strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
+            libstrongswan-standard-plugins
 BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
 
 CC       ?= gcc

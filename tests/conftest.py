@@ -17,7 +17,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.path)
-        if "/tests/netns/" in path or "/tests/interop/" in path:
+        if any(f"/tests/{d}/" in path for d in ("netns", "interop", "security")):
             item.add_marker(pytest.mark.root)
         if "/tests/interop/" in path:
             item.add_marker(pytest.mark.interop)
