@@ -296,6 +296,8 @@ class InterfaceConfig:
     # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open)
     cookie_threshold: int = 10
     half_open_limit: int = 1000
+    # espfast up: where to serve Prometheus metrics (espfast/metrics.py); None: nowhere
+    metrics: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -388,8 +390,16 @@ def _interface(t: Table) -> InterfaceConfig:
     offload = t.get_bool("offload", True)
     cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
     half_open = t.get_int("half_open_limit", 1000, 1, 10**6)
+    metrics_text = t.opt_str("metrics")
+    metrics = None
+    if metrics_text is not None:
+        metrics = parse_endpoint(t, "metrics", metrics_text, 0)
+        if metrics[1] == 0:
+            raise t.error("metrics", f"{metrics_text!r}: needs a port (ADDR:PORT)")
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open)
+    return InterfaceConfig(
+        name, addresses, mtu, listen, workers, offload, cookies, half_open, metrics
+    )
 
 
 @dataclass

@@ -242,6 +242,14 @@ class ControlError(RuntimeError):
     """The control socket could not be used; the message is one line for the user."""
 
 
+class DaemonError(ControlError):
+    """The daemon answered ``{"ok": false}``; ``error`` is what it said."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"the daemon says: {error}")
+        self.error = error
+
+
 class RequestError(ValueError):
     """Raised by a command handler for a bad request: answered as ``{"ok": false}``."""
 
@@ -496,7 +504,7 @@ def request(
     if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
         raise ControlError("the daemon sent a malformed answer")
     if not answer["ok"]:
-        raise ControlError(f"the daemon says: {answer.get('error', 'error')}")
+        raise DaemonError(str(answer.get("error", "error")))
     return answer.get("result")
 
 
@@ -527,6 +535,7 @@ __all__ = [
     "ChildSaStatus",
     "ControlError",
     "ControlServer",
+    "DaemonError",
     "DaemonStatus",
     "IkeSaStatus",
     "RequestError",

@@ -92,6 +92,7 @@ from espfast.ctl import (
     child_sa_status,
 )
 from espfast.dataplane import Direction, SaParams, SaStats, Transform
+from espfast.logfmt import event as logged
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
@@ -184,6 +185,9 @@ class Daemon:
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
     _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
+    # Called with every control-plane event after the daemon acted on it (metrics, the
+    # control socket's initiate/terminate waiting for an outcome: espfast/operations.py).
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
 
     @property
     def local(self) -> str:
@@ -207,15 +211,25 @@ class Daemon:
                                cookie_threshold=iface.cookie_threshold,
                                half_open_limit=iface.half_open_limit)  # fmt: skip
         for conn in self.config.connections:
-            if conn.remote is None:
-                continue
-            for child in conn.children_to("trap"):
-                self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
-                self.add_routes(_child_networks(conn, child))
-                log.warning("%s: trap for child %s installed", conn.name, child)
-            if conn.children_to("start"):
-                self.initiate(conn)
+            self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def start_connection(self, conn: ConnectionConfig) -> None:
+        """What the config says to do with ``conn`` at start (or when a reload adds it):
+        install its traps, initiate its children to start."""
+        if conn.remote is None:
+            return
+        for child in conn.children_to("trap"):
+            self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
+            self.add_routes(_child_networks(conn, child))
+            log.warning(
+                "%s: trap for child %s installed",
+                conn.name,
+                child,
+                extra=logged("trap_installed", connection=conn.name, child=child),
+            )
+        if conn.children_to("start"):
+            self.initiate(conn)
 
     def initiate(self, conn: ConnectionConfig) -> None:
         """IKE_SA_INIT + IKE_AUTH with the first child to start (start_action = start, or
@@ -225,7 +239,8 @@ class Daemon:
         if not names:
             return
         cfgs = {c.name: c for c in conn.ike.children}
-        log.info("%s: initiating to %s", conn.name, conn.remote[0])
+        log.info("%s: initiating to %s", conn.name, conn.remote[0],
+                 extra=logged("initiating", connection=conn.name, peer=conn.remote[0]))  # fmt: skip
         now = self.loop.time()
         sa = self.mgr.initiate(conn.ike, local=(self.local, IKE_PORT), remote=conn.remote,
                                now=now, child=cfgs[names[0]])  # fmt: skip
@@ -261,7 +276,10 @@ class Daemon:
             except (ValueError, OSError) as e:  # e.g. the dataplane refused an SA
                 self.counters.event_errors += 1
                 what = type(event).__name__
-                log.error("IKE SA %d: cannot act on %s: %s", event.ike_sa_id, what, e)
+                log.error("IKE SA %d: cannot act on %s: %s", event.ike_sa_id, what, e,
+                          extra=logged("event_error", ike_sa=event.ike_sa_id, on=what))  # fmt: skip
+            for listener in self.listeners:
+                listener(event)
         for data, addr, port in self.mgr.datagrams_to_send(self.loop.time()):
             self._send(data, addr, port)
         if self._timer is not None:
@@ -370,14 +388,28 @@ class Daemon:
                     event.algorithms,
                     f", virtual IP {vips}" if vips else "",
                     f", DNS {dns}" if dns else "",
-                )
+                    extra=logged("ike_sa_up", connection=event.name, ike_sa=event.ike_sa_id,
+                             peer=fmt_endpoint(event.peer), local_id=event.local_id,
+                             remote_id=event.remote_id, proposal=event.algorithms,
+                             virtual_ips=event.virtual_ips + event.peer_virtual_ips),
+                )  # fmt: skip
                 self._hold_vips(event.ike_sa_id, event.virtual_ips)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
-                log.info("%s: IKE SA rekeyed", event.name)
+                log.info(
+                    "%s: IKE SA rekeyed",
+                    event.name,
+                    extra=logged("ike_sa_rekeyed", connection=event.name, ike_sa=event.ike_sa_id),
+                )
             case IkeSaReauthenticating():
                 self.counters.ike_sas_reauthenticated += 1
-                log.info("%s: IKE SA reauthenticating", event.name)
+                log.info(
+                    "%s: IKE SA reauthenticating",
+                    event.name,
+                    extra=logged(
+                        "ike_sa_reauthenticating", connection=event.name, ike_sa=event.ike_sa_id
+                    ),
+                )
             case ChildSaUp():
                 # A Child SA like one we have, with the same peer: the peer reauthenticated
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
@@ -401,9 +433,31 @@ class Daemon:
                 replaced = event.spi_in not in self.children  # a rekey already logged it
                 self._uninstall(event.spi_in)  # also switches a successor waiting for this
                 if not replaced:
-                    log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason)
+                    log.info(
+                        "%s: child SA %08x down: %s",
+                        event.name,
+                        event.spi_in,
+                        event.reason,
+                        extra=logged(
+                            "child_sa_down",
+                            child=event.name,
+                            ike_sa=event.ike_sa_id,
+                            spi_in=f"{event.spi_in:08x}",
+                            reason=event.reason,
+                        ),
+                    )
             case ChildSaFailed():
-                log.warning("%s: child SA failed: %s", event.name, event.reason)
+                log.warning(
+                    "%s: child SA failed: %s",
+                    event.name,
+                    event.reason,
+                    extra=logged(
+                        "child_sa_failed",
+                        child=event.name,
+                        ike_sa=event.ike_sa_id,
+                        reason=event.reason,
+                    ),
+                )
             case PeerAddressChanged():
                 for child in self.children.values():
                     if child.ike_sa_id == event.ike_sa_id:
@@ -422,7 +476,20 @@ class Daemon:
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
-                log.log(level, "%s: IKE SA down%s: %s", event.name, cause, event.reason)
+                log.log(
+                    level,
+                    "%s: IKE SA down%s: %s",
+                    event.name,
+                    cause,
+                    event.reason,
+                    extra=logged(
+                        "ike_sa_down",
+                        connection=event.name,
+                        ike_sa=event.ike_sa_id,
+                        cause=event.cause,
+                        reason=event.reason,
+                    ),
+                )
                 # The manager restarts or traps what has a dpd/close action; after a
                 # clear/none action (dpd, peer), a local delete or INITIAL_CONTACT nothing
                 # is restarted; what never came up (or ran out its life) is tried again.
@@ -462,7 +529,12 @@ class Daemon:
         attempt = self._retries.get(name, 0)
         self._retries[name] = attempt + 1
         delay = min(self.retry_delay * 2**attempt, RETRY_MAX)
-        log.warning("%s: initiating again in %.0f s", name, delay)
+        log.warning(
+            "%s: initiating again in %.0f s",
+            name,
+            delay,
+            extra=logged("retry_scheduled", connection=name, delay=delay),
+        )
         self._retry_timers[name] = self.loop.call_later(delay, self._retry, conn)
 
     def _retry(self, conn: ConnectionConfig) -> None:
@@ -564,7 +636,13 @@ class Daemon:
             ev.spi_out,
             ", ".join(map(str, local)),
             ", ".join(map(str, remote)),
-        )
+            extra=logged(
+                "child_sa_up" if rekeyed is None else "child_sa_rekeyed",
+                child=ev.name, ike_sa=ev.ike_sa_id, transform=str(transform),
+                spi_in=f"{ev.spi_in:08x}", spi_out=f"{ev.spi_out:08x}",
+                local_ts=[str(n) for n in local], remote_ts=[str(n) for n in remote],
+            ),
+        )  # fmt: skip
         return out
 
     def _uninstall(self, spi_in: int) -> None:

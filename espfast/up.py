@@ -61,6 +61,8 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
+    from espfast.metrics import Metrics, MetricsServer
+    from espfast.operations import Operations
     from espfast.tun import IPInterface, open_tun
 
     loop = asyncio.get_running_loop()
@@ -113,13 +115,23 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
         started = time.time()
+        counted = Metrics(daemon, dp.stats, iface.workers)
+        metrics = MetricsServer(counted, loop)
+        ops = Operations(daemon, on_interface=lambda new: metrics.move(new.interface.metrics))
+        counted.ops = ops
+        if iface.metrics is not None:
+            metrics.start(iface.metrics)
+        stack.callback(metrics.stop)
         ctl = ControlServer(
             lambda: daemon.status_document(
                 started, str(config.source), dataclasses.asdict(dp.stats())
             ),
             control_socket,
+            handlers=ops.handlers(),
         )
         await ctl.start()
+        loop.add_signal_handler(signal.SIGHUP, ops.reload_on_signal)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         try:
             daemon.start()
             print(
