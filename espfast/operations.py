@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from espfast.logfmt import event as logged
 
 if TYPE_CHECKING:
-    from espfast.config import UpConfig
+    from espfast.config import IPInterface, UpConfig
     from espfast.control.events import Event
     from espfast.daemon import Daemon
 
@@ -149,6 +149,7 @@ class Operations:
             dm.mgr.pools.pop(name, None)
             for key in [k for k in dm.mgr.traps if k[0] == name]:
                 del dm.mgr.traps[key]
+        self._readdress(dm.config.interface.addresses, new.interface.addresses)
         dm.config = dataclasses.replace(new, connections=conns)
         iface = new.interface
         dm.mgr.reconfigure([c.ike for c in conns], cookie_threshold=iface.cookie_threshold,
@@ -158,6 +159,19 @@ class Operations:
         for name in start:
             dm.start_connection(by_name[name])
         dm._pump()
+
+    def _readdress(self, old: Iterable[IPInterface], new: Iterable[IPInterface]) -> None:
+        """The TUN device's configured addresses: ``new`` instead of ``old``."""
+        old, new = list(old), list(new)
+        for add, addrs in ((False, [a for a in old if a not in new]),
+                           (True, [a for a in new if a not in old])):  # fmt: skip
+            if not addrs:
+                continue
+            try:
+                self.daemon.set_addresses(addrs, add)
+            except (OSError, RuntimeError) as e:  # TunError: netlink said no
+                log.error("cannot %s %s: %s", "add" if add else "remove",
+                          ", ".join(map(str, addrs)), e)  # fmt: skip
 
     def reload_on_signal(self) -> None:
         """SIGHUP: reload, logging the outcome (a refused config is an error line)."""

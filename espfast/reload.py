@@ -12,9 +12,10 @@ carries on. Then, by connection name (espfast/operations.py applies it):
 A connection is changed when anything that makes its SAs changed: its remote address,
 identities, credentials (the PSK, or the contents of its certificate, key and CA files),
 IKE or ESP proposals, selectors, lifetimes, DPD, actions, pool, virtual IPs, children.
-In ``[interface]`` only ``cookie_threshold``, ``half_open_limit`` and ``metrics`` can change
-while the daemon runs; any other change there (the TUN device, its addresses, the listen
-address, workers) needs a restart and is refused.
+In ``[interface]``, ``addresses`` (added to and removed from the TUN device),
+``cookie_threshold``, ``half_open_limit`` and ``metrics`` can change while the daemon
+runs; any other change there (the TUN device's name or MTU, the listen address, workers,
+offloads) needs a restart and is refused.
 
 This module holds the command and the comparison (:func:`diff`); it imports nothing
 heavy at the top, as every command module (espfast/cli.py).
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from espfast.config import ConnectionConfig, InterfaceConfig, UpConfig
 
 # [interface] keys a reload may change (the others are the TUN device and the sockets).
-LIVE_INTERFACE_KEYS = frozenset({"cookie_threshold", "half_open_limit", "metrics"})
+LIVE_INTERFACE_KEYS = frozenset({"addresses", "cookie_threshold", "half_open_limit", "metrics"})
 
 
 @dataclass(frozen=True)
