@@ -7,13 +7,13 @@ Daemon side, :class:`Operations` adds three commands to the control socket::
     -> {"command": "reload"}
     <- {"ok": true, "result": {"config": "a.toml", "added": [...], "removed": [...],
                                "changed": [...], "unchanged": [...], "summary": "..."}}
-    -> {"command": "initiate", "conn": "site", "child": "net", "timeout": 30}
+    -> {"command": "initiate", "conn": "site", "child": "net", "wait": 30}
     <- {"ok": true, "result": {"conn": "site", "ike_sa": 3, "children": ["net"], ...}}
-    -> {"command": "terminate", "conn": "site", "timeout": 30}
+    -> {"command": "terminate", "conn": "site", "wait": 30}
     <- {"ok": false, "error": "terminate: no IKE SA of connection 'site'"}
 
 ``initiate`` answers once every child asked for is up (or the IKE SA or one of them
-failed, or ``timeout`` seconds passed); ``terminate`` once the peer confirmed the deletes
+failed, or ``wait`` seconds passed); ``terminate`` once the peer confirmed the deletes
 (or the IKE SAs gave up retransmitting). SIGHUP reloads as ``reload`` does, the outcome
 logged. Client side, :func:`call` sends one of them for the ``espfast reload``,
 ``initiate`` and ``terminate`` commands: one line on stdout and exit status 0 on success,
@@ -297,13 +297,13 @@ class Operations:
 
 
 def _timeout(req: Mapping[str, Any]) -> float:
-    value = req.get("timeout", DEFAULT_TIMEOUT)
+    value = req.get("wait", DEFAULT_TIMEOUT)
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not 0 < value <= MAX_TIMEOUT
     ):
-        raise ValueError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}]")
+        raise ValueError(f"wait must be a number of seconds in (0, {MAX_TIMEOUT:g}]")
     return float(value)
 
 
@@ -332,7 +332,7 @@ def call(
     from espfast.ctl import ControlError, DaemonError, request
 
     if command != "reload":
-        params["timeout"] = args.timeout
+        params["wait"] = args.timeout
     try:
         result = request(command, args.socket, timeout=args.timeout + 5.0, **params)
     except DaemonError as e:
