@@ -279,7 +279,12 @@ class Daemon:
                 log.error("IKE SA %d: cannot act on %s: %s", event.ike_sa_id, what, e,
                           extra=logged("event_error", ike_sa=event.ike_sa_id, on=what))  # fmt: skip
             for listener in self.listeners:
-                listener(event)
+                try:
+                    listener(event)
+                except Exception:  # a bug in an observer must not stop the daemon
+                    self.counters.event_errors += 1
+                    log.exception("IKE SA %d: a listener failed on %s", event.ike_sa_id,
+                                  type(event).__name__)  # fmt: skip
         for data, addr, port in self.mgr.datagrams_to_send(self.loop.time()):
             self._send(data, addr, port)
         if self._timer is not None:

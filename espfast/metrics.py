@@ -308,7 +308,12 @@ class MetricsServer:
 
     def start(self, address: tuple[str, int]) -> None:
         """Serve on ``address`` (OSError if it cannot be bound)."""
-        self._server, self._thread = start_http_server(address[1], address[0], self.registry)
+        try:
+            self._server, self._thread = start_http_server(address[1], address[0], self.registry)
+        except OSError as e:
+            raise OSError(
+                e.errno, f"cannot serve metrics on {_url_host(address)}: {e.strerror or e}"
+            ) from None
         self.address = address
         log.info("metrics on http://%s/metrics", _url_host(address))
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from espfast.logfmt import event as logged
 
 if TYPE_CHECKING:
-    from espfast.config import IPInterface, UpConfig
+    from espfast.config import ConnectionConfig, IPInterface, UpConfig
     from espfast.control.events import Event
     from espfast.daemon import Daemon
 
@@ -140,6 +140,7 @@ class Operations:
         conns = tuple(old[c.name] if c.name in keep else c for c in new.connections)
         stop, start = list(stop), list(start)
         now = dm.loop.time()
+        self._untrap([old[n] for n in stop if n in old], keep=new)
         for name in stop:
             timer = dm._retry_timers.pop(name, None)
             if timer is not None:
@@ -159,6 +160,25 @@ class Operations:
         for name in start:
             dm.start_connection(by_name[name])
         dm._pump()
+
+    def _untrap(self, conns: Iterable[ConnectionConfig], keep: UpConfig) -> None:
+        """Withdraw the routes the traps of ``conns`` put into the TUN device, unless an
+        installed Child SA or a trap of a connection in ``keep`` needs them."""
+        from espfast.daemon import _child_networks, _networks
+
+        dm = self.daemon
+        stopping = {c.name for c in conns}
+        needed = {n for c in dm.children.values() for n in _networks(c.up.remote_ts)}
+        for c in keep.connections:
+            if c.name not in stopping and c.remote is not None:
+                needed.update(n for k in c.children_to("trap") for n in _child_networks(c, k))
+        gone = {n for c in conns for k in c.children_to("trap") for n in _child_networks(c, k)}
+        gone -= needed
+        if gone:
+            try:
+                dm.remove_routes(sorted(gone, key=str))
+            except (OSError, RuntimeError) as e:  # TunError: netlink said no
+                log.warning("cannot withdraw the routes to %s: %s", ", ".join(map(str, gone)), e)
 
     def _readdress(self, old: Iterable[IPInterface], new: Iterable[IPInterface]) -> None:
         """The TUN device's configured addresses: ``new`` instead of ``old``."""
