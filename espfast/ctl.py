@@ -2,7 +2,11 @@
 
 The daemon runs a :class:`ControlServer` (asyncio) on ``/run/espfast/espfast.sock`` (the
 directory is created 0700, the socket is 0600, and a peer must be root or the daemon's own
-user by SO_PEERCRED); ``espfast status`` and other clients use :func:`request`.
+user by SO_PEERCRED); ``espfast status`` and other clients use :func:`request`. With a
+``group`` (``espfast up --socket-group NAME``) members of that group may use it too: the
+socket is 0660 and the directory 0750 with that group, and a peer passes when the group
+is its primary group or one of its supplementary groups (SO_PEERGROUPS, as the kernel
+saw them when it connected).
 
 Protocol: one JSON object per line each way, any number of requests per connection,
 answered in order::
@@ -276,11 +280,13 @@ class ControlServer:
         *,
         handlers: Mapping[str, Handler] | None = None,
         allowed_uids: frozenset[int] | None = None,
+        group: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._handlers: dict[str, Handler] = {"status": lambda _req: status_provider()}
         self._handlers.update(handlers or {})
         self._allowed = allowed_uids if allowed_uids is not None else {0, os.geteuid()}
+        self._group = group
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._inode: tuple[int, int] | None = None
@@ -290,7 +296,7 @@ class ControlServer:
         return sorted(self._handlers)
 
     async def start(self) -> None:
-        sock = _bind_private(self.path)
+        sock = _bind_private(self.path, self._group)
         st = os.stat(self.path)
         self._inode = (st.st_dev, st.st_ino)
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
@@ -331,8 +337,8 @@ class ControlServer:
             if len(self._clients) > MAX_CLIENTS:
                 await _refuse(reader, writer, "too many control connections, try again")
                 return
-            uid = _peer_uid(writer)
-            if uid not in self._allowed:
+            uid, groups = _peer_credentials(writer)
+            if uid not in self._allowed and (self._group is None or self._group not in groups):
                 log.warning("control socket: refused a client with uid %s", uid)
                 await _refuse(reader, writer, "permission denied")
                 return
@@ -404,18 +410,38 @@ async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wh
                     break
 
 
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13; not named in Python 3.11
+MAX_GROUPS = 65536  # NGROUPS_MAX
+
+
+def _peer_credentials(writer: asyncio.StreamWriter) -> tuple[int | None, frozenset[int]]:
+    """The peer's uid and its groups (primary and supplementary), as the kernel recorded
+    them when it connected; (None, {}) when the kernel cannot say."""
     sock = writer.get_extra_info("socket")
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except (OSError, AttributeError):
-        return None
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+        return None, frozenset()
+    _pid, uid, gid = struct.unpack("3i", creds)
+    groups = {int(gid)}
+    size = 64 * 4
+    while size <= MAX_GROUPS * 4:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, size)
+        except OSError as e:
+            if e.errno == errno.ERANGE:  # more groups than that: ask with room for them
+                size *= 16
+                continue
+            break  # an older kernel: the primary group only
+        groups.update(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+        break
+    return int(uid), frozenset(groups)
 
 
-def _bind_private(path: Path) -> socket.socket:
-    """A listening UNIX socket at ``path``, mode 0600, in a directory we create 0700.
+def _bind_private(path: Path, group: int | None = None) -> socket.socket:
+    """A listening UNIX socket at ``path``, mode 0600, in a directory we create 0700;
+    with ``group``, 0660 and 0750 with that group (a directory of ours that exists is
+    opened to the group the same way; any other is left as it is).
 
     A stale socket (nobody listening) is replaced; a live one means another daemon runs,
     and anything that is not a socket is left alone: both are a ControlError.
@@ -426,6 +452,8 @@ def _bind_private(path: Path) -> socket.socket:
             parent.mkdir(mode=0o700, parents=True)
         except OSError as e:
             raise ControlError(f"cannot create {parent}: {e.strerror}") from None
+    if group is not None:
+        _open_to_group(parent, group)
     if path.is_symlink() or path.exists():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise ControlError(f"{path} exists and is not a socket; not touching it")
@@ -449,10 +477,30 @@ def _bind_private(path: Path) -> socket.socket:
         raise ControlError(f"cannot bind {path}: {e.strerror}") from None
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
+    try:
+        if group is None:
+            os.chmod(path, 0o600)
+        else:
+            os.chown(path, -1, group)
+            os.chmod(path, 0o660)
+    except OSError as e:
+        sock.close()
+        path.unlink(missing_ok=True)
+        raise ControlError(f"cannot give {path} to group {group}: {e.strerror}") from None
     sock.listen(MAX_CLIENTS)
     sock.setblocking(False)
     return sock
+
+
+def _open_to_group(directory: Path, group: int) -> None:
+    """Our own private socket directory (0700, ours): 0750 with ``group``."""
+    st = directory.lstat()
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700:
+        try:
+            os.chown(directory, -1, group)
+            os.chmod(directory, 0o750)  # noqa: S103 (the group may enter: its point)
+        except OSError as e:
+            raise ControlError(f"cannot give {directory} to group {group}: {e.strerror}") from None
 
 
 # ---------------------------------------------------------------------------------------

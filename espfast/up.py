@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_config_arguments(parser, "daemon")
     add_socket_argument(parser)
+    parser.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="members of this group (name or number) may use the control socket too "
+        "(espfast status, initiate, terminate, reload); default: root only",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{config.source}: OK ({len(config.connections)} connection(s))")
         return 0
     try:
-        counters = asyncio.run(_serve(config, args.socket))
+        group = socket_group(args.socket_group)
+    except ValueError as e:
+        return print_error("up", e, 2)
+    try:
+        counters = asyncio.run(_serve(config, args.socket, group))
     except (OSError, ValueError, RuntimeError) as e:
         return print_error("up", e, 1)
     print(
@@ -56,7 +66,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: UpConfig, control_socket: Path) -> Counters:
+def socket_group(text: str | None) -> int | None:
+    """``--socket-group``: a group name or number -> the gid (ValueError: no such group)."""
+    import grp
+
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError(f"--socket-group: no group named {text!r}") from None
+
+
+async def _serve(config: UpConfig, control_socket: Path, group: int | None = None) -> Counters:
     from espfast.control.rng import SystemRng
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
@@ -128,6 +152,7 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
             ),
             control_socket,
             handlers=ops.handlers(),
+            group=group,
         )
         await ctl.start()
         loop.add_signal_handler(signal.SIGHUP, ops.reload_on_signal)

@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from espfast.netns import Namespace, TwoHosts, wait_for
-from espfast.static import start_in, write_private
+from espfast.static import control_socket_in, start_in, write_private
 from tests.netns.opsconf import A, Conn, a_conf, b_conf, by_name, espfast
 from tests.netns.updaemon import status
 from tests.netns.uplog import Stderr
@@ -25,6 +25,7 @@ from tests.netns.uplog import Stderr
 SITE = Conn("site", 1, start="none")
 BAD = Conn("bad", 11, start="none", psk="not the key b has for this connection")
 METRICS = f"{A}:9469"
+GROUP = 4242  # --socket-group: a gid no user of the machine has
 FETCH = """
 import sys, urllib.request
 try:
@@ -49,6 +50,15 @@ def scrape(
     }
 
 
+def as_nobody(ns: Namespace, groups: list[str], *args: str) -> tuple[int, str, str]:
+    """``espfast ARGS`` against a's socket as uid/gid 65534 with ``groups`` (setpriv)."""
+    out = ns.run(
+        "setpriv", "--reuid=65534", "--regid=65534", *groups, sys.executable, "-m", "espfast",
+        *args, "--socket", str(control_socket_in(ns)), check=False, timeout=60,
+    )  # fmt: skip
+    return out.returncode, out.stdout, out.stderr
+
+
 def value(
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
 ) -> float:
@@ -60,7 +70,8 @@ def test_initiate_terminate_metrics_json_logs(tmp_path: Path) -> None:
     b_path = write_private(tmp_path / "b.toml", b_conf([SITE, BAD]))
     with TwoHosts.create("opc") as hosts:
         b = start_in(hosts.b, b_path, command="up")
-        a = start_in(hosts.a, a_path, "-v", "--log-format", "json", command="up")
+        a = start_in(hosts.a, a_path, "-v", "--log-format", "json", "--socket-group", str(GROUP),
+                     command="up")  # fmt: skip
         log_a = Stderr(a)
         idle = status(hosts.a)
         empty = scrape(hosts.a)
@@ -74,6 +85,9 @@ def test_initiate_terminate_metrics_json_logs(tmp_path: Path) -> None:
         unknown = espfast(hosts.a, "initiate", "nope")
         no_child = espfast(hosts.a, "initiate", "site", "--child", "nope")
         up_a, up_b = by_name(status(hosts.a)), by_name(status(hosts.b))
+        # --socket-group: its members may, others may not (nobody, with and without it).
+        member = as_nobody(hosts.a, ["--groups", str(GROUP)], "status", "--json")
+        stranger = as_nobody(hosts.a, ["--clear-groups"], "terminate", "site")
         log_a.read()
         samples = scrape(hosts.a)
         elsewhere = hosts.a.run(
@@ -107,6 +121,8 @@ def test_initiate_terminate_metrics_json_logs(tmp_path: Path) -> None:
         "espfast initiate: connection 'site' has no child 'nope' (known: site)\n",
     )
     assert set(up_a) == {"site"} and set(up_b) == {"site"}
+    assert member[0] == 0 and json.loads(member[1])["ike_sas"][0]["name"] == "site", member
+    assert stranger[0] == 1 and "permission denied" in stranger[2], stranger
     assert term == (0, "espfast terminate: site: 1 IKE SA deleted\n", "")
     assert gone_b and down_a == {}
     assert term_again == (1, "", "espfast terminate: no IKE SA of connection 'site'\n")
