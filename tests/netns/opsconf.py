@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from espfast.netns import Namespace
 from espfast.static import control_socket_in
 
@@ -93,3 +95,27 @@ def by_name(sas: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``espfast status --json``'s IKE SAs by connection, leaving out those on their way
     out (DELETING)."""
     return {sa["name"]: sa for sa in sas if sa["state"] != "DELETING"}
+
+
+FETCH = """
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+        sys.stdout.write(r.read().decode())
+except OSError as e:
+    print(f"unreachable: {e}", file=sys.stderr)
+    sys.exit(3)
+"""
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(ns: Namespace, address: str) -> Samples:
+    """The samples at http://address/metrics (fetched inside ``ns``), by (name, sorted
+    labels)."""
+    out = ns.run(sys.executable, "-c", FETCH, f"http://{address}/metrics", check=False)
+    assert out.returncode == 0, out.stderr
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(out.stdout)
+        for s in family.samples
+    }

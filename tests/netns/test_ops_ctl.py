@@ -14,11 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import control_socket_in, start_in, write_private
-from tests.netns.opsconf import A, Conn, a_conf, b_conf, by_name, espfast
+from tests.netns import opsconf
+from tests.netns.opsconf import FETCH, A, Conn, Samples, a_conf, b_conf, by_name, espfast
 from tests.netns.updaemon import status
 from tests.netns.uplog import Stderr
 
@@ -26,28 +25,10 @@ SITE = Conn("site", 1, start="none")
 BAD = Conn("bad", 11, start="none", psk="not the key b has for this connection")
 METRICS = f"{A}:9469"
 GROUP = 4242  # --socket-group: a gid no user of the machine has
-FETCH = """
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
-        sys.stdout.write(r.read().decode())
-except OSError as e:
-    print(f"unreachable: {e}", file=sys.stderr)
-    sys.exit(3)
-"""
 
 
-def scrape(
-    ns: Namespace, address: str = METRICS
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The samples at http://address/metrics, by (name, sorted labels)."""
-    out = ns.run(sys.executable, "-c", FETCH, f"http://{address}/metrics", check=False)
-    assert out.returncode == 0, out.stderr
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(out.stdout)
-        for s in family.samples
-    }
+def scrape(ns: Namespace, address: str = METRICS) -> Samples:
+    return opsconf.scrape(ns, address)
 
 
 def as_nobody(ns: Namespace, groups: list[str], *args: str) -> tuple[int, str, str]:
@@ -59,9 +40,7 @@ def as_nobody(ns: Namespace, groups: list[str], *args: str) -> tuple[int, str, s
     return out.returncode, out.stdout, out.stderr
 
 
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
+def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 

@@ -13,35 +13,23 @@ import json
 import sys
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from espfast.control.constants import NotifyType
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from espfast.up import pair_configs
+from tests.netns import opsconf
+from tests.netns.opsconf import Samples
 
 PSK = "the metrics attack test's pre-shared key"
 PROBE = str(Path(__file__).parents[1] / "netns" / "ikeprobe.py")
 METRICS = "198.18.0.2:9469"
 COOKIE_THRESHOLD = 5
 EVIL_ID = "attacker-chosen-identity.test"
-FETCH = """
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
-    sys.stdout.write(r.read().decode())
-"""
 REASONS = {n.name.lower() for n in NotifyType if n < 16384} | {"timeout", "other", ""}
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(ns: Namespace) -> Samples:
-    out = ns.run(sys.executable, "-c", FETCH, f"http://{METRICS}/metrics", timeout=30)
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(out.stdout)
-        for s in family.samples
-    }
+    return opsconf.scrape(ns, METRICS)
 
 
 def per_sa(samples: Samples) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
