@@ -363,6 +363,8 @@ def _load(
 def load_static(path: str | os.PathLike[str]) -> StaticConfig:
     """Read and validate an ``espfast static`` config; :class:`ConfigError` if it is wrong."""
     source, interface, sas = _load(path, "sa", _sa_pair)
+    if interface.metrics is not None:
+        raise ConfigError(f"{source}: interface.metrics: only espfast up serves metrics")
     _check_sas(str(source), interface, sas)
     return StaticConfig(source, interface, sas)
 

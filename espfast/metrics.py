@@ -136,7 +136,7 @@ class Metrics:
         dm = self.daemon
         states: Counter[str] = Counter(sa.state.value for sa in dm.sas)
         g = GaugeMetricFamily("espfast_ike_sas", "IKE SAs by state", labels=["state"])
-        for state in ("connecting", "established", "rekeying", "deleting"):
+        for state in ("connecting", "established", "deleting"):
             states.setdefault(state, 0)
         for state, n in sorted(states.items()):
             g.add_metric([state], n)

@@ -96,6 +96,7 @@ class Operations:
         from espfast.reload import diff, fingerprints, interface_changes
 
         async with self._reloading:
+            self._not_closing()
             old = self.daemon.config
             try:
                 new = (self._load or load_up)(str(old.source))
@@ -209,6 +210,7 @@ class Operations:
 
     async def initiate(self, req: Mapping[str, Any]) -> dict[str, Any]:
         dm = self.daemon
+        self._not_closing()
         conn = self._connection(req)
         if conn.remote is None:
             raise ValueError(
@@ -221,6 +223,8 @@ class Operations:
             if not cfgs:
                 known = ", ".join(c.name for c in conn.ike.children)
                 raise ValueError(f"connection {conn.name!r} has no child {want!r} (known: {known})")
+        if not cfgs:
+            raise ValueError(f"connection {conn.name!r} has no child to initiate")
         from espfast.daemon import IKE_PORT
 
         timeout = _timeout(req)
@@ -269,7 +273,11 @@ class Operations:
             raise ValueError(f"{conn.name}: {why}")
         return {"conn": conn.name, "ike_sas": len(live)}
 
-    def _connection(self, req: Mapping[str, Any]) -> Any:
+    def _not_closing(self) -> None:
+        if self.daemon.mgr.closing:
+            raise ValueError("the daemon is shutting down")
+
+    def _connection(self, req: Mapping[str, Any]) -> ConnectionConfig:
         name = req.get("conn")
         if not isinstance(name, str) or not name:
             raise ValueError('the request names no connection ("conn")')
