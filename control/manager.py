@@ -258,6 +258,19 @@ class IkeManager:
         names = {c.name for c in configs}
         for key in [k for k in self.traps if k[0] not in names]:
             del self.traps[key]
+        # Half-open IKE SAs we answer pick their connection in IKE_AUTH among the
+        # configurations of now, never among those the reload replaced or removed.
+        by_name = {c.name: c for c in configs}
+        for sa in list(self._by_spi.values()):
+            if sa.initiator or sa.is_established or sa.is_destroyed:
+                continue
+            if not configs:
+                sa.destroy("the configuration was reloaded")
+                self._collect(sa)
+                continue
+            sa.candidates = tuple(configs)
+            if not any(sa.config is c for c in configs):
+                sa.config = by_name.get(sa.config.name, configs[0])
 
     def connection_sas(self, name: str) -> list[IkeSa]:
         """The IKE SAs of connection ``name`` that are not gone, rekeyed or deleting."""
