@@ -222,12 +222,8 @@ class Daemon:
         for child in conn.children_to("trap"):
             self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
             self.add_routes(_child_networks(conn, child))
-            log.warning(
-                "%s: trap for child %s installed",
-                conn.name,
-                child,
-                extra=logged("trap_installed", connection=conn.name, child=child),
-            )
+            what = logged("trap_installed", connection=conn.name, child=child)
+            log.warning("%s: trap for child %s installed", conn.name, child, extra=what)
         if conn.children_to("start"):
             self.initiate(conn)
 
@@ -401,20 +397,13 @@ class Daemon:
                 self._hold_vips(event.ike_sa_id, event.virtual_ips)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
-                log.info(
-                    "%s: IKE SA rekeyed",
-                    event.name,
-                    extra=logged("ike_sa_rekeyed", connection=event.name, ike_sa=event.ike_sa_id),
-                )
+                log.info("%s: IKE SA rekeyed", event.name, extra=logged(
+                    "ike_sa_rekeyed", connection=event.name, ike_sa=event.ike_sa_id))  # fmt: skip
             case IkeSaReauthenticating():
                 self.counters.ike_sas_reauthenticated += 1
-                log.info(
-                    "%s: IKE SA reauthenticating",
-                    event.name,
-                    extra=logged(
-                        "ike_sa_reauthenticating", connection=event.name, ike_sa=event.ike_sa_id
-                    ),
-                )
+                what = logged("ike_sa_reauthenticating", connection=event.name,
+                              ike_sa=event.ike_sa_id)  # fmt: skip
+                log.info("%s: IKE SA reauthenticating", event.name, extra=what)
             case ChildSaUp():
                 # A Child SA like one we have, with the same peer: the peer reauthenticated
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
@@ -438,31 +427,14 @@ class Daemon:
                 replaced = event.spi_in not in self.children  # a rekey already logged it
                 self._uninstall(event.spi_in)  # also switches a successor waiting for this
                 if not replaced:
-                    log.info(
-                        "%s: child SA %08x down: %s",
-                        event.name,
-                        event.spi_in,
-                        event.reason,
-                        extra=logged(
-                            "child_sa_down",
-                            child=event.name,
-                            ike_sa=event.ike_sa_id,
-                            spi_in=f"{event.spi_in:08x}",
-                            reason=event.reason,
-                        ),
-                    )
+                    what = logged("child_sa_down", child=event.name, ike_sa=event.ike_sa_id,
+                                  spi_in=f"{event.spi_in:08x}", reason=event.reason)  # fmt: skip
+                    log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason,
+                             extra=what)  # fmt: skip
             case ChildSaFailed():
-                log.warning(
-                    "%s: child SA failed: %s",
-                    event.name,
-                    event.reason,
-                    extra=logged(
-                        "child_sa_failed",
-                        child=event.name,
-                        ike_sa=event.ike_sa_id,
-                        reason=event.reason,
-                    ),
-                )
+                log.warning("%s: child SA failed: %s", event.name, event.reason,
+                            extra=logged("child_sa_failed", child=event.name,
+                                         ike_sa=event.ike_sa_id, reason=event.reason))  # fmt: skip
             case PeerAddressChanged():
                 for child in self.children.values():
                     if child.ike_sa_id == event.ike_sa_id:
@@ -481,20 +453,9 @@ class Daemon:
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
-                log.log(
-                    level,
-                    "%s: IKE SA down%s: %s",
-                    event.name,
-                    cause,
-                    event.reason,
-                    extra=logged(
-                        "ike_sa_down",
-                        connection=event.name,
-                        ike_sa=event.ike_sa_id,
-                        cause=event.cause,
-                        reason=event.reason,
-                    ),
-                )
+                log.log(level, "%s: IKE SA down%s: %s", event.name, cause, event.reason,
+                        extra=logged("ike_sa_down", connection=event.name, ike_sa=event.ike_sa_id,
+                                     cause=event.cause, reason=event.reason))  # fmt: skip
                 # The manager restarts or traps what has a dpd/close action; after a
                 # clear/none action (dpd, peer), a local delete or INITIAL_CONTACT nothing
                 # is restarted; what never came up (or ran out its life) is tried again.
@@ -534,12 +495,8 @@ class Daemon:
         attempt = self._retries.get(name, 0)
         self._retries[name] = attempt + 1
         delay = min(self.retry_delay * 2**attempt, RETRY_MAX)
-        log.warning(
-            "%s: initiating again in %.0f s",
-            name,
-            delay,
-            extra=logged("retry_scheduled", connection=name, delay=delay),
-        )
+        log.warning("%s: initiating again in %.0f s", name, delay,
+                    extra=logged("retry_scheduled", connection=name, delay=delay))  # fmt: skip
         self._retry_timers[name] = self.loop.call_later(delay, self._retry, conn)
 
     def _retry(self, conn: ConnectionConfig) -> None:

@@ -143,9 +143,7 @@ class Operations:
         now = dm.loop.time()
         self._untrap([old[n] for n in stop if n in old], keep=new)
         for name in stop:
-            timer = dm._retry_timers.pop(name, None)
-            if timer is not None:
-                timer.cancel()
+            self._cancel_retry(name)
             dm._retries.pop(name, None)
             dm.mgr.terminate(name, now)
             dm.mgr.pools.pop(name, None)
@@ -233,6 +231,7 @@ class Operations:
                   if existing and c.ike_sa_id == existing[0].ike_sa_id}  # fmt: skip
         if existing and existing[0].is_established and all(c.name in up_now for c in cfgs):
             return self._initiated(conn.name, existing[0].ike_sa_id, [c.name for c in cfgs], True)
+        self._cancel_retry(conn.name)  # what a pending retry would do happens now
         log.info("%s: initiate requested", conn.name,
                  extra=logged("initiate_requested", connection=conn.name, child=want))  # fmt: skip
         sa = dm.mgr.start_children(conn.ike, cfgs, local=(dm.local, IKE_PORT),
@@ -255,9 +254,7 @@ class Operations:
         dm = self.daemon
         conn = self._connection(req)
         timeout = _timeout(req)
-        timer = dm._retry_timers.pop(conn.name, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_retry(conn.name)
         live = [sa for sa in dm.sas if sa.config.name == conn.name]
         if not live:
             raise ValueError(f"no IKE SA of connection {conn.name!r}")
@@ -272,6 +269,11 @@ class Operations:
         if why:
             raise ValueError(f"{conn.name}: {why}")
         return {"conn": conn.name, "ike_sas": len(live)}
+
+    def _cancel_retry(self, name: str) -> None:
+        timer = self.daemon._retry_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
 
     def _not_closing(self) -> None:
         if self.daemon.mgr.closing:
