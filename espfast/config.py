@@ -15,6 +15,8 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 2                                # dataplane worker threads (default: CPUs)
     offload = true                             # TCP segmentation/coalescing on the TUN
+    user = "espfast"                           # run as this user once set up (default:
+                                               # stay, with CAP_NET_ADMIN only)
 
     [[sa]]                                     # one SA pair; repeat for more
     name = "to-b"                              # for counters and messages
@@ -296,6 +298,8 @@ class InterfaceConfig:
     # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open)
     cookie_threshold: int = 10
     half_open_limit: int = 1000
+    # The user to run as once set up (espfast/privs.py); None: stay who we are.
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -388,8 +392,11 @@ def _interface(t: Table) -> InterfaceConfig:
     offload = t.get_bool("offload", True)
     cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
     half_open = t.get_int("half_open_limit", 1000, 1, 10**6)
+    user = t.opt_str("user")
+    if user is not None and not user.strip():
+        raise t.error("user", "is empty")
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open)
+    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open, user)
 
 
 @dataclass

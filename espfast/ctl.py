@@ -2,7 +2,10 @@
 
 The daemon runs a :class:`ControlServer` (asyncio) on ``/run/espfast/espfast.sock`` (the
 directory is created 0700, the socket is 0600, and a peer must be root or the daemon's own
-user by SO_PEERCRED); ``espfast status`` and other clients use :func:`request`.
+user by SO_PEERCRED; with ``--socket-group G`` 0750 / 0660 and G's members too);
+``espfast status`` and other clients use :func:`request`. The directory is refused when it
+is a symlink, not a directory, another user's, or writable by others (as is any directory
+above it that is not sticky): nobody else can plant or impersonate the socket.
 
 Protocol: one JSON object per line each way, any number of requests per connection,
 answered in order::
@@ -34,10 +37,12 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import grp
 import inspect
 import json
 import logging
 import os
+import pwd
 import socket
 import stat
 import struct
@@ -268,12 +273,20 @@ class ControlServer:
         *,
         handlers: Mapping[str, Handler] | None = None,
         allowed_uids: frozenset[int] | None = None,
+        owner: int | None = None,
+        group: int | None = None,
     ) -> None:
+        """``owner``: the uid the daemon will run as (``--user``), given the directory and
+        the socket; ``group``: a group whose members may use the socket too (directory
+        0750, socket 0660, that group)."""
         self.path = Path(path)
         self._handlers: dict[str, Handler] = {"status": lambda _req: status_provider()}
         self._handlers.update(handlers or {})
-        self._allowed = allowed_uids if allowed_uids is not None else {0, os.geteuid()}
+        uids = {0, os.geteuid()} | ({owner} if owner is not None else set())
+        self._allowed = allowed_uids if allowed_uids is not None else frozenset(uids)
+        self._owner, self._group = owner, group
         self._server: asyncio.base_events.Server | None = None
+        self._sock: socket.socket | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._inode: tuple[int, int] | None = None
 
@@ -281,15 +294,26 @@ class ControlServer:
     def commands(self) -> list[str]:
         return sorted(self._handlers)
 
+    def bind(self) -> None:
+        """Create the directory and the socket (before the daemon drops its privileges);
+        :meth:`start` serves on it."""
+        if self._sock is None:
+            self._sock = _bind_private(self.path, self._owner, self._group)
+            st = os.stat(self.path)
+            self._inode = (st.st_dev, st.st_ino)
+
     async def start(self) -> None:
-        sock = _bind_private(self.path)
-        st = os.stat(self.path)
-        self._inode = (st.st_dev, st.st_ino)
+        self.bind()
+        sock, self._sock = self._sock, None
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
         log.info("control socket %s", self.path)
 
     async def close(self) -> None:
         server, self._server = self._server, None
+        if self._sock is not None:  # bound, never started
+            self._sock.close()
+            self._sock = None
+            self._unlink()
         if server is None:
             return
         server.close()
@@ -297,8 +321,13 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
         await server.wait_closed()
-        # Remove our socket, not one a later daemon may have put there.
-        with contextlib.suppress(FileNotFoundError):
+        self._unlink()
+
+    def _unlink(self) -> None:
+        # Remove our socket, not one a later daemon may have put there. Not being allowed
+        # to (a daemon that dropped to a user who does not own the directory) leaves a
+        # stale socket, which the next daemon replaces.
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:
                 self.path.unlink()
@@ -323,8 +352,8 @@ class ControlServer:
             if len(self._clients) > MAX_CLIENTS:
                 await _refuse(reader, writer, "too many control connections, try again")
                 return
-            uid = _peer_uid(writer)
-            if uid not in self._allowed:
+            uid, gid = _peer_ids(writer)
+            if uid not in self._allowed and not _in_group(uid, gid, self._group):
                 log.warning("control socket: refused a client with uid %s", uid)
                 await _refuse(reader, writer, "permission denied")
                 return
@@ -396,31 +425,112 @@ async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wh
                     break
 
 
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+def _peer_ids(writer: asyncio.StreamWriter) -> tuple[int | None, int | None]:
+    """The connecting process's (uid, gid) by SO_PEERCRED; (None, None) if unknown."""
     sock = writer.get_extra_info("socket")
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except (OSError, AttributeError):
-        return None
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+        return None, None
+    _pid, uid, gid = struct.unpack("3i", creds)
+    return int(uid), int(gid)
 
 
-def _bind_private(path: Path) -> socket.socket:
-    """A listening UNIX socket at ``path``, mode 0600, in a directory we create 0700.
+def _in_group(uid: int | None, gid: int | None, group: int | None) -> bool:
+    """Whether the peer is in ``group``: as its gid, or as a member in the group database."""
+    if group is None or uid is None:
+        return False
+    if gid == group:
+        return True
+    try:
+        pw = pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return group in os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+
+def resolve_group(name: str) -> int:
+    """A group name or number (``--socket-group``); ControlError if there is no such group."""
+    try:
+        return int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ControlError(f"no such group {name!r}") from None
+
+
+def _check_ancestors(directory: Path, trusted: set[int]) -> None:
+    """Every directory above ``directory`` must be owned by a trusted uid and writable by
+    nobody else (or sticky, like /tmp: others cannot rename or remove what is ours)."""
+    for parent in directory.parents:
+        try:
+            st = os.stat(parent)
+        except FileNotFoundError:
+            continue  # created by us below
+        except OSError as e:
+            raise ControlError(f"cannot check {parent}: {e.strerror}") from None
+        if st.st_uid not in trusted:
+            raise ControlError(f"{parent} is owned by uid {st.st_uid}; refusing to use it")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise ControlError(f"{parent} is writable by other users; refusing to use it")
+
+
+def _private_dir(directory: Path, owner: int | None, group: int | None) -> None:
+    """The socket's directory: created 0700 (0750 with a group), owned by us or ``owner``;
+    a pre-existing one must be a real directory owned by root, us or ``owner`` and
+    writable by nobody else. Anything else (a symlink, a file, another user's directory)
+    could let another user plant or impersonate the socket: one clear ControlError."""
+    trusted = {0, os.geteuid()} | ({owner} if owner is not None else set())
+    _check_ancestors(directory, trusted)
+    created = False
+    try:
+        os.mkdir(directory, 0o750 if group is not None else 0o700)
+        created = True
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # its parent is missing too: created like it (then checked)
+        try:
+            os.makedirs(directory, 0o750 if group is not None else 0o700)
+            created = True
+        except OSError as e:
+            raise ControlError(f"cannot create {directory}: {e.strerror}") from None
+    except OSError as e:
+        raise ControlError(f"cannot create {directory}: {e.strerror}") from None
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        what = {errno.ELOOP: "is a symbolic link", errno.ENOTDIR: "is not a directory"}
+        raise ControlError(
+            f"{directory} {what.get(e.errno or 0, e.strerror)}; refusing to use it"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid not in trusted:
+            raise ControlError(f"{directory} is owned by uid {st.st_uid}; refusing to use it")
+        if created:
+            os.fchown(fd, -1 if owner is None else owner, -1 if group is None else group)
+            os.fchmod(fd, 0o750 if group is not None else 0o700)
+        elif st.st_mode & 0o022:
+            raise ControlError(f"{directory} is writable by other users; refusing to use it")
+    finally:
+        os.close(fd)
+
+
+def _bind_private(path: Path, owner: int | None = None, group: int | None = None) -> socket.socket:
+    """A listening UNIX socket at ``path``, mode 0600 (0660 with a group), owned by us or
+    ``owner``, in a private directory (:func:`_private_dir`).
 
     A stale socket (nobody listening) is replaced; a live one means another daemon runs,
     and anything that is not a socket is left alone: both are a ControlError.
     """
-    parent = path.parent
-    if not parent.exists():
-        try:
-            parent.mkdir(mode=0o700, parents=True)
-        except OSError as e:
-            raise ControlError(f"cannot create {parent}: {e.strerror}") from None
-    if path.is_symlink() or path.exists():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
+    _private_dir(path.parent, owner, group)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
             raise ControlError(f"{path} exists and is not a socket; not touching it")
+        if st.st_uid not in {0, os.geteuid(), owner}:
+            raise ControlError(f"{path} is owned by uid {st.st_uid}; not touching it")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
@@ -432,16 +542,18 @@ def _bind_private(path: Path) -> socket.socket:
             raise ControlError(f"another espfast daemon is listening on {path}")
         finally:
             probe.close()
+    mode = 0o660 if group is not None else 0o600
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # the socket is created 0600: no window with wider bits
+    old_umask = os.umask(0o777 & ~mode)  # the socket is created with its mode: no window
     try:
         sock.bind(str(path))
+        os.chown(path, -1 if owner is None else owner, -1 if group is None else group)
+        os.chmod(path, mode)
     except OSError as e:
         sock.close()
         raise ControlError(f"cannot bind {path}: {e.strerror}") from None
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
     sock.listen(MAX_CLIENTS)
     sock.setblocking(False)
     return sock
