@@ -122,19 +122,22 @@ def sa_params(pair: SaPairConfig) -> tuple[SaParams, ...]:
 def _run_tunnel(config: StaticConfig, stop: _StopSignals, user: str | None) -> dict[str, Any]:
     from espfast.dataplane import Dataplane, Direction
     from espfast.privs import drop_for_daemon
-    from espfast.tun import open_tun
+    from espfast.tun import create_device, open_tun
 
     iface = config.interface
     routes = [net for sa in config.sas for net in sa.remote_ts]
     started = time.monotonic()
-    drop_for_daemon(user, iface.listen[1])  # espfast/privs.py: CAP_NET_ADMIN from here on
     with contextlib.ExitStack() as stack:
+        device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
+        stack.callback(device.close)
+        drop_for_daemon(user, iface.listen[1])  # espfast/privs.py: CAP_NET_ADMIN from here on
         tun = open_tun(
             iface.name,
             mtu=iface.mtu,
             addresses=iface.addresses,
             routes=routes,
             vnet_hdr=iface.offload,
+            device=device,
         )
         stack.callback(tun.close)
         sock = stack.enter_context(udp_socket(iface.listen))

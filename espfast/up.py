@@ -78,7 +78,7 @@ async def _serve(
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
     from espfast.privs import drop_for_daemon, resolve_user
-    from espfast.tun import IPInterface, open_tun
+    from espfast.tun import IPInterface, create_device, open_tun
 
     loop = asyncio.get_running_loop()
     iface = config.interface
@@ -99,6 +99,8 @@ async def _serve(
         # here on the process keeps only what espfast/privs.py says it needs.
         ctl.bind()
         stack.push_async_callback(ctl.close)
+        device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
+        stack.callback(device.close)
         drop_for_daemon(user, IKE_PORT, iface.listen[1])
         tun = open_tun(
             iface.name,
@@ -106,6 +108,7 @@ async def _serve(
             addresses=iface.addresses,
             routes=[],
             vnet_hdr=iface.offload,
+            device=device,
         )
         stack.callback(tun.close)
         sock500 = stack.enter_context(udp_socket((iface.listen[0], IKE_PORT)))
