@@ -495,6 +495,9 @@ def _private_dir(directory: Path, owner: int | None, group: int | None) -> None:
     except OSError as e:
         raise ControlError(f"cannot create {directory}: {e.strerror}") from None
     try:
+        if stat.S_ISLNK(os.lstat(directory).st_mode):
+            raise ControlError(f"{directory} is a symbolic link; refusing to use it")
+        # O_NOFOLLOW: what is checked below is what was looked at above.
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
         what = {errno.ELOOP: "is a symbolic link", errno.ENOTDIR: "is not a directory"}

@@ -54,9 +54,7 @@ class Tun:
     event-loop callbacks). The calls are short; the caller waits for each.
     """
 
-    def __init__(
-        self, name: str, *, mtu: int, vnet_hdr: bool = True, device: Any = None
-    ) -> None:
+    def __init__(self, name: str, *, mtu: int, vnet_hdr: bool = True, device: Any = None) -> None:
         """``device``: one :func:`create_device` made (before privileges were dropped)."""
         self._dev = device if device is not None else create_device(name, vnet_hdr)
         self.name: str = self._dev.name
