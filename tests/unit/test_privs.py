@@ -103,3 +103,28 @@ def test_config_user(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"interface.user: is empty"):
         load_static(bad)
+
+
+def _dontdump(address: int) -> bool:
+    """Whether the mapping holding ``address`` is marked "dd" (MADV_DONTDUMP) in smaps."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(" ", 1)[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and line.startswith("VmFlags:"):
+            return " dd" in line
+    return False
+
+
+def test_key_buffers_are_never_dumped() -> None:
+    from espfast._dataplane import ffi
+    from espfast.dataplane import _key_buffer
+
+    buf = _key_buffer(b"\x11" * 36)
+    address = int(ffi.cast("uintptr_t", buf))
+    assert _dontdump(address)
+    assert bytes(ffi.buffer(buf, 36)) == b"\x11" * 36
+    ffi.release(buf)  # cleansed and back in the pool
+    assert not _dontdump(id(object()))  # ordinary heap: the probe tells the two apart
