@@ -1,4 +1,4 @@
-"""Attacks on the control socket's directory (espfast/ctl.py ``_private_dir``).
+"""Attacks on the control socket's directory (espfast/ctlsock.py).
 
 Another local user who could plant something where the daemon puts its control socket
 could block it or, worse, have ``espfast status`` (run as root) talk to an impostor. The
