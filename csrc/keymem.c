@@ -35,6 +35,8 @@ static int grow(void)
 		return -1;
 	}
 	(void)madvise(s, len, MADV_WIPEONFORK); /* best effort: older kernels lack it */
+	/* Best effort too: kept out of swap while RLIMIT_MEMLOCK allows (a page holds 64 keys). */
+	(void)mlock(s, len);
 	for (size_t i = 0; i < len / sizeof(*s); i++) {
 		s[i].next = free_slots;
 		free_slots = &s[i];

@@ -1,7 +1,8 @@
 /* keymem.h — memory for the key bytes the dataplane owns (the AEAD salts, the key
  * buffers Python hands in): 64-byte slots in page-aligned mmap'd pages marked
  * MADV_DONTDUMP (never in a core dump, even one a debugger or a changed sysctl allows)
- * and MADV_WIPEONFORK (zero in a forked child). A slot is cleansed when freed; pages
+ * and MADV_WIPEONFORK (zero in a forked child), locked in memory where RLIMIT_MEMLOCK
+ * allows (never swapped). A slot is cleansed when freed; pages
  * are kept for the next keys (bounded by the most SAs ever installed at once).
  * Thread-safe. OpenSSL's key schedules live in its own allocations: the process is
  * also non-dumpable (espfast/privs.py). */
