@@ -8,6 +8,8 @@
 
 #include <openssl/crypto.h>
 
+#include "keymem.h"
+
 #define CNT_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define EF_MAX_TS 256
 
@@ -197,6 +199,11 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 			sa->routes[i].prefix = sa->remote[i];
 		}
 	}
+	sa->salt = ef_keymem_alloc(EF_AEAD_SALT_LEN);
+	if (!sa->salt) {
+		*err = EF_E_NOMEM;
+		goto fail;
+	}
 	if (t->aead)
 		memcpy(sa->salt, key + t->enc_key_len - EF_AEAD_SALT_LEN, EF_AEAD_SALT_LEN);
 	sa->ctx = calloc((size_t)nctx, sizeof(*sa->ctx));
@@ -224,7 +231,7 @@ void ef_sa_free(struct ef_sa *sa)
 	for (int i = 0; i < sa->nctx; i++)
 		ef_cctx_free(&sa->ctx[i]);
 	free(sa->ctx);
-	OPENSSL_cleanse(sa->salt, sizeof(sa->salt));
+	ef_keymem_free(sa->salt); /* cleansed */
 	ef_replay_free(&sa->replay);
 	pthread_spin_destroy(&sa->replay_lock);
 	free(sa->local);

@@ -36,7 +36,7 @@ struct ef_sa {
 	uint8_t esn;
 	uint8_t exhausted; /* outbound: the sequence number space is used up */
 	const struct ef_transform *t;
-	uint8_t salt[EF_AEAD_SALT_LEN];
+	uint8_t *salt; /* EF_AEAD_SALT_LEN bytes in keymem (never dumped) */
 	int nctx;
 	struct ef_cctx *ctx; /* one per worker */
 	uint64_t seq;        /* outbound: last sequence number used */

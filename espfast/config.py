@@ -15,6 +15,8 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 2                                # dataplane worker threads (default: CPUs)
     offload = true                             # TCP segmentation/coalescing on the TUN
+    user = "espfast"                           # run as this user once set up (default:
+                                               # stay, with CAP_NET_ADMIN only)
 
     [[sa]]                                     # one SA pair; repeat for more
     name = "to-b"                              # for counters and messages
@@ -298,6 +300,8 @@ class InterfaceConfig:
     half_open_limit: int = 1000
     # espfast up: where to serve Prometheus metrics (espfast/metrics.py); None: nowhere
     metrics: tuple[str, int] | None = None
+    # The user to run as once set up (espfast/privs.py); None: stay who we are.
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -398,9 +402,12 @@ def _interface(t: Table) -> InterfaceConfig:
         metrics = parse_endpoint(t, "metrics", metrics_text, 0)
         if metrics[1] == 0:
             raise t.error("metrics", f"{metrics_text!r}: needs a port (ADDR:PORT)")
+    user = t.opt_str("user")
+    if user is not None and not user.strip():
+        raise t.error("user", "is empty")
     t.done()
     return InterfaceConfig(
-        name, addresses, mtu, listen, workers, offload, cookies, half_open, metrics
+        name, addresses, mtu, listen, workers, offload, cookies, half_open, metrics, user
     )
 
 

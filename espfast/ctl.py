@@ -2,11 +2,11 @@
 
 The daemon runs a :class:`ControlServer` (asyncio) on ``/run/espfast/espfast.sock`` (the
 directory is created 0700, the socket is 0600, and a peer must be root or the daemon's own
-user by SO_PEERCRED); ``espfast status`` and other clients use :func:`request`. With a
-``group`` (``espfast up --socket-group NAME``) members of that group may use it too: the
-socket is 0660 and the directory 0750 with that group, and a peer passes when the group
-is its primary group or one of its supplementary groups (SO_PEERGROUPS, as the kernel
-saw them when it connected).
+user by SO_PEERCRED; with ``--socket-group G`` 0750 / 0660 and G's members too, by the
+groups the kernel recorded for the peer, SO_PEERGROUPS); ``espfast status`` and other
+clients use :func:`request`. The directory is refused when it
+is a symlink, not a directory, another user's, or writable by others (as is any directory
+above it that is not sticky): nobody else can plant or impersonate the socket.
 
 Protocol: one JSON object per line each way, any number of requests per connection,
 answered in order::
@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import socket
-import stat
 import struct
 import types
 import typing
@@ -51,6 +50,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, Union, get_args, get_origin
+
+from espfast.ctlsock import MAX_CLIENTS, ControlError, bind_private, resolve_group
 
 if TYPE_CHECKING:
     from espfast.control.events import ChildSaUp
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = Path("/run/espfast/espfast.sock")
 MAX_LINE = 64 * 1024  # a request longer than this is refused and the connection closed
-MAX_CLIENTS = 16  # connections served at once; more are answered with an error and closed
 IDLE_TIMEOUT = 30.0  # seconds a connection may sit without sending a full request
 SCHEMA_VERSION = 1
 
@@ -242,10 +242,6 @@ def drops_of(sa_stats: object) -> dict[str, int]:
 # Errors both sides share
 
 
-class ControlError(RuntimeError):
-    """The control socket could not be used; the message is one line for the user."""
-
-
 class DaemonError(ControlError):
     """The daemon answered ``{"ok": false}``; ``error`` is what it said."""
 
@@ -280,14 +276,20 @@ class ControlServer:
         *,
         handlers: Mapping[str, Handler] | None = None,
         allowed_uids: frozenset[int] | None = None,
+        owner: int | None = None,
         group: int | None = None,
     ) -> None:
+        """``owner``: the uid the daemon will run as (``--user``), given the directory and
+        the socket; ``group``: a group whose members may use the socket too (directory
+        0750, socket 0660, that group)."""
         self.path = Path(path)
         self._handlers: dict[str, Handler] = {"status": lambda _req: status_provider()}
         self._handlers.update(handlers or {})
-        self._allowed = allowed_uids if allowed_uids is not None else {0, os.geteuid()}
-        self._group = group
+        uids = {0, os.geteuid()} | ({owner} if owner is not None else set())
+        self._allowed = allowed_uids if allowed_uids is not None else frozenset(uids)
+        self._owner, self._group = owner, group
         self._server: asyncio.base_events.Server | None = None
+        self._sock: socket.socket | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._inode: tuple[int, int] | None = None
 
@@ -295,15 +297,30 @@ class ControlServer:
     def commands(self) -> list[str]:
         return sorted(self._handlers)
 
+    def add_handlers(self, handlers: Mapping[str, Handler]) -> None:
+        """Commands registered once the daemon they act on exists (before :meth:`start`)."""
+        self._handlers.update(handlers)
+
+    def bind(self) -> None:
+        """Create the directory and the socket (before the daemon drops its privileges);
+        :meth:`start` serves on it."""
+        if self._sock is None:
+            self._sock = bind_private(self.path, self._owner, self._group)
+            st = os.stat(self.path)
+            self._inode = (st.st_dev, st.st_ino)
+
     async def start(self) -> None:
-        sock = _bind_private(self.path, self._group)
-        st = os.stat(self.path)
-        self._inode = (st.st_dev, st.st_ino)
+        self.bind()
+        sock, self._sock = self._sock, None
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
         log.info("control socket %s", self.path)
 
     async def close(self) -> None:
         server, self._server = self._server, None
+        if self._sock is not None:  # bound, never started
+            self._sock.close()
+            self._sock = None
+            self._unlink()
         if server is None:
             return
         server.close()
@@ -311,8 +328,13 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
         await server.wait_closed()
-        # Remove our socket, not one a later daemon may have put there.
-        with contextlib.suppress(FileNotFoundError):
+        self._unlink()
+
+    def _unlink(self) -> None:
+        # Remove our socket, not one a later daemon may have put there. Not being allowed
+        # to (a daemon that dropped to a user who does not own the directory) leaves a
+        # stale socket, which the next daemon replaces.
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:
                 self.path.unlink()
@@ -438,75 +460,6 @@ def _peer_credentials(writer: asyncio.StreamWriter) -> tuple[int | None, frozens
     return int(uid), frozenset(groups)
 
 
-def _bind_private(path: Path, group: int | None = None) -> socket.socket:
-    """A listening UNIX socket at ``path``, mode 0600, in a directory we create 0700;
-    with ``group``, 0660 and 0750 with that group (a directory of ours that exists is
-    opened to the group the same way; any other is left as it is).
-
-    A stale socket (nobody listening) is replaced; a live one means another daemon runs,
-    and anything that is not a socket is left alone: both are a ControlError.
-    """
-    parent = path.parent
-    if not parent.exists():
-        try:
-            parent.mkdir(mode=0o700, parents=True)
-        except OSError as e:
-            raise ControlError(f"cannot create {parent}: {e.strerror}") from None
-    if group is not None:
-        _open_to_group(parent, group)
-    if path.is_symlink() or path.exists():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ControlError(f"{path} exists and is not a socket; not touching it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except ConnectionRefusedError:
-            path.unlink()  # stale: the daemon that made it is gone
-        except OSError as e:
-            raise ControlError(f"cannot check the existing socket {path}: {e.strerror}") from None
-        else:
-            raise ControlError(f"another espfast daemon is listening on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # the socket is created 0600: no window with wider bits
-    try:
-        sock.bind(str(path))
-    except OSError as e:
-        sock.close()
-        raise ControlError(f"cannot bind {path}: {e.strerror}") from None
-    finally:
-        os.umask(old_umask)
-    try:
-        if group is None:
-            os.chmod(path, 0o600)
-        else:
-            os.chown(path, -1, group)
-            os.chmod(path, 0o660)
-    except OSError as e:
-        sock.close()
-        path.unlink(missing_ok=True)
-        raise ControlError(f"cannot give {path} to group {group}: {e.strerror}") from None
-    sock.listen(MAX_CLIENTS)
-    sock.setblocking(False)
-    return sock
-
-
-def _open_to_group(directory: Path, group: int) -> None:
-    """Our own private socket directory (0700, ours): 0750 with ``group``."""
-    st = directory.lstat()
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700:
-        try:
-            os.chown(directory, -1, group)
-            os.chmod(directory, 0o750)  # noqa: S103 (the group may enter: its point)
-        except OSError as e:
-            raise ControlError(f"cannot give {directory} to group {group}: {e.strerror}") from None
-
-
-# ---------------------------------------------------------------------------------------
-# Client
-
-
 def add_socket_argument(parser: argparse.ArgumentParser) -> None:
     """``--socket PATH`` (for ``espfast up`` and ``espfast status`` alike)."""
     parser.add_argument(
@@ -594,4 +547,5 @@ __all__ = [
     "child_sa_status",
     "drops_of",
     "request",
+    "resolve_group",
 ]

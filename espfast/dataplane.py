@@ -334,7 +334,18 @@ class _CParams:
     def wipe(self) -> None:
         # Our copies of the keys: zeroed as soon as C has its own (scheduled) copy.
         for buf in self.secrets:
-            ffi.memmove(buf, b"\0" * len(ffi.buffer(buf)), len(ffi.buffer(buf)))
+            ffi.release(buf)  # ef_keymem_free: cleansed
+
+
+def _key_buffer(key: bytes) -> Any:
+    """A copy of ``key`` in C key memory (csrc/keymem.h: never in a core dump)."""
+    size = max(len(key), 1)
+    raw = lib.ef_keymem_alloc(size)
+    if raw == ffi.NULL:
+        raise MemoryError("no key memory")
+    buf = ffi.gc(ffi.cast("uint8_t *", raw), lib.ef_keymem_free, size=size)
+    ffi.memmove(buf, key, len(key))
+    return buf
 
 
 def _prefixes(nets: tuple[Network, ...]) -> Any:
@@ -381,8 +392,7 @@ def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _
         raise ValueError(f"outbound SA 0x{spi:08x} needs a peer (address, port)")
 
     p = ffi.new("struct ef_sa_params *")
-    ekey = ffi.new("uint8_t[]", enc_key or b"\0")
-    ikey = ffi.new("uint8_t[]", integ_key or b"\0")
+    ekey, ikey = _key_buffer(enc_key), _key_buffer(integ_key)
     lts, rts = _prefixes(local), _prefixes(remote)
     p.spi = spi
     p.dir = _DIR_INDEX[direction]

@@ -63,15 +63,21 @@ def print_error(command: str, error: Exception, status: int) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from espfast.privs import add_user_argument
+
     add_config_arguments(parser, "tunnel")
     parser.add_argument(
         "--json", action="store_true", help="print the counters on exit as JSON (on stdout)"
     )
+    add_user_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from espfast.config import ConfigError, load_static
+    from espfast.privs import harden
 
+    if not args.check:
+        harden()  # before any key is read: no core dumps
     try:
         config = load_static(args.config)
     except ConfigError as e:
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with _StopSignals() as stop:
         try:
-            report = _run_tunnel(config, stop)
+            report = _run_tunnel(config, stop, args.user or config.interface.user)
         except (OSError, ValueError, RuntimeError) as e:
             # TunError, bind errors, the dataplane refusing an SA: one line, no traceback.
             return print_error("static", e, 1)
@@ -113,20 +119,25 @@ def sa_params(pair: SaPairConfig) -> tuple[SaParams, ...]:
     )
 
 
-def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
+def _run_tunnel(config: StaticConfig, stop: _StopSignals, user: str | None) -> dict[str, Any]:
     from espfast.dataplane import Dataplane, Direction
-    from espfast.tun import open_tun
+    from espfast.privs import drop_for_daemon
+    from espfast.tun import create_device, open_tun
 
     iface = config.interface
     routes = [net for sa in config.sas for net in sa.remote_ts]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
+        device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
+        stack.callback(device.close)
+        drop_for_daemon(user, iface.listen[1])  # espfast/privs.py: CAP_NET_ADMIN from here on
         tun = open_tun(
             iface.name,
             mtu=iface.mtu,
             addresses=iface.addresses,
             routes=routes,
             vnet_hdr=iface.offload,
+            device=device,
         )
         stack.callback(tun.close)
         sock = stack.enter_context(udp_socket(iface.listen))
@@ -365,12 +376,15 @@ class Running:
         status = self.ns.stop(self.proc, timeout)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.stderr_head += self.proc.stderr.read().decode(errors="replace")
+        with contextlib.suppress(OSError):  # the control socket's directory, once empty
+            control_socket_in(self.ns).parent.rmdir()
         return status, self.proc.stdout.read().decode(), self.stderr_head
 
 
 def control_socket_in(ns: netns.Namespace) -> Path:
-    """The control socket :func:`start_in` gives ``espfast up`` in ``ns``."""
-    return Path(tempfile.gettempdir()) / f"espfast-{ns.name}.sock"
+    """The control socket :func:`start_in` gives ``espfast up`` in ``ns``: in a directory
+    of its own (the daemon refuses a directory others may write to, like /tmp itself)."""
+    return Path(tempfile.gettempdir()) / f"espfast-{ns.name}" / "espfast.sock"
 
 
 def start_in(
