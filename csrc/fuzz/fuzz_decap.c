@@ -4,7 +4,9 @@
  *
  * Input: a 12-byte head, then records of [kind u8][len u16 BE][len bytes].
  *   head[0]   transform (mod EF_T_COUNT; mod 3, an AEAD, in seal mode)
- *   head[1]   bit 0: ESN; bit 1: seal mode
+ *   head[1]   bit 0: ESN; bit 1: seal mode; bit 2: narrow selectors (the peer's inner
+ *             sources 198.19.1.0/24 and 2001:2:0:1::/64, ours 198.19.2.0/24 and
+ *             2001:2:0:2::/64) instead of everything
  *   head[2:4] replay window - 1 (mod 4096)
  *   head[4:12] floor of the first SA (32 bits without ESN)
  *   raw mode:  a record is an ESP packet, decapsulated as received
@@ -16,7 +18,8 @@
  *
  * Oracles: in seal mode without ESN, an independent model of RFC 4303 §3.4.3 (window,
  * floor, the numbers seen) and of the padding decides replay / padding / accept exactly;
- * every accepted packet's inner bytes are the plaintext's; after a restart no packet
+ * every accepted packet's inner bytes are the plaintext's and its addresses are inside
+ * the selectors (read here from the raw header), a policy drop's are not; after a restart no packet
  * accepted before it is accepted again; an accepted packet sent twice is a replay.
  * Seeds: csrc/fuzz/make_corpus.py (ESP from our own dataplane under the keys below). */
 #include <stdint.h>
@@ -79,9 +82,9 @@ static void model_add(struct model *m, uint64_t seq)
 }
 
 struct rig {
-	int transform, esn, seal;
+	int transform, esn, seal, narrow;
 	uint32_t window;
-	struct ef_prefix any[2];
+	struct ef_prefix any[2], remote[2], local[2];
 	uint8_t enc[64], integ[64];
 	struct ef_sa *sa;
 	struct model m;
@@ -106,7 +109,8 @@ static struct ef_sa *new_sa(struct rig *r, uint64_t floor)
 	p.enc_key_len = t->enc_key_len;
 	p.integ_key = t->integ_key_len ? r->integ : NULL;
 	p.integ_key_len = t->integ_key_len;
-	p.local_ts = p.remote_ts = r->any;
+	p.local_ts = r->narrow ? r->local : r->any;
+	p.remote_ts = r->narrow ? r->remote : r->any;
 	p.n_local = p.n_remote = 2;
 	p.esn = r->esn;
 	p.replay_window = r->window;
@@ -180,6 +184,34 @@ static size_t seal(const struct rig *r, uint64_t seq, const uint8_t *pt, size_t 
 	return 16 + n + 16;
 }
 
+/* The narrow selectors: 198.19.{1,2}.0/24, 2001:2:0:{1,2}::/64. */
+static void narrow(struct ef_prefix *remote, struct ef_prefix *local)
+{
+	for (int side = 0; side < 2; side++) {
+		struct ef_prefix *p = side ? local : remote;
+
+		memset(p, 0, 2 * sizeof(*p));
+		p[0].family = 4, p[0].plen = 24;
+		p[0].addr[0] = 198, p[0].addr[1] = 19, p[0].addr[2] = (uint8_t)(1 + side);
+		p[1].family = 6, p[1].plen = 64;
+		p[1].addr[0] = 0x20, p[1].addr[1] = 0x01, p[1].addr[3] = 2;
+		p[1].addr[7] = (uint8_t)(1 + side);
+	}
+}
+
+/* An inner packet's addresses inside the selectors, read straight from its header. */
+static int inside(const struct rig *r, const uint8_t *ip, size_t len)
+{
+	if (!r->narrow)
+		return 1;
+	if ((ip[0] >> 4) == 4 && len >= 20)
+		return !memcmp(ip + 12, "\xc6\x13\x01", 3) && !memcmp(ip + 16, "\xc6\x13\x02", 3);
+	if ((ip[0] >> 4) == 6 && len >= 40)
+		return !memcmp(ip + 8, "\x20\x01\x00\x02\x00\x00\x00\x01", 8) &&
+		       !memcmp(ip + 24, "\x20\x01\x00\x02\x00\x00\x00\x02", 8);
+	return 0;
+}
+
 static int padding_ok(const uint8_t *pt, size_t n, size_t *inner_len)
 {
 	size_t pl;
@@ -222,12 +254,14 @@ static void sealed_record(struct rig *r, const uint8_t *d, size_t len)
 		ASSERT(expect_ok && padding_ok(pt, n, &inner_len));
 		model_add(&r->m, seq);
 		keep(r, sent, esp_len);
-		ASSERT(got != -EF_E_POLICY); /* the selectors take everything */
+		if (got == -EF_E_POLICY)
+			ASSERT(!inside(r, pt, inner_len));
 		if (got == 0)
 			ASSERT(pt[n - 1] == EF_NH_DUMMY);
 		if (got > 0) {
 			ASSERT((size_t)got <= inner_len && memcmp(inner, pt, (size_t)got) == 0);
 			ASSERT((inner[0] >> 4) == (pt[n - 1] == EF_NH_IPV4 ? 4 : 6));
+			ASSERT(inside(r, inner, (size_t)got));
 		}
 		return;
 	}
@@ -252,6 +286,7 @@ static void raw_record(struct rig *r, const uint8_t *d, size_t len)
 	if (got < 0)
 		return;
 	ASSERT(got == 0 || (inner >= buf + EF_HEADROOM && inner + got <= buf + EF_HEADROOM + len));
+	ASSERT(got == 0 || inside(r, inner, (size_t)got));
 	keep(r, d, len);
 	/* the same packet again is a replay */
 	memcpy(again + EF_HEADROOM, d, len);
@@ -272,6 +307,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r.seal = (data[1] >> 1) & 1;
 	r.transform = data[0] % (r.seal ? 3 : EF_T_COUNT);
 	r.esn = data[1] & 1;
+	r.narrow = (data[1] >> 2) & 1;
+	narrow(r.remote, r.local);
 	r.window = (uint32_t)(ef_get16(data + 2) % 4096) + 1;
 	r.m.floor = r.m.top = r.esn ? ef_get64(data + 4) : ef_get32(data + 8);
 	r.m.window = r.window;

@@ -42,9 +42,12 @@ def record(kind: int, body: bytes) -> bytes:
     return struct.pack("!BH", kind, len(body)) + body
 
 
-def decap_head(transform: Transform, esn: bool, seal: bool, window: int, floor: int) -> bytes:
+def decap_head(
+    transform: Transform, esn: bool, seal: bool, window: int, floor: int, narrow: bool = False
+) -> bytes:
     index = list(Transform).index(transform)
-    return struct.pack("!BBHQ", index, int(esn) | int(seal) << 1, window - 1, floor)
+    flags = int(esn) | int(seal) << 1 | int(narrow) << 2
+    return struct.pack("!BBHQ", index, flags, window - 1, floor)
 
 
 def raw_seed(transform: Transform, esn: bool) -> bytes:
@@ -68,6 +71,16 @@ def raw_seed(transform: Transform, esn: bool) -> bytes:
 def trailer(inner: bytes, nh: int) -> bytes:
     pad = (-(len(inner) + 2)) % 4
     return inner + bytes(range(1, pad + 1)) + bytes([pad, nh])
+
+
+def narrow_seed(transform: Transform) -> bytes:
+    """Narrow selectors (fuzz_decap.c): packets inside them, and from outside them."""
+    v4, v6, _ = inner_packets()
+    outside = bytes(IP(src="198.19.3.1", dst=B4) / UDP(sport=1, dport=2) / b"o")
+    wrong6 = bytes(IPv6(src=A6, dst="2001:2:0:9::1") / UDP(sport=1, dport=2) / b"o")
+    plain = [trailer(v4, 4), trailer(outside, 4), trailer(v6, 41), trailer(wrong6, 41)]
+    body = b"".join(record(0, struct.pack("!Q", 10 + i) + p) for i, p in enumerate(plain))
+    return decap_head(transform, False, True, 64, 9, narrow=True) + body
 
 
 def seal_seed(transform: Transform, esn: bool) -> bytes:
@@ -167,6 +180,7 @@ def main() -> int:
             decap[f"raw-{t}-{'esn' if esn else 'seq32'}"] = raw_seed(t, esn)
             if t.is_aead:
                 decap[f"seal-{t}-{'esn' if esn else 'seq32'}"] = seal_seed(t, esn)
+    decap["narrow-aes128gcm16"] = narrow_seed(Transform.AES128GCM16)
     for harness, seeds in (("decap", decap), ("offload", offload_seeds())):
         directory = OUT / harness
         directory.mkdir(parents=True, exist_ok=True)
