@@ -11,7 +11,7 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     [interface]
     name = "espfast0"                          # TUN device to create
     addresses = ["198.19.1.1/24", "2001:2:0:1::1/64"]
-    mtu = 1400                                 # inner MTU (default 1400)
+    mtu = 1400                                 # inner MTU (default 1400, 1280..16288)
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 2                                # dataplane worker threads (default: CPUs)
     offload = true                             # TCP segmentation/coalescing on the TUN
@@ -35,7 +35,9 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
 
 For the AEADs ``enc_key`` is the cipher key followed by the 4-byte salt (RFC 4106 §8.1,
 RFC 7634 §4), exactly as IKEv2 takes it from KEYMAT; the CBC transforms also need
-``integ_key`` (or ``integ_key_file``).
+``integ_key`` (or ``integ_key_file``). Every key may appear once in a config (a key shared
+by two SA directions repeats nonces). Sequence numbers survive restarts in a state file
+beside the config (:mod:`espfast.seqstate`).
 """
 
 from __future__ import annotations
