@@ -77,10 +77,11 @@ class _Sa:
 class SeqState:
     """The state file of one config, locked while a tunnel runs (a context manager).
 
-    :meth:`open` reads it and reserves the first outbound numbers (on disk before it
-    returns); then :meth:`start` gives each SA its ``initial_seq`` / ``seq_limit`` for
-    :meth:`Dataplane.add_sa`, :meth:`tick` renews reservations and checkpoints floors,
-    and :meth:`close` writes the exact numbers after the dataplane stopped."""
+    :meth:`open` reads and checks it (nothing written: a refused or failed start costs
+    no numbers); :meth:`start` writes the first reservations and gives each SA its
+    ``initial_seq`` / ``seq_limit`` for :meth:`Dataplane.add_sa`; :meth:`tick` renews
+    reservations and checkpoints floors; :meth:`close` writes the exact numbers after
+    the dataplane stopped."""
 
     def __init__(self, path: Path, lock_fd: int, entries: dict[str, Any]) -> None:
         self.path = path
@@ -93,8 +94,8 @@ class SeqState:
     @classmethod
     def open(cls, path: Path, sas: Iterable[tuple[str, SaParams]], *, fresh_keys: bool) -> SeqState:
         """Locks and reads ``path``; every SA must have an entry unless ``fresh_keys``
-        says that those without one were never used. Reserves and writes before it
-        returns. StateError with one clear line otherwise."""
+        says that those without one were never used. StateError with one clear line
+        otherwise."""
         lock_fd = _lock(path)
         try:
             entries = _read(path)
@@ -106,7 +107,6 @@ class SeqState:
                 )
             state = cls(path, lock_fd, entries or {})
             state._plan(sas, fresh_keys)
-            state._save()
         except BaseException:
             os.close(lock_fd)
             raise
@@ -142,7 +142,9 @@ class SeqState:
         }
 
     def start(self) -> list[tuple[SaParams, int, int]]:
-        """(params, initial_seq, seq_limit) for each SA, to install in the dataplane."""
+        """Writes the first reservations (on disk when it returns), then gives
+        (params, initial_seq, seq_limit) for each SA, to install in the dataplane."""
+        self._save()
         return [
             (sa.params, sa.start, sa.mark if sa.params.direction is Direction.OUT else 0)
             for sa in self._sas

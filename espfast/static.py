@@ -145,6 +145,13 @@ def _run_tunnel(
     routes = [net for sa in config.sas for net in sa.remote_ts]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
+        # First: a missing state file is refused before anything is set up.
+        state = SeqState.open(
+            state_path,
+            [(pair.name, sa) for pair in config.sas for sa in sa_params(pair)],
+            fresh_keys=fresh_keys,
+        )
+        stack.callback(state.close, None)  # on an error: what is on disk stays
         tun = open_tun(
             iface.name,
             mtu=iface.mtu,
@@ -156,12 +163,6 @@ def _run_tunnel(
         sock = stack.enter_context(udp_socket(iface.listen))
         dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
         # Numbers reserved and on disk before the dataplane may use them (seqstate).
-        state = SeqState.open(
-            state_path,
-            [(pair.name, sa) for pair in config.sas for sa in sa_params(pair)],
-            fresh_keys=fresh_keys,
-        )
-        stack.callback(state.close, None)  # on an error: the reservations stay
         for sa, initial_seq, seq_limit in state.start():
             dp.add_sa(sa, initial_seq=initial_seq, seq_limit=seq_limit)
         dp.start()

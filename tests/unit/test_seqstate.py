@@ -48,6 +48,13 @@ class FakeDp:
         self.limits.append((spi, limit, on_disk(self.path, Direction.OUT)))
 
 
+def started(path: Path, sas: list[tuple[str, SaParams]], fresh: bool) -> SeqState:
+    """Opened and started: the first reservations are on disk."""
+    state = SeqState.open(path, sas, fresh_keys=fresh)
+    state.start()
+    return state
+
+
 def on_disk(path: Path, direction: Direction) -> int:
     sas = json.loads(path.read_text())["sas"]
     (entry,) = [e for e in sas.values() if e["direction"] == str(direction)]
@@ -62,10 +69,11 @@ def test_missing_state_is_refused_unless_fresh(tmp_path: Path) -> None:
         SeqState.open(path, SAS, fresh_keys=False)
     assert not path.exists()
     state = SeqState.open(path, SAS, fresh_keys=True)
+    assert not path.exists()  # nothing written until the tunnel starts
+    assert state.start() == [(OUT, 0, RESERVE), (IN, 0, 0)]
     # the first reservation is on disk (owner-only) before the dataplane gets a number
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert on_disk(path, Direction.OUT) == RESERVE and on_disk(path, Direction.IN) == 0
-    assert state.start() == [(OUT, 0, RESERVE), (IN, 0, 0)]
     state.close(None)
 
 
@@ -74,7 +82,7 @@ def test_clean_stop_writes_exact_numbers_crash_resumes_above_reservation(
 ) -> None:
     path = tmp_path / "s"
     dp = FakeDp(path)
-    state = SeqState.open(path, SAS, fresh_keys=True)
+    state = started(path, SAS, True)
     dp.seq = {(OUT.spi, Direction.OUT): 500, (IN.spi, Direction.IN): 321}
     state.close(dp)
     state = SeqState.open(path, SAS, fresh_keys=False)
@@ -89,7 +97,7 @@ def test_clean_stop_writes_exact_numbers_crash_resumes_above_reservation(
 def test_tick_renews_on_disk_before_raising_the_limit(tmp_path: Path) -> None:
     path = tmp_path / "s"
     dp = FakeDp(path)
-    state = SeqState.open(path, SAS, fresh_keys=True)
+    state = started(path, SAS, True)
     dp.seq[(OUT.spi, Direction.OUT)] = RESERVE - RENEW_BELOW - 1
     state.tick(dp, now=100.0)
     assert dp.limits == []  # enough left
@@ -103,7 +111,7 @@ def test_tick_renews_on_disk_before_raising_the_limit(tmp_path: Path) -> None:
 def test_inbound_floor_checkpoints_at_most_every_interval(tmp_path: Path) -> None:
     path = tmp_path / "s"
     dp = FakeDp(path)
-    state = SeqState.open(path, SAS, fresh_keys=True)
+    state = started(path, SAS, True)
     dp.seq[(IN.spi, Direction.IN)] = 10
     state.tick(dp, now=1000.0)
     assert on_disk(path, Direction.IN) == 10
@@ -117,7 +125,7 @@ def test_inbound_floor_checkpoints_at_most_every_interval(tmp_path: Path) -> Non
 
 def test_one_process_per_state_file(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    first = SeqState.open(path, SAS, fresh_keys=True)
+    first = started(path, SAS, True)
     with pytest.raises(StateError, match="in use by another"):
         SeqState.open(path, SAS, fresh_keys=True)
     first.close(None)
@@ -126,14 +134,14 @@ def test_one_process_per_state_file(tmp_path: Path) -> None:
 
 def test_unknown_sa_needs_fresh_keys_spi_change_keeps_state(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    SeqState.open(path, SAS, fresh_keys=True).close(None)
+    started(path, SAS, True).close(None)
     other = sa(Direction.OUT, bytes(range(50, 70)), spi=0x3000)
     with pytest.raises(StateError, match=r"no state for SA .u. out .*0x00003000"):
         SeqState.open(path, [*SAS, ("u", other)], fresh_keys=False)
     # The same key under another SPI: still the same nonces, so the same state.
     moved = dataclasses.replace(OUT, spi=0x4444)
     state = SeqState.open(path, [("t", moved), ("t", IN)], fresh_keys=False)
-    assert state.start()[0] == (moved, RESERVE, 2 * RESERVE)
+    assert state.start()[0] == (moved, RESERVE, 2 * RESERVE)  # after a crash
     state.close(None)
 
 
@@ -142,7 +150,7 @@ def test_damaged_or_spent_state_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(StateError, match="damaged"):
         SeqState.open(path, SAS, fresh_keys=True)
-    SeqState.open(tmp_path / "t", SAS, fresh_keys=True).close(None)
+    started(tmp_path / "t", SAS, True).close(None)
     data = json.loads((tmp_path / "t").read_text())
     for entry in data["sas"].values():
         entry["seq"] = 2**32 - 1  # a non-ESN key that has sent its last number
