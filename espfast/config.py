@@ -11,7 +11,7 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     [interface]
     name = "espfast0"                          # TUN device to create
     addresses = ["198.19.1.1/24", "2001:2:0:1::1/64"]
-    mtu = 1400                                 # inner MTU (default 1400)
+    mtu = 1400                                 # inner MTU (default 1400, 1280..16288)
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 2                                # dataplane worker threads (default: CPUs)
     offload = true                             # TCP segmentation/coalescing on the TUN
@@ -37,11 +37,14 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
 
 For the AEADs ``enc_key`` is the cipher key followed by the 4-byte salt (RFC 4106 §8.1,
 RFC 7634 §4), exactly as IKEv2 takes it from KEYMAT; the CBC transforms also need
-``integ_key`` (or ``integ_key_file``).
+``integ_key`` (or ``integ_key_file``). Every key may appear once in a config (a key shared
+by two SA directions repeats nonces). Sequence numbers survive restarts in a state file
+beside the config (:mod:`espfast.seqstate`).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import os
@@ -65,7 +68,14 @@ from espfast.control.config import (
 from espfast.control.events import TrafficSelector
 from espfast.control.identity import Identity
 from espfast.control.proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_ike
-from espfast.dataplane import MAX_WORKERS, REPLAY_WINDOW_MAX, SPI_MAX, SPI_MIN, Transform
+from espfast.dataplane import (
+    INNER_MAX,
+    MAX_WORKERS,
+    REPLAY_WINDOW_MAX,
+    SPI_MAX,
+    SPI_MIN,
+    Transform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +85,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NATT_PORT = 4500  # RFC 3948
 DEFAULT_MTU = 1400
 MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
-MAX_MTU = 65535
+MAX_MTU = INNER_MAX  # the largest inner packet the dataplane carries without TUN TSO
 DEFAULT_REPLAY_WINDOW = 1024
 
 
@@ -530,8 +540,9 @@ def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySource
 
 
 def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:
-    """Checks across SA pairs: unique SPIs per direction, outer families, distinct
-    selectors; a warning for interface addresses no SA carries."""
+    """Checks across SA pairs: unique SPIs per direction, unique keys, outer families,
+    distinct selectors; a warning for interface addresses no SA carries."""
+    _check_unique_keys(src, sas)
     for direction in ("in", "out"):
         seen: dict[int, int] = {}
         for i, sa in enumerate(sas):
@@ -567,6 +578,29 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
                 src,
                 address,
             )
+
+
+def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
+    """No key twice, anywhere in the config: the AEADs take their nonce from the sequence
+    number, so two SA directions under one key (and salt) encrypt packets 1, 2, 3, ...
+    under the same nonces (RFC 4106 §8.1: fatal for GCM), and a packet sent on one
+    would be accepted on the other. Compared without the AEAD salt, in constant time."""
+    seen: list[tuple[bytes, str]] = []
+    for i, sa in enumerate(sas):
+        salt = 4 if sa.transform.is_aead else 0
+        for direction, keys in (("out", sa.outbound), ("in", sa.inbound)):
+            for name, key in (("enc_key", keys.enc_key), ("integ_key", keys.integ_key)):
+                if not key:
+                    continue
+                material = key[: len(key) - salt] if name == "enc_key" else key
+                where = f"sa[{i}].{direction}.{name}"
+                for other, other_where in seen:
+                    if hmac.compare_digest(material, other):
+                        raise ConfigError(
+                            f"{src}: {where}: the same key as {other_where} (every SA "
+                            "direction needs its own key: a shared one repeats nonces)"
+                        )
+                seen.append((material, where))
 
 
 # ---------------------------------------------------------------------------------------
