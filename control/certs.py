@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdent
 from .constants import IdType, NotifyType
 from .errors import RemoteProtocolError
 from .identity import Identity
+from .text import printable
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -76,8 +77,14 @@ class AuthenticationError(RemoteProtocolError):
 
 
 def describe(cert: x509.Certificate) -> str:
-    """A short human name for a certificate in messages: its subject and serial."""
-    return f'"{cert.subject.rfc4514_string()}" (serial {cert.serial_number:x})'
+    """A short human name for a certificate in messages: its subject and serial (escaped:
+    a peer's certificate names whatever it likes)."""
+    return f'"{name_str(cert.subject)}" (serial {cert.serial_number:x})'
+
+
+def name_str(name: x509.Name) -> str:
+    """An X.509 name for messages, RFC 4514 style, non-printable characters escaped."""
+    return printable(name.rfc4514_string())
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -117,8 +124,13 @@ def decode_certificate(data: bytes) -> x509.Certificate:
     """
     try:
         cert = x509.load_der_x509_certificate(bytes(data))
+        # cryptography parses names, extensions and the key only when asked: ask now, so
+        # that a certificate that decodes is one every later check can read.
+        cert.issuer.rfc4514_string()
+        cert.subject.rfc4514_string()
+        _ = cert.extensions
         check_public_key(cert, "peer certificate")
-    except ValueError as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise AuthenticationError(f"bad certificate from the peer: {exc}") from None
     return cert
 
@@ -333,7 +345,7 @@ class TrustStore:
             )
         raise AuthenticationError(
             f"certificate {describe(end_entity)}: no trusted CA for issuer "
-            f'"{end_entity.issuer.rfc4514_string()}"'
+            f'"{name_str(end_entity.issuer)}"'
         )
 
     def _paths(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from espfast import __version__
+from espfast.control.text import printable
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,11 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every record is one line of printable text: what a peer sent (an identity, a name
+    in its certificate) cannot forge log lines or reach the terminal, whatever path it
+    took into the message (espfast.control.text.printable; a traceback stays one line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     result: int = importlib.import_module(args._module).run(args)
     return result
 
