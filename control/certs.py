@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import itertools
+import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 
+from . import revocation as revocation_policy
 from .constants import IdType, NotifyType
 from .errors import RemoteProtocolError
 from .identity import Identity
@@ -38,6 +40,7 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pri
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
+log = logging.getLogger("espfast.control")
 
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -263,8 +266,10 @@ class TrustStore:
     """The CAs we trust and what we know to be revoked.
 
     ``cas``: trust anchors (root or intermediate CA certificates). ``crls``: revocation
-    lists, each used for certificates of the CA that signed it. ``revoked_serials``: serial
-    numbers refused outright, whoever issued them (revocation by configuration).
+    lists, each used for certificates of the CA that signed it (control/revocation.py;
+    :meth:`set_crls` replaces them, e.g. when the files change). ``revoked_serials``:
+    serial numbers refused outright, whoever issued them (revocation by configuration).
+    ``revocation``: strongSwan's policy, strict | ifuri | relaxed (control/revocation.py).
     """
 
     def __init__(
@@ -272,7 +277,13 @@ class TrustStore:
         cas: Iterable[x509.Certificate],
         crls: Iterable[x509.CertificateRevocationList] = (),
         revoked_serials: Collection[int] = (),
+        revocation: str = "relaxed",
     ) -> None:
+        if revocation not in revocation_policy.POLICIES:
+            raise ValueError(
+                f"revocation {revocation!r} is not one of {', '.join(revocation_policy.POLICIES)}"
+            )
+        self.revocation = revocation
         self.cas = tuple(cas)
         for ca in self.cas:
             check_public_key(ca, "trusted CA")
@@ -280,7 +291,8 @@ class TrustStore:
                 self._check_ca(ca, below=0)
             except AuthenticationError as exc:
                 raise ValueError(f"trusted CA: {exc}") from None
-        self.crls = tuple(crls)
+        self.crls: tuple[x509.CertificateRevocationList, ...] = ()
+        self.set_crls(crls)
         self.revoked_serials = frozenset(revoked_serials)
 
     @classmethod
@@ -289,19 +301,24 @@ class TrustStore:
         ca_paths: Iterable[str | Path],
         crl_paths: Iterable[str | Path] = (),
         revoked_serials: Collection[int] = (),
+        revocation: str = "relaxed",
     ) -> TrustStore:
         cas = [c for path in ca_paths for c in load_certificate_file(path)]
-        crls = []
-        for path in crl_paths:
-            data = read_file(path)
-            try:
-                if b"-----BEGIN" in data:
-                    crls.append(x509.load_pem_x509_crl(data))
-                else:
-                    crls.append(x509.load_der_x509_crl(data))
-            except ValueError as exc:
-                raise ValueError(f"{path}: not a CRL (PEM or DER): {exc}") from None
-        return cls(cas, crls, revoked_serials)
+        store = cls(cas, (), revoked_serials, revocation)
+        store.set_crls(store.load_crl(read_file(path), str(path)) for path in crl_paths)
+        return store
+
+    def load_crl(self, data: bytes, source: str) -> x509.CertificateRevocationList:
+        """A CRL for this store: it parses, and if one of our CAs has its issuer's name,
+        that CA signed it; else ValueError saying which and why."""
+        crl = revocation_policy.load_crl(data, source)
+        revocation_policy.check_against(self.cas, crl, source)
+        return crl
+
+    def set_crls(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+        """From now on, revocation is looked up in ``crls`` (all of them, replacing the
+        ones before)."""
+        self.crls = tuple(crls)
 
     def certreq_data(self) -> bytes:
         """The Certification Authority field of our CERTREQ (encoding 4): the SHA-1 hashes
@@ -410,8 +427,7 @@ class TrustStore:
                 raise AuthenticationError(
                     f"certificate {describe(child)}: bad signature by {describe(issuer)}: {detail}"
                 ) from None
-            if child is not path[-1]:
-                self._check_revoked(child, issuer)
+            self._check_revoked(child, issuer, when, end_entity=below == 0)
 
     def _check_ca(self, ca: x509.Certificate, below: int) -> None:
         """``below``: how many non-self-issued intermediate CAs the path has under ``ca``."""
@@ -426,19 +442,31 @@ class TrustStore:
                 f"CA {describe(ca)}: path length constraint {bc.value.path_length} exceeded"
             )
 
-    def _check_revoked(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    def _check_revoked(
+        self, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime,
+        *, end_entity: bool,
+    ) -> None:  # fmt: skip
+        """Refuse ``cert`` if it is revoked; the peer's own certificate (``end_entity``)
+        also if the policy wants more than "not known to be revoked"."""
         if cert.serial_number in self.revoked_serials:
             raise AuthenticationError(f"certificate {describe(cert)} is revoked (by configuration)")
-        issuer_key = issuer.public_key()
-        for crl in self.crls:
-            if crl.issuer != cert.issuer:
-                continue
-            try:
-                valid = crl.is_signature_valid(issuer_key)  # type: ignore[arg-type]
-            except (TypeError, ValueError, UnsupportedAlgorithm):
-                valid = False
-            if valid and crl.get_revoked_certificate_by_serial_number(cert.serial_number):
-                raise AuthenticationError(f"certificate {describe(cert)} is revoked (CRL)")
+        status, detail = revocation_policy.status(cert, issuer, self.crls, when)
+        if status is revocation_policy.Status.REVOKED:
+            raise AuthenticationError(
+                f"certificate {describe(cert)} is revoked (CRL of {name_str(issuer.subject)}: "
+                f"{detail})"
+            )
+        if not end_entity:
+            return
+        if not revocation_policy.accepts(self.revocation, status):
+            raise AuthenticationError(
+                f"certificate {describe(cert)}: revocation status {status.value} ({detail}), "
+                f"revocation = {self.revocation} needs "
+                + ("a current CRL" if self.revocation == "strict" else "a current CRL or no URI")
+            )
+        if status is revocation_policy.Status.STALE:
+            log.info("certificate %s: revocation status unknown (%s), accepted "
+                     "(revocation = relaxed)", describe(cert), detail)  # fmt: skip
 
 
 def _check_end_entity(cert: x509.Certificate) -> None:
