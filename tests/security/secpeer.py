@@ -9,6 +9,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from espfast.cli import main
 from espfast.config import load_up
 from espfast.control.config import IkeConfig
 from espfast.control.events import IkeSaDown, IkeSaUp
@@ -53,3 +54,32 @@ def attack(hosts: TwoHosts, config: IkeConfig, timeout: float = 15.0) -> IkeSaUp
         driver.run(lambda: bool(driver.event(IkeSaUp) or driver.event(IkeSaDown)), timeout)
         ups, downs = driver.event(IkeSaUp), driver.event(IkeSaDown)
         return ups[0] if ups else downs[0]
+
+
+def pki(tmp_path: Path) -> Path:
+    """ca/ with b.example.test (the gateway) and a.example.test (the peer)."""
+    ca = tmp_path / "ca"
+    assert main(["pki", "ca", "--out", str(ca)]) == 0
+    for name in ("a", "b"):
+        assert main(["pki", "issue", "--ca", str(ca), "--id", f"{name}.example.test",
+                     "--name", name, "--out", str(ca)]) == 0  # fmt: skip
+    return ca
+
+
+def pubkey_configs(tmp_path: Path, ca: Path, b_extra: str = "") -> tuple[Path, Path]:
+    """The pair of configs with certificates: a is a.example.test, b b.example.test;
+    ``b_extra``: more lines for b's connection (e.g. crls)."""
+    a_path, b_path = configs(tmp_path)
+    paths = []
+    for path, me, peer in ((a_path, "a", "b"), (b_path, "b", "a")):
+        text = path.read_text()
+        for old, new in (("198.18.0.1", "a.example.test"), ("198.18.0.2", "b.example.test")):
+            text = text.replace(f'_id = "{old}"', f'_id = "{new}"')
+        psk_line = next(line for line in text.splitlines() if line.startswith("psk = "))
+        text = text.replace(psk_line, (
+            f'auth = "pubkey"\ncert = "{ca}/{me}.crt"\nkey = "{ca}/{me}.key"\n'
+            f'cacerts = ["{ca}/ca.crt"]\n' + (b_extra if me == "b" else "")
+        ))  # fmt: skip
+        assert f'remote_id = "{peer}.example.test"' in text
+        paths.append(write_private(path, text))
+    return paths[0], paths[1]

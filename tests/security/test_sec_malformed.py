@@ -11,13 +11,11 @@ import dataclasses
 import ipaddress
 from pathlib import Path
 
-from espfast.cli import main
 from espfast.control.constants import TsType
 from espfast.control.events import IkeSaDown, IkeSaUp, TrafficSelector
 from espfast.netns import TwoHosts
-from espfast.static import write_private
 from tests.netns.updaemon import counters
-from tests.security.secpeer import attack, configs, peer_config, start_b
+from tests.security.secpeer import attack, configs, peer_config, pki, pubkey_configs, start_b
 
 
 def test_reversed_traffic_selector_is_invalid_syntax(tmp_path: Path) -> None:
@@ -44,34 +42,6 @@ def test_reversed_traffic_selector_is_invalid_syntax(tmp_path: Path) -> None:
     assert "198.19.1.255 - 198.19.1.0" in lines[0]
     c = counters(out)
     assert c["ike_protocol_errors"] == 1 and c["input_errors"] == 0, out
-
-
-def pki(tmp_path: Path) -> Path:
-    """ca/ with b.example.test (the gateway) and a.example.test (the peer)."""
-    ca = tmp_path / "ca"
-    assert main(["pki", "ca", "--out", str(ca)]) == 0
-    for name in ("a", "b"):
-        assert main(["pki", "issue", "--ca", str(ca), "--id", f"{name}.example.test",
-                     "--name", name, "--out", str(ca)]) == 0  # fmt: skip
-    return ca
-
-
-def pubkey_configs(tmp_path: Path, ca: Path) -> tuple[Path, Path]:
-    """The pair of configs with certificates: a is a.example.test, b b.example.test."""
-    a_path, b_path = configs(tmp_path)
-    paths = []
-    for path, me, peer in ((a_path, "a", "b"), (b_path, "b", "a")):
-        text = path.read_text()
-        for old, new in (("198.18.0.1", "a.example.test"), ("198.18.0.2", "b.example.test")):
-            text = text.replace(f'_id = "{old}"', f'_id = "{new}"')
-        psk_line = next(line for line in text.splitlines() if line.startswith("psk = "))
-        text = text.replace(psk_line, (
-            f'auth = "pubkey"\ncert = "{ca}/{me}.crt"\nkey = "{ca}/{me}.key"\n'
-            f'cacerts = ["{ca}/ca.crt"]'
-        ))  # fmt: skip
-        assert f'remote_id = "{peer}.example.test"' in text
-        paths.append(write_private(path, text))
-    return paths[0], paths[1]
 
 
 def unparseable_issuer(der: bytes, issuer: bytes) -> bytes:
