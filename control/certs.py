@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 import itertools
 import logging
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from . import revocation as revocation_policy
 from .constants import IdType, NotifyType
 from .errors import RemoteProtocolError
 from .identity import Identity
+from .revocation import DECODE_ERRORS
 from .text import printable
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -100,7 +102,7 @@ def load_certificates(data: bytes, source: str = "data") -> list[x509.Certificat
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
-    except ValueError as exc:
+    except DECODE_ERRORS as exc:
         raise ValueError(f"{source}: not an X.509 certificate (PEM or DER): {exc}") from None
     for cert in certs:
         check_public_key(cert, source)
@@ -126,14 +128,21 @@ def decode_certificate(data: bytes) -> x509.Certificate:
     is an AuthenticationError.
     """
     try:
-        cert = x509.load_der_x509_certificate(bytes(data))
-        # cryptography parses names, extensions and the key only when asked: ask now, so
-        # that a certificate that decodes is one every later check can read.
-        cert.issuer.rfc4514_string()
-        cert.subject.rfc4514_string()
-        _ = cert.extensions
-        check_public_key(cert, "peer certificate")
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        with warnings.catch_warnings():
+            # cryptography warns (on stderr, once per place) about what a peer can put in
+            # a certificate: a serial number that is not positive (which it will refuse one
+            # day: we refuse it now), a country name of the wrong length. Not on our log.
+            warnings.simplefilter("ignore", UserWarning)
+            cert = x509.load_der_x509_certificate(bytes(data))
+            if cert.serial_number <= 0:  # RFC 5280 §4.1.2.2; CRL lookups cannot take it
+                raise ValueError("its serial number is not a positive integer")
+            # cryptography parses names, extensions and the key only when asked: ask now,
+            # so that a certificate that decodes is one every later check can read.
+            cert.issuer.rfc4514_string()
+            cert.subject.rfc4514_string()
+            _ = cert.extensions
+            check_public_key(cert, "peer certificate")
+    except DECODE_ERRORS as exc:
         raise AuthenticationError(f"bad certificate from the peer: {exc}") from None
     return cert
 
@@ -251,14 +260,14 @@ def _ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E] | None:
         return cert.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
         return None
-    except ValueError as exc:  # duplicate or malformed extensions
+    except DECODE_ERRORS as exc:  # duplicate or malformed extensions
         raise AuthenticationError(f"certificate {describe(cert)}: bad extensions: {exc}") from None
 
 
 def _extensions(cert: x509.Certificate) -> x509.Extensions:
     try:
         return cert.extensions
-    except ValueError as exc:  # duplicate or malformed extensions
+    except DECODE_ERRORS as exc:  # duplicate or malformed extensions
         raise AuthenticationError(f"certificate {describe(cert)}: bad extensions: {exc}") from None
 
 

@@ -36,6 +36,16 @@ from .text import printable
 log = logging.getLogger("espfast.control")
 
 POLICIES = ("strict", "ifuri", "relaxed")
+# What cryptography raises for DER it cannot make sense of (certificates and CRLs alike;
+# certs.py uses it too): not only ValueError.
+DECODE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 # Critical CRL extensions we understand (RFC 5280 §5.2: a CRL with an unknown critical
 # extension must not be used). Partial and delta CRLs (issuingDistributionPoint,
@@ -74,7 +84,7 @@ def load_crl(data: bytes, source: str) -> x509.CertificateRevocationList:
                 raise ValueError(f"unsupported critical extension {ext.oid.dotted_string}")
         for entry in crl:
             _ = entry.serial_number, entry.revocation_date_utc, entry.extensions
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except DECODE_ERRORS as exc:
         raise ValueError(f"{source}: not a usable CRL (PEM or DER): {exc}") from None
     return crl
 
