@@ -54,15 +54,14 @@ selectors = st.builds(
     st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.sampled_from([0, 6, 17]),
     st.sampled_from([(0, 65535), (80, 80), (443, 80), (65535, 0)]),
 )  # fmt: skip
-payloads = st.one_of(
-    st.builds(
-        SaPayload,
-        st.lists(proposals, min_size=1, max_size=3).map(
-            lambda ps: tuple(
-                Proposal(i + 1, p.protocol, p.spi, p.transforms) for i, p in enumerate(ps)
-            )
-        ),
+sa_payloads = st.builds(
+    SaPayload,
+    st.lists(proposals, min_size=1, max_size=3).map(
+        lambda ps: tuple(Proposal(i + 1, p.protocol, p.spi, p.transforms) for i, p in enumerate(ps))
     ),
+)
+payloads = st.one_of(
+    sa_payloads,
     st.builds(KePayload, st.sampled_from([*list(DhGroup), 99]), st.binary(max_size=140)),
     st.builds(NoncePayload, st.binary(min_size=16, max_size=64)),
     st.builds(

@@ -7,22 +7,45 @@ nothing but RemoteProtocolError: never a ValueError from a library deep inside."
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ikepair import Pair, configs
+from test_fuzz_exchanges import payloads, sa_payloads
+from test_fuzz_exchanges import selectors as ts_selectors
 
 from espfast.ca import build_ca, generate_key, issue_cert
 from espfast.control import revocation
 from espfast.control.auth import certificate_auth
 from espfast.control.buffer import Buffer
 from espfast.control.certs import TrustStore, decode_certificate, describe
-from espfast.control.constants import AuthMethod, IdType, PayloadType
+from espfast.control.constants import (
+    AuthMethod,
+    CertEncoding,
+    CfgAttr,
+    CfgType,
+    ExchangeType,
+    IdType,
+    PayloadType,
+)
 from espfast.control.errors import RemoteProtocolError
 from espfast.control.identity import Identity
-from espfast.control.payloads import PULLERS, TsPayload
+from espfast.control.message import Message
+from espfast.control.payloads import (
+    PULLERS,
+    AuthPayload,
+    CertPayload,
+    CpPayload,
+    IdiPayload,
+    IdrPayload,
+    TsiPayload,
+    TsPayload,
+    TsrPayload,
+)
 
 NOW = dt.datetime.now(dt.UTC)
 CA_KEY, EE_KEY = generate_key(), generate_key()
@@ -143,3 +166,57 @@ def test_well_formed_selectors_with_any_ranges(items: list[tuple[int, ...]]) -> 
         except RemoteProtocolError:
             return
         raise AssertionError("a reversed range was accepted")
+
+
+# --- IKE_AUTH: the first encrypted request, where the peer is not authenticated yet ------
+
+ids = st.builds(
+    lambda cls, t, data: cls(t, data),
+    st.sampled_from([IdiPayload, IdrPayload]), st.sampled_from([*list(IdType), 0, 200]),
+    st.binary(min_size=1, max_size=24) | st.sampled_from([
+        b"evil\n\x1b[2J", CA.subject.public_bytes(), b"\x30\x03\x31\x01\x00", bytes(4)]),
+)  # fmt: skip
+certs = st.builds(
+    CertPayload, st.sampled_from([CertEncoding.X509_SIGNATURE, 12]),
+    st.binary(max_size=64) | st.just(DER) | st.builds(
+        lambda i, v: DER[:i] + bytes([v]) + DER[i + 1 :],
+        st.integers(4, len(DER) - 1), st.sampled_from(TAGS)),
+)  # fmt: skip
+cps = st.builds(
+    CpPayload, st.sampled_from([*list(CfgType), 9]),
+    st.lists(st.tuples(st.sampled_from([*list(CfgAttr), 77]), st.binary(max_size=20)),
+             max_size=3).map(tuple),
+)  # fmt: skip
+auth_payloads = st.one_of(ids, certs, cps, payloads)
+# The shape of a real request (IDi, CERT, AUTH, SA, TSi, TSr), its parts fuzzed, so that
+# most examples get past the payload rules to the identity and certificate checks.
+skeleton = st.builds(
+    lambda idi, cert, auth, sa, tsi, tsr, extra: [idi, *cert, auth, sa, tsi, tsr, *extra],
+    ids.map(lambda p: IdiPayload(p.id_type, p.data)), st.lists(certs, max_size=2),
+    st.builds(AuthPayload, st.sampled_from([*list(AuthMethod), 99]),
+              st.binary(min_size=1, max_size=80)),
+    sa_payloads, st.builds(TsiPayload, st.lists(ts_selectors, min_size=1, max_size=2).map(tuple)),
+    st.builds(TsrPayload, st.lists(ts_selectors, min_size=1, max_size=2).map(tuple)),
+    st.lists(auth_payloads, max_size=2),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(auth_payloads, max_size=8) | skeleton, st.booleans())
+def test_ike_auth_nonsense_is_answered(body: list[object], pubkey: bool) -> None:
+    """Whatever an unauthenticated peer puts in IKE_AUTH, the responder answers (or drops)
+    and raises nothing; no input gets past our checks to the last-resort net."""
+    ci, cr = configs()
+    if pubkey:
+        # The peer is checked with certificates (we answer with the PSK: no key to sign).
+        auth = certificate_auth(None, TRUST, lambda: NOW.timestamp())
+        cr = dataclasses.replace(cr, auth=dataclasses.replace(auth, psk=b"s3cret-psk"))
+    p = Pair(ci, cr)
+    p.roundtrip()  # IKE_SA_INIT
+    assert p.r is not None and p.i is not None
+    msg = Message(p.i.spi_i, p.i.spi_r, ExchangeType.IKE_AUTH, 1, False, True,
+                  tuple(body))  # type: ignore[arg-type]  # fmt: skip
+    for data in p.i.encode(msg):
+        p.r.receive_datagram(data, ("198.18.0.1", 500), 1.0)
+    p.r.datagrams_to_send(1.0)
+    assert p.r.tm.counters.unexpected_errors == 0
