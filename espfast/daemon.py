@@ -107,6 +107,7 @@ REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the ne
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
+GUARD_LINES, GUARD_WINDOW = 10, 10.0  # at most this many error lines per window (seconds)
 
 
 class DataplaneLike(Protocol):
@@ -191,6 +192,8 @@ class Daemon:
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
     _gone: tuple[int, ...] = (0, 0, 0, 0)  # _ike_counts of the IKE SAs no longer there
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
+    # _guard's log budget: (start of the window, lines logged in it, errors not logged).
+    _guard_log: tuple[float, int, int] = (float("-inf"), 0, 0)
 
     @property
     def local(self) -> str:
@@ -307,13 +310,25 @@ class Daemon:
     def _guard(self, what: str) -> Iterator[None]:
         """Last line of defence around the control plane: an exception that escapes it
         (what a peer sent got past every check) is counted and logged in one line (the
-        traceback at DEBUG); the daemon goes on serving everyone else."""
+        traceback at DEBUG), at most GUARD_LINES lines per GUARD_WINDOW seconds (a peer
+        that found such a hole must not flood the log); the daemon goes on serving."""
         try:
             yield
-        except Exception as e:
+        except Exception as e:  # any: see the docstring
             self.counters.input_errors += 1
-            log.error("error handling %s: %s: %s", what, type(e).__name__, e)
-            log.debug("the traceback of that error", exc_info=e)
+            now = self.loop.time()
+            start, lines, quiet = self._guard_log
+            if now - start >= GUARD_WINDOW:
+                if quiet:
+                    log.error("%d more such errors were not logged", quiet)
+                start, lines, quiet = now, 0, 0
+            if lines < GUARD_LINES:
+                log.error("error handling %s: %s: %s", what, type(e).__name__, e)
+                log.debug("the traceback of that error", exc_info=e)
+                lines += 1
+            else:
+                quiet += 1
+            self._guard_log = (start, lines, quiet)
 
     def _read_counters(self) -> None:
         """The dataplane's counters into the control plane (see the module docstring)."""

@@ -17,6 +17,7 @@ from test_daemon import conf, make_pair
 from espfast.control.events import IkeSaDown
 from espfast.control.tasks.child_create import ChildNegotiation
 from espfast.control.tasks.ike_auth import IkeAuth
+from espfast.daemon import GUARD_LINES, GUARD_WINDOW
 
 
 def boom(*args: object, **kwargs: object) -> None:
@@ -67,14 +68,22 @@ def test_the_daemon_guard_counts_and_logs_one_line(
         _, b, _, _, _ = make_pair(tmp_path, asyncio.get_running_loop(), *conf())
         b.start()
         monkeypatch.setattr(type(b.mgr), "receive_datagram", boom)
+        # A header that parses: IKE_SA_INIT request, no payloads.
+        header = bytes(7) + b"\x01" + bytes(8) + bytes([0, 0x20, 34, 0x08]) + bytes(4)
+        datagram = header + (28).to_bytes(4, "big")
         with caplog.at_level(logging.WARNING, "espfast.daemon"):
-            # A header that parses: IKE_SA_INIT request, no payloads.
-            header = bytes(7) + b"\x01" + bytes(8) + bytes([0, 0x20, 34, 0x08]) + bytes(4)
-            b.datagram_received(header + (28).to_bytes(4, "big"), ("198.18.0.1", 500), 500)
-        assert b.counters.input_errors == 1
+            for _ in range(GUARD_LINES + 5):  # a flood: the log says GUARD_LINES of them
+                b.datagram_received(datagram, ("198.18.0.1", 500), 500)
+            assert b.counters.input_errors == GUARD_LINES + 5
+            assert len(caplog.records) == GUARD_LINES
+            start, lines, quiet = b._guard_log
+            b._guard_log = (start - GUARD_WINDOW, lines, quiet)  # the window is over
+            b.datagram_received(datagram, ("198.18.0.1", 500), 500)
         b.mgr.shutdown(0.0)
 
     asyncio.run(scenario())
-    assert [r.getMessage() for r in caplog.records] == [
+    messages = [r.getMessage() for r in caplog.records]
+    assert set(messages[:GUARD_LINES]) == {
         "error handling an IKE datagram from 198.18.0.1: KeyError: 'nothing expected this'"
-    ]
+    }
+    assert messages[GUARD_LINES:] == ["5 more such errors were not logged", messages[0]]
