@@ -3,7 +3,8 @@
 not revoked gets in (strict: the CA's CRL is current and does not list it); once the CA
 revokes it (``espfast pki crl --revoke``, the same file extended while the daemon runs)
 the same peer is refused with AUTHENTICATION_FAILED, and the daemon says so in one log
-line naming the certificate."""
+line naming the certificate. A CRL update that does not parse is one log line, and the
+revocation stays in force."""
 
 from __future__ import annotations
 
@@ -31,14 +32,19 @@ def test_revoked_certificate_is_refused_after_the_crl_changes(tmp_path: Path) ->
         before = attack(hosts, peer)
         assert main(["pki", "crl", "--ca", str(ca), "--revoke", str(ca / "a.crt")]) == 0
         after = attack(hosts, peer)
+        (ca / "ca.crl").write_bytes(b"-----BEGIN X509 CRL-----\ncut short")
+        still = attack(hosts, peer)
         status, out, err = b.stop()
     assert isinstance(before, IkeSaUp), before
     assert isinstance(after, IkeSaDown), after
     assert "AUTHENTICATION_FAILED" in after.reason, after
+    assert isinstance(still, IkeSaDown) and "AUTHENTICATION_FAILED" in still.reason, still
     assert status == 0, err
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "revoked" in line]
-    assert len(lines) == 1, err
+    lines = [line for line in err.splitlines() if "is revoked" in line]
+    assert len(lines) == 2 and lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1], err
+    bad = [line for line in err.splitlines() if "not a usable CRL" in line]
+    assert len(bad) == 1 and bad[0].endswith("the CRL read before stays in force"), err
     assert re.search(
         rf"WARNING espfast\.daemon: site: IKE SA down: IKE_AUTH refused: authentication "
         rf'failed: certificate "CN=a\.example\.test" \(serial {serial:x}\) is revoked \(CRL '
@@ -46,4 +52,4 @@ def test_revoked_certificate_is_refused_after_the_crl_changes(tmp_path: Path) ->
         lines[0],
     ), lines[0]
     c = counters(out)
-    assert c["ike_sas_up"] == 1 and c["ike_protocol_errors"] == 1, out
+    assert c["ike_sas_up"] == 1 and c["ike_protocol_errors"] == 2, out
