@@ -77,6 +77,7 @@ from .tasks.ike_auth import IkeAuth
 from .tasks.ike_init import IkeInit
 from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
+from .text import printable
 
 log = logging.getLogger("espfast.control")
 
@@ -832,7 +833,7 @@ class IkeSa:
             if p.id_type in (IdType.IPV4_ADDR, IdType.IPV6_ADDR):
                 return str(ipaddress.ip_address(p.data))
             if p.id_type in (IdType.FQDN, IdType.RFC822_ADDR):
-                return p.data.decode("ascii", "replace")
+                return printable(p.data)  # the peer's choice: \n, ESC... escaped
         except ValueError:
             pass
         return f"{p.id_type}:{p.data.hex()}"

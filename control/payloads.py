@@ -517,6 +517,13 @@ def pull_traffic_selector(buf: Buffer) -> TrafficSelector:
     end_port = buf.pull_uint16()
     start = ipaddress.ip_address(buf.pull_bytes(addr_len))
     end = ipaddress.ip_address(buf.pull_bytes(addr_len))
+    # A range that ends before it starts selects nothing and breaks every later use of
+    # it (prefixes, narrowing): malformed, as strongSwan's substructure check has it.
+    # §3.13.1's one exception: ports 65535-0 are OPAQUE.
+    if start > end:  # type: ignore[operator]  # same family: same addr_len
+        raise RemoteProtocolError(f"traffic selector range {start} - {end} ends before it starts")
+    if start_port > end_port and (start_port, end_port) != (65535, 0):
+        raise RemoteProtocolError(f"traffic selector ports {start_port}-{end_port} are reversed")
     return TrafficSelector(ts_type, proto, start_port, end_port, start, end)
 
 

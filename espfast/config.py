@@ -618,6 +618,11 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     remote_id = "198.18.0.2"        # optional: any identity the peer proves
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
 #     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
+#     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
+#     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
+#                                     # not list it) | ifuri (that, where the certificate
+#                                     # names a CRL URI) | relaxed (refuse only the revoked);
+#                                     # strongSwan's; nothing is ever fetched
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)
@@ -907,10 +912,13 @@ def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:
 
 
 def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
-    """Certificates: ours (``cert``, its ``key``) and the CAs we trust (``cacerts``).
-    Our identity defaults to the certificate's subject DN."""
+    """Certificates: ours (``cert``, its ``key``), the CAs we trust (``cacerts``), their
+    CRLs (``crls``, espfast/crls.py) and the ``revocation`` policy. Our identity defaults
+    to the certificate's subject DN."""
     from espfast.control.auth import certificate_auth
     from espfast.control.certs import LocalCredential, TrustStore
+    from espfast.control.revocation import POLICIES
+    from espfast.crls import CrlFiles
 
     def path(text: str) -> Path:
         p = Path(text)
@@ -926,11 +934,22 @@ def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, by
         cred = LocalCredential.load(cert, key)
     except (OSError, ValueError) as e:
         raise t.error("cert", f"cannot load {cert} with key {key}: {_reason(e)}") from None
+    crl_paths = [path(c) for c in t.get_str_list("crls")]
+    revocation = _choice(t, "revocation", "relaxed", POLICIES)
+    if revocation == "strict" and not crl_paths:
+        raise t.error("revocation", '"strict" refuses every peer without crls (nothing is '
+                      "fetched): give the CAs' CRLs in crls")  # fmt: skip
     try:
-        trust = TrustStore.load(cas)
+        trust = TrustStore.load(cas, revocation=revocation)
     except (OSError, ValueError) as e:
         raise t.error("cacerts", _reason(e)) from None
-    return certificate_auth(cred, trust, time.time), cred.identity.encode()
+    crls = CrlFiles(crl_paths, trust)
+    try:
+        crls.load()
+    except (OSError, ValueError) as e:
+        raise t.error("crls", _reason(e)) from None
+    refresh = crls.poll if crl_paths else None
+    return certificate_auth(cred, trust, time.time, refresh), cred.identity.encode()
 
 
 def _check_own_cert(t: Table, der: bytes, local_id: tuple[int, bytes]) -> None:

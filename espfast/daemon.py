@@ -60,7 +60,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -108,6 +108,7 @@ REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the ne
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
+GUARD_LINES, GUARD_WINDOW = 10, 10.0  # at most this many error lines per window (seconds)
 
 
 class DataplaneLike(Protocol):
@@ -138,6 +139,13 @@ class Counters:
     # we sent again, and the peer's retransmitted requests answered from the cache.
     ike_retransmits: int = 0
     ike_requests_answered_from_cache: int = 0
+    # The peers' messages that failed our checks (answered with an error notify, or ending
+    # our exchange), and those of them that raised something unanticipated (TaskManager);
+    # input_errors: exceptions that escaped the control plane altogether, each one logged
+    # in one line and dropped (none is expected; each is a gap to close).
+    ike_protocol_errors: int = 0
+    ike_unexpected_errors: int = 0
+    input_errors: int = 0
 
 
 @dataclass
@@ -183,11 +191,13 @@ class Daemon:
     # IKE SA id they belong to.
     _retiring: dict[int, int] = field(default_factory=dict)
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
-    _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
+    _gone: tuple[int, ...] = (0, 0, 0, 0)  # _ike_counts of the IKE SAs no longer there
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
     # Called with every control-plane event after the daemon acted on it (metrics, the
     # control socket's initiate/terminate waiting for an outcome: espfast/operations.py).
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    # _guard's log budget: (start of the window, lines logged in it, errors not logged).
+    _guard_log: tuple[float, int, int] = (float("-inf"), 0, 0)
 
     @property
     def local(self) -> str:
@@ -257,7 +267,8 @@ class Daemon:
             return
         front = self.mgr.responder  # it drops new requests whose payloads do not parse
         before = front.counters.dropped_malformed if front is not None else 0
-        self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
+        with self._guard(f"an IKE datagram from {addr[0]}"):
+            self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
         if front is not None and front.counters.dropped_malformed != before:
             self.counters.malformed += 1
         self._pump()
@@ -295,23 +306,48 @@ class Daemon:
 
     def _count_ike(self) -> None:
         """Fold the IKE SAs' retransmission counters into ours (see Counters)."""
-        retransmits, answered = self._gone
+        gone = list(self._gone)
         live = {id(sa): sa for sa in self.mgr.sas}
         for key, sa in self._live.items():
             if key not in live:
-                retransmits += sa.tm.counters.retransmits
-                answered += sa.tm.counters.retransmitted_requests_answered
-        self._live, self._gone = live, (retransmits, answered)
+                gone = [a + b for a, b in zip(gone, _ike_counts(sa), strict=True)]
+        self._live, self._gone = live, tuple(gone)
+        totals = gone
         for sa in live.values():
-            retransmits += sa.tm.counters.retransmits
-            answered += sa.tm.counters.retransmitted_requests_answered
-        self.counters.ike_retransmits = retransmits
-        self.counters.ike_requests_answered_from_cache = answered
+            totals = [a + b for a, b in zip(totals, _ike_counts(sa), strict=True)]
+        c = self.counters
+        (c.ike_retransmits, c.ike_requests_answered_from_cache, c.ike_protocol_errors,
+         c.ike_unexpected_errors) = totals  # fmt: skip
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.mgr.handle_timer(self.loop.time())
+        with self._guard("a timer"):
+            self.mgr.handle_timer(self.loop.time())
         self._pump()
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Last line of defence around the control plane: an exception that escapes it
+        (what a peer sent got past every check) is counted and logged in one line (the
+        traceback at DEBUG), at most GUARD_LINES lines per GUARD_WINDOW seconds (a peer
+        that found such a hole must not flood the log); the daemon goes on serving."""
+        try:
+            yield
+        except Exception as e:  # any: see the docstring
+            self.counters.input_errors += 1
+            now = self.loop.time()
+            start, lines, quiet = self._guard_log
+            if now - start >= GUARD_WINDOW:
+                if quiet:
+                    log.error("%d more such errors were not logged", quiet)
+                start, lines, quiet = now, 0, 0
+            if lines < GUARD_LINES:
+                log.error("error handling %s: %s: %s", what, type(e).__name__, e)
+                log.debug("the traceback of that error", exc_info=e)
+                lines += 1
+            else:
+                quiet += 1
+            self._guard_log = (start, lines, quiet)
 
     def _read_counters(self) -> None:
         """The dataplane's counters into the control plane (see the module docstring)."""
@@ -713,6 +749,13 @@ class Daemon:
             self._timer.cancel()
         for spi_in in list(self.children):
             self._uninstall(spi_in)
+
+
+def _ike_counts(sa: IkeSa) -> tuple[int, int, int, int]:
+    """The TaskManager counters the daemon sums over its IKE SAs (see Counters)."""
+    c = sa.tm.counters
+    return (c.retransmits, c.retransmitted_requests_answered, c.protocol_errors,
+            c.unexpected_errors)  # fmt: skip
 
 
 def _child_networks(conn: ConnectionConfig, child: str) -> tuple[IPNetwork, ...]:

@@ -10,8 +10,9 @@
 ``event`` names what happened (the list is in README.md, "Logs"); log calls that name no
 event get ``"log"``. ``fields`` are the event's values, given by the log call with
 ``extra=event("child_sa_up", connection=..., ...)``. Both forms are one line whatever the
-message holds: the text form writes control characters (a newline, an escape sequence) as
-``\\xNN``, the JSON encoder escapes them itself. What a peer sent is escaped before it
+message holds: the text form escapes whatever is not printable (a newline as ``\\n``, ESC as
+``\\x1b``: espfast.control.text.printable, the one escaping rule), a traceback included; the
+JSON encoder escapes control characters itself. What a peer sent is escaped before it
 reaches a log call (identities and notify data, by the control plane's escaping helper);
 this module only keeps the line a line. Keys never reach a log call at all.
 """
@@ -25,20 +26,15 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from espfast.control.text import printable
+
 FORMATS = ("text", "json")
 DEFAULT_EVENT = "log"
-# C0 controls, DEL and C1 controls as \xNN: nothing that ends a line or moves a cursor.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def event(name: str, **fields: object) -> dict[str, object]:
     """The ``extra`` of a log call that reports event ``name`` with its ``fields``."""
     return {"event": name, "fields": fields}
-
-
-def one_line(text: str) -> str:
-    """``text`` with every control character (newline, tab, ESC, ...) as ``\\xNN``."""
-    return text.translate(_CONTROLS)
 
 
 def _when(record: logging.LogRecord) -> str:
@@ -47,14 +43,14 @@ def _when(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``TIME LEVEL LOGGER: MESSAGE`` on one line (a traceback follows on its own lines,
-    indented, as it is ours and not the peer's)."""
+    """``TIME LEVEL LOGGER: MESSAGE``: every record one line of printable text, whatever
+    path a peer's bytes took into it (a traceback stays on the line too)."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    def __init__(self, fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
+        super().__init__(fmt)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return one_line(super().formatMessage(record))
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):

@@ -51,7 +51,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from espfast import __version__
-from espfast.logfmt import one_line
+from espfast.control.text import printable
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -86,7 +86,7 @@ def failure_reason(text: str) -> str:
 
 def label_text(text: str) -> str:
     """A label value from a string a peer may have chosen (an identity)."""
-    text = one_line(text)
+    text = printable(text)
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 3] + "..."
 
 

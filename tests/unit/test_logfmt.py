@@ -60,7 +60,7 @@ def test_peer_strings_cannot_break_lines(stream: io.StringIO) -> None:
         if fmt == "json":
             assert json.loads(text)["fields"]["remote_id"] == hostile
         else:
-            assert "evil\\x0a2026" in text and "\\x1b[2J\\x85" in text
+            assert "evil\\n2026" in text and "\\x1b[2J\\x85" in text
 
 
 def test_exceptions_stay_with_their_record(stream: io.StringIO) -> None:
