@@ -127,7 +127,7 @@ def test_failure_reasons_are_a_fixed_set() -> None:
 
 def test_identities_in_labels_are_escaped_and_bounded() -> None:
     assert label_text("CN=gw, O=x") == "CN=gw, O=x"
-    assert label_text("a\nb\x00c") == "a\\x0ab\\x00c"
+    assert label_text("a\nb\x00c") == "a\\nb\\x00c"
     long = label_text("x" * 1000)
     assert len(long) == 128 and long.endswith("...")
 
