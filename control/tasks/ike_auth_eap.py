@@ -77,7 +77,7 @@ class IkeAuthEap(IkeAuth):
         return super()._our_auth(id_payload)
 
     def build(self) -> list[Payload]:
-        eap = [EapPayload(encode_eap(self.eap_out))] if self.eap_out is not None else []
+        eap: list[Payload] = [] if self.eap_out is None else [EapPayload(encode_eap(self.eap_out))]
         if self.initiator:
             if self.stage == "first":
                 return super().build()
@@ -121,8 +121,11 @@ class IkeAuthEap(IkeAuth):
             return False
         auth = msg.get(AuthPayload)
         assert sa.peer_id is not None
-        if auth is None or auth.method != AuthMethod.PSK or self.msk is None or not psk_verify(
-            sa.prf, self.msk, self._octets(False, sa.peer_id), auth.data
+        if (
+            auth is None
+            or auth.method != AuthMethod.PSK
+            or self.msk is None
+            or not psk_verify(sa.prf, self.msk, self._octets(False, sa.peer_id), auth.data)
         ):
             raise _auth_failed("the gateway's AUTH does not match the EAP MSK")
         self.msk = None
