@@ -13,7 +13,7 @@ BUILD      := build
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
             iproute2 iputils-ping iperf3 tcpdump nftables procps \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
-            libstrongswan-standard-plugins
+            libstrongswan-standard-plugins libcharon-extauth-plugins
 BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
 
 CC       ?= gcc
