@@ -18,7 +18,7 @@ from tests.interop.conftest import INNER_A, CharonFactory
 from tests.interop.strongswan import CharonError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
-from updaemon import gateway_conf
+from updaemon import client_conf, gateway_conf
 
 PASSWORD = "charon's EAP password"
 POOL, DNS = "198.19.100.0/24", "198.19.1.53"
@@ -124,3 +124,79 @@ def test_charon_with_a_wrong_password_is_refused(charons: CharonFactory, tmp_pat
     named = [x for x in err.splitlines() if "'carol'" in x]
     assert len(named) == 1 and "EAP-MSCHAPv2 authentication of 'carol' failed" in named[0], err
     assert wrong not in err and PASSWORD not in err
+
+
+def gateway_swanctl(addr: str, password: str) -> str:
+    return f"""connections {{
+  rw {{
+    version = 2
+    local_addrs = {addr}
+    remote_addrs = %any
+    encap = yes
+    pools = rw
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = pubkey
+      certs = gw.crt
+      id = gw.eap.test
+    }}
+    remote {{
+      auth = eap-mschapv2
+      eap_id = %any
+    }}
+    children {{
+      net {{
+        local_ts = 198.19.2.0/24
+        remote_ts = dynamic
+        esp_proposals = aes128gcm16
+      }}
+    }}
+  }}
+}}
+pools {{
+  rw {{
+    addrs = {POOL}
+  }}
+}}
+secrets {{
+  eap-carol {{
+    id = carol
+    secret = "{password}"
+  }}
+}}
+"""
+
+
+def test_espfast_eap_mschapv2_client_of_charon(charons: CharonFactory, tmp_path: Path) -> None:
+    """charon is the gateway (``remote.auth = eap-mschapv2``, ``eap_id = %any``): espfast
+    checks its certificate, answers EAP-Identity and EAP-MSCHAPv2, gets an address."""
+    pki = tmp_path / "pki"
+    assert main(["pki", "ca", "--out", str(pki), "--dn", "O=espfast, CN=eap interop ca"]) == 0
+    assert main(["pki", "issue", "--ca", str(pki), "--id", "gw.eap.test", "--name", "gw",
+                 "--out", str(pki)]) == 0  # fmt: skip
+    with TwoHosts.create("eap") as hosts:
+        hosts.b.run("ip", "addr", "add", "198.19.2.1/32", "dev", "lo")
+        files = {"x509/gw.crt": (pki / "gw.crt").read_bytes(),
+                 "private/gw.key": (pki / "gw.key").read_bytes()}  # fmt: skip
+        charon = charons.start(hosts.b, gateway_swanctl(hosts.addr_b, PASSWORD), files=files)
+        write_private(tmp_path / "carol.pw", PASSWORD + "\n")
+        auth = (f'local_auth = "eap-mschapv2"\neap_id = "carol"\n'
+                f'password_file = "{tmp_path}/carol.pw"\ncacerts = ["{pki}/ca.crt"]')  # fmt: skip
+        conf = client_conf(listen=hosts.addr_a, gateway=hosts.addr_b, local_id=hosts.addr_a,
+                           remote_id="gw.eap.test", auth=auth,
+                           remote_ts="198.19.2.0/24")  # fmt: skip
+        up = start_in(hosts.a, write_private(tmp_path / "rw.toml", conf), "-v", command="up")
+        try:
+            charon.wait_child("net", timeout=20)
+            ping = ["ping", "-c", "1", "-W", "1", "198.19.2.1"]
+            assert wait_for(lambda: hosts.a.run(*ping, check=False).returncode == 0, timeout=10)
+            (ike,) = charon.list_sas()
+            log = charon.log(None)
+        finally:
+            rc, _, err = up.stop()
+    assert rc == 0, err
+    assert ike["remote-eap-id"] == "carol", ike
+    assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-3000:]
+    assert "authentication of '198.18.0.1' with EAP successful" in log, log[-3000:]
+    assert "virtual IP 198.19.100.1" in err, err
+    assert PASSWORD not in err
