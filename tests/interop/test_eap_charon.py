@@ -7,21 +7,19 @@ AUTHENTICATION_FAILED and the gateway logs one line naming the user."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from espfast.cli import main
 from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from tests.interop.conftest import INNER_A, CharonFactory
 from tests.interop.strongswan import CharonError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
+from eapconf import GW_ID, PASSWORD, POOL, client_lines, gateway_lines, pki_and_users
 from updaemon import client_conf, gateway_conf
 
-PASSWORD = "charon's EAP password"
-POOL, DNS = "198.19.100.0/24", "198.19.1.53"
+DNS = "198.19.1.53"
 
 
 def client_swanctl(addr_gw: str, addr_me: str, password: str) -> str:
@@ -61,19 +59,9 @@ secrets {{
 
 
 def gateway(tmp_path: Path, addr: str) -> tuple[Path, bytes]:
-    pki = tmp_path / "pki"
-    assert main(["pki", "ca", "--out", str(pki), "--dn", "O=espfast, CN=eap interop ca"]) == 0
-    assert main(["pki", "issue", "--ca", str(pki), "--id", "gw.eap.test", "--name", "gw",
-                 "--out", str(pki)]) == 0  # fmt: skip
-    users = tmp_path / "users"
-    add = subprocess.run([sys.executable, "-m", "espfast", "user", "-f", str(users), "add",
-                          "carol"], input=PASSWORD + "\n", text=True, check=False,
-                         capture_output=True)  # fmt: skip
-    assert add.returncode == 0, add.stderr
-    auth = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
-            f'remote_auth = "eap-mschapv2"\nusers = "{users}"')  # fmt: skip
-    conf = gateway_conf(listen=addr, local_id="gw.eap.test", auth=auth, pool=POOL, dns=DNS,
-                        inner=f"{INNER_A}/24", local_ts="198.19.1.0/24")  # fmt: skip
+    pki, users = pki_and_users(tmp_path)
+    conf = gateway_conf(listen=addr, local_id=GW_ID, auth=gateway_lines(pki, users), pool=POOL,
+                        dns=DNS, inner=f"{INNER_A}/24", local_ts="198.19.1.0/24")  # fmt: skip
     return write_private(tmp_path / "gw.toml", conf), (pki / "ca.crt").read_bytes()
 
 
@@ -170,20 +158,15 @@ secrets {{
 def test_espfast_eap_mschapv2_client_of_charon(charons: CharonFactory, tmp_path: Path) -> None:
     """charon is the gateway (``remote.auth = eap-mschapv2``, ``eap_id = %any``): espfast
     checks its certificate, answers EAP-Identity and EAP-MSCHAPv2, gets an address."""
-    pki = tmp_path / "pki"
-    assert main(["pki", "ca", "--out", str(pki), "--dn", "O=espfast, CN=eap interop ca"]) == 0
-    assert main(["pki", "issue", "--ca", str(pki), "--id", "gw.eap.test", "--name", "gw",
-                 "--out", str(pki)]) == 0  # fmt: skip
+    pki, _ = pki_and_users(tmp_path)
     with TwoHosts.create("eap") as hosts:
         hosts.b.run("ip", "addr", "add", "198.19.2.1/32", "dev", "lo")
         files = {"x509/gw.crt": (pki / "gw.crt").read_bytes(),
                  "private/gw.key": (pki / "gw.key").read_bytes()}  # fmt: skip
         charon = charons.start(hosts.b, gateway_swanctl(hosts.addr_b, PASSWORD), files=files)
-        write_private(tmp_path / "carol.pw", PASSWORD + "\n")
-        auth = (f'local_auth = "eap-mschapv2"\neap_id = "carol"\n'
-                f'password_file = "{tmp_path}/carol.pw"\ncacerts = ["{pki}/ca.crt"]')  # fmt: skip
+        pw = write_private(tmp_path / "carol.pw", PASSWORD + "\n")
         conf = client_conf(listen=hosts.addr_a, gateway=hosts.addr_b, local_id=hosts.addr_a,
-                           remote_id="gw.eap.test", auth=auth,
+                           remote_id=GW_ID, auth=client_lines(pki, pw),
                            remote_ts="198.19.2.0/24")  # fmt: skip
         up = start_in(hosts.a, write_private(tmp_path / "rw.toml", conf), "-v", command="up")
         try:

@@ -5,48 +5,13 @@ wrong password gets AUTHENTICATION_FAILED and one gateway log line naming the us
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from updaemon import client_conf, gateway_conf, peek, ping, status
+from eapconf import GW_NET, PASSWORD, confs
+from updaemon import peek, ping, status
 
-from espfast.cli import main
 from espfast.netns import TwoHosts, wait_for
-from espfast.static import start_in, write_private
-
-GW_NET, DNS = "198.19.2.1", "198.19.2.53"
-PASSWORD = "correct horse battery staple"
-
-
-def make_pki_and_users(tmp_path: Path) -> tuple[Path, Path]:
-    pki = tmp_path / "pki"
-    assert main(["pki", "ca", "--out", str(pki), "--dn", "O=espfast, CN=eap test ca"]) == 0
-    assert main(["pki", "issue", "--ca", str(pki), "--id", "gw.eap.test", "--name", "gw",
-                 "--out", str(pki)]) == 0  # fmt: skip
-    users = tmp_path / "users"
-    add = subprocess.run([sys.executable, "-m", "espfast", "user", "-f", str(users), "add",
-                          "carol"], input=PASSWORD + "\n", text=True, check=False,
-                         capture_output=True)  # fmt: skip
-    assert add.returncode == 0, add.stderr
-    return pki, users
-
-
-def confs(tmp_path: Path, password: str) -> tuple[Path, Path]:
-    pki, users = make_pki_and_users(tmp_path)
-    gw_auth = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
-               f'remote_auth = "eap-mschapv2"\nusers = "{users}"')  # fmt: skip
-    gateway = gateway_conf(listen="198.18.0.2", local_id="gw.eap.test", auth=gw_auth,
-                           pool="198.19.100.0/24", dns=DNS, inner=f"{GW_NET}/24",
-                           local_ts="198.19.2.0/24")  # fmt: skip
-    write_private(tmp_path / "carol.pw", password + "\n")
-    cl_auth = (f'local_auth = "eap-mschapv2"\neap_id = "carol"\n'
-               f'password_file = "{tmp_path}/carol.pw"\ncacerts = ["{pki}/ca.crt"]')  # fmt: skip
-    client = client_conf(listen="198.18.0.1", gateway="198.18.0.2", local_id="198.18.0.1",
-                         remote_id="gw.eap.test", auth=cl_auth,
-                         remote_ts="198.19.2.0/24")  # fmt: skip
-    return (write_private(tmp_path / "gw.toml", gateway),
-            write_private(tmp_path / "rw.toml", client))  # fmt: skip
+from espfast.static import start_in
 
 
 def test_eap_client_gets_a_virtual_ip(tmp_path: Path) -> None:
