@@ -113,12 +113,12 @@ class UserFile:
         self._users = load(path)  # refuse a bad file at startup
         self._stamp = self._stat_stamp()
 
-    def _stat_stamp(self) -> tuple[int, int, int] | None:
+    def _stat_stamp(self) -> tuple[int, ...] | None:
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode, st.st_uid)
 
     def lookup(self, name: str) -> bytes | None:
         """The NT hash of ``name``, or None. A changed file is re-read; one that became
