@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from espfast.control.eap import (
     EapCode,
@@ -143,3 +147,28 @@ def test_peer_naks_other_methods() -> None:
     peer = EapPeer("carol", b"x" * 16, DeterministicRng("p"))
     nak = peer.process(EapPacket(EapCode.REQUEST, 5, 4, b"md5-challenge"))
     assert nak == EapPacket(EapCode.RESPONSE, 5, EapType.NAK, bytes([EapType.MSCHAPV2]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80), st.binary(max_size=80), st.integers(0, 3))
+def test_fuzz_any_bytes_parse_or_are_refused(first: bytes, second: bytes, tweak: int) -> None:
+    """Whatever the peer sends in its EAP payloads: a packet to answer, or a
+    RemoteProtocolError (EapFailure is one) — never another exception."""
+    server = EapServer({"carol": nt_password_hash("pw")}.get, DeterministicRng("s"))
+    req = server.start()
+    peer = EapPeer("carol", nt_password_hash("pw"), DeterministicRng("p"))
+    try:
+        # A real first round, then the fuzzed bytes (with a valid header, often).
+        reply = server.process(decode_eap(encode_eap(EapPacket(
+            EapCode.RESPONSE, req.identifier, EapType.IDENTITY, b"carol"))))  # fmt: skip
+        for data in (first, second):
+            if tweak & 1:
+                data = bytes([2, reply.identifier]) + (len(data) + 4).to_bytes(2, "big") + data
+            reply = server.process(decode_eap(data))
+    except RemoteProtocolError:
+        pass
+    for data in (first, second):
+        if tweak & 2:
+            data = bytes([1, 1]) + (len(data) + 4).to_bytes(2, "big") + data
+        with contextlib.suppress(RemoteProtocolError):
+            peer.process(decode_eap(data))
