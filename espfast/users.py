@@ -94,6 +94,7 @@ def save(path: Path, users: dict[str, bytes]) -> None:
     """Write atomically with mode 0600 (a temporary file in the same directory, renamed)."""
     lines = ["# espfast EAP users: name:NT-hash (espfast user add|del|list)"]
     lines += [f"{name}:{h.hex()}" for name, h in users.items()]
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)

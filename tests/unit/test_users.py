@@ -22,8 +22,9 @@ def add(path: Path, name: str, password: str, monkeypatch: pytest.MonkeyPatch) -
 
 def test_add_list_del(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    path = tmp_path / "users"
+    path = tmp_path / "etc" / "users"  # (its directory is made, 0700)
     assert add(path, "carol", "pw one", monkeypatch) == 0
+    assert path.parent.stat().st_mode & 0o777 == 0o700
     assert add(path, "DOMAIN\\dave", "pw two", monkeypatch) == 0
     assert add(path, "carol", "pw three", monkeypatch) == 0  # a new password
     assert path.stat().st_mode & 0o777 == 0o600
