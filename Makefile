@@ -13,10 +13,11 @@ BUILD      := build
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
             iproute2 iputils-ping iperf3 tcpdump nftables procps \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
-            libstrongswan-standard-plugins \
+            libstrongswan-standard-plugins libcharon-extauth-plugins \
             clang-14 libclang-rt-14-dev
-# (clang-14 for the fuzzers; libclang-rt-14-dev ships libFuzzer's runtime,
-# libclang_rt.fuzzer, beside the ASan/UBSan ones that -fsanitize=fuzzer,... links)
+# (libcharon-extauth-plugins: charon's eap-mschapv2; clang-14 for the fuzzers;
+# libclang-rt-14-dev ships libFuzzer's runtime, libclang_rt.fuzzer, beside the ASan/UBSan
+# ones that -fsanitize=fuzzer,... links)
 BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
 
 CC       ?= gcc

@@ -67,13 +67,14 @@ from .message import (
     parse_header,
     reassemble,
 )
-from .payloads import DeletePayload, IdPayload, Payload, SaPayload
+from .payloads import AuthPayload, DeletePayload, IdiPayload, IdPayload, Payload, SaPayload
 from .proposals import Chosen, key_lengths
 from .rng import Rng
 from .task_manager import TaskManager
 from .tasks.base import Task
 from .tasks.child_create import CreateChild
 from .tasks.ike_auth import IkeAuth
+from .tasks.ike_auth_eap import IkeAuthEap
 from .tasks.ike_init import IkeInit
 from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
@@ -183,6 +184,9 @@ class IkeSa:
         self.dns: tuple[IPAddress, ...] = ()
         self.remote_vips: tuple[IPAddress, ...] = ()
         self.lease: Callable[[IkeSa, int], IPAddress | None] = lambda sa, version: None
+        # Responder: the IKE_AUTH task of an EAP conversation under way (RFC 7296 §2.16),
+        # which takes the peer's next IKE_AUTH requests.
+        self.pending_auth: Task | None = None
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -199,7 +203,8 @@ class IkeSa:
         sa = cls(config, initiator=True, local=local, remote=remote, rng=rng, now=now,
                  ike_sa_id=ike_sa_id)  # fmt: skip
         sa.tm.queue.append(IkeInit(sa, True))
-        sa.tm.queue.append(IkeAuth(sa, True, child))
+        auth = IkeAuthEap if config.auth.eap_identity else IkeAuth
+        sa.tm.queue.append(auth(sa, True, child))
         sa.tm.initiate(now)
         return sa
 
@@ -564,11 +569,14 @@ class IkeSa:
                 out.append(ChildAction(c.name, action))
         return tuple(out)
 
-    def select_config(self, idi: IdPayload) -> None:
-        """Responder: the configuration whose remote identity the IDi names."""
+    def select_config(self, idi: IdPayload, *, eap: bool = False) -> None:
+        """Responder: the configuration whose remote identity the IDi names (and which
+        authenticates its peers with EAP if ``eap``, else not)."""
         peer = (idi.id_type, idi.data)
         # The connection IKE_SA_INIT chose first (its proposals were negotiated).
         for cfg in (self.config, *self.candidates):
+            if (cfg.auth.eap_users is not None) != eap:
+                continue
             if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
                 self.config = cfg
                 return
@@ -745,6 +753,10 @@ class IkeSa:
             return IkeInit(self, False)
         if exchange == ExchangeType.IKE_AUTH and not self.initiator and self.chosen is not None \
                 and not self.is_established:  # fmt: skip
+            if self.pending_auth is not None:
+                return self.pending_auth
+            if msg.get(AuthPayload) is None and msg.get(IdiPayload) is not None:
+                return IkeAuthEap(self, False)  # no AUTH: the peer asks for EAP (§2.16)
             return IkeAuth(self, False)
         if not self.is_established:
             raise RemoteProtocolError(f"exchange {exchange} before the IKE SA is up")

@@ -648,6 +648,25 @@ def push_cp(buf: Buffer, p: CpPayload) -> None:
         buf.push_bytes(value)
 
 
+# --------------------------------------------------------------------------------------
+# EAP payload (§3.16): one EAP packet (RFC 3748 §4), decoded by control/eap/message.py
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EapPayload:
+    TYPE: ClassVar[PayloadType] = PayloadType.EAP
+    data: bytes
+
+
+def pull_eap(buf: Buffer) -> EapPayload:
+    return EapPayload(buf.pull_rest())
+
+
+def push_eap(buf: Buffer, p: EapPayload) -> None:
+    buf.push_bytes(p.data)
+
+
 @dataclass(frozen=True)
 class UnknownPayload:
     TYPE: ClassVar[PayloadType] = PayloadType.NONE
@@ -658,7 +677,7 @@ class UnknownPayload:
 Payload = (
     SaPayload | KePayload | IdPayload | CertPayload | CertReqPayload | AuthPayload
     | NoncePayload | NotifyPayload | DeletePayload | VendorIdPayload | TsPayload
-    | CpPayload | SkPayload | SkfPayload | UnknownPayload
+    | CpPayload | EapPayload | SkPayload | SkfPayload | UnknownPayload
 )  # fmt: skip
 
 # Dispatch tables: payload type -> body parser / body writer.
@@ -677,6 +696,7 @@ PULLERS: dict[int, Callable[[Buffer], Payload]] = {
     PayloadType.TSI: _pull_ts_as(TsiPayload),
     PayloadType.TSR: _pull_ts_as(TsrPayload),
     PayloadType.CP: pull_cp,
+    PayloadType.EAP: pull_eap,
     PayloadType.SK: pull_sk,
     PayloadType.SKF: pull_skf,
 }
@@ -696,6 +716,7 @@ PUSHERS: dict[type, Callable[[Buffer, Any], None]] = {
     TsiPayload: push_ts,
     TsrPayload: push_ts,
     CpPayload: push_cp,
+    EapPayload: push_eap,
     SkPayload: push_sk,
     SkfPayload: push_skf,
 }

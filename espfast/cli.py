@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "initiate": ("espfast.initiate", "have the running daemon set up a connection now"),
     "terminate": ("espfast.terminate", "have the running daemon delete a connection's IKE SAs"),
     "reload": ("espfast.reload", "have the running daemon re-read its config file"),
+    "user": ("espfast.users", "add, delete or list EAP users (the gateway's local user file)"),
 }
 
 

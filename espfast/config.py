@@ -52,10 +52,11 @@ import stat
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from espfast import users
 from espfast.control.config import (
     CLOSE_ACTIONS,
     DPD_ACTIONS,
@@ -76,6 +77,9 @@ from espfast.dataplane import (
     SPI_MIN,
     Transform,
 )
+
+if TYPE_CHECKING:
+    from espfast.control.certs import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -623,6 +627,11 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #                                     # not list it) | ifuri (that, where the certificate
 #                                     # names a CRL URI) | relaxed (refuse only the revoked);
 #                                     # strongSwan's; nothing is ever fetched
+#     # a gateway for road warriors with passwords: auth = "pubkey" (cert, key; cacerts
+#     #   optional), remote_auth = "eap-mschapv2", users = "/etc/espfast/users" (the
+#     #   default; espfast user add|del|list)
+#     # a road warrior with a password: local_auth = "eap-mschapv2", eap_id = "carol",
+#     #   password_file = "carol.pw" (or password = "..."), cacerts = ["ca.crt"]
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)
@@ -667,6 +676,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # IkeConfig's retransmission defaults (strongSwan's: 4 s, x1.8 each, 5 tries).
 DEFAULT_RETRANSMIT_TIMEOUT, RETRANSMIT_BASE, RETRANSMIT_TRIES = 4.0, 1.8, 5
+EAP_METHODS = ("eap-mschapv2",)  # local_auth / remote_auth (strongSwan's names)
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
 
@@ -718,13 +728,19 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     name = t.get_str("name", t.where)
     remote_text = t.get_str("remote", required=True)
     remote = None if remote_text == "%any" else parse_endpoint(t, "remote", remote_text, IKE_PORT)
-    auth_kind = t.get_str("auth", "psk")
-    if auth_kind == "psk":
-        auth, default_id = _psk_auth(t, keys), None
-    elif auth_kind == "pubkey":
-        auth, default_id = _pubkey_auth(t, keys)
+    remote_auth = _choice(t, "remote_auth", "", ("", *EAP_METHODS))
+    if _choice(t, "local_auth", "", ("", *EAP_METHODS)):
+        auth, default_id = _eap_client_auth(t, keys)
     else:
-        raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
+        auth_kind = t.get_str("auth", "psk")
+        if auth_kind == "psk":
+            auth, default_id = _psk_auth(t, keys), None
+        elif auth_kind == "pubkey":
+            auth, default_id = _pubkey_auth(t, keys, need_cas=not remote_auth)
+        else:
+            raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
+    if remote_auth:
+        auth = _eap_users(t, auth, keys)
     local_id = _identity(t, "local_id", required=default_id is None) or default_id
     assert local_id is not None
     if auth.certs:
@@ -911,10 +927,12 @@ def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:
     return AuthConfig(psk=psk)
 
 
-def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
-    """Certificates: ours (``cert``, its ``key``), the CAs we trust (``cacerts``), their
-    CRLs (``crls``, espfast/crls.py) and the ``revocation`` policy. Our identity defaults
-    to the certificate's subject DN."""
+def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True
+                 ) -> tuple[AuthConfig, tuple[int, bytes]]:  # fmt: skip
+    """Certificates: ours (``cert``, its ``key``), the CAs we trust (``cacerts``; none
+    needed when the peers authenticate with EAP), their CRLs (``crls``,
+    espfast/crls.py) and the ``revocation`` policy. Our identity defaults to the
+    certificate's subject DN."""
     from espfast.control.auth import certificate_auth
     from espfast.control.certs import LocalCredential, TrustStore
     from espfast.control.revocation import POLICIES
@@ -926,8 +944,8 @@ def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, by
 
     cert = path(t.get_str("cert", required=True))
     key = path(t.get_str("key", required=True))
-    cas = [path(c) for c in t.get_str_list("cacerts", required=True)]
-    if not cas:
+    cas = [path(c) for c in t.get_str_list("cacerts", required=need_cas)]
+    if not cas and need_cas:
         raise t.error("cacerts", "needs at least one CA certificate")
     keys.files.append(key)
     try:
@@ -950,6 +968,57 @@ def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, by
         raise t.error("crls", _reason(e)) from None
     refresh = crls.poll if crl_paths else None
     return certificate_auth(cred, trust, time.time, refresh), cred.identity.encode()
+
+
+def _trust(t: Table, keys: _KeySources) -> TrustStore:
+    from espfast.control.certs import TrustStore
+
+    paths = [Path(c) if Path(c).is_absolute() else keys.base / c
+             for c in t.get_str_list("cacerts", required=True)]  # fmt: skip
+    if not paths:
+        raise t.error("cacerts", "needs at least one CA certificate")
+    try:
+        return TrustStore.load(paths)
+    except (OSError, ValueError) as e:
+        raise t.error("cacerts", _reason(e)) from None
+
+
+def _eap_client_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
+    """local_auth = "eap-mschapv2": we are a road warrior with a user name (``eap_id``)
+    and ``password`` / ``password_file``, and check the gateway's certificate against
+    ``cacerts``. Only the NT hash of the password is kept. Our identity (IDi) defaults
+    to the user name."""
+    from espfast.control.auth import certificate_auth
+    from espfast.control.eap import nt_password_hash
+    from espfast.control.tasks.ike_auth_eap import eap_peer_id
+
+    eap_id = t.get_str("eap_id", required=True)
+    try:
+        users.check_name(eap_id)
+    except users.UserFileError as e:
+        raise t.error("eap_id", str(e)) from None
+    text, where = _secret(t, "password", keys)
+    password = text.rstrip("\r\n") if where.endswith("_file") else text
+    if not password:
+        raise t.error(where, "is empty")
+    auth = certificate_auth(None, _trust(t, keys), time.time)
+    auth = replace(auth, eap_identity=eap_id, eap_nt_hash=nt_password_hash(password))
+    p = eap_peer_id(eap_id)
+    return auth, (p.id_type, p.data)
+
+
+def _eap_users(t: Table, auth: AuthConfig, keys: _KeySources) -> AuthConfig:
+    """remote_auth = "eap-mschapv2": peers prove a user of the ``users`` file (the
+    gateway proves itself with its certificate: auth = "pubkey")."""
+    if auth.signer is None:
+        raise t.error("remote_auth", 'EAP needs auth = "pubkey" (the gateway\'s certificate)')
+    text = t.get_str("users", str(users.DEFAULT_PATH))
+    path = Path(text) if Path(text).is_absolute() else keys.base / text
+    try:
+        user_file = users.UserFile(path)
+    except users.UserFileError as e:
+        raise t.error("users", str(e)) from None
+    return replace(auth, eap_users=user_file.lookup)
 
 
 def _check_own_cert(t: Table, der: bytes, local_id: tuple[int, bytes]) -> None:

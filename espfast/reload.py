@@ -118,7 +118,9 @@ def sources(table: Mapping[str, Any], base: Path) -> list[Path]:
     and any other key naming a file that exists, e.g. a CRL), relative to ``base``."""
     found: list[Path] = []
     for key, value in sorted(table.items()):
-        if key == "child":
+        # The EAP user file is read live (espfast/users.py): a user added or removed is
+        # no reason to renew the connection's SAs.
+        if key in ("child", "users"):
             continue
         for text in value if isinstance(value, list) else [value]:
             if not isinstance(text, str) or not text or "\0" in text or len(text) > 4096:
