@@ -93,6 +93,7 @@ def build(args: argparse.Namespace) -> tuple[bytes | dict[str, bytes], bytes | N
     from espfast.profiles.gateway import (
         GatewayProfile,
         ProfileError,
+        certificate_names_server,
         client_credential,
         gateway_profile,
     )
@@ -117,6 +118,9 @@ def build(args: argparse.Namespace) -> tuple[bytes | dict[str, bytes], bytes | N
         out = apple.render(gw, password, signer)
     else:
         out = renderers[args.kind](gw, password)
+    if args.kind == "windows" and not certificate_names_server(gw):
+        print(f"espfast profile: note: the gateway's certificate does not name {gw.server}; "
+              f"Windows refuses it (issue it with --san {gw.server})", file=sys.stderr)  # fmt: skip
     return out, password if tell and gw.client is not None else None
 
 

@@ -242,3 +242,15 @@ def client_credential(gw: GatewayProfile, cert_path: Path, key_path: Path,
         raise ProfileError(f"the gateway accepts only clients named {pattern}, and "
                            f"{cert_path} proves none such")  # fmt: skip
     return ClientCredential(cert, key, chain, accepted[0])
+
+
+def certificate_names_server(gw: GatewayProfile) -> bool:
+    """Whether the gateway's certificate names the address clients dial (a DNS or IP
+    subjectAltName): Windows checks the certificate against the name it dials."""
+    try:
+        sans = gw.gateway_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    names = {n.lower() for n in sans.value.get_values_for_type(x509.DNSName)}
+    names |= {str(a) for a in sans.value.get_values_for_type(x509.IPAddress)}
+    return gw.server in names

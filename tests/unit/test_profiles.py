@@ -249,6 +249,22 @@ def test_windows_refuses_a_gateway_it_cannot_talk_to(
     assert not out.exists()
 
 
+def test_windows_notes_a_certificate_without_the_server_name(
+    pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gw = gateway_toml(pki, tmp_path / "gw.toml")
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD)
+    base = ["profile", "-c", str(gw), "--conn", "rw", "--for", "windows", "--client-cert",
+            str(pki.cert("alice")), "--client-key", str(pki.key("alice")),
+            "--p12-password-file", str(pw)]  # fmt: skip
+    assert main([*base, "--server", GATEWAY_ID, "-o", str(tmp_path / "a.ps1")]) == 0
+    assert "note" not in capsys.readouterr().err
+    assert main([*base, "--server", "gw2.example.test", "-o", str(tmp_path / "b.ps1")]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "does not name gw2.example.test" in line
+
+
 @pytest.mark.parametrize("value", ["it's", "\u2018a\u2019", "''", "a\u201ab\u201b", '$x`y"z'])
 def test_ps_quote_round_trips(value: str) -> None:
     assert ps_unquote(windows.ps_quote(value)) == value
@@ -299,6 +315,13 @@ def test_espfast_profile_loads_and_matches(pki: Pki, tmp_path: Path) -> None:
     accepted(gw, conn.ike.ike_proposals[0], conn.ike.children[0].esp_proposals[0])
     assert str(conn.ike.ike_proposals[0]) == "aes128gcm16-prfsha256-x25519"
     assert tomllib.loads((out / "client.toml").read_text())["connection"][0]["auth"] == "pubkey"
+
+
+def test_swanctl_quoting() -> None:
+    from espfast.profiles.swanctl import quote, section
+
+    assert quote('CN=a "b", O=c\\d') == '"CN=a \\"b\\", O=c\\\\d"'
+    assert section("road warriors.1") == "road_warriors_1"
 
 
 def test_espfast_toml_escapes_names(pki: Pki, tmp_path: Path) -> None:
