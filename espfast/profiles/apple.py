@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from espfast.ca import pkcs12_bundle
 from espfast.control.certs import PrivateKey
 from espfast.control.constants import DhGroup
 from espfast.control.proposals import Encr
@@ -45,7 +44,7 @@ from espfast.profiles.choose import (
     Choice,
     choose,
 )  # fmt: skip
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError, client_pkcs12
 
 ENCRYPTION: dict[Encr, str] = {AES128: "AES-128", AES256: "AES-256", AES128GCM: "AES-128-GCM",
               AES256GCM: "AES-256-GCM", CHACHA: "ChaCha20Poly1305"}  # fmt: skip
@@ -152,10 +151,7 @@ def render(gw: GatewayProfile, p12_password: bytes | None, signer: Signer | None
         ))  # fmt: skip
     vpn = vpn_settings(gw, choice)
     if gw.client is not None:
-        if not p12_password:
-            raise ProfileError("the client's PKCS#12 needs a password")
-        bundle = pkcs12_bundle(gw.client_id_text, gw.client.cert, gw.client.key, gw.cas[0],
-                               p12_password)  # fmt: skip
+        bundle = client_pkcs12(gw, p12_password)
         identity = _payload(
             "com.apple.security.pkcs12", f"{base}.identity", gw.client_id_text,
             PayloadContent=bundle, PayloadCertificateFileName="client.p12",

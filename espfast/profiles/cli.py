@@ -89,6 +89,7 @@ def _signer(args: argparse.Namespace) -> Signer | None:
 def build(args: argparse.Namespace) -> tuple[bytes | dict[str, bytes], bytes | None]:
     """The profile (bytes, or {relative path: bytes} for directory types) and the
     PKCS#12 password to tell the user (None: nothing to tell)."""
+    from espfast.control.constants import IdType
     from espfast.profiles import apple, native, sswan, swanctl, windows
     from espfast.profiles.gateway import (
         GatewayProfile,
@@ -121,6 +122,10 @@ def build(args: argparse.Namespace) -> tuple[bytes | dict[str, bytes], bytes | N
     if args.kind == "windows" and not certificate_names_server(gw):
         print(f"espfast profile: note: the gateway's certificate does not name {gw.server}; "
               f"Windows refuses it (issue it with --san {gw.server})", file=sys.stderr)  # fmt: skip
+    if args.kind in ("ios", "macos") and gw.gateway_id.type == IdType.DER_ASN1_DN:
+        print(f"espfast profile: note: the gateway identifies itself by its DN; iOS/macOS "
+              f"expect a name or address as RemoteIdentifier (set local_id = \"{gw.server}\" "
+              "in the gateway's connection)", file=sys.stderr)  # fmt: skip
     return out, password if tell and gw.client is not None else None
 
 

@@ -91,6 +91,7 @@ class ClientCredential:
     key: PrivateKey = field(repr=False)
     chain: tuple[x509.Certificate, ...]  # intermediates between it and the gateway's CA
     identity: Identity
+    ca: x509.Certificate  # the gateway's CA its chain ends at (goes into its PKCS#12)
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,9 @@ def client_credential(gw: GatewayProfile, cert_path: Path, key_path: Path,
     if not accepted:
         raise ProfileError(f"the gateway accepts only clients named {pattern}, and "
                            f"{cert_path} proves none such")  # fmt: skip
-    return ClientCredential(cert, key, chain, accepted[0])
+    top = chain[-1] if chain else cert
+    ca = next(c for c in gw.client_cas if c.subject == top.issuer)
+    return ClientCredential(cert, key, chain, accepted[0], ca)
 
 
 def certificate_names_server(gw: GatewayProfile) -> bool:
@@ -254,3 +257,15 @@ def certificate_names_server(gw: GatewayProfile) -> bool:
     names = {n.lower() for n in sans.value.get_values_for_type(x509.DNSName)}
     names |= {str(a) for a in sans.value.get_values_for_type(x509.IPAddress)}
     return gw.server in names
+
+
+def client_pkcs12(gw: GatewayProfile, password: bytes | None) -> bytes:
+    """The client's key, certificate and CA as a password-protected PKCS#12 (the encryption
+    every native client imports, see espfast.ca.pkcs12_bundle)."""
+    from espfast.ca import pkcs12_bundle
+
+    assert gw.client is not None
+    if not password:
+        raise ProfileError("the client's PKCS#12 needs a password")
+    c = gw.client
+    return pkcs12_bundle(gw.client_id_text, c.cert, c.key, c.ca, password)

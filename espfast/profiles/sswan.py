@@ -18,9 +18,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from espfast.ca import pkcs12_bundle
 from espfast.profiles.choose import Caps, choose
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError, client_pkcs12
 
 CAPS = Caps("the strongSwan app", "every algorithm espfast speaks", esn=True)
 
@@ -43,11 +42,8 @@ def render(gw: GatewayProfile, p12_password: bytes | None) -> bytes:
     }
     local: dict[str, Any] = {}
     if gw.client is not None:
-        if not p12_password:
-            raise ProfileError("the client's PKCS#12 needs a password")
         local["id"] = gw.client_id_text
-        local["p12"] = _b64(pkcs12_bundle(gw.client_id_text, gw.client.cert, gw.client.key,
-                                          gw.cas[0], p12_password))  # fmt: skip
+        local["p12"] = _b64(client_pkcs12(gw, p12_password))
     profile: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "name": gw.display_name,

@@ -24,7 +24,6 @@ import textwrap
 
 from cryptography.hazmat.primitives import serialization
 
-from espfast.ca import pkcs12_bundle
 from espfast.control.constants import DhGroup
 from espfast.control.proposals import Encr
 from espfast.profiles.choose import (
@@ -37,7 +36,7 @@ from espfast.profiles.choose import (
     Caps,
     choose,
 )
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError, client_pkcs12
 
 ENCRYPTION_METHOD: dict[Encr, str] = {AES128: "AES128", AES256: "AES256", AES128GCM: "GCMAES128",
                      AES256GCM: "GCMAES256"}  # fmt: skip
@@ -112,10 +111,7 @@ def render(gw: GatewayProfile, p12_password: bytes | None) -> bytes:
             "Remove-Item $ca",
         ]
     if gw.client is not None:
-        if not p12_password:
-            raise ProfileError("the client's PKCS#12 needs a password")
-        bundle = pkcs12_bundle(gw.client_id_text, gw.client.cert, gw.client.key, gw.cas[0],
-                               p12_password)  # fmt: skip
+        bundle = client_pkcs12(gw, p12_password)
         lines += [
             "",
             f"# The client's certificate and key ({gw.client_id_text!r}), password protected",

@@ -265,6 +265,19 @@ def test_windows_notes_a_certificate_without_the_server_name(
     assert "does not name gw2.example.test" in line
 
 
+def test_ios_notes_a_dn_gateway_identity(
+    pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gw = gateway_toml(pki, tmp_path / "gw.toml")
+    gw.write_text(gw.read_text().replace(f'local_id = "{GATEWAY_ID}"', ""))
+    assert profile(pki, gw, "ios", tmp_path / "a.mobileconfig") == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "identifies itself by its DN" in line
+    doc = plistlib.loads((tmp_path / "a.mobileconfig").read_bytes())
+    vpn = next(p for p in doc["PayloadContent"] if p["PayloadType"] == "com.apple.vpn.managed")
+    assert vpn["IKEv2"]["RemoteIdentifier"] == f"CN={GATEWAY_ID}"
+
+
 @pytest.mark.parametrize("value", ["it's", "\u2018a\u2019", "''", "a\u201ab\u201b", '$x`y"z'])
 def test_ps_quote_round_trips(value: str) -> None:
     assert ps_unquote(windows.ps_quote(value)) == value
