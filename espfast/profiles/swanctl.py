@@ -22,7 +22,7 @@ from espfast.profiles.choose import Caps, choose
 from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError
 from espfast.profiles.native import ANY
 
-CAPS = Caps("strongSwan", "every algorithm espfast speaks")
+CAPS = Caps("strongSwan", "every algorithm espfast speaks", esn=True)
 
 # (local, remote) auth lines per client authentication method.
 AUTH = {AUTH_PUBKEY: ("pubkey", "pubkey")}
