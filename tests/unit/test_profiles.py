@@ -390,3 +390,32 @@ def test_gateway_choice_is_checked_by_select(pki: Pki, tmp_path: Path) -> None:
     gw = gateway_toml(pki, tmp_path / "gw.toml", ike="aes128gcm16-prfsha256-ecp256")
     with pytest.raises(RemoteProtocolError):
         accepted(gw, parse_ike("aes256gcm16-prfsha256-ecp256")[0], parse_esp("aes128gcm16")[0])
+
+
+def test_dual_stack_pool_asks_for_both_families(pki: Pki, tmp_path: Path) -> None:
+    gw = gateway_toml(pki, tmp_path / "gw.toml")
+    gw.write_text(
+        gw.read_text()
+        .replace('pool = ["198.19.100.0/24"]', 'pool = ["198.19.100.0/24", "2001:2:0:100::/64"]')
+        .replace('local_ts = ["198.19.2.0/24"]', 'local_ts = ["198.19.2.0/24", "2001:2:0:2::/64"]')
+    )
+    assert profile(pki, gw, "espfast", tmp_path / "e") == 0
+    (conn,) = load_up(tmp_path / "e" / "client.toml").connections
+    assert [str(v) for v in conn.ike.vips] == ["0.0.0.0", "::"]
+    assert [str(n) for ts in conn.ike.children[0].remote_ts for n in ts.networks()] == [
+        GW_NET,
+        "2001:2:0:2::/64",
+    ]
+    assert profile(pki, gw, "strongswan", tmp_path / "s") == 0
+    conf = (tmp_path / "s" / "swanctl.conf").read_text()
+    assert "vips = 0.0.0.0,::" in conf and "remote_ts = 198.19.2.0/24,2001:2:0:2::/64" in conf
+
+
+def test_apple_profile_escapes_xml(pki: Pki, tmp_path: Path) -> None:
+    gw = gateway_toml(pki, tmp_path / "gw.toml")
+    name = "<key>x</key> & ]]> \"'"
+    assert profile(pki, gw, "ios", tmp_path / "a.mobileconfig", "--name", name) == 0
+    doc = plistlib.loads((tmp_path / "a.mobileconfig").read_bytes())
+    assert doc["PayloadDisplayName"] == name
+    vpn = next(p for p in doc["PayloadContent"] if p["PayloadType"] == "com.apple.vpn.managed")
+    assert vpn["UserDefinedName"] == name
