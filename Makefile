@@ -11,7 +11,7 @@ BUILD      := build
 
 # System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies.
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
-            iproute2 iputils-ping iperf3 tcpdump nftables procps \
+            iproute2 iputils-ping iperf3 tcpdump nftables procps openssl \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
             libstrongswan-standard-plugins libcharon-extauth-plugins \
             clang-14 libclang-rt-14-dev
