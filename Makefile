@@ -14,7 +14,7 @@ APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3
             iproute2 iputils-ping iperf3 tcpdump nftables procps \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
             libstrongswan-standard-plugins
-BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
+BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn ethtool linux-perf
 
 CC       ?= gcc
 CWARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes

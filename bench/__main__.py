@@ -206,6 +206,7 @@ def measure(tunnel: Tunnel, plan: Plan, progress: Progress) -> TunnelResult:
     result = TunnelResult(tunnel.name)
     try:
         with TwoHosts.create(PURPOSE) as hosts, tunnel.up(hosts) as ep:
+            result.info = dict(ep.info)
             progress.show(f"{tunnel.name}: checking the tunnel")
             reachable = wait_for(
                 lambda: hosts.a.run("ping", "-c", "1", "-W", "1", ep.inner_b, check=False)
