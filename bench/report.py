@@ -276,8 +276,14 @@ def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
     lines = [
         f"# Tunnel benchmark, {meta['date']}",
         "",
-        f"`{meta.get('command', 'python -m bench')}` on {meta.get('cpus', '?')} CPUs. "
-        f"Median of {meta['runs']} runs (min..max). TCP: iperf3, {meta['seconds']} s per run, "
+        f"`{meta.get('command', 'python -m bench')}` on {meta.get('cpus', '?')} CPUs"
+        + (
+            f" (load average {meta['load_before']:.1f} before, {meta['load']:.1f} after)"
+            if "load_before" in meta and "load" in meta
+            else ""
+        )
+        + ("; every tunnel up at once, the runs interleaved. " if meta.get("interleaved") else ". ")
+        + f"Median of {meta['runs']} runs (min..max). TCP: iperf3, {meta['seconds']} s per run, "
         "Gbit/s at the receiver. UDP: iperf3 -u at an unlimited rate, "
         f"{meta.get('udp_seconds', '?')} s per run: datagrams delivered through the "
         "tunnel into b's IP input per second (kpps; an nftables counter) and the loss. "
