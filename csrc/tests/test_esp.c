@@ -347,7 +347,7 @@ static void batch_bounds(void)
  * head/tail splits at every alignment. */
 static void seal_split_matches(void)
 {
-	uint8_t key[64], whole[2048], split[2048], tail[1600];
+	uint8_t key[128], whole[2048], split[2048], tail[1600];
 	int ok = 1;
 
 	for (size_t i = 0; i < sizeof(key); i++)
