@@ -89,9 +89,11 @@ $(BUILD)/ctest-san: $(CSRC) $(CHDR) $(CTESTS)
 pytest: deps ext
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# WIREGUARD_GO=/path: the wireguard-go binary to compare against (default: PATH's; see the
+# README: Debian's build has none of the newest wireguard-go's offloads).
 bench: EXTRA_APT = $(BENCH_APT_PKGS)
 bench: deps ext
-	$(PY) -m bench $(BENCH_ARGS)
+	WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) espfast/_dataplane*.so espfast/_dataplane.c

@@ -158,50 +158,12 @@ static int compute_icv(struct ef_cctx *c, const struct ef_esp_hdr *h, const uint
 long ef_esp_seal(const struct ef_transform *t, struct ef_cctx *c, const struct ef_esp_hdr *h,
 		 uint8_t nh, uint8_t *inner, size_t len, uint8_t **out)
 {
-	return ef_esp_seal_split(t, c, h, nh, inner, len, NULL, 0, out);
-}
-
-/* AEAD encryption of head (in place) || tail (from elsewhere, written after head) ||
- * trailer (in place): one nonce, one tag; OpenSSL's GCM and ChaCha20-Poly1305 keep the
- * stream state across updates, so the pieces need no alignment. */
-static int aead_seal_split(struct ef_cctx *c, const uint8_t *nonce, const uint8_t *aad,
-			   size_t aadlen, uint8_t *buf, size_t head, const uint8_t *tail,
-			   size_t tail_len, size_t trailer, uint8_t *tag, size_t taglen)
-{
-	EVP_CIPHER_CTX *x = c->cipher;
-	uint8_t *rest = buf + head + tail_len;
-	int outl;
-
-	if (!tail_len) /* one piece: head and trailer in one update */
-		head += trailer, trailer = 0;
-	return EVP_EncryptInit_ex(x, NULL, NULL, NULL, nonce) &&
-			       EVP_EncryptUpdate(x, NULL, &outl, aad, (int)aadlen) &&
-			       EVP_EncryptUpdate(x, buf, &outl, buf, (int)head) &&
-			       (!tail_len ||
-				(EVP_EncryptUpdate(x, buf + head, &outl, tail, (int)tail_len) &&
-				 EVP_EncryptUpdate(x, rest, &outl, rest, (int)trailer))) &&
-			       EVP_EncryptFinal_ex(x, rest + trailer, &outl) &&
-			       EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, (int)taglen, tag)
-		       ? 0
-		       : -1;
-}
-
-long ef_esp_seal_split(const struct ef_transform *t, struct ef_cctx *c,
-		       const struct ef_esp_hdr *h, uint8_t nh, uint8_t *inner, size_t head,
-		       const uint8_t *tail, size_t tail_len, uint8_t **out)
-{
-	size_t len = head + tail_len;
 	size_t padded = (len + EF_ESP_TRAILER_LEN + t->align - 1) & ~(size_t)(t->align - 1);
 	size_t pad = padded - len - EF_ESP_TRAILER_LEN;
 	uint8_t *esp = inner - t->iv_len - EF_ESP_HDR_LEN;
 	uint8_t *iv = esp + EF_ESP_HDR_LEN;
 	int outl;
 
-	if (tail_len && !t->aead) {
-		memcpy(inner + head, tail, tail_len); /* CBC: not the fast path */
-		head = len;
-		tail_len = 0;
-	}
 	ef_put32(esp, h->spi);
 	ef_put32(esp + 4, (uint32_t)h->seq);
 	/* RFC 4303 §2.4: padding bytes are 1, 2, 3, ... */
@@ -217,8 +179,8 @@ long ef_esp_seal_split(const struct ef_transform *t, struct ef_cctx *c,
 		ef_put64(iv, h->seq); /* unique per SA: the sequence number never repeats */
 		memcpy(nonce, h->salt, EF_AEAD_SALT_LEN);
 		memcpy(nonce + EF_AEAD_SALT_LEN, iv, EF_AEAD_IV_LEN);
-		if (aead_seal_split(c, nonce, aad, aadlen, inner, head, tail, tail_len,
-				    padded - len, inner + padded, t->icv_len))
+		if (ef_aead_crypt(c, 1, nonce, aad, aadlen, inner, padded, inner + padded,
+				  t->icv_len))
 			return -1;
 	} else {
 		uint8_t md[EVP_MAX_MD_SIZE];

@@ -83,13 +83,6 @@ struct ef_esp_hdr {
 long ef_esp_seal(const struct ef_transform *t, struct ef_cctx *c, const struct ef_esp_hdr *h,
 		 uint8_t nh, uint8_t *inner, size_t len, uint8_t **out);
 
-/* ef_esp_seal for an inner packet in two pieces: `head` bytes at `inner` and `tail_len`
- * bytes at `tail` (elsewhere, e.g. a TCP super-packet's payload), which the AEADs encrypt
- * straight into place after head (no copy first). `inner` needs room for all of it. */
-long ef_esp_seal_split(const struct ef_transform *t, struct ef_cctx *c,
-		       const struct ef_esp_hdr *h, uint8_t nh, uint8_t *inner, size_t head,
-		       const uint8_t *tail, size_t tail_len, uint8_t **out);
-
 /* Smallest ESP packet (header, IV, trailer or one CBC block, ICV) for a transform. */
 size_t ef_esp_min_len(const struct ef_transform *t);
 

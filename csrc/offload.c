@@ -165,15 +165,14 @@ int ef_tso_init(struct ef_tso *t, const struct ef_vnet_hdr *h, const uint8_t *pk
 	return 0;
 }
 
-size_t ef_tso_build_head(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out,
-			 const uint8_t **payload, size_t *payload_len)
+size_t ef_tso_build(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out)
 {
 	size_t off = (size_t)k * t->mss, seg = t->payload - off < t->mss ? t->payload - off : t->mss;
-	size_t thl = t->hl - t->iphl;
 	uint8_t *tcp = out + t->iphl;
-	uint32_t sum;
+	uint16_t c;
 
 	memcpy(out, pkt, t->hl);
+	memcpy(out + t->hl, pkt + t->hl + off, seg);
 	if (t->v6) {
 		ef_put16(out + 4, (uint16_t)(t->hl - EF_IPV6_HDR_LEN + seg));
 	} else {
@@ -188,21 +187,10 @@ size_t ef_tso_build_head(const struct ef_tso *t, const uint8_t *pkt, int k, uint
 	if (k != 0)
 		tcp[13] &= (uint8_t)~0x80; /* CWR only on the first */
 	ef_put16(tcp + 16, 0);
-	/* The TCP header's length is a multiple of 4: its sum and the payload's add up. */
-	*payload = pkt + t->hl + off;
-	*payload_len = seg;
-	sum = ef_csum_add(pseudo_at(out, t->v6, thl + seg), tcp, thl);
-	ef_put16(tcp + 16, (uint16_t)~ef_csum_fold(ef_csum_add(sum, *payload, seg)));
-	return t->hl;
-}
-
-size_t ef_tso_build(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out)
-{
-	const uint8_t *payload;
-	size_t seg, hl = ef_tso_build_head(t, pkt, k, out, &payload, &seg);
-
-	memcpy(out + hl, payload, seg);
-	return hl + seg;
+	c = (uint16_t)~ef_csum_fold(
+		ef_csum_add(pseudo_at(out, t->v6, t->hl - t->iphl + seg), tcp, t->hl - t->iphl + seg));
+	ef_put16(tcp + 16, c);
+	return t->hl + seg;
 }
 
 /* What coalescing needs to know about one inner TCP segment. */

@@ -56,10 +56,6 @@ int ef_tso_init(struct ef_tso *t, const struct ef_vnet_hdr *h, const uint8_t *pk
 		size_t max_seg);
 /* Builds segment k (0 <= k < t->nseg) at out; returns its length. */
 size_t ef_tso_build(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out);
-/* The same without copying the payload: writes segment k's headers (checksums complete)
- * at out and returns their length; its payload stays in pkt, at *payload. */
-size_t ef_tso_build_head(const struct ef_tso *t, const uint8_t *pkt, int k, uint8_t *out,
-			 const uint8_t **payload, size_t *payload_len);
 
 /* The next run of packets starting at pkts[0] that may be coalesced (1 when none);
  * fills `h` and rewrites the first packet's IP and TCP headers for the merged

@@ -285,28 +285,22 @@ long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t 
 long ef_sa_seal(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t len,
 		uint8_t **out)
 {
-	return ef_sa_seal_split(sa, ctx, seq, inner, len, NULL, 0, out);
-}
-
-long ef_sa_seal_split(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t head,
-		      const uint8_t *tail, size_t tail_len, uint8_t **out)
-{
 	struct ef_esp_hdr h;
 	uint8_t nh;
 	long n;
 
-	if (head < 1)
+	if (len < 1)
 		return -EF_E_MALFORMED;
 	nh = (inner[0] >> 4) == 6 ? EF_NH_IPV6 : EF_NH_IPV4;
 	h.spi = sa->spi;
 	h.seq = seq;
 	h.esn = sa->esn;
 	h.salt = sa->salt;
-	n = ef_esp_seal_split(sa->t, &sa->ctx[ctx], &h, nh, inner, head, tail, tail_len, out);
+	n = ef_esp_seal(sa->t, &sa->ctx[ctx], &h, nh, inner, len, out);
 	if (n < 0)
 		return -EF_E_CRYPTO;
 	CNT_ADD(sa->cnt.packets, 1);
-	CNT_ADD(sa->cnt.bytes, head + tail_len);
+	CNT_ADD(sa->cnt.bytes, len);
 	return n;
 }
 

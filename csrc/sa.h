@@ -65,9 +65,6 @@ long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t 
 uint64_t ef_sa_next_seq(struct ef_sa *sa);
 long ef_sa_seal(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t len,
 		uint8_t **out);
-/* ef_sa_seal of an inner packet in two pieces (see ef_esp_seal_split). */
-long ef_sa_seal_split(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t head,
-		      const uint8_t *tail, size_t tail_len, uint8_t **out);
 
 /* Returns the inner packet length (>=0) with *inner set, or -EF_E_* (MALFORMED, REPLAY,
  * AUTH, PADDING, POLICY). Counts into the SA. ESP packet at `pkt`, modified in place. */

@@ -239,7 +239,6 @@ static void tx_flush(struct ef_worker *w, int last)
 		size_t iplen;
 		uint64_t seq;
 
-		/* (a TSO segment's headers say its full length: they are all we parse) */
 		if (ef_ip_parse(w->in_data[i], w->in_len[i], &src, &dst, &iplen) < 0) {
 			ST_ADD(w, malformed, 1);
 			continue;
@@ -261,8 +260,6 @@ static void tx_flush(struct ef_worker *w, int last)
 			continue;
 		}
 		w->in_data[nseg] = w->in_data[i];
-		w->in_tail[nseg] = w->in_tail[i];
-		w->in_tail_len[nseg] = w->in_tail_len[i];
 		w->seg_inner[nseg] = (uint32_t)iplen;
 		w->seg_sa[nseg] = sa;
 		w->seg_seq[nseg] = seq;
@@ -274,9 +271,8 @@ static void tx_flush(struct ef_worker *w, int last)
 	}
 	for (int i = 0; i < nseg; i++) {
 		uint8_t *esp;
-		size_t tail = w->in_tail[i] ? w->in_tail_len[i] : 0;
-		long r = ef_sa_seal_split(w->seg_sa[i], w->idx, w->seg_seq[i], w->in_data[i],
-					  w->seg_inner[i] - tail, w->in_tail[i], tail, &esp);
+		long r = ef_sa_seal(w->seg_sa[i], w->idx, w->seg_seq[i], w->in_data[i],
+				    w->seg_inner[i], &esp);
 
 		if (r < 0) {
 			ST_ADD(w, tx_errors, 1);
@@ -312,17 +308,12 @@ static void tx_flush(struct ef_worker *w, int last)
 	}
 }
 
-/* Stages an inner packet: `len` bytes at p, or with a tail, p's headers followed by
- * tail_len bytes at tail (len counts both). */
-static void stage(struct ef_worker *w, uint8_t *p, size_t len, const uint8_t *tail,
-		  size_t tail_len)
+static void stage(struct ef_worker *w, uint8_t *p, size_t len)
 {
 	if (w->nin == EF_TX_MAX)
 		tx_flush(w, 0);
 	w->in_data[w->nin] = p;
 	w->in_len[w->nin] = (uint32_t)len;
-	w->in_tail[w->nin] = tail;
-	w->in_tail_len[w->nin] = (uint32_t)tail_len;
 	w->nin++;
 }
 
@@ -334,7 +325,7 @@ static void tx_read_one(struct ef_worker *w, uint8_t *p, size_t len)
 	struct ef_tso t;
 
 	if (!w->dp->vnet) {
-		stage(w, p, len, NULL, 0);
+		stage(w, p, len);
 		return;
 	}
 	if (len < EF_VNET_HDR_LEN) {
@@ -348,7 +339,7 @@ static void tx_read_one(struct ef_worker *w, uint8_t *p, size_t len)
 		if (ef_vnet_complete(&vh, p, len))
 			ST_ADD(w, malformed, 1);
 		else
-			stage(w, p, len, NULL, 0);
+			stage(w, p, len);
 		return;
 	}
 	if (!w->segmem ||
@@ -358,16 +349,12 @@ static void tx_read_one(struct ef_worker *w, uint8_t *p, size_t len)
 	}
 	ST_ADD(w, tun_tso, 1);
 	for (int k = 0; k < t.nseg; k++) {
-		const uint8_t *payload;
-		size_t hl, seglen;
 		uint8_t *seg;
 
 		if (w->nin == EF_TX_MAX || w->segused == EF_TX_MAX)
 			tx_flush(w, 0);
 		seg = w->segmem + (size_t)w->segused++ * EF_SLOT + EF_HEADROOM;
-		/* Headers here, payload left in the super-packet until it is sealed. */
-		hl = ef_tso_build_head(&t, p, k, seg, &payload, &seglen);
-		stage(w, seg, hl + seglen, payload, seglen);
+		stage(w, seg, ef_tso_build(&t, p, k, seg));
 	}
 }
 

@@ -77,10 +77,6 @@ struct ef_worker {
 	 * super-packet into segmem) ... */
 	uint8_t *in_data[EF_TX_MAX];
 	uint32_t in_len[EF_TX_MAX];
-	/* a TSO segment's payload, still in the super-packet (NULL: all in in_data); it is
-	 * encrypted from there into place after its headers, never copied first */
-	const uint8_t *in_tail[EF_TX_MAX];
-	uint32_t in_tail_len[EF_TX_MAX];
 	int nin;
 	uint8_t *segmem; /* EF_TX_MAX slots of EF_SLOT bytes, only with TSO */
 	int segused;
