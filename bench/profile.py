@@ -50,7 +50,7 @@ CATEGORIES: list[tuple[str, str]] = [
         r"memcpy|memmove|copy_user|_copy_to_iter|_copy_from_iter|copy_page|rep_movs"
         r"|skb_copy|copy_to_user|copy_from_user|__memset|memset",
     ),
-    ("checksums", r"csum|checksum"),
+    ("checksums", r"csum|checksum|sum32_"),
     (
         "locks and wake-ups",
         r"futex|__lll_|pthread_mutex|pthread_cond|pthread_rwlock|pthread_spin|spin_lock"
