@@ -153,3 +153,30 @@ def test_cpu_seconds_of_this_process_grows() -> None:
     while cpu_seconds([os.getpid()]) < deadline:
         sum(range(10000))
     assert cpu_seconds([os.getpid()]) >= deadline
+
+
+def test_profile_sorts_symbols_into_categories() -> None:
+    from bench.profile import category
+
+    assert category("aesni_gcm_encrypt", "libcrypto.so.3") == "crypto"
+    assert category("0x0000000000241d95", "libcrypto.so.3") == "crypto"
+    assert category("golang.org/x/crypto/chacha20poly1305.chacha20Poly1305Open", "wg") == "crypto"
+    assert category("_copy_to_iter", "[kernel.kallsyms]") == "copies"
+    assert category("sum32_avx2", "_dataplane.abi3.so") == "checksums"
+    assert category("futex_wait", "[kernel.kallsyms]") == "locks and wake-ups"
+    assert category("tcp_v4_rcv", "[kernel.kallsyms]") == "kernel network stack"
+    assert category("ef_worker_main", "_dataplane.abi3.so") == "tunnel code"
+    assert category("clear_page_erms", "[kernel.kallsyms]") == "kernel, other"
+
+
+def test_profile_counts_and_table() -> None:
+    from bench.profile import Profile, markdown, parse_stat
+
+    counts = parse_stat("1000,,raw_syscalls:sys_enter,5,100.00,,\n50,,context-switches,5,100,,\n")
+    assert counts == {"raw_syscalls:sys_enter": 1000, "context-switches": 50}
+    p = Profile("espfast-aes128gcm16", 5.0, gbps=1.0, cpu_s=1.0, packets=1e5, counts=counts)
+    p.shares = {"crypto": 0.4, "copies": 0.6}
+    p.ceiling_ns = 2000.0
+    table = markdown(p)
+    assert "| crypto | 40.0 % | 4000 |" in table and "| **total** | 100 % | **10000** |" in table
+    assert "0.010 system calls" in table and "| | 2000 |" in table
