@@ -137,6 +137,15 @@ class Counters:
     # we sent again, and the peer's retransmitted requests answered from the cache.
     ike_retransmits: int = 0
     ike_requests_answered_from_cache: int = 0
+    # Unauthenticated peers (control/responder.py, control/fragments.py): COOKIEs asked
+    # for; IKE_SA_INIT requests dropped (half_open_limit, block_threshold, a bad KE
+    # value) or refused; half-open IKE SAs that made room for another address; IKE
+    # fragments dropped (unexpected Message ID, over a bound, expired).
+    ike_sa_init_cookies_sent: int = 0
+    ike_sa_init_dropped: int = 0
+    ike_sa_init_refused: int = 0
+    half_open_evicted: int = 0
+    ike_fragments_dropped: int = 0
 
 
 @dataclass
@@ -181,9 +190,8 @@ class Daemon:
     # Replaced Child SAs whose inbound SA stays until they are deleted: inbound SPI -> the
     # IKE SA id they belong to.
     _retiring: dict[int, int] = field(default_factory=dict)
-    _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
-    _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
+    _shutting_down: bool = False
 
     @property
     def local(self) -> str:
@@ -205,7 +213,11 @@ class Daemon:
         iface = self.config.interface
         self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT),
                                cookie_threshold=iface.cookie_threshold,
-                               half_open_limit=iface.half_open_limit)  # fmt: skip
+                               half_open_limit=iface.half_open_limit,
+                               cookie_threshold_ip=iface.cookie_threshold_ip,
+                               block_threshold=iface.block_threshold,
+                               ike_sas_per_identity=iface.ike_sas_per_identity,
+                               child_sas_per_ike_sa=iface.child_sas_per_ike_sa)  # fmt: skip
         for conn in self.config.connections:
             if conn.remote is None:
                 continue
@@ -270,24 +282,25 @@ class Daemon:
         when = self.mgr.get_timer()
         if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
-        if self.mgr.idle:
+        if self._shutting_down and self.mgr.idle:
             self._idle.set()
-        self._count_ike()
 
-    def _count_ike(self) -> None:
-        """Fold the IKE SAs' retransmission counters into ours (see Counters)."""
-        retransmits, answered = self._gone
-        live = {id(sa): sa for sa in self.mgr.sas}
-        for key, sa in self._live.items():
-            if key not in live:
-                retransmits += sa.tm.counters.retransmits
-                answered += sa.tm.counters.retransmitted_requests_answered
-        self._live, self._gone = live, (retransmits, answered)
-        for sa in live.values():
-            retransmits += sa.tm.counters.retransmits
-            answered += sa.tm.counters.retransmitted_requests_answered
-        self.counters.ike_retransmits = retransmits
-        self.counters.ike_requests_answered_from_cache = answered
+    def count_ike(self) -> Counters:
+        """Our counters, with those summed over the IKE SAs and the front door (see
+        Counters): for the status document and the end. (Not per datagram: that would
+        walk every IKE SA.)"""
+        c = self.counters
+        c.ike_retransmits, c.ike_requests_answered_from_cache = self.mgr.retransmit_counters()
+        c.ike_fragments_dropped = self.mgr.fragments.dropped
+        front = self.mgr.responder
+        if front is not None:
+            fc = front.counters
+            c.ike_sa_init_cookies_sent = fc.cookies_sent
+            c.ike_sa_init_dropped = (fc.dropped_half_open_limit + fc.dropped_block_threshold
+                                     + fc.dropped_bad_ke)  # fmt: skip
+            c.ike_sa_init_refused = fc.refused
+            c.half_open_evicted = fc.evicted
+        return c
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -606,7 +619,7 @@ class Daemon:
     ) -> StatusDocument:
         """What ``espfast status`` shows (espfast/ctl.py): IKE SAs, their Child SAs with
         their dataplane counters, our counters and (given) the dataplane's. No keys."""
-        self._count_ike()
+        self.count_ike()
         ike_sas: list[IkeSaStatus] = []
         for sa in self.sas:
             st = sa.status()
@@ -665,6 +678,7 @@ class Daemon:
         if self._traffic is not None:
             self._traffic.cancel()
         self._idle.clear()
+        self._shutting_down = True
         self.mgr.shutdown(self.loop.time())
         self._pump()
         with contextlib.suppress(TimeoutError):

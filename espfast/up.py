@@ -135,7 +135,7 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
                   + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))  # fmt: skip
         finally:
             await ctl.close()
-    return daemon.counters
+    return daemon.count_ike()
 
 
 def pair_configs(
