@@ -69,7 +69,8 @@ def responder(purpose: str, ike: str = "aes128gcm16-prfsha256-x25519",
         try:
             yield hosts, b, a_path
         finally:
-            b.stop()
+            if b.proc.poll() is None:
+                b.stop()
 
 
 def spoof(args: argparse.Namespace) -> dict[str, object]:

@@ -370,6 +370,7 @@ class IkeManager:
         if len(held) >= self.ike_sas_per_identity:
             return (f"{sa.id_str(sa.peer_id) if sa.peer_id else 'the peer'} holds "
                     f"{len(held)} IKE SAs already (ike_sas_per_identity)")  # fmt: skip
+        self._index(sa)  # it counts from now on (IKE_AUTH requests may come in a burst)
         return ""
 
     def _index(self, sa: IkeSa) -> None:

@@ -60,9 +60,10 @@ import ipaddress
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from espfast import __version__
 from espfast.control.errors import RemoteProtocolError
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
     from espfast.config import ConnectionConfig, UpConfig
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 
 Addr = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -192,6 +194,14 @@ class Daemon:
     _retiring: dict[int, int] = field(default_factory=dict)
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
     _shutting_down: bool = False
+    # Indexes over ``children`` (kept by _put_child / _pop_child, and where a Child SA's
+    # spi_out changes), so that an event costs the same with 1 or 10,000 Child SAs: by
+    # IKE SA, by the selectors of their ChildSaUp (twins), how many Child SAs send on
+    # each outbound SPI, how many route each remote network.
+    _kids_of: dict[int, dict[int, None]] = field(default_factory=dict)
+    _by_sel: dict[tuple[object, ...], dict[int, None]] = field(default_factory=dict)
+    _out_refs: Counter[int] = field(default_factory=Counter)
+    _net_refs: Counter[IPNetwork] = field(default_factory=Counter)
 
     @property
     def local(self) -> str:
@@ -395,15 +405,13 @@ class Daemon:
                 # A Child SA like one we have, with the same peer: the peer reauthenticated
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
                 # make-before-break as for a rekey, the old one goes with its IKE SA.
-                twin = next((spi for spi, c in self.children.items() if c.up.name == event.name
-                             and c.up.peer == event.peer and c.up.local_ts == event.local_ts
-                             and c.up.remote_ts == event.remote_ts), None)  # fmt: skip
+                twin = next(iter(self._by_sel.get(_selectors(event), ())), None)
                 if twin is None:
                     self._install(event)
                 else:
                     self._install_rekeyed(event, twin, self.children[twin].spi_out)
             case ChildSaRekeyed():
-                old = self.children.pop(event.old_spi_in, None)
+                old = self._pop_child(event.old_spi_in)
                 if old is not None:
                     self._retiring[event.old_spi_in] = old.ike_sa_id
                 self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
@@ -418,15 +426,13 @@ class Daemon:
             case ChildSaFailed():
                 log.warning("%s: child SA failed: %s", event.name, event.reason)
             case PeerAddressChanged():
-                for child in self.children.values():
-                    if child.ike_sa_id == event.ike_sa_id:
-                        self.dataplane.update_peer(child.spi_out, event.peer)
+                for spi_in in self._kids_of.get(event.ike_sa_id, {}):
+                    self.dataplane.update_peer(self.children[spi_in].spi_out, event.peer)
             case IkeSaDown():
                 self.counters.ike_sas_down += 1
                 self._established.pop(event.ike_sa_id, None)
-                for spi_in, child in list(self.children.items()):
-                    if child.ike_sa_id == event.ike_sa_id:
-                        self._uninstall(spi_in)
+                for spi_in in list(self._kids_of.get(event.ike_sa_id, {})):
+                    self._uninstall(spi_in)
                 for spi_in, ike_sa_id in list(self._retiring.items()):
                     if ike_sa_id == event.ike_sa_id:  # never deleted on its own
                         del self._retiring[spi_in]
@@ -503,14 +509,16 @@ class Daemon:
             # The redundant SA of a rekey collision (RFC 7296 §2.8.1), which we are
             # deleting: the peer drops its inbound half on our DELETE, so never send on it.
             return
-        old_spi_out, child.spi_out = child.spi_out, out.spi
+        old_spi_out = child.spi_out
         try:
             self.dataplane.add_sa(out)
         except ValueError as e:
             self.counters.event_errors += 1
             log.error("%s: cannot install outbound SA %08x: %s", child.up.name, out.spi, e)
-            child.spi_out = old_spi_out
             return
+        self._out_refs[old_spi_out] -= 1
+        self._out_refs[out.spi] += 1
+        child.spi_out = out.spi
         self._release_out(old_spi_out)
 
     def _closing(self, spi_in: int) -> None:
@@ -521,13 +529,14 @@ class Daemon:
         # A re-created twin waiting on it (the peer set it up: it has both halves).
         for new in [n for n, (old, _) in self._switch.items() if old == spi_in]:
             self._switch_out(new)
-        if not any(c.spi_out == child.spi_out for s, c in self.children.items() if s != spi_in):
+        if self._out_refs[child.spi_out] <= 1:  # nobody else sends on it
             self._remove(child.spi_out, Direction.OUT)
 
     def _release_out(self, spi_out: int) -> None:
         """Remove an outbound SA unless a Child SA still sends on it (a successor not yet
         switched, see ChildSaRekeyed in the module docstring)."""
-        if not any(c.spi_out == spi_out for c in self.children.values()):
+        if self._out_refs[spi_out] <= 0:
+            self._out_refs.pop(spi_out, None)
             self._remove(spi_out, Direction.OUT)
 
     def _install(
@@ -563,8 +572,14 @@ class Daemon:
         keyless = dataclasses.replace(
             ev, enc_key_in=b"", integ_key_in=b"", enc_key_out=b"", integ_key_out=b""
         )
-        self.children[ev.spi_in] = _Child(
-            ev.ike_sa_id, ev.spi_out if spi_out_now is None else spi_out_now, keyless, time.time()
+        self._put_child(
+            ev.spi_in,
+            _Child(
+                ev.ike_sa_id,
+                ev.spi_out if spi_out_now is None else spi_out_now,
+                keyless,
+                time.time(),
+            ),
         )
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
@@ -588,7 +603,7 @@ class Daemon:
         if self._retiring.pop(spi_in, None) is not None or successors:
             # A replaced Child SA: packets sent on it may still be on their way.
             self.loop.call_later(self.rekey_grace, self._remove, spi_in, Direction.IN)
-        child = self.children.pop(spi_in, None)
+        child = self._pop_child(spi_in)
         if child is None:
             return
         if not successors:
@@ -596,17 +611,40 @@ class Daemon:
         self._release_out(child.spi_out)
         self.counters.child_sas_removed += 1
         # Routes go with the last Child SA using them, unless a trap keeps them.
-        keep = {n for c in self.children.values() for n in _networks(c.up.remote_ts)}
+        keep: set[IPNetwork] = set()
         for (name, child_name), _ in self.mgr.traps.items():
             conn = next((c for c in self.config.connections if c.name == name), None)
             if conn is not None:
                 keep.update(_child_networks(conn, child_name))
-        gone = [n for n in _networks(child.up.remote_ts) if n not in keep]
+        nets = _networks(child.up.remote_ts)
+        gone = [n for n in nets if n not in keep and not self._net_refs[n]]
         if gone:
             try:
                 self.remove_routes(gone)
             except (OSError, RuntimeError) as e:  # TunError: netlink said no
                 log.warning("cannot withdraw the routes to %s: %s", ", ".join(map(str, gone)), e)
+
+    def _put_child(self, spi_in: int, child: _Child) -> None:
+        self._pop_child(spi_in)
+        self.children[spi_in] = child
+        self._kids_of.setdefault(child.ike_sa_id, {})[spi_in] = None
+        self._by_sel.setdefault(_selectors(child.up), {})[spi_in] = None
+        self._out_refs[child.spi_out] += 1
+        for net in _networks(child.up.remote_ts, quiet=True):
+            self._net_refs[net] += 1
+
+    def _pop_child(self, spi_in: int) -> _Child | None:
+        child = self.children.pop(spi_in, None)
+        if child is None:
+            return None
+        _unindex(self._kids_of, child.ike_sa_id, spi_in)
+        _unindex(self._by_sel, _selectors(child.up), spi_in)
+        self._out_refs[child.spi_out] -= 1
+        for net in _networks(child.up.remote_ts, quiet=True):
+            self._net_refs[net] -= 1
+            if self._net_refs[net] <= 0:
+                del self._net_refs[net]
+        return child
 
     def _remove(self, spi: int, direction: Direction) -> None:
         with contextlib.suppress(ValueError):  # already gone
@@ -705,10 +743,23 @@ def _children_to_start(conn: ConnectionConfig) -> list[str]:
             if c.dpd_action == "restart" or c.close_action == "start"]  # fmt: skip
 
 
-def _networks(selectors: tuple[TrafficSelector, ...]) -> tuple[IPNetwork, ...]:
+def _unindex(index: dict[K, dict[int, None]], key: K, spi_in: int) -> None:
+    bucket = index.get(key)
+    if bucket is not None:
+        bucket.pop(spi_in, None)
+        if not bucket:
+            del index[key]
+
+
+def _selectors(up: ChildSaUp) -> tuple[object, ...]:
+    """What makes two Child SAs twins (see ChildSaUp in Daemon._on_event)."""
+    return (up.name, up.peer, up.local_ts, up.remote_ts)
+
+
+def _networks(selectors: tuple[TrafficSelector, ...], quiet: bool = False) -> tuple[IPNetwork, ...]:
     nets: list[IPNetwork] = []
     for ts in selectors:
-        if ts.ip_protocol or (ts.start_port, ts.end_port) != (0, 65535):
+        if not quiet and (ts.ip_protocol or (ts.start_port, ts.end_port) != (0, 65535)):
             log.warning("traffic selector %s: the dataplane matches addresses only", ts)
         nets.extend(ts.networks())
     return tuple(nets)

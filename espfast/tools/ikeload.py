@@ -263,10 +263,11 @@ def fragments(config: IkeConfig, source: str, target: str, sas: int, messages: i
     try:
         result = _hold(client, cfg, sas, 10.0)
         for sa in [s for s in client.sas.values() if s.spi_r and s.peer_fragmentation]:
-            for mid in range(1, 1 + messages):
+            for n in range(messages):  # the expected Message ID (1), then others
                 body = NotifyPayload(PRIVATE_STATUS, bytes(size - 200))
-                msg = Message(sa.spi_i, sa.spi_r, ExchangeType.IKE_AUTH, 100 * mid + 1, False,
-                              True, (body,) * 30)  # fmt: skip
+                mid = 1 if n == 0 else 100 * n
+                msg = Message(sa.spi_i, sa.spi_r, ExchangeType.IKE_AUTH, mid, False, True,
+                              (body,) * 30)  # fmt: skip
                 assert sa._crypt_out is not None  # (IKE_SA_INIT is done)
                 pieces = encode_fragments(msg, sa._crypt_out, size)
                 client.sock.setblocking(True)
