@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import IkeConfig
-from .constants import ExchangeType, HeaderFlag, NotifyType
+from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
 from .crypto import check_public_value
 from .errors import RemoteProtocolError
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN, Message, decode, encode, parse_header
-from .payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
+from .payloads import NotifyPayload, SaPayload
 from .proposals import select
 from .rng import Rng
 
@@ -43,6 +43,7 @@ log = logging.getLogger("espfast.control")
 
 COOKIE_VERSION = 1
 STATELESS_PER_SECOND = 10  # INVALID_IKE_SPI / INVALID_MAJOR_VERSION answers
+MAX_PAYLOADS = 64  # in an IKE_SA_INIT request, before we stop reading
 LOG_PER_SECOND = 5  # lines about refused requests
 WORK_WINDOW = 5.0  # seconds a refused (or failed) request weighs like a half-open SA
 # strongSwan's defaults (charon.cookie_threshold_ip, charon.block_threshold).
@@ -120,14 +121,23 @@ class Responder:
             existing.receive_datagram(data, addr, now)  # a retransmission: cached answer
             self._out += existing.datagrams_to_send(now)
             return None
-        try:
-            msg = decode(data)
-        except RemoteProtocolError as exc:
+        # The cheap checks come first, on the payload chain alone (a flood of spoofed
+        # requests must cost little): the KE value, the limits, the COOKIE.
+        chain = _chain(data)
+        if chain is None:
             self.counters.dropped_malformed += 1
-            if exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
-                self._reply(h.spi_i, addr, NotifyPayload(exc.notify, exc.notify_data))
             return None
         ip = addr[0]
+        ke = _first(chain, PayloadType.KE)
+        if ke is not None and len(ke) >= 4 and (group := int.from_bytes(ke[:2])) in self._groups:
+            try:
+                check_public_value(group, ke[4:])
+            except RemoteProtocolError as exc:
+                self.counters.dropped_bad_ke += 1
+                self._stateless(now, (h.spi_i, 0), h.exchange, 0, addr,
+                                NotifyPayload(NotifyType.INVALID_SYNTAX))  # fmt: skip
+                self._log(now, f"IKE_SA_INIT from {ip} dropped: {exc}")
+                return None
         load_ip = self._half_open_ip[ip] + self._work_ip[ip]
         if load_ip >= self.block_threshold:
             self.counters.dropped_block_threshold += 1
@@ -137,25 +147,22 @@ class Responder:
             return None
         load = len(self.half_open) + len(self._work)
         busy = load >= self.cookie_threshold or load_ip >= self.cookie_threshold_ip
-        if busy and not self._cookie_ok(msg, addr):
-            nonce = msg.get(NoncePayload)
+        if busy and not self._cookie_ok(chain, addr, h.spi_i):
+            nonce = _first(chain, PayloadType.NONCE)
             if nonce is None:
                 self.counters.dropped_malformed += 1
                 return None
             self.counters.cookies_sent += 1
-            cookie = self._cookie(nonce.data, addr, h.spi_i)
+            cookie = self._cookie(nonce, addr, h.spi_i)
             self._reply(h.spi_i, addr, NotifyPayload(NotifyType.COOKIE, cookie))
             return None
-        ke = msg.get(KePayload)
-        if ke is not None and ke.group in self._groups:
-            try:
-                check_public_value(ke.group, ke.data)
-            except RemoteProtocolError as exc:
-                self.counters.dropped_bad_ke += 1
-                self._stateless(now, (h.spi_i, 0), h.exchange, 0, addr,
-                                NotifyPayload(NotifyType.INVALID_SYNTAX))  # fmt: skip
-                self._log(now, f"IKE_SA_INIT from {ip} dropped: {exc}")
-                return None
+        try:
+            msg = decode(data)
+        except RemoteProtocolError as exc:
+            self.counters.dropped_malformed += 1
+            if exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
+                self._reply(h.spi_i, addr, NotifyPayload(exc.notify, exc.notify_data))
+            return None
         sa = IkeSa(self._config_for(msg), initiator=False, local=local or self.local,
                    remote=addr, rng=self.rng, now=now, spi_i=h.spi_i,
                    candidates=self.configs)  # fmt: skip
@@ -250,13 +257,17 @@ class Responder:
         mac = hmac.new(self._secret, ni + ip + spi_i.to_bytes(8, "big"), hashlib.sha256)
         return bytes([COOKIE_VERSION]) + mac.digest()
 
-    def _cookie_ok(self, msg: Message, addr: Addr) -> bool:
-        first = msg.payloads[0] if msg.payloads else None
-        nonce = msg.get(NoncePayload)
-        if not isinstance(first, NotifyPayload) or first.notify_type != NotifyType.COOKIE:
+    def _cookie_ok(self, chain: list[tuple[int, bytes]], addr: Addr, spi_i: int) -> bool:
+        """Whether the request starts with N(COOKIE) (§2.6: the first payload) holding
+        the cookie we would give it."""
+        if not chain or chain[0][0] != PayloadType.NOTIFY:
             return False
+        body = chain[0][1]
+        if len(body) < 4 or int.from_bytes(body[2:4]) != NotifyType.COOKIE:
+            return False
+        nonce = _first(chain, PayloadType.NONCE)
         if nonce is None or not hmac.compare_digest(
-            first.data, self._cookie(nonce.data, addr, msg.spi_i)
+            body[4 + body[1] :], self._cookie(nonce, addr, spi_i)
         ):
             self.counters.bad_cookies += 1
             return False
@@ -276,3 +287,23 @@ class Responder:
     def _reply(self, spi_i: int, addr: Addr, notify: NotifyPayload) -> None:
         msg = Message(spi_i, 0, ExchangeType.IKE_SA_INIT, 0, True, False, (notify,))
         self._out.append((encode(msg), addr))
+
+
+def _chain(data: bytes) -> list[tuple[int, bytes]] | None:
+    """The payloads of a message as (type, body), read from their generic headers only
+    (RFC 7296 §3.2); None if the chain does not fit the datagram."""
+    out: list[tuple[int, bytes]] = []
+    kind, pos = data[16], HEADER_LEN
+    while kind:
+        if pos + 4 > len(data) or len(out) >= MAX_PAYLOADS:
+            return None
+        end = pos + int.from_bytes(data[pos + 2 : pos + 4])
+        if end < pos + 4 or end > len(data):
+            return None
+        out.append((kind, data[pos + 4 : end]))
+        kind, pos = data[pos], end
+    return out
+
+
+def _first(chain: list[tuple[int, bytes]], kind: int) -> bytes | None:
+    return next((body for k, body in chain if k == kind), None)

@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("mode", choices=["handshakes", "spoof", "hold", "fragments", "caps", "fuzz"])
     p.add_argument("args", nargs="+", help="CONFIG TARGET (spoof: TARGET)")
-    p.add_argument("--source", required=True, help="our address (UDP 500 is bound there)")
+    p.add_argument("--source", help="our address (UDP 500 is bound there; not for spoof)")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per handshake")
     p.add_argument("--gap", type=float, default=0.05, help="seconds between handshakes")
@@ -370,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.mode == "spoof":
         result = spoof(a.args[0], a.spoof_net, a.rate, a.seconds, a.group, a.ke)
     else:
-        if len(a.args) != 2:
-            p.error(f"{a.mode} takes CONFIG TARGET")
+        if len(a.args) != 2 or not a.source:
+            p.error(f"{a.mode} takes CONFIG TARGET and --source")
         cfg, target = ike_config(a.args[0]), a.args[1]
         if a.mode == "handshakes":
             result = handshakes(cfg, a.source, target, a.count, a.timeout, a.gap)

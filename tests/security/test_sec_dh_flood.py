@@ -10,7 +10,7 @@ import sys
 
 from tests.security.secharness import MODP_PROPOSALS, SPOOF_NET, end, responder, tool
 
-RATE, SECONDS = 2000, 8
+RATE, SECONDS = 2000, 15
 
 
 def test_spoofed_modp_flood_costs_no_key_exchange_and_handshakes_go_on() -> None:
@@ -22,7 +22,7 @@ def test_spoofed_modp_flood_costs_no_key_exchange_and_handshakes_go_on() -> None
             "--spoof-net", SPOOF_NET, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         legit = tool(hosts.a, "handshakes", str(a_path), hosts.addr_b, "--source",
-                     hosts.addr_a, "--count", "3", "--timeout", "10")  # fmt: skip
+                     hosts.addr_a, "--count", "2", "--timeout", "10")  # fmt: skip
         still_flooding = flood.poll() is None
         _, err = flood.communicate(timeout=SECONDS + 30)
         assert flood.returncode == 0, err
@@ -31,4 +31,4 @@ def test_spoofed_modp_flood_costs_no_key_exchange_and_handshakes_go_on() -> None
     assert legit["failed"] == 0, legit
     # Most of the flood reached the daemon and was dropped there, counted.
     assert counts["ike_sa_init_dropped"] > RATE, counts
-    assert counts["ike_sas_up"] == 3, counts
+    assert counts["ike_sas_up"] == 2, counts
