@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -155,6 +156,8 @@ def caps(config: IkeConfig, source: str, target: str, count: int, children: int,
          timeout: float) -> dict[str, object]:  # fmt: skip
     """IKE SAs and Child SAs of one identity (see the module docstring)."""
     client = Client(source, target)
+    # Without INITIAL_CONTACT: each new IKE SA would replace the others (RFC 7296 §2.4).
+    config = dataclasses.replace(config, initial_contact=False)
     try:
         sas = [client.start(config) for _ in range(count)]
         client.serve(lambda: all(sa.is_established or sa.is_destroyed for sa in sas), timeout)
