@@ -18,8 +18,7 @@ from espfast.control.fragments import MAX_BYTES_PER_SA, TIMEOUT, FragmentBudget,
 from espfast.control.ike_sa import IkeSa
 from espfast.control.manager import IkeManager
 from espfast.control.message import Message, decode, encode
-from espfast.control.payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
-from espfast.control.proposals import parse_ike
+from espfast.control.payloads import KePayload, NotifyPayload
 from espfast.control.responder import WORK_WINDOW, Responder
 from espfast.control.rng import DeterministicRng
 
@@ -45,7 +44,7 @@ def with_ke(data: bytes, ke: bytes) -> bytes:
 def test_modp_range_is_checked_before_any_work(group: int) -> None:
     n = KeyExchange.public_len(group)
     p = modp_prime(n * 8)
-    for bad in (0, 1, p - 1, p, 2**(8 * n) - 1):
+    for bad in (0, 1, p - 1, p, 2 ** (8 * n) - 1):
         with pytest.raises(RemoteProtocolError):
             check_public_value(group, bad.to_bytes(n, "big"))
     with pytest.raises(RemoteProtocolError):
@@ -132,8 +131,8 @@ def test_refused_requests_weigh_like_half_open_sas_for_a_while() -> None:
 
 def test_a_full_half_open_pool_is_shared_fairly() -> None:
     _, cr = configs()
-    responder = Responder([cr], B, DeterministicRng("r"), cookie_threshold=100,
-                          half_open_limit=4, cookie_threshold_ip=100, block_threshold=100)  # fmt: skip
+    responder = Responder([cr], B, DeterministicRng("r"), cookie_threshold=100, half_open_limit=4,
+                          cookie_threshold_ip=100, block_threshold=100)  # fmt: skip
     greedy = [responder.receive_datagram(init_request(f"g{n}"), ("198.18.0.66", 500), 0)
               for n in range(4)]  # fmt: skip
     assert all(greedy)
@@ -215,7 +214,8 @@ def test_ike_sas_per_identity_and_child_sas_per_ike_sa_are_capped() -> None:
     ci, cr = configs()
     gw_a = IkeManager([], rng=DeterministicRng("a"), local=A)
     gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B, ike_sas_per_identity=2,
-                      child_sas_per_ike_sa=2, cookie_threshold_ip=100, block_threshold=100)  # fmt: skip
+                      child_sas_per_ike_sa=2, cookie_threshold_ip=100,
+                      block_threshold=100)  # fmt: skip
     sas = [gw_a.initiate(ci, local=A, remote=B, now=0) for _ in range(3)]
     shuttle(gw_a, gw_b)
     assert [sa.is_established for sa in sas] == [True, True, False]
@@ -239,7 +239,8 @@ def test_a_datagram_touches_only_its_own_ike_sa() -> None:
     ci, cr = configs()
     gw_a = IkeManager([], rng=DeterministicRng("a"), local=A)
     gw_b = IkeManager([cr], rng=DeterministicRng("b"), local=B, ike_sas_per_identity=100,
-                      cookie_threshold=1000, cookie_threshold_ip=1000, block_threshold=1000)  # fmt: skip
+                      cookie_threshold=1000, cookie_threshold_ip=1000,
+                      block_threshold=1000)  # fmt: skip
     sas = [gw_a.initiate(ci, local=A, remote=B, now=0) for _ in range(30)]
     shuttle(gw_a, gw_b)
     drain(gw_a)
