@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from espfast.config import load_up
+from espfast.control.ike_sa import IkeSa
+from espfast.control.responder import Responder
+from espfast.control.rng import SystemRng
+from espfast.daemon import Daemon
 from espfast.dataplane import Direction, SaParams, SaStats
 from espfast.netns import Namespace, TwoHosts
 from espfast.static import Running, start_in, write_private
@@ -163,73 +170,92 @@ def sent_to(box: list[tuple[bytes, tuple[str, int]]]) -> Callable[[bytes, tuple[
     return lambda data, addr: box.append((data, addr))
 
 
-def scale(args: argparse.Namespace) -> dict[str, object]:
-    from espfast.config import load_up
-    from espfast.control.ike_sa import IkeSa
-    from espfast.control.responder import Responder
-    from espfast.control.rng import SystemRng
-    from espfast.daemon import Daemon
+@dataclasses.dataclass
+class _Gateway:
+    daemon: Daemon
+    loop: asyncio.AbstractEventLoop
+    sent: list[tuple[bytes, tuple[str, int]]]
+    peers: list[IkeSa]  # initiators of some of its IKE SAs, to send from
+    built_s: float
+    answered: int = 0
 
+    def answer_for(self, seconds: float) -> float:
+        """DPD requests from the peers in turn, each answered before the next: a rate."""
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < seconds:
+            i = self.peers[self.answered % len(self.peers)]
+            now = self.loop.time()
+            i.check_liveness(now)
+            for data, _ in i.datagrams_to_send(now):
+                self.daemon.datagram_received(data, i.local, 500)
+            for data, _ in self.sent:
+                i.receive_datagram(data, ("198.18.0.2", 500), now)
+            self.sent.clear()
+            assert i.tm.active is None, "unanswered"
+            self.answered += 1
+            n += 1
+        return n / (time.monotonic() - t0)
+
+
+def _gateway(n: int) -> _Gateway:
+    """A daemon (b, answering) with n IKE SAs up, each with its own identity and a Child SA:
+    built against a front door of their own, the responder's halves then handed to the
+    daemon (as if each had been set up through it), and its events pumped."""
     _, b_conf = pair_configs(PSK)
     b_conf = b_conf.replace('remote_id = "198.18.0.1"\n', "")
     a_conf, _ = pair_configs(PSK)
-    result: dict[str, object] = {"bench": "scale"}
     with tempfile.TemporaryDirectory() as tmp:
         cfg_b = load_up(write_private(Path(tmp) / "b.toml", b_conf))
         ike_a = load_up(write_private(Path(tmp) / "a.toml", a_conf)).connections[0].ike
-    for n in (1, args.sas):
-        loop = asyncio.new_event_loop()
-        sent: list[tuple[bytes, tuple[str, int]]] = []
-        daemon = Daemon(cfg_b, _Dataplane(), lambda nets: None, sent_to(sent), SystemRng(), loop)
-        daemon.start()
-        # Build n IKE SAs against a front door of their own, then hand the responder's
-        # halves to the daemon (as if each had been set up through it).
-        front = Responder([c.ike for c in cfg_b.connections], ("198.18.0.2", 500), SystemRng(),
-                          cookie_threshold=10**9, half_open_limit=10**9)  # fmt: skip
-        t0 = time.monotonic()
-        peers: list[IkeSa] = []
-        for k in range(n):
-            addr = (f"198.18.{2 + k // 250}.{1 + k % 250}", 500)
-            me = replace(ike_a, local_id=(ike_a.local_id[0], f"c{k}.bench.test".encode()),
-                         dpd_delay=0)  # fmt: skip
-            me = replace(me, local_id=(2, me.local_id[1]))  # ID_FQDN
-            i = IkeSa.initiate(me, local=addr, remote=("198.18.0.2", 500), rng=SystemRng(),
-                               now=0.0)  # fmt: skip
-            r: IkeSa | None = None
-            for _ in range(2):
-                for data, _ in i.datagrams_to_send(0.0):
-                    if r is None:
-                        r = front.receive_datagram(data, addr, 0.0)
-                    else:
-                        r.receive_datagram(data, addr, 0.0)
-                assert r is not None
-                for data, _ in [*front.datagrams_to_send(0.0), *r.datagrams_to_send(0.0)]:
-                    i.receive_datagram(data, ("198.18.0.2", 500), 0.0)
-            assert r is not None and r.is_established and i.is_established, k
-            daemon.mgr._add(r)
-            if k < 100:
-                peers.append(i)
-        daemon._pump()
-        built = time.monotonic() - t0
-        # DPD requests from the peers in turn, each answered before the next.
-        answered = 0
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < args.seconds:
-            i = peers[answered % len(peers)]
-            now = loop.time()
-            i.check_liveness(now)
-            for data, _ in i.datagrams_to_send(now):
-                daemon.datagram_received(data, i.local, 500)
-            for data, _ in sent:
-                i.receive_datagram(data, ("198.18.0.2", 500), now)
-            sent.clear()
-            assert i.tm.active is None, "unanswered"
-            answered += 1
-        rate = answered / (time.monotonic() - t0)
-        result[f"answers_per_s_{n}"] = round(rate, 1)
-        result[f"build_s_{n}"] = round(built, 1)
-        loop.close()
-    return result
+    loop = asyncio.new_event_loop()
+    sent: list[tuple[bytes, tuple[str, int]]] = []
+    daemon = Daemon(cfg_b, _Dataplane(), lambda nets: None, sent_to(sent), SystemRng(), loop)
+    daemon.start()
+    front = Responder([c.ike for c in cfg_b.connections], ("198.18.0.2", 500), SystemRng(),
+                      cookie_threshold=10**9, half_open_limit=10**9)  # fmt: skip
+    t0 = time.monotonic()
+    peers: list[IkeSa] = []
+    for k in range(n):
+        addr = (f"198.18.{2 + k // 250}.{1 + k % 250}", 500)
+        me = replace(ike_a, local_id=(2, f"c{k}.bench.test".encode()), dpd_delay=0)  # ID_FQDN
+        i = IkeSa.initiate(me, local=addr, remote=("198.18.0.2", 500), rng=SystemRng(), now=0.0)
+        r: IkeSa | None = None
+        for _ in range(2):
+            for data, _ in i.datagrams_to_send(0.0):
+                if r is None:
+                    r = front.receive_datagram(data, addr, 0.0)
+                else:
+                    r.receive_datagram(data, addr, 0.0)
+            assert r is not None
+            for data, _ in [*front.datagrams_to_send(0.0), *r.datagrams_to_send(0.0)]:
+                i.receive_datagram(data, ("198.18.0.2", 500), 0.0)
+        assert r is not None and r.is_established and i.is_established, k
+        daemon.mgr._add(r)
+        if k < 100:
+            peers.append(i)
+    daemon._pump()
+    return _Gateway(daemon, loop, sent, peers, time.monotonic() - t0)
+
+
+def scale(args: argparse.Namespace) -> dict[str, object]:
+    """Two daemons, with 1 and with ``--sas`` IKE SAs, measured in alternating windows
+    (``--rounds`` of ``--seconds`` each; the median rate of each), so that the load of a
+    shared machine weighs on both alike."""
+    small, big = _gateway(1), _gateway(args.sas)
+    rates: dict[int, list[float]] = {1: [], args.sas: []}
+    for _ in range(args.rounds):
+        for n, gw in ((1, small), (args.sas, big)):
+            rates[n].append(gw.answer_for(args.seconds))
+    for gw in (small, big):
+        gw.loop.close()
+    return {
+        "bench": "scale",
+        "answers_per_s_1": round(statistics.median(rates[1]), 1),
+        f"answers_per_s_{args.sas}": round(statistics.median(rates[args.sas]), 1),
+        "rounds": {str(n): [round(r) for r in rs] for n, rs in rates.items()},
+        f"build_s_{args.sas}": round(big.built_s, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--size", type=int, default=60000)
     c = sub.add_parser("scale", help="IKE answers per second with 1 and --sas IKE SAs")
     c.add_argument("--sas", type=int, default=10000)
-    c.add_argument("--seconds", type=float, default=5.0)
+    c.add_argument("--seconds", type=float, default=1.0, help="per measuring window")
+    c.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", help="append the result to this file")
     a = p.parse_args(argv)
     result = {"spoof": spoof, "hold": hold, "fragments": fragments, "scale": scale}[a.bench](a)
