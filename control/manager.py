@@ -90,6 +90,7 @@ class IkeManager:
         self.child_sas_per_ike_sa = child_sas_per_ike_sa
         self.fragments = FragmentBudget()  # reassembly memory of all IKE SAs together
         self._by_spi: dict[int, IkeSa] = {}  # our own SPI -> IKE SA
+        self._by_id: dict[int, IkeSa] = {}  # ike_sa_id -> its newest IKE SA (see by_id)
         # IKE SAs that have something to say since we last looked (id() -> IKE SA).
         self._touched: dict[int, IkeSa] = {}
         # Timers: a heap of (when, n, IKE SA); an entry counts while it is the one in
@@ -218,6 +219,11 @@ class IkeManager:
             live = {id(sa): sa for _, _, sa in self._timers}
             self._timers = [(when, next(self._seq), live[k]) for k, when in self._timer_of.items()]
             heapq.heapify(self._timers)
+
+    def by_id(self, ike_sa_id: int) -> IkeSa | None:
+        """The newest IKE SA with this id (a rekeyed one keeps it): ``.current`` of it
+        carries the Child SAs."""
+        return self._by_id.get(ike_sa_id)
 
     def status(self) -> list[dict[str, object]]:
         return [sa.status() for sa in self._by_spi.values()]
@@ -389,6 +395,7 @@ class IkeManager:
         sa.fragments = self.fragments
         sa.max_children = self.child_sas_per_ike_sa
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
+        self._by_id[sa.ike_sa_id] = sa
         if not sa.initiator:
             self._responding[sa.spi_i] = sa
         if sa.is_established:
@@ -425,7 +432,7 @@ class IkeManager:
         self._gone_retransmits += sa.tm.counters.retransmits
         self._gone_answered += sa.tm.counters.retransmitted_requests_answered
         for table, spi in ((self._by_spi, sa.spi_i if sa.initiator else sa.spi_r),
-                           (self._responding, sa.spi_i)):  # fmt: skip
+                           (self._responding, sa.spi_i), (self._by_id, sa.ike_sa_id)):  # fmt: skip
             if table.get(spi) is sa:
                 del table[spi]
         key = self._peer_key.pop(id(sa), None)

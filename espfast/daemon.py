@@ -31,7 +31,8 @@ the non-ESP marker), the timer on the event loop, the TUN device
     IkeSaUp/IkeSaDown   -> the virtual IPs the peer gave us go on the TUN device while an
                            IKE SA holds them (``set_addresses``)
 
-Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters: each Child SA's
+Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters (of at most
+READ_PER_TICK Child SAs, in turn, so that a tick costs the same with 10,000): each Child SA's
 bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
 rekey_bytes, rekey_packets, sequence-number exhaustion), inbound packets count as a sign
 of life for dead peer detection. Traps (start_action / dpd_action / close_action = trap)
@@ -108,6 +109,7 @@ IKE_PORT, NATT_PORT = 500, 4500
 REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the new one
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
+READ_PER_TICK = 1000  # Child SAs whose counters are read at each of those reads
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
 
 
@@ -194,6 +196,7 @@ class Daemon:
     _retiring: dict[int, int] = field(default_factory=dict)
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
     _shutting_down: bool = False
+    _read_pos: int = 0  # where the next read of the counters starts (see _read_counters)
     # Indexes over ``children`` (kept by _put_child / _pop_child, and where a Child SA's
     # spi_out changes), so that an event costs the same with 1 or 10,000 Child SAs: by
     # IKE SA, by the selectors of their ChildSaUp (twins), how many Child SAs send on
@@ -320,10 +323,16 @@ class Daemon:
     def _read_counters(self) -> None:
         """The dataplane's counters into the control plane (see the module docstring)."""
         now = self.loop.time()
-        by_child = {spi: sa for sa in self.sas for spi in sa.children}
-        for spi_in, child in list(self.children.items()):
-            sa = by_child.get(spi_in)
-            if sa is None:
+        # At most READ_PER_TICK Child SAs a tick, in turn (with many, each is read less
+        # often, and a tick costs the same).
+        spis = list(self.children)
+        start = self._read_pos % len(spis) if spis else 0
+        batch = (spis[start:] + spis[:start])[:READ_PER_TICK]
+        self._read_pos = start + len(batch)
+        for spi_in in batch:
+            child = self.children.get(spi_in)
+            sa = self._holder(child.ike_sa_id, spi_in) if child is not None else None
+            if child is None or sa is None:
                 continue
             try:
                 rx = self.dataplane.sa_stats(spi_in, Direction.IN)
@@ -340,6 +349,15 @@ class Daemon:
         self._pump()
         if not self.mgr.closing:
             self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def _holder(self, ike_sa_id: int, spi_in: int) -> IkeSa | None:
+        """The IKE SA that carries Child SA ``spi_in`` (of IKE SA ``ike_sa_id``: after a
+        rekey the newest, during a reauthentication the one it replaces)."""
+        newest = self.mgr.by_id(ike_sa_id)
+        for sa in (newest, newest.reauth_of if newest is not None else None):
+            if sa is not None and spi_in in sa.current.children:
+                return sa.current
+        return None
 
     def traffic_without_sa(
         self, destinations: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]

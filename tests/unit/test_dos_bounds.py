@@ -259,3 +259,30 @@ def test_a_datagram_touches_only_its_own_ike_sa() -> None:
     shuttle(gw_a, gw_b, now=1)
     assert gw_b.get_timer() is not None
     assert len(set(asked)) == 1
+
+
+def test_counters_are_read_for_a_bounded_number_of_child_sas_a_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With many Child SAs each tick reads READ_PER_TICK of them, in turn."""
+    import espfast.daemon
+    from bench.dos import _gateway
+
+    monkeypatch.setattr(espfast.daemon, "READ_PER_TICK", 2)
+    gw = _gateway(5)
+    read: list[int] = []
+    stats = gw.daemon.dataplane.sa_stats
+
+    def counting(spi: int, direction: object) -> object:
+        read.append(spi)
+        return stats(spi, direction)  # type: ignore[arg-type]
+
+    gw.daemon.dataplane.sa_stats = counting  # type: ignore[method-assign]
+    seen: list[set[int]] = []
+    for _ in range(3):
+        read.clear()
+        gw.daemon._read_counters()
+        seen.append({spi for spi in read if spi in gw.daemon.children})
+    assert [len(s) for s in seen] == [2, 2, 2]
+    assert set().union(*seen) == set(gw.daemon.children)  # all five, in turn
+    gw.loop.close()
