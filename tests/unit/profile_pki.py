@@ -78,3 +78,22 @@ name = "net"
 local_ts = ["{local_ts}"]
 {child_extra}"""
     return write_private(path, text)
+
+
+EAP_USER, EAP_PASSWORD = "carol", "correct horse battery staple"
+
+
+def eap_gateway_toml(pki: Pki, path: Path, users: Path | None = None, **options: str) -> Path:
+    """:func:`gateway_toml` whose connection "rw" takes EAP-MSCHAPv2 users (carol, with
+    EAP_PASSWORD, in ``users``, default a "users" file next to ``path``)."""
+    from espfast.control.eap import nt_password_hash
+    from espfast.users import save
+
+    users = users or path.parent / "users"
+    save(users, {EAP_USER: nt_password_hash(EAP_PASSWORD)})
+    gw = gateway_toml(pki, path, **options)  # type: ignore[arg-type]
+    text = gw.read_text().replace(
+        f'cacerts = ["{pki.ca}"]',
+        f'cacerts = ["{pki.ca}"]\nremote_auth = "eap-mschapv2"\nusers = "{users}"',
+    )
+    return write_private(path, text)
