@@ -173,7 +173,7 @@ def gateway_profile(config: str | Path, conn: str, server: str, child: str | Non
         raise ProfileError(
             f"connection {conn!r}: its certificate was issued by "
             f'"{top.issuer.rfc4514_string()}", which is not among its cacerts; clients '
-            "could not check it"
+            "could not check it (list that CA in cacerts: the profile carries it)"
         )
     remote_ts = tuple(n for ts in chosen.local_ts for n in ts.networks())
     return GatewayProfile(

@@ -239,6 +239,17 @@ def test_password_gateway_needs_user_and_cert_gateway_refuses_it(
     assert "not passwords" in capsys.readouterr().err
 
 
+def test_eap_gateway_without_its_ca(pki: Pki, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """An EAP gateway needs no cacerts for its clients, but the profile needs its CA."""
+    gw = eap_gateway_toml(pki, tmp_path / "gw.toml")
+    gw.write_text(gw.read_text().replace(f'cacerts = ["{pki.ca}"]\n', ""))
+    assert load_up(gw).connections[0].ike.auth.eap_users is not None  # still a gateway
+    assert eap_profile(gw, "android", tmp_path / "x.sswan") == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "not among its cacerts" in line and "list that CA in cacerts" in line
+
+
 def test_eap_gateway_identity_pattern(pki: Pki, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """A gateway that accepts only some identities: the user name must be one of them."""
