@@ -7,8 +7,11 @@ The profile is a property list (Apple's Configuration Profile Reference): a top-
 - ``com.apple.security.pkcs12``: the client's key and certificate (PKCS#12, password
   protected; the device asks for the password when the profile is installed);
 - ``com.apple.vpn.managed`` with ``VPNType = IKEv2``: the server, both identities, the
-  authentication method, and the algorithms in ``IKESecurityAssociationParameters`` /
-  ``ChildSecurityAssociationParameters`` (Apple's names for them below).
+  authentication method (for EAP-MSCHAPv2 users ``AuthenticationMethod = None``,
+  ``ExtendedAuthEnabled = 1``, ``AuthName`` and, only when given, ``AuthPassword``; the
+  gateway is still checked with its certificate), and the algorithms in
+  ``IKESecurityAssociationParameters`` / ``ChildSecurityAssociationParameters`` (Apple's
+  names for them below).
 
 ``PayloadIdentifier`` is stable for one gateway connection (installing a newer profile
 replaces the older one); every ``PayloadUUID`` is fresh per generation. With a signing

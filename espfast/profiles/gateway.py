@@ -287,6 +287,8 @@ def eap_user(gw: GatewayProfile, name: str, password: str | None) -> GatewayProf
     if password is not None:
         if not password:
             raise ProfileError("the password file is empty")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
+            raise ProfileError("the password contains control characters")  # never echoed
         if not hmac.compare_digest(nt_password_hash(password), known):
             raise ProfileError(f"the gateway would refuse this password for {name!r}")
     pattern = gw.remote_id_pattern

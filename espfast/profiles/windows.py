@@ -3,7 +3,9 @@
 Run as administrator, the script imports the CA into the machine's root store
 (``Import-Certificate``) and the client's PKCS#12 into the machine's personal store
 (``Import-PfxCertificate``, asking for its password), creates the connection for all users
-(``Add-VpnConnection -TunnelType Ikev2``, certificate authentication) and sets its
+(``Add-VpnConnection -TunnelType Ikev2``, certificate authentication, or for EAP users
+``-AuthenticationMethod Eap`` with ``New-EapConfiguration``'s EAP-MSCHAPv2 and no
+certificate of the client's; the password is typed when connecting) and sets its
 algorithms (``Set-VpnConnectionIPsecConfiguration``: ``-EncryptionMethod``,
 ``-IntegrityCheckMethod`` and ``-DHGroup`` for IKE, ``-CipherTransformConstants``,
 ``-AuthenticationTransformConstants`` and ``-PfsGroup`` for ESP). Without a default route

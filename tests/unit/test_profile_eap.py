@@ -202,6 +202,7 @@ def test_no_password_unless_given(pki: Pki, tmp_path: Path, kind: str) -> None:
 EAP_REFUSALS = {
     "unknown user": ({"user": "mallory"}, "no user 'mallory'"),
     "wrong password": ({"password": "not it"}, "would refuse this password"),
+    "control characters in the password": ({"password": "a\x1bb"}, "control characters"),
     "bad user name": ({"user": "two words"}, "--user"),
     "certificate for a password gateway": (
         {"extra": ("--client-cert", "C", "--client-key", "K")}, "no --client-cert"),
@@ -221,6 +222,7 @@ def test_eap_refusals_are_one_line(
     assert rc == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("espfast profile: ") and words in line, line
+    assert str(options.get("password", EAP_PASSWORD)) not in line  # never echoed
     assert not out.exists()
 
 
