@@ -27,6 +27,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from espfast.netns import CommandError, Namespace
+from tests.interop.strongswan import CHARON_PLUGINS, Charon, CharonError
+
 # Which Debian 12 package provides each of charon's plugins the tests load
 # (dpkg -S /usr/lib/ipsec/plugins/libstrongswan-<name>.so).
 PLUGIN_PACKAGES = {
@@ -85,7 +88,8 @@ def check_programs() -> None:
     for prog in ("iperf3", "tcpdump"):
         proc = _run(prog, "--version")
         if proc.returncode != 0:
-            raise Missing(f"{prog} --version fails ({_first_line(proc)}): reinstall {PROGRAMS[prog]}")
+            why = _first_line(proc)
+            raise Missing(f"{prog} --version fails ({why}): reinstall {PROGRAMS[prog]}")
 
 
 def check_tun() -> None:
@@ -114,9 +118,7 @@ def _plugin_package(plugin: str) -> str:
 
 
 @contextlib.contextmanager
-def _namespace() -> Iterator[object]:
-    from espfast.netns import CommandError, Namespace
-
+def _namespace() -> Iterator[Namespace]:
     try:
         ns = Namespace.create("pre")
     except (CommandError, OSError) as e:
@@ -126,19 +128,14 @@ def _namespace() -> Iterator[object]:
 
 
 def check_nft() -> None:
-    from espfast.netns import Namespace
-
     with _namespace() as ns:
-        assert isinstance(ns, Namespace)
         proc = _run(*ns.argv("nft", "add", "table", "inet", "ef_preflight"))
-        if proc.returncode != 0:
-            raise Missing(f"nft cannot add a table ({_first_line(proc)}): the kernel needs nf_tables")
+    if proc.returncode != 0:
+        why = _first_line(proc)
+        raise Missing(f"nft cannot add a table ({why}): the kernel needs nf_tables")
 
 
 def check_charon() -> None:
-    from espfast.netns import Namespace
-    from tests.interop.strongswan import CHARON_PLUGINS, Charon, CharonError
-
     if not os.access(CHARON, os.X_OK):
         raise Missing(f"{CHARON} not found: install strongswan-charon")
     wanted = CHARON_PLUGINS.split()
@@ -149,14 +146,14 @@ def check_charon() -> None:
             f"charon's plugins {', '.join(absent)} are not installed: install {' '.join(packages)}"
         )
     with _namespace() as ns, tempfile.TemporaryDirectory(prefix="ef-preflight-") as tmp:
-        assert isinstance(ns, Namespace)
         try:
             charon = Charon.start(ns, Path(tmp), "connections {\n}\n")
         except CharonError as e:
             failed = re.findall(r"plugin '([\w-]+)': failed to load", str(e))
             packages = sorted({_plugin_package(p) for p in failed}) or ["strongswan-charon"]
             first = str(e).splitlines()[0]
-            raise Missing(f"charon does not start ({first}): install {' '.join(packages)}") from None
+            install = " ".join(packages)
+            raise Missing(f"charon does not start ({first}): install {install}") from None
         with charon:
             stats = charon.swanctl("--stats")
             log = charon.log(None)
