@@ -6,9 +6,10 @@ to install instead of dozens of failing tests. Each check runs the real program 
 the tests do: charon is started (in a throw-away ``ef-pre-*`` namespace, with the
 plugin list of tests/interop/strongswan.py) and asked over vici which plugins it loaded,
 strongSwan's ``pki`` makes an ECDSA and an RSA key, nft adds a table inside the
-namespace, /dev/net/tun is opened. Every failure prints one line, ``preflight: <what>:
-install <package>`` (a package to add to APT_PKGS in the Makefile); the exit status
-is 1 if any check failed.
+namespace, /dev/net/tun is opened. A missing package gets one line, ``preflight: install
+<package>: <what fails without it>`` (add it to APT_PKGS in the Makefile), however many
+checks it broke; a problem no package fixes (no /dev/net/tun, not root) gets its own
+line. The exit status is 1 if any check failed.
 
 The packages named are Debian 12's (bookworm), the ones the Makefile's APT_PKGS lists.
 """
@@ -60,7 +61,13 @@ TIMEOUT = 60.0
 
 
 class Missing(Exception):
-    """A check failed; the message is the one line to print."""
+    """A check failed: what does not work, and the package that fixes it (None when no
+    package does: /dev/net/tun, not being root)."""
+
+    def __init__(self, problem: str, package: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.package = package
 
 
 @dataclass
@@ -75,21 +82,23 @@ def _run(*argv: str, input: bytes | None = None) -> subprocess.CompletedProcess[
     )
 
 
-def _first_line(proc: subprocess.CompletedProcess[bytes]) -> str:
-    text = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-    return text.splitlines()[0] if text else f"exit status {proc.returncode}"
+def _why(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """The last line of what a failed program said, skipping strongSwan's notes about
+    plugins that are never built on Debian (test-vectors)."""
+    text = (proc.stderr or proc.stdout).decode(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "test-vectors" not in ln]
+    return lines[-1] if lines else f"exit status {proc.returncode}"
 
 
 def check_programs() -> None:
     missing = sorted({pkg for prog, pkg in PROGRAMS.items() if shutil.which(prog) is None})
     progs = [prog for prog, pkg in PROGRAMS.items() if pkg in missing]
     if missing:
-        raise Missing(f"{', '.join(progs)} not found: install {' '.join(missing)}")
+        raise Missing(f"{', '.join(progs)} not found", " ".join(missing))
     for prog in ("iperf3", "tcpdump"):
         proc = _run(prog, "--version")
         if proc.returncode != 0:
-            why = _first_line(proc)
-            raise Missing(f"{prog} --version fails ({why}): reinstall {PROGRAMS[prog]}")
+            raise Missing(f"{prog} --version fails ({_why(proc)})", PROGRAMS[prog])
 
 
 def check_tun() -> None:
@@ -108,8 +117,8 @@ def check_pki() -> None:
         proc = _run("pki", "--gen", *args, "--outform", "pem")
         if proc.returncode != 0 or b"PRIVATE KEY" not in proc.stdout:
             raise Missing(
-                f"strongSwan's pki --gen {' '.join(args)} fails ({_first_line(proc)}): "
-                f"install {_plugin_package('openssl')}"
+                f"strongSwan's pki --gen {' '.join(args)} fails ({_why(proc)})",
+                _plugin_package("openssl"),
             )
 
 
@@ -122,7 +131,7 @@ def _namespace() -> Iterator[Namespace]:
     try:
         ns = Namespace.create("pre")
     except (CommandError, OSError) as e:
-        raise Missing(f"cannot create a network namespace ({e}): run as root") from None
+        raise Missing(f"cannot create a network namespace ({e}); run as root") from None
     with ns:
         yield ns
 
@@ -131,20 +140,17 @@ def check_nft() -> None:
     with _namespace() as ns:
         proc = _run(*ns.argv("nft", "add", "table", "inet", "ef_preflight"))
     if proc.returncode != 0:
-        why = _first_line(proc)
-        raise Missing(f"nft cannot add a table ({why}): the kernel needs nf_tables")
+        raise Missing(f"nft cannot add a table ({_why(proc)}); the kernel needs nf_tables")
 
 
 def check_charon() -> None:
     if not os.access(CHARON, os.X_OK):
-        raise Missing(f"{CHARON} not found: install strongswan-charon")
+        raise Missing(f"{CHARON} not found", "strongswan-charon")
     wanted = CHARON_PLUGINS.split()
     absent = [p for p in wanted if not (PLUGIN_DIR / f"libstrongswan-{p}.so").exists()]
     if absent:
         packages = sorted({_plugin_package(p) for p in absent})
-        raise Missing(
-            f"charon's plugins {', '.join(absent)} are not installed: install {' '.join(packages)}"
-        )
+        raise Missing(f"charon's plugins {', '.join(absent)} are not installed", " ".join(packages))
     with _namespace() as ns, tempfile.TemporaryDirectory(prefix="ef-preflight-") as tmp:
         try:
             charon = Charon.start(ns, Path(tmp), "connections {\n}\n")
@@ -152,8 +158,7 @@ def check_charon() -> None:
             failed = re.findall(r"plugin '([\w-]+)': failed to load", str(e))
             packages = sorted({_plugin_package(p) for p in failed}) or ["strongswan-charon"]
             first = str(e).splitlines()[0]
-            install = " ".join(packages)
-            raise Missing(f"charon does not start ({first}): install {install}") from None
+            raise Missing(f"charon does not start ({first})", " ".join(packages)) from None
         with charon:
             stats = charon.swanctl("--stats")
             log = charon.log(None)
@@ -165,8 +170,8 @@ def check_charon() -> None:
         why = "; ".join(f"{p}: {r.strip()}" for p, r in reasons if p in not_loaded)
         packages = sorted({_plugin_package(p) for p in not_loaded})
         raise Missing(
-            f"charon cannot load plugin(s) {', '.join(not_loaded)}"
-            f"{f' ({why})' if why else ''}: install {' '.join(packages)}"
+            f"charon cannot load plugin(s) {', '.join(not_loaded)}{f' ({why})' if why else ''}",
+            " ".join(packages),
         )
 
 
@@ -180,20 +185,26 @@ CHECKS = [
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every check; print one line per package to install (naming each problem it
+    fixes) and one per other problem. Exit status 1 if anything failed."""
     del argv
-    failed = 0
+    problems: dict[str | None, list[str]] = {}
     for check in CHECKS:
         try:
             check.run()
         except Missing as e:
-            print(f"preflight: {e}", file=sys.stderr)
-            failed += 1
+            problems.setdefault(e.package, []).append(e.problem)
             if check.name == "programs":
                 break  # the other checks would only fail again for the same reason
         except Exception as e:  # an unexpected failure still gets one line, not a traceback
-            print(f"preflight: {check.name} check failed: {type(e).__name__}: {e}", file=sys.stderr)
-            failed += 1
-    if failed:
+            problems.setdefault(None, []).append(f"{check.name}: {type(e).__name__}: {e}")
+    for package, what in problems.items():
+        if package is None:
+            for problem in what:
+                print(f"preflight: {problem}", file=sys.stderr)
+        else:
+            print(f"preflight: install {package}: {'; '.join(what)}", file=sys.stderr)
+    if problems:
         return 1
     print(f"preflight: ok ({', '.join(c.name for c in CHECKS)})")
     return 0

@@ -23,8 +23,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from espfast.ctl import DEFAULT_SOCKET
 
 TOP = Path(__file__).resolve().parents[2]
