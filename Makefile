@@ -10,13 +10,13 @@ PY         := $(VENV)/bin/python
 BUILD      := build
 
 # System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies;
-# systemd for `systemd-analyze verify` of packaging/espfast.service. CI runs the suite in a
-# fresh minimal Debian root with nothing but these (.ci/freshroot): a package missing
-# here fails there, and `make preflight` names it.
+# systemd for `systemd-analyze verify` of packaging/espfast.service, shellcheck for .ci/.
+# CI runs the suite in a fresh minimal Debian root with nothing but these
+# (.ci/freshroot): a package missing here fails there, and `make preflight` names it.
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
             iproute2 iputils-ping iperf3 tcpdump nftables procps \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
-            libstrongswan-standard-plugins systemd
+            libstrongswan-standard-plugins systemd shellcheck
 BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
 
 CC       ?= gcc
@@ -79,6 +79,7 @@ preflight: deps ext
 lint: venv
 	$(VENV)/bin/ruff check espfast control tests bench
 	$(VENV)/bin/ruff format --check espfast control tests bench
+	shellcheck .ci/run .ci/freshroot
 
 # control/ is installed as espfast.control; mypy checks it under that name through a
 # tree of symlinks that mirrors the installed layout.

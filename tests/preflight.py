@@ -54,6 +54,7 @@ PROGRAMS = {
     "swanctl": "strongswan-swanctl",
     "systemd-analyze": "systemd",
     "cc": "build-essential",
+    "shellcheck": "shellcheck",
 }
 CHARON = "/usr/lib/ipsec/charon"
 PLUGIN_DIR = Path("/usr/lib/ipsec/plugins")
