@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import IkeConfig
+from .config import IkeConfig, configs_for_peer
 from .constants import ExchangeType, HeaderFlag, NotifyType
 from .errors import RemoteProtocolError
 from .ike_sa import Addr, IkeSa
@@ -36,6 +36,7 @@ class ResponderCounters:
     dropped_not_init: int = 0
     dropped_malformed: int = 0
     refused: int = 0
+    refused_address: int = 0  # from an address no connection's remote_addrs holds
 
 
 class Responder:
@@ -92,6 +93,13 @@ class Responder:
             if exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
                 self._reply(h.spi_i, addr, NotifyPayload(exc.notify, exc.notify_data))
             return None
+        configs = configs_for_peer(self.configs, addr[0])
+        if not configs:
+            # strongSwan's remote_addrs: no connection is for a peer at this address.
+            self.counters.refused_address += 1
+            self._stateless(now, (h.spi_i, 0), ExchangeType.IKE_SA_INIT, 0, addr,
+                            NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN))  # fmt: skip
+            return None
         if len(self.half_open) >= self.half_open_limit:
             self.counters.dropped_half_open_limit += 1
             return None
@@ -104,9 +112,9 @@ class Responder:
             cookie = self._cookie(nonce.data, addr, h.spi_i)
             self._reply(h.spi_i, addr, NotifyPayload(NotifyType.COOKIE, cookie))
             return None
-        sa = IkeSa(self._config_for(msg), initiator=False, local=local or self.local,
+        sa = IkeSa(self._config_for(msg, configs), initiator=False, local=local or self.local,
                    remote=addr, rng=self.rng, now=now, spi_i=h.spi_i,
-                   candidates=self.configs)  # fmt: skip
+                   candidates=configs)  # fmt: skip
         sa.receive_datagram(data, addr, now)
         if sa.is_destroyed:  # refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ...)
             self.counters.refused += 1
@@ -118,18 +126,19 @@ class Responder:
         self.half_open[(h.spi_i, addr)] = sa
         return sa
 
-    def _config_for(self, msg: Message) -> IkeConfig:
-        """The first connection whose IKE proposals the initiator's offer satisfies (the
-        identity picks among connections later, in IKE_AUTH)."""
+    @staticmethod
+    def _config_for(msg: Message, configs: Sequence[IkeConfig]) -> IkeConfig:
+        """The first of ``configs`` whose IKE proposals the initiator's offer satisfies
+        (the identity picks among connections later, in IKE_AUTH)."""
         sa_p = msg.get(SaPayload)
         if sa_p is not None:
-            for cfg in self.configs:
+            for cfg in configs:
                 try:
                     select(cfg.ike_proposals, sa_p.proposals)
                 except RemoteProtocolError:
                     continue
                 return cfg
-        return self.configs[0]
+        return configs[0]
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         """Stateless answers (COOKIE, refusals) and retransmitted responses."""
