@@ -38,9 +38,10 @@ def test_peer_from_an_address_outside_remote_is_refused(tmp_path: Path) -> None:
     a_path, b_path = configs(tmp_path)
     text = b_path.read_text()
     assert 'remote = "%any"' in text
-    # b answers only 198.18.0.1 and the range .10-.20 (OTHER is in neither).
+    # b answers only 198.18.0.1 and the range .10-.20 (OTHER is in neither); prefixes
+    # and ranges only: b initiates to nobody.
     b_path = write_private(b_path, text.replace(
-        'remote = "%any"', 'remote = ["198.18.0.1", "198.18.0.10-198.18.0.20"]'))  # fmt: skip
+        'remote = "%any"', 'remote = ["198.18.0.1/32", "198.18.0.10-198.18.0.20"]'))  # fmt: skip
     with TwoHosts.create("sec-raddr") as hosts:
         hosts.a.run("ip", "addr", "add", f"{OTHER}/24", "dev", "veth-a")
         b = start_b(hosts, b_path)
@@ -64,7 +65,7 @@ def test_flood_from_an_address_outside_remote_is_answered_at_a_bounded_rate(
 ) -> None:
     a_path, b_path = configs(tmp_path)
     b_path = write_private(b_path, b_path.read_text().replace(
-        'remote = "%any"', 'remote = "198.18.0.1"'))  # fmt: skip
+        'remote = "%any"', 'remote = "198.18.0.1/32"'))  # fmt: skip
     config = peer_config(a_path)
     with TwoHosts.create("sec-raddr") as hosts:
         hosts.a.run("ip", "addr", "add", f"{OTHER}/24", "dev", "veth-a")
