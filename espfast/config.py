@@ -639,11 +639,17 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #
 #     [[connection]]
 #     name = "site-b"
-#     remote = "198.18.0.2"           # the peer; "%any" to only answer
+#     remote = "198.18.0.2"           # the peer; "%any" to only answer anyone; or a list
+#                                     # with prefixes and first-last ranges: only peers
+#                                     # from these may use the connection (remote_addrs)
 #     local_id = "198.18.0.1"         # strongSwan id syntax: address, @fqdn, user@, DN
 #     remote_id = "198.18.0.2"        # optional: any identity the peer proves
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
 #     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
+#     #   (auth = "rsa" | "ecdsa": classic signature methods only), intermediates =
+#     #   ["im.crt"], send_cert = "always" | "ifasked" | "never", send_certreq = true
+#     fragmentation = "yes"           # RFC 7383: yes | accept | no; fragment_size = 1280
+#     mobike = "yes"                  # RFC 4555: yes | no
 #     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
 #     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
 #                                     # not list it) | ifuri (that, where the certificate
@@ -667,7 +673,8 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     unique = "no"                   # IKE SAs with the same peer identity: no | never | keep
 #                                     # | replace (strongSwan's; replace when both ends
 #                                     # reauthenticate, or for clients that reconnect)
-#     pool = ["198.19.100.0/24"]      # virtual IPs for peers that ask (road warriors): each
+#     pool = ["198.19.100.0/24"]      # virtual IPs for peers that ask (road warriors; also
+#                                     # "first-last" ranges): each
 #                                     # identity keeps its address; child remote_ts
 #                                     # defaults to the pool
 #     dns = ["198.19.2.53"]           # DNS servers to tell them
