@@ -1,6 +1,7 @@
 """Certificate exchange and connection choice in memory: ``send_cert`` (always | ifasked |
 never) in both roles, classic signature methods forced on our side (``auth = rsa|ecdsa``),
-and the responder's ``remote_addrs`` (a peer from elsewhere gets NO_PROPOSAL_CHOSEN)."""
+fragmentation off or accept-only, and the responder's ``remote_addrs`` (a peer from
+elsewhere gets NO_PROPOSAL_CHOSEN)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ikepair import A, Pair, configs, events
 from test_ike_auth_certs import NOW, cert_configs, pki
 
 from espfast.control.auth import certificate_auth
-from espfast.control.constants import AuthMethod
+from espfast.control.constants import AuthMethod, PayloadType
 from espfast.control.events import IkeSaDown
 from espfast.control.message import Message
 from espfast.control.payloads import AuthPayload, CertPayload
@@ -100,4 +101,22 @@ def test_responder_refuses_a_peer_outside_remote_addrs() -> None:
     allowed = replace(cr, remote_addrs=(ipaddress.ip_network(f"{A[0]}/32"),))
     p = Pair(ci, allowed)
     p.establish()
+    assert p.i.is_established
+
+
+def test_fragmentation_no_and_accept() -> None:
+    """The RSA chain is over 1280 bytes: with fragmentation off at either end it crosses
+    whole; with "accept" (fragment size 65000) at the initiator, the initiator sends it
+    whole and the responder, told the initiator takes fragments, splits its own."""
+    ci, cr = cert_configs("rsa")
+    p = Pair(replace(ci, fragmentation=False), cr)
+    p.roundtrip()
+    req, resp = p.roundtrip()
+    assert len(req) == len(resp) == 1 and len(req[0]) > 1280 and len(resp[0]) > 1280
+    assert p.i.is_established
+    p = Pair(replace(ci, fragment_size=65000), cr)
+    p.roundtrip()
+    req, resp = p.roundtrip()
+    assert len(req) == 1 and len(req[0]) > 1280
+    assert len(resp) > 1 and all(d[16] == PayloadType.SKF for d in resp)
     assert p.i.is_established
