@@ -189,3 +189,20 @@ def test_check_reports_every_section_one_line_each(
     assert all(x.startswith(f"espfast up: {conf}: ") for x in lines), lines
     assert "interface.mtu" in lines[0]
     assert "connection[0].remote" in lines[1] and "connection[1].child[0]" in lines[2], lines
+
+
+def test_reload_refusal_prints_a_line_per_mistake(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from espfast import ctl, operations
+
+    def refuse(command: str, *args: object, **kw: object) -> None:
+        raise ctl.DaemonError(f"reload: {operations.CONFIG_REFUSED}: f: one\nf: two")
+
+    monkeypatch.setattr(ctl, "request", refuse)
+    args = argparse.Namespace(socket=Path("/nonexistent"), timeout=1.0)
+    assert operations.call("reload", args, str) == 2
+    assert capsys.readouterr().err.splitlines() == ["espfast reload: f: one",
+                                                    "espfast reload: f: two"]  # fmt: skip
