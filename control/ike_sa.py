@@ -142,6 +142,7 @@ class IkeSa:
         self.init_request = self.init_response = b""
         self.peer_fragmentation = False
         self.peer_hash_algorithms: tuple[int, ...] = ()
+        self.peer_certreq = False  # the peer sent CERTREQ (for send_cert = "ifasked")
         self.nat_local = self.nat_remote = False
         self.mobike = False  # RFC 4555 negotiated: only UPDATE_SA_ADDRESSES moves the peer
         self.request_from: Addr = remote  # where the request being handled came from

@@ -88,6 +88,7 @@ class IkeInit(Task):
     def _peer_extensions(self, msg: Message) -> None:
         sa = self.sa
         sa.peer_fragmentation = msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        sa.peer_certreq = msg.get(CertReqPayload) is not None
         sha = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         if sha is not None:
             if len(sha.data) % 2:
