@@ -84,6 +84,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 NATT_PORT = 4500  # RFC 3948
 DEFAULT_MTU = 1400
+DEFAULT_KEEPALIVE = 20  # seconds (RFC 3948 §2.3; strongSwan's keep_alive)
 MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
 MAX_MTU = INNER_MAX  # the largest inner packet the dataplane carries without TUN TSO
 DEFAULT_REPLAY_WINDOW = 1024
@@ -312,6 +313,9 @@ class InterfaceConfig:
     metrics: tuple[str, int] | None = None
     # The user to run as once set up (espfast/privs.py); None: stay who we are.
     user: str | None = None
+    # Seconds between NAT keepalives (RFC 3948 §2.3) from behind a NAT; 0: none
+    # (strongSwan's charon.keep_alive).
+    keepalive: int = DEFAULT_KEEPALIVE
 
 
 @dataclass(frozen=True)
@@ -415,9 +419,20 @@ def _interface(t: Table) -> InterfaceConfig:
     user = t.opt_str("user")
     if user is not None and not user.strip():
         raise t.error("user", "is empty")
+    keepalive = t.get_int("keepalive", DEFAULT_KEEPALIVE, 0, 3600)
     t.done()
     return InterfaceConfig(
-        name, addresses, mtu, listen, workers, offload, cookies, half_open, metrics, user
+        name,
+        addresses,
+        mtu,
+        listen,
+        workers,
+        offload,
+        cookies,
+        half_open,
+        metrics,
+        user,
+        keepalive,
     )
 
 
@@ -609,6 +624,7 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     [interface]                     # as for espfast static; IKE also uses UDP 500 of
 #     ...                             # the listen address
 #     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
+#     keepalive = 20                  # seconds between NAT keepalives from behind a NAT (0: off)
 #     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
 #
 #     [[connection]]
@@ -619,6 +635,7 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
 #     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
+#     mobike = true                   # RFC 4555: follow our moves and the NAT's (initiator)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)
 #     retransmit_tries = 5            # retransmissions before giving up (strongSwan's charon.
@@ -732,6 +749,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     if len({v.version for v in vips}) != len(vips):
         raise t.error("vips", "one address of each IP version at most")
     dpd_delay = t.get_int("dpd_delay", DEFAULT_DPD_DELAY, 0, 86400)
+    mobike = t.get_bool("mobike", True)
     tries = t.get_int("retransmit_tries", RETRANSMIT_TRIES, 0, 30)
     retransmit = _dpd_timeout(t, tries)
     children: list[ChildConfig] = []
@@ -779,6 +797,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         pool=pool,
         dns=dns,
         vips=vips,
+        mobike=mobike,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))
 

@@ -117,6 +117,7 @@ class DataplaneLike(Protocol):
     def remove_sa(self, spi: int, direction: Direction) -> None: ...
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None: ...
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
+    def send_keepalive(self, peer: tuple[str, int]) -> None: ...
     def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
 
 
@@ -138,6 +139,7 @@ class Counters:
     # we sent again, and the peer's retransmitted requests answered from the cache.
     ike_retransmits: int = 0
     ike_requests_answered_from_cache: int = 0
+    keepalives_sent: int = 0  # NAT keepalives (RFC 3948 §2.3)
 
 
 @dataclass
@@ -174,6 +176,7 @@ class Daemon:
     _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _traffic: asyncio.TimerHandle | None = None
+    _keepalive: asyncio.TimerHandle | None = None
     # Rekeyed Child SAs still sending on their predecessor's outbound SA (see ChildSaRekeyed
     # in the module docstring), by the new inbound SPI: (the old inbound SPI, the new
     # outbound SA). Two can wait on one old SA: both sides rekeyed it at once (RFC 7296
@@ -213,6 +216,8 @@ class Daemon:
         for conn in self.config.connections:
             self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+        if iface.keepalive:
+            self._keepalive = self.loop.call_later(iface.keepalive, self._send_keepalives)
 
     def start_connection(self, conn: ConnectionConfig) -> None:
         """What the config says to do with ``conn`` at start (or when a reload adds it):
@@ -336,6 +341,21 @@ class Daemon:
         self._pump()
         if not self.mgr.closing:
             self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def _send_keepalives(self) -> None:
+        """RFC 3948 §2.3: from behind a NAT, a 0xFF octet to each peer on port 4500 every
+        ``keepalive`` seconds, so that the NAT keeps our mapping while we are quiet."""
+        for sa in self.sas:
+            if sa.is_established and sa.nat_local and sa.local[1] == NATT_PORT \
+                    and sa.replaced_by is None:  # fmt: skip
+                try:
+                    self.dataplane.send_keepalive(sa.remote)
+                    self.counters.keepalives_sent += 1
+                except OSError as e:  # e.g. no route while the uplink changes
+                    log.debug("cannot send a NAT keepalive to %s: %s", sa.remote[0], e)
+        if not self.mgr.closing:
+            every = self.config.interface.keepalive
+            self._keepalive = self.loop.call_later(every, self._send_keepalives)
 
     def traffic_without_sa(
         self, destinations: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]
@@ -675,6 +695,10 @@ class Daemon:
                     "proposal": str(st["algorithms"]),
                     "established": self._established.get(sa.ike_sa_id),
                     "child_sas": children,
+                    "nat_local": sa.nat_local,
+                    "nat_remote": sa.nat_remote,
+                    "mobike": sa.mobike,
+                    "moves": sa.moves,
                 }
             )
             if sa.local_vips:
@@ -702,8 +726,9 @@ class Daemon:
         """Delete every IKE SA (INFORMATIONAL { D }) and wait, bounded, for the answers."""
         for handle in self._retry_timers.values():
             handle.cancel()
-        if self._traffic is not None:
-            self._traffic.cancel()
+        for timer in (self._traffic, self._keepalive):
+            if timer is not None:
+                timer.cancel()
         self._idle.clear()
         self.mgr.shutdown(self.loop.time())
         self._pump()

@@ -72,6 +72,11 @@ class Informational(Task):
                     self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
         if sa.mobike and msg.notify(NotifyType.UPDATE_SA_ADDRESSES) is not None:
             self._update_addresses(msg)
+        elif sa.mobike and msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
+            # RFC 4555 §3.8: a liveness check watching the NAT; our DESTINATION hash names
+            # where the check came from, so the peer notices a new mapping. Nothing moves
+            # until it says so with UPDATE_SA_ADDRESSES.
+            self.answer += natd_notifies(sa, sa.spi_r, sa.request_from)
         for n in msg.all(NotifyPayload):
             if n.notify_type == NotifyType.AUTHENTICATION_FAILED or (
                 is_error_notify(n.notify_type) and not sa.is_established

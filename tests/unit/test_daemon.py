@@ -84,6 +84,9 @@ class FakeDataplane:
                 octets = packets = 0
         return SaStats(**counters | {"packets": packets, "bytes": octets, "exhausted": False})
 
+    def send_keepalive(self, peer: tuple[str, int]) -> None:
+        raise AssertionError("no NAT here")
+
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
         if self.up and not self.lost():

@@ -14,6 +14,7 @@ from espfast.control.message import decode, parse_header
 from espfast.control.payloads import NotifyPayload
 from espfast.control.tasks.ike_init import natd_notifies
 from espfast.control.tasks.informational import Informational
+from espfast.control.tasks.mobike import MobikeInformational
 
 NEW_ADDR = ("198.18.7.9", 4500)  # the road warrior's address on its new network
 
@@ -73,8 +74,15 @@ def test_with_mobike_only_update_sa_addresses_moves_the_peer() -> None:
     for data, _ in p.i.datagrams_to_send(p.now):
         p.r.receive_datagram(data, NEW_ADDR, p.now)
     assert p.r.remote != NEW_ADDR and events(p.r) == []
+    # The answer goes where the request came from (RFC 7296 §2.11: behind a NAT that
+    # mapped the peer anew, that is how it learns so, RFC 4555 §3.8) ...
+    ((answer, to),) = p.r.datagrams_to_send(p.now)
+    assert to == NEW_ADDR
+    p.i.receive_datagram(answer, (B[0], 4500), p.now)
+    # ... but the IKE SA stays where it was: our next request goes to the old address.
+    p.r.check_liveness(p.now)
     ((_, to),) = p.r.datagrams_to_send(p.now)
-    assert to == p.r.remote
+    assert to == p.r.remote != NEW_ADDR
     # UPDATE_SA_ADDRESSES without MOBIKE negotiated is ignored (RFC 4555 §3.5) ...
     q = establish_pair(mobike=False)
     assert q.i is not None and q.r is not None
@@ -93,3 +101,92 @@ def test_with_mobike_only_update_sa_addresses_moves_the_peer() -> None:
     assert q.r.remote == NEW_ADDR
     assert events(q.r) == [PeerAddressChanged(q.r.ike_sa_id, NEW_ADDR)]
     assert parse_header(q.r.datagrams_to_send(q.now)[0][0]).is_response
+
+
+# -- the initiator's side (control/tasks/mobike.py) -------------------------------------
+
+
+def nat_pair(nat: str = "198.18.99.1") -> Pair:
+    p = Pair(*configs(), nat=nat)
+    p.establish()
+    events(p.i)
+    events(p.r)
+    return p
+
+
+def test_initiator_behind_nat_notices_a_new_mapping_and_updates() -> None:
+    p = nat_pair()
+    assert p.i is not None and p.r is not None
+    assert p.i.nat_local and p.r.nat_remote and p.i.local[1] == 4500
+    assert p.r.remote == ("198.18.99.1", 44500)
+    # The first check since we floated to 4500: our mapping there is not known yet, so
+    # an update confirms it (the responder moves nothing).
+    p.i.check_liveness(p.now)
+    p.roundtrip()
+    p.roundtrip()
+    assert p.i.tm.active is None and not p.i.tm.queue and p.i.natd_dest
+    assert p.i.moves == p.r.moves == 0 and events(p.r) == []
+    # The NAT forgets us; our next packet leaves from a new public address.
+    p.nat = "198.18.99.2"
+    # INFORMATIONAL { N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP) } -->
+    p.i.check_liveness(p.now)
+    p.roundtrip()
+    # <-- { N(NAT_DETECTION_*) }: the DESTINATION hash names another address: the SA
+    # has not moved at the responder yet (only UPDATE_SA_ADDRESSES moves it) ...
+    assert p.r.remote == ("198.18.99.1", 44500) and events(p.r) == []
+    # ... so we send INFORMATIONAL { N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*),
+    # N(COOKIE2) } -->   <-- { N(NAT_DETECTION_*), N(COOKIE2) }
+    sent, answers = p.roundtrip()
+    assert len(sent) == len(answers) == 1
+    assert p.r.remote == ("198.18.99.2", 44500)
+    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, ("198.18.99.2", 44500))]
+    assert p.i.tm.active is None and not p.i.tm.queue
+    assert p.i.moves == 1 and p.r.moves == 1
+    assert p.r.status()["moves"] == 1
+    # A further check with the same mapping moves nothing.
+    p.i.check_liveness(p.now)
+    p.roundtrip()
+    assert p.i.tm.active is None and not p.i.tm.queue and p.i.moves == 1
+
+
+def test_liveness_check_without_nat_carries_no_nat_detection() -> None:
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    p.i.check_liveness(p.now)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    assert p.r._crypt_in is not None
+    assert decode(data, p.r._crypt_in).all(NotifyPayload) == []
+
+
+def test_roaming_initiator_updates_from_its_new_address() -> None:
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    moved = ("198.18.7.9", 4500)
+    assert p.i.update_addresses(p.now, local=moved)
+    assert p.i.local == moved
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(data, moved, p.now)
+    assert p.r.remote == moved
+    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, moved)]
+    ((answer, to),) = p.r.datagrams_to_send(p.now)
+    assert to == moved
+    p.i.receive_datagram(answer, (B[0], 4500), p.now)
+    assert p.i.moves == 1 and p.i.tm.active is None
+    # Only the original initiator updates (RFC 4555 §3.4); not without MOBIKE either.
+    assert not p.r.update_addresses(p.now)
+    q = establish_pair(mobike=False)
+    assert q.i is not None and not q.i.update_addresses(q.now, local=moved)
+
+
+def test_answer_without_our_cookie2_moves_nothing_here() -> None:
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    assert p.i.update_addresses(p.now)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    task = p.i.tm.active
+    assert isinstance(task, MobikeInformational) and len(task.cookie2) == 16
+    task.cookie2 = bytes(16)  # as if the answer echoed another update's cookie
+    p.r.receive_datagram(data, p.i.local, p.now)
+    for answer, _ in p.r.datagrams_to_send(p.now):
+        p.i.receive_datagram(answer, (B[0], 500), p.now)
+    assert p.i.moves == 0 and p.i.tm.active is None
