@@ -93,6 +93,7 @@ from espfast.ctl import (
 )
 from espfast.dataplane import Direction, SaParams, SaStats, Transform
 from espfast.logfmt import event as logged
+from espfast.mobility import is_wildcard, source_for
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
@@ -243,8 +244,8 @@ class Daemon:
         log.info("%s: initiating to %s", conn.name, conn.remote[0],
                  extra=logged("initiating", connection=conn.name, peer=conn.remote[0]))  # fmt: skip
         now = self.loop.time()
-        sa = self.mgr.initiate(conn.ike, local=(self.local, IKE_PORT), remote=conn.remote,
-                               now=now, child=cfgs[names[0]])  # fmt: skip
+        sa = self.mgr.initiate(conn.ike, local=(self.local_for(conn.remote[0]), IKE_PORT),
+                               remote=conn.remote, now=now, child=cfgs[names[0]])  # fmt: skip
         for name in names[1:]:
             sa.create_child(cfgs[name], now)
         self._pump()
@@ -262,7 +263,8 @@ class Daemon:
             return
         front = self.mgr.responder  # it drops new requests whose payloads do not parse
         before = front.counters.dropped_malformed if front is not None else 0
-        self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
+        local = (self.local_for(addr[0]), port)
+        self.mgr.receive_datagram(data, addr, self.loop.time(), local=local)
         if front is not None and front.counters.dropped_malformed != before:
             self.counters.malformed += 1
         self._pump()
@@ -341,6 +343,35 @@ class Daemon:
         self._pump()
         if not self.mgr.closing:
             self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def local_for(self, peer: str) -> str:
+        """Our address towards ``peer``: the listen address, or when that is the wildcard
+        (a roaming client, espfast/mobility.py) the one the kernel sends from now."""
+        if not is_wildcard(self.local):
+            return self.local
+        return source_for(peer) or self.local
+
+    def path_changed(self) -> None:
+        """Our addresses or routes changed (espfast/mobility.py's netlink events): every
+        IKE SA we initiated with MOBIKE whose path now leaves from another address moves
+        there with its Child SAs (UPDATE_SA_ADDRESSES, RFC 4555 §3.5). Without a route to
+        the peer it stays put until the next change (or its liveness check gives up)."""
+        now = self.loop.time()
+        for sa in self.sas:
+            if not (sa.is_established and sa.mobike and sa.original_initiator) \
+                    or sa.is_deleting or sa.replaced_by is not None:  # fmt: skip
+                continue
+            src = source_for(sa.remote[0])
+            if src is None:
+                log.warning("%s: no route to %s now", sa.config.name, sa.remote[0])
+                continue
+            if src != sa.local[0]:
+                log.info("%s: path to %s now leaves from %s (was %s): moving", sa.config.name,
+                         sa.remote[0], src, sa.local[0],
+                         extra=logged("ike_sa_moving", connection=sa.config.name,
+                                      ike_sa=sa.ike_sa_id, local=src))  # fmt: skip
+                sa.update_addresses(now, local=(src, sa.local[1]))
+        self._pump()
 
     def _send_keepalives(self) -> None:
         """RFC 3948 §2.3: from behind a NAT, a 0xFF octet to each peer on port 4500 every

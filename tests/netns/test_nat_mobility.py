@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from natrouter import masquerade, remap
-from udpflow import flow, tally
+from udpflow import flow_in_background, tally
 from updaemon import client_conf, gateway_conf, ping, status
 
 from espfast.netns import Namespace, ThreeHosts, wait_for
@@ -76,21 +75,11 @@ def test_tunnel_through_nat_survives_a_new_mapping(tmp_path: Path, mobike: bool)
             assert document(hosts.a)["daemon"]["counters"]["keepalives_sent"] >= 2
 
             # A flow from the gateway to the client; a second in, the NAT forgets us.
-            got: list[int] = []
-            runner = threading.Thread(
-                target=lambda: got.extend(
-                    flow(hosts.b, hosts.a, VIP, count=COUNT, interval=INTERVAL, idle=3.0)
-                )
-            )
-            runner.start()
-            try:
+            with flow_in_background(hosts.b, hosts.a, VIP, count=COUNT, interval=INTERVAL) as got:
                 assert wait_for(lambda: _child_packets_in(hosts.a) >= 50, timeout=10)
                 remap(hosts.r, hosts.veth_rb, "30000-30999")
-            finally:
-                runner.join(120)
-            assert not runner.is_alive()
             lost, dup, _ = tally(got, COUNT)
-            gap = _longest_gap(lost)
+            gap = longest_gap(lost)
             print(f"{'MOBIKE' if mobike else 'RFC 7296'}: {COUNT} datagrams every "
                   f"{INTERVAL * 1000:.0f} ms: lost {len(lost)}, longest gap {gap} "
                   f"({gap * INTERVAL:.2f} s)")  # fmt: skip
@@ -118,7 +107,7 @@ def _child_packets_in(ns: Namespace) -> int:
     return sum(c["packets_in"] for sa in sas for c in sa["child_sas"])
 
 
-def _longest_gap(lost: list[int]) -> int:
+def longest_gap(lost: list[int]) -> int:
     """The longest run of consecutive lost sequence numbers."""
     best = run = 0
     prev = -2

@@ -8,13 +8,16 @@ Bounded: the sender sends ``count`` datagrams; once it is done, the receiver sto
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +101,26 @@ def flow(
     assert rx.returncode == 0, err.decode()
     got: list[int] = json.loads(out)
     return got
+
+
+@contextlib.contextmanager
+def flow_in_background(
+    sender: Namespace, receiver: Namespace, dst: str, *, count: int, interval: float
+) -> Iterator[list[int]]:
+    """:func:`flow` in a thread while the body of the ``with`` acts (takes links down,
+    flushes a NAT); the list it yields holds the sequence numbers once the block is left."""
+    got: list[int] = []
+    runner = threading.Thread(
+        target=lambda: got.extend(
+            flow(sender, receiver, dst, count=count, interval=interval, idle=3.0)
+        )
+    )
+    runner.start()
+    try:
+        yield got
+    finally:
+        runner.join(120)
+    assert not runner.is_alive(), "the flow did not end"
 
 
 @dataclass
