@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from natrouter import masquerade, remap
-from udpflow import flow_in_background, tally
+from mobilitynet import masquerade, remap
+from udpflow import flow_in_background, longest_gap, tally
 from updaemon import client_conf, gateway_conf, ping, status
 
 from espfast.netns import Namespace, ThreeHosts, wait_for
@@ -105,13 +105,3 @@ def test_tunnel_through_nat_survives_a_new_mapping(tmp_path: Path, mobike: bool)
 def _child_packets_in(ns: Namespace) -> int:
     sas = status(ns)
     return sum(c["packets_in"] for sa in sas for c in sa["child_sas"])
-
-
-def longest_gap(lost: list[int]) -> int:
-    """The longest run of consecutive lost sequence numbers."""
-    best = run = 0
-    prev = -2
-    for n in lost:
-        run = run + 1 if n == prev + 1 else 1
-        best, prev = max(best, run), n
-    return best

@@ -10,14 +10,11 @@ on; the datagrams lost and the longest gap are printed."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from test_nat_mobility import longest_gap
-from udpflow import flow_in_background, tally
+from mobilitynet import CELL, GW, WIFI, uplinks
+from udpflow import flow_in_background, longest_gap, tally
 from updaemon import client_conf, gateway_conf, ping, status
 
 from espfast.netns import Namespace, wait_for
@@ -25,55 +22,8 @@ from espfast.static import start_in, write_private
 
 PSK = "a pre-shared key long enough for the roaming test"
 AUTH = f'psk = "{PSK}"'
-GW, GW_NET, VIP = "198.18.1.1", "198.19.2.1", "198.19.100.1"
-WIFI, CELL = "198.18.10.1", "198.18.20.1"
+GW_NET, VIP = "198.19.2.1", "198.19.100.1"
 COUNT, INTERVAL = 3000, 0.01  # 30 s at most, whatever the steps take
-
-
-@dataclass
-class Uplinks:
-    """c (the client) -- wifi 198.18.10.0/24 / cell 198.18.20.0/24 -- r -- g (gateway)."""
-
-    c: Namespace
-    r: Namespace
-    g: Namespace
-
-    def prefer_wifi(self) -> None:
-        self.c.run("ip", "link", "set", "wifi", "up")
-        self.c.run("ip", "route", "replace", "198.18.1.0/24", "via", "198.18.10.254",
-                   "metric", "100")  # fmt: skip
-
-    def wifi_down(self) -> None:
-        self.c.run("ip", "link", "set", "wifi", "down")
-
-
-@contextlib.contextmanager
-def uplinks() -> Iterator[Uplinks]:
-    with (
-        Namespace.create("roam") as c,
-        Namespace.create("roam") as r,
-        Namespace.create("roam") as g,
-    ):
-        for sysctl in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                       "net.ipv4.conf.default.rp_filter=0"):  # fmt: skip
-            r.run("sysctl", "-q", "-w", sysctl)
-        for ns, dev, rdev, addr, raddr in (
-            (c, "wifi", "wifi-r", WIFI, "198.18.10.254"),
-            (c, "cell", "cell-r", CELL, "198.18.20.254"),
-            (g, "veth-g", "veth-rg", GW, "198.18.1.254"),
-        ):
-            ns.run("ip", "link", "add", dev, "type", "veth", "peer", "name", rdev, "netns", r.name)
-            ns.run("ip", "addr", "add", f"{addr}/24", "dev", dev)
-            r.run("ip", "addr", "add", f"{raddr}/24", "dev", rdev)
-            ns.run("ip", "link", "set", dev, "up")
-            r.run("ip", "link", "set", rdev, "up")
-        g.run("ip", "route", "add", "198.18.0.0/15", "via", "198.18.1.254")
-        c.run("ip", "route", "add", "198.18.1.0/24", "via", "198.18.20.254", "metric", "200")
-        for dev in ("all", "default", "wifi", "cell"):  # replies may come in on either
-            c.run("sysctl", "-q", "-w", f"net.ipv4.conf.{dev}.rp_filter=0")
-        hosts = Uplinks(c, r, g)
-        hosts.prefer_wifi()
-        yield hosts
 
 
 def test_client_roams_between_uplinks_on_one_ike_sa(tmp_path: Path) -> None:

@@ -186,6 +186,16 @@ def tally(got: list[int], count: int) -> tuple[list[int], int, int]:
     return lost, len(got) - len(set(got)), reordered
 
 
+def longest_gap(lost: list[int]) -> int:
+    """The longest run of consecutive lost sequence numbers."""
+    best = run = 0
+    prev = -2
+    for n in lost:
+        run = run + 1 if n == prev + 1 else 1
+        best, prev = max(best, run), n
+    return best
+
+
 if __name__ == "__main__":
     mode, addr, port_s, count_s, *rest = sys.argv[1:]
     if mode == "recv":
