@@ -852,9 +852,14 @@ class IkeSa:
         old = self.remote
         self.remote = addr
         if self.is_established:
-            self.moves += 1
-            self.log(f"peer moved from {old[0]}:{old[1]} to {addr[0]}:{addr[1]}")
-            self.emit(PeerAddressChanged(self.ike_sa_id, addr))
+            self.followed(addr, old)
+
+    def followed(self, addr: Addr, old: Addr | None = None) -> None:
+        """The IKE SA and its Child SAs are the peer's at ``addr`` now."""
+        self.moves += 1
+        was = f" from {old[0]}:{old[1]}" if old else ""
+        self.log(f"peer moved{was} to {addr[0]}:{addr[1]}")
+        self.emit(PeerAddressChanged(self.ike_sa_id, addr))
 
     def id_str(self, p: IdPayload) -> str:
         try:

@@ -82,3 +82,35 @@ class MobikeInformational(Task):
 
     def failed(self, reason: str) -> None:
         pass
+
+
+class ReturnRoutability(Task):
+    """The MOBIKE responder's check that the peer is really at its new address (RFC 4555
+    §3.5, §5.2): INFORMATIONAL { N(COOKIE2) } --> sent there, answered with the cookie
+    <-- { N(COOKIE2) }; only then do the Child SAs follow (PeerAddressChanged)."""
+
+    exchange = ExchangeType.INFORMATIONAL
+
+    def __init__(self, sa: IkeSa, addr: tuple[str, int]) -> None:
+        super().__init__(sa, True)
+        self.addr = addr
+        self.cookie2 = b""
+
+    def build(self) -> list[Payload]:
+        self.cookie2 = self.sa.rng.random_bytes(COOKIE2_LEN)
+        return [NotifyPayload(NotifyType.COOKIE2, self.cookie2)]
+
+    def process(self, msg: Message, raw: bytes) -> bool:
+        check_rules(msg)
+        sa = self.sa
+        echo = msg.notify(NotifyType.COOKIE2)
+        if echo is None or not hmac.compare_digest(echo.data, self.cookie2):
+            sa.log("return routability check answered without our COOKIE2: not moving")
+        elif sa.remote != self.addr:
+            sa.log("the peer moved again meanwhile: its next check decides")
+        else:
+            sa.followed(self.addr)
+        return True
+
+    def failed(self, reason: str) -> None:
+        pass

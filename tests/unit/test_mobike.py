@@ -1,6 +1,9 @@
-"""MOBIKE basics (RFC 4555) as responder: MOBIKE_SUPPORTED in IKE_AUTH, and a road
-warrior that changes networks and says so with UPDATE_SA_ADDRESSES (PeerAddressChanged
-for the shell, which points the outbound SAs at the new address)."""
+"""MOBIKE (RFC 4555). As responder: MOBIKE_SUPPORTED in IKE_AUTH, and a road warrior
+that changes networks and says so with UPDATE_SA_ADDRESSES; once it answers our return
+routability check there (COOKIE2), PeerAddressChanged for the shell, which points the
+outbound SAs at the new address. As initiator (control/tasks/mobike.py): NAT detection in
+liveness checks behind a NAT, an update when the NAT mapped us anew, an update from a new
+local address, COOKIE2 checked."""
 
 from __future__ import annotations
 
@@ -44,12 +47,13 @@ def test_update_sa_addresses_moves_the_peer() -> None:
     p.i.tm.queue_task(Informational(p.i, True, payloads), p.now)
     for data, _ in p.i.datagrams_to_send(p.now):
         p.r.receive_datagram(data, NEW_ADDR, p.now)
-    assert p.r.remote == NEW_ADDR
-    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, NEW_ADDR)]
+    assert p.r.remote == NEW_ADDR  # IKE follows at once; ESP not yet:
+    assert events(p.r) == []
     # <-- { N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP), N(COOKIE2) },
-    # sent to the new address.
-    ((answer, to),) = p.r.datagrams_to_send(p.now)
-    assert to == NEW_ADDR
+    # sent to the new address, and our return routability check there (§3.5):
+    # <-- INFORMATIONAL { N(COOKIE2) }
+    ((answer, to), (check, to2)) = p.r.datagrams_to_send(p.now)
+    assert to == to2 == NEW_ADDR
     assert p.i._crypt_in is not None
     msg = decode(answer, p.i._crypt_in)
     kinds = [n.notify_type for n in msg.all(NotifyPayload)]
@@ -60,10 +64,34 @@ def test_update_sa_addresses_moves_the_peer() -> None:
     assert p.r.nat_remote  # the hashes named the old address: a NAT (or a move) between
     p.i.receive_datagram(answer, (B[0], 4500), p.now)
     assert p.i.tm.active is None
+    # { N(COOKIE2) } --> from the new address: now the Child SAs follow.
+    p.i.receive_datagram(check, (B[0], 4500), p.now)
+    ((echo, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(echo, NEW_ADDR, p.now)
+    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, NEW_ADDR)]
+    assert p.r.moves == 1 and p.r.tm.active is None
     # Later exchanges go to the new address.
     p.r.check_liveness(p.now)
     ((_, to),) = p.r.datagrams_to_send(p.now)
     assert to == NEW_ADDR
+
+
+def test_no_return_routability_no_esp_moves() -> None:
+    # An authenticated peer claims an address it is not at (a victim's, RFC 4555 §5.2):
+    # nobody answers our check there, so its Child SAs never point there.
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    assert p.i.update_addresses(p.now)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(data, NEW_ADDR, p.now)  # the source spoofed by the peer itself
+    sent = p.r.datagrams_to_send(p.now)
+    assert len(sent) == 2 and {to for _, to in sent} == {NEW_ADDR}
+    for _ in range(12):  # the check is retransmitted, never answered
+        p.now = p.r.get_timer() or p.now
+        p.r.handle_timer(p.now)
+        p.r.datagrams_to_send(p.now)
+    assert not any(isinstance(e, PeerAddressChanged) for e in events(p.r))
+    assert p.r.moves == 0
 
 
 def test_with_mobike_only_update_sa_addresses_moves_the_peer() -> None:
@@ -137,8 +165,9 @@ def test_initiator_behind_nat_notices_a_new_mapping_and_updates() -> None:
     # ... so we send INFORMATIONAL { N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*),
     # N(COOKIE2) } -->   <-- { N(NAT_DETECTION_*), N(COOKIE2) }
     sent, answers = p.roundtrip()
-    assert len(sent) == len(answers) == 1
-    assert p.r.remote == ("198.18.99.2", 44500)
+    assert len(sent) == 1 and len(answers) == 2  # the answer, and our check: { N(COOKIE2) }
+    assert p.r.remote == ("198.18.99.2", 44500) and events(p.r) == []
+    p.roundtrip()  # { N(COOKIE2) } --> from the new mapping: the Child SAs follow
     assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, ("198.18.99.2", 44500))]
     assert p.i.tm.active is None and not p.i.tm.queue
     assert p.i.moves == 1 and p.r.moves == 1
@@ -167,11 +196,14 @@ def test_roaming_initiator_updates_from_its_new_address() -> None:
     ((data, _),) = p.i.datagrams_to_send(p.now)
     p.r.receive_datagram(data, moved, p.now)
     assert p.r.remote == moved
-    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, moved)]
-    ((answer, to),) = p.r.datagrams_to_send(p.now)
+    ((answer, to), (check, _)) = p.r.datagrams_to_send(p.now)
     assert to == moved
     p.i.receive_datagram(answer, (B[0], 4500), p.now)
     assert p.i.moves == 1 and p.i.tm.active is None
+    p.i.receive_datagram(check, (B[0], 4500), p.now)
+    ((echo, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(echo, moved, p.now)
+    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, moved)]
     # Only the original initiator updates (RFC 4555 §3.4); not without MOBIKE either.
     assert not p.r.update_addresses(p.now)
     q = establish_pair(mobike=False)
