@@ -247,7 +247,9 @@ class IkeSa:
             self.tm.on_response(msg, data, now)
             return
         if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
-            if local is not None:
+            if local is not None and not (self.mobike and self.original_initiator
+                                          and self.is_established):  # fmt: skip
+                # (A MOBIKE initiator's address changes only with its updates.)
                 self.local = local
             self.request_from = addr
             if addr != self.remote and not (self.mobike and self.is_established):
