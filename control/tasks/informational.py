@@ -6,6 +6,7 @@ INFORMATIONAL { [N,] [D,] [CP,] ... } -->
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, NotifyType, ProtocolId, is_error_notify
@@ -13,7 +14,7 @@ from ..message import Message, check_rules
 from ..payloads import DeletePayload, NotifyPayload, Payload
 from .base import Task
 from .ike_init import detect_nat, natd_notifies
-from .mobike import ReturnRoutability
+from .mobike import ReturnRoutability, no_nats_data
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -95,6 +96,14 @@ class Informational(Task):
         it there (PeerAddressChanged: the shell points the outbound SAs at it); the
         answer carries our NAT detection for the new path and echoes COOKIE2 (§3.6)."""
         sa = self.sa
+        no_nats = msg.notify(NotifyType.NO_NATS_ALLOWED)
+        if no_nats is not None and not hmac.compare_digest(
+            no_nats.data, no_nats_data(sa.request_from, sa.local)
+        ):
+            # §3.9: the peer sent from addresses that reached us translated.
+            sa.log("UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED came through a NAT: not moving")
+            self.answer.append(NotifyPayload(NotifyType.UNEXPECTED_NAT_DETECTED))
+            return
         if sa.request_from != sa.remote:
             # IKE follows at once (the answer goes there anyway); ESP once the peer
             # answers a return routability check there (§3.5, §5.2: an authenticated

@@ -14,6 +14,7 @@ INFORMATIONAL { N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*), N(COOKIE2) } -->
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, NotifyType
@@ -114,3 +115,10 @@ class ReturnRoutability(Task):
 
     def failed(self, reason: str) -> None:
         pass
+
+
+def no_nats_data(src: tuple[str, int], dst: tuple[str, int]) -> bytes:
+    """N(NO_NATS_ALLOWED) data (RFC 4555 §3.9): the source and destination addresses,
+    then ports, of the IP header the sender used."""
+    return (ipaddress.ip_address(src[0]).packed + ipaddress.ip_address(dst[0]).packed
+            + src[1].to_bytes(2, "big") + dst[1].to_bytes(2, "big"))  # fmt: skip

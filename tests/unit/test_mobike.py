@@ -17,7 +17,7 @@ from espfast.control.message import decode, parse_header
 from espfast.control.payloads import NotifyPayload
 from espfast.control.tasks.ike_init import natd_notifies
 from espfast.control.tasks.informational import Informational
-from espfast.control.tasks.mobike import MobikeInformational
+from espfast.control.tasks.mobike import MobikeInformational, no_nats_data
 
 NEW_ADDR = ("198.18.7.9", 4500)  # the road warrior's address on its new network
 
@@ -222,3 +222,30 @@ def test_answer_without_our_cookie2_moves_nothing_here() -> None:
     for answer, _ in p.r.datagrams_to_send(p.now):
         p.i.receive_datagram(answer, (B[0], 500), p.now)
     assert p.i.moves == 0 and p.i.tm.active is None
+
+
+def test_no_nats_allowed_through_a_nat_is_refused() -> None:
+    # INFORMATIONAL { N(UPDATE_SA_ADDRESSES), N(NO_NATS_ALLOWED), N(COOKIE2) } -->
+    # from addresses that were translated on the way: <-- { N(UNEXPECTED_NAT_DETECTED) }
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    old = p.r.remote
+    claimed = no_nats_data(("198.18.50.1", 4500), p.r.local)  # not where it arrives from
+    upd = (NotifyPayload(NotifyType.UPDATE_SA_ADDRESSES),
+           NotifyPayload(NotifyType.NO_NATS_ALLOWED, claimed),
+           NotifyPayload(NotifyType.COOKIE2, bytes(16)))  # fmt: skip
+    p.i.tm.queue_task(Informational(p.i, True, upd), p.now)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(data, NEW_ADDR, p.now)
+    ((answer, _),) = p.r.datagrams_to_send(p.now)  # no return routability check either
+    assert p.r.remote == old and events(p.r) == [] and p.r.tm.active is None
+    assert p.r._crypt_out is not None and p.i._crypt_in is not None
+    kinds = [n.notify_type for n in decode(answer, p.i._crypt_in).all(NotifyPayload)]
+    assert kinds == [NotifyType.UNEXPECTED_NAT_DETECTED]
+    # The addresses as they arrive: accepted.
+    p.i.receive_datagram(answer, (B[0], 4500), p.now)
+    upd = (upd[0], NotifyPayload(NotifyType.NO_NATS_ALLOWED, no_nats_data(NEW_ADDR, p.r.local)))
+    p.i.tm.queue_task(Informational(p.i, True, upd), p.now)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(data, NEW_ADDR, p.now)
+    assert p.r.remote == NEW_ADDR
