@@ -88,6 +88,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 NATT_PORT = 4500  # RFC 3948
 DEFAULT_MTU = 1400
+DEFAULT_KEEPALIVE = 20  # seconds (RFC 3948 §2.3; strongSwan's keep_alive)
 MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
 MAX_MTU = INNER_MAX  # the largest inner packet the dataplane carries without TUN TSO
 DEFAULT_REPLAY_WINDOW = 1024
@@ -329,6 +330,9 @@ class InterfaceConfig:
     metrics: tuple[str, int] | None = None
     # The user to run as once set up (espfast/privs.py); None: stay who we are.
     user: str | None = None
+    # Seconds between NAT keepalives (RFC 3948 §2.3) from behind a NAT; 0: none
+    # (strongSwan's charon.keep_alive).
+    keepalive: int = DEFAULT_KEEPALIVE
 
 
 @dataclass(frozen=True)
@@ -454,9 +458,11 @@ def _interface(t: Table) -> InterfaceConfig:
     user = t.opt_str("user")
     if user is not None and not user.strip():
         raise t.error("user", "is empty")
+    keepalive = t.get_int("keepalive", DEFAULT_KEEPALIVE, 0, 3600)
     t.done()
     return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open,
-                           cookies_ip, block, ike_per_id, child_per_ike, metrics, user)  # fmt: skip
+                           cookies_ip, block, ike_per_id, child_per_ike, metrics, user,
+                           keepalive)  # fmt: skip
 
 
 @dataclass
@@ -647,6 +653,7 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     [interface]                     # as for espfast static; IKE also uses UDP 500 of
 #     ...                             # the listen address
 #     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
+#     keepalive = 20                  # seconds between NAT keepalives from behind a NAT (0: off)
 #     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
 #     cookie_threshold_ip = 3         # half-open IKE SAs from one address before COOKIEs
 #     block_threshold = 5             # half-open IKE SAs from one address before its
@@ -666,7 +673,8 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     #   (auth = "rsa" | "ecdsa": classic signature methods only), intermediates =
 #     #   ["im.crt"], send_cert = "always" | "ifasked" | "never", send_certreq = true
 #     fragmentation = "yes"           # RFC 7383: yes | accept | no; fragment_size = 1280
-#     mobike = "yes"                  # RFC 4555: yes | no
+#     mobike = "yes"                  # RFC 4555: yes | no (yes: follow our moves and the
+#                                     # NAT's as initiator, answer UPDATE_SA_ADDRESSES)
 #     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
 #     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
 #                                     # not list it) | ifuri (that, where the certificate
