@@ -187,6 +187,8 @@ class IkeSa:
         # Responder: the IKE_AUTH task of an EAP conversation under way (RFC 7296 §2.16),
         # which takes the peer's next IKE_AUTH requests.
         self.pending_auth: Task | None = None
+        # Responder, EAP-RADIUS: the Framed-IP-Address the server gave the peer's user.
+        self.framed_ip: ipaddress.IPv4Address | None = None
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -575,7 +577,7 @@ class IkeSa:
         peer = (idi.id_type, idi.data)
         # The connection IKE_SA_INIT chose first (its proposals were negotiated).
         for cfg in (self.config, *self.candidates):
-            if (cfg.auth.eap_users is not None) != eap:
+            if cfg.auth.eap_server != eap:
                 continue
             if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
                 self.config = cfg

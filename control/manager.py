@@ -33,6 +33,7 @@ a peer reauthenticating make-before-break, deletes the old one itself long befor
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -50,8 +51,10 @@ from .events import (
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN
 from .pool import AddressPool, IPAddress
+from .radius.relay import RadiusAnswer
 from .responder import Responder
 from .rng import Rng
+from .tasks.ike_auth_eap import IkeAuthEap
 
 REPLACE_DELAY = 10.0  # seconds before unique = replace deletes a same-address duplicate
 
@@ -362,7 +365,25 @@ class IkeManager:
         if pool is None:
             pool = self.pools[sa.config.name] = AddressPool(sa.config.pool)
         identity = bytes([sa.peer_id.id_type]) + sa.peer_id.data
+        if version == 4 and sa.framed_ip is not None:  # EAP-RADIUS's Framed-IP-Address
+            addr = pool.claim(sa.framed_ip, identity, sa.ike_sa_id)
+            if addr is None:
+                sa.log(f"Framed-IP-Address {sa.framed_ip} is outside the pool or in use",
+                       logging.WARNING)  # fmt: skip
+            return addr
         return pool.acquire(identity, version, sa.ike_sa_id)
+
+    def radius_answer(self, ike_sa_id: int, answer: RadiusAnswer, now: float) -> bool:
+        """The answer to IKE SA ``ike_sa_id``'s RadiusRequest: its IKE_AUTH response
+        goes out. False if that SA no longer waits for one (gone, timed out)."""
+        for sa in self._by_spi.values():
+            if sa.ike_sa_id == ike_sa_id and not sa.is_destroyed and sa.tm.deferred:
+                task = sa.tm.deferred[0]
+                if isinstance(task, IkeAuthEap):
+                    task.radius_answer = answer
+                    sa.tm.resume(now)
+                    return True
+        return False
 
     def _add(self, sa: IkeSa) -> None:
         sa.duplicates = self._duplicates

@@ -78,11 +78,13 @@ from espfast.control.events import (
     IkeSaRekeyed,
     IkeSaUp,
     PeerAddressChanged,
+    RadiusRequest,
     TrafficSelector,
 )
 from espfast.control.ike_sa import IkeSa
 from espfast.control.manager import IkeManager
 from espfast.control.message import parse_header
+from espfast.control.radius import RadiusAnswer
 from espfast.control.rng import Rng
 from espfast.ctl import (
     SCHEMA_VERSION,
@@ -96,6 +98,7 @@ from espfast.logfmt import event as logged
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
+    from espfast.radius import RadiusClient
     from espfast.config import ConnectionConfig, UpConfig
 
 log = logging.getLogger(__name__)
@@ -198,6 +201,8 @@ class Daemon:
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     # _guard's log budget: (start of the window, lines logged in it, errors not logged).
     _guard_log: tuple[float, int, int] = (float("-inf"), 0, 0)
+    # The RADIUS client for remote_auth = "eap-radius" (espfast/radius.py), if configured.
+    radius: RadiusClient | None = None
 
     @property
     def local(self) -> str:
@@ -471,6 +476,8 @@ class Daemon:
                 log.warning("%s: child SA failed: %s", event.name, event.reason,
                             extra=logged("child_sa_failed", child=event.name,
                                          ike_sa=event.ike_sa_id, reason=event.reason))  # fmt: skip
+            case RadiusRequest():
+                self._relay(event)
             case PeerAddressChanged():
                 for child in self.children.values():
                     if child.ike_sa_id == event.ike_sa_id:
@@ -731,6 +738,20 @@ class Daemon:
     def _wall(self, when: float | None) -> float | None:
         """A time on the loop's (monotonic) clock as UNIX time."""
         return None if when is None else time.time() + when - self.loop.time()
+
+    def _relay(self, event: RadiusRequest) -> None:
+        """An IKE SA's EAP goes to the RADIUS servers; their answer resumes it."""
+        ike_sa_id = event.ike_sa_id
+
+        def done(answer: RadiusAnswer) -> None:
+            with self._guard("a RADIUS answer"):
+                self.mgr.radius_answer(ike_sa_id, answer, self.loop.time())
+            self._pump()
+
+        if self.radius is None:
+            self.loop.call_soon(done, RadiusAnswer(None, reason="no [radius] servers"))
+            return
+        self.radius.access(list(event.attributes), done)
 
     # -- shutdown ----------------------------------------------------------------------------
 

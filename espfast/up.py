@@ -76,6 +76,7 @@ async def _serve(
     config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
 ) -> Counters:
     from espfast.control.rng import SystemRng
+    from espfast.radius import RadiusClient
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
@@ -128,9 +129,14 @@ async def _serve(
         def set_addresses(addresses: Iterable[IPInterface], add: bool) -> None:
             (tun.add_addresses if add else tun.remove_addresses)(addresses)
 
+        radius = None
+        if config.radius is not None:
+            radius = RadiusClient(config.radius)
+            await radius.open(iface.listen[0])
+            stack.callback(radius.close)
         daemon = Daemon(
             config, dp, tun.add_routes, send_500, SystemRng(), loop,
-            remove_routes=tun.remove_routes, set_addresses=set_addresses,
+            remove_routes=tun.remove_routes, set_addresses=set_addresses, radius=radius,
         )  # fmt: skip
         running.append((daemon, dp))
         counted = Metrics(daemon, dp.stats, iface.workers)
