@@ -239,7 +239,7 @@ class TaskManager:
             try:
                 task = sa.responder_task(msg)
                 task.process(msg, raw)
-                if getattr(task, "deferred", False):
+                if task.deferred:
                     self.deferred = (task, mid, exchange)
                     return
                 payloads = task.build()
@@ -260,12 +260,12 @@ class TaskManager:
             return
         task, mid, exchange = self.deferred
         self.deferred = None
-        setattr(task, "deferred", False)
+        task.deferred = False
         self.sa.now = now
         error: RemoteProtocolError | None = None
         payloads: list[Payload] = []
         try:
-            task.resume()  # type: ignore[attr-defined]  # a deferring task has one
+            task.resume()
             payloads = task.build()
         except RemoteProtocolError as exc:
             error = exc

@@ -357,7 +357,9 @@ _T = TypeVar("_T", bound=_Named)
 
 
 def _load(
-    path: str | os.PathLike[str], section: str, parse: Callable[[Table, _KeySources], _T],
+    path: str | os.PathLike[str],
+    section: str,
+    parse: Callable[[Table, _KeySources], _T],
     extra: Callable[[Table, _KeySources], None] | None = None,
 ) -> tuple[Path, InterfaceConfig, tuple[_T, ...]]:
     """The parts every config has: [interface], and one or more [[section]] tables with

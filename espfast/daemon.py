@@ -98,8 +98,8 @@ from espfast.logfmt import event as logged
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
-    from espfast.radius import RadiusClient
     from espfast.config import ConnectionConfig, UpConfig
+    from espfast.radius import RadiusClient
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,19 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from espfast.control.radius import RadiusAnswer, RadiusError, answer_of
-from espfast.control.radius.codec import Attribute, access_request, accounting_request, verify_answer
+from espfast.control.radius.codec import (
+    Attribute,
+    Packet,
+    Request,
+    access_request,
+    accounting_request,
+    verify_answer,
+)
 
 if TYPE_CHECKING:
     from espfast.config import Table, _KeySources
@@ -59,6 +66,9 @@ class RadiusCounters:
     refused_busy: int = 0  # max_pending reached: failed at once
 
 
+Build = Callable[["RadiusServer", int], Request]  # (server, identifier) -> the request
+
+
 class _Pending:
     def __init__(self, server: RadiusServer, request_data: bytes) -> None:
         self.server = server
@@ -67,7 +77,9 @@ class _Pending:
 
 
 class RadiusClient(asyncio.DatagramProtocol):
-    def __init__(self, cfg: RadiusConfig, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(
+        self, cfg: RadiusConfig, random_bytes: Callable[[int], bytes] = os.urandom
+    ) -> None:
         self.cfg = cfg
         self.random_bytes = random_bytes
         self.counters = RadiusCounters()
@@ -97,7 +109,7 @@ class RadiusClient(asyncio.DatagramProtocol):
         if len(data) < 20:
             self.counters.dropped_unknown += 1
             return
-        key = ((str(addr[0]), int(addr[1])), data[1])  # type: ignore[call-overload]
+        key = ((str(addr[0]), int(str(addr[1]))), data[1])
         p = self._pending.get(key)
         if p is None or p.future.done():
             self.counters.dropped_unknown += 1
@@ -123,8 +135,8 @@ class RadiusClient(asyncio.DatagramProtocol):
             return
         self._spawn(self._account(attrs))
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -150,8 +162,8 @@ class RadiusClient(asyncio.DatagramProtocol):
         if result is None:
             log.warning("no RADIUS accounting server answered")
 
-    async def _exchange(self, build: Callable[[RadiusServer, int], object],
-                        dest: Callable[[RadiusServer], Addr]) -> tuple[object, RadiusServer] | None:  # fmt: skip
+    async def _exchange(self, build: Build, dest: Callable[[RadiusServer], Addr]
+                        ) -> tuple[Packet, RadiusServer] | None:  # fmt: skip
         """Ask the servers in turn, from the one that answered last; the verified answer
         and its server, or None."""
         self._waiting += 1
@@ -170,14 +182,13 @@ class RadiusClient(asyncio.DatagramProtocol):
         finally:
             self._waiting -= 1
 
-    async def _ask(self, server: RadiusServer, addr: Addr,
-                   build: Callable[[RadiusServer, int], object]) -> object | None:  # fmt: skip
+    async def _ask(self, server: RadiusServer, addr: Addr, build: Build) -> Packet | None:
         ident = self._identifier(addr)
         if ident is None:
             return None
         request = build(server, ident)
         key = (addr, ident)
-        pending = self._pending[key] = _Pending(server, request.data)  # type: ignore[attr-defined]
+        pending = self._pending[key] = _Pending(server, request.data)
         self.counters.requests += 1
         timeout = self.cfg.timeout
         try:
@@ -196,7 +207,7 @@ class RadiusClient(asyncio.DatagramProtocol):
                     except TimeoutError:
                         break
                     try:
-                        return verify_answer(data, request, server.secret)  # type: ignore[arg-type]
+                        return verify_answer(data, request, server.secret)
                     except RadiusError as e:
                         self.counters.dropped_forged += 1
                         log.warning("RADIUS answer from %s dropped: %s", addr[0], e)
@@ -222,7 +233,7 @@ class RadiusClient(asyncio.DatagramProtocol):
 
 def parse_radius(t: Table, keys: _KeySources) -> RadiusConfig:
     """The [radius] table of an ``espfast up`` config (names as strongSwan's eap-radius)."""
-    from espfast.config import Table, _seconds, _secret, parse_endpoint  # noqa: F811
+    from espfast.config import Table, _seconds, _secret, parse_endpoint
 
     value = t.get("servers")
     if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):

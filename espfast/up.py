@@ -76,13 +76,13 @@ async def _serve(
     config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
 ) -> Counters:
     from espfast.control.rng import SystemRng
-    from espfast.radius import RadiusClient
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
     from espfast.metrics import Metrics, MetricsServer
     from espfast.operations import Operations
     from espfast.privs import drop_for_daemon, resolve_user
+    from espfast.radius import RadiusClient
     from espfast.tun import IPInterface, create_device, open_tun
 
     loop = asyncio.get_running_loop()

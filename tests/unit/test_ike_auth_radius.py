@@ -14,19 +14,25 @@ from test_ike_auth_eap import USERS, eap_configs
 
 from espfast.control.config import IkeConfig
 from espfast.control.eap import EapFailure, EapServer, decode_eap, encode_eap
-from espfast.control.events import TrafficSelector, ChildSaUp, IkeSaDown, IkeSaUp, RadiusRequest
+from espfast.control.events import ChildSaUp, IkeSaDown, IkeSaUp, RadiusRequest, TrafficSelector
 from espfast.control.manager import IkeManager
 from espfast.control.radius import Attr, Code, RadiusAnswer
 from espfast.control.rng import DeterministicRng
 from espfast.control.tasks.ike_auth_eap import IkeAuthEap
 
 
-def radius_configs(user: str = "carol", password: str = "carol-p4ss") -> tuple[IkeConfig, IkeConfig]:  # noqa: S107
+def radius_configs(
+    user: str = "carol",
+    password: str = "carol-p4ss",  # noqa: S107
+) -> tuple[IkeConfig, IkeConfig]:
     ci, cr = eap_configs(user, password)
     pool = (ipaddress.IPv4Network("198.19.100.0/24"),)
     any4 = TrafficSelector.from_network("0.0.0.0/0")
-    ci = replace(ci, vips=(ipaddress.IPv4Address("0.0.0.0"),),
-                 children=(replace(ci.children[0], local_ts=(any4,)),))
+    ci = replace(
+        ci,
+        vips=(ipaddress.IPv4Address("0.0.0.0"),),
+        children=(replace(ci.children[0], local_ts=(any4,)),),
+    )
     cr = replace(cr, auth=replace(cr.auth, eap_users=None, eap_radius=True), pool=pool,
                  children=(replace(cr.children[0], remote_ts=(TrafficSelector.from_network(
                      "198.19.100.0/24"),)),))  # fmt: skip

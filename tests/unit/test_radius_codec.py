@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import os
@@ -23,6 +22,7 @@ from espfast.control.radius.codec import (
     eap_attributes,
     eap_message,
     framed_ip,
+    md5,
     mppe_decrypt,
     mppe_encrypt,
     msk,
@@ -44,7 +44,7 @@ def server_answer(code: int, request: Request, attrs: list[tuple[int, bytes]], s
     if with_mac:
         mac = hmac.new(secret, head + request.authenticator + body, "md5").digest()
         body = body[:-16] + mac
-    auth = hashlib.md5(head + request.authenticator + body + secret).digest()
+    auth = md5(head + request.authenticator + body + secret)
     return head + auth + body
 
 
@@ -62,7 +62,7 @@ def test_rfc2865_7_1_access_accept_authenticator() -> None:
     )  # fmt: skip
     p = decode(req)
     assert p.code == Code.ACCESS_REQUEST and p.get(Attr.USER_NAME) == b"nemo"
-    auth = hashlib.md5(accept[:4] + req[4:20] + accept[20:] + SECRET).digest()
+    auth = md5(accept[:4] + req[4:20] + accept[20:] + SECRET)
     assert auth == accept[4:20]
     a = decode(accept)
     assert a.get(Attr.SERVICE_TYPE) == bytes.fromhex("00000001")
@@ -79,8 +79,8 @@ def test_access_round_trip_and_message_authenticator() -> None:
     ma = p.get(Attr.MESSAGE_AUTHENTICATOR)
     zeroed = req.data.replace(ma or b"", bytes(16))
     assert hmac.new(SECRET, zeroed, "md5").digest() == ma
-    answer = server_answer(Code.ACCESS_CHALLENGE, req, [(Attr.STATE, b"s1"),
-                                                        (Attr.EAP_MESSAGE, b"\x01\x08\x00\x05\x01")], SECRET)  # fmt: skip
+    challenge = [(Attr.STATE, b"s1"), (Attr.EAP_MESSAGE, b"\x01\x08\x00\x05\x01")]
+    answer = server_answer(Code.ACCESS_CHALLENGE, req, challenge, SECRET)
     got = verify_answer(answer, req, SECRET)
     assert got.get(Attr.STATE) == b"s1"
 
@@ -99,8 +99,8 @@ def test_forged_answers_refused(what: str) -> None:
             data[5] ^= 1
         elif what == "mac":
             data[-1] ^= 1  # the Message-Authenticator (also breaks the response auth)
-            data[4:20] = hashlib.md5(bytes(data[:4]) + req.authenticator + bytes(data[20:])
-                                     + SECRET).digest()  # fmt: skip
+            data[4:20] = md5(bytes(data[:4]) + req.authenticator + bytes(data[20:])
+                                     + SECRET)  # fmt: skip
         else:
             data[1] ^= 1
         data = bytes(data)
@@ -112,7 +112,7 @@ def test_accounting_authenticators() -> None:
     req = accounting_request(3, SECRET, [(Attr.ACCT_STATUS_TYPE, (1).to_bytes(4, "big"))])
     # RFC 2866 §3: MD5(Code+Identifier+Length+16 zero octets+attributes+secret)
     d = req.data
-    assert hashlib.md5(d[:4] + bytes(16) + d[20:] + SECRET).digest() == d[4:20]
+    assert md5(d[:4] + bytes(16) + d[20:] + SECRET) == d[4:20]
     answer = server_answer(Code.ACCOUNTING_RESPONSE, req, [], SECRET, with_mac=False)
     assert verify_answer(answer, req, SECRET).code == Code.ACCOUNTING_RESPONSE
 
@@ -160,7 +160,9 @@ def test_framed_ip(value: bytes, want: str | None) -> None:
 
 @pytest.mark.parametrize("value", [bytes(4), bytes([224, 0, 0, 1]), bytes([127, 0, 0, 1]), b"\x01"])
 def test_framed_ip_refused(value: bytes) -> None:
-    p = decode(bytes([2, 0, 0, 20 + 2 + len(value)]) + bytes(16) + bytes([8, 2 + len(value)]) + value)
+    p = decode(
+        bytes([2, 0, 0, 20 + 2 + len(value)]) + bytes(16) + bytes([8, 2 + len(value)]) + value
+    )
     with pytest.raises(RadiusError):
         framed_ip(p)
 
@@ -183,7 +185,9 @@ def test_relay_state_echo_and_refusals() -> None:
 def test_fuzz_any_bytes_parse_or_refuse() -> None:
     rnd = random.Random(3579)
     req = access_request(1, bytes(16), SECRET, [(Attr.USER_NAME, b"u")])
-    good = server_answer(Code.ACCESS_CHALLENGE, req, [(Attr.EAP_MESSAGE, b"\x01\x01\x00\x04")], SECRET)
+    good = server_answer(
+        Code.ACCESS_CHALLENGE, req, [(Attr.EAP_MESSAGE, b"\x01\x01\x00\x04")], SECRET
+    )
     for i in range(3000):
         if i % 2:
             data = bytearray(good)
