@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from espfast.control.radius import RadiusAnswer, RadiusError, answer_of
 from espfast.control.radius.codec import (
@@ -91,13 +91,17 @@ class RadiusClient(asyncio.DatagramProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def open(self, local: str = "") -> None:
+        """Bind the socket (to ``local``, else the wildcard: each server is then asked
+        from the address the route to it gives, the one its clients.conf knows)."""
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in (self.cfg.servers[0].address[0]) else socket.AF_INET
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(local, 0), family=family)
+        v6 = ":" in self.cfg.servers[0].address[0]
+        family = socket.AF_INET6 if v6 else socket.AF_INET
+        bind = local or ("::" if v6 else "0.0.0.0")  # noqa: S104  # a client's port
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(bind, 0), family=family)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # (asyncio's datagram transports do not all derive from DatagramTransport)
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def close(self) -> None:
         for t in list(self._tasks):
@@ -142,9 +146,13 @@ class RadiusClient(asyncio.DatagramProtocol):
 
     async def _access(self, attrs: list[Attribute], done: Callable[[RadiusAnswer], None]) -> None:
         auth = self.random_bytes(16)
-        result = await self._exchange(
-            lambda s, ident: access_request(ident, auth, s.secret, attrs), lambda s: s.address
-        )
+        try:
+            result = await self._exchange(
+                lambda s, ident: access_request(ident, auth, s.secret, attrs), lambda s: s.address
+            )
+        except (OSError, ValueError) as e:  # e.g. no route, or attributes too long
+            log.warning("cannot send an Access-Request: %s", e)
+            result = None
         if result is None:
             done(RadiusAnswer(None, reason="no RADIUS server answered"))
             return
@@ -196,7 +204,11 @@ class RadiusClient(asyncio.DatagramProtocol):
                 if attempt:
                     self.counters.retransmits += 1
                 assert self.transport is not None
-                self.transport.sendto(pending.data, addr)
+                try:
+                    self.transport.sendto(pending.data, addr)
+                except OSError as e:  # no route to it: the next server
+                    log.warning("cannot send to RADIUS server %s:%d: %s", addr[0], addr[1], e)
+                    return None
                 deadline = asyncio.get_running_loop().time() + timeout
                 while True:
                     left = deadline - asyncio.get_running_loop().time()

@@ -132,7 +132,7 @@ async def _serve(
         radius = None
         if config.radius is not None:
             radius = RadiusClient(config.radius)
-            await radius.open(iface.listen[0])
+            await radius.open()  # the source address the route to each server gives
             stack.callback(radius.close)
         daemon = Daemon(
             config, dp, tun.add_routes, send_500, SystemRng(), loop,

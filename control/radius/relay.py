@@ -99,7 +99,7 @@ class RadiusRelay:
         RemoteProtocolError for a rejection, a server that is gone, or an answer that
         does not make sense."""
         if a.code is None:
-            raise RemoteProtocolError(f"no RADIUS server answered ({a.reason})")
+            raise RemoteProtocolError(a.reason or "no RADIUS server answered")
         if a.code == Code.ACCESS_REJECT:
             raise RemoteProtocolError("the RADIUS server rejected the user")
         if not a.eap:

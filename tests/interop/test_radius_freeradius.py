@@ -1,0 +1,122 @@
+"""EAP-RADIUS against FreeRADIUS: an ``espfast up`` gateway relays its road warriors'
+EAP (RFC 3579) to FreeRADIUS, started by the test in a namespace of its own with a
+private configuration (a users file with a Framed-IP-Address, the gateway as client).
+The client (``espfast up`` with EAP-MSCHAPv2) gets in with the address the RADIUS user
+entry names; the first RADIUS server configured is dead, so the gateway fails over to the
+second. A wrong password gets AUTHENTICATION_FAILED and one gateway log line naming the
+user, never the password.
+
+  client a 198.18.0.1 -- 198.18.0.2 b gateway 198.18.5.1 -- 198.18.5.2 FreeRADIUS
+                                     (198.18.5.3: a RADIUS server that never answers)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from espfast.netns import Namespace, TwoHosts, wait_for
+from espfast.static import start_in, write_private
+from tests.interop.freeradius import FreeRadius, start, write_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
+from eapconf import GW_ID, GW_NET, PASSWORD, POOL, client_lines, pki_and_users
+from updaemon import client_conf, gateway_conf, peek, ping, status
+
+GW_RADIUS, RADIUS, DEAD = "198.18.5.1", "198.18.5.2", "198.18.5.3"
+SECRET = "s3cret-shared-with-freeradius"
+FRAMED = "198.19.100.77"
+
+
+@dataclass
+class Site:
+    hosts: TwoHosts
+    radius_ns: Namespace
+    radius: FreeRadius
+
+
+@contextlib.contextmanager
+def site(tmp_path: Path) -> Iterator[Site]:
+    """Client and gateway (TwoHosts a, b) and FreeRADIUS in a third namespace behind b."""
+    users = f'carol\tCleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED}\n'
+    conf = write_config(tmp_path, clients={GW_RADIUS: SECRET}, users=users)
+    with TwoHosts.create("radius") as hosts, Namespace.create("radius") as rns:
+        hosts.b.run("ip", "link", "add", "veth-r", "type", "veth", "peer", "name", "veth-g",
+                    "netns", rns.name)  # fmt: skip
+        hosts.b.run("ip", "addr", "add", f"{GW_RADIUS}/24", "dev", "veth-r")
+        rns.run("ip", "addr", "add", f"{RADIUS}/24", "dev", "veth-g")
+        hosts.b.run("ip", "link", "set", "veth-r", "up")
+        rns.run("ip", "link", "set", "veth-g", "up")
+        radius = start(rns, conf)
+        try:
+            yield Site(hosts, rns, radius)
+        finally:
+            radius.stop()
+
+
+def confs(tmp_path: Path, password: str) -> tuple[Path, Path]:
+    pki, _ = pki_and_users(tmp_path)
+    secret = write_private(tmp_path / "radius.secret", SECRET + "\n")
+    auth = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
+            'remote_auth = "eap-radius"')  # fmt: skip
+    gateway = gateway_conf(listen="198.18.0.2", local_id=GW_ID, auth=auth, pool=POOL,
+                           dns="198.19.2.53", inner=f"{GW_NET}/24", local_ts="198.19.2.0/24")
+    gateway += f"""
+[radius]
+servers = [{{address = "{DEAD}:1812", secret_file = "{secret}"}},
+           {{address = "{RADIUS}:1812", secret_file = "{secret}", acct_port = 1813}}]
+timeout = 1
+retransmit_tries = 1
+accounting = true
+"""  # fmt: skip
+    pw = write_private(tmp_path / "carol.pw", password + "\n")
+    rw = client_conf(listen="198.18.0.1", gateway="198.18.0.2", local_id="198.18.0.1",
+                     remote_id=GW_ID, auth=client_lines(pki, pw), remote_ts="198.19.2.0/24")
+    return write_private(tmp_path / "gw.toml", gateway), write_private(tmp_path / "rw.toml", rw)
+
+
+def test_freeradius_authenticates_with_failover_and_framed_ip(tmp_path: Path) -> None:
+    gw_conf, rw_conf = confs(tmp_path, PASSWORD)
+    with site(tmp_path) as s:
+        hosts = s.hosts
+        gw = start_in(hosts.b, gw_conf, "-v", command="up")
+        client = start_in(hosts.a, rw_conf, "-v", command="up")
+        try:
+            assert wait_for(lambda: ping(hosts.a, GW_NET), timeout=40), peek(gw)
+            assert ping(hosts.b, FRAMED)
+            (ike_g,) = status(hosts.b)
+        finally:
+            client.stop()
+            _, _, err_g = gw.stop()
+        radius_log = s.radius.text()
+    assert ike_g["remote_id"] == "carol", ike_g
+    assert ike_g["peer_virtual_ips"] == [FRAMED], ike_g
+    assert f"RADIUS server {DEAD}:1812 did not answer" in err_g, err_g
+    assert "EAP-RADIUS authenticated 'carol'" in err_g, err_g
+    assert "Sent Access-Accept" in radius_log
+    assert PASSWORD not in err_g and SECRET not in err_g
+
+
+def test_wrong_password_one_line_naming_the_user(tmp_path: Path) -> None:
+    wrong = "Tr0ub4dor&3 is wrong"
+    gw_conf, rw_conf = confs(tmp_path, wrong)
+    with site(tmp_path) as s:
+        hosts = s.hosts
+        gw = start_in(hosts.b, gw_conf, "-v", command="up")
+        client = start_in(hosts.a, rw_conf, "-v", command="up")
+        try:
+            assert wait_for(lambda: "EAP-RADIUS authentication of" in peek(gw), timeout=40)
+            assert not ping(hosts.a, GW_NET)
+        finally:
+            _, _, err_c = client.stop()
+            _, _, err_g = gw.stop()
+        radius_log = s.radius.text()
+    named = [x for x in err_g.splitlines() if "'carol'" in x]
+    assert len(named) == 1, err_g
+    assert "EAP-RADIUS authentication of 'carol' failed" in named[0], err_g
+    assert "AUTHENTICATION_FAILED" in err_c, err_c
+    assert "Sent Access-Reject" in radius_log
+    assert wrong not in err_g + err_c and SECRET not in err_g + err_c
