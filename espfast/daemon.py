@@ -98,6 +98,7 @@ from espfast.logfmt import event as logged
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
+    from espfast.accounting import Accounting
     from espfast.config import ConnectionConfig, UpConfig
     from espfast.radius import RadiusClient
 
@@ -203,6 +204,7 @@ class Daemon:
     _guard_log: tuple[float, int, int] = (float("-inf"), 0, 0)
     # The RADIUS client for remote_auth = "eap-radius" (espfast/radius.py), if configured.
     radius: RadiusClient | None = None
+    accounting: Accounting | None = None  # RADIUS accounting of those it let in
 
     @property
     def local(self) -> str:
@@ -436,6 +438,8 @@ class Daemon:
                              virtual_ips=event.virtual_ips + event.peer_virtual_ips),
                 )  # fmt: skip
                 self._hold_vips(event.ike_sa_id, event.virtual_ips)
+                if self.accounting is not None and self._relayed(event.name):
+                    self.accounting.up(event)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
                 log.info("%s: IKE SA rekeyed", event.name, extra=logged(
@@ -460,6 +464,7 @@ class Daemon:
                 old = self.children.pop(event.old_spi_in, None)
                 if old is not None:
                     self._retiring[event.old_spi_in] = old.ike_sa_id
+                    self._account_child(old, event.old_spi_in)
                 self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
                 self.counters.child_sas_rekeyed += 1
             case ChildSaClosing():
@@ -493,6 +498,8 @@ class Daemon:
                         del self._retiring[spi_in]
                         self._remove(spi_in, Direction.IN)
                 self._hold_vips(event.ike_sa_id, ())
+                if self.accounting is not None:
+                    self.accounting.down(event.ike_sa_id, event.cause)
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
@@ -661,6 +668,7 @@ class Daemon:
         child = self.children.pop(spi_in, None)
         if child is None:
             return
+        self._account_child(child, spi_in)
         if not successors:
             self._remove(spi_in, Direction.IN)
         self._release_out(child.spi_out)
@@ -738,6 +746,34 @@ class Daemon:
     def _wall(self, when: float | None) -> float | None:
         """A time on the loop's (monotonic) clock as UNIX time."""
         return None if when is None else time.time() + when - self.loop.time()
+
+    def _relayed(self, name: str) -> bool:
+        """Whether connection ``name`` lets its peers in through RADIUS."""
+        conn = next((c for c in self.config.connections if c.name == name), None)
+        return conn is not None and conn.ike.auth.eap_radius
+
+    def _child_counts(self, spi_in: int, spi_out: int) -> tuple[int, int, int, int]:
+        """(octets in, octets out, packets in, packets out) of a Child SA installed now."""
+        try:
+            i = self.dataplane.sa_stats(spi_in, Direction.IN)
+            o = self.dataplane.sa_stats(spi_out, Direction.OUT)
+        except ValueError:  # not (or no longer) in the dataplane
+            return 0, 0, 0, 0
+        return i.bytes, o.bytes, i.packets, o.packets
+
+    def radius_counts(self, ike_sa_id: int) -> tuple[int, int, int, int]:
+        """The counts of IKE SA ``ike_sa_id``'s Child SAs installed now (accounting)."""
+        total = [0, 0, 0, 0]
+        for spi_in, c in self.children.items():
+            if c.ike_sa_id == ike_sa_id:
+                total = [a + b for a, b in zip(total, self._child_counts(spi_in, c.spi_out),
+                                               strict=True)]  # fmt: skip
+        a, b, c_, d = total
+        return a, b, c_, d
+
+    def _account_child(self, child: _Child, spi_in: int) -> None:
+        if self.accounting is not None:
+            self.accounting.child_gone(child.ike_sa_id, self._child_counts(spi_in, child.spi_out))
 
     def _relay(self, event: RadiusRequest) -> None:
         """An IKE SA's EAP goes to the RADIUS servers; their answer resumes it."""

@@ -103,6 +103,12 @@ class RadiusClient(asyncio.DatagramProtocol):
         # (asyncio's datagram transports do not all derive from DatagramTransport)
         self.transport = cast(asyncio.DatagramTransport, transport)
 
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the requests under way, e.g. the accounting
+        Stops of a shutdown."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     def close(self) -> None:
         for t in list(self._tasks):
             t.cancel()

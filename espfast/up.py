@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(
     config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
 ) -> Counters:
+    from espfast.accounting import Accounting
     from espfast.control.rng import SystemRng
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
@@ -138,6 +139,9 @@ async def _serve(
             config, dp, tun.add_routes, send_500, SystemRng(), loop,
             remove_routes=tun.remove_routes, set_addresses=set_addresses, radius=radius,
         )  # fmt: skip
+        if radius is not None and radius.cfg.accounting:
+            daemon.accounting = Accounting(radius, loop, daemon.radius_counts)
+            stack.callback(daemon.accounting.close)
         running.append((daemon, dp))
         counted = Metrics(daemon, dp.stats, iface.workers)
         metrics = MetricsServer(counted, loop)
@@ -178,6 +182,8 @@ async def _serve(
             )
             await stop.wait()
             await daemon.shutdown()
+            if radius is not None:
+                await radius.drain(radius.cfg.timeout * 2)
             drops = dp.stats().drops()
             print("espfast up: dataplane drops: "
                   + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))  # fmt: skip

@@ -62,8 +62,15 @@ def confs(tmp_path: Path, password: str) -> tuple[Path, Path]:
     secret = write_private(tmp_path / "radius.secret", SECRET + "\n")
     auth = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
             'remote_auth = "eap-radius"')  # fmt: skip
-    gateway = gateway_conf(listen="198.18.0.2", local_id=GW_ID, auth=auth, pool=POOL,
-                           dns="198.19.2.53", inner=f"{GW_NET}/24", local_ts="198.19.2.0/24")
+    gateway = gateway_conf(
+        listen="198.18.0.2",
+        local_id=GW_ID,
+        auth=auth,
+        pool=POOL,
+        dns="198.19.2.53",
+        inner=f"{GW_NET}/24",
+        local_ts="198.19.2.0/24",
+    )
     gateway += f"""
 [radius]
 servers = [{{address = "{DEAD}:1812", secret_file = "{secret}"}},
@@ -73,8 +80,14 @@ retransmit_tries = 1
 accounting = true
 """  # fmt: skip
     pw = write_private(tmp_path / "carol.pw", password + "\n")
-    rw = client_conf(listen="198.18.0.1", gateway="198.18.0.2", local_id="198.18.0.1",
-                     remote_id=GW_ID, auth=client_lines(pki, pw), remote_ts="198.19.2.0/24")
+    rw = client_conf(
+        listen="198.18.0.1",
+        gateway="198.18.0.2",
+        local_id="198.18.0.1",
+        remote_id=GW_ID,
+        auth=client_lines(pki, pw),
+        remote_ts="198.19.2.0/24",
+    )
     return write_private(tmp_path / "gw.toml", gateway), write_private(tmp_path / "rw.toml", rw)
 
 
@@ -88,15 +101,25 @@ def test_freeradius_authenticates_with_failover_and_framed_ip(tmp_path: Path) ->
             assert wait_for(lambda: ping(hosts.a, GW_NET), timeout=40), peek(gw)
             assert ping(hosts.b, FRAMED)
             (ike_g,) = status(hosts.b)
+            assert wait_for(lambda: "Acct-Status-Type = Start" in s.radius.detail(), timeout=20)
         finally:
-            client.stop()
+            client.stop()  # its DELETE ends the session: Accounting-Request Stop
+            stopped = wait_for(lambda: "Acct-Status-Type = Stop" in s.radius.detail(), timeout=20)
             _, _, err_g = gw.stop()
         radius_log = s.radius.text()
+        detail = s.radius.detail()
     assert ike_g["remote_id"] == "carol", ike_g
     assert ike_g["peer_virtual_ips"] == [FRAMED], ike_g
     assert f"RADIUS server {DEAD}:1812 did not answer" in err_g, err_g
     assert "EAP-RADIUS authenticated 'carol'" in err_g, err_g
     assert "Sent Access-Accept" in radius_log
+    # Accounting: Start and Stop for carol's session, the Stop with the pings' bytes.
+    assert stopped, detail
+    stop = detail[detail.index("Acct-Status-Type = Stop") :]
+    assert 'User-Name = "carol"' in stop and f"Framed-IP-Address = {FRAMED}" in stop, stop
+    octets_in = int(stop.split("Acct-Input-Octets = ")[1].split()[0])
+    packets_out = int(stop.split("Acct-Output-Packets = ")[1].split()[0])
+    assert octets_in >= 2 * 84 and packets_out >= 2, stop  # two pings each way at least
     assert PASSWORD not in err_g and SECRET not in err_g
 
 
