@@ -66,6 +66,7 @@ class RadiusCounters:
     refused_busy: int = 0  # max_pending reached: failed at once
 
 
+MAX_QUEUED = 8  # unchecked answers waiting for one request; more are dropped
 Build = Callable[["RadiusServer", int], Request]  # (server, identifier) -> the request
 
 
@@ -73,7 +74,9 @@ class _Pending:
     def __init__(self, server: RadiusServer, request_data: bytes) -> None:
         self.server = server
         self.data = request_data
-        self.future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        # Answers to check, in arrival order (forgeries among them are dropped there);
+        # bounded, as anyone may send them.
+        self.answers: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED)
 
 
 class RadiusClient(asyncio.DatagramProtocol):
@@ -121,10 +124,10 @@ class RadiusClient(asyncio.DatagramProtocol):
             return
         key = ((str(addr[0]), int(str(addr[1]))), data[1])
         p = self._pending.get(key)
-        if p is None or p.future.done():
+        if p is None or p.answers.full():
             self.counters.dropped_unknown += 1
             return
-        p.future.set_result(bytes(data))
+        p.answers.put_nowait(bytes(data))
 
     # -- the two kinds of request ------------------------------------------------------
     def access(self, attrs: list[Attribute], done: Callable[[RadiusAnswer], None]) -> None:
@@ -221,15 +224,14 @@ class RadiusClient(asyncio.DatagramProtocol):
                     if left <= 0:
                         break
                     try:
-                        data = await asyncio.wait_for(asyncio.shield(pending.future), left)
+                        data = await asyncio.wait_for(pending.answers.get(), left)
                     except TimeoutError:
                         break
                     try:
                         return verify_answer(data, request, server.secret)
                     except RadiusError as e:
                         self.counters.dropped_forged += 1
-                        log.warning("RADIUS answer from %s dropped: %s", addr[0], e)
-                        pending.future = asyncio.get_running_loop().create_future()
+                        log.debug("RADIUS answer from %s dropped: %s", addr[0], e)  # counted
                 timeout *= 2
             self.counters.timeouts += 1
             log.warning("RADIUS server %s:%d did not answer", addr[0], addr[1])

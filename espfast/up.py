@@ -184,6 +184,8 @@ async def _serve(
             await daemon.shutdown()
             if radius is not None:
                 await radius.drain(radius.cfg.timeout * 2)
+                rc = dataclasses.asdict(radius.counters)
+                print("espfast up: radius: " + ", ".join(f"{k}={v}" for k, v in rc.items()))
             drops = dp.stats().drops()
             print("espfast up: dataplane drops: "
                   + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))  # fmt: skip

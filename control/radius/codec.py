@@ -187,6 +187,20 @@ def accounting_request(identifier: int, secret: bytes, attrs: list[Attribute]) -
     return Request(identifier, auth, head + auth + body)
 
 
+def encode_answer(code: int, request: Request, attrs: list[Attribute], secret: bytes, *,
+                  with_mac: bool = True) -> bytes:  # fmt: skip
+    """A server's answer to ``request`` (RFC 2865 §3 Response Authenticator, RFC 3579
+    §3.2 Message-Authenticator): for test servers, and the symmetry of verify_answer."""
+    body = _attrs_bytes(attrs)
+    if with_mac:
+        body += bytes([Attr.MESSAGE_AUTHENTICATOR, 18]) + bytes(16)
+    head = _header(code, request.identifier, HEADER + len(body))
+    if with_mac:
+        mac = hmac.new(secret, head + request.authenticator + body, "md5").digest()
+        body = body[:-16] + mac
+    return head + md5(head + request.authenticator + body + secret) + body
+
+
 def verify_answer(data: bytes, request: Request, secret: bytes) -> Packet:
     """The answer to ``request`` if it is one and authentic (RFC 2865 §3 Response
     Authenticator; RFC 3579 §3.2 Message-Authenticator, required on Access answers);

@@ -5,15 +5,41 @@ process, its log on stdout) and ended by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from espfast.netns import Namespace, wait_for
+from espfast.static import write_private
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
+from eapconf import GW_ID, GW_NET, POOL, client_lines, pki_and_users
+from updaemon import client_conf, gateway_conf
 
 SYSTEM_CONF = Path("/etc/freeradius/3.0")  # read (copied), never written
+# The gateway's side towards its RADIUS servers, the live one, one that never answers.
+GW_RADIUS, RADIUS, DEAD = "198.18.5.1", "198.18.5.2", "198.18.5.3"
+SECRET = "s3cret-shared-with-freeradius"
+FRAMED = "198.19.100.77"  # carol's Framed-IP-Address
+
+
+@contextlib.contextmanager
+def behind(gw: Namespace) -> Iterator[Namespace]:
+    """A namespace for RADIUS servers behind the gateway's ``gw``: GW_RADIUS there,
+    RADIUS here, on a veth pair of their own."""
+    with Namespace.create("radius") as rns:
+        gw.run("ip", "link", "add", "veth-r", "type", "veth", "peer", "name", "veth-g",
+               "netns", rns.name)  # fmt: skip
+        gw.run("ip", "addr", "add", f"{GW_RADIUS}/24", "dev", "veth-r")
+        rns.run("ip", "addr", "add", f"{RADIUS}/24", "dev", "veth-g")
+        gw.run("ip", "link", "set", "veth-r", "up")
+        rns.run("ip", "link", "set", "veth-g", "up")
+        yield rns
 
 
 @dataclass
@@ -83,3 +109,42 @@ def start(ns: Namespace, conf: Path) -> FreeRadius:
         radius.stop()
         raise RuntimeError("FreeRADIUS did not start:\n" + radius.text()[-3000:])
     return radius
+
+
+def confs(
+    tmp_path: Path, password: str, servers: tuple[str, ...] = (DEAD, RADIUS)
+) -> tuple[Path, Path]:
+    """(gateway, client) ``espfast up`` configs: the gateway relays EAP to ``servers``
+    (in that order), the client is carol with ``password``."""
+    pki, _ = pki_and_users(tmp_path)
+    secret = write_private(tmp_path / "radius.secret", SECRET + "\n")
+    auth = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
+            'remote_auth = "eap-radius"')  # fmt: skip
+    gateway = gateway_conf(
+        listen="198.18.0.2",
+        local_id=GW_ID,
+        auth=auth,
+        pool=POOL,
+        dns="198.19.2.53",
+        inner=f"{GW_NET}/24",
+        local_ts="198.19.2.0/24",
+    )
+    entries = ", ".join(f'{{address = "{a}:1812", secret_file = "{secret}", acct_port = 1813}}'
+                        for a in servers)  # fmt: skip
+    gateway += f"""
+[radius]
+servers = [{entries}]
+timeout = 1
+retransmit_tries = 1
+accounting = true
+"""  # fmt: skip
+    pw = write_private(tmp_path / "carol.pw", password + "\n")
+    rw = client_conf(
+        listen="198.18.0.1",
+        gateway="198.18.0.2",
+        local_id="198.18.0.1",
+        remote_id=GW_ID,
+        auth=client_lines(pki, pw),
+        remote_ts="198.19.2.0/24",
+    )
+    return write_private(tmp_path / "gw.toml", gateway), write_private(tmp_path / "rw.toml", rw)

@@ -19,16 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from espfast.netns import Namespace, TwoHosts, wait_for
-from espfast.static import start_in, write_private
-from tests.interop.freeradius import FreeRadius, start, write_config
+from espfast.static import start_in
+from tests.interop.freeradius import (
+    DEAD,
+    FRAMED,
+    GW_RADIUS,
+    SECRET,
+    FreeRadius,
+    behind,
+    confs,
+    start,
+    write_config,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
-from eapconf import GW_ID, GW_NET, PASSWORD, POOL, client_lines, pki_and_users
-from updaemon import client_conf, gateway_conf, peek, ping, status
-
-GW_RADIUS, RADIUS, DEAD = "198.18.5.1", "198.18.5.2", "198.18.5.3"
-SECRET = "s3cret-shared-with-freeradius"
-FRAMED = "198.19.100.77"
+from eapconf import GW_NET, PASSWORD
+from updaemon import peek, ping, status
 
 
 @dataclass
@@ -43,52 +49,12 @@ def site(tmp_path: Path) -> Iterator[Site]:
     """Client and gateway (TwoHosts a, b) and FreeRADIUS in a third namespace behind b."""
     users = f'carol\tCleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED}\n'
     conf = write_config(tmp_path, clients={GW_RADIUS: SECRET}, users=users)
-    with TwoHosts.create("radius") as hosts, Namespace.create("radius") as rns:
-        hosts.b.run("ip", "link", "add", "veth-r", "type", "veth", "peer", "name", "veth-g",
-                    "netns", rns.name)  # fmt: skip
-        hosts.b.run("ip", "addr", "add", f"{GW_RADIUS}/24", "dev", "veth-r")
-        rns.run("ip", "addr", "add", f"{RADIUS}/24", "dev", "veth-g")
-        hosts.b.run("ip", "link", "set", "veth-r", "up")
-        rns.run("ip", "link", "set", "veth-g", "up")
+    with TwoHosts.create("radius") as hosts, behind(hosts.b) as rns:
         radius = start(rns, conf)
         try:
             yield Site(hosts, rns, radius)
         finally:
             radius.stop()
-
-
-def confs(tmp_path: Path, password: str) -> tuple[Path, Path]:
-    pki, _ = pki_and_users(tmp_path)
-    secret = write_private(tmp_path / "radius.secret", SECRET + "\n")
-    auth = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
-            'remote_auth = "eap-radius"')  # fmt: skip
-    gateway = gateway_conf(
-        listen="198.18.0.2",
-        local_id=GW_ID,
-        auth=auth,
-        pool=POOL,
-        dns="198.19.2.53",
-        inner=f"{GW_NET}/24",
-        local_ts="198.19.2.0/24",
-    )
-    gateway += f"""
-[radius]
-servers = [{{address = "{DEAD}:1812", secret_file = "{secret}"}},
-           {{address = "{RADIUS}:1812", secret_file = "{secret}", acct_port = 1813}}]
-timeout = 1
-retransmit_tries = 1
-accounting = true
-"""  # fmt: skip
-    pw = write_private(tmp_path / "carol.pw", password + "\n")
-    rw = client_conf(
-        listen="198.18.0.1",
-        gateway="198.18.0.2",
-        local_id="198.18.0.1",
-        remote_id=GW_ID,
-        auth=client_lines(pki, pw),
-        remote_ts="198.19.2.0/24",
-    )
-    return write_private(tmp_path / "gw.toml", gateway), write_private(tmp_path / "rw.toml", rw)
 
 
 def test_freeradius_authenticates_with_failover_and_framed_ip(tmp_path: Path) -> None:

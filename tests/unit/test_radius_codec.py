@@ -21,6 +21,7 @@ from espfast.control.radius.codec import (
     decode,
     eap_attributes,
     eap_message,
+    encode_answer,
     framed_ip,
     md5,
     mppe_decrypt,
@@ -35,17 +36,7 @@ SECRET = b"xyzzy5461"
 
 def server_answer(code: int, request: Request, attrs: list[tuple[int, bytes]], secret: bytes,
                   *, with_mac: bool = True) -> bytes:  # fmt: skip
-    """What a RADIUS server sends (RFC 2865 §3, RFC 3579 §3.2)."""
-    body = b"".join(bytes([a, len(v) + 2]) + v for a, v in attrs)
-    if with_mac:
-        body += bytes([Attr.MESSAGE_AUTHENTICATOR, 18]) + bytes(16)
-    length = (20 + len(body)).to_bytes(2, "big")
-    head = bytes([code, request.identifier]) + length
-    if with_mac:
-        mac = hmac.new(secret, head + request.authenticator + body, "md5").digest()
-        body = body[:-16] + mac
-    auth = md5(head + request.authenticator + body + secret)
-    return head + auth + body
+    return encode_answer(code, request, list(attrs), secret, with_mac=with_mac)
 
 
 def test_rfc2865_7_1_access_accept_authenticator() -> None:
