@@ -34,8 +34,10 @@ def test_spoofed_radius_answers_are_ignored_and_counted(tmp_path: Path) -> None:
     pw = tmp_path / "carol.pw"
     with TwoHosts.create("secrad") as hosts, behind(hosts.b) as rns:
         rns.run("ip", "addr", "add", f"{SPOOF}/24", "dev", "veth-g")
-        fake = rns.popen(sys.executable, str(FAKE), RADIUS, SPOOF, str(tmp_path / "radius.secret"),
-                         "carol", str(pw), "--lifetime", "60", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        secret = str(tmp_path / "radius.secret")
+        args = (RADIUS, SPOOF, secret, "carol", str(pw), "--lifetime", "60")
+        fake = rns.popen(sys.executable, str(FAKE), *args, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)  # fmt: skip
         try:
             gw = start_in(hosts.b, gw_conf, "-v", command="up")
             client = start_in(hosts.a, rw_conf, "-v", command="up")
