@@ -149,9 +149,14 @@ class RadiusClient(asyncio.DatagramProtocol):
         self._spawn(self._account(attrs))
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        self._waiting += 1  # counted from now: a burst of requests meets the bound at once
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._waiting -= 1
+        self._tasks.discard(task)
 
     async def _access(self, attrs: list[Attribute], done: Callable[[RadiusAnswer], None]) -> None:
         auth = self.random_bytes(16)
@@ -183,21 +188,17 @@ class RadiusClient(asyncio.DatagramProtocol):
                         ) -> tuple[Packet, RadiusServer] | None:  # fmt: skip
         """Ask the servers in turn, from the one that answered last; the verified answer
         and its server, or None."""
-        self._waiting += 1
-        try:
-            n = len(self.cfg.servers)
-            for step in range(n):
-                index = (self.current + step) % n
-                server = self.cfg.servers[index]
-                answer = await self._ask(server, dest(server), build)
-                if answer is not None:
-                    if step:
-                        self.counters.failovers += 1
-                    self.current = index
-                    return answer, server
-            return None
-        finally:
-            self._waiting -= 1
+        n = len(self.cfg.servers)
+        for step in range(n):
+            index = (self.current + step) % n
+            server = self.cfg.servers[index]
+            answer = await self._ask(server, dest(server), build)
+            if answer is not None:
+                if step:
+                    self.counters.failovers += 1
+                self.current = index
+                return answer, server
+        return None
 
     async def _ask(self, server: RadiusServer, addr: Addr, build: Build) -> Packet | None:
         ident = self._identifier(addr)
