@@ -20,10 +20,12 @@ from pathlib import Path
 
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import start_in
+from tests.interop.conftest import CharonFactory
 from tests.interop.freeradius import (
     DEAD,
     FRAMED,
     GW_RADIUS,
+    RADIUS,
     SECRET,
     FreeRadius,
     behind,
@@ -35,6 +37,8 @@ from tests.interop.freeradius import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
 from eapconf import GW_NET, PASSWORD
 from updaemon import peek, ping, status
+
+from tests.interop.test_eap_charon import client_swanctl
 
 
 @dataclass
@@ -109,3 +113,31 @@ def test_wrong_password_one_line_naming_the_user(tmp_path: Path) -> None:
     assert "AUTHENTICATION_FAILED" in err_c, err_c
     assert "Sent Access-Reject" in radius_log
     assert wrong not in err_g + err_c and SECRET not in err_g + err_c
+
+
+def test_charon_client_through_freeradius(charons: CharonFactory, tmp_path: Path) -> None:
+    """charon (the native Windows client's setup: EAP-MSCHAPv2, a certificate check of
+    the gateway) against the gateway relaying to FreeRADIUS: the MSK from FreeRADIUS's
+    MS-MPPE keys keys both AUTH payloads, and charon gets carol's Framed-IP-Address."""
+    gw_conf, _ = confs(tmp_path, PASSWORD, servers=(RADIUS,))
+    ca = (tmp_path / "pki" / "ca.crt").read_bytes()
+    with site(tmp_path) as s:
+        hosts = s.hosts
+        gw = start_in(hosts.b, gw_conf, "-v", command="up")
+        swanctl = client_swanctl(hosts.addr_b, hosts.addr_a, PASSWORD)
+        swanctl = swanctl.replace("remote_ts = 198.19.1.0/24", "remote_ts = 198.19.2.0/24")
+        charon = charons.start(hosts.a, swanctl, files={"x509ca/ca.crt": ca})
+        try:
+            charon.initiate("net", "gw")
+            charon.wait_child("net")
+            (ike,) = charon.list_sas()
+            (child,) = ike["child-sas"].values()
+            assert wait_for(lambda: ping(hosts.a, GW_NET), timeout=10)
+            log = charon.log(None)
+        finally:
+            _, _, err = gw.stop()
+    assert child["local-ts"] == [f"{FRAMED}/32"], child
+    assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-3000:]
+    assert "authentication of 'gw.eap.test' with EAP successful" in log, log[-3000:]
+    assert "EAP-RADIUS authenticated 'carol'" in err, err
+    assert PASSWORD not in err and SECRET not in err
