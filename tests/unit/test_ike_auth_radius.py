@@ -16,6 +16,7 @@ from espfast.control.config import IkeConfig
 from espfast.control.eap import EapFailure, EapServer, decode_eap, encode_eap
 from espfast.control.events import ChildSaUp, IkeSaDown, IkeSaUp, RadiusRequest, TrafficSelector
 from espfast.control.manager import IkeManager
+from espfast.control.pool import AddressPool
 from espfast.control.radius import Attr, Code, RadiusAnswer
 from espfast.control.rng import DeterministicRng
 from espfast.control.tasks.ike_auth_eap import IkeAuthEap
@@ -127,3 +128,15 @@ def test_no_server_answers() -> None:
     p.r.tm.resume(p.now)
     p.r_to_i()
     assert p.i is not None and p.i.is_destroyed and p.r.is_destroyed
+
+
+def test_framed_ip_claims_only_free_addresses_of_the_pool() -> None:
+    pool = AddressPool((ipaddress.IPv4Network("198.19.100.0/24"),))
+    a77 = ipaddress.IPv4Address("198.19.100.77")
+    assert pool.claim(a77, b"carol", holder=1) == a77
+    assert pool.claim(a77, b"dave", holder=2) is None  # carol holds it: not dave's
+    assert pool.claim(ipaddress.IPv4Address("198.19.1.1"), b"dave", holder=2) is None
+    assert pool.acquire(b"dave", 4, holder=2) != a77  # the pool never hands it out again
+    pool.release(1)
+    assert pool.claim(a77, b"dave", holder=3) == a77  # unheld: the server may move it
+    assert pool.acquire(b"carol", 4, holder=4) not in (a77, None)  # carol's lease moved
