@@ -36,6 +36,7 @@ class _Session:
     peer: str
     framed: tuple[str, ...]
     started: float
+    classes: tuple[bytes, ...] = ()  # the Access-Accept's Class attributes, echoed
     gone: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # counts of removed SAs
     timer: asyncio.TimerHandle | None = None
 
@@ -48,10 +49,11 @@ class Accounting:
         self.live = live  # ike_sa_id -> the counts of its Child SAs installed now
         self.sessions: dict[int, _Session] = {}
 
-    def up(self, ev: IkeSaUp) -> None:
+    def up(self, ev: IkeSaUp, classes: tuple[bytes, ...] = ()) -> None:
         peer = f"{ev.peer[0]}[{ev.peer[1]}]"
         session_id = f"{ev.ike_sa_id:016x}-{int(time.time()):x}"
-        s = _Session(session_id, ev.remote_id, peer, ev.peer_virtual_ips, time.monotonic())
+        s = _Session(session_id, ev.remote_id, peer, ev.peer_virtual_ips, time.monotonic(),
+                     classes)  # fmt: skip
         self.sessions[ev.ike_sa_id] = s
         self.client.account(self._attrs(s, AcctStatus.START))
         self._arm(ev.ike_sa_id)
@@ -105,6 +107,7 @@ class Accounting:
             (Attr.SERVICE_TYPE, u32(SERVICE_TYPE_FRAMED)),
             (Attr.CALLING_STATION_ID, s.peer.encode()),
         ]
+        attrs += [(Attr.CLASS, c) for c in s.classes]
         for a in s.framed:
             ip = ipaddress.ip_address(a)
             if ip.version == 4:

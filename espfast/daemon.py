@@ -205,6 +205,9 @@ class Daemon:
     # The RADIUS client for remote_auth = "eap-radius" (espfast/radius.py), if configured.
     radius: RadiusClient | None = None
     accounting: Accounting | None = None  # RADIUS accounting of those it let in
+    # The Class attributes of each IKE SA's Access-Accept, for its accounting (RFC 2865
+    # §5.25: sent back unchanged).
+    _radius_classes: dict[int, tuple[bytes, ...]] = field(default_factory=dict)
 
     @property
     def local(self) -> str:
@@ -438,8 +441,9 @@ class Daemon:
                              virtual_ips=event.virtual_ips + event.peer_virtual_ips),
                 )  # fmt: skip
                 self._hold_vips(event.ike_sa_id, event.virtual_ips)
+                classes = self._radius_classes.pop(event.ike_sa_id, ())
                 if self.accounting is not None and self._relayed(event.name):
-                    self.accounting.up(event)
+                    self.accounting.up(event, classes)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
                 log.info("%s: IKE SA rekeyed", event.name, extra=logged(
@@ -498,6 +502,7 @@ class Daemon:
                         del self._retiring[spi_in]
                         self._remove(spi_in, Direction.IN)
                 self._hold_vips(event.ike_sa_id, ())
+                self._radius_classes.pop(event.ike_sa_id, None)
                 if self.accounting is not None:
                     self.accounting.down(event.ike_sa_id, event.cause)
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
@@ -780,6 +785,8 @@ class Daemon:
         ike_sa_id = event.ike_sa_id
 
         def done(answer: RadiusAnswer) -> None:
+            if answer.classes:
+                self._radius_classes[ike_sa_id] = answer.classes[:16]
             with self._guard("a RADIUS answer"):
                 self.mgr.radius_answer(ike_sa_id, answer, self.loop.time())
             self._pump()

@@ -51,7 +51,8 @@ class Site:
 @contextlib.contextmanager
 def site(tmp_path: Path) -> Iterator[Site]:
     """Client and gateway (TwoHosts a, b) and FreeRADIUS in a third namespace behind b."""
-    users = f'carol\tCleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED}\n'
+    users = (f'carol\tCleartext-Password := "{PASSWORD}"\n'
+             f'\tFramed-IP-Address = {FRAMED},\n\tClass = "gold"\n')  # fmt: skip
     conf = write_config(tmp_path, clients={GW_RADIUS: SECRET}, users=users)
     with TwoHosts.create("radius") as hosts, behind(hosts.b) as rns:
         radius = start(rns, conf)
@@ -87,6 +88,7 @@ def test_freeradius_authenticates_with_failover_and_framed_ip(tmp_path: Path) ->
     assert stopped, detail
     stop = detail[detail.index("Acct-Status-Type = Stop") :]
     assert 'User-Name = "carol"' in stop and f"Framed-IP-Address = {FRAMED}" in stop, stop
+    assert "Class = 0x676f6c64" in stop, stop  # "gold", as the Access-Accept gave it
     octets_in = int(stop.split("Acct-Input-Octets = ")[1].split()[0])
     packets_out = int(stop.split("Acct-Output-Packets = ")[1].split()[0])
     assert octets_in >= 2 * 84 and packets_out >= 2, stop  # two pings each way at least
