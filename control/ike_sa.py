@@ -198,6 +198,9 @@ class IkeSa:
         self.admit: Callable[[IkeSa], str] = lambda sa: ""
         self.max_children = MAX_CHILDREN
 
+        # Responder, EAP-RADIUS: the Framed-IP-Address the server gave the peer's user.
+        self.framed_ip: ipaddress.IPv4Address | None = None
+
     @property
     def fragments(self) -> FragmentBudget:
         return self._fragments.budget
@@ -622,7 +625,7 @@ class IkeSa:
         peer = (idi.id_type, idi.data)
         # The connection IKE_SA_INIT chose first (its proposals were negotiated).
         for cfg in (self.config, *self.candidates):
-            if (cfg.auth.eap_users is not None) != eap:
+            if cfg.auth.eap_server != eap:
                 continue
             if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
                 self.config = cfg
