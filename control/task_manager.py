@@ -8,6 +8,7 @@ being processed twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -228,30 +229,24 @@ class TaskManager:
             self.counters.dropped_before_established += 1
             sa.log(f"{exchange_name(exchange)} request before IKE_AUTH completed: dropped")
             return
-        task: Task | None = None
-        error: RemoteProtocolError | None = None
-        payloads: list[Payload] = []
         if isinstance(msg, RemoteProtocolError):
-            error = msg
-        else:
-            sa.log_message("received", msg)
-            sa.now = now
-            try:
-                task = sa.responder_task(msg)
-                task.process(msg, raw)
-                if task.deferred:
-                    self.deferred = (task, mid, exchange)
-                    return
-                payloads = task.build()
-            except RemoteProtocolError as exc:
-                error = exc
-            except LocalProtocolError as exc:
-                # Our own failure (e.g. a key that cannot sign what the peer accepts).
-                error = RemoteProtocolError(f"local failure: {exc}",
-                                            notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
-            except Exception as exc:  # the peer's input raised it, whatever it is
-                error = self._unexpected(exc)
-        self._answer(task, error, payloads, mid, exchange, now)
+            self._answer(None, msg, [], mid, exchange, now)
+            return
+        sa.log_message("received", msg)
+        sa.now = now
+        tasks: list[Task] = []
+
+        def handle() -> list[Payload] | None:
+            task = sa.responder_task(msg)
+            tasks.append(task)
+            task.process(msg, raw)
+            return None if task.deferred else task.build()
+
+        payloads, error = self._attempt(handle, exchange)
+        if payloads is None:  # the task waits (e.g. for a RADIUS server): answered later
+            self.deferred = (tasks[0], mid, exchange)
+            return
+        self._answer(tasks[0] if tasks else None, error, payloads, mid, exchange, now)
 
     def resume(self, now: float) -> None:
         """The deferred request's answer can now be built (the task has what it waited
@@ -262,19 +257,29 @@ class TaskManager:
         self.deferred = None
         task.deferred = False
         self.sa.now = now
-        error: RemoteProtocolError | None = None
-        payloads: list[Payload] = []
-        try:
+
+        def finish() -> list[Payload]:
             task.resume()
-            payloads = task.build()
+            return task.build()
+
+        payloads, error = self._attempt(finish, exchange)
+        self._answer(task, error, payloads or [], mid, exchange, now)
+
+    def _attempt(
+        self, step: Callable[[], list[Payload] | None], exchange: int
+    ) -> tuple[list[Payload] | None, RemoteProtocolError | None]:
+        """Run one step of answering a request: what it returns, or the error to answer
+        with instead (whatever the peer's or a server's input made it raise)."""
+        try:
+            return step(), None
         except RemoteProtocolError as exc:
-            error = exc
+            return [], exc
         except LocalProtocolError as exc:
-            error = RemoteProtocolError(f"local failure: {exc}",
-                                        notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
-        except Exception as exc:  # the server's input raised it, whatever it is
-            error = self._unexpected(exc)
-        self._answer(task, error, payloads, mid, exchange, now)
+            # Our own failure (e.g. a key that cannot sign what the peer accepts).
+            notify = _LOCAL_FAILURE.get(exchange, 43)
+            return [], RemoteProtocolError(f"local failure: {exc}", notify=notify)
+        except Exception as exc:  # the input raised it, whatever it is
+            return [], self._unexpected(exc)
 
     def _answer(self, task: Task | None, error: RemoteProtocolError | None,
                 payloads: list[Payload], mid: int, exchange: int, now: float) -> None:  # fmt: skip
