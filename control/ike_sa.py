@@ -22,7 +22,6 @@ from collections.abc import Callable
 from enum import Enum
 
 from . import reauth
-from .auth import id_matches
 from .child_sa import ChildSa, seq_rekey_threshold
 from .config import ChildConfig, IkeConfig
 from .constants import (
@@ -144,6 +143,9 @@ class IkeSa:
         self.mobike = False  # RFC 4555 negotiated: only UPDATE_SA_ADDRESSES moves the peer
         self.request_from: Addr = remote  # where the request being handled came from
         self.peer_id: IdPayload | None = None
+        # Who the peer is, whatever it wrote in its ID payload (auth.canonical_id, or the
+        # certificate's auth.certificate_identity): leases and uniqueness key on it.
+        self.peer_key = b""
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
         self.established_at = 0.0
@@ -563,16 +565,6 @@ class IkeSa:
                 out.append(ChildAction(c.name, action))
         return tuple(out)
 
-    def select_config(self, idi: IdPayload) -> None:
-        """Responder: the configuration whose remote identity the IDi names."""
-        peer = (idi.id_type, idi.data)
-        # The connection IKE_SA_INIT chose first (its proposals were negotiated).
-        for cfg in (self.config, *self.candidates):
-            if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
-                self.config = cfg
-                return
-        raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",
-                                  notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
 
     # -- used by the tasks ---------------------------------------------------------------
     def set_ike_keys(self, chosen: Chosen, ni: bytes, nr: bytes, shared: bytes,
@@ -693,7 +685,7 @@ class IkeSa:
         new.peer_hash_algorithms = self.peer_hash_algorithms
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.mobike = self.mobike
-        new.peer_id = self.peer_id
+        new.peer_id, new.peer_key = self.peer_id, self.peer_key
         new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq

@@ -285,13 +285,12 @@ class IkeManager:
 
     def _lease(self, sa: IkeSa, version: int) -> IPAddress | None:
         """A virtual IP of ``version`` for the peer of ``sa`` from its connection's pool."""
-        if not sa.config.pool or sa.peer_id is None:
+        if not sa.config.pool or not sa.peer_key:
             return None
         pool = self.pools.get(sa.config.name)
         if pool is None:
             pool = self.pools[sa.config.name] = AddressPool(sa.config.pool)
-        identity = bytes([sa.peer_id.id_type]) + sa.peer_id.data
-        return pool.acquire(identity, version, sa.ike_sa_id)
+        return pool.acquire(sa.peer_key, version, sa.ike_sa_id)
 
     def _add(self, sa: IkeSa) -> None:
         sa.duplicates = self._duplicates
@@ -326,10 +325,9 @@ class IkeManager:
 
 
 def _same_peer(a: IkeSa, b: IkeSa) -> bool:
-    """Whether the peer proved the same identity to ``a`` and ``b`` (IDi or IDr)."""
-    if a.peer_id is None or b.peer_id is None:
-        return False
-    return (a.peer_id.id_type, a.peer_id.data) == (b.peer_id.id_type, b.peer_id.data)
+    """Whether the peer proved the same identity to ``a`` and ``b`` (IDi or IDr), however
+    it spelled it (IkeSa.peer_key)."""
+    return bool(a.peer_key) and a.peer_key == b.peer_key
 
 
 def _overlapped(a: IkeSa, b: IkeSa) -> bool:

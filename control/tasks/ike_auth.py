@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .. import vip
-from ..auth import id_matches, psk_auth, psk_verify, signed_octets
+from .. import policy, vip
+from ..auth import canonical_id, id_matches, psk_auth, psk_verify, signed_octets
 from ..config import ChildConfig
 from ..constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ..errors import PeerError, RemoteProtocolError
@@ -74,7 +74,8 @@ class IkeAuth(Task):
                                       notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
         return out
 
-    def _check_peer(self, msg: Message, id_payload: IdPayload) -> None:
+    def _check_peer(self, msg: Message, id_payload: IdPayload) -> bytes:
+        """Authenticate the peer under ``sa.config``; its canonical identity."""
         auth = msg.get(AuthPayload)
         if auth is None:
             raise _auth_failed("no AUTH payload")
@@ -92,16 +93,37 @@ class IkeAuth(Task):
                 raise _auth_failed(f"peer used AUTH method {auth.method}, we expect PSK")
             if not psk_verify(self.sa.prf, cfg.auth.psk, octets, auth.data):
                 raise _auth_failed("pre-shared key mismatch")
-            return
+            return canonical_id(peer)
         if cfg.auth.verifier is None:
             raise _auth_failed("no way to verify the peer's signature")
         certs = [c.data for c in msg.all(CertPayload)
                  if c.encoding == CertEncoding.X509_SIGNATURE]  # fmt: skip
         try:
-            cfg.auth.verifier(auth.method, auth.data, octets, certs,
-                              (id_payload.id_type, id_payload.data))  # fmt: skip
+            key = cfg.auth.verifier(auth.method, auth.data, octets, certs, peer)
         except RemoteProtocolError as exc:
             raise _auth_failed(str(exc)) from None
+        return key or canonical_id(peer)
+
+    def _select_and_check(self, msg: Message, idi: IdPayload) -> bytes:
+        """Responder: the connection for this peer (control/policy.py), the first of the
+        candidates whose authentication it passes; its canonical identity."""
+        sa = self.sa
+        configs = policy.candidates(sa.candidates, (idi.id_type, idi.data), sa.chosen)
+        if not configs:
+            raise _auth_failed(f"no connection for peer {sa.id_str(idi)} "
+                               f"with {sa.chosen}")  # fmt: skip
+        first: RemoteProtocolError | None = None
+        for cfg in configs:
+            sa.config = cfg
+            try:
+                return self._check_peer(msg, idi)
+            except RemoteProtocolError as exc:
+                if len(configs) > 1:
+                    sa.log(f"connection {cfg.name} refuses {sa.id_str(idi)}: {exc}")
+                first = first or exc
+        sa.config = configs[0]
+        assert first is not None
+        raise first
 
     # -- both roles --------------------------------------------------------------------
     def build(self) -> list[Payload]:
@@ -138,7 +160,7 @@ class IkeAuth(Task):
                 raise PeerError(f"peer answered {_name(err.notify_type)}", err.notify_type)
             check_rules(msg)
             idr = msg.need(IdrPayload)
-            self._check_peer(msg, idr)
+            sa.peer_key = self._check_peer(msg, idr)
             sa.peer_id = idr
             sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
             if sa.config.vips:
@@ -154,8 +176,7 @@ class IkeAuth(Task):
             return True
         check_rules(msg)
         idi = msg.need(IdiPayload)
-        sa.select_config(idi)
-        self._check_peer(msg, idi)
+        sa.peer_key = self._select_and_check(msg, idi)
         sa.peer_id = idi
         sa.initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
         # strongSwan's unique = keep: the first IKE SA stays; a second one from the same

@@ -160,9 +160,16 @@ def test_bad_substructures() -> None:
     bad_delete = DeletePayload(ProtocolId.ESP, (b"\x00\x01",))
     with pytest.raises(RemoteProtocolError, match="SPI size 2"):
         decode(encode(msg(bad_delete)))
-    bad_num = SaPayload((Proposal(3, ProtocolId.IKE, b"", SA.proposals[0].transforms),))
+    ts = SA.proposals[0].transforms
+    bad_num = SaPayload((Proposal(3, ProtocolId.IKE, b"", ts), Proposal(4, ProtocolId.IKE, b"", ts)))
     with pytest.raises(RemoteProtocolError, match="out of sequence"):
         decode(encode(msg(bad_num)))
+    skipped = SaPayload((Proposal(1, ProtocolId.IKE, b"", ts), Proposal(3, ProtocolId.IKE, b"", ts)))
+    with pytest.raises(RemoteProtocolError, match="out of sequence"):
+        decode(encode(msg(skipped)))
+    # A response carries the one proposal accepted, with its number in the offer (§3.3.1).
+    chosen = SaPayload((Proposal(3, ProtocolId.IKE, b"", ts),))
+    assert decode(encode(msg(chosen))).get(SaPayload) == chosen
 
 
 def test_payload_length_overruns_message() -> None:
