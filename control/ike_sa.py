@@ -565,7 +565,6 @@ class IkeSa:
                 out.append(ChildAction(c.name, action))
         return tuple(out)
 
-
     # -- used by the tasks ---------------------------------------------------------------
     def set_ike_keys(self, chosen: Chosen, ni: bytes, nr: bytes, shared: bytes,
                      seed: bytes | None = None) -> None:  # fmt: skip

@@ -168,6 +168,7 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 	sa->esn = p->esn ? 1 : 0;
 	sa->t = t;
 	sa->seq = p->initial_seq;
+	sa->owner = p->owner;
 	pthread_spin_init(&sa->replay_lock, PTHREAD_PROCESS_PRIVATE);
 	sa->local = copy_ts(p->local_ts, p->n_local, err);
 	if (!sa->local)
@@ -531,12 +532,43 @@ static void plen_ref(struct ef_table *tb, const struct ef_prefix *p, int delta)
 	tb->n_plens[fi] = k;
 }
 
+static int prefixes_overlap(const struct ef_prefix *a, size_t na, const struct ef_prefix *b,
+			    size_t nb)
+{
+	for (size_t i = 0; i < na; i++)
+		for (size_t k = 0; k < nb; k++)
+			if (ef_prefix_contains(&a[i], &b[k]) || ef_prefix_contains(&b[k], &a[i]))
+				return 1;
+	return 0;
+}
+
+/* Whether a route of `sa` would shadow another owner's SA: same remote prefix (the
+ * newest route of a prefix wins) and local selectors that overlap. */
+static int shadows(const struct ef_table *tb, const struct ef_sa *sa)
+{
+	for (size_t i = 0; i < sa->n_remote; i++) {
+		const struct ef_prefix *p = &sa->remote[i];
+		const struct ef_route *r = tb->routes[route_hash(p) & tb->route_mask];
+
+		for (; r; r = r->next) {
+			if (r->sa->owner == sa->owner || r->prefix.family != p->family ||
+			    r->prefix.plen != p->plen || memcmp(r->prefix.addr, p->addr, 16) != 0)
+				continue;
+			if (prefixes_overlap(r->sa->local, r->sa->n_local, sa->local, sa->n_local))
+				return 1;
+		}
+	}
+	return 0;
+}
+
 int ef_table_add(struct ef_table *tb, struct ef_sa *sa)
 {
 	struct ef_sa **bucket;
 
 	if (ef_table_find(tb, sa->spi, sa->dir))
 		return EF_E_EXISTS;
+	if (sa->dir == EF_DIR_OUT && shadows(tb, sa))
+		return EF_E_CONFLICT;
 	bucket = &tb->spi[sa->dir][spi_hash(sa->spi) & tb->spi_mask[sa->dir]];
 	sa->next_spi = *bucket;
 	*bucket = sa;

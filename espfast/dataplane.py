@@ -145,6 +145,11 @@ class SaParams:
     peer: tuple[str, int] | None = None  # outbound: outer peer address and UDP port
     esn: bool = False
     replay_window: int = 1024  # inbound only
+    # Who the SA is for (the daemon: connection and canonical peer identity, hashed to 64
+    # bits). An outbound SA whose exact remote prefix another owner's SA already routes
+    # (for overlapping local selectors) is refused with SelectorConflict and counted in
+    # Stats.sa_conflicts; the same owner's newer SA (rekey, reauthentication) takes over.
+    owner: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ class Stats:
     # peer sent on a new SA before our IKE had installed it (csrc/worker.h, ef_park).
     spi_late: int
     spi_held: int  # ... and how many wait right now
+    sa_conflicts: int  # outbound SAs refused: another owner's selectors (SelectorConflict)
 
     # Counters that count traffic or the use of an offload; every other one counts drops
     # (or, for keepalives/IKE, datagrams that were not ESP).
@@ -199,6 +205,10 @@ class Stats:
     def drops(self) -> dict[str, int]:
         """The drop and error counters that moved, by name."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v and k not in self.NOT_DROPS}
+
+
+class SelectorConflict(ValueError):
+    """An outbound SA would take over the route of another owner's SA (SaParams.owner)."""
 
 
 class EspError(ValueError):
@@ -395,6 +405,9 @@ def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _
     p.replay_window = window if direction is Direction.IN else 0
     p.initial_seq = initial_seq
     p.peer, p.peer_len = peer_buf, peer_len
+    if isinstance(sa.owner, bool) or not isinstance(sa.owner, int) or not 0 <= sa.owner < 2**64:
+        raise ValueError(f"owner must be an int in 0..2**64-1, not {sa.owner!r}")
+    p.owner = sa.owner
     return _CParams(p, [ekey, ikey], [lts, rts, peer_buf])
 
 
@@ -592,6 +605,9 @@ class Dataplane(_Closable):
             cp.wipe()
         if rc == lib.EF_E_EXISTS:
             raise ValueError(f"an {sa.direction} SA with SPI 0x{sa.spi:08x} already exists")
+        if rc == lib.EF_E_CONFLICT:
+            raise SelectorConflict(f"outbound SA 0x{sa.spi:08x}: another peer's SA holds "
+                                   f"{', '.join(map(str, sa.remote_ts))}")  # fmt: skip
         if rc:
             raise ValueError(f"cannot add SA 0x{sa.spi:08x}: {_strerror(rc)}")
 

@@ -161,15 +161,15 @@ def test_bad_substructures() -> None:
     with pytest.raises(RemoteProtocolError, match="SPI size 2"):
         decode(encode(msg(bad_delete)))
     ts = SA.proposals[0].transforms
-    bad_num = SaPayload((Proposal(3, ProtocolId.IKE, b"", ts), Proposal(4, ProtocolId.IKE, b"", ts)))
-    with pytest.raises(RemoteProtocolError, match="out of sequence"):
-        decode(encode(msg(bad_num)))
-    skipped = SaPayload((Proposal(1, ProtocolId.IKE, b"", ts), Proposal(3, ProtocolId.IKE, b"", ts)))
-    with pytest.raises(RemoteProtocolError, match="out of sequence"):
-        decode(encode(msg(skipped)))
+
+    def numbered(*nums: int) -> SaPayload:
+        return SaPayload(tuple(Proposal(n, ProtocolId.IKE, b"", ts) for n in nums))
+
+    for bad in ((3, 4), (1, 3), (0,)):
+        with pytest.raises(RemoteProtocolError, match="out of sequence"):
+            decode(encode(msg(numbered(*bad))))
     # A response carries the one proposal accepted, with its number in the offer (§3.3.1).
-    chosen = SaPayload((Proposal(3, ProtocolId.IKE, b"", ts),))
-    assert decode(encode(msg(chosen))).get(SaPayload) == chosen
+    assert decode(encode(msg(numbered(3)))).get(SaPayload) == numbered(3)
 
 
 def test_payload_length_overruns_message() -> None:
