@@ -12,9 +12,8 @@ from dataclasses import replace
 from functools import cache
 
 import pytest
-from ikepair import NET_B, A, B, Pair, configs, drain, events, exchange
-
 from cryptography import x509
+from ikepair import NET_B, A, B, Pair, configs, drain, events, exchange
 
 from espfast.ca import build_ca, generate_key, issue_cert
 from espfast.control.auth import certificate_auth
@@ -146,8 +145,9 @@ def cert_gateway(unique: str = "no") -> tuple[IkeConfig, IkeConfig]:
     trust, gw, alice, _ = pki()
     ci, cr = configs()
     child_i = ChildConfig("net", (ANY4,), (NET_B,), parse_esp("aes128gcm16"))
-    ci = replace(ci, children=(child_i,), vips=(IP("0.0.0.0"),), remote_id=(IdType.FQDN,
-                 b"gw.example.org"), auth=certificate_auth(alice, trust, NOW.timestamp))  # fmt: skip
+    gw_id = (IdType.FQDN, b"gw.example.org")
+    ci = replace(ci, children=(child_i,), vips=(IP("0.0.0.0"),), remote_id=gw_id,
+                 auth=certificate_auth(alice, trust, NOW.timestamp))  # fmt: skip
     cr = replace(cr, pool=(POOL,), remote_id=None, local_id=(IdType.FQDN, b"gw.example.org"),
                  auth=certificate_auth(gw, trust, NOW.timestamp), unique=unique)  # fmt: skip
     return cr, ci
@@ -168,7 +168,7 @@ def test_one_certificate_under_six_spellings_holds_one_address() -> None:
     cr, ci = cert_gateway()
     gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
     for n, ident in enumerate(spellings(pki()[2])):
-        ev_c, ev_g = connect(gw, ci, f"198.18.0.{10 + n}", ident)
+        _, ev_g = connect(gw, ci, f"198.18.0.{10 + n}", ident)
         (up,) = [e for e in ev_g if isinstance(e, IkeSaUp)]
         assert up.peer_virtual_ips == ("198.19.100.1",), ident
         assert len({sa.peer_key for sa in gw.sas}) == 1
@@ -198,8 +198,9 @@ def test_a_client_that_asked_for_no_address_gets_no_child_sa(tsi: str) -> None:
     """Alice holds 198.19.100.1. Mallory (authenticated, her own identity) asks for no
     address and proposes TSi = alice's address, the pool, everything: TS_UNACCEPTABLE."""
     cr, ci = configs()
+    pool_ts = TrafficSelector.from_network(POOL)
     cr = replace(cr, pool=(POOL,), remote_id=None,
-                 children=(ChildConfig("net", (NET_B,), (TrafficSelector.from_network(POOL),)),))  # fmt: skip
+                 children=(ChildConfig("net", (NET_B,), (pool_ts,)),))  # fmt: skip
     alice_cfg = replace(ci, vips=(IP("0.0.0.0"),),
                         children=(ChildConfig("net", (ANY4,), (NET_B,)),))  # fmt: skip
     gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
