@@ -65,7 +65,8 @@ def test_one_certificate_under_six_spellings_takes_one_address(tmp_path: Path) -
                         remote_id="gw.vip.test", auth=auth(d, "alice"),
                         remote_ts="198.19.2.0/24", name="efatk0")  # fmt: skip
     bob = client_conf(listen="198.18.0.1", gateway="198.18.0.2", local_id="bob@vip.test",
-                      remote_id="gw.vip.test", auth=auth(d, "bob"), remote_ts="198.19.2.0/24")  # fmt: skip
+                      remote_id="gw.vip.test", auth=auth(d, "bob"),
+                      remote_ts="198.19.2.0/24")  # fmt: skip
     with TwoHosts.create("spell") as hosts:
         gw = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw_conf), "-v", command="up")
         attacker = Attacker(hosts)
