@@ -13,10 +13,11 @@ from functools import cache
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from ikepair import NET_B, A, B, Pair, configs, drain, events, exchange
 
 from espfast.ca import build_ca, generate_key, issue_cert
-from espfast.control.auth import certificate_auth
+from espfast.control.auth import certificate_auth, certificate_identity
 from espfast.control.certs import LocalCredential, TrustStore
 from espfast.control.config import ChildConfig, IkeConfig
 from espfast.control.constants import IdType, NotifyType
@@ -25,7 +26,7 @@ from espfast.control.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp,
 from espfast.control.identity import Identity
 from espfast.control.manager import IkeManager
 from espfast.control.policy import candidates
-from espfast.control.proposals import parse_esp, parse_ike
+from espfast.control.proposals import allows, parse_esp, parse_ike, select
 from espfast.control.rng import DeterministicRng
 from espfast.control.tasks.child_create import ChildNegotiation
 
@@ -234,3 +235,38 @@ def test_a_client_with_an_address_is_narrowed_to_it_in_every_child_sa() -> None:
     with pytest.raises(RemoteProtocolError, match="no virtual IP") as exc:
         neg._peer_side(cr.children[0])
     assert exc.value.notify == NotifyType.TS_UNACCEPTABLE
+
+
+def test_canonical_identities() -> None:
+    """Spellings that compare equal share one canonical form; others do not."""
+    same = [["alice@example.org", "ALICE@Example.ORG", "email:Alice@example.org"],
+            ["gw.example.org", "GW.Example.Org", "@gw.example.org"],
+            ["C=CH, O=Example, CN=alice", "c=ch, o=EXAMPLE, cn=ALICE",
+             "/C=CH/O=Example/CN=alice"]]  # fmt: skip
+    forms = [{Identity.parse(s).canonical() for s in group} for group in same]
+    assert [len(f) for f in forms] == [1, 1, 1]
+    assert len(set.union(*forms)) == 3  # an FQDN is not the e-mail address, nor a DN
+    assert Identity.parse("198.18.0.1").canonical() != Identity.parse("198.18.0.2").canonical()
+
+
+def test_certificate_identity_is_the_subject_or_the_key() -> None:
+    _, _, alice, _ = pki()
+    assert certificate_identity(alice.cert) == Identity.from_name(alice.cert.subject).canonical()
+    key = generate_key("ecdsa")
+    ca_key = generate_key("ecdsa")
+    ca = build_ca(ca_key, now=NOW)
+    bare = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1))
+            .sign(ca_key, hashes.SHA256()))  # fmt: skip
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
+    assert certificate_identity(bare) == Identity(IdType.KEY_ID, ski).canonical()
+
+
+def test_allows_checks_every_negotiated_algorithm() -> None:
+    offer = parse_ike("aes128gcm16-prfsha256-x25519")
+    chosen = select(offer, [s.to_proposal(1) for s in offer])
+    assert allows(parse_ike("aes256gcm16-aes128gcm16-prfsha256-ecp256-x25519"), chosen)
+    assert not allows(parse_ike("aes128gcm16-prfsha384-x25519"), chosen)  # other PRF
+    assert not allows(parse_ike("aes128gcm16-prfsha256-ecp256"), chosen)  # other group
+    assert not allows(parse_ike("aes256gcm16-prfsha256-x25519"), chosen)  # other cipher
