@@ -4,7 +4,7 @@ IKE_SA_INIT picks a connection by proposal alone (the first whose IKE proposals 
 offer satisfies: control/responder.py), before the peer has said who it is. In IKE_AUTH
 the peer's IDi decides, as strongSwan's peer_cfg lookup does: the connections whose
 ``remote_id`` the IDi matches, best match first (an exact identity before a wildcard
-pattern before no ``remote_id`` at all; config order breaks ties), and only those whose
+pattern before no ``remote_id`` at all; the order given breaks ties), and only those whose
 IKE proposals allow what IKE_SA_INIT negotiated. The first of these whose authentication
 the peer passes is the peer's connection (control/tasks/ike_auth.py); its children,
 pool and uniqueness policy are all the peer is entitled to.

@@ -108,7 +108,9 @@ class IkeAuth(Task):
         """Responder: the connection for this peer (control/policy.py), the first of the
         candidates whose authentication it passes; its canonical identity."""
         sa = self.sa
-        configs = policy.candidates(sa.candidates, (idi.id_type, idi.data), sa.chosen)
+        # The connection IKE_SA_INIT chose goes first among equally good matches.
+        ours = (sa.config, *(c for c in sa.candidates if c is not sa.config))
+        configs = policy.candidates(ours, (idi.id_type, idi.data), sa.chosen)
         if not configs:
             raise _auth_failed(f"no connection for peer {sa.id_str(idi)} "
                                f"with {sa.chosen}")  # fmt: skip
