@@ -19,8 +19,9 @@ SA (SIGTERM); ``idle`` says when all are gone.
 Uniqueness (strongSwan's ``unique``, IkeConfig.unique), for IKE SAs of one connection
 with the same peer identity ("duplicates"; canonical, IkeSa.peer_key: one for every
 spelling of it, so that neither uniqueness nor the pool's leases can be dodged): a
-peer's INITIAL_CONTACT removes the older ones (RFC 7296 §2.4) unless the policy is "never"; "no" does nothing more. "keep"
-refuses (AUTHENTICATION_FAILED) a new one from another address while one is established.
+peer's INITIAL_CONTACT removes the older ones (RFC 7296 §2.4) unless the policy is
+"never"; "no" does nothing more. "keep" refuses (AUTHENTICATION_FAILED) a new one from
+another address while one is established.
 "replace": an IKE SA the peer sets up from another address replaces its duplicates at
 once (a client that moved, or came back). Duplicates with the same address are settled
 REPLACE_DELAY seconds after the newer came up, if both are still there (the usual one,
