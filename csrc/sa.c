@@ -169,6 +169,7 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 	sa->t = t;
 	sa->seq = p->initial_seq;
 	sa->owner = p->owner;
+	sa->group = p->group;
 	pthread_spin_init(&sa->replay_lock, PTHREAD_PROCESS_PRIVATE);
 	sa->local = copy_ts(p->local_ts, p->n_local, err);
 	if (!sa->local)
@@ -542,21 +543,39 @@ static int prefixes_overlap(const struct ef_prefix *a, size_t na, const struct e
 	return 0;
 }
 
-/* Whether a route of `sa` would shadow another owner's SA: same remote prefix (the
- * newest route of a prefix wins) and local selectors that overlap. */
+static int same_prefix(const struct ef_prefix *a, const struct ef_prefix *b)
+{
+	return a->family == b->family && a->plen == b->plen && memcmp(a->addr, b->addr, 16) == 0;
+}
+
+/* Whether route r (of another SA) and remote prefix p of `sa` conflict: see
+ * ef_sa_params.owner. */
+static int conflicts(const struct ef_route *r, const struct ef_sa *sa, const struct ef_prefix *p)
+{
+	const struct ef_sa *old = r->sa;
+
+	if (old->owner == sa->owner || r->prefix.family != p->family)
+		return 0;
+	if (!same_prefix(&r->prefix, p) &&
+	    !(sa->group && old->group == sa->group &&
+	      (ef_prefix_contains(&r->prefix, p) || ef_prefix_contains(p, &r->prefix))))
+		return 0;
+	return prefixes_overlap(old->local, old->n_local, sa->local, sa->n_local);
+}
+
+/* Whether a route of `sa` would shadow another owner's SA. Equal prefixes share a
+ * bucket; nested ones (only checked within a group) may be anywhere. */
 static int shadows(const struct ef_table *tb, const struct ef_sa *sa)
 {
 	for (size_t i = 0; i < sa->n_remote; i++) {
 		const struct ef_prefix *p = &sa->remote[i];
-		const struct ef_route *r = tb->routes[route_hash(p) & tb->route_mask];
+		uint32_t b = route_hash(p) & tb->route_mask, first = sa->group ? 0 : b;
+		uint32_t last = sa->group ? tb->route_mask : b;
 
-		for (; r; r = r->next) {
-			if (r->sa->owner == sa->owner || r->prefix.family != p->family ||
-			    r->prefix.plen != p->plen || memcmp(r->prefix.addr, p->addr, 16) != 0)
-				continue;
-			if (prefixes_overlap(r->sa->local, r->sa->n_local, sa->local, sa->n_local))
-				return 1;
-		}
+		for (uint32_t k = first; k <= last; k++)
+			for (const struct ef_route *r = tb->routes[k]; r; r = r->next)
+				if (conflicts(r, sa, p))
+					return 1;
 	}
 	return 0;
 }

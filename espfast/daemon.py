@@ -389,7 +389,7 @@ class Daemon:
                 # A Child SA like one we have, with the same peer: the peer reauthenticated
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
                 # make-before-break as for a rekey, the old one goes with its IKE SA.
-                owner = self._owner(event.ike_sa_id)
+                owner, _ = self._owner(event.ike_sa_id)
                 twin = next((spi for spi, c in self.children.items() if c.up.name == event.name
                              and c.up.peer == event.peer and c.up.local_ts == event.local_ts
                              and c.up.remote_ts == event.remote_ts and c.owner == owner),
@@ -526,14 +526,15 @@ class Daemon:
         if not any(c.spi_out == spi_out for c in self.children.values()):
             self._remove(spi_out, Direction.OUT)
 
-    def _owner(self, ike_sa_id: int) -> int:
-        """SaParams.owner for the Child SAs of IKE SA ``ike_sa_id``: its connection and
-        the peer's canonical identity (the same across rekeys and reauthentications)."""
+    def _owner(self, ike_sa_id: int) -> tuple[int, int]:
+        """SaParams.owner and .group for the Child SAs of IKE SA ``ike_sa_id``: its
+        connection and the peer's canonical identity (the same across rekeys and
+        reauthentications), and its connection."""
         sa = next((s for s in self.sas if s.ike_sa_id == ike_sa_id), None)
         if sa is None:
-            return ike_sa_id
-        who = sa.config.name.encode() + b"\0" + sa.peer_key
-        return int.from_bytes(hashlib.blake2b(who, digest_size=8).digest(), "big")
+            return ike_sa_id, 0
+        conn = sa.config.name.encode()
+        return _hash64(conn + b"\0" + sa.peer_key), _hash64(conn)
 
     def _install_new(self, ev: ChildSaUp) -> None:
         """A new Child SA; one whose outbound selectors another peer's SA holds is
@@ -555,7 +556,7 @@ class Daemon:
         to install later, and meanwhile ``spi_out_now`` carries its traffic."""
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
-        owner = self._owner(ev.ike_sa_id)
+        owner, group = self._owner(ev.ike_sa_id)
 
         def params(d: Direction, spi: int, enc: bytes, integ: bytes) -> SaParams:
             return SaParams(
@@ -569,6 +570,7 @@ class Daemon:
                 peer=ev.peer if d is Direction.OUT else None,
                 esn=ev.esn,
                 owner=owner,
+                group=group,
             )
 
         self.dataplane.add_sa(params(Direction.IN, ev.spi_in, ev.enc_key_in, ev.integ_key_in))
@@ -725,6 +727,10 @@ def _children_to_start(conn: ConnectionConfig) -> list[str]:
         return names
     return [c.name for c in conn.ike.children
             if c.dpd_action == "restart" or c.close_action == "start"]  # fmt: skip
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 def _networks(selectors: tuple[TrafficSelector, ...]) -> tuple[IPNetwork, ...]:

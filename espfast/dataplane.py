@@ -146,10 +146,13 @@ class SaParams:
     esn: bool = False
     replay_window: int = 1024  # inbound only
     # Who the SA is for (the daemon: connection and canonical peer identity, hashed to 64
-    # bits). An outbound SA whose exact remote prefix another owner's SA already routes
-    # (for overlapping local selectors) is refused with SelectorConflict and counted in
-    # Stats.sa_conflicts; the same owner's newer SA (rekey, reauthentication) takes over.
+    # bits) and its owner's group (the daemon: the connection; 0: none). An outbound SA
+    # is refused with SelectorConflict (counted in Stats.sa_conflicts) when, for
+    # overlapping local selectors, another owner's SA routes the same remote prefix, or,
+    # in the same group, one that holds or is held by its own (csrc/api.cdef); the same
+    # owner's newer SA (rekey, reauthentication) takes the route over.
     owner: int = 0
+    group: int = 0
 
 
 @dataclass(frozen=True)
@@ -405,9 +408,10 @@ def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _
     p.replay_window = window if direction is Direction.IN else 0
     p.initial_seq = initial_seq
     p.peer, p.peer_len = peer_buf, peer_len
-    if isinstance(sa.owner, bool) or not isinstance(sa.owner, int) or not 0 <= sa.owner < 2**64:
-        raise ValueError(f"owner must be an int in 0..2**64-1, not {sa.owner!r}")
-    p.owner = sa.owner
+    for what, value in (("owner", sa.owner), ("group", sa.group)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+            raise ValueError(f"{what} must be an int in 0..2**64-1, not {value!r}")
+    p.owner, p.group = sa.owner, sa.group
     return _CParams(p, [ekey, ikey], [lts, rts, peer_buf])
 
 
@@ -607,7 +611,7 @@ class Dataplane(_Closable):
             raise ValueError(f"an {sa.direction} SA with SPI 0x{sa.spi:08x} already exists")
         if rc == lib.EF_E_CONFLICT:
             raise SelectorConflict(f"outbound SA 0x{sa.spi:08x}: another peer's SA holds "
-                                   f"{', '.join(map(str, sa.remote_ts))}")  # fmt: skip
+                                   f"(part of) {', '.join(map(str, sa.remote_ts))}")  # fmt: skip
         if rc:
             raise ValueError(f"cannot add SA 0x{sa.spi:08x}: {_strerror(rc)}")
 

@@ -19,18 +19,24 @@ static struct ef_prefix pfx4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint8_t
 	return p;
 }
 
-static struct ef_sa *new_owned(uint32_t spi, struct ef_prefix local, struct ef_prefix remote,
-			       uint64_t owner)
+static struct ef_sa *new_grouped(uint32_t spi, struct ef_prefix local, struct ef_prefix remote,
+				 uint64_t owner, uint64_t group)
 {
 	static uint8_t key[20];
 	struct ef_sa_params p = {
 		.spi = spi, .dir = EF_DIR_OUT, .transform = 0, .enc_key = key,
 		.enc_key_len = 20, .local_ts = &local, .n_local = 1, .remote_ts = &remote,
-		.n_remote = 1, .owner = owner,
+		.n_remote = 1, .owner = owner, .group = group,
 	};
 	int err;
 
 	return ef_sa_new(&p, 1, &err);
+}
+
+static struct ef_sa *new_owned(uint32_t spi, struct ef_prefix local, struct ef_prefix remote,
+			       uint64_t owner)
+{
+	return new_grouped(spi, local, remote, owner, 0);
 }
 
 static struct ef_sa *new_out(uint32_t spi, struct ef_prefix remote)
@@ -80,6 +86,37 @@ static void test_owners(void)
 	thief = new_owned(3007, gw, victim, 2);
 	CHECK(ef_table_add(&tb, thief) == 0);
 	CHECK(ef_table_route(&tb, &src, &dst) == thief);
+	ef_table_destroy(&tb);
+}
+
+/* Peers of one connection (group 7) never nest: a site's /24 (owner 1) is neither cut
+ * into by another peer's /25 nor swallowed by its /16. Another connection (group 8) may
+ * route a more specific prefix (a split tunnel beside a full one). */
+static void test_groups(void)
+{
+	struct ef_table tb;
+	struct ef_prefix gw = pfx4(198, 19, 2, 0, 24), src = pfx4(198, 19, 2, 1, 32);
+	struct ef_prefix site = pfx4(198, 19, 1, 0, 24), dst = pfx4(198, 19, 1, 1, 32);
+	struct ef_sa *v, *sa;
+
+	CHECK(ef_table_init(&tb) == 0);
+	v = new_grouped(4000, gw, site, 1, 7);
+	CHECK(ef_table_add(&tb, v) == 0);
+	sa = new_grouped(4001, gw, pfx4(198, 19, 1, 0, 25), 2, 7);
+	CHECK(ef_table_add(&tb, sa) == EF_E_CONFLICT);
+	ef_sa_free(sa);
+	sa = new_grouped(4002, gw, pfx4(198, 19, 0, 0, 16), 2, 7);
+	CHECK(ef_table_add(&tb, sa) == EF_E_CONFLICT);
+	ef_sa_free(sa);
+	sa = new_grouped(4003, gw, pfx4(198, 19, 3, 0, 24), 2, 7); /* its own site */
+	CHECK(ef_table_add(&tb, sa) == 0);
+	CHECK(ef_table_route(&tb, &src, &dst) == v);
+	sa = new_grouped(4004, gw, pfx4(198, 19, 1, 0, 25), 3, 8);
+	CHECK(ef_table_add(&tb, sa) == 0);
+	CHECK(ef_table_route(&tb, &src, &dst) == sa);
+	sa = new_grouped(4005, gw, site, 3, 8); /* but never the same prefix */
+	CHECK(ef_table_add(&tb, sa) == EF_E_CONFLICT);
+	ef_sa_free(sa);
 	ef_table_destroy(&tb);
 }
 
@@ -134,4 +171,5 @@ void test_sa_table(void)
 	CHECK(tb.n_plens[0] == 1 && tb.plens[0][0] == 15);
 	ef_table_destroy(&tb);
 	test_owners();
+	test_groups();
 }

@@ -521,6 +521,9 @@ def test_ipv6_outer_addresses() -> None:
         close_sides(a, b)
 
 
+NET_C = (ipaddress.ip_network("198.19.3.0/24"),)
+
+
 def test_an_outbound_sa_never_takes_over_another_owners_route(pair: tuple[Side, Side]) -> None:
     """Owner 1 routes NET_B; owner 2's outbound SA for the same selectors is refused
     (SelectorConflict, counted), traffic stays on owner 1's SA; owner 1's own newer SA
@@ -533,7 +536,7 @@ def test_an_outbound_sa_never_takes_over_another_owners_route(pair: tuple[Side, 
         return replace(params(t, Direction.OUT, enc, integ, spi=spi, peer=b.addr), owner=owner)
 
     a.dp.add_sa(out(0x3000, 1))
-    with pytest.raises(SelectorConflict, match=re.escape("another peer's SA holds 198.19.2.0/24")):
+    with pytest.raises(SelectorConflict, match=re.escape("SA holds (part of) 198.19.2.0/24")):
         a.dp.add_sa(out(0x3001, 2))
     with pytest.raises(ValueError, match="no out SA"):
         a.dp.sa_stats(0x3001, Direction.OUT)
@@ -546,3 +549,12 @@ def test_an_outbound_sa_never_takes_over_another_owners_route(pair: tuple[Side, 
     assert a.dp.sa_stats(0x3000, Direction.OUT).packets == 0
     with pytest.raises(ValueError, match="owner must be an int"):
         a.dp.add_sa(out(0x3003, -1))
+    # Within a group (a connection) another owner may not route a part of it either.
+    half = (ipaddress.ip_network("198.19.2.0/25"),)
+    a.dp.add_sa(replace(out(0x3004, 3), remote_ts=NET_C, group=9))
+    with pytest.raises(SelectorConflict):
+        a.dp.add_sa(
+            replace(out(0x3005, 4), remote_ts=(ipaddress.ip_network("198.19.3.0/25"),), group=9)
+        )
+    a.dp.add_sa(replace(out(0x3006, 4), remote_ts=half, group=10))  # another connection may
+    assert a.dp.stats().sa_conflicts == 2
