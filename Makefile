@@ -13,7 +13,11 @@ BUILD      := build
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
             iproute2 iputils-ping iperf3 tcpdump nftables procps \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
-            libstrongswan-standard-plugins
+            libstrongswan-standard-plugins libcharon-extauth-plugins \
+            clang-14 libclang-rt-14-dev
+# (libcharon-extauth-plugins: charon's eap-mschapv2; clang-14 for the fuzzers;
+# libclang-rt-14-dev ships libFuzzer's runtime, libclang_rt.fuzzer, beside the ASan/UBSan
+# ones that -fsanitize=fuzzer,... links)
 BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
 
 CC       ?= gcc
@@ -25,12 +29,12 @@ CHDR     := $(wildcard csrc/*.h) csrc/api.cdef
 CTESTS   := $(wildcard csrc/tests/*.c)
 EXT_STAMP := $(BUILD)/.ext-stamp
 
-.PHONY: demo test deps apt venv ext lint typecheck ctest pytest bench clean
+.PHONY: demo test deps apt venv ext lint typecheck ctest fuzz-smoke fuzz pytest bench clean
 
 demo: deps ext
 	$(VENV)/bin/espfast demo
 
-test: deps ext lint typecheck ctest pytest
+test: deps ext lint typecheck ctest fuzz-smoke pytest
 
 deps: apt venv
 
@@ -85,6 +89,38 @@ $(BUILD)/ctest: $(CSRC) $(CHDR) $(CTESTS)
 $(BUILD)/ctest-san: $(CSRC) $(CHDR) $(CTESTS)
 	mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_C) -O1 $(SAN) -Icsrc -o $@ $(CSRC) $(CTESTS) -lcrypto
+
+# libFuzzer harnesses (csrc/fuzz/): the decap path and the offload paths, under ASan and
+# UBSan. The committed seeds (csrc/fuzz/corpus/, made by csrc/fuzz/make_corpus.py) are
+# read-only; what the fuzzer adds goes to build/fuzz-corpus/. `make test` runs each for
+# FUZZ_SMOKE_S seconds, `make fuzz` for FUZZ_S; a crash leaves build/fuzz-NAME-crash-*.
+FUZZ_CC      := clang-14
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g $(CWARN) -D_GNU_SOURCE -pthread \
+                -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZERS      := decap offload
+FUZZ_SMOKE_S ?= 5
+FUZZ_S       ?= 600
+
+$(BUILD)/fuzz-%: csrc/fuzz/fuzz_%.c $(CSRC) $(CHDR)
+	mkdir -p $(BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icsrc -o $@ $(CSRC) $< -lcrypto
+
+define run_fuzzers
+	for f in $(FUZZERS); do \
+	  mkdir -p $(BUILD)/fuzz-corpus/$$f; \
+	  echo "fuzz $$f: $(1) s"; \
+	  $(BUILD)/fuzz-$$f -max_total_time=$(1) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz-$$f- $(BUILD)/fuzz-corpus/$$f csrc/fuzz/corpus/$$f \
+	    > $(BUILD)/fuzz-$$f.log 2>&1 || { tail -n 60 $(BUILD)/fuzz-$$f.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units' $(BUILD)/fuzz-$$f.log; \
+	done
+endef
+
+fuzz-smoke: apt $(FUZZERS:%=$(BUILD)/fuzz-%)
+	$(call run_fuzzers,$(FUZZ_SMOKE_S))
+
+fuzz: apt $(FUZZERS:%=$(BUILD)/fuzz-%)
+	$(call run_fuzzers,$(FUZZ_S))
 
 pytest: deps ext
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -75,12 +75,17 @@ def id_matches(peer: tuple[int, bytes], pattern: tuple[int, bytes]) -> bool:
 
 
 def certificate_auth(
-    cred: LocalCredential | None, trust: TrustStore, wall_clock: Callable[[], float]
+    cred: LocalCredential | None,
+    trust: TrustStore,
+    wall_clock: Callable[[], float],
+    refresh: Callable[[], None] | None = None,
 ) -> AuthConfig:
     """AUTH with certificates: we sign with ``cred`` (RFC 7427 when the peer announced
     hash algorithms, else classic RSA/ECDSA) and verify the peer's chain against
     ``trust`` at ``wall_clock()`` (seconds since the epoch; injected, control/ reads no
-    clock), its identity against the certificate, then its signature."""
+    clock), its identity against the certificate, then its signature. ``refresh``, if
+    given, runs before each verification (the shell reloads changed CRL files into
+    ``trust`` there)."""
 
     def signer(octets: bytes, peer_hash_algs: Collection[int]) -> tuple[int, bytes]:
         if cred is None:
@@ -92,6 +97,8 @@ def certificate_auth(
                  peer_id: tuple[int, bytes]) -> bytes:  # fmt: skip
         if not certs:
             raise AuthenticationError("the peer sent no certificate")
+        if refresh is not None:
+            refresh()
         end_entity = decode_certificate(certs[0])
         intermediates = [decode_certificate(c) for c in certs[1:]]
         trust.verify_chain(end_entity, intermediates, wall_clock())

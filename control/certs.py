@@ -18,6 +18,8 @@ import datetime as dt
 import hashlib
 import ipaddress
 import itertools
+import logging
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +31,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 
+from . import revocation as revocation_policy
 from .constants import IdType, NotifyType
 from .errors import RemoteProtocolError
 from .identity import Identity
+from .revocation import DECODE_ERRORS
+from .text import printable
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
+log = logging.getLogger("espfast.control")
 
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -76,8 +82,14 @@ class AuthenticationError(RemoteProtocolError):
 
 
 def describe(cert: x509.Certificate) -> str:
-    """A short human name for a certificate in messages: its subject and serial."""
-    return f'"{cert.subject.rfc4514_string()}" (serial {cert.serial_number:x})'
+    """A short human name for a certificate in messages: its subject and serial (escaped:
+    a peer's certificate names whatever it likes)."""
+    return f'"{name_str(cert.subject)}" (serial {cert.serial_number:x})'
+
+
+def name_str(name: x509.Name) -> str:
+    """An X.509 name for messages, RFC 4514 style, non-printable characters escaped."""
+    return printable(name.rfc4514_string())
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -90,7 +102,7 @@ def load_certificates(data: bytes, source: str = "data") -> list[x509.Certificat
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
-    except ValueError as exc:
+    except DECODE_ERRORS as exc:
         raise ValueError(f"{source}: not an X.509 certificate (PEM or DER): {exc}") from None
     for cert in certs:
         check_public_key(cert, source)
@@ -116,9 +128,21 @@ def decode_certificate(data: bytes) -> x509.Certificate:
     is an AuthenticationError.
     """
     try:
-        cert = x509.load_der_x509_certificate(bytes(data))
-        check_public_key(cert, "peer certificate")
-    except ValueError as exc:
+        with warnings.catch_warnings():
+            # cryptography warns (on stderr, once per place) about what a peer can put in
+            # a certificate: a serial number that is not positive (which it will refuse one
+            # day: we refuse it now), a country name of the wrong length. Not on our log.
+            warnings.simplefilter("ignore", UserWarning)
+            cert = x509.load_der_x509_certificate(bytes(data))
+            if cert.serial_number <= 0:  # RFC 5280 §4.1.2.2; CRL lookups cannot take it
+                raise ValueError("its serial number is not a positive integer")
+            # cryptography parses names, extensions and the key only when asked: ask now,
+            # so that a certificate that decodes is one every later check can read.
+            cert.issuer.rfc4514_string()
+            cert.subject.rfc4514_string()
+            _ = cert.extensions
+            check_public_key(cert, "peer certificate")
+    except DECODE_ERRORS as exc:
         raise AuthenticationError(f"bad certificate from the peer: {exc}") from None
     return cert
 
@@ -236,14 +260,14 @@ def _ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E] | None:
         return cert.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
         return None
-    except ValueError as exc:  # duplicate or malformed extensions
+    except DECODE_ERRORS as exc:  # duplicate or malformed extensions
         raise AuthenticationError(f"certificate {describe(cert)}: bad extensions: {exc}") from None
 
 
 def _extensions(cert: x509.Certificate) -> x509.Extensions:
     try:
         return cert.extensions
-    except ValueError as exc:  # duplicate or malformed extensions
+    except DECODE_ERRORS as exc:  # duplicate or malformed extensions
         raise AuthenticationError(f"certificate {describe(cert)}: bad extensions: {exc}") from None
 
 
@@ -251,8 +275,10 @@ class TrustStore:
     """The CAs we trust and what we know to be revoked.
 
     ``cas``: trust anchors (root or intermediate CA certificates). ``crls``: revocation
-    lists, each used for certificates of the CA that signed it. ``revoked_serials``: serial
-    numbers refused outright, whoever issued them (revocation by configuration).
+    lists, each used for certificates of the CA that signed it (control/revocation.py;
+    :meth:`set_crls` replaces them, e.g. when the files change). ``revoked_serials``:
+    serial numbers refused outright, whoever issued them (revocation by configuration).
+    ``revocation``: strongSwan's policy, strict | ifuri | relaxed (control/revocation.py).
     """
 
     def __init__(
@@ -260,7 +286,13 @@ class TrustStore:
         cas: Iterable[x509.Certificate],
         crls: Iterable[x509.CertificateRevocationList] = (),
         revoked_serials: Collection[int] = (),
+        revocation: str = "relaxed",
     ) -> None:
+        if revocation not in revocation_policy.POLICIES:
+            raise ValueError(
+                f"revocation {revocation!r} is not one of {', '.join(revocation_policy.POLICIES)}"
+            )
+        self.revocation = revocation
         self.cas = tuple(cas)
         for ca in self.cas:
             check_public_key(ca, "trusted CA")
@@ -268,7 +300,8 @@ class TrustStore:
                 self._check_ca(ca, below=0)
             except AuthenticationError as exc:
                 raise ValueError(f"trusted CA: {exc}") from None
-        self.crls = tuple(crls)
+        self.crls: tuple[x509.CertificateRevocationList, ...] = ()
+        self.set_crls(crls)
         self.revoked_serials = frozenset(revoked_serials)
 
     @classmethod
@@ -277,19 +310,24 @@ class TrustStore:
         ca_paths: Iterable[str | Path],
         crl_paths: Iterable[str | Path] = (),
         revoked_serials: Collection[int] = (),
+        revocation: str = "relaxed",
     ) -> TrustStore:
         cas = [c for path in ca_paths for c in load_certificate_file(path)]
-        crls = []
-        for path in crl_paths:
-            data = read_file(path)
-            try:
-                if b"-----BEGIN" in data:
-                    crls.append(x509.load_pem_x509_crl(data))
-                else:
-                    crls.append(x509.load_der_x509_crl(data))
-            except ValueError as exc:
-                raise ValueError(f"{path}: not a CRL (PEM or DER): {exc}") from None
-        return cls(cas, crls, revoked_serials)
+        store = cls(cas, (), revoked_serials, revocation)
+        store.set_crls(store.load_crl(read_file(path), str(path)) for path in crl_paths)
+        return store
+
+    def load_crl(self, data: bytes, source: str) -> x509.CertificateRevocationList:
+        """A CRL for this store: it parses, and if one of our CAs has its issuer's name,
+        that CA signed it; else ValueError saying which and why."""
+        crl = revocation_policy.load_crl(data, source)
+        revocation_policy.check_against(self.cas, crl, source)
+        return crl
+
+    def set_crls(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+        """From now on, revocation is looked up in ``crls`` (all of them, replacing the
+        ones before)."""
+        self.crls = tuple(crls)
 
     def certreq_data(self) -> bytes:
         """The Certification Authority field of our CERTREQ (encoding 4): the SHA-1 hashes
@@ -333,7 +371,7 @@ class TrustStore:
             )
         raise AuthenticationError(
             f"certificate {describe(end_entity)}: no trusted CA for issuer "
-            f'"{end_entity.issuer.rfc4514_string()}"'
+            f'"{name_str(end_entity.issuer)}"'
         )
 
     def _paths(
@@ -398,8 +436,7 @@ class TrustStore:
                 raise AuthenticationError(
                     f"certificate {describe(child)}: bad signature by {describe(issuer)}: {detail}"
                 ) from None
-            if child is not path[-1]:
-                self._check_revoked(child, issuer)
+            self._check_revoked(child, issuer, when, end_entity=below == 0)
 
     def _check_ca(self, ca: x509.Certificate, below: int) -> None:
         """``below``: how many non-self-issued intermediate CAs the path has under ``ca``."""
@@ -414,19 +451,31 @@ class TrustStore:
                 f"CA {describe(ca)}: path length constraint {bc.value.path_length} exceeded"
             )
 
-    def _check_revoked(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    def _check_revoked(
+        self, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime,
+        *, end_entity: bool,
+    ) -> None:  # fmt: skip
+        """Refuse ``cert`` if it is revoked; the peer's own certificate (``end_entity``)
+        also if the policy wants more than "not known to be revoked"."""
         if cert.serial_number in self.revoked_serials:
             raise AuthenticationError(f"certificate {describe(cert)} is revoked (by configuration)")
-        issuer_key = issuer.public_key()
-        for crl in self.crls:
-            if crl.issuer != cert.issuer:
-                continue
-            try:
-                valid = crl.is_signature_valid(issuer_key)  # type: ignore[arg-type]
-            except (TypeError, ValueError, UnsupportedAlgorithm):
-                valid = False
-            if valid and crl.get_revoked_certificate_by_serial_number(cert.serial_number):
-                raise AuthenticationError(f"certificate {describe(cert)} is revoked (CRL)")
+        status, detail = revocation_policy.status(cert, issuer, self.crls, when)
+        if status is revocation_policy.Status.REVOKED:
+            raise AuthenticationError(
+                f"certificate {describe(cert)} is revoked (CRL of {name_str(issuer.subject)}: "
+                f"{detail})"
+            )
+        if not end_entity:
+            return
+        if not revocation_policy.accepts(self.revocation, status):
+            raise AuthenticationError(
+                f"certificate {describe(cert)}: revocation status {status.value} ({detail}), "
+                f"revocation = {self.revocation} needs "
+                + ("a current CRL" if self.revocation == "strict" else "a current CRL or no URI")
+            )
+        if status is revocation_policy.Status.STALE:
+            log.info("certificate %s: revocation status unknown (%s), accepted "
+                     "(revocation = relaxed)", describe(cert), detail)  # fmt: skip
 
 
 def _check_end_entity(cert: x509.Certificate) -> None:

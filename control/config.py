@@ -81,6 +81,13 @@ class AuthConfig:
     certreq: tuple[bytes, ...] = ()  # SHA-1 hashes of trusted CA public keys (RFC 7296 §3.7)
     hash_algorithms: tuple[int, ...] = (2, 3, 4, 5)  # RFC 7427: SHA2-256/384/512, Identity
     peer_uses_psk: bool | None = None  # None: same as local (psk set -> PSK)
+    # EAP in IKE_AUTH (RFC 7296 §2.16). ``eap_identity``: we authenticate with
+    # EAP-MSCHAPv2 as this user (the NT hash of its password in ``eap_nt_hash``), and the
+    # gateway with its certificate. ``eap_users``: the peer authenticates so against
+    # these users (name -> NT hash, None if unknown) and we sign.
+    eap_identity: str | None = None
+    eap_nt_hash: bytes | None = field(default=None, repr=False)
+    eap_users: Callable[[str], bytes | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,12 @@ class IkeConfig:
         where = f"connection {self.name!r}"
         if not self.ike_proposals:
             raise ValueError(f"{where}: no IKE proposals")
-        if self.auth.psk is None and self.auth.signer is None:
+        if self.auth.psk is None and self.auth.signer is None and not self.auth.eap_identity:
             raise ValueError(f"{where}: neither a pre-shared key nor a certificate to sign with")
+        if self.auth.eap_identity and (self.auth.eap_nt_hash is None or self.auth.psk):
+            raise ValueError(f"{where}: EAP authentication needs a password and no PSK")
+        if self.auth.eap_users is not None and self.auth.signer is None:
+            raise ValueError(f"{where}: EAP clients need a gateway certificate to sign with")
         if self.auth.psk is not None and len(self.auth.psk) < 8:
             raise ValueError(f"{where}: pre-shared key shorter than 8 bytes")
         names = [c.name for c in self.children]

@@ -35,6 +35,7 @@ from cryptography import x509
 from . import der
 from .constants import IdType, NotifyType
 from .errors import RemoteProtocolError
+from .text import printable
 
 # Attribute names for DN strings: name -> (OID, string type when printable). The first name
 # listed for an OID is the one __str__ uses. Same names as strongSwan's atodn().
@@ -164,8 +165,7 @@ def _flatten(data: bytes) -> list[Rdn]:
 def dn_to_string(data: bytes) -> str:
     parts = []
     for oid, _, value in _flatten(data):
-        text = "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))
-        parts.append(f"{_OID_NAMES.get(oid, oid)}={text}")
+        parts.append(f"{_OID_NAMES.get(oid, oid)}={printable(value)}")
     return ", ".join(parts)
 
 

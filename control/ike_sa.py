@@ -66,16 +66,18 @@ from .message import (
     parse_header,
     reassemble,
 )
-from .payloads import DeletePayload, IdPayload, Payload, SaPayload
+from .payloads import AuthPayload, DeletePayload, IdiPayload, IdPayload, Payload, SaPayload
 from .proposals import Chosen, key_lengths
 from .rng import Rng
 from .task_manager import TaskManager
 from .tasks.base import Task
 from .tasks.child_create import CreateChild
 from .tasks.ike_auth import IkeAuth
+from .tasks.ike_auth_eap import IkeAuthEap
 from .tasks.ike_init import IkeInit
 from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
+from .text import printable
 
 log = logging.getLogger("espfast.control")
 
@@ -184,6 +186,9 @@ class IkeSa:
         self.dns: tuple[IPAddress, ...] = ()
         self.remote_vips: tuple[IPAddress, ...] = ()
         self.lease: Callable[[IkeSa, int], IPAddress | None] = lambda sa, version: None
+        # Responder: the IKE_AUTH task of an EAP conversation under way (RFC 7296 §2.16),
+        # which takes the peer's next IKE_AUTH requests.
+        self.pending_auth: Task | None = None
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -200,7 +205,8 @@ class IkeSa:
         sa = cls(config, initiator=True, local=local, remote=remote, rng=rng, now=now,
                  ike_sa_id=ike_sa_id)  # fmt: skip
         sa.tm.queue.append(IkeInit(sa, True))
-        sa.tm.queue.append(IkeAuth(sa, True, child))
+        auth = IkeAuthEap if config.auth.eap_identity else IkeAuth
+        sa.tm.queue.append(auth(sa, True, child))
         sa.tm.initiate(now)
         return sa
 
@@ -735,6 +741,10 @@ class IkeSa:
             return IkeInit(self, False)
         if exchange == ExchangeType.IKE_AUTH and not self.initiator and self.chosen is not None \
                 and not self.is_established:  # fmt: skip
+            if self.pending_auth is not None:
+                return self.pending_auth
+            if msg.get(AuthPayload) is None and msg.get(IdiPayload) is not None:
+                return IkeAuthEap(self, False)  # no AUTH: the peer asks for EAP (§2.16)
             return IkeAuth(self, False)
         if not self.is_established:
             raise RemoteProtocolError(f"exchange {exchange} before the IKE SA is up")
@@ -823,7 +833,7 @@ class IkeSa:
             if p.id_type in (IdType.IPV4_ADDR, IdType.IPV6_ADDR):
                 return str(ipaddress.ip_address(p.data))
             if p.id_type in (IdType.FQDN, IdType.RFC822_ADDR):
-                return p.data.decode("ascii", "replace")
+                return printable(p.data)  # the peer's choice: \n, ESC... escaped
         except ValueError:
             pass
         return f"{p.id_type}:{p.data.hex()}"

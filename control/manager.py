@@ -66,6 +66,7 @@ class IkeManager:
         """``configs``: the connections we answer for (none: initiate only); ``local``:
         our address for NAT detection when the shell cannot say where a datagram came in."""
         self.rng = rng
+        self.local = local
         self.responder: Responder | None = None
         if configs:
             self.responder = Responder(configs, local, rng, cookie_threshold=cookie_threshold,
@@ -241,20 +242,90 @@ class IkeManager:
             return sa
         return self.initiate(config, local=local, remote=remote, now=now, child=cfg)
 
+    def reconfigure(self, configs: Sequence[IkeConfig], *, cookie_threshold: int,
+                    half_open_limit: int) -> None:  # fmt: skip
+        """A reloaded configuration: the responder answers for ``configs`` from now on.
+        IKE SAs already there keep the configuration they were made with (the shell
+        terminates those of removed or changed connections itself)."""
+        if not configs:
+            self.responder = None
+        elif self.responder is None:
+            self.responder = Responder(configs, self.local, self.rng,
+                                       cookie_threshold=cookie_threshold,
+                                       half_open_limit=half_open_limit)  # fmt: skip
+        else:
+            self.responder.configs = tuple(configs)
+            self.responder.cookie_threshold = cookie_threshold
+            self.responder.half_open_limit = half_open_limit
+        names = {c.name for c in configs}
+        for key in [k for k in self.traps if k[0] not in names]:
+            del self.traps[key]
+        # Half-open IKE SAs we answer pick their connection in IKE_AUTH among the
+        # configurations of now, never among those the reload replaced or removed.
+        by_name = {c.name: c for c in configs}
+        for sa in list(self._by_spi.values()):
+            if sa.initiator or sa.is_established or sa.is_destroyed:
+                continue
+            if not configs:
+                sa.destroy("the configuration was reloaded")
+                self._collect(sa)
+                continue
+            sa.candidates = tuple(configs)
+            if not any(sa.config is c for c in configs):
+                sa.config = by_name.get(sa.config.name, configs[0])
+
+    def connection_sas(self, name: str) -> list[IkeSa]:
+        """The IKE SAs of connection ``name`` that are not gone, rekeyed or deleting."""
+        return [sa for sa in self._by_spi.values()
+                if sa.config.name == name and not sa.is_destroyed and not sa.is_deleting
+                and sa.replaced_by is None and sa.reauth_of is None]  # fmt: skip
+
+    def start_children(self, config: IkeConfig, children: Sequence[ChildConfig], *,
+                       local: Addr, remote: Addr, now: float) -> IkeSa:  # fmt: skip
+        """Negotiate ``children`` of ``config`` (swanctl --initiate): on the connection's
+        IKE SA if one is up or coming up (children it has or is making are left alone),
+        else on a new IKE SA (the first in IKE_AUTH, the others with CREATE_CHILD_SA)."""
+        if not children:
+            raise LocalProtocolError(f"connection {config.name!r}: no child to initiate")
+        for sa in self.connection_sas(config.name):
+            have = {c.name for c in sa.children.values()}
+            for cfg in children:
+                if cfg.name not in have and not _negotiating(sa, cfg.name):
+                    sa.create_child(cfg, now)
+            return sa
+        sa = self.initiate(config, local=local, remote=remote, now=now, child=children[0])
+        for cfg in children[1:]:
+            sa.create_child(cfg, now)
+        return sa
+
+    def terminate(self, name: str, now: float) -> list[IkeSa]:
+        """Delete every IKE SA of connection ``name`` (INFORMATIONAL { D }; half-open ones
+        just go), as ``shutdown`` does for all. Returns those being deleted."""
+        return self._delete_all(now, "terminated", name)
+
+    def _delete_all(self, now: float, reason: str, name: str | None = None) -> list[IkeSa]:
+        """INFORMATIONAL { D(IKE) } on every IKE SA (of connection ``name``) that is not
+        gone; those rekeyed away just go (their successor says DELETE). Returns the ones
+        deleted."""
+        deleted = []
+        for sa in list(self._by_spi.values()):
+            if sa.is_destroyed or (name is not None and sa.config.name != name):
+                continue
+            if sa.replaced_by is not None or sa.reauth_by is not None:
+                sa.destroy(reason)
+            else:
+                sa.delete(now)
+                deleted.append(sa)
+            self._collect(sa)
+        return deleted
+
     def shutdown(self, now: float) -> None:
         """Clean shutdown (the shell's SIGTERM): INFORMATIONAL { D(IKE) } on every IKE
         SA that is up, half-open ones dropped, nothing restarted. Send what
         ``datagrams_to_send`` gives, feed answers for a moment, stop once ``idle``."""
         self.closing = True
         self.traps.clear()
-        for sa in list(self._by_spi.values()):
-            if sa.is_destroyed:
-                continue
-            if sa.replaced_by is not None or sa.reauth_by is not None:
-                sa.destroy("shutting down")  # rekeyed away: its successor says DELETE
-            else:
-                sa.delete(now)
-            self._collect(sa)
+        self._delete_all(now, "shutting down")
 
     @property
     def idle(self) -> bool:

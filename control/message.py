@@ -393,15 +393,32 @@ RULES: dict[tuple[int, bool], dict[int, tuple[int, int]]] = {
     (ExchangeType.INFORMATIONAL, True): {_T.DELETE: (0, ANY), _T.CP: (0, 1)},
 }  # fmt: skip
 
+# IKE_AUTH with EAP (RFC 7296 §2.16): the initiator's first request omits AUTH; the
+# responder's answers carry EAP (its first also IDr, CERT, AUTH; its last AUTH and the
+# Child SA); the initiator's later requests carry EAP or, the last, AUTH alone.
+EAP_RULES: dict[str, dict[int, tuple[int, int]]] = {
+    "first": {
+        _T.IDI: (1, 1), _T.CERT: (0, ANY), _T.CERTREQ: (0, ANY), _T.IDR: (0, 1),
+        _T.SA: (1, 1), _T.TSI: (1, 1), _T.TSR: (1, 1), _T.CP: (0, 1),
+    },
+    "request": {_T.EAP: (0, 1), _T.AUTH: (0, 1)},
+    "response": {
+        _T.IDR: (0, 1), _T.CERT: (0, ANY), _T.AUTH: (0, 1), _T.EAP: (0, 1), _T.SA: (0, 1),
+        _T.TSI: (0, 1), _T.TSR: (0, 1), _T.CP: (0, 1),
+    },
+}  # fmt: skip
+
 # Exchanges whose payloads must all be inside SK (§3.14).
 ENCRYPTED_EXCHANGES = frozenset(
     {ExchangeType.IKE_AUTH, ExchangeType.CREATE_CHILD_SA, ExchangeType.INFORMATIONAL}
 )
 
 
-def check_rules(msg: Message) -> None:
-    """RemoteProtocolError(INVALID_SYNTAX) unless the payloads fit the exchange's rules."""
-    rules = RULES.get((msg.exchange, msg.is_response))
+def check_rules(msg: Message, rules: dict[int, tuple[int, int]] | None = None) -> None:
+    """RemoteProtocolError(INVALID_SYNTAX) unless the payloads fit the exchange's rules
+    (or ``rules``, e.g. one of EAP_RULES)."""
+    if rules is None:
+        rules = RULES.get((msg.exchange, msg.is_response))
     if rules is None:
         raise RemoteProtocolError(f"unknown exchange type {msg.exchange}")
     if msg.exchange in ENCRYPTED_EXCHANGES and not msg.encrypted:

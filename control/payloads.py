@@ -520,6 +520,13 @@ def pull_traffic_selector(buf: Buffer) -> TrafficSelector:
     end_port = buf.pull_uint16()
     start = ipaddress.ip_address(buf.pull_bytes(addr_len))
     end = ipaddress.ip_address(buf.pull_bytes(addr_len))
+    # A range that ends before it starts selects nothing and breaks every later use of
+    # it (prefixes, narrowing): malformed, as strongSwan's substructure check has it.
+    # §3.13.1's one exception: ports 65535-0 are OPAQUE.
+    if start > end:  # type: ignore[operator]  # same family: same addr_len
+        raise RemoteProtocolError(f"traffic selector range {start} - {end} ends before it starts")
+    if start_port > end_port and (start_port, end_port) != (65535, 0):
+        raise RemoteProtocolError(f"traffic selector ports {start_port}-{end_port} are reversed")
     return TrafficSelector(ts_type, proto, start_port, end_port, start, end)
 
 
@@ -644,6 +651,25 @@ def push_cp(buf: Buffer, p: CpPayload) -> None:
         buf.push_bytes(value)
 
 
+# --------------------------------------------------------------------------------------
+# EAP payload (§3.16): one EAP packet (RFC 3748 §4), decoded by control/eap/message.py
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EapPayload:
+    TYPE: ClassVar[PayloadType] = PayloadType.EAP
+    data: bytes
+
+
+def pull_eap(buf: Buffer) -> EapPayload:
+    return EapPayload(buf.pull_rest())
+
+
+def push_eap(buf: Buffer, p: EapPayload) -> None:
+    buf.push_bytes(p.data)
+
+
 @dataclass(frozen=True)
 class UnknownPayload:
     TYPE: ClassVar[PayloadType] = PayloadType.NONE
@@ -654,7 +680,7 @@ class UnknownPayload:
 Payload = (
     SaPayload | KePayload | IdPayload | CertPayload | CertReqPayload | AuthPayload
     | NoncePayload | NotifyPayload | DeletePayload | VendorIdPayload | TsPayload
-    | CpPayload | SkPayload | SkfPayload | UnknownPayload
+    | CpPayload | EapPayload | SkPayload | SkfPayload | UnknownPayload
 )  # fmt: skip
 
 # Dispatch tables: payload type -> body parser / body writer.
@@ -673,6 +699,7 @@ PULLERS: dict[int, Callable[[Buffer], Payload]] = {
     PayloadType.TSI: _pull_ts_as(TsiPayload),
     PayloadType.TSR: _pull_ts_as(TsrPayload),
     PayloadType.CP: pull_cp,
+    PayloadType.EAP: pull_eap,
     PayloadType.SK: pull_sk,
     PayloadType.SKF: pull_skf,
 }
@@ -692,6 +719,7 @@ PUSHERS: dict[type, Callable[[Buffer, Any], None]] = {
     TsiPayload: push_ts,
     TsrPayload: push_ts,
     CpPayload: push_cp,
+    EapPayload: push_eap,
     SkPayload: push_sk,
     SkfPayload: push_skf,
 }

@@ -7,17 +7,20 @@ being processed twice.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .constants import ExchangeType, NotifyType
-from .errors import LocalProtocolError, PeerError, RemoteProtocolError
+from .errors import LocalProtocolError, PeerError, ProtocolError, RemoteProtocolError
 from .message import Message
 from .payloads import NotifyPayload
 from .tasks.base import Task
 
 if TYPE_CHECKING:
     from .ike_sa import IkeSa
+
+log = logging.getLogger("espfast.control")
 
 
 # The error notify that reports a local failure while answering each exchange.
@@ -42,6 +45,11 @@ class Counters:
     dropped_bad_message_id: int = 0
     dropped_unexpected_response: int = 0
     dropped_before_established: int = 0
+    # Messages of the peer's that failed a check of ours (answered with an error notify, or
+    # a response that ended our exchange), and of those the ones that raised something
+    # other than a protocol error: input no parser or check caught, a gap to close.
+    protocol_errors: int = 0
+    unexpected_errors: int = 0
 
 
 @dataclass
@@ -133,21 +141,28 @@ class TaskManager:
         self.sa.log_message("received", msg)
         self.sa.now = now
         setup = task.exchange in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH)
+        failure: ProtocolError | None = None
         try:
             done = task.process(msg, raw)
         except (PeerError, RemoteProtocolError, LocalProtocolError) as exc:
+            failure = exc
+        except Exception as exc:  # the peer's input raised it, whatever it is
+            failure = self._unexpected(exc)
+        if failure is not None:
+            if not isinstance(failure, PeerError):
+                self.counters.protocol_errors += 1
             self._finish()
-            task.failed(str(exc))
+            task.failed(str(failure))
             if (
                 task.exchange == ExchangeType.IKE_AUTH
-                and isinstance(exc, RemoteProtocolError)
-                and exc.notify == NotifyType.AUTHENTICATION_FAILED
+                and isinstance(failure, RemoteProtocolError)
+                and failure.notify == NotifyType.AUTHENTICATION_FAILED
             ):
-                self._tell_peer(exc.notify)
+                self._tell_peer(failure.notify)
             if setup or self.sa.is_deleting:
-                self.sa.destroy(str(exc))
+                self.sa.destroy(str(failure))
             else:
-                self.sa.log(f"{exchange_name(task.exchange)} failed: {exc}")
+                self.sa.log(f"{exchange_name(task.exchange)} failed: {failure}")
             self.initiate(now)
             return
         if not done:  # rebuilt request (COOKIE, INVALID_KE_PAYLOAD)
@@ -157,6 +172,16 @@ class TaskManager:
             return
         self._finish()
         self.initiate(now)
+
+    def _unexpected(self, exc: Exception) -> RemoteProtocolError:
+        """An exception no check of ours anticipated, raised while handling the peer's
+        message: counted, its traceback at DEBUG, and handled as malformed input
+        (INVALID_SYNTAX) like any other, so that a peer can never make us crash or fall
+        silent."""
+        self.counters.unexpected_errors += 1
+        log.debug("%s[%d]: unexpected error on the peer's input", self.sa.config.name,
+                  self.sa.ike_sa_id & 0xFFFF, exc_info=exc)  # fmt: skip
+        return RemoteProtocolError(f"cannot process the message ({type(exc).__name__}: {exc})")
 
     def _tell_peer(self, notify: int) -> None:
         """RFC 7296 §2.21.2: an initiator that refuses the responder's AUTH says so in an
@@ -212,7 +237,10 @@ class TaskManager:
                 # Our own failure (e.g. a key that cannot sign what the peer accepts).
                 error = RemoteProtocolError(f"local failure: {exc}",
                                             notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
+            except Exception as exc:  # the peer's input raised it, whatever it is
+                error = self._unexpected(exc)
         if error is not None:
+            self.counters.protocol_errors += 1
             payloads = [NotifyPayload(error.notify, error.notify_data)]
         response = Message(sa.spi_i, sa.spi_r, exchange, mid, True, sa.initiator,
                            tuple(payloads))  # fmt: skip

@@ -21,6 +21,9 @@
 #include "worker.h"
 
 #define EF_MAX_WORKERS 16
+/* api.cdef promises EF_INNER_MAX: what fits a TX read slot without TUN TSO (the RX slots
+ * are larger). The config refuses an MTU above it. */
+_Static_assert(EF_INNER_MAX == EF_SLOT - EF_HEADROOM - EF_TAILROOM, "EF_INNER_MAX");
 #define EF_SOCKET_BUFFER (8 << 20)
 
 const char *ef_version(void)
@@ -350,6 +353,18 @@ int ef_dp_update_peer(ef_dp *dp, uint32_t spi, const void *peer, uint32_t peer_l
 	err = sa ? ef_sa_set_peer(sa, peer, peer_len) : EF_E_NOENT;
 	pthread_rwlock_unlock(&dp->lock);
 	return err;
+}
+
+int ef_dp_set_seq_limit(ef_dp *dp, uint32_t spi, uint64_t limit)
+{
+	struct ef_sa *sa;
+
+	pthread_rwlock_rdlock(&dp->lock);
+	sa = ef_table_find(&dp->table, spi, EF_DIR_OUT);
+	if (sa)
+		ef_sa_set_seq_limit(sa, limit);
+	pthread_rwlock_unlock(&dp->lock);
+	return sa ? EF_OK : EF_E_NOENT;
 }
 
 int ef_dp_sa_stats(ef_dp *dp, uint32_t spi, int dir, struct ef_sa_stats *st)

@@ -67,8 +67,13 @@ int ef_vnet_complete(const struct ef_vnet_hdr *h, uint8_t *pkt, size_t len)
 		return 0;
 	if ((size_t)h->csum_start + h->csum_offset + 2 > len)
 		return -1;
-	/* The field holds the pseudo-header sum; sum the rest and store its complement. */
+	/* The field holds the pseudo-header sum; sum the rest and store its complement.
+	 * A complement of 0 goes out as 0xffff, as the kernel does (skb_checksum_help): the
+	 * same in one's complement for TCP, but 0 means "no checksum" in UDP over IPv4
+	 * and is invalid in UDP over IPv6 (RFC 768, RFC 8200 §8.1). */
 	c = (uint16_t)~ef_csum_fold(ef_csum_add(0, pkt + h->csum_start, len - h->csum_start));
+	if (c == 0)
+		c = 0xffff;
 	ef_put16(pkt + h->csum_start + h->csum_offset, c);
 	return 0;
 }
@@ -201,7 +206,9 @@ static int parse_seg(const uint8_t *p, size_t len, struct seg *s)
 /* Same flow, same headers but for lengths, checksums and the sequence number. */
 static int same_flow(const struct seg *a, const struct seg *b)
 {
-	if (a->v6 != b->v6 || a->thl != b->thl)
+	/* Byte 12 whole: data offset, and the reserved bits with AccECN's AE, which the
+	 * kernel's GRO also compares (tcp_flag_word) */
+	if (a->v6 != b->v6 || a->tcp[12] != b->tcp[12])
 		return 0;
 	if (a->v6) {
 		/* version, traffic class, flow label; addresses */

@@ -58,6 +58,17 @@ uint64_t ef_replay_esn(const struct ef_replay *r, uint32_t seq_lo)
 	return (uint64_t)sh << 32 | seq_lo;
 }
 
+void ef_replay_set_floor(struct ef_replay *r, uint64_t floor)
+{
+	/* Every block of the ring holds numbers at or below the floor (the older blocks
+	 * are cleared before they are reused for numbers above it); in the floor's own
+	 * block only the bits up to the floor are set, so later numbers there stay new. */
+	for (uint32_t i = 0; i <= r->mask; i++)
+		r->bitmap[i] = ~0ULL;
+	r->bitmap[(floor >> 6) & r->mask] = (floor & 63) == 63 ? ~0ULL : (2ULL << (floor & 63)) - 1;
+	r->top = floor;
+}
+
 enum ef_replay_result ef_replay_check(const struct ef_replay *r, uint64_t seq)
 {
 	if (seq == 0)

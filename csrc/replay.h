@@ -34,6 +34,11 @@ void ef_replay_free(struct ef_replay *r);
  * when the guess would fall below 0 or above 2^64 - 1. */
 uint64_t ef_replay_esn(const struct ef_replay *r, uint32_t seq_lo);
 
+/* Start above a floor: every sequence number up to and including `floor` counts as
+ * already received (a restarted receiver must not accept again what it accepted before:
+ * the floor is its last persisted top). Only on a fresh window. */
+void ef_replay_set_floor(struct ef_replay *r, uint64_t floor);
+
 enum ef_replay_result ef_replay_check(const struct ef_replay *r, uint64_t seq);
 enum ef_replay_result ef_replay_update(struct ef_replay *r, uint64_t seq);
 

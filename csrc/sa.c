@@ -8,6 +8,8 @@
 
 #include <openssl/crypto.h>
 
+#include "keymem.h"
+
 #define CNT_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define EF_MAX_TS 256
 
@@ -170,6 +172,9 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 	sa->seq = p->initial_seq;
 	sa->owner = p->owner;
 	sa->group = p->group;
+	sa->seq_limit = sa->esn ? UINT64_MAX : UINT32_MAX;
+	if (p->seq_limit && p->seq_limit < sa->seq_limit)
+		sa->seq_limit = p->seq_limit;
 	pthread_spin_init(&sa->replay_lock, PTHREAD_PROCESS_PRIVATE);
 	sa->local = copy_ts(p->local_ts, p->n_local, err);
 	if (!sa->local)
@@ -186,7 +191,7 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 			*err = EF_E_NOMEM;
 			goto fail;
 		}
-		sa->replay.top = p->initial_seq;
+		ef_replay_set_floor(&sa->replay, p->initial_seq);
 	}
 	if (sa->dir == EF_DIR_OUT) {
 		sa->routes = calloc(sa->n_remote, sizeof(*sa->routes));
@@ -198,6 +203,11 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 			sa->routes[i].sa = sa;
 			sa->routes[i].prefix = sa->remote[i];
 		}
+	}
+	sa->salt = ef_keymem_alloc(EF_AEAD_SALT_LEN);
+	if (!sa->salt) {
+		*err = EF_E_NOMEM;
+		goto fail;
 	}
 	if (t->aead)
 		memcpy(sa->salt, key + t->enc_key_len - EF_AEAD_SALT_LEN, EF_AEAD_SALT_LEN);
@@ -226,7 +236,7 @@ void ef_sa_free(struct ef_sa *sa)
 	for (int i = 0; i < sa->nctx; i++)
 		ef_cctx_free(&sa->ctx[i]);
 	free(sa->ctx);
-	OPENSSL_cleanse(sa->salt, sizeof(sa->salt));
+	ef_keymem_free(sa->salt); /* cleansed */
 	ef_replay_free(&sa->replay);
 	pthread_spin_destroy(&sa->replay_lock);
 	free(sa->local);
@@ -257,19 +267,30 @@ void ef_sa_read_stats(const struct ef_sa *sa, struct ef_sa_stats *st)
 
 uint64_t ef_sa_next_seq(struct ef_sa *sa)
 {
-	uint64_t limit = sa->esn ? UINT64_MAX : UINT32_MAX, cur;
+	uint64_t hard = sa->esn ? UINT64_MAX : UINT32_MAX, limit, cur;
 
-	/* RFC 4303 §3.3.3: the counter never cycles; the SA stops instead. */
+	/* RFC 4303 §3.3.3: the counter never cycles; the SA stops instead. Below that, the
+	 * owner may hold it under a limit it raises as it persists a high-water mark
+	 * (espfast static: a restart resumes above every number ever used). */
 	cur = __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
 	do {
+		limit = __atomic_load_n(&sa->seq_limit, __ATOMIC_ACQUIRE);
 		if (cur >= limit) {
-			__atomic_store_n(&sa->exhausted, 1, __ATOMIC_RELAXED);
+			if (limit == hard)
+				__atomic_store_n(&sa->exhausted, 1, __ATOMIC_RELAXED);
 			CNT_ADD(sa->cnt.seq_exhausted, 1);
 			return 0;
 		}
 	} while (!__atomic_compare_exchange_n(&sa->seq, &cur, cur + 1, 1, __ATOMIC_RELAXED,
 					      __ATOMIC_RELAXED));
 	return cur + 1;
+}
+
+void ef_sa_set_seq_limit(struct ef_sa *sa, uint64_t limit)
+{
+	uint64_t hard = sa->esn ? UINT64_MAX : UINT32_MAX;
+
+	__atomic_store_n(&sa->seq_limit, !limit || limit > hard ? hard : limit, __ATOMIC_RELEASE);
 }
 
 long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t **out)

@@ -36,10 +36,11 @@ struct ef_sa {
 	uint8_t esn;
 	uint8_t exhausted; /* outbound: the sequence number space is used up */
 	const struct ef_transform *t;
-	uint8_t salt[EF_AEAD_SALT_LEN];
+	uint8_t *salt; /* EF_AEAD_SALT_LEN bytes in keymem (never dumped) */
 	int nctx;
 	struct ef_cctx *ctx; /* one per worker */
 	uint64_t seq;        /* outbound: last sequence number used */
+	uint64_t seq_limit;  /* outbound: the last one we may use (ef_sa_set_seq_limit) */
 	struct ef_replay replay;
 	pthread_spinlock_t replay_lock;
 	size_t n_local, n_remote;
@@ -66,6 +67,9 @@ long ef_sa_encap(struct ef_sa *sa, int ctx, uint8_t *inner, size_t len, uint8_t 
 uint64_t ef_sa_next_seq(struct ef_sa *sa);
 long ef_sa_seal(struct ef_sa *sa, int ctx, uint64_t seq, uint8_t *inner, size_t len,
 		uint8_t **out);
+/* Outbound: numbers above `limit` are refused (counted as seq_exhausted, the SA stays
+ * usable) until the limit is raised; 0 lifts it (up to the ESN / non-ESN maximum). */
+void ef_sa_set_seq_limit(struct ef_sa *sa, uint64_t limit);
 
 /* Returns the inner packet length (>=0) with *inner set, or -EF_E_* (MALFORMED, REPLAY,
  * AUTH, PADDING, POLICY). Counts into the SA. ESP packet at `pkt`, modified in place. */

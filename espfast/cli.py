@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from espfast import __version__
+from espfast import __version__, logfmt
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("espfast.demo", "two namespaces, a tunnel between them, traffic through it, a report"),
     "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
     "status": ("espfast.status", "show the running daemon's IKE and Child SAs"),
+    "initiate": ("espfast.initiate", "have the running daemon set up a connection now"),
+    "terminate": ("espfast.terminate", "have the running daemon delete a connection's IKE SAs"),
+    "reload": ("espfast.reload", "have the running daemon re-read its config file"),
+    "user": ("espfast.users", "add, delete or list EAP users (the gateway's local user file)"),
 }
 
 
@@ -33,12 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log detail (-v INFO, -vv DEBUG)"
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or one JSON object per line (for log shippers)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(_module=module)
         # -v also after the command (espfast up -v -c ...), adding to any given before it.
         sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+        sp.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS)
         importlib.import_module(module).add_arguments(sp)
     return parser
 
@@ -47,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfmt.configure(level, args.log_format)
     result: int = importlib.import_module(args._module).run(args)
     return result
 

@@ -11,10 +11,12 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     [interface]
     name = "espfast0"                          # TUN device to create
     addresses = ["198.19.1.1/24", "2001:2:0:1::1/64"]
-    mtu = 1400                                 # inner MTU (default 1400)
+    mtu = 1400                                 # inner MTU (default 1400, 1280..16288)
     listen = "198.18.0.1:4500"                 # outer UDP address:port (default 0.0.0.0:4500)
     workers = 2                                # dataplane worker threads (default: CPUs)
     offload = true                             # TCP segmentation/coalescing on the TUN
+    user = "espfast"                           # run as this user once set up (default:
+                                               # stay, with CAP_NET_ADMIN only)
 
     [[sa]]                                     # one SA pair; repeat for more
     name = "to-b"                              # for counters and messages
@@ -35,11 +37,14 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
 
 For the AEADs ``enc_key`` is the cipher key followed by the 4-byte salt (RFC 4106 §8.1,
 RFC 7634 §4), exactly as IKEv2 takes it from KEYMAT; the CBC transforms also need
-``integ_key`` (or ``integ_key_file``).
+``integ_key`` (or ``integ_key_file``). Every key may appear once in a config (a key shared
+by two SA directions repeats nonces). Sequence numbers survive restarts in a state file
+beside the config (:mod:`espfast.seqstate`).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import os
@@ -47,10 +52,11 @@ import stat
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from espfast import users
 from espfast.control.config import (
     CLOSE_ACTIONS,
     DPD_ACTIONS,
@@ -63,7 +69,17 @@ from espfast.control.config import (
 from espfast.control.events import TrafficSelector
 from espfast.control.identity import Identity
 from espfast.control.proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_ike
-from espfast.dataplane import MAX_WORKERS, REPLAY_WINDOW_MAX, SPI_MAX, SPI_MIN, Transform
+from espfast.dataplane import (
+    INNER_MAX,
+    MAX_WORKERS,
+    REPLAY_WINDOW_MAX,
+    SPI_MAX,
+    SPI_MIN,
+    Transform,
+)
+
+if TYPE_CHECKING:
+    from espfast.control.certs import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +89,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NATT_PORT = 4500  # RFC 3948
 DEFAULT_MTU = 1400
 MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
-MAX_MTU = 65535
+MAX_MTU = INNER_MAX  # the largest inner packet the dataplane carries without TUN TSO
 DEFAULT_REPLAY_WINDOW = 1024
 
 
@@ -296,6 +312,10 @@ class InterfaceConfig:
     # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open)
     cookie_threshold: int = 10
     half_open_limit: int = 1000
+    # espfast up: where to serve Prometheus metrics (espfast/metrics.py); None: nowhere
+    metrics: tuple[str, int] | None = None
+    # The user to run as once set up (espfast/privs.py); None: stay who we are.
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +381,8 @@ def _load(
 def load_static(path: str | os.PathLike[str]) -> StaticConfig:
     """Read and validate an ``espfast static`` config; :class:`ConfigError` if it is wrong."""
     source, interface, sas = _load(path, "sa", _sa_pair)
+    if interface.metrics is not None:
+        raise ConfigError(f"{source}: interface.metrics: only espfast up serves metrics")
     _check_sas(str(source), interface, sas)
     return StaticConfig(source, interface, sas)
 
@@ -388,8 +410,19 @@ def _interface(t: Table) -> InterfaceConfig:
     offload = t.get_bool("offload", True)
     cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
     half_open = t.get_int("half_open_limit", 1000, 1, 10**6)
+    metrics_text = t.opt_str("metrics")
+    metrics = None
+    if metrics_text is not None:
+        metrics = parse_endpoint(t, "metrics", metrics_text, 0)
+        if metrics[1] == 0:
+            raise t.error("metrics", f"{metrics_text!r}: needs a port (ADDR:PORT)")
+    user = t.opt_str("user")
+    if user is not None and not user.strip():
+        raise t.error("user", "is empty")
     t.done()
-    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open)
+    return InterfaceConfig(
+        name, addresses, mtu, listen, workers, offload, cookies, half_open, metrics, user
+    )
 
 
 @dataclass
@@ -511,8 +544,9 @@ def _key(t: Table, key: str, length: int, transform: Transform, keys: _KeySource
 
 
 def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ...]) -> None:
-    """Checks across SA pairs: unique SPIs per direction, outer families, distinct
-    selectors; a warning for interface addresses no SA carries."""
+    """Checks across SA pairs: unique SPIs per direction, unique keys, outer families,
+    distinct selectors; a warning for interface addresses no SA carries."""
+    _check_unique_keys(src, sas)
     for direction in ("in", "out"):
         seen: dict[int, int] = {}
         for i, sa in enumerate(sas):
@@ -550,6 +584,29 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
             )
 
 
+def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
+    """No key twice, anywhere in the config: the AEADs take their nonce from the sequence
+    number, so two SA directions under one key (and salt) encrypt packets 1, 2, 3, ...
+    under the same nonces (RFC 4106 §8.1: fatal for GCM), and a packet sent on one
+    would be accepted on the other. Compared without the AEAD salt, in constant time."""
+    seen: list[tuple[bytes, str]] = []
+    for i, sa in enumerate(sas):
+        salt = 4 if sa.transform.is_aead else 0
+        for direction, keys in (("out", sa.outbound), ("in", sa.inbound)):
+            for name, key in (("enc_key", keys.enc_key), ("integ_key", keys.integ_key)):
+                if not key:
+                    continue
+                material = key[: len(key) - salt] if name == "enc_key" else key
+                where = f"sa[{i}].{direction}.{name}"
+                for other, other_where in seen:
+                    if hmac.compare_digest(material, other):
+                        raise ConfigError(
+                            f"{src}: {where}: the same key as {other_where} (every SA "
+                            "direction needs its own key: a shared one repeats nonces)"
+                        )
+                seen.append((material, where))
+
+
 # ---------------------------------------------------------------------------------------
 # espfast up: IKEv2 connections (PSK authentication for now)
 #
@@ -565,6 +622,16 @@ def _check_sas(src: str, interface: InterfaceConfig, sas: tuple[SaPairConfig, ..
 #     remote_id = "198.18.0.2"        # optional: any identity the peer proves
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
 #     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
+#     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
+#     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
+#                                     # not list it) | ifuri (that, where the certificate
+#                                     # names a CRL URI) | relaxed (refuse only the revoked);
+#                                     # strongSwan's; nothing is ever fetched
+#     # a gateway for road warriors with passwords: auth = "pubkey" (cert, key; cacerts
+#     #   optional), remote_auth = "eap-mschapv2", users = "/etc/espfast/users" (the
+#     #   default; espfast user add|del|list)
+#     # a road warrior with a password: local_auth = "eap-mschapv2", eap_id = "carol",
+#     #   password_file = "carol.pw" (or password = "..."), cacerts = ["ca.crt"]
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)
@@ -609,6 +676,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # IkeConfig's retransmission defaults (strongSwan's: 4 s, x1.8 each, 5 tries).
 DEFAULT_RETRANSMIT_TIMEOUT, RETRANSMIT_BASE, RETRANSMIT_TRIES = 4.0, 1.8, 5
+EAP_METHODS = ("eap-mschapv2",)  # local_auth / remote_auth (strongSwan's names)
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
 
@@ -660,13 +728,19 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     name = t.get_str("name", t.where)
     remote_text = t.get_str("remote", required=True)
     remote = None if remote_text == "%any" else parse_endpoint(t, "remote", remote_text, IKE_PORT)
-    auth_kind = t.get_str("auth", "psk")
-    if auth_kind == "psk":
-        auth, default_id = _psk_auth(t, keys), None
-    elif auth_kind == "pubkey":
-        auth, default_id = _pubkey_auth(t, keys)
+    remote_auth = _choice(t, "remote_auth", "", ("", *EAP_METHODS))
+    if _choice(t, "local_auth", "", ("", *EAP_METHODS)):
+        auth, default_id = _eap_client_auth(t, keys)
     else:
-        raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
+        auth_kind = t.get_str("auth", "psk")
+        if auth_kind == "psk":
+            auth, default_id = _psk_auth(t, keys), None
+        elif auth_kind == "pubkey":
+            auth, default_id = _pubkey_auth(t, keys, need_cas=not remote_auth)
+        else:
+            raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
+    if remote_auth:
+        auth = _eap_users(t, auth, keys)
     local_id = _identity(t, "local_id", required=default_id is None) or default_id
     assert local_id is not None
     if auth.certs:
@@ -853,11 +927,16 @@ def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:
     return AuthConfig(psk=psk)
 
 
-def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
-    """Certificates: ours (``cert``, its ``key``) and the CAs we trust (``cacerts``).
-    Our identity defaults to the certificate's subject DN."""
+def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True
+                 ) -> tuple[AuthConfig, tuple[int, bytes]]:  # fmt: skip
+    """Certificates: ours (``cert``, its ``key``), the CAs we trust (``cacerts``; none
+    needed when the peers authenticate with EAP), their CRLs (``crls``,
+    espfast/crls.py) and the ``revocation`` policy. Our identity defaults to the
+    certificate's subject DN."""
     from espfast.control.auth import certificate_auth
     from espfast.control.certs import LocalCredential, TrustStore
+    from espfast.control.revocation import POLICIES
+    from espfast.crls import CrlFiles
 
     def path(text: str) -> Path:
         p = Path(text)
@@ -865,19 +944,81 @@ def _pubkey_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, by
 
     cert = path(t.get_str("cert", required=True))
     key = path(t.get_str("key", required=True))
-    cas = [path(c) for c in t.get_str_list("cacerts", required=True)]
-    if not cas:
+    cas = [path(c) for c in t.get_str_list("cacerts", required=need_cas)]
+    if not cas and need_cas:
         raise t.error("cacerts", "needs at least one CA certificate")
     keys.files.append(key)
     try:
         cred = LocalCredential.load(cert, key)
     except (OSError, ValueError) as e:
         raise t.error("cert", f"cannot load {cert} with key {key}: {_reason(e)}") from None
+    crl_paths = [path(c) for c in t.get_str_list("crls")]
+    revocation = _choice(t, "revocation", "relaxed", POLICIES)
+    if revocation == "strict" and not crl_paths:
+        raise t.error("revocation", '"strict" refuses every peer without crls (nothing is '
+                      "fetched): give the CAs' CRLs in crls")  # fmt: skip
     try:
-        trust = TrustStore.load(cas)
+        trust = TrustStore.load(cas, revocation=revocation)
     except (OSError, ValueError) as e:
         raise t.error("cacerts", _reason(e)) from None
-    return certificate_auth(cred, trust, time.time), cred.identity.encode()
+    crls = CrlFiles(crl_paths, trust)
+    try:
+        crls.load()
+    except (OSError, ValueError) as e:
+        raise t.error("crls", _reason(e)) from None
+    refresh = crls.poll if crl_paths else None
+    return certificate_auth(cred, trust, time.time, refresh), cred.identity.encode()
+
+
+def _trust(t: Table, keys: _KeySources) -> TrustStore:
+    from espfast.control.certs import TrustStore
+
+    paths = [Path(c) if Path(c).is_absolute() else keys.base / c
+             for c in t.get_str_list("cacerts", required=True)]  # fmt: skip
+    if not paths:
+        raise t.error("cacerts", "needs at least one CA certificate")
+    try:
+        return TrustStore.load(paths)
+    except (OSError, ValueError) as e:
+        raise t.error("cacerts", _reason(e)) from None
+
+
+def _eap_client_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
+    """local_auth = "eap-mschapv2": we are a road warrior with a user name (``eap_id``)
+    and ``password`` / ``password_file``, and check the gateway's certificate against
+    ``cacerts``. Only the NT hash of the password is kept. Our identity (IDi) defaults
+    to the user name."""
+    from espfast.control.auth import certificate_auth
+    from espfast.control.eap import nt_password_hash
+    from espfast.control.tasks.ike_auth_eap import eap_peer_id
+
+    eap_id = t.get_str("eap_id", required=True)
+    try:
+        users.check_name(eap_id)
+    except users.UserFileError as e:
+        raise t.error("eap_id", str(e)) from None
+    text, where = _secret(t, "password", keys)
+    password = text.rstrip("\r\n") if where.endswith("_file") else text
+    if not password:
+        raise t.error(where, "is empty")
+    auth = certificate_auth(None, _trust(t, keys), time.time)
+    auth = replace(auth, eap_identity=eap_id, eap_nt_hash=nt_password_hash(password))
+    p = eap_peer_id(eap_id)
+    return auth, (p.id_type, p.data)
+
+
+def _eap_users(t: Table, auth: AuthConfig, keys: _KeySources) -> AuthConfig:
+    """remote_auth = "eap-mschapv2": peers prove a user of the ``users`` file (the
+    gateway proves itself with its certificate: auth = "pubkey")."""
+    if auth.signer is None:
+        raise t.error("remote_auth", 'EAP needs auth = "pubkey" (the gateway\'s certificate)')
+    text = t.get_str("users", str(users.DEFAULT_PATH))
+    path = Path(text) if Path(text).is_absolute() else keys.base / text
+    try:
+        user_file = users.UserFile(path)
+    except users.UserFileError as e:
+        raise t.error("users", str(e)) from None
+    return replace(auth, eap_users=user_file.lookup)
 
 
 def _check_own_cert(t: Table, der: bytes, local_id: tuple[int, bytes]) -> None:

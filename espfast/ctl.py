@@ -2,7 +2,11 @@
 
 The daemon runs a :class:`ControlServer` (asyncio) on ``/run/espfast/espfast.sock`` (the
 directory is created 0700, the socket is 0600, and a peer must be root or the daemon's own
-user by SO_PEERCRED); ``espfast status`` and other clients use :func:`request`.
+user by SO_PEERCRED; with ``--socket-group G`` 0750 / 0660 and G's members too, by the
+groups the kernel recorded for the peer, SO_PEERGROUPS); ``espfast status`` and other
+clients use :func:`request`. The directory is refused when it
+is a symlink, not a directory, another user's, or writable by others (as is any directory
+above it that is not sticky): nobody else can plant or impersonate the socket.
 
 Protocol: one JSON object per line each way, any number of requests per connection,
 answered in order::
@@ -39,7 +43,6 @@ import json
 import logging
 import os
 import socket
-import stat
 import struct
 import types
 import typing
@@ -47,6 +50,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, Union, get_args, get_origin
+
+from espfast.ctlsock import MAX_CLIENTS, ControlError, bind_private, resolve_group
 
 if TYPE_CHECKING:
     from espfast.control.events import ChildSaUp
@@ -56,7 +61,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = Path("/run/espfast/espfast.sock")
 MAX_LINE = 64 * 1024  # a request longer than this is refused and the connection closed
-MAX_CLIENTS = 16  # connections served at once; more are answered with an error and closed
 IDLE_TIMEOUT = 30.0  # seconds a connection may sit without sending a full request
 SCHEMA_VERSION = 1
 
@@ -238,8 +242,12 @@ def drops_of(sa_stats: object) -> dict[str, int]:
 # Errors both sides share
 
 
-class ControlError(RuntimeError):
-    """The control socket could not be used; the message is one line for the user."""
+class DaemonError(ControlError):
+    """The daemon answered ``{"ok": false}``; ``error`` is what it said."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"the daemon says: {error}")
+        self.error = error
 
 
 class RequestError(ValueError):
@@ -268,12 +276,20 @@ class ControlServer:
         *,
         handlers: Mapping[str, Handler] | None = None,
         allowed_uids: frozenset[int] | None = None,
+        owner: int | None = None,
+        group: int | None = None,
     ) -> None:
+        """``owner``: the uid the daemon will run as (``--user``), given the directory and
+        the socket; ``group``: a group whose members may use the socket too (directory
+        0750, socket 0660, that group)."""
         self.path = Path(path)
         self._handlers: dict[str, Handler] = {"status": lambda _req: status_provider()}
         self._handlers.update(handlers or {})
-        self._allowed = allowed_uids if allowed_uids is not None else {0, os.geteuid()}
+        uids = {0, os.geteuid()} | ({owner} if owner is not None else set())
+        self._allowed = allowed_uids if allowed_uids is not None else frozenset(uids)
+        self._owner, self._group = owner, group
         self._server: asyncio.base_events.Server | None = None
+        self._sock: socket.socket | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._inode: tuple[int, int] | None = None
 
@@ -281,15 +297,30 @@ class ControlServer:
     def commands(self) -> list[str]:
         return sorted(self._handlers)
 
+    def add_handlers(self, handlers: Mapping[str, Handler]) -> None:
+        """Commands registered once the daemon they act on exists (before :meth:`start`)."""
+        self._handlers.update(handlers)
+
+    def bind(self) -> None:
+        """Create the directory and the socket (before the daemon drops its privileges);
+        :meth:`start` serves on it."""
+        if self._sock is None:
+            self._sock = bind_private(self.path, self._owner, self._group)
+            st = os.stat(self.path)
+            self._inode = (st.st_dev, st.st_ino)
+
     async def start(self) -> None:
-        sock = _bind_private(self.path)
-        st = os.stat(self.path)
-        self._inode = (st.st_dev, st.st_ino)
+        self.bind()
+        sock, self._sock = self._sock, None
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
         log.info("control socket %s", self.path)
 
     async def close(self) -> None:
         server, self._server = self._server, None
+        if self._sock is not None:  # bound, never started
+            self._sock.close()
+            self._sock = None
+            self._unlink()
         if server is None:
             return
         server.close()
@@ -297,8 +328,13 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
         await server.wait_closed()
-        # Remove our socket, not one a later daemon may have put there.
-        with contextlib.suppress(FileNotFoundError):
+        self._unlink()
+
+    def _unlink(self) -> None:
+        # Remove our socket, not one a later daemon may have put there. Not being allowed
+        # to (a daemon that dropped to a user who does not own the directory) leaves a
+        # stale socket, which the next daemon replaces.
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:
                 self.path.unlink()
@@ -323,8 +359,8 @@ class ControlServer:
             if len(self._clients) > MAX_CLIENTS:
                 await _refuse(reader, writer, "too many control connections, try again")
                 return
-            uid = _peer_uid(writer)
-            if uid not in self._allowed:
+            uid, groups = _peer_credentials(writer)
+            if uid not in self._allowed and (self._group is None or self._group not in groups):
                 log.warning("control socket: refused a client with uid %s", uid)
                 await _refuse(reader, writer, "permission denied")
                 return
@@ -396,59 +432,32 @@ async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wh
                     break
 
 
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13; not named in Python 3.11
+MAX_GROUPS = 65536  # NGROUPS_MAX
+
+
+def _peer_credentials(writer: asyncio.StreamWriter) -> tuple[int | None, frozenset[int]]:
+    """The peer's uid and its groups (primary and supplementary), as the kernel recorded
+    them when it connected; (None, {}) when the kernel cannot say."""
     sock = writer.get_extra_info("socket")
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except (OSError, AttributeError):
-        return None
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
-
-
-def _bind_private(path: Path) -> socket.socket:
-    """A listening UNIX socket at ``path``, mode 0600, in a directory we create 0700.
-
-    A stale socket (nobody listening) is replaced; a live one means another daemon runs,
-    and anything that is not a socket is left alone: both are a ControlError.
-    """
-    parent = path.parent
-    if not parent.exists():
+        return None, frozenset()
+    _pid, uid, gid = struct.unpack("3i", creds)
+    groups = {int(gid)}
+    size = 64 * 4
+    while size <= MAX_GROUPS * 4:
         try:
-            parent.mkdir(mode=0o700, parents=True)
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, size)
         except OSError as e:
-            raise ControlError(f"cannot create {parent}: {e.strerror}") from None
-    if path.is_symlink() or path.exists():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ControlError(f"{path} exists and is not a socket; not touching it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except ConnectionRefusedError:
-            path.unlink()  # stale: the daemon that made it is gone
-        except OSError as e:
-            raise ControlError(f"cannot check the existing socket {path}: {e.strerror}") from None
-        else:
-            raise ControlError(f"another espfast daemon is listening on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # the socket is created 0600: no window with wider bits
-    try:
-        sock.bind(str(path))
-    except OSError as e:
-        sock.close()
-        raise ControlError(f"cannot bind {path}: {e.strerror}") from None
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(MAX_CLIENTS)
-    sock.setblocking(False)
-    return sock
-
-
-# ---------------------------------------------------------------------------------------
-# Client
+            if e.errno == errno.ERANGE:  # more groups than that: ask with room for them
+                size *= 16
+                continue
+            break  # an older kernel: the primary group only
+        groups.update(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+        break
+    return int(uid), frozenset(groups)
 
 
 def add_socket_argument(parser: argparse.ArgumentParser) -> None:
@@ -496,7 +505,7 @@ def request(
     if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
         raise ControlError("the daemon sent a malformed answer")
     if not answer["ok"]:
-        raise ControlError(f"the daemon says: {answer.get('error', 'error')}")
+        raise DaemonError(str(answer.get("error", "error")))
     return answer.get("result")
 
 
@@ -527,6 +536,7 @@ __all__ = [
     "ChildSaStatus",
     "ControlError",
     "ControlServer",
+    "DaemonError",
     "DaemonStatus",
     "IkeSaStatus",
     "RequestError",
@@ -537,4 +547,5 @@ __all__ = [
     "child_sa_status",
     "drops_of",
     "request",
+    "resolve_group",
 ]

@@ -66,7 +66,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -98,6 +98,7 @@ from espfast.ctl import (
     child_sa_status,
 )
 from espfast.dataplane import Direction, SaParams, SaStats, SelectorConflict, Transform
+from espfast.logfmt import event as logged
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the ne
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
+GUARD_LINES, GUARD_WINDOW = 10, 10.0  # at most this many error lines per window (seconds)
 
 
 class DataplaneLike(Protocol):
@@ -143,6 +145,13 @@ class Counters:
     # we sent again, and the peer's retransmitted requests answered from the cache.
     ike_retransmits: int = 0
     ike_requests_answered_from_cache: int = 0
+    # The peers' messages that failed our checks (answered with an error notify, or ending
+    # our exchange), and those of them that raised something unanticipated (TaskManager);
+    # input_errors: exceptions that escaped the control plane altogether, each one logged
+    # in one line and dropped (none is expected; each is a gap to close).
+    ike_protocol_errors: int = 0
+    ike_unexpected_errors: int = 0
+    input_errors: int = 0
 
 
 @dataclass
@@ -189,8 +198,13 @@ class Daemon:
     # IKE SA id they belong to.
     _retiring: dict[int, int] = field(default_factory=dict)
     _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
-    _gone: tuple[int, int] = (0, 0)  # the counters of the IKE SAs no longer there
+    _gone: tuple[int, ...] = (0, 0, 0, 0)  # _ike_counts of the IKE SAs no longer there
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
+    # Called with every control-plane event after the daemon acted on it (metrics, the
+    # control socket's initiate/terminate waiting for an outcome: espfast/operations.py).
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    # _guard's log budget: (start of the window, lines logged in it, errors not logged).
+    _guard_log: tuple[float, int, int] = (float("-inf"), 0, 0)
 
     @property
     def local(self) -> str:
@@ -214,15 +228,21 @@ class Daemon:
                                cookie_threshold=iface.cookie_threshold,
                                half_open_limit=iface.half_open_limit)  # fmt: skip
         for conn in self.config.connections:
-            if conn.remote is None:
-                continue
-            for child in conn.children_to("trap"):
-                self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
-                self.add_routes(_child_networks(conn, child))
-                log.warning("%s: trap for child %s installed", conn.name, child)
-            if conn.children_to("start"):
-                self.initiate(conn)
+            self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def start_connection(self, conn: ConnectionConfig) -> None:
+        """What the config says to do with ``conn`` at start (or when a reload adds it):
+        install its traps, initiate its children to start."""
+        if conn.remote is None:
+            return
+        for child in conn.children_to("trap"):
+            self.mgr.trap(conn.ike, child, local=(self.local, IKE_PORT), remote=conn.remote)
+            self.add_routes(_child_networks(conn, child))
+            what = logged("trap_installed", connection=conn.name, child=child)
+            log.warning("%s: trap for child %s installed", conn.name, child, extra=what)
+        if conn.children_to("start"):
+            self.initiate(conn)
 
     def initiate(self, conn: ConnectionConfig) -> None:
         """IKE_SA_INIT + IKE_AUTH with the first child to start (start_action = start, or
@@ -232,7 +252,8 @@ class Daemon:
         if not names:
             return
         cfgs = {c.name: c for c in conn.ike.children}
-        log.info("%s: initiating to %s", conn.name, conn.remote[0])
+        log.info("%s: initiating to %s", conn.name, conn.remote[0],
+                 extra=logged("initiating", connection=conn.name, peer=conn.remote[0]))  # fmt: skip
         now = self.loop.time()
         sa = self.mgr.initiate(conn.ike, local=(self.local, IKE_PORT), remote=conn.remote,
                                now=now, child=cfgs[names[0]])  # fmt: skip
@@ -253,7 +274,8 @@ class Daemon:
             return
         front = self.mgr.responder  # it drops new requests whose payloads do not parse
         before = front.counters.dropped_malformed if front is not None else 0
-        self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
+        with self._guard(f"an IKE datagram from {addr[0]}"):
+            self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
         if front is not None and front.counters.dropped_malformed != before:
             self.counters.malformed += 1
         self._pump()
@@ -268,7 +290,15 @@ class Daemon:
             except (ValueError, OSError) as e:  # e.g. the dataplane refused an SA
                 self.counters.event_errors += 1
                 what = type(event).__name__
-                log.error("IKE SA %d: cannot act on %s: %s", event.ike_sa_id, what, e)
+                log.error("IKE SA %d: cannot act on %s: %s", event.ike_sa_id, what, e,
+                          extra=logged("event_error", ike_sa=event.ike_sa_id, on=what))  # fmt: skip
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:  # a bug in an observer must not stop the daemon
+                    self.counters.event_errors += 1
+                    log.exception("IKE SA %d: a listener failed on %s", event.ike_sa_id,
+                                  type(event).__name__)  # fmt: skip
         for data, addr, port in self.mgr.datagrams_to_send(self.loop.time()):
             self._send(data, addr, port)
         if self._timer is not None:
@@ -283,23 +313,48 @@ class Daemon:
 
     def _count_ike(self) -> None:
         """Fold the IKE SAs' retransmission counters into ours (see Counters)."""
-        retransmits, answered = self._gone
+        gone = list(self._gone)
         live = {id(sa): sa for sa in self.mgr.sas}
         for key, sa in self._live.items():
             if key not in live:
-                retransmits += sa.tm.counters.retransmits
-                answered += sa.tm.counters.retransmitted_requests_answered
-        self._live, self._gone = live, (retransmits, answered)
+                gone = [a + b for a, b in zip(gone, _ike_counts(sa), strict=True)]
+        self._live, self._gone = live, tuple(gone)
+        totals = gone
         for sa in live.values():
-            retransmits += sa.tm.counters.retransmits
-            answered += sa.tm.counters.retransmitted_requests_answered
-        self.counters.ike_retransmits = retransmits
-        self.counters.ike_requests_answered_from_cache = answered
+            totals = [a + b for a, b in zip(totals, _ike_counts(sa), strict=True)]
+        c = self.counters
+        (c.ike_retransmits, c.ike_requests_answered_from_cache, c.ike_protocol_errors,
+         c.ike_unexpected_errors) = totals  # fmt: skip
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.mgr.handle_timer(self.loop.time())
+        with self._guard("a timer"):
+            self.mgr.handle_timer(self.loop.time())
         self._pump()
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Last line of defence around the control plane: an exception that escapes it
+        (what a peer sent got past every check) is counted and logged in one line (the
+        traceback at DEBUG), at most GUARD_LINES lines per GUARD_WINDOW seconds (a peer
+        that found such a hole must not flood the log); the daemon goes on serving."""
+        try:
+            yield
+        except Exception as e:  # any: see the docstring
+            self.counters.input_errors += 1
+            now = self.loop.time()
+            start, lines, quiet = self._guard_log
+            if now - start >= GUARD_WINDOW:
+                if quiet:
+                    log.error("%d more such errors were not logged", quiet)
+                start, lines, quiet = now, 0, 0
+            if lines < GUARD_LINES:
+                log.error("error handling %s: %s: %s", what, type(e).__name__, e)
+                log.debug("the traceback of that error", exc_info=e)
+                lines += 1
+            else:
+                quiet += 1
+            self._guard_log = (start, lines, quiet)
 
     def _read_counters(self) -> None:
         """The dataplane's counters into the control plane (see the module docstring)."""
@@ -377,14 +432,21 @@ class Daemon:
                     event.algorithms,
                     f", virtual IP {vips}" if vips else "",
                     f", DNS {dns}" if dns else "",
-                )
+                    extra=logged("ike_sa_up", connection=event.name, ike_sa=event.ike_sa_id,
+                             peer=fmt_endpoint(event.peer), local_id=event.local_id,
+                             remote_id=event.remote_id, proposal=event.algorithms,
+                             virtual_ips=event.virtual_ips + event.peer_virtual_ips),
+                )  # fmt: skip
                 self._hold_vips(event.ike_sa_id, event.virtual_ips)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
-                log.info("%s: IKE SA rekeyed", event.name)
+                log.info("%s: IKE SA rekeyed", event.name, extra=logged(
+                    "ike_sa_rekeyed", connection=event.name, ike_sa=event.ike_sa_id))  # fmt: skip
             case IkeSaReauthenticating():
                 self.counters.ike_sas_reauthenticated += 1
-                log.info("%s: IKE SA reauthenticating", event.name)
+                what = logged("ike_sa_reauthenticating", connection=event.name,
+                              ike_sa=event.ike_sa_id)  # fmt: skip
+                log.info("%s: IKE SA reauthenticating", event.name, extra=what)
             case ChildSaUp():
                 # A Child SA like one we have, with the same peer: the peer reauthenticated
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
@@ -410,9 +472,14 @@ class Daemon:
                 replaced = event.spi_in not in self.children  # a rekey already logged it
                 self._uninstall(event.spi_in)  # also switches a successor waiting for this
                 if not replaced:
-                    log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason)
+                    what = logged("child_sa_down", child=event.name, ike_sa=event.ike_sa_id,
+                                  spi_in=f"{event.spi_in:08x}", reason=event.reason)  # fmt: skip
+                    log.info("%s: child SA %08x down: %s", event.name, event.spi_in, event.reason,
+                             extra=what)  # fmt: skip
             case ChildSaFailed():
-                log.warning("%s: child SA failed: %s", event.name, event.reason)
+                log.warning("%s: child SA failed: %s", event.name, event.reason,
+                            extra=logged("child_sa_failed", child=event.name,
+                                         ike_sa=event.ike_sa_id, reason=event.reason))  # fmt: skip
             case PeerAddressChanged():
                 for child in self.children.values():
                     if child.ike_sa_id == event.ike_sa_id:
@@ -431,7 +498,9 @@ class Daemon:
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
-                log.log(level, "%s: IKE SA down%s: %s", event.name, cause, event.reason)
+                log.log(level, "%s: IKE SA down%s: %s", event.name, cause, event.reason,
+                        extra=logged("ike_sa_down", connection=event.name, ike_sa=event.ike_sa_id,
+                                     cause=event.cause, reason=event.reason))  # fmt: skip
                 # The manager restarts or traps what has a dpd/close action; after a
                 # clear/none action (dpd, peer), a local delete or INITIAL_CONTACT nothing
                 # is restarted; what never came up (or ran out its life) is tried again.
@@ -471,7 +540,8 @@ class Daemon:
         attempt = self._retries.get(name, 0)
         self._retries[name] = attempt + 1
         delay = min(self.retry_delay * 2**attempt, RETRY_MAX)
-        log.warning("%s: initiating again in %.0f s", name, delay)
+        log.warning("%s: initiating again in %.0f s", name, delay,
+                    extra=logged("retry_scheduled", connection=name, delay=delay))  # fmt: skip
         self._retry_timers[name] = self.loop.call_later(delay, self._retry, conn)
 
     def _retry(self, conn: ConnectionConfig) -> None:
@@ -602,7 +672,13 @@ class Daemon:
             ev.spi_out,
             ", ".join(map(str, local)),
             ", ".join(map(str, remote)),
-        )
+            extra=logged(
+                "child_sa_up" if rekeyed is None else "child_sa_rekeyed",
+                child=ev.name, ike_sa=ev.ike_sa_id, transform=str(transform),
+                spi_in=f"{ev.spi_in:08x}", spi_out=f"{ev.spi_out:08x}",
+                local_ts=[str(n) for n in local], remote_ts=[str(n) for n in remote],
+            ),
+        )  # fmt: skip
         return out
 
     def _uninstall(self, spi_in: int) -> None:
@@ -711,6 +787,13 @@ class Daemon:
             self._timer.cancel()
         for spi_in in list(self.children):
             self._uninstall(spi_in)
+
+
+def _ike_counts(sa: IkeSa) -> tuple[int, int, int, int]:
+    """The TaskManager counters the daemon sums over its IKE SAs (see Counters)."""
+    c = sa.tm.counters
+    return (c.retransmits, c.retransmitted_requests_answered, c.protocol_errors,
+            c.unexpected_errors)  # fmt: skip
 
 
 def _child_networks(conn: ConnectionConfig, child: str) -> tuple[IPNetwork, ...]:

@@ -95,6 +95,8 @@ SPI_MIN = 256  # RFC 4303 §2.1: 1..255 are reserved, 0 is local use
 SPI_MAX = 0xFFFFFFFF
 REPLAY_WINDOW_MAX = 65536
 MAX_WORKERS = 16
+# The largest inner packet carried whatever the offloads: the interface MTU's upper bound.
+INNER_MAX = int(lib.EF_INNER_MAX)
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,8 @@ class SaStats:
     policy_drops: int
     malformed: int
     bad_padding: int
+    # outbound: packets dropped for want of a sequence number (the space is used up, or
+    # the SA waits at its seq_limit for espfast static to persist a new reservation)
     seq_exhausted: int
     seq: int  # outbound: last sequence number sent; inbound: highest accepted
     exhausted: bool  # outbound: sequence numbers used up, the SA sends no more
@@ -347,7 +351,18 @@ class _CParams:
     def wipe(self) -> None:
         # Our copies of the keys: zeroed as soon as C has its own (scheduled) copy.
         for buf in self.secrets:
-            ffi.memmove(buf, b"\0" * len(ffi.buffer(buf)), len(ffi.buffer(buf)))
+            ffi.release(buf)  # ef_keymem_free: cleansed
+
+
+def _key_buffer(key: bytes) -> Any:
+    """A copy of ``key`` in C key memory (csrc/keymem.h: never in a core dump)."""
+    size = max(len(key), 1)
+    raw = lib.ef_keymem_alloc(size)
+    if raw == ffi.NULL:
+        raise MemoryError("no key memory")
+    buf = ffi.gc(ffi.cast("uint8_t *", raw), lib.ef_keymem_free, size=size)
+    ffi.memmove(buf, key, len(key))
+    return buf
 
 
 def _prefixes(nets: tuple[Network, ...]) -> Any:
@@ -361,7 +376,16 @@ def _prefixes(nets: tuple[Network, ...]) -> Any:
     return arr
 
 
-def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _CParams:
+def _check_seq(value: object, what: str, esn: bool) -> int:
+    seq_max = 2**64 - 1 if esn else 2**32 - 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= seq_max:
+        raise ValueError(f"{what} out of range (0..{seq_max})")
+    return value
+
+
+def _build_params(
+    sa: object, udp_family: int | None, initial_seq: int = 0, seq_limit: int = 0
+) -> _CParams:
     if not isinstance(sa, SaParams):
         raise ValueError(f"expected SaParams, not {type(sa).__name__}")
     spi = _check_spi(sa.spi)
@@ -379,9 +403,8 @@ def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _
         raise ValueError("replay_window must be an int")
     if direction is Direction.IN and not 1 <= window <= REPLAY_WINDOW_MAX:
         raise ValueError(f"replay_window {window} out of range (1..{REPLAY_WINDOW_MAX})")
-    seq_max = 2**64 - 1 if sa.esn else 2**32 - 1
-    if not 0 <= initial_seq <= seq_max:
-        raise ValueError(f"initial_seq out of range (0..{seq_max})")
+    initial_seq = _check_seq(initial_seq, "initial_seq", sa.esn)
+    seq_limit = _check_seq(seq_limit, "seq_limit", sa.esn)
     peer_buf: Any = ffi.NULL
     peer_len = 0
     if sa.peer is not None and udp_family is not None:
@@ -394,8 +417,7 @@ def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _
         raise ValueError(f"outbound SA 0x{spi:08x} needs a peer (address, port)")
 
     p = ffi.new("struct ef_sa_params *")
-    ekey = ffi.new("uint8_t[]", enc_key or b"\0")
-    ikey = ffi.new("uint8_t[]", integ_key or b"\0")
+    ekey, ikey = _key_buffer(enc_key), _key_buffer(integ_key)
     lts, rts = _prefixes(local), _prefixes(remote)
     p.spi = spi
     p.dir = _DIR_INDEX[direction]
@@ -407,6 +429,7 @@ def _build_params(sa: object, udp_family: int | None, initial_seq: int = 0) -> _
     p.esn = int(sa.esn)
     p.replay_window = window if direction is Direction.IN else 0
     p.initial_seq = initial_seq
+    p.seq_limit = seq_limit if direction is Direction.OUT else 0
     p.peer, p.peer_len = peer_buf, peer_len
     for what, value in (("owner", sa.owner), ("group", sa.group)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
@@ -600,9 +623,14 @@ class Dataplane(_Closable):
     def running(self) -> bool:
         return self._running
 
-    def add_sa(self, sa: SaParams) -> None:
-        """Installs an SA (the keys cross into C here, once). ValueError on bad input."""
-        cp = _build_params(sa, self._family)
+    def add_sa(self, sa: SaParams, *, initial_seq: int = 0, seq_limit: int = 0) -> None:
+        """Installs an SA (the keys cross into C here, once). ValueError on bad input.
+
+        A resumed SA (``espfast static`` after a restart): outbound, ``initial_seq`` is the
+        last sequence number that may have been sent and ``seq_limit`` the last one it may
+        send until :meth:`set_seq_limit` raises it (0: none); inbound, ``initial_seq`` is a
+        replay floor: every number up to it counts as already received."""
+        cp = _build_params(sa, self._family, initial_seq, seq_limit)
         try:
             rc = lib.ef_dp_add_sa(self._handle(), cp.params)
         finally:
@@ -631,6 +659,15 @@ class Dataplane(_Closable):
             raise ValueError(f"no out SA with SPI 0x{spi:08x}")
         if rc:
             raise ValueError(f"cannot update the peer of SA 0x{spi:08x}: {_strerror(rc)}")
+
+    def set_seq_limit(self, spi: int, limit: int) -> None:
+        """An outbound SA sends no sequence number above ``limit`` (0: no limit); packets
+        beyond it are dropped and counted as ``seq_exhausted`` until it is raised."""
+        spi = _check_spi(spi)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**64:
+            raise ValueError("seq_limit out of range (0..2^64-1)")
+        if lib.ef_dp_set_seq_limit(self._handle(), spi, limit):
+            raise ValueError(f"no out SA with SPI 0x{spi:08x}")
 
     def sa_stats(self, spi: int, direction: Direction) -> SaStats:
         spi, direction = _check_spi(spi), _check_direction(direction)
@@ -767,8 +804,9 @@ class U32Array:
 class EspSa(_Closable):
     """One SA direction on its own: :meth:`encap` (outbound) or :meth:`decap` (inbound).
 
-    ``initial_seq``: the last sequence number already sent (outbound) or the highest
-    already received (inbound) — for tests near 2^32 and exhaustion. Not for sharing
+    ``initial_seq``: the last sequence number already sent (outbound), or a replay floor
+    (inbound: every number up to it counts as received) — for tests near 2^32 and
+    exhaustion. Not for sharing
     between threads (calls are serialised by a lock).
     """
 

@@ -8,6 +8,11 @@ then it prints the counters (``--json`` for a machine-readable form) and exits 0
 
 IKE datagrams that reach the socket (non-ESP marker) are counted and dropped: nothing
 negotiates here. The config format is described in :mod:`espfast.config`.
+
+Manual keys never change, so a restart must not number packets from 1 again (the AEAD
+nonce is the sequence number): :mod:`espfast.seqstate` keeps a state file next to the
+config (``--state`` to put it elsewhere), reserves sequence numbers ahead on disk, and
+refuses to start without it unless ``--fresh-keys`` says the keys were never used.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from espfast import netns
 if TYPE_CHECKING:
     from espfast.config import SaPairConfig, StaticConfig
     from espfast.dataplane import Dataplane, SaParams
+    from espfast.seqstate import SeqState
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +69,34 @@ def print_error(command: str, error: Exception, status: int) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from espfast.privs import add_user_argument
+
     add_config_arguments(parser, "tunnel")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="the sequence-number state file (default: the config's path + .state)",
+    )
+    parser.add_argument(
+        "--fresh-keys",
+        action="store_true",
+        help="SAs the state file does not know have never been used: start them at 0 "
+        "(without it a missing state file is an error: reused keys would repeat nonces)",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the counters on exit as JSON (on stdout)"
     )
+    add_user_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from espfast.config import ConfigError, load_static
+    from espfast.privs import harden
+    from espfast.seqstate import default_path
 
+    if not args.check:
+        harden()  # before any key is read: no core dumps
     try:
         config = load_static(args.config)
     except ConfigError as e:
@@ -79,9 +104,12 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{config.source}: OK ({len(config.sas)} SA pair(s))")
         return 0
+    state = args.state or default_path(args.config)
     with _StopSignals() as stop:
         try:
-            report = _run_tunnel(config, stop)
+            report = _run_tunnel(
+                config, stop, state, args.user or config.interface.user, fresh_keys=args.fresh_keys
+            )
         except (OSError, ValueError, RuntimeError) as e:
             # TunError, bind errors, the dataplane refusing an SA: one line, no traceback.
             return print_error("static", e, 1)
@@ -92,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sa_params(pair: SaPairConfig) -> tuple[SaParams, ...]:
+def sa_params(pair: SaPairConfig) -> tuple[SaParams, SaParams]:
     """The dataplane's (outbound, inbound) SAs for one configured pair."""
     from espfast.dataplane import Direction, SaParams
 
-    return tuple(
+    out, inbound = (
         SaParams(
             spi=keys.spi,
             direction=direction,
@@ -111,29 +139,50 @@ def sa_params(pair: SaPairConfig) -> tuple[SaParams, ...]:
         )
         for direction, keys in ((Direction.OUT, pair.outbound), (Direction.IN, pair.inbound))
     )
+    return out, inbound
 
 
-def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
+def _run_tunnel(
+    config: StaticConfig,
+    stop: _StopSignals,
+    state_path: Path,
+    user: str | None,
+    *,
+    fresh_keys: bool,
+) -> dict[str, Any]:
     from espfast.dataplane import Dataplane, Direction
-    from espfast.tun import open_tun
+    from espfast.privs import drop_for_daemon
+    from espfast.seqstate import SeqState
+    from espfast.tun import create_device, open_tun
 
     iface = config.interface
     routes = [net for sa in config.sas for net in sa.remote_ts]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
+        # First: a missing state file is refused before anything is set up.
+        state = SeqState.open(
+            state_path,
+            [(pair.name, sa) for pair in config.sas for sa in sa_params(pair)],
+            fresh_keys=fresh_keys,
+        )
+        stack.callback(state.close, None)  # on an error: what is on disk stays
+        device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
+        stack.callback(device.close)
+        drop_for_daemon(user, iface.listen[1])  # espfast/privs.py: CAP_NET_ADMIN from here on
         tun = open_tun(
             iface.name,
             mtu=iface.mtu,
             addresses=iface.addresses,
             routes=routes,
             vnet_hdr=iface.offload,
+            device=device,
         )
         stack.callback(tun.close)
         sock = stack.enter_context(udp_socket(iface.listen))
         dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
-        for pair in config.sas:
-            for sa in sa_params(pair):
-                dp.add_sa(sa)
+        # Numbers reserved and on disk before the dataplane may use them (seqstate).
+        for sa, initial_seq, seq_limit in state.start():
+            dp.add_sa(sa, initial_seq=initial_seq, seq_limit=seq_limit)
         dp.start()
         print(
             f"espfast static: {READY}: {tun.name} up, {len(config.sas)} SA pair(s), "
@@ -141,8 +190,9 @@ def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-        ike_dropped = _serve(dp, stop)
+        ike_dropped = _serve(dp, stop, state)
         dp.stop()
+        state.close(dp)  # stopped: the exact numbers
         report: dict[str, Any] = {
             "interface": tun.name,
             "seconds": round(time.monotonic() - started, 3),
@@ -166,14 +216,18 @@ def _run_tunnel(config: StaticConfig, stop: _StopSignals) -> dict[str, Any]:
     return report
 
 
-def _serve(dp: Dataplane, stop: _StopSignals) -> int:
-    """Wait for a stop signal; drain (and count) IKE datagrams meanwhile."""
+def _serve(dp: Dataplane, stop: _StopSignals, state: SeqState) -> int:
+    """Wait for a stop signal; drain (and count) IKE datagrams and keep the sequence
+    state ahead of the dataplane meanwhile."""
+    from espfast.seqstate import POLL_S
+
     ignored = 0
     with selectors.DefaultSelector() as sel:
         sel.register(stop.fileno(), selectors.EVENT_READ)
         sel.register(dp.ike_fileno(), selectors.EVENT_READ)
         while not stop.signalled:
-            for key, _ in sel.select():
+            state.tick(dp)
+            for key, _ in sel.select(POLL_S):
                 if key.fd == stop.fileno():
                     stop.drain()
                 else:
@@ -365,23 +419,35 @@ class Running:
         status = self.ns.stop(self.proc, timeout)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.stderr_head += self.proc.stderr.read().decode(errors="replace")
+        with contextlib.suppress(OSError):  # the control socket's directory, once empty
+            control_socket_in(self.ns).parent.rmdir()
         return status, self.proc.stdout.read().decode(), self.stderr_head
 
 
 def control_socket_in(ns: netns.Namespace) -> Path:
-    """The control socket :func:`start_in` gives ``espfast up`` in ``ns``."""
-    return Path(tempfile.gettempdir()) / f"espfast-{ns.name}.sock"
+    """The control socket :func:`start_in` gives ``espfast up`` in ``ns``: in a directory
+    of its own (the daemon refuses a directory others may write to, like /tmp itself)."""
+    return Path(tempfile.gettempdir()) / f"espfast-{ns.name}" / "espfast.sock"
 
 
 def start_in(
-    ns: netns.Namespace, config: Path, *extra: str, command: str = "static", timeout: float = 20.0
+    ns: netns.Namespace,
+    config: Path,
+    *extra: str,
+    command: str = "static",
+    timeout: float = 20.0,
+    fresh_keys: bool = True,
 ) -> Running:
     """Start ``espfast static -c config`` (or another ``command`` that says ``ready`` the
     same way, like ``up``) in ``ns`` and wait until it says it is ready. ``up`` gets a
     control socket of its own (named after the namespace) unless ``extra`` names one:
-    the file system is shared between namespaces."""
+    the file system is shared between namespaces. ``static`` gets ``--fresh-keys``
+    unless ``fresh_keys`` is False: the configs of :func:`pair_configs` carry new random
+    keys (a restart with the same config resumes from its state file either way)."""
     if command == "up" and "--socket" not in extra:
         extra = (*extra, "--socket", str(control_socket_in(ns)))
+    if command == "static" and fresh_keys:
+        extra = (*extra, "--fresh-keys")
     proc = ns.popen(
         sys.executable, "-m", "espfast", command, "-c", str(config), *extra,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

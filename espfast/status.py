@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from espfast.control.text import printable
 from espfast.ctl import (
     ControlError,
     DaemonStatus,
@@ -139,11 +140,13 @@ def counter_lines(d: DaemonStatus) -> list[str]:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns two spaces apart, indented two; no trailing blanks."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    """Left-aligned columns two spaces apart, indented two; no trailing blanks. Cells are
+    escaped (identities come from peers: no newline or ESC reaches the terminal)."""
+    cells = [[printable(str(cell)) for cell in r] for r in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     return [
-        "  " + "  ".join(str(cell).ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in [headers, *rows]
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in cells
     ]
 
 

@@ -31,6 +31,21 @@ class TunError(RuntimeError):
     """The device could not be created or configured; the message says which step."""
 
 
+def create_device(name: str, vnet_hdr: bool = True) -> Any:
+    """Create the TUN device (CAP_NET_ADMIN, and access to /dev/net/tun); its file object.
+
+    Separate from :class:`Tun` so that a daemon started as root can create it before it
+    becomes a user who cannot open /dev/net/tun (espfast/privs.py): no thread starts here.
+    """
+    # IFF_VNET_HDR: the dataplane takes TCP super-packets from the kernel (TSO) and
+    # hands coalesced ones back (GRO) instead of one packet per system call.
+    flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet_hdr else 0)
+    try:
+        return pytun.TunTapDevice(name=name, flags=flags)
+    except pytun.Error as e:
+        raise TunError(f"cannot create TUN device {name!r}: {e}") from None
+
+
 class Tun:
     """A configured layer-3 TUN device (no packet-information header).
 
@@ -39,14 +54,9 @@ class Tun:
     event-loop callbacks). The calls are short; the caller waits for each.
     """
 
-    def __init__(self, name: str, *, mtu: int, vnet_hdr: bool = True) -> None:
-        # IFF_VNET_HDR: the dataplane takes TCP super-packets from the kernel (TSO) and
-        # hands coalesced ones back (GRO) instead of one packet per system call.
-        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet_hdr else 0)
-        try:
-            self._dev = pytun.TunTapDevice(name=name, flags=flags)
-        except pytun.Error as e:
-            raise TunError(f"cannot create TUN device {name!r}: {e}") from None
+    def __init__(self, name: str, *, mtu: int, vnet_hdr: bool = True, device: Any = None) -> None:
+        """``device``: one :func:`create_device` made (before privileges were dropped)."""
+        self._dev = device if device is not None else create_device(name, vnet_hdr)
         self.name: str = self._dev.name
         self._routed: set[IPNetwork] = set()  # prefixes add_routes already routed here
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="netlink")
@@ -140,9 +150,11 @@ def open_tun(
     addresses: Iterable[IPInterface],
     routes: Iterable[IPNetwork],
     vnet_hdr: bool = True,
+    device: Any = None,
 ) -> Tun:
-    """Create ``name``, set its MTU and addresses, bring it up and route ``routes`` into it."""
-    tun = Tun(name, mtu=mtu, vnet_hdr=vnet_hdr)
+    """Create ``name`` (or take ``device``, see :func:`create_device`), set its MTU and
+    addresses, bring it up and route ``routes`` into it."""
+    tun = Tun(name, mtu=mtu, vnet_hdr=vnet_hdr, device=device)
     try:
         tun.add_addresses(addresses)
         tun.up()

@@ -23,6 +23,7 @@ from espfast.static import add_config_arguments, fmt_endpoint, print_error, udp_
 
 if TYPE_CHECKING:
     from espfast.config import UpConfig
+    from espfast.ctl import StatusDocument
     from espfast.daemon import Counters
 
 READY = "ready"
@@ -30,14 +31,27 @@ READY = "ready"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from espfast.ctl import add_socket_argument
+    from espfast.privs import add_user_argument
 
     add_config_arguments(parser, "daemon")
     add_socket_argument(parser)
+    parser.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="members of this group (name or number) may use the control socket too "
+        "(espfast status, initiate, terminate, reload; directory 0750, socket 0660); "
+        "default: root and the daemon's user only",
+    )
+    add_user_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from espfast.config import ConfigError, load_up
+    from espfast.ctl import resolve_group
+    from espfast.privs import harden
 
+    if not args.check:
+        harden()  # before any key is read: no core dumps
     try:
         config = load_up(args.config)
     except ConfigError as e:
@@ -46,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{config.source}: OK ({len(config.connections)} connection(s))")
         return 0
     try:
-        counters = asyncio.run(_serve(config, args.socket))
+        group = None if args.socket_group is None else resolve_group(args.socket_group)
+        user = args.user or config.interface.user
+        counters = asyncio.run(_serve(config, args.socket, user, group))
     except (OSError, ValueError, RuntimeError) as e:
         return print_error("up", e, 1)
     print(
@@ -56,25 +72,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: UpConfig, control_socket: Path) -> Counters:
+async def _serve(
+    config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
+) -> Counters:
     from espfast.control.rng import SystemRng
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
-    from espfast.tun import IPInterface, open_tun
+    from espfast.metrics import Metrics, MetricsServer
+    from espfast.operations import Operations
+    from espfast.privs import drop_for_daemon, resolve_user
+    from espfast.tun import IPInterface, create_device, open_tun
 
     loop = asyncio.get_running_loop()
     iface = config.interface
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    with contextlib.ExitStack() as stack:
+    started = time.time()
+    running: list[tuple[Daemon, Dataplane]] = []  # the socket is served once they run
+
+    def status() -> StatusDocument:
+        daemon, dp = running[0]
+        return daemon.status_document(started, str(config.source), dataclasses.asdict(dp.stats()))
+
+    owner = resolve_user(user).uid if user else None
+    ctl = ControlServer(status, control_socket, owner=owner, group=group)
+    async with contextlib.AsyncExitStack() as stack:
+        # The control socket needs root's rights over its directory: bound first. From
+        # here on the process keeps only what espfast/privs.py says it needs.
+        ctl.bind()
+        stack.push_async_callback(ctl.close)
+        device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
+        stack.callback(device.close)
+        drop_for_daemon(user, IKE_PORT, iface.listen[1])
         tun = open_tun(
             iface.name,
             mtu=iface.mtu,
             addresses=iface.addresses,
             routes=[],
             vnet_hdr=iface.offload,
+            device=device,
         )
         stack.callback(tun.close)
         sock500 = stack.enter_context(udp_socket((iface.listen[0], IKE_PORT)))
@@ -94,6 +132,15 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
             config, dp, tun.add_routes, send_500, SystemRng(), loop,
             remove_routes=tun.remove_routes, set_addresses=set_addresses,
         )  # fmt: skip
+        running.append((daemon, dp))
+        counted = Metrics(daemon, dp.stats, iface.workers)
+        metrics = MetricsServer(counted, loop)
+        ops = Operations(daemon, on_interface=lambda new: metrics.move(new.interface.metrics))
+        counted.ops = ops
+        if iface.metrics is not None:
+            metrics.start(iface.metrics)
+        stack.callback(metrics.stop)
+        ctl.add_handlers(ops.handlers())
 
         def read_500() -> None:
             while True:
@@ -112,14 +159,9 @@ async def _serve(config: UpConfig, control_socket: Path) -> Counters:
         stack.callback(loop.remove_reader, sock500.fileno())
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
-        started = time.time()
-        ctl = ControlServer(
-            lambda: daemon.status_document(
-                started, str(config.source), dataclasses.asdict(dp.stats())
-            ),
-            control_socket,
-        )
         await ctl.start()
+        loop.add_signal_handler(signal.SIGHUP, ops.reload_on_signal)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         try:
             daemon.start()
             print(

@@ -164,35 +164,47 @@ class IkeAuth(Task):
             idr = msg.need(IdrPayload)
             sa.peer_key = self._check_peer(msg, idr)
             sa.peer_id = idr
-            sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
-            if sa.config.vips:
-                sa.local_vips, sa.dns = vip.assigned(msg.get(CpPayload))
-                if not sa.local_vips:
-                    sa.abandon("the peer assigned no virtual IP (we asked for one)")
-                    return True
-            sa.established()
-            if self.neg.response(msg) is None:
-                self.neg.report_failure()
-            else:
-                self.neg.install(sa.nonce_i, sa.nonce_r)
-            return True
+            return self._complete(msg, msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None)
         check_rules(msg)
         idi = msg.need(IdiPayload)
         sa.peer_key = self._select_and_check(msg, idi)
         sa.peer_id = idi
+        return self._admit(msg, sa.id_str(idi))
+
+    def _complete(self, msg: Message, mobike: bool) -> bool:
+        """Initiator: the peer is authenticated; take its answer and the Child SA."""
+        sa = self.sa
+        sa.mobike = sa.config.mobike and mobike
+        if sa.config.vips:
+            sa.local_vips, sa.dns = vip.assigned(msg.get(CpPayload))
+            if not sa.local_vips:
+                sa.abandon("the peer assigned no virtual IP (we asked for one)")
+                return True
+        sa.established()
+        if self.neg.response(msg) is None:
+            self.neg.report_failure()
+        else:
+            self.neg.install(sa.nonce_i, sa.nonce_r)
+        return True
+
+    def _admit(self, msg: Message, who: str) -> bool:
+        """Responder: the peer (``who`` in the log) is authenticated as ``sa.peer_id``;
+        apply the uniqueness policy, lease virtual IPs, choose the Child SA from ``msg``
+        (its first IKE_AUTH request)."""
+        sa = self.sa
         sa.initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
         # strongSwan's unique = keep: the first IKE SA stays; a second one from the same
         # address is taken for a reauthentication and let in; INITIAL_CONTACT overrides.
         keep = sa.config.unique == "keep" and not sa.initial_contact
         if keep and any(o.remote[0] != sa.remote[0] for o in sa.duplicates(sa)):
-            raise _auth_failed(f"{sa.id_str(idi)} has an IKE SA from another address "
+            raise _auth_failed(f"{who} has an IKE SA from another address "
                                "(unique = keep)")  # fmt: skip
         sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
         wanted = vip.requested(msg.get(CpPayload)) if sa.config.pool else ()
         leased = [sa.lease(sa, version) for version in wanted]
         sa.remote_vips = tuple(a for a in leased if a is not None)
         if wanted and not sa.remote_vips:
-            sa.log(f"no virtual IP left for {sa.id_str(idi)}", logging.WARNING)
+            sa.log(f"no virtual IP left for {who}", logging.WARNING)
             failure = NotifyType.INTERNAL_ADDRESS_FAILURE
             self.neg.error = RemoteProtocolError("no virtual IP left", notify=failure)
             return True

@@ -48,5 +48,7 @@ void test_offload(void);
 void test_dataplane(void);
 void test_concurrency(void);
 void test_order(void);
+void test_keymem(void);
+void test_restart(void);
 
 #endif

@@ -14,6 +14,8 @@ int main(void)
 	test_dataplane();
 	test_concurrency();
 	test_order();
+	test_keymem();
+	test_restart();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);
 	return ct_failed ? 1 : 0;
 }

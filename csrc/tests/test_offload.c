@@ -220,8 +220,60 @@ static void fuzz(void)
 	CHECK(planned == 0);
 }
 
+/* NEEDS_CSUM over UDP/IPv6 where the complement comes out 0: written 0xffff, as the
+ * kernel does (0 is invalid over IPv6, "no checksum" over IPv4); still verifies. */
+static void udp_csum_zero(void)
+{
+	uint8_t p[40 + 8 + 6] = {0x60}, pseudo[40] = {0};
+	const uint8_t *parts[2] = {pseudo, p + 40};
+	size_t lens2[2] = {40, 14}, ulen = 14;
+	struct ef_vnet_hdr h = {.flags = EF_VNET_F_NEEDS_CSUM, .csum_start = 40, .csum_offset = 6};
+	uint16_t s;
+
+	ef_put16(p + 4, (uint16_t)ulen);
+	p[6] = 17, p[7] = 64;
+	p[8] = 0x20, p[9] = 0x01, p[23] = 1;
+	p[24] = 0x20, p[25] = 0x01, p[39] = 2;
+	ef_put16(p + 40, 4500), ef_put16(p + 42, 4500), ef_put16(p + 44, (uint16_t)ulen);
+	memcpy(pseudo, p + 8, 32);
+	ef_put32(pseudo + 32, (uint32_t)ulen);
+	pseudo[39] = 17;
+	/* The field holds the pseudo-header sum (as the kernel leaves it); pick the last
+	 * payload word so that the whole sum is 0xffff, i.e. the complement is 0. */
+	ef_put16(p + 46, (uint16_t)~ref_csum((const uint8_t *[]){pseudo}, (size_t[]){40}, 1));
+	ef_put16(p + 52, 0);
+	s = (uint16_t)~ref_csum((const uint8_t *[]){p + 40}, (size_t[]){14}, 1);
+	ef_put16(p + 52, (uint16_t)~s);
+	CHECK(ef_vnet_complete(&h, p + 0, sizeof(p)) == 0);
+	CHECK(ef_get16(p + 46) == 0xffff);
+	CHECK(ref_csum(parts, lens2, 2) == 0); /* verifies */
+}
+
+/* Segments whose TCP byte 12 differs (reserved bits, AccECN's AE) are not merged. */
+static void gro_byte12(void)
+{
+	size_t s2[2] = {1000, 1000};
+	struct ef_vnet_hdr h;
+
+	for (int v6 = 0; v6 < 2; v6++) {
+		size_t iphl = v6 ? 40 : 20;
+
+		stream(v6, 2, s2, NULL);
+		bufs[1][iphl + 12] |= 0x01; /* AE */
+		ef_put16(bufs[1] + iphl + 16, 0);
+		ef_put16(bufs[1] + iphl + 16, tcp_csum(bufs[1], v6, lens[1] - iphl));
+		CHECK(ef_gro_plan(pkts, lens, 2, &h) == 1);
+		bufs[0][iphl + 12] |= 0x01; /* both alike: merged */
+		ef_put16(bufs[0] + iphl + 16, 0);
+		ef_put16(bufs[0] + iphl + 16, tcp_csum(bufs[0], v6, lens[0] - iphl));
+		CHECK(ef_gro_plan(pkts, lens, 2, &h) == 2);
+	}
+}
+
 void test_offload(void)
 {
+	udp_csum_zero();
+	gro_byte12();
 	fuzz();
 	struct ef_vnet_hdr h;
 	size_t s5[5] = {1000, 1000, 1000, 1000, 1000};

@@ -210,7 +210,10 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
         )  # fmt: skip
         assert holder.stdout is not None and holder.stdout.readline() == b"bound\n"
-        proc = hosts.a.run(sys.executable, "-m", "espfast", "static", "-c", str(conf), check=False)
+        proc = hosts.a.run(
+            sys.executable, "-m", "espfast", "static", "-c", str(conf), "--fresh-keys",
+            check=False,
+        )  # fmt: skip
         hosts.a.stop(holder)
         # The TUN device went away with the failed run.
         links = hosts.a.run("ip", "-o", "link").stdout

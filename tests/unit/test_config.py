@@ -18,6 +18,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 OUT_KEY = "00112233445566778899aabbccddeeff01020304"  # 16-byte AES key + 4-byte salt
 IN_KEY = "ffeeddccbbaa99887766554433221100a0b0c0d0"
+OUT2_KEY = "0123456789abcdef0123456789abcdef11223344"  # SECOND_SA's
+IN2_KEY = "fedcba9876543210fedcba987654321055667788"
 
 BASE = f"""
 [interface]
@@ -227,6 +229,15 @@ ERRORS = {
     "peer family": ('"198.18.0.2"', '"[2001:2::2]:4500"', ["sa[0].peer", "IPv6", "IPv4"]),
     "mtu too small": ("mtu = 1400", "mtu = 576", ["interface.mtu", "out of range"]),
     "mtu wrong type": ("mtu = 1400", 'mtu = "1400"', ["interface.mtu", "integer"]),
+    # Above what the dataplane carries without TUN TSO (csrc/api.cdef EF_INNER_MAX).
+    "mtu too big": ("mtu = 1400", "mtu = 16289", ["interface.mtu", "1280..16288"]),
+    # One key for both directions repeats every nonce (security issue item 12).
+    "same key out and in": (IN_KEY, OUT_KEY, ["sa[0].in.enc_key", "same key as sa[0].out"]),
+    "same key, other salt": (
+        IN_KEY,
+        OUT_KEY[:32] + "deadbeef",
+        ["sa[0].in.enc_key", "same key as sa[0].out.enc_key"],
+    ),
     "esn wrong type": ("esn = true", 'esn = "yes"', ["sa[0].esn", "true or false"]),
     "workers zero": ("workers = 2", "workers = 0", ["interface.workers", "out of range"]),
     "offload wrong type": ("workers = 2", "workers = 2\noffload = 1", ["interface.offload"]),
@@ -254,10 +265,10 @@ local_ts = ["198.19.1.0/24"]
 remote_ts = ["198.19.3.0/24"]
 [sa.out]
 spi = "0xd0000001"
-enc_key = "{OUT_KEY}"
+enc_key = "{OUT2_KEY}"
 [sa.in]
 spi = "0xd0000002"
-enc_key = "{IN_KEY}"
+enc_key = "{IN2_KEY}"
 """
 
 
@@ -272,6 +283,7 @@ def test_two_sa_pairs(tmp_path: Path) -> None:
         ('"0xd0000002"', '"0xc0000002"', ["sa[1].in.spi", "0xc0000002", "already used by sa[0]"]),
         ('"0xd0000001"', "3221225473", ["sa[1].out.spi", "already used by sa[0].out.spi"]),
         ('name = "second"', 'name = "main"', ["sa[1].name", "'main' is already sa[0]"]),
+        (OUT2_KEY, IN_KEY, ["sa[1].out.enc_key", "same key as sa[0].in.enc_key"]),
         (
             'local_ts = ["198.19.1.0/24"]\nremote_ts = ["198.19.3.0/24"]',
             'local_ts = ["2001:2:0:1::/64", "198.19.1.0/24"]\n'
@@ -328,15 +340,16 @@ def test_world_readable_config_with_keys_warns(
 
 
 def test_world_readable_key_file_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    key_file = tmp_path / "in.hex"
+    key_file, out_file = tmp_path / "in.hex", tmp_path / "out.hex"
     key_file.write_text(IN_KEY)
     os.chmod(key_file, 0o644)
+    write_private(out_file, OUT_KEY)
     text = edit(f'enc_key = "{IN_KEY}"', f'enc_key_file = "{key_file}"')
-    text = edit(f'enc_key = "{OUT_KEY}"', f'enc_key_file = "{key_file}"', text)
+    text = edit(f'enc_key = "{OUT_KEY}"', f'enc_key_file = "{out_file}"', text)
     with caplog.at_level(logging.WARNING, logger="espfast.config"):
         load_text(tmp_path, text)
     messages = [r.getMessage() for r in caplog.records]
-    assert messages and all(f"key file {key_file}" in m for m in messages)
+    assert messages == [f"key file {key_file} is readable by every user; chmod 600 it"]
     assert not any("t.toml" in m for m in messages)  # no inline keys left in the config
 
 

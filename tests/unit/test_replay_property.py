@@ -18,11 +18,12 @@ T = Transform.AES128GCM16
 class Model:
     """RFC 4303 §3.4.3 in its plainest form."""
 
-    def __init__(self, window: int, top: int) -> None:
-        self.window, self.top, self.seen = window, top, set[int]()
+    def __init__(self, window: int, floor: int) -> None:
+        # initial_seq is a floor: every number up to it counts as received
+        self.window, self.top, self.floor, self.seen = window, floor, floor, set[int]()
 
     def accept(self, seq: int) -> bool:
-        ok = seq > 0 and seq not in self.seen and self.top - seq < self.window
+        ok = seq > self.floor and seq not in self.seen and self.top - seq < self.window
         if ok:
             self.seen.add(seq)
             self.top = max(self.top, seq)

@@ -1,0 +1,147 @@
+"""An EAP conversation as IKEv2 runs it (RFC 7296 §2.16): the server (our gateway)
+asks for the identity, runs EAP-MSCHAPv2 and ends with EAP-Success; the peer answers.
+
+Both sides are driven one EAP packet at a time; the outcome is the EAP identity and the
+MSK that both ends then use as the shared key of their final AUTH payloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import RemoteProtocolError
+from ..rng import Rng
+from .message import EapCode, EapPacket, EapType
+from .mschapv2 import MschapV2Peer, MschapV2Server, OpCode, unpack
+
+# Requests the server sends at most: Identity, Challenge, Success (and a spare). A peer
+# that needs more is stalling.
+MAX_ROUNDS = 4
+MAX_IDENTITY = 255  # octets of an EAP identity we accept (strongSwan's limit too)
+
+# name -> NT password hash, or None for an unknown user.
+UserLookup = Callable[[str], bytes | None]
+
+
+class EapFailure(RemoteProtocolError):
+    """EAP authentication failed. ``user`` (the EAP identity, if known) is for the log;
+    the peer learns only AUTHENTICATION_FAILED, never which part failed."""
+
+    def __init__(self, message: str, user: str = "") -> None:
+        super().__init__(message, notify=24)  # AUTHENTICATION_FAILED
+        self.user = user
+
+
+def _identity_text(data: bytes) -> str:
+    if not 0 < len(data) <= MAX_IDENTITY or b"\0" in data:
+        raise EapFailure(f"EAP identity of {len(data)} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EapFailure("EAP identity is not UTF-8") from None
+
+
+class EapServer:
+    """The authenticator side: Identity, then EAP-MSCHAPv2 against ``users``."""
+
+    def __init__(self, users: UserLookup, rng: Rng, name: bytes = b"espfast") -> None:
+        self.users = users
+        self.rng = rng
+        self.name = name
+        self.identifier = rng.random_bytes(1)[0]
+        self.rounds = 0
+        self.identity = ""
+        self.msk: bytes | None = None
+        self._mschap: MschapV2Server | None = None
+        self._verified = False
+
+    def _request(self, eap_type: int, data: bytes) -> EapPacket:
+        self.rounds += 1
+        if self.rounds > MAX_ROUNDS:
+            raise EapFailure("too many EAP rounds", self.identity)
+        self.identifier = (self.identifier + 1) & 0xFF
+        return EapPacket(EapCode.REQUEST, self.identifier, eap_type, data)
+
+    def start(self) -> EapPacket:
+        """The first request: EAP-Request/Identity."""
+        return self._request(EapType.IDENTITY, b"")
+
+    def process(self, pkt: EapPacket) -> EapPacket:
+        """The next packet to send (a Request, or EAP-Success once authenticated);
+        EapFailure when the peer does not authenticate (or misbehaves)."""
+        if pkt.code != EapCode.RESPONSE or pkt.identifier != self.identifier:
+            raise EapFailure("unexpected EAP packet (code or identifier)", self.identity)
+        if pkt.type == EapType.IDENTITY and self._mschap is None and not self.identity:
+            self.identity = _identity_text(pkt.data)
+            self._mschap = MschapV2Server(self.rng.random_bytes(16), self.identifier + 1 & 0xFF,
+                                          self.name)  # fmt: skip
+            return self._request(EapType.MSCHAPV2, self._mschap.challenge_data())
+        if pkt.type == EapType.NAK:
+            raise EapFailure("the peer refused EAP-MSCHAPv2 (Nak)", self.identity)
+        if pkt.type != EapType.MSCHAPV2 or self._mschap is None:
+            raise EapFailure(f"unexpected EAP type {pkt.type}", self.identity)
+        opcode, ms_id, rest = unpack(pkt.data)
+        if opcode == OpCode.RESPONSE and not self._verified:
+            if ms_id != self._mschap.ms_id:
+                raise EapFailure("EAP-MSCHAPv2 response to another challenge", self.identity)
+            peer_challenge, nt_response, name = self._mschap.parse_response(rest)
+            known = self.users(self.identity)
+            # An unknown user costs the same work as a wrong password and ends the same.
+            nt_hash = known if known is not None else self.rng.random_bytes(16)
+            success = self._mschap.verify(peer_challenge, nt_response, name, nt_hash)
+            if success is None or known is None:
+                raise EapFailure("EAP-MSCHAPv2 authentication failed", self.identity)
+            self._verified = True
+            return self._request(EapType.MSCHAPV2, success)
+        if opcode == OpCode.SUCCESS and self._verified:
+            self.msk = self._mschap.msk
+            return EapPacket(EapCode.SUCCESS, self.identifier)
+        raise EapFailure(f"unexpected EAP-MSCHAPv2 opcode {opcode}", self.identity)
+
+
+class EapPeer:
+    """The peer side: our identity, then EAP-MSCHAPv2 with our NT hash."""
+
+    def __init__(self, identity: str, nt_hash: bytes, rng: Rng) -> None:
+        self.identity = identity
+        self.rounds = 0
+        self.msk: bytes | None = None
+        self._mschap = MschapV2Peer(identity.encode(), nt_hash, rng.random_bytes(16))
+        self._authenticated = False
+
+    def process(self, pkt: EapPacket) -> EapPacket | None:
+        """Our response to a server packet; None after EAP-Success (``msk`` is set).
+        EapFailure on EAP-Failure or a server that does not prove itself."""
+        self.rounds += 1
+        if self.rounds > MAX_ROUNDS + 1:
+            raise EapFailure("too many EAP rounds")
+        if pkt.code == EapCode.SUCCESS:
+            if not self._authenticated:
+                raise EapFailure("EAP-Success before the server proved itself")
+            self.msk = self._mschap.msk
+            return None
+        if pkt.code == EapCode.FAILURE:
+            raise EapFailure("the server sent EAP-Failure")
+        if pkt.code != EapCode.REQUEST:
+            raise EapFailure(f"unexpected EAP code {pkt.code}")
+        if pkt.type == EapType.IDENTITY:
+            return self._response(pkt, EapType.IDENTITY, self.identity.encode())
+        if pkt.type == EapType.NOTIFICATION:
+            return self._response(pkt, EapType.NOTIFICATION, b"")
+        if pkt.type != EapType.MSCHAPV2:
+            # RFC 3748 §5.3.1: a Legacy Nak proposing the one method we speak.
+            return self._response(pkt, EapType.NAK, bytes([EapType.MSCHAPV2]))
+        opcode, ms_id, rest = unpack(pkt.data)
+        if opcode == OpCode.CHALLENGE and not self._authenticated:
+            return self._response(pkt, EapType.MSCHAPV2, self._mschap.respond(ms_id, rest))
+        if opcode == OpCode.SUCCESS and not self._authenticated:
+            if not self._mschap.check_success(rest):
+                raise EapFailure("the server's EAP-MSCHAPv2 authenticator response is wrong")
+            self._authenticated = True
+            return self._response(pkt, EapType.MSCHAPV2, bytes([OpCode.SUCCESS]))
+        if opcode == OpCode.FAILURE:
+            raise EapFailure("the server refused our EAP-MSCHAPv2 password")
+        raise EapFailure(f"unexpected EAP-MSCHAPv2 opcode {opcode}")
+
+    def _response(self, req: EapPacket, eap_type: int, data: bytes) -> EapPacket:
+        return EapPacket(EapCode.RESPONSE, req.identifier, eap_type, data)

@@ -1,0 +1,188 @@
+"""IKE_AUTH with EAP (RFC 7296 §2.16): the gateway authenticates with its certificate,
+the client with EAP-MSCHAPv2; both then send AUTH keyed with the EAP MSK.
+
+IKE_AUTH { IDi, [CERTREQ,] [IDr,] [CP(CFG_REQUEST),] SAi2, TSi, TSr } -->  (no AUTH)
+                        <-- { IDr, [CERT,] AUTH, EAP(Request/Identity) }
+IKE_AUTH { EAP(Response/Identity) } -->
+                        <-- { EAP(Request/MSCHAPv2 Challenge) }
+IKE_AUTH { EAP(Response/MSCHAPv2 Response) } -->
+                        <-- { EAP(Request/MSCHAPv2 Success) }
+IKE_AUTH { EAP(Response/MSCHAPv2 Success) } -->
+                        <-- { EAP(Success) }
+IKE_AUTH { AUTH } -->                              AUTH = prf(prf(MSK, "Key Pad for
+                        <-- { AUTH, [CP(CFG_REPLY),] SAr2, TSi, TSr }      IKEv2"), octets)
+
+One task object carries the whole conversation: the initiator's ``process`` returns False
+until the last response (the task manager sends the next request under the next Message
+ID); the responder keeps itself as ``sa.pending_auth`` until it answered the last AUTH.
+The responder's EAP identity becomes the peer's canonical identity (``sa.peer_id``), as
+strongSwan's eap_id: leases and uniqueness follow the user, not the IDi.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..auth import id_matches, psk_auth, psk_verify
+from ..config import ChildConfig
+from ..constants import AuthMethod, IdType, NotifyType
+from ..eap import EapCode, EapFailure, EapPacket, EapPeer, EapServer, decode_eap, encode_eap
+from ..eap.message import printable
+from ..errors import PeerError
+from ..identity import Identity
+from ..message import EAP_RULES, Message, check_rules
+from ..payloads import AuthPayload, EapPayload, IdiPayload, IdPayload, IdrPayload, Payload
+from .ike_auth import IkeAuth, _auth_failed, _name
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+
+def eap_peer_id(identity: str) -> IdiPayload:
+    """The ID a user's EAP identity stands for, read as strongSwan reads one (its id
+    syntax; what is not an identity there becomes a KEY_ID)."""
+    try:
+        return IdiPayload(*Identity.parse(identity).encode())
+    except ValueError:
+        return IdiPayload(IdType.KEY_ID, identity.encode())
+
+
+class IkeAuthEap(IkeAuth):
+    def __init__(self, sa: IkeSa, initiator: bool, child: ChildConfig | None = None) -> None:
+        super().__init__(sa, initiator, child)
+        self.stage = "first"  # -> "eap" -> "auth" (-> "done", responder)
+        self.eap_out: EapPacket | None = None  # the EAP packet our next message carries
+        self.msk: bytes | None = None
+        self.peer: EapPeer | None = None
+        self.server: EapServer | None = None
+        self.first: Message | None = None  # responder: the request with SA, TS, CP
+        self.idi: IdPayload | None = None
+        self.sign_next = False  # responder: the next response carries IDr, CERT, AUTH
+        self.peer_mobike = False  # initiator: the gateway sent MOBIKE_SUPPORTED
+        if initiator:
+            auth = sa.config.auth
+            assert auth.eap_identity and auth.eap_nt_hash is not None
+            self.peer = EapPeer(auth.eap_identity, auth.eap_nt_hash, sa.rng)
+
+    def _msk_auth(self, octets: bytes) -> AuthPayload:
+        assert self.msk is not None
+        return AuthPayload(AuthMethod.PSK, psk_auth(self.sa.prf, self.msk, octets))
+
+    def _our_auth(self, id_payload: IdPayload) -> list[Payload]:
+        if self.initiator:
+            return []  # the first request: no AUTH, which asks for EAP
+        if self.stage == "done":
+            return [self._msk_auth(self._octets(True, id_payload))]
+        return super()._our_auth(id_payload)
+
+    def build(self) -> list[Payload]:
+        eap: list[Payload] = [] if self.eap_out is None else [EapPayload(encode_eap(self.eap_out))]
+        if self.initiator:
+            if self.stage == "first":
+                return super().build()
+            if self.stage == "eap":
+                return eap
+            return [self._msk_auth(self._octets(True, IdiPayload(*self.sa.config.local_id)))]
+        if self.stage == "done":
+            return super().build()
+        if self.sign_next:
+            self.sign_next = False
+            idr = IdrPayload(*self.sa.config.local_id)
+            return [idr, *self._our_auth(idr), *eap]
+        return eap
+
+    def _eap_in(self, msg: Message) -> EapPacket:
+        p = msg.get(EapPayload)
+        if p is None:
+            raise _auth_failed("no EAP payload")
+        return decode_eap(p.data)
+
+    # -- initiator ---------------------------------------------------------------------
+    def _process_initiator(self, msg: Message) -> bool:
+        sa = self.sa
+        err = msg.error_notify()
+        if err is not None and msg.get(AuthPayload) is None:
+            raise PeerError(f"peer answered {_name(err.notify_type)}", err.notify_type)
+        check_rules(msg, EAP_RULES["response"])
+        if msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None:
+            self.peer_mobike = True
+        if self.stage == "first":
+            idr = msg.need(IdrPayload)
+            self._check_peer(msg, idr)  # the gateway's certificate and signature
+            sa.peer_id = idr
+        if self.stage in ("first", "eap"):
+            assert self.peer is not None
+            self.eap_out = self.peer.process(self._eap_in(msg))
+            if self.eap_out is None:
+                self.msk, self.stage = self.peer.msk, "auth"
+            else:
+                self.stage = "eap"
+            return False
+        auth = msg.get(AuthPayload)
+        assert sa.peer_id is not None
+        if (
+            auth is None
+            or auth.method != AuthMethod.PSK
+            or self.msk is None
+            or not psk_verify(sa.prf, self.msk, self._octets(False, sa.peer_id), auth.data)
+        ):
+            raise _auth_failed("the gateway's AUTH does not match the EAP MSK")
+        self.msk = None
+        return self._complete(msg, self.peer_mobike)
+
+    # -- responder ---------------------------------------------------------------------
+    def _process_responder(self, msg: Message) -> bool:
+        sa = self.sa
+        if self.stage == "first":
+            check_rules(msg, EAP_RULES["first"])
+            idi = msg.need(IdiPayload)
+            sa.select_config(idi, eap=True)
+            cfg = sa.config
+            if cfg.remote_id is not None and not id_matches((idi.id_type, idi.data),
+                                                            cfg.remote_id):  # fmt: skip
+                raise _auth_failed(f"peer identity {sa.id_str(idi)} is not the configured one")
+            assert cfg.auth.eap_users is not None
+            self.first, self.idi = msg, idi
+            self.server = EapServer(cfg.auth.eap_users, sa.rng)
+            self.eap_out = self.server.start()
+            self.stage, self.sign_next = "eap", True
+            sa.pending_auth = self
+            return True
+        check_rules(msg, EAP_RULES["request"])
+        assert self.server is not None and self.first is not None and self.idi is not None
+        if self.stage == "eap":
+            try:
+                self.eap_out = self.server.process(self._eap_in(msg))
+            except EapFailure as exc:
+                who = printable(exc.user) if exc.user else "an unnamed user"
+                sa.log(f"EAP-MSCHAPv2 authentication of {who} failed", logging.WARNING)
+                raise
+            if self.eap_out.code == EapCode.SUCCESS:
+                self.msk, self.stage = self.server.msk, "auth"
+            return True
+        auth = msg.get(AuthPayload)
+        if self.stage != "auth" or auth is None or self.msk is None:
+            raise _auth_failed("no AUTH after EAP")
+        if auth.method != AuthMethod.PSK or not psk_verify(
+            sa.prf, self.msk, self._octets(False, self.idi), auth.data
+        ):
+            raise _auth_failed("the peer's AUTH does not match the EAP MSK")
+        self.stage, self.eap_out = "done", None
+        sa.peer_id = eap_peer_id(self.server.identity)
+        sa.log(f"EAP-MSCHAPv2 authenticated {printable(self.server.identity)}")
+        return self._admit(self.first, printable(self.server.identity))
+
+    def process(self, msg: Message, raw: bytes) -> bool:
+        if self.initiator:
+            return self._process_initiator(msg)
+        return self._process_responder(msg)
+
+    def responded(self, raw: bytes) -> None:
+        if self.stage == "done":
+            self.sa.pending_auth = None
+            self.msk = None
+            super().responded(raw)
+
+    def failed(self, reason: str) -> None:
+        self.sa.pending_auth = None
