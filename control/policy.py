@@ -30,15 +30,19 @@ def match_quality(peer: tuple[int, bytes], cfg: IkeConfig) -> int:
     return WILDCARD if b"*" in cfg.remote_id[1] else EXACT
 
 
-def candidates(configs: Iterable[IkeConfig], peer: tuple[int, bytes],
-               chosen: Chosen | None) -> list[IkeConfig]:  # fmt: skip
-    """The connections the peer ``peer`` (IDi type, data) may get, best first."""
+def candidates(configs: Iterable[IkeConfig], peer: tuple[int, bytes], chosen: Chosen | None,
+               *, eap: bool = False) -> list[IkeConfig]:  # fmt: skip
+    """The connections the peer ``peer`` (IDi type, data) may get, best first: those
+    that authenticate their peers with EAP if ``eap`` (the IKE_AUTH request had no AUTH),
+    else those that do not."""
     ranked = []
     seen: set[int] = set()
     for order, cfg in enumerate(configs):
         if id(cfg) in seen:
             continue
         seen.add(id(cfg))
+        if (cfg.auth.eap_users is not None) != eap:
+            continue
         quality = match_quality(peer, cfg)
         if quality and (chosen is None or allows(cfg.ike_proposals, chosen)):
             ranked.append((-quality, order, cfg))
