@@ -11,14 +11,14 @@ BUILD      := build
 
 # System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies.
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
-            iproute2 iputils-ping iperf3 tcpdump nftables procps \
+            iproute2 iputils-ping iperf3 tcpdump nftables procps openssl \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
             libstrongswan-standard-plugins libcharon-extauth-plugins \
             clang-14 libclang-rt-14-dev
 # (libcharon-extauth-plugins: charon's eap-mschapv2; clang-14 for the fuzzers;
 # libclang-rt-14-dev ships libFuzzer's runtime, libclang_rt.fuzzer, beside the ASan/UBSan
 # ones that -fsanitize=fuzzer,... links)
-BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn
+BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn ethtool linux-perf
 
 CC       ?= gcc
 CWARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes
@@ -125,9 +125,11 @@ fuzz: apt $(FUZZERS:%=$(BUILD)/fuzz-%)
 pytest: deps ext
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# WIREGUARD_GO=/path: the wireguard-go binary to compare against (default: PATH's; see the
+# README: Debian's build has none of the newest wireguard-go's offloads).
 bench: EXTRA_APT = $(BENCH_APT_PKGS)
 bench: deps ext
-	$(PY) -m bench $(BENCH_ARGS)
+	WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) espfast/_dataplane*.so espfast/_dataplane.c

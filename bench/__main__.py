@@ -1,7 +1,9 @@
 """``python -m bench`` (``make bench``): every tunnel side by side, in one run.
 
 For each tunnel (bench/tunnels/): two fresh namespaces joined by a veth, the tunnel up
-between them, an iperf3 server on b's inner address; then, from a:
+between them, an iperf3 server on b's inner address; all tunnels up at once and their
+runs interleaved (run 1 of each, then run 2 of each, ...: the shared machine's changing
+load falls on all alike; ``--sequential``: one tunnel after the other); then, from a:
 - the idle ping RTT through the tunnel (``--pings`` samples);
 - single-stream and 4-stream iperf3 TCP, ``--time`` seconds each, ``--runs`` times: the
   receiver's throughput and the CPU seconds the tunnel's processes used (utime + stime
@@ -13,7 +15,8 @@ between them, an iperf3 server on b's inner address; then, from a:
   machine, even on plain veth) and the loss;
 - the tunnel processes' peak RSS.
 Reported: median and spread (min..max) of the runs, ratios of espfast AES-GCM-128 against
-each peer and its share of plain veth, the issue's targets, as JSON, a markdown table and
+each peer and its share of plain veth, each peer's version and offloads, the project's
+performance goals, as JSON, a markdown table and
 a PNG chart in bench/results/ (the table also printed).
 
 Absolute figures move from run to run and machine to machine; compare the ratios measured
@@ -202,45 +205,103 @@ class Plan:
         return (len(self.streams) + len(self.payloads)) * self.runs
 
 
-def measure(tunnel: Tunnel, plan: Plan, progress: Progress) -> TunnelResult:
-    result = TunnelResult(tunnel.name)
+@dataclass
+class Live:
+    """A tunnel that is up, its namespaces and what has been measured of it so far."""
+
+    tunnel: Tunnel
+    hosts: TwoHosts
+    ep: Endpoints
+    result: TunnelResult
+
+
+def _failed(result: TunnelResult, e: Exception, progress: Progress) -> None:
+    result.error = f"{type(e).__name__}: {e}"
+    progress.show(f"{result.tunnel}: FAILED: {result.error}")
+    if progress.tty:
+        sys.stderr.write("\n")
+
+
+def bring_up(
+    stack: contextlib.ExitStack,
+    tunnel: Tunnel,
+    plan: Plan,
+    progress: Progress,
+    result: TunnelResult,
+) -> Live | None:
+    """The tunnel up in two fresh namespaces (until ``stack`` closes), checked, its idle
+    ping RTT taken and an iperf3 server started on b; None (``result`` says why) when
+    that fails."""
+    inner = contextlib.ExitStack()
     try:
-        with TwoHosts.create(PURPOSE) as hosts, tunnel.up(hosts) as ep:
-            progress.show(f"{tunnel.name}: checking the tunnel")
-            reachable = wait_for(
-                lambda: hosts.a.run("ping", "-c", "1", "-W", "1", ep.inner_b, check=False)
-                .returncode == 0,
-                timeout=15,
-            )  # fmt: skip
-            if not reachable:
-                raise RuntimeError(f"{ep.inner_b} unreachable from {ep.inner_a}")
-            progress.show(f"{tunnel.name}: idle ping RTT")
-            result.ping_ms = ping_samples_ms(hosts.a, ep.inner_b, plan.pings)
-            if plan.payloads:
-                count_delivered(hosts.b)
-            with iperf3_server(hosts.b, ep.inner_b):
-                for n in plan.streams:
-                    figure = Figure(tunnel.name, n)
-                    result.figures.append(figure)
-                    for i in range(plan.runs):
-                        progress.show(f"{tunnel.name}: {n}-stream TCP, run {i + 1}/{plan.runs}")
-                        figure.runs.append(iperf3_run(hosts, ep, n, plan.seconds))
-                        progress.step()
-                for size in plan.payloads:
-                    udp = UdpFigure(size)
-                    result.udp.append(udp)
-                    for i in range(plan.runs):
-                        progress.show(f"{tunnel.name}: UDP {size} B, run {i + 1}/{plan.runs}")
-                        udp.runs.append(udp_run(hosts, ep, size, plan.udp_seconds))
-                        progress.step()
-            result.peak_rss_kib = peak_rss_kib(ep.pids)
-            result.processes = len(ep.pids)
+        hosts = inner.enter_context(TwoHosts.create(PURPOSE))
+        ep = inner.enter_context(tunnel.up(hosts))
+        result.info = dict(ep.info)
+        progress.show(f"{tunnel.name}: checking the tunnel")
+        reachable = wait_for(
+            lambda: hosts.a.run("ping", "-c", "1", "-W", "1", ep.inner_b, check=False)
+            .returncode == 0,
+            timeout=15,
+        )  # fmt: skip
+        if not reachable:
+            raise RuntimeError(f"{ep.inner_b} unreachable from {ep.inner_a}")
+        progress.show(f"{tunnel.name}: idle ping RTT")
+        result.ping_ms = ping_samples_ms(hosts.a, ep.inner_b, plan.pings)
+        if plan.payloads:
+            count_delivered(hosts.b)
+        inner.enter_context(iperf3_server(hosts.b, ep.inner_b))
+        result.figures = [Figure(tunnel.name, n) for n in plan.streams]
+        result.udp = [UdpFigure(size) for size in plan.payloads]
     except Exception as e:  # one broken tunnel must not lose the others' results
-        result.error = f"{type(e).__name__}: {e}"
-        progress.show(f"{tunnel.name}: FAILED: {result.error}")
-        if progress.tty:
-            sys.stderr.write("\n")
-    return result
+        inner.close()
+        _failed(result, e, progress)
+        return None
+    stack.push(inner.__exit__)
+    return Live(tunnel, hosts, ep, result)
+
+
+def measure_round(live: Live, plan: Plan, progress: Progress, i: int) -> None:
+    """Run ``i`` of every figure of one tunnel (TCP at each stream count, then UDP)."""
+    name = live.tunnel.name
+    for figure in live.result.figures:
+        progress.show(f"{name}: {figure.streams}-stream TCP, run {i + 1}/{plan.runs}")
+        figure.runs.append(iperf3_run(live.hosts, live.ep, figure.streams, plan.seconds))
+        progress.step()
+    for udp in live.result.udp:
+        progress.show(f"{name}: UDP {udp.payload} B, run {i + 1}/{plan.runs}")
+        udp.runs.append(udp_run(live.hosts, live.ep, udp.payload, plan.udp_seconds))
+        progress.step()
+
+
+def measure(
+    tunnels: list[Tunnel], plan: Plan, progress: Progress, sequential: bool = False
+) -> list[TunnelResult]:
+    """Every tunnel's figures. By default all tunnels are up at once (each in its own two
+    namespaces, idle while another is measured) and the runs interleave — run 1 of every
+    tunnel, then run 2 of every tunnel, ... — so that a change in the machine's load
+    (it is shared) falls on all of them alike and the ratios within a run stay fair.
+    ``sequential``: one tunnel at a time, all its runs in a row (less memory)."""
+    groups = [[t] for t in tunnels] if sequential else [tunnels]
+    results: dict[str, TunnelResult] = {}
+    for group in groups:
+        with contextlib.ExitStack() as stack:
+            live = []
+            for tunnel in group:
+                results[tunnel.name] = TunnelResult(tunnel.name)
+                up = bring_up(stack, tunnel, plan, progress, results[tunnel.name])
+                if up is not None:
+                    live.append(up)
+            for i in range(plan.runs):
+                for one in list(live):
+                    try:
+                        measure_round(one, plan, progress, i)
+                    except Exception as e:
+                        _failed(one.result, e, progress)
+                        live.remove(one)
+            for one in live:
+                one.result.peak_rss_kib = peak_rss_kib(one.ep.pids)
+                one.result.processes = len(one.ep.pids)
+    return [results[t.name] for t in tunnels]
 
 
 def select_tunnels(patterns: str) -> list[str]:
@@ -275,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 1 run of 2 s, veth and espfast AES-GCM"
     )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one tunnel at a time, all its runs in a row (default: all tunnels up at once, "
+        "runs interleaved)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--list", action="store_true", help="list the tunnels and exit")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -305,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         pings=args.pings,
     )
     progress = Progress(len(names) * plan.steps())
-    results = [measure(TUNNELS[n](), plan, progress) for n in names]
+    load_before = os.getloadavg()[0]
+    results = measure([TUNNELS[n]() for n in names], plan, progress, args.sequential)
     progress.finish()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -316,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         "udp_seconds": args.udp_time,
         "cpus": os.cpu_count(),
         "load": os.getloadavg()[0],
+        "load_before": load_before,
+        "interleaved": not args.sequential,
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
     }
     data = {"meta": meta, "results": [r.to_json() for r in results]}

@@ -1,5 +1,5 @@
 """What ``python -m bench`` measured, summarised: medians with their spread, ratios against
-each peer, the issue's targets, a markdown table, JSON and a PNG chart.
+each peer, the project's performance goals, a markdown table, JSON and a PNG chart.
 
 Everything here is pure data in, text/files out (no root, no namespaces), so that the
 arithmetic is unit-tested (tests/unit/test_bench.py).
@@ -16,6 +16,9 @@ import numpy as np
 
 REFERENCE = "espfast-aes128gcm16"  # the tunnel every ratio is about
 CEILING = "veth"
+WIREGUARD = "wireguard-go"  # $WIREGUARD_GO (the newest build, with offloads) or PATH's
+CHACHA = "espfast-chacha20poly1305"
+UP = "espfast-up-aes128gcm16"  # espfast up: the same dataplane and transform as REFERENCE
 SMALL = 64  # UDP payload bytes: the per-packet cost
 LARGE = 1372  # UDP payload of a 1400-byte inner IPv4 packet (the tunnels' inner MTU)
 
@@ -113,6 +116,7 @@ class TunnelResult:
     peak_rss_kib: int | None = None
     processes: int = 0  # how many tunnel processes (0: nothing to measure CPU of)
     error: str | None = None
+    info: dict[str, str] = field(default_factory=dict)  # version, offloads (Endpoints.info)
 
     @property
     def ping_rtt_ms(self) -> float | None:
@@ -136,6 +140,7 @@ class TunnelResult:
         return {
             "tunnel": self.tunnel,
             "error": self.error,
+            "info": self.info,
             "processes": self.processes,
             "peak_rss_kib": self.peak_rss_kib,
             "ping_ms": asdict(ping) if ping else None,
@@ -225,23 +230,36 @@ class Target:
 
 
 def targets(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list[Target]:
-    """Issue 4's targets, measured in this run."""
+    """The project's performance goals, measured in this run: against the newest
+    wireguard-go (the ``wireguard-go`` tunnel; see bench/tunnels/wireguard.py for which
+    build that is, and the report's peer list for its version), plain veth, and espfast
+    itself (4 streams against 1, ``espfast up`` against ``espfast static``)."""
     ok = by_name(results)
     ref = ok.get(reference)
 
-    def rel(other: str, metric: int) -> float | None:
-        if ref is None or other not in ok:
+    def rel(mine: TunnelResult | None, other: str, metric: int) -> float | None:
+        if mine is None or other not in ok:
             return None
         _, get, more = METRICS[metric]
-        return ratio(get(ref), get(ok[other]), more)
+        return ratio(get(mine), get(ok[other]), more)
 
-    veth = rel(CEILING, 0)
+    def own(mine: str, other: str, metric: int) -> float | None:
+        return rel(ok.get(mine), other, metric)
+
+    scaling = None
+    if ref is not None:
+        one, four = _tcp(1, "gbps_median")(ref), _tcp(4, "gbps_median")(ref)
+        scaling = four / one if one and four else None
+    wg = WIREGUARD
     return [
-        Target("single-stream TCP vs wireguard-go", rel("wireguard-go", 0), 7.0),
-        Target("single-stream TCP vs strongswan-libipsec", rel("strongswan-libipsec", 0), 6.0),
-        Target("Gbit per tunnel CPU-second vs wireguard-go", rel("wireguard-go", 2), 6.0),
-        Target("64-byte UDP pps vs wireguard-go", rel("wireguard-go", 3), 2.0),
-        Target("single-stream TCP as a share of veth", veth, 0.25),
+        Target(f"single-stream TCP, AES-GCM-128 vs {wg}", rel(ref, wg, 0), 2.5),
+        Target(f"single-stream TCP, ChaCha20-Poly1305 vs {wg}", own(CHACHA, wg, 0), 1.6),
+        Target("single-stream TCP as a share of veth", rel(ref, CEILING, 0), 0.40),
+        Target(f"Gbit per tunnel CPU-second vs {wg}", rel(ref, wg, 2), 2.5),
+        Target("4-stream TCP vs our single stream", scaling, 1.5),
+        Target("espfast up vs espfast static, single-stream TCP", own(UP, reference, 0), 0.95),
+        Target(f"64-byte UDP pps vs {wg}", rel(ref, wg, 3), 2.0),
+        Target(f"idle ping RTT, {wg}'s over ours", rel(ref, wg, 5), 1.0),
     ]
 
 
@@ -258,8 +276,14 @@ def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
     lines = [
         f"# Tunnel benchmark, {meta['date']}",
         "",
-        f"`{meta.get('command', 'python -m bench')}` on {meta.get('cpus', '?')} CPUs. "
-        f"Median of {meta['runs']} runs (min..max). TCP: iperf3, {meta['seconds']} s per run, "
+        f"`{meta.get('command', 'python -m bench')}` on {meta.get('cpus', '?')} CPUs"
+        + (
+            f" (load average {meta['load_before']:.1f} before, {meta['load']:.1f} after)"
+            if "load_before" in meta and "load" in meta
+            else ""
+        )
+        + ("; every tunnel up at once, the runs interleaved. " if meta.get("interleaved") else ". ")
+        + f"Median of {meta['runs']} runs (min..max). TCP: iperf3, {meta['seconds']} s per run, "
         "Gbit/s at the receiver. UDP: iperf3 -u at an unlimited rate, "
         f"{meta.get('udp_seconds', '?')} s per run: datagrams delivered through the "
         "tunnel into b's IP input per second (kpps; an nftables counter) and the loss. "
@@ -300,7 +324,13 @@ def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Ratios", ""]
     lines += [f"- {x}" for x in ratios(results, meta.get("reference", REFERENCE))]
-    lines += ["", "## Targets (issue 4)", ""]
+    peers = [r for r in results if r.info]
+    if peers:
+        lines += ["", "## Versions and offloads", ""]
+        lines += [
+            f"- {r.tunnel}: " + "; ".join(f"{k} {v}" for k, v in r.info.items()) for r in peers
+        ]
+    lines += ["", "## Targets (the project's goals)", ""]
     for t in targets(results, meta.get("reference", REFERENCE)):
         if t.value is None:
             lines.append(f"- {t.text}: not measured (goal {t.goal:g}x)")

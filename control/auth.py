@@ -112,6 +112,7 @@ def certificate_auth(
         verifier=verifier,
         certs=tuple(encode_certificate(c) for c in ours),
         certreq=(trust.certreq_data(),) if trust.cas else (),
+        cacerts=tuple(encode_certificate(c) for c in trust.cas),
         hash_algorithms=tuple(int(h) for h in SUPPORTED_HASH_ALGORITHMS),
         peer_uses_psk=False,
     )

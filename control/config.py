@@ -79,6 +79,7 @@ class AuthConfig:
     verifier: Verifier | None = None
     certs: tuple[bytes, ...] = ()
     certreq: tuple[bytes, ...] = ()  # SHA-1 hashes of trusted CA public keys (RFC 7296 §3.7)
+    cacerts: tuple[bytes, ...] = ()  # the trusted CAs themselves, DER (client profiles)
     hash_algorithms: tuple[int, ...] = (2, 3, 4, 5)  # RFC 7427: SHA2-256/384/512, Identity
     peer_uses_psk: bool | None = None  # None: same as local (psk set -> PSK)
     # EAP in IKE_AUTH (RFC 7296 §2.16). ``eap_identity``: we authenticate with

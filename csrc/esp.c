@@ -43,6 +43,7 @@ int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
 
 	c->cipher = NULL;
 	c->mac = NULL;
+	c->ivinv = 0;
 	c->ivpos = EF_IVPOOL;
 	cipher = EVP_CIPHER_fetch(NULL, t->cipher, NULL);
 	c->cipher = EVP_CIPHER_CTX_new();
@@ -51,6 +52,11 @@ int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
 	/* The key is scheduled here, once; per packet only the IV is set. */
 	if (!EVP_CipherInit_ex(c->cipher, cipher, NULL, enc_key, NULL, encrypt))
 		goto out;
+	if (t->aead && !encrypt && strstr(t->cipher, "GCM")) {
+		memcpy(c->salt, enc_key + t->enc_key_len - EF_AEAD_SALT_LEN, EF_AEAD_SALT_LEN);
+		c->ivinv = EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_GCM_SET_IV_FIXED,
+					       EF_AEAD_SALT_LEN, c->salt) == 1;
+	}
 	if (!t->aead) {
 		char digest[16];
 		OSSL_PARAM params[2];
@@ -82,6 +88,8 @@ void ef_cctx_free(struct ef_cctx *c)
 	EVP_MAC_CTX_free(c->mac);
 	c->cipher = NULL;
 	c->mac = NULL;
+	c->ivinv = 0;
+	OPENSSL_cleanse(c->salt, sizeof(c->salt));
 	OPENSSL_cleanse(c->ivpool, sizeof(c->ivpool));
 }
 
@@ -136,6 +144,21 @@ int ef_aead_crypt(struct ef_cctx *c, int encrypt, const uint8_t *nonce, const ui
 			       EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_AEAD_GET_TAG, (int)taglen, tag)
 		       ? 0
 		       : -1;
+	if (c->ivinv && memcmp(nonce, c->salt, EF_AEAD_SALT_LEN) == 0) {
+		OSSL_PARAM p[3];
+
+		p[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV,
+							 (void *)(nonce + EF_AEAD_SALT_LEN),
+							 12 - EF_AEAD_SALT_LEN);
+		p[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, taglen);
+		p[2] = OSSL_PARAM_construct_end();
+		return EVP_CIPHER_CTX_set_params(c->cipher, p) &&
+			       EVP_DecryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
+			       EVP_DecryptUpdate(c->cipher, buf, &outl, buf, (int)len) &&
+			       EVP_DecryptFinal_ex(c->cipher, buf + outl, &finl) > 0
+		       ? 0
+		       : -1;
+	}
 	return EVP_DecryptInit_ex(c->cipher, NULL, NULL, NULL, nonce) &&
 		       EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_AEAD_SET_TAG, (int)taglen, tag) &&
 		       EVP_DecryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&

@@ -14,13 +14,59 @@
 #define TCP_ACK 0x10
 #define IPPROTO_TCP_NUM 6
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* 32-bit words of n32 * 32 bytes into four 64-bit lanes (no carry is lost below 2^32
+ * words a lane), 32 bytes a round: about four times the scalar loop's speed. */
+__attribute__((target("avx2"))) static uint64_t sum32_avx2(const uint8_t *p, size_t n32)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	__m256i acc = zero;
+	uint64_t lane[4];
+
+	for (size_t i = 0; i < n32; i++, p += 32) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+
+		acc = _mm256_add_epi64(acc, _mm256_unpacklo_epi32(v, zero));
+		acc = _mm256_add_epi64(acc, _mm256_unpackhi_epi32(v, zero));
+	}
+	_mm256_storeu_si256((__m256i *)(void *)lane, acc);
+	return lane[0] + lane[1] + lane[2] + lane[3];
+}
+
+static int have_avx2(void)
+{
+	static int cached = -1;
+	int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+
+	if (v < 0) {
+		__builtin_cpu_init();
+		v = __builtin_cpu_supports("avx2") ? 1 : 0;
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+#endif
+
 uint32_t ef_csum_add(uint32_t sum, const uint8_t *p, size_t len)
 {
 	uint64_t s = 0;
 	uint32_t folded;
 
-	/* Sum in the machine's byte order, 8 bytes at a time; one's complement sums are
-	 * byte-order independent up to a final swap (RFC 1071 §2 (B)). */
+	/* Sum in the machine's byte order, 32-bit words into a 64-bit sum; one's complement
+	 * sums are byte-order independent up to a final swap (RFC 1071 §2 (B)). Packets are
+	 * summed once on the way out (TSO segments) and once on the way in (coalescing):
+	 * with AVX2, 32 bytes a round. */
+#if defined(__x86_64__)
+	if (len >= 64 && have_avx2()) {
+		size_t n32 = len / 32;
+
+		s = sum32_avx2(p, n32);
+		p += n32 * 32;
+		len -= n32 * 32;
+	}
+#endif
 	for (; len >= 8; p += 8, len -= 8) {
 		uint64_t w;
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("espfast.up", "run the IKEv2 daemon: negotiate and keep up the configured tunnels"),
     "demo": ("espfast.demo", "two namespaces, a tunnel between them, traffic through it, a report"),
     "pki": ("espfast.pki", "create a CA and gateway/client certificates"),
+    "profile": ("espfast.profiles.cli", "write a client profile: iOS/macOS, Windows, Android..."),
     "status": ("espfast.status", "show the running daemon's IKE and Child SAs"),
     "initiate": ("espfast.initiate", "have the running daemon set up a connection now"),
     "terminate": ("espfast.terminate", "have the running daemon delete a connection's IKE SAs"),

@@ -186,11 +186,13 @@ def pair_configs(
     esp: str = "aes128gcm16",
     ike: str = "aes128gcm16-prfsha256-x25519",
     outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
+    workers: int | None = None,
 ) -> tuple[str, str]:
     """Two matching ``espfast up`` configs as TOML text: a initiates to b, b only answers.
 
     Inner addresses as for ``espfast static`` (198.19.1.1/24 on a, 198.19.2.1/24 on b);
-    each side identifies itself by its outer address.
+    each side identifies itself by its outer address. ``workers``: dataplane threads per
+    direction (None: the default, see espfast.config.default_workers).
     """
     sides = (
         (outer[0], "198.19.1.1/24", "198.19.1.0/24"),
@@ -204,7 +206,8 @@ def pair_configs(
             'name = "espfast0"\n'
             f'addresses = ["{inner}"]\n'
             f'listen = "{fmt_endpoint((addr, 4500))}"\n'
-            "\n"
+            + (f"workers = {workers}\n" if workers is not None else "")
+            + "\n"
             "[[connection]]\n"
             'name = "site"\n'
             f'remote = "{peer if me == 0 else "%any"}"\n'

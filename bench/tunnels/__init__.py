@@ -13,8 +13,9 @@ and add its constructor(s) to :data:`TUNNELS` below.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from espfast.netns import TwoHosts
@@ -28,6 +29,8 @@ class Endpoints:
     inner_a: str  # addresses to run iperf3/ping between (a -> b)
     inner_b: str
     pids: list[int]  # tunnel processes (for CPU seconds and peak RSS)
+    # What the report says about the peer: "version", "offloads" (engaged or not), ...
+    info: dict[str, str] = field(default_factory=dict)
 
 
 class Tunnel(Protocol):
@@ -43,6 +46,11 @@ def _registry() -> dict[str, Callable[[], Tunnel]]:
     tunnels.update(espfast_static.tunnels())
     tunnels["strongswan-libipsec"] = strongswan.StrongswanLibipsec
     tunnels["wireguard-go"] = wireguard.WireguardGo
+    debian = wireguard.debian_binary()
+    if debian:
+        tunnels["wireguard-go-debian"] = functools.partial(
+            wireguard.WireguardGo, "wireguard-go-debian", debian
+        )
     tunnels["openvpn"] = openvpn.OpenVpn
     return tunnels
 

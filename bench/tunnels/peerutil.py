@@ -38,6 +38,22 @@ def require(*programs: str) -> None:
         )
 
 
+def tun_offloads(ns: Namespace, ifname: str) -> str:
+    """Which TUN offloads engaged, as ``ethtool -k`` shows them on ``ifname``."""
+    if which("ethtool") is None:
+        return "unknown (ethtool not installed)"
+    out = ns.run("ethtool", "-k", ifname, check=False).stdout
+    feats = dict(
+        (k.strip(), v.split()[0])
+        for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)
+        if v.split()
+    )
+    shown = ["tx-tcp-segmentation", "tx-tcp6-segmentation", "tx-checksumming"]
+    text = ", ".join(f"{k} {feats.get(k, '?')}" for k in shown)
+    tso = feats.get("tx-tcp-segmentation") == "on"
+    return ("TUN TSO/GRO on: " if tso else "TUN offloads off: ") + text
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return f"({path} does not exist)"

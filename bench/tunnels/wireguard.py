@@ -1,4 +1,13 @@
-"""Debian's wireguard-go (userspace WireGuard), configured with wireguard-tools.
+"""wireguard-go (userspace WireGuard), configured with wireguard-tools.
+
+Two builds can be measured side by side: ``wireguard-go`` is the binary named by the
+environment variable WIREGUARD_GO (point it at the newest wireguard-go, built from its
+source: its TUN TSO/GRO and UDP GSO/GRO offloads make it several times faster than older
+builds), or else the one on PATH; ``wireguard-go-debian`` is Debian's package (0.0.20220316
+in Debian 12, from before those offloads), listed when WIREGUARD_GO names another binary.
+Each run records the binary's version and whether the offloads engaged on its TUN device
+(``ethtool -k``: tx-tcp-segmentation, i.e. TSO, which the kernel offers wireguard-go only
+when it asks for virtio-net headers), and the report prints them.
 
 Keys come from ``wg genkey``/``wg pubkey``, the interface is configured with ``wg
 set`` through wireguard-go's UAPI socket (/var/run/wireguard/<ifname>.sock, so every
@@ -9,7 +18,9 @@ MTU 1400 (the same inner MTU as the other tunnels).
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -24,12 +35,49 @@ from bench.tunnels.peerutil import (
     TunnelError,
     log_tail,
     require,
+    tun_offloads,
     wait_ping,
 )
 from espfast.netns import Namespace, TwoHosts, run, wait_for
 
 PORT = 51820
 UAPI_DIR = Path("/var/run/wireguard")
+ENV = "WIREGUARD_GO"
+DEBIAN_BINARY = "/usr/bin/wireguard-go"  # the package's path (Debian 12)
+
+
+def user_binary() -> str:
+    """The wireguard-go to compare against: $WIREGUARD_GO, else the one on PATH."""
+    return os.environ.get(ENV) or shutil.which("wireguard-go") or "wireguard-go"
+
+
+def debian_binary() -> str | None:
+    """Debian's wireguard-go when it is installed and WIREGUARD_GO names another one."""
+    chosen = os.environ.get(ENV)
+    if not chosen or not Path(DEBIAN_BINARY).exists():
+        return None
+    if Path(chosen).resolve() == Path(DEBIAN_BINARY).resolve():
+        return None
+    return DEBIAN_BINARY
+
+
+def version(binary: str) -> str:
+    """``wireguard-go --version``'s first line, e.g. "wireguard-go v0.0.20250522", with
+    "(Debian package <version>)" for the packaged one."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except OSError as e:
+        return f"{binary}: {e.strerror}"
+    first = out.strip().splitlines()[0] if out.strip() else f"{binary}: no version"
+    if Path(binary).resolve() == Path(DEBIAN_BINARY).resolve():
+        pkg = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", "wireguard-go"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+        first += f" (Debian package {pkg or '?'})"
+    return first
 
 
 def keypair() -> tuple[str, str]:
@@ -44,11 +92,12 @@ def keypair() -> tuple[str, str]:
 @dataclass
 class WireguardGo:
     name: str = "wireguard-go"
+    binary: str = ""  # empty: user_binary()
 
     def _start(self, ns: Namespace, ifname: str, log: Path) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             proc = ns.popen(
-                "wireguard-go",
+                self.binary or user_binary(),
                 "-f",
                 ifname,
                 stdout=out,
@@ -64,7 +113,8 @@ class WireguardGo:
 
     @contextlib.contextmanager
     def up(self, hosts: TwoHosts) -> Iterator[Endpoints]:
-        require("wireguard-go", "wg")
+        binary = self.binary or user_binary()
+        require(binary, "wg")
         tag = secrets.token_hex(3)
         sides = [
             (hosts.a, f"efwg-a-{tag}", INNER_A, hosts.addr_b, INNER_NET_B),
@@ -93,7 +143,8 @@ class WireguardGo:
                     # wg set configures the crypto routing only; the kernel route is ours.
                     ns.run("ip", "route", "add", peer_net, "dev", ifname)
                 wait_ping(hosts.a, INNER_A, INNER_B, procs, logs)
-                yield Endpoints(INNER_A, INNER_B, [p.pid for p in procs])
+                info = {"version": version(binary), "offloads": tun_offloads(hosts.a, sides[0][1])}
+                yield Endpoints(INNER_A, INNER_B, [p.pid for p in procs], info)
             finally:
                 for (ns, *_), proc in zip(sides, procs, strict=False):
                     ns.stop(proc)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import control_socket_in, start_in, write_private
 from espfast.up import pair_configs
@@ -27,8 +29,12 @@ def status_json(ns: Namespace) -> dict[str, Any]:
     return doc
 
 
-def test_ike_negotiates_ping_and_iperf3_flow(tmp_path: Path) -> None:
-    a_conf, b_conf = pair_configs(PSK)
+# The default worker count (one per two CPUs: 1 on a small machine), and 2 workers per
+# direction, whose ordered hand-offs the Child SA's traffic must pass through too.
+@pytest.mark.parametrize("workers", [None, 2])
+def test_ike_negotiates_ping_and_iperf3_flow(tmp_path: Path, workers: int | None) -> None:
+    a_conf, b_conf = pair_configs(PSK, workers=workers)
+    assert ("workers = 2" in a_conf) == (workers == 2)
     with TwoHosts.create("i3") as hosts:
         b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf), "-v", command="up")
         a = start_in(hosts.a, write_private(tmp_path / "a.toml", a_conf), "-v", command="up")

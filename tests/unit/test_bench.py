@@ -92,11 +92,44 @@ def test_markdown_table_ratios_targets_and_a_failure() -> None:
     assert lines[1].startswith("espfast-aes128gcm16 vs wireguard-go: TCP 1-stream 8.00x")
     assert "UDP pps 64 B 4.00x" in lines[1] and "ping RTT 4.00x" in lines[1]
     got = {t.text: (t.value, t.met) for t in targets([veth, esp, peer])}
-    assert got["single-stream TCP vs wireguard-go"] == (8.0, True)
+    assert got["single-stream TCP, AES-GCM-128 vs wireguard-go"] == (8.0, True)
     assert got["64-byte UDP pps vs wireguard-go"] == (4.0, True)
     assert got["single-stream TCP as a share of veth"] == (0.4, True)
-    assert got["single-stream TCP vs strongswan-libipsec"] == (None, None)
-    assert "- single-stream TCP vs wireguard-go: 8.00x (goal 7x): met" in table
+    assert got["idle ping RTT, wireguard-go's over ours"] == (4.0, True)
+    assert got["4-stream TCP vs our single stream"] == (None, None)
+    assert got["espfast up vs espfast static, single-stream TCP"] == (None, None)
+    assert "## Targets (the project's goals)" in table and "issue" not in table
+    assert "- single-stream TCP, AES-GCM-128 vs wireguard-go: 8.00x (goal 2.5x): met" in table
+
+
+def test_targets_scaling_up_vs_static_and_chacha() -> None:
+    esp = result("espfast-aes128gcm16", 4.0, 1.5, 200e3, 0.1)
+    esp.figures.append(Figure("espfast-aes128gcm16", 4, [Run(5.0, 1.0, 2.0, 0)]))
+    up = result("espfast-up-aes128gcm16", 3.6, 1.4, 200e3, 0.1)
+    chacha = result("espfast-chacha20poly1305", 3.0, 1.0, 100e3, 0.1)
+    peer = result("wireguard-go", 2.0, 0.2, 50e3, 0.05)
+    got = {t.text: (t.value, t.met) for t in targets([esp, up, chacha, peer])}
+    assert got["4-stream TCP vs our single stream"] == (1.25, False)
+    assert got["espfast up vs espfast static, single-stream TCP"] == (0.9, False)
+    assert got["single-stream TCP, ChaCha20-Poly1305 vs wireguard-go"] == (1.5, False)
+    assert got["idle ping RTT, wireguard-go's over ours"] == (0.5, False)
+
+
+def test_markdown_names_each_peers_version_and_offloads() -> None:
+    peer = result("wireguard-go", 2.0, 0.2, 50e3, 0.05)
+    peer.info = {"version": "wireguard-go v0.0.20250522", "offloads": "TUN TSO/GRO on: x"}
+    table = markdown([peer], {"date": "d", "seconds": 1, "runs": 1})
+    assert "- wireguard-go: version wireguard-go v0.0.20250522; offloads TUN TSO/GRO on" in table
+    assert peer.to_json()["info"]["version"] == "wireguard-go v0.0.20250522"
+
+
+def test_wireguard_binary_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.tunnels import wireguard
+
+    monkeypatch.setenv("WIREGUARD_GO", "/opt/wg/wireguard-go")
+    assert wireguard.user_binary() == "/opt/wg/wireguard-go"
+    monkeypatch.delenv("WIREGUARD_GO")
+    assert wireguard.debian_binary() is None  # nothing else named: no second build
 
 
 def test_targets_missed_and_no_reference() -> None:
@@ -120,3 +153,30 @@ def test_cpu_seconds_of_this_process_grows() -> None:
     while cpu_seconds([os.getpid()]) < deadline:
         sum(range(10000))
     assert cpu_seconds([os.getpid()]) >= deadline
+
+
+def test_profile_sorts_symbols_into_categories() -> None:
+    from bench.profile import category
+
+    assert category("aesni_gcm_encrypt", "libcrypto.so.3") == "crypto"
+    assert category("0x0000000000241d95", "libcrypto.so.3") == "crypto"
+    assert category("golang.org/x/crypto/chacha20poly1305.chacha20Poly1305Open", "wg") == "crypto"
+    assert category("_copy_to_iter", "[kernel.kallsyms]") == "copies"
+    assert category("sum32_avx2", "_dataplane.abi3.so") == "checksums"
+    assert category("futex_wait", "[kernel.kallsyms]") == "locks and wake-ups"
+    assert category("tcp_v4_rcv", "[kernel.kallsyms]") == "kernel network stack"
+    assert category("ef_worker_main", "_dataplane.abi3.so") == "tunnel code"
+    assert category("clear_page_erms", "[kernel.kallsyms]") == "kernel, other"
+
+
+def test_profile_counts_and_table() -> None:
+    from bench.profile import Profile, markdown, parse_stat
+
+    counts = parse_stat("1000,,raw_syscalls:sys_enter,5,100.00,,\n50,,context-switches,5,100,,\n")
+    assert counts == {"raw_syscalls:sys_enter": 1000, "context-switches": 50}
+    p = Profile("espfast-aes128gcm16", 5.0, gbps=1.0, cpu_s=1.0, packets=1e5, counts=counts)
+    p.shares = {"crypto": 0.4, "copies": 0.6}
+    p.ceiling_ns = 2000.0
+    table = markdown(p)
+    assert "| crypto | 40.0 % | 4000 |" in table and "| **total** | 100 % | **10000** |" in table
+    assert "0.010 system calls" in table and "| | 2000 |" in table

@@ -381,7 +381,9 @@ def test_bad_bracketed_endpoints(tmp_path: Path, text: str) -> None:
     assert "sa[0].peer" in message
 
 
-def test_default_workers_is_one_per_cpu_up_to_four() -> None:
+def test_default_workers_is_one_per_two_cpus_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    assert default_workers() == max(1, min(len(os.sched_getaffinity(0)), 4))
+    for cpus, want in ((1, 1), (2, 1), (3, 1), (4, 2), (8, 4), (64, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
+        assert default_workers() == want
