@@ -9,12 +9,15 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 BUILD      := build
 
-# System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies.
+# System packages (Debian 12). The peers (strongSwan, iperf3) are real test dependencies;
+# systemd for `systemd-analyze verify` of packaging/espfast.service, shellcheck for .ci/.
+# CI runs the suite in a fresh minimal Debian root with nothing but these
+# (.ci/freshroot): a package missing here fails there, and `make preflight` names it.
 APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3-venv \
             iproute2 iputils-ping iperf3 tcpdump nftables procps openssl \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
             libstrongswan-standard-plugins libcharon-extauth-plugins \
-            clang-14 libclang-rt-14-dev
+            clang-14 libclang-rt-14-dev systemd shellcheck
 # (libcharon-extauth-plugins: charon's eap-mschapv2; clang-14 for the fuzzers;
 # libclang-rt-14-dev ships libFuzzer's runtime, libclang_rt.fuzzer, beside the ASan/UBSan
 # ones that -fsanitize=fuzzer,... links)
@@ -29,12 +32,17 @@ CHDR     := $(wildcard csrc/*.h) csrc/api.cdef
 CTESTS   := $(wildcard csrc/tests/*.c)
 EXT_STAMP := $(BUILD)/.ext-stamp
 
-.PHONY: demo test deps apt venv ext lint typecheck ctest fuzz-smoke fuzz pytest bench clean
+.PHONY: demo test deps apt venv ext preflight lint typecheck ctest fuzz-smoke fuzz pytest bench \
+        freshroot clean
 
 demo: deps ext
 	$(VENV)/bin/espfast demo
 
-test: deps ext lint typecheck ctest fuzz-smoke pytest
+test: deps ext preflight lint typecheck ctest fuzz-smoke pytest
+
+# `make test` in a brand-new minimal Debian root (what CI runs: .ci/run); as root.
+freshroot:
+	.ci/freshroot make test
 
 deps: apt venv
 
@@ -45,28 +53,38 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
 	  apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends $$missing; \
 	fi
 
 venv: $(VENV)/.installed
 
+# espfast is installed into the venv by pip, through the same build (pyproject.toml,
+# setup.py's cffi_modules) as `pip install .` and a wheel: editable, so the tests and the
+# demo run this tree's Python code; pip builds the C extension in place.
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+	mkdir -p $(BUILD) && touch $(EXT_STAMP)
 
-# The cffi extension, rebuilt in place whenever the C sources change.
+# The cffi extension, rebuilt (by pip, as above) whenever the C sources change.
 ext: $(EXT_STAMP)
 
 $(EXT_STAMP): $(CSRC) $(CHDR) csrc/build_ffi.py $(VENV)/.installed
 	mkdir -p $(BUILD)
-	$(PY) setup.py -q build_ext --inplace --build-temp $(BUILD)/ext
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
+
+# Every outside program the tests drive works (charon and its plugins, pki, iperf3, nft,
+# /dev/net/tun ...); otherwise one line per problem naming the package to install.
+preflight: deps ext
+	$(PY) -m tests.preflight
 
 lint: venv
 	$(VENV)/bin/ruff check espfast control tests bench
 	$(VENV)/bin/ruff format --check espfast control tests bench
+	shellcheck .ci/run .ci/freshroot
 
 # control/ is installed as espfast.control; mypy checks it under that name through a
 # tree of symlinks that mirrors the installed layout.

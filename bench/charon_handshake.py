@@ -10,9 +10,10 @@ rate as a share of charon's (target: at least half).
 PSK, IKE aes128gcm16-prfsha256-x25519, ESP aes128gcm16, two namespaces; charon runs
 on kernel-libipsec. Every handshake comes from one address, so both responders get
 the same treatment: charon's per-IP half-open and cookie limits are lifted
-(RESPONDER), and so are espfast's (``cookie_threshold`` and ``half_open_limit`` in
-``[interface]``, ESPFAST_RESPONDER); ``--keep-limits`` leaves both at their defaults
-(then the rates include COOKIE round trips and back-off).
+(RESPONDER), and so are espfast's (``cookie_threshold``, ``half_open_limit``,
+``cookie_threshold_ip`` and ``block_threshold`` in ``[interface]``, ESPFAST_RESPONDER);
+``--keep-limits`` leaves both at their defaults (then the rates include COOKIE round
+trips and back-off).
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ RESPONDER = {
     "cookie_threshold": "10000",
     "cookie_threshold_ip": "10000",
 }
-ESPFAST_RESPONDER = "cookie_threshold = 10000\nhalf_open_limit = 10000\n"
+ESPFAST_RESPONDER = (
+    "cookie_threshold = 10000\nhalf_open_limit = 10000\n"
+    "cookie_threshold_ip = 10000\nblock_threshold = 10000\n"
+)
 IKE_SA_INIT, IKE_AUTH = 34, 35
 
 

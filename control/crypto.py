@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dh, ec, x448, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.utils import CryptographyDeprecationWarning
 
 from .constants import DhGroup, EncrId, IntegId, PrfId
+from .der import INTEGER, OCTET_STRING, OID, SEQUENCE, encode_oid, tlv
 from .errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from .rng import Rng
 
@@ -306,22 +311,78 @@ SUPPORTED_GROUPS = frozenset(
 )  # fmt: skip
 
 
+DH_KEY_AGREEMENT = "1.2.840.113549.1.3.1"  # PKCS #3 dhKeyAgreement
+
+
+@contextmanager
+def _ffdh() -> Iterator[None]:
+    """``cryptography`` warns that finite-field DH is deprecated; IKEv2 peers still offer
+    the RFC 3526 groups, and OpenSSL does their arithmetic far faster than Python."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
+
+
+@cache
+def _modp_numbers(group: int) -> dh.DHParameterNumbers:
+    with _ffdh():
+        return dh.DHParameterNumbers(modp_prime(_MODP_BITS[DhGroup(group)]), 2)
+
+
+def _der_int(value: int) -> bytes:
+    return tlv(INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _modp_private_key(group: int, x: int) -> dh.DHPrivateKey:
+    """OpenSSL's key for exponent ``x``: a PKCS #8 DH key holding only x, from which
+    OpenSSL computes g^x itself (cryptography takes no bare exponent)."""
+    pn = _modp_numbers(group)
+    algorithm = tlv(SEQUENCE, tlv(OID, encode_oid(DH_KEY_AGREEMENT))
+                    + tlv(SEQUENCE, _der_int(pn.p) + _der_int(pn.g)))  # fmt: skip
+    der = tlv(SEQUENCE, _der_int(0) + algorithm + tlv(OCTET_STRING, _der_int(x)))
+    with _ffdh():
+        key = serialization.load_der_private_key(der, None)
+        if not isinstance(key, dh.DHPrivateKey):
+            raise LocalProtocolError("OpenSSL did not load a DH key")
+    return key
+
+
+def check_public_value(group: int, peer: bytes) -> None:
+    """The cheap checks of a peer's KE data, before any key exchange work is done for it
+    (RFC 7296 §3.4; NIST SP 800-56A rev. 3 §5.6.2.3): the group's length; for MODP
+    1 < y < p-1; for ECP a point on the curve. RemoteProtocolError if it fails (what
+    only the exchange itself finds, e.g. a small-order X25519 point, ``shared`` does)."""
+    if group not in SUPPORTED_GROUPS:
+        return  # not ours: proposal selection answers INVALID_KE_PAYLOAD
+    if len(peer) != KeyExchange.public_len(group):
+        raise RemoteProtocolError(f"KE data of {len(peer)} bytes for group {group}")
+    if group in _MODP_BITS:
+        if not 1 < int.from_bytes(peer, "big") < _modp_numbers(group).p - 1:
+            raise RemoteProtocolError("MODP public value out of range")
+    elif group in _ECP_CURVES:
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(_ECP_CURVES[group], b"\x04" + peer)
+        except ValueError:
+            raise RemoteProtocolError("ECP public value is not on the curve") from None
+
+
 class KeyExchange:
     """One side's ephemeral key for ``group``. ``public`` is the KE payload data in the
-    group's wire encoding; ``shared(peer)`` is g^ir, fixed-length as §2.14 requires."""
+    group's wire encoding; ``shared(peer)`` is g^ir, fixed-length as §2.14 requires.
+    All group arithmetic is OpenSSL's (through ``cryptography``)."""
 
     def __init__(self, group: int, rng: Rng) -> None:
         if group not in SUPPORTED_GROUPS:
             raise LocalProtocolError(f"unsupported key exchange group {group}")
         self.group = group
         if group in _MODP_BITS:
-            p = modp_prime(_MODP_BITS[DhGroup(group)])
             self._len = _MODP_BITS[DhGroup(group)] // 8
             # A 512-bit exponent: more than twice the strength of the largest group.
-            # (``cryptography`` deprecated finite-field DH, so this is Python's pow.)
-            self._x_modp = int.from_bytes(rng.random_bytes(64), "big") | (1 << 511)
-            self._p = p
-            self.public = pow(2, self._x_modp, p).to_bytes(self._len, "big")
+            x = int.from_bytes(rng.random_bytes(64), "big") | (1 << 511)
+            self._dh = _modp_private_key(group, x)
+            with _ffdh():
+                y = self._dh.public_key().public_numbers().y
+            self.public = y.to_bytes(self._len, "big")
         elif group in _ECP_CURVES:
             curve = _ECP_CURVES[group]
             self._len = _ECP_LEN[DhGroup(group)]
@@ -347,23 +408,19 @@ class KeyExchange:
     def shared(self, peer: bytes) -> bytes:
         """g^ir; RemoteProtocolError(INVALID_SYNTAX) for a malformed or weak peer value."""
         g = self.group
+        check_public_value(g, peer)
         try:
             if g in _MODP_BITS:
-                y = int.from_bytes(peer, "big")
-                if len(peer) != self._len or not 1 < y < self._p - 1:
-                    raise RemoteProtocolError("bad MODP public value")
-                return pow(y, self._x_modp, self._p).to_bytes(self._len, "big")
+                # The range is checked above; with a safe prime a value outside the
+                # prime-order subgroup reveals at most one bit of our exponent.
+                with _ffdh():
+                    y = dh.DHPublicNumbers(int.from_bytes(peer, "big"), _modp_numbers(g))
+                    return self._dh.exchange(y.public_key()).rjust(self._len, b"\0")
             if g in _ECP_CURVES:
-                if len(peer) != 2 * self._len:
-                    raise RemoteProtocolError("bad ECP public value length")
                 point = ec.EllipticCurvePublicKey.from_encoded_point(_ECP_CURVES[g], b"\x04" + peer)
                 return self._ec.exchange(ec.ECDH(), point)
             if g == DhGroup.CURVE25519:
-                if len(peer) != 32:
-                    raise RemoteProtocolError("bad Curve25519 public value length")
                 return self._x.exchange(x25519.X25519PublicKey.from_public_bytes(peer))
-            if len(peer) != 56:
-                raise RemoteProtocolError("bad Curve448 public value length")
             return self._x4.exchange(x448.X448PublicKey.from_public_bytes(peer))
         except ValueError as exc:
             # Off-curve points, all-zero X25519/X448 results (RFC 8031 §2.1).

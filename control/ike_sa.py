@@ -56,6 +56,7 @@ from .events import (
     IkeSaUp,
     PeerAddressChanged,
 )
+from .fragments import FragmentBudget, Reassembly
 from .message import (
     Header,
     Message,
@@ -84,8 +85,7 @@ log = logging.getLogger("espfast.control")
 Addr = tuple[str, int]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 HALF_OPEN_TIMEOUT = 30.0  # seconds a responder waits for IKE_AUTH (strongSwan's default)
-MAX_FRAGMENTS = 32
-MAX_REASSEMBLIES = 4  # messages being reassembled at once
+MAX_CHILDREN = 64  # Child SAs the peer may create on one IKE SA (IkeManager sets it)
 REKEY_RETRY = 10.0  # seconds (plus up to as much again) before a failed rekey is retried
 # Path MTU minus IPv6 + UDP headers and the non-ESP marker (RFC 7383 §2.5.1).
 FRAGMENT_OVERHEAD = 40 + 8 + 4
@@ -129,7 +129,7 @@ class IkeSa:
         self.children: dict[int, ChildSa] = {}
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Addr]] = []
-        self._fragments: dict[tuple[int, bool], dict[int, tuple[int, bytes]]] = {}
+        self._fragments = Reassembly(FragmentBudget())  # (IkeManager shares one budget)
         self.half_open_deadline: float | None = None if initiator else now + HALF_OPEN_TIMEOUT
         # Negotiated in IKE_SA_INIT.
         self.chosen: Chosen | None = None
@@ -189,6 +189,22 @@ class IkeSa:
         # Responder: the IKE_AUTH task of an EAP conversation under way (RFC 7296 §2.16),
         # which takes the peer's next IKE_AUTH requests.
         self.pending_auth: Task | None = None
+        # IkeManager's: told whenever this SA has something to say (datagrams, events,
+        # a new timer), and asked whether a peer that authenticated may keep it (an
+        # empty reason: yes). Child SAs the peer may create here: max_children.
+        self.touched: Callable[[IkeSa], None] = lambda sa: None
+        self.admit: Callable[[IkeSa], str] = lambda sa: ""
+        self.max_children = MAX_CHILDREN
+
+    @property
+    def fragments(self) -> FragmentBudget:
+        return self._fragments.budget
+
+    @fragments.setter
+    def fragments(self, budget: FragmentBudget) -> None:
+        """Reassembly memory shared with other IKE SAs (IkeManager's)."""
+        self._fragments.clear()
+        self._fragments = Reassembly(budget)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -263,6 +279,7 @@ class IkeSa:
 
     def handle_timer(self, now: float) -> None:
         self.now = now
+        self._fragments.expire(now)
         if self.half_open_deadline is not None and now >= self.half_open_deadline:
             self.half_open_deadline = None
             if not self.is_established:
@@ -300,7 +317,7 @@ class IkeSa:
     def get_timer(self) -> float | None:
         if self.is_destroyed:
             return None
-        timers = [self.tm.get_timer(), self.half_open_deadline]
+        timers = [self.tm.get_timer(), self.half_open_deadline, self._fragments.deadline()]
         if self.state is State.ESTABLISHED:
             timers += [self.expire_at, None if self.rekeying else self.rekey_at, self._dpd_at(),
                        self.reauth_at]  # fmt: skip
@@ -529,6 +546,8 @@ class IkeSa:
             return
         was_up = self.is_established
         self.state = State.DESTROYED
+        self._fragments.clear()
+        self.touched(self)
         if self.replaced_by is not None and self.replaced_by.rekeyed_from is self:
             self.replaced_by.rekeyed_from = None  # no chain of old SAs kept alive
         self.delete_reason = reason
@@ -768,9 +787,11 @@ class IkeSa:
 
     def send(self, datagrams: list[bytes]) -> None:
         self._out.extend((d, self.remote) for d in datagrams)
+        self.touched(self)
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
+        self.touched(self)
 
     # -- helpers -------------------------------------------------------------------------
     def _ours(self, h: Header) -> bool:
@@ -795,31 +816,31 @@ class IkeSa:
             raise IntegrityError("encrypted message before keys exist")
         if h.next_payload != PayloadType.SKF:
             return decode(data, self._crypt_in)
-        # RFC 7383 §2.6: each fragment is verified on its own, then reassembled.
+        # RFC 7383: only the Message ID the exchange expects (the peer's next request,
+        # or the answer to ours; a retransmitted request is answered on its first
+        # fragment), each fragment verified on its own (§2.6), then reassembled within
+        # the bounds of control/fragments.py.
+        retransmit = self.tm.cached is not None and self.tm.cached[0] == h.message_id
+        if h.is_response:
+            expected = self.tm.active is not None and h.message_id == self.tm.my_mid
+        else:
+            expected = retransmit or h.message_id == self.tm.peer_mid
+        if not expected:  # dropped unread, counted (not logged: it may be a flood)
+            self._fragments.budget.dropped += 1
+            return None
         _, skf, first, piece = decrypt_fragment(data, self._crypt_in)
-        if skf.total > MAX_FRAGMENTS:
-            raise RemoteProtocolError(f"message in {skf.total} fragments")
-        key = (h.message_id, h.is_response)
-        if not h.is_response and self.tm.cached is not None and \
-                self.tm.cached[0] == h.message_id:  # fmt: skip
-            # A retransmitted fragmented request: answer on its first fragment only.
+        if not h.is_response and retransmit:
             if skf.number == 1:
+                assert self.tm.cached is not None
                 self.tm.counters.retransmitted_requests_answered += 1
                 self.send(self.tm.cached[1])
             return None
-        if key not in self._fragments and len(self._fragments) >= MAX_REASSEMBLIES:
-            self._fragments.pop(next(iter(self._fragments)))  # the oldest message goes
-        pieces = self._fragments.setdefault(key, {})
-        if pieces and next(iter(pieces.values()))[0] != skf.total:
-            pieces.clear()
-        pieces[skf.number] = (skf.total, piece)
-        if skf.number == 1:
-            pieces[0] = (skf.total, bytes([first]))
-        if len(pieces) < skf.total + 1:
+        done = self._fragments.add((h.message_id, h.is_response), skf.number, skf.total,
+                                   first, piece, self.now)  # fmt: skip
+        if done is None:
             return None
-        del self._fragments[key]
-        first_type = pieces.pop(0)[1][0]
-        return reassemble(h, first_type, [pieces[n][1] for n in range(1, skf.total + 1)])
+        first_type, pieces = done
+        return reassemble(h, first_type, pieces)
 
     def peer_moved(self, addr: Addr) -> None:
         old = self.remote

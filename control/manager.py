@@ -31,10 +31,19 @@ a peer reauthenticating make-before-break, deletes the old one itself long befor
     other end with unique = replace agrees, and a strongSwan (unique = no) keeps both
     until told.
   - otherwise, one the peer set up replaces the older one.
+
+Scale: the work per datagram and per timer does not grow with the number of IKE SAs.
+Datagrams go to their IKE SA by SPI; each IKE SA tells the manager when it has something
+to say (IkeSa.touched), so events, datagrams and timers are collected from those only;
+the next timer of each IKE SA sits in a heap; duplicates are found through an index by
+peer identity. What one authenticated identity may hold is capped
+(``ike_sas_per_identity`` IKE SAs per connection, ``child_sas_per_ike_sa`` Child SAs each).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -49,29 +58,56 @@ from .events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
-from .ike_sa import Addr, IkeSa
+from .ike_sa import Addr, FragmentBudget, IkeSa
 from .message import HEADER_LEN
 from .pool import AddressPool, IPAddress
-from .responder import Responder
+from .responder import BLOCK_THRESHOLD, COOKIE_THRESHOLD_IP, Responder
 from .rng import Rng
 
 REPLACE_DELAY = 10.0  # seconds before unique = replace deletes a same-address duplicate
+IKE_SAS_PER_IDENTITY = 10
+CHILD_SAS_PER_IKE_SA = 64
 
 Datagram = tuple[bytes, Addr, int]  # data, remote address, local port to send from
 
 
 class IkeManager:
     def __init__(self, configs: Sequence[IkeConfig], *, rng: Rng, local: Addr,
-                 cookie_threshold: int = 10, half_open_limit: int = 1000) -> None:  # fmt: skip
+                 cookie_threshold: int = 10, half_open_limit: int = 1000,
+                 cookie_threshold_ip: int = COOKIE_THRESHOLD_IP,
+                 block_threshold: int = BLOCK_THRESHOLD,
+                 ike_sas_per_identity: int = IKE_SAS_PER_IDENTITY,
+                 child_sas_per_ike_sa: int = CHILD_SAS_PER_IKE_SA) -> None:  # fmt: skip
         """``configs``: the connections we answer for (none: initiate only); ``local``:
-        our address for NAT detection when the shell cannot say where a datagram came in."""
+        our address for NAT detection when the shell cannot say where a datagram came in.
+        The limits: control/responder.py and the module docstring."""
         self.rng = rng
         self.local = local
         self.responder: Responder | None = None
         if configs:
             self.responder = Responder(configs, local, rng, cookie_threshold=cookie_threshold,
-                                       half_open_limit=half_open_limit)  # fmt: skip
+                                       half_open_limit=half_open_limit,
+                                       cookie_threshold_ip=cookie_threshold_ip,
+                                       block_threshold=block_threshold)  # fmt: skip
+        self.ike_sas_per_identity = ike_sas_per_identity
+        self.child_sas_per_ike_sa = child_sas_per_ike_sa
+        self._per_source = {"cookie_threshold_ip": cookie_threshold_ip,
+                            "block_threshold": block_threshold}  # fmt: skip
+        self.fragments = FragmentBudget()  # reassembly memory of all IKE SAs together
         self._by_spi: dict[int, IkeSa] = {}  # our own SPI -> IKE SA
+        self._by_id: dict[int, IkeSa] = {}  # ike_sa_id -> its newest IKE SA (see by_id)
+        # IKE SAs that have something to say since we last looked (id() -> IKE SA).
+        self._touched: dict[int, IkeSa] = {}
+        # Timers: a heap of (when, n, IKE SA); an entry counts while it is the one in
+        # _timer_of for that SA (others are stale and skipped).
+        self._timers: list[tuple[float, int, IkeSa]] = []
+        self._timer_of: dict[int, float] = {}
+        self._seq = itertools.count()
+        # Established IKE SAs by (connection, peer ID type, peer ID): duplicates, caps.
+        self._by_peer: dict[tuple[str, int, bytes], dict[int, IkeSa]] = {}
+        self._peer_key: dict[int, tuple[str, int, bytes]] = {}
+        # TaskManager counters of the IKE SAs no longer here (see task_counters).
+        self._gone_counts = (0, 0, 0, 0)
         self._responding: dict[int, IkeSa] = {}  # initiator's SPI -> IKE SA we answer
         self._events: deque[Event] = deque()
         self._out: list[Datagram] = []
@@ -115,6 +151,7 @@ class IkeManager:
                 sa = known
         if sa is not None and sa.spi_i == spi_i:
             sa.receive_datagram(data, addr, now, local)
+            self._touch(sa)
             return
         if self.responder is None:
             return
@@ -125,13 +162,8 @@ class IkeManager:
             self._out.append((d, remote, local[1] if local else 500))
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
+        self._flush()
         out, self._out = self._out, []
-        done: set[int] = set()
-        while todo := [sa for sa in list(self._by_spi.values()) if id(sa) not in done]:
-            for sa in todo:  # an SA may bring a new one (rekey, reauthentication)
-                done.add(id(sa))
-                out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(now)]
-                self._collect(sa)
         return out
 
     def handle_timer(self, now: float) -> None:
@@ -139,21 +171,66 @@ class IkeManager:
         self._settle = [(when, sa) for when, sa in self._settle if now < when]
         for sa in due:
             self._settle_duplicates(sa.current, now)
-        for sa in list(self._by_spi.values()):
-            timer = sa.get_timer()
-            if timer is not None and now >= timer:
-                sa.handle_timer(now)
+        self._flush()  # the timers of what changed since
+        while self._timers and self._timers[0][0] <= now:
+            when, _, sa = heapq.heappop(self._timers)
+            if self._timer_of.get(id(sa)) != when:
+                continue  # stale
+            del self._timer_of[id(sa)]
+            # (Early if the SA's timer moved later meanwhile: then it does nothing.)
+            sa.handle_timer(now)
+            self._touch(sa)
 
     def get_timer(self) -> float | None:
-        timers = [t for sa in self._by_spi.values() if (t := sa.get_timer()) is not None]
+        self._flush()
+        while self._timers and self._timer_of.get(id(self._timers[0][2])) != self._timers[0][0]:
+            heapq.heappop(self._timers)
+        timers = [self._timers[0][0]] if self._timers else []
         timers += [when for when, _ in self._settle]
         return min(timers) if timers else None
 
     def next_event(self) -> Event | None:
-        if not self._events:
-            for sa in list(self._by_spi.values()):
-                self._collect(sa)
+        self._flush()
         return self._events.popleft() if self._events else None
+
+    def task_counters(self) -> tuple[int, int, int, int]:
+        """Summed over every IKE SA so far (TaskManager counters): requests sent again,
+        the peer's retransmitted requests answered from the cache, the peer's messages
+        that failed our checks, and those of them that raised something unanticipated."""
+        totals = list(self._gone_counts)
+        for sa in self._by_spi.values():
+            for i, n in enumerate(_task_counts(sa)):
+                totals[i] += n
+        return totals[0], totals[1], totals[2], totals[3]
+
+    def _touch(self, sa: IkeSa) -> None:
+        self._touched[id(sa)] = sa
+
+    def _flush(self) -> None:
+        """Events, datagrams and the next timer of every IKE SA touched since last time
+        (an SA may bring new ones: rekey, reauthentication)."""
+        while self._touched:
+            key = next(iter(self._touched))
+            sa = self._touched.pop(key)
+            self._collect(sa)
+            if sa.is_destroyed:
+                continue
+            self._out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(0)]
+            when = sa.get_timer()
+            if when is None:
+                self._timer_of.pop(key, None)
+            elif self._timer_of.get(key) != when:
+                self._timer_of[key] = when
+                heapq.heappush(self._timers, (when, next(self._seq), sa))
+        if len(self._timers) > 4 * len(self._timer_of) + 64:  # drop the stale entries
+            live = {id(sa): sa for _, _, sa in self._timers}
+            self._timers = [(when, next(self._seq), live[k]) for k, when in self._timer_of.items()]
+            heapq.heapify(self._timers)
+
+    def by_id(self, ike_sa_id: int) -> IkeSa | None:
+        """The newest IKE SA with this id (a rekeyed one keeps it): ``.current`` of it
+        carries the Child SAs."""
+        return self._by_id.get(ike_sa_id)
 
     def status(self) -> list[dict[str, object]]:
         return [sa.status() for sa in self._by_spi.values()]
@@ -162,7 +239,7 @@ class IkeManager:
         """The established IKE SAs other than ``sa`` (and its own predecessors) of the
         same connection with the same peer identity."""
         out = []
-        for other in self._by_spi.values():
+        for other in list(self._by_peer.get(_peer_key(sa), {}).values()):
             if other is sa or other.config.name != sa.config.name or not _same_peer(other, sa):
                 continue
             if not other.is_established or other.replaced_by is not None:
@@ -252,7 +329,8 @@ class IkeManager:
         elif self.responder is None:
             self.responder = Responder(configs, self.local, self.rng,
                                        cookie_threshold=cookie_threshold,
-                                       half_open_limit=half_open_limit)  # fmt: skip
+                                       half_open_limit=half_open_limit,
+                                       **self._per_source)  # fmt: skip
         else:
             self.responder.configs = tuple(configs)
             self.responder.cookie_threshold = cookie_threshold
@@ -329,6 +407,7 @@ class IkeManager:
 
     @property
     def idle(self) -> bool:
+        self._flush()  # (destroyed IKE SAs leave the tables there)
         return all(sa.is_destroyed for sa in self._by_spi.values())
 
     def _act(self, sa: IkeSa, event: Event) -> None:
@@ -365,19 +444,48 @@ class IkeManager:
             pool = self.pools[sa.config.name] = AddressPool(sa.config.pool)
         return pool.acquire(sa.peer_key, version, sa.ike_sa_id)
 
+    def _admit(self, sa: IkeSa) -> str:
+        """Why the peer that just authenticated on ``sa`` may not have it (empty: it may):
+        at most ``ike_sas_per_identity`` IKE SAs per identity and connection."""
+        held = [o for o in self._by_peer.get(_peer_key(sa), {}).values()
+                if o is not sa and o.replaced_by is None and not o.is_destroyed]  # fmt: skip
+        if len(held) >= self.ike_sas_per_identity:
+            return (f"{sa.id_str(sa.peer_id) if sa.peer_id else 'the peer'} holds "
+                    f"{len(held)} IKE SAs already (ike_sas_per_identity)")  # fmt: skip
+        self._index(sa)  # it counts from now on (IKE_AUTH requests may come in a burst)
+        return ""
+
+    def _index(self, sa: IkeSa) -> None:
+        """An established IKE SA into the index by peer identity."""
+        if sa.peer_id is None or id(sa) in self._peer_key:
+            return
+        key = _peer_key(sa)
+        self._peer_key[id(sa)] = key
+        self._by_peer.setdefault(key, {})[id(sa)] = sa
+
     def _add(self, sa: IkeSa) -> None:
         sa.duplicates = self._duplicates
         sa.lease = self._lease
+        sa.admit = self._admit
+        sa.touched = self._touch
+        sa.fragments = self.fragments
+        sa.max_children = self.child_sas_per_ike_sa
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa
+        self._by_id[sa.ike_sa_id] = sa
         if not sa.initiator:
             self._responding[sa.spi_i] = sa
+        if sa.is_established:
+            self._index(sa)
+        self._touch(sa)
 
     def _collect(self, sa: IkeSa) -> None:
         came_up = False
         while (event := sa.next_event()) is not None:
             if isinstance(event, (IkeSaRekeyed, IkeSaReauthenticating)):
                 self._add(event.new_sa)
-            came_up = came_up or isinstance(event, IkeSaUp)
+            if isinstance(event, IkeSaUp):
+                came_up = True
+                self._index(sa)
             self._events.append(event)
             if isinstance(event, (IkeSaDown, ChildSaDown)):
                 self._act(sa, event)
@@ -391,10 +499,31 @@ class IkeManager:
                 pool.release(sa.ike_sa_id)  # (a rekeyed SA's successor holds them on)
             # Its last words (e.g. the answer to the peer's DELETE) still go out.
             self._out += [(d, remote, sa.local[1]) for d, remote in sa.datagrams_to_send(0)]
-            for table in (self._by_spi, self._responding):
-                for spi, known in list(table.items()):
-                    if known is sa:
-                        del table[spi]
+            self._remove(sa)
+
+    def _remove(self, sa: IkeSa) -> None:
+        """A destroyed IKE SA leaves every table (by its keys: no walk over all SAs)."""
+        if self._by_spi.get(sa.spi_i if sa.initiator else sa.spi_r) is not sa:
+            return  # gone already
+        gone = [a + b for a, b in zip(self._gone_counts, _task_counts(sa), strict=True)]
+        self._gone_counts = gone[0], gone[1], gone[2], gone[3]
+        for table, spi in ((self._by_spi, sa.spi_i if sa.initiator else sa.spi_r),
+                           (self._responding, sa.spi_i), (self._by_id, sa.ike_sa_id)):  # fmt: skip
+            if table.get(spi) is sa:
+                del table[spi]
+        key = self._peer_key.pop(id(sa), None)
+        if key is not None:
+            bucket = self._by_peer[key]
+            bucket.pop(id(sa), None)
+            if not bucket:
+                del self._by_peer[key]
+        self._timer_of.pop(id(sa), None)
+        self._touched.pop(id(sa), None)
+
+
+def _peer_key(sa: IkeSa) -> tuple[str, int, bytes]:
+    p = sa.peer_id
+    return (sa.config.name, p.id_type, p.data) if p is not None else (sa.config.name, -1, b"")
 
 
 def _same_peer(a: IkeSa, b: IkeSa) -> bool:
@@ -419,3 +548,10 @@ def _negotiating(sa: IkeSa, child: str) -> bool:
         if cfg is not None and cfg.name == child:
             return True
     return False
+
+
+def _task_counts(sa: IkeSa) -> tuple[int, int, int, int]:
+    """The TaskManager counters summed over IKE SAs (see IkeManager.task_counters)."""
+    c = sa.tm.counters
+    return (c.retransmits, c.retransmitted_requests_answered, c.protocol_errors,
+            c.unexpected_errors)  # fmt: skip

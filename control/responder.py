@@ -1,9 +1,22 @@
 """The responder's front door: IKE_SA_INIT requests for SPIs no IKE SA owns yet.
 
-It creates IKE SAs, keeps count of half-open ones (IKE_AUTH not yet done), and when
-their number passes ``cookie_threshold`` answers statelessly with a COOKIE (RFC 7296
-§2.6) until the initiator proves it can receive at its address. Past
-``half_open_limit`` new requests are dropped (and counted).
+It creates IKE SAs and keeps count of the work unauthenticated peers cost us, in total
+and per source address (strongSwan's names and meanings):
+
+- the load: half-open IKE SAs (IKE_AUTH not yet done), plus, for WORK_WINDOW seconds
+  each, requests that cost a key exchange (or a failed IKE_AUTH) and left no half-open
+  SA behind — so that a flood of requests refused after the Diffie-Hellman work still
+  engages COOKIEs;
+- past ``cookie_threshold`` in total, or ``cookie_threshold_ip`` from one address, new
+  requests are answered statelessly with a COOKIE (RFC 7296 §2.6) until the initiator
+  proves it can receive at its address;
+- past ``block_threshold`` from one address, that address's new requests are dropped;
+- at ``half_open_limit`` in total, a request from an address holding fewer half-open SAs
+  than the greediest one takes the place of that one's oldest half-open SA (the pool is
+  shared fairly); otherwise it is dropped.
+
+Before any key exchange work, the peer's KE value gets the cheap checks (length, range,
+point on the curve: crypto.check_public_value). Every drop is counted.
 """
 
 from __future__ import annotations
@@ -11,20 +24,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import IkeConfig
-from .constants import ExchangeType, HeaderFlag, NotifyType
+from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
+from .crypto import check_public_value
 from .errors import RemoteProtocolError
 from .ike_sa import Addr, IkeSa
 from .message import HEADER_LEN, Message, decode, encode, parse_header
-from .payloads import NoncePayload, NotifyPayload, SaPayload
+from .payloads import NotifyPayload, SaPayload
 from .proposals import select
 from .rng import Rng
 
+log = logging.getLogger("espfast.control")
+
 COOKIE_VERSION = 1
 STATELESS_PER_SECOND = 10  # INVALID_IKE_SPI / INVALID_MAJOR_VERSION answers
+MAX_PAYLOADS = 64  # in an IKE_SA_INIT request, before we stop reading
+LOG_PER_SECOND = 5  # lines about refused requests
+WORK_WINDOW = 5.0  # seconds a refused (or failed) request weighs like a half-open SA
+# strongSwan's defaults (charon.cookie_threshold_ip, charon.block_threshold).
+COOKIE_THRESHOLD_IP = 3
+BLOCK_THRESHOLD = 5
 
 
 @dataclass
@@ -35,12 +59,17 @@ class ResponderCounters:
     dropped_half_open_limit: int = 0
     dropped_not_init: int = 0
     dropped_malformed: int = 0
+    dropped_block_threshold: int = 0  # one address past block_threshold
+    dropped_bad_ke: int = 0  # KE value refused before any key exchange work
+    evicted: int = 0  # half-open SAs dropped for a request from a less greedy address
     refused: int = 0
 
 
 class Responder:
     def __init__(self, configs: Sequence[IkeConfig], local: Addr, rng: Rng, *,
-                 cookie_threshold: int = 10, half_open_limit: int = 1000) -> None:  # fmt: skip
+                 cookie_threshold: int = 10, half_open_limit: int = 1000,
+                 cookie_threshold_ip: int = COOKIE_THRESHOLD_IP,
+                 block_threshold: int = BLOCK_THRESHOLD) -> None:  # fmt: skip
         if not configs:
             raise ValueError("a responder needs at least one configuration")
         self.configs = tuple(configs)
@@ -48,12 +77,19 @@ class Responder:
         self.rng = rng
         self.cookie_threshold = cookie_threshold
         self.half_open_limit = half_open_limit
+        self.cookie_threshold_ip = cookie_threshold_ip
+        self.block_threshold = block_threshold
         self._secret = rng.random_bytes(32)
         self.half_open: dict[tuple[int, Addr], IkeSa] = {}
+        self._half_open_ip: Counter[str] = Counter()
+        self._work: deque[tuple[float, str]] = deque()  # (when, address): see WORK_WINDOW
+        self._work_ip: Counter[str] = Counter()
+        self._groups = frozenset(g for c in self.configs for p in c.ike_proposals for g in p.dh)
         self._out: list[tuple[bytes, Addr]] = []
         self.counters = ResponderCounters()
         self._rate_second = 0
         self._rate_count = 0
+        self._log_second = self._log_count = self._log_suppressed = 0
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float,
                          local: Addr | None = None) -> IkeSa | None:  # fmt: skip
@@ -79,11 +115,46 @@ class Responder:
                 self._stateless(now, (h.spi_i, h.spi_r), h.exchange, h.message_id, addr,
                                 NotifyPayload(NotifyType.INVALID_IKE_SPI))  # fmt: skip
             return None
-        self._prune()
+        self._prune(now)
         existing = self.half_open.get((h.spi_i, addr))
         if existing is not None:
             existing.receive_datagram(data, addr, now)  # a retransmission: cached answer
             self._out += existing.datagrams_to_send(now)
+            return None
+        # The cheap checks come first, on the payload chain alone (a flood of spoofed
+        # requests must cost little): the KE value, the limits, the COOKIE.
+        chain = _chain(data)
+        if chain is None:
+            self.counters.dropped_malformed += 1
+            return None
+        ip = addr[0]
+        ke = _first(chain, PayloadType.KE)
+        if ke is not None and len(ke) >= 4 and (group := int.from_bytes(ke[:2])) in self._groups:
+            try:
+                check_public_value(group, ke[4:])
+            except RemoteProtocolError as exc:
+                self.counters.dropped_bad_ke += 1
+                self._stateless(now, (h.spi_i, 0), h.exchange, 0, addr,
+                                NotifyPayload(NotifyType.INVALID_SYNTAX))  # fmt: skip
+                self._log(now, f"IKE_SA_INIT from {ip} dropped: {exc}")
+                return None
+        load_ip = self._half_open_ip[ip] + self._work_ip[ip]
+        if load_ip >= self.block_threshold:
+            self.counters.dropped_block_threshold += 1
+            return None
+        if len(self.half_open) >= self.half_open_limit and not self._evict_for(ip):
+            self.counters.dropped_half_open_limit += 1
+            return None
+        load = len(self.half_open) + len(self._work)
+        busy = load >= self.cookie_threshold or load_ip >= self.cookie_threshold_ip
+        if busy and not self._cookie_ok(chain, addr, h.spi_i):
+            nonce = _first(chain, PayloadType.NONCE)
+            if nonce is None:
+                self.counters.dropped_malformed += 1
+                return None
+            self.counters.cookies_sent += 1
+            cookie = self._cookie(nonce, addr, h.spi_i)
+            self._reply(h.spi_i, addr, NotifyPayload(NotifyType.COOKIE, cookie))
             return None
         try:
             msg = decode(data)
@@ -92,31 +163,54 @@ class Responder:
             if exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
                 self._reply(h.spi_i, addr, NotifyPayload(exc.notify, exc.notify_data))
             return None
-        if len(self.half_open) >= self.half_open_limit:
-            self.counters.dropped_half_open_limit += 1
-            return None
-        if len(self.half_open) >= self.cookie_threshold and not self._cookie_ok(msg, addr):
-            nonce = msg.get(NoncePayload)
-            if nonce is None:
-                self.counters.dropped_malformed += 1
-                return None
-            self.counters.cookies_sent += 1
-            cookie = self._cookie(nonce.data, addr, h.spi_i)
-            self._reply(h.spi_i, addr, NotifyPayload(NotifyType.COOKIE, cookie))
-            return None
         sa = IkeSa(self._config_for(msg), initiator=False, local=local or self.local,
                    remote=addr, rng=self.rng, now=now, spi_i=h.spi_i,
                    candidates=self.configs)  # fmt: skip
         sa.receive_datagram(data, addr, now)
         if sa.is_destroyed:  # refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ...)
             self.counters.refused += 1
+            self._spent(ip, now)
             # Its IkeSaDown reaches no shell (nobody keeps this SA): say why here.
-            sa.log(f"IKE_SA_INIT from {addr[0]} refused: {sa.delete_reason}")
+            self._log(now, f"IKE_SA_INIT from {ip} refused: {sa.delete_reason}", sa)
             self._out += sa.datagrams_to_send(now)
             return None
         self.counters.created += 1
         self.half_open[(h.spi_i, addr)] = sa
+        self._half_open_ip[ip] += 1
         return sa
+
+    def _log(self, now: float, text: str, sa: IkeSa | None = None) -> None:
+        """At most LOG_PER_SECOND lines a second about refused requests (then a count)."""
+        if int(now) != self._log_second:
+            if self._log_suppressed:
+                log.info("%d more IKE_SA_INIT requests refused or dropped", self._log_suppressed)
+            self._log_second, self._log_count, self._log_suppressed = int(now), 0, 0
+        if self._log_count >= LOG_PER_SECOND:
+            self._log_suppressed += 1
+            return
+        self._log_count += 1
+        if sa is not None:
+            sa.log(text)
+        else:
+            log.info("%s", text)
+
+    def _spent(self, ip: str, now: float) -> None:
+        """Work done for ``ip`` that left no half-open SA: it weighs for WORK_WINDOW."""
+        self._work.append((now, ip))
+        self._work_ip[ip] += 1
+
+    def _evict_for(self, ip: str) -> bool:
+        """The pool is full: make room for ``ip`` if another address holds more than one
+        half-open SA more than it does (its oldest goes). Whether there is room now."""
+        greedy, most = self._half_open_ip.most_common(1)[0]
+        if most <= self._half_open_ip[ip] + 1:
+            return False
+        key = next(k for k in self.half_open if k[1][0] == greedy)
+        sa = self.half_open.pop(key)
+        self._half_open_ip[greedy] -= 1
+        self.counters.evicted += 1
+        sa.destroy("half-open IKE SA dropped to make room for another peer (half_open_limit)")
+        return True
 
     def _config_for(self, msg: Message) -> IkeConfig:
         """The first connection whose IKE proposals the initiator's offer satisfies (the
@@ -136,10 +230,26 @@ class Responder:
         out, self._out = self._out, []
         return out
 
-    def _prune(self) -> None:
+    def _prune(self, now: float) -> None:
         for key, sa in list(self.half_open.items()):
             if sa.is_established or sa.is_destroyed:
                 del self.half_open[key]
+                ip = key[1][0]
+                self._half_open_ip[ip] -= 1
+                if not self._half_open_ip[ip]:
+                    del self._half_open_ip[ip]
+                if not sa.is_established:  # failed (e.g. IKE_AUTH) or timed out
+                    self._spent(ip, now)
+        while self._work and self._work[0][0] <= now - WORK_WINDOW:
+            _, ip = self._work.popleft()
+            self._work_ip[ip] -= 1
+            if not self._work_ip[ip]:
+                del self._work_ip[ip]
+
+    @property
+    def load(self) -> int:
+        """Half-open SAs plus the recent work that left none (see the module docstring)."""
+        return len(self.half_open) + len(self._work)
 
     # RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
     def _cookie(self, ni: bytes, addr: Addr, spi_i: int) -> bytes:
@@ -147,13 +257,17 @@ class Responder:
         mac = hmac.new(self._secret, ni + ip + spi_i.to_bytes(8, "big"), hashlib.sha256)
         return bytes([COOKIE_VERSION]) + mac.digest()
 
-    def _cookie_ok(self, msg: Message, addr: Addr) -> bool:
-        first = msg.payloads[0] if msg.payloads else None
-        nonce = msg.get(NoncePayload)
-        if not isinstance(first, NotifyPayload) or first.notify_type != NotifyType.COOKIE:
+    def _cookie_ok(self, chain: list[tuple[int, bytes]], addr: Addr, spi_i: int) -> bool:
+        """Whether the request starts with N(COOKIE) (§2.6: the first payload) holding
+        the cookie we would give it."""
+        if not chain or chain[0][0] != PayloadType.NOTIFY:
             return False
+        body = chain[0][1]
+        if len(body) < 4 or int.from_bytes(body[2:4]) != NotifyType.COOKIE:
+            return False
+        nonce = _first(chain, PayloadType.NONCE)
         if nonce is None or not hmac.compare_digest(
-            first.data, self._cookie(nonce.data, addr, msg.spi_i)
+            body[4 + body[1] :], self._cookie(nonce, addr, spi_i)
         ):
             self.counters.bad_cookies += 1
             return False
@@ -173,3 +287,23 @@ class Responder:
     def _reply(self, spi_i: int, addr: Addr, notify: NotifyPayload) -> None:
         msg = Message(spi_i, 0, ExchangeType.IKE_SA_INIT, 0, True, False, (notify,))
         self._out.append((encode(msg), addr))
+
+
+def _chain(data: bytes) -> list[tuple[int, bytes]] | None:
+    """The payloads of a message as (type, body), read from their generic headers only
+    (RFC 7296 §3.2); None if the chain does not fit the datagram."""
+    out: list[tuple[int, bytes]] = []
+    kind, pos = data[16], HEADER_LEN
+    while kind:
+        if pos + 4 > len(data) or len(out) >= MAX_PAYLOADS:
+            return None
+        end = pos + int.from_bytes(data[pos + 2 : pos + 4])
+        if end < pos + 4 or end > len(data):
+            return None
+        out.append((kind, data[pos + 4 : end]))
+        kind, pos = data[pos], end
+    return out
+
+
+def _first(chain: list[tuple[int, bytes]], kind: int) -> bytes | None:
+    return next((body for k, body in chain if k == kind), None)

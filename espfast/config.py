@@ -309,9 +309,15 @@ class InterfaceConfig:
     listen: tuple[str, int]
     workers: int
     offload: bool  # TUN with IFF_VNET_HDR: TSO/GRO super-packets (off: one packet per read)
-    # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open)
+    # espfast up's responder (strongSwan's charon.cookie_threshold / init_limit_half_open,
+    # cookie_threshold_ip, block_threshold; control/responder.py says what each counts)
     cookie_threshold: int = 10
     half_open_limit: int = 1000
+    cookie_threshold_ip: int = 3
+    block_threshold: int = 5
+    # What one authenticated peer may hold (control/manager.py).
+    ike_sas_per_identity: int = 10
+    child_sas_per_ike_sa: int = 64
     # espfast up: where to serve Prometheus metrics (espfast/metrics.py); None: nowhere
     metrics: tuple[str, int] | None = None
     # The user to run as once set up (espfast/privs.py); None: stay who we are.
@@ -413,6 +419,10 @@ def _interface(t: Table) -> InterfaceConfig:
     offload = t.get_bool("offload", True)
     cookies = t.get_int("cookie_threshold", 10, 0, 10**6)
     half_open = t.get_int("half_open_limit", 1000, 1, 10**6)
+    cookies_ip = t.get_int("cookie_threshold_ip", 3, 0, 10**6)
+    block = t.get_int("block_threshold", 5, 1, 10**6)
+    ike_per_id = t.get_int("ike_sas_per_identity", 10, 1, 10**6)
+    child_per_ike = t.get_int("child_sas_per_ike_sa", 64, 1, 10**6)
     metrics_text = t.opt_str("metrics")
     metrics = None
     if metrics_text is not None:
@@ -423,9 +433,8 @@ def _interface(t: Table) -> InterfaceConfig:
     if user is not None and not user.strip():
         raise t.error("user", "is empty")
     t.done()
-    return InterfaceConfig(
-        name, addresses, mtu, listen, workers, offload, cookies, half_open, metrics, user
-    )
+    return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open,
+                           cookies_ip, block, ike_per_id, child_per_ike, metrics, user)  # fmt: skip
 
 
 @dataclass
@@ -617,6 +626,11 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     ...                             # the listen address
 #     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
 #     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
+#     cookie_threshold_ip = 3         # half-open IKE SAs from one address before COOKIEs
+#     block_threshold = 5             # half-open IKE SAs from one address before its
+#                                     # requests are dropped (strongSwan's names)
+#     ike_sas_per_identity = 10       # IKE SAs one authenticated identity may hold
+#     child_sas_per_ike_sa = 64       # Child SAs one IKE SA may carry (NO_ADDITIONAL_SAS)
 #
 #     [[connection]]
 #     name = "site-b"

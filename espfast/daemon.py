@@ -36,7 +36,8 @@ the non-ESP marker), the timer on the event loop, the TUN device
     IkeSaUp/IkeSaDown   -> the virtual IPs the peer gave us go on the TUN device while an
                            IKE SA holds them (``set_addresses``)
 
-Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters: each Child SA's
+Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters (of at most
+READ_PER_TICK Child SAs, in turn, so that a tick costs the same with 10,000): each Child SA's
 bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
 rekey_bytes, rekey_packets, sequence-number exhaustion), inbound packets count as a sign
 of life for dead peer detection. Traps (start_action / dpd_action / close_action = trap)
@@ -66,9 +67,10 @@ import ipaddress
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from espfast import __version__
 from espfast.control.errors import RemoteProtocolError
@@ -105,6 +107,7 @@ if TYPE_CHECKING:
     from espfast.config import ConnectionConfig, UpConfig
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 
 Addr = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -113,6 +116,7 @@ IKE_PORT, NATT_PORT = 500, 4500
 REKEY_GRACE = 2.0  # seconds the old inbound SA stays after the switch to the new one
 SHUTDOWN_TIMEOUT = 3.0  # seconds to wait for the peers to confirm our DELETEs
 TRAFFIC_INTERVAL = 0.5  # seconds between reads of the dataplane's counters
+READ_PER_TICK = 1000  # Child SAs whose counters are read at each of those reads
 RETRY_DELAY, RETRY_MAX = 5.0, 120.0  # seconds before initiating again; doubling up to this
 GUARD_LINES, GUARD_WINDOW = 10, 10.0  # at most this many error lines per window (seconds)
 
@@ -152,6 +156,15 @@ class Counters:
     ike_protocol_errors: int = 0
     ike_unexpected_errors: int = 0
     input_errors: int = 0
+    # Unauthenticated peers (control/responder.py, control/fragments.py): COOKIEs asked
+    # for; IKE_SA_INIT requests dropped (half_open_limit, block_threshold, a bad KE
+    # value) or refused; half-open IKE SAs that made room for another address; IKE
+    # fragments dropped (unexpected Message ID, over a bound, expired).
+    ike_sa_init_cookies_sent: int = 0
+    ike_sa_init_dropped: int = 0
+    ike_sa_init_refused: int = 0
+    half_open_evicted: int = 0
+    ike_fragments_dropped: int = 0
 
 
 @dataclass
@@ -197,14 +210,22 @@ class Daemon:
     # Replaced Child SAs whose inbound SA stays until they are deleted: inbound SPI -> the
     # IKE SA id they belong to.
     _retiring: dict[int, int] = field(default_factory=dict)
-    _live: dict[int, IkeSa] = field(default_factory=dict)  # id() -> IKE SA, for the counters
-    _gone: tuple[int, ...] = (0, 0, 0, 0)  # _ike_counts of the IKE SAs no longer there
-    _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
     # Called with every control-plane event after the daemon acted on it (metrics, the
     # control socket's initiate/terminate waiting for an outcome: espfast/operations.py).
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     # _guard's log budget: (start of the window, lines logged in it, errors not logged).
     _guard_log: tuple[float, int, int] = (float("-inf"), 0, 0)
+    _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
+    _shutting_down: bool = False
+    _read_pos: int = 0  # where the next read of the counters starts (see _read_counters)
+    # Indexes over ``children`` (kept by _put_child / _pop_child, and where a Child SA's
+    # spi_out changes), so that an event costs the same with 1 or 10,000 Child SAs: by
+    # IKE SA, by the selectors of their ChildSaUp (twins), how many Child SAs send on
+    # each outbound SPI, how many route each remote network.
+    _kids_of: dict[int, dict[int, None]] = field(default_factory=dict)
+    _by_sel: dict[tuple[object, ...], dict[int, None]] = field(default_factory=dict)
+    _out_refs: Counter[int] = field(default_factory=Counter)
+    _net_refs: Counter[IPNetwork] = field(default_factory=Counter)
 
     @property
     def local(self) -> str:
@@ -226,7 +247,11 @@ class Daemon:
         iface = self.config.interface
         self._mgr = IkeManager(confs, rng=self.rng, local=(self.local, IKE_PORT),
                                cookie_threshold=iface.cookie_threshold,
-                               half_open_limit=iface.half_open_limit)  # fmt: skip
+                               half_open_limit=iface.half_open_limit,
+                               cookie_threshold_ip=iface.cookie_threshold_ip,
+                               block_threshold=iface.block_threshold,
+                               ike_sas_per_identity=iface.ike_sas_per_identity,
+                               child_sas_per_ike_sa=iface.child_sas_per_ike_sa)  # fmt: skip
         for conn in self.config.connections:
             self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
@@ -307,24 +332,26 @@ class Daemon:
         when = self.mgr.get_timer()
         if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
-        if self.mgr.idle:
+        if self._shutting_down and self.mgr.idle:
             self._idle.set()
-        self._count_ike()
 
-    def _count_ike(self) -> None:
-        """Fold the IKE SAs' retransmission counters into ours (see Counters)."""
-        gone = list(self._gone)
-        live = {id(sa): sa for sa in self.mgr.sas}
-        for key, sa in self._live.items():
-            if key not in live:
-                gone = [a + b for a, b in zip(gone, _ike_counts(sa), strict=True)]
-        self._live, self._gone = live, tuple(gone)
-        totals = gone
-        for sa in live.values():
-            totals = [a + b for a, b in zip(totals, _ike_counts(sa), strict=True)]
+    def count_ike(self) -> Counters:
+        """Our counters, with those summed over the IKE SAs and the front door (see
+        Counters): for the status document, the metrics and the end. (Not per datagram:
+        that would walk every IKE SA.)"""
         c = self.counters
         (c.ike_retransmits, c.ike_requests_answered_from_cache, c.ike_protocol_errors,
-         c.ike_unexpected_errors) = totals  # fmt: skip
+         c.ike_unexpected_errors) = self.mgr.task_counters()  # fmt: skip
+        c.ike_fragments_dropped = self.mgr.fragments.dropped
+        front = self.mgr.responder
+        if front is not None:
+            fc = front.counters
+            c.ike_sa_init_cookies_sent = fc.cookies_sent
+            c.ike_sa_init_dropped = (fc.dropped_half_open_limit + fc.dropped_block_threshold
+                                     + fc.dropped_bad_ke)  # fmt: skip
+            c.ike_sa_init_refused = fc.refused
+            c.half_open_evicted = fc.evicted
+        return c
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -359,10 +386,16 @@ class Daemon:
     def _read_counters(self) -> None:
         """The dataplane's counters into the control plane (see the module docstring)."""
         now = self.loop.time()
-        by_child = {spi: sa for sa in self.sas for spi in sa.children}
-        for spi_in, child in list(self.children.items()):
-            sa = by_child.get(spi_in)
-            if sa is None:
+        # At most READ_PER_TICK Child SAs a tick, in turn (with many, each is read less
+        # often, and a tick costs the same).
+        spis = list(self.children)
+        start = self._read_pos % len(spis) if spis else 0
+        batch = (spis[start:] + spis[:start])[:READ_PER_TICK]
+        self._read_pos = start + len(batch)
+        for spi_in in batch:
+            child = self.children.get(spi_in)
+            sa = self._holder(child.ike_sa_id, spi_in) if child is not None else None
+            if child is None or sa is None:
                 continue
             try:
                 rx = self.dataplane.sa_stats(spi_in, Direction.IN)
@@ -379,6 +412,15 @@ class Daemon:
         self._pump()
         if not self.mgr.closing:
             self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def _holder(self, ike_sa_id: int, spi_in: int) -> IkeSa | None:
+        """The IKE SA that carries Child SA ``spi_in`` (of IKE SA ``ike_sa_id``: after a
+        rekey the newest, during a reauthentication the one it replaces)."""
+        newest = self.mgr.by_id(ike_sa_id)
+        for sa in (newest, newest.reauth_of if newest is not None else None):
+            if sa is not None and spi_in in sa.current.children:
+                return sa.current
+        return None
 
     def traffic_without_sa(
         self, destinations: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]
@@ -452,16 +494,14 @@ class Daemon:
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
                 # make-before-break as for a rekey, the old one goes with its IKE SA.
                 owner, _ = self._owner(event.ike_sa_id)
-                twin = next((spi for spi, c in self.children.items() if c.up.name == event.name
-                             and c.up.peer == event.peer and c.up.local_ts == event.local_ts
-                             and c.up.remote_ts == event.remote_ts and c.owner == owner),
-                            None)  # fmt: skip
+                twin = next((spi for spi in self._by_sel.get(_selectors(event), ())
+                             if self.children[spi].owner == owner), None)  # fmt: skip
                 if twin is None:
                     self._install_new(event)
                 else:
                     self._install_rekeyed(event, twin, self.children[twin].spi_out)
             case ChildSaRekeyed():
-                old = self.children.pop(event.old_spi_in, None)
+                old = self._pop_child(event.old_spi_in)
                 if old is not None:
                     self._retiring[event.old_spi_in] = old.ike_sa_id
                 self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
@@ -481,15 +521,13 @@ class Daemon:
                             extra=logged("child_sa_failed", child=event.name,
                                          ike_sa=event.ike_sa_id, reason=event.reason))  # fmt: skip
             case PeerAddressChanged():
-                for child in self.children.values():
-                    if child.ike_sa_id == event.ike_sa_id:
-                        self.dataplane.update_peer(child.spi_out, event.peer)
+                for spi_in in self._kids_of.get(event.ike_sa_id, {}):
+                    self.dataplane.update_peer(self.children[spi_in].spi_out, event.peer)
             case IkeSaDown():
                 self.counters.ike_sas_down += 1
                 self._established.pop(event.ike_sa_id, None)
-                for spi_in, child in list(self.children.items()):
-                    if child.ike_sa_id == event.ike_sa_id:
-                        self._uninstall(spi_in)
+                for spi_in in list(self._kids_of.get(event.ike_sa_id, {})):
+                    self._uninstall(spi_in)
                 for spi_in, ike_sa_id in list(self._retiring.items()):
                     if ike_sa_id == event.ike_sa_id:  # never deleted on its own
                         del self._retiring[spi_in]
@@ -569,14 +607,16 @@ class Daemon:
             # The redundant SA of a rekey collision (RFC 7296 §2.8.1), which we are
             # deleting: the peer drops its inbound half on our DELETE, so never send on it.
             return
-        old_spi_out, child.spi_out = child.spi_out, out.spi
+        old_spi_out = child.spi_out
         try:
             self.dataplane.add_sa(out)
         except ValueError as e:
             self.counters.event_errors += 1
             log.error("%s: cannot install outbound SA %08x: %s", child.up.name, out.spi, e)
-            child.spi_out = old_spi_out
             return
+        self._out_refs[old_spi_out] -= 1
+        self._out_refs[out.spi] += 1
+        child.spi_out = out.spi
         self._release_out(old_spi_out)
 
     def _closing(self, spi_in: int) -> None:
@@ -587,13 +627,14 @@ class Daemon:
         # A re-created twin waiting on it (the peer set it up: it has both halves).
         for new in [n for n, (old, _) in self._switch.items() if old == spi_in]:
             self._switch_out(new)
-        if not any(c.spi_out == child.spi_out for s, c in self.children.items() if s != spi_in):
+        if self._out_refs[child.spi_out] <= 1:  # nobody else sends on it
             self._remove(child.spi_out, Direction.OUT)
 
     def _release_out(self, spi_out: int) -> None:
         """Remove an outbound SA unless a Child SA still sends on it (a successor not yet
         switched, see ChildSaRekeyed in the module docstring)."""
-        if not any(c.spi_out == spi_out for c in self.children.values()):
+        if self._out_refs[spi_out] <= 0:
+            self._out_refs.pop(spi_out, None)
             self._remove(spi_out, Direction.OUT)
 
     def _owner(self, ike_sa_id: int) -> tuple[int, int]:
@@ -654,12 +695,15 @@ class Daemon:
         keyless = dataclasses.replace(
             ev, enc_key_in=b"", integ_key_in=b"", enc_key_out=b"", integ_key_out=b""
         )
-        self.children[ev.spi_in] = _Child(
-            ev.ike_sa_id,
-            ev.spi_out if spi_out_now is None else spi_out_now,
-            keyless,
-            time.time(),
-            owner=owner,
+        self._put_child(
+            ev.spi_in,
+            _Child(
+                ev.ike_sa_id,
+                ev.spi_out if spi_out_now is None else spi_out_now,
+                keyless,
+                time.time(),
+                owner=owner,
+            ),
         )
         self.counters.child_sas_installed += 1
         self.add_routes(remote)
@@ -689,7 +733,7 @@ class Daemon:
         if self._retiring.pop(spi_in, None) is not None or successors:
             # A replaced Child SA: packets sent on it may still be on their way.
             self.loop.call_later(self.rekey_grace, self._remove, spi_in, Direction.IN)
-        child = self.children.pop(spi_in, None)
+        child = self._pop_child(spi_in)
         if child is None:
             return
         if not successors:
@@ -697,17 +741,40 @@ class Daemon:
         self._release_out(child.spi_out)
         self.counters.child_sas_removed += 1
         # Routes go with the last Child SA using them, unless a trap keeps them.
-        keep = {n for c in self.children.values() for n in _networks(c.up.remote_ts)}
+        keep: set[IPNetwork] = set()
         for (name, child_name), _ in self.mgr.traps.items():
             conn = next((c for c in self.config.connections if c.name == name), None)
             if conn is not None:
                 keep.update(_child_networks(conn, child_name))
-        gone = [n for n in _networks(child.up.remote_ts) if n not in keep]
+        nets = _networks(child.up.remote_ts)
+        gone = [n for n in nets if n not in keep and not self._net_refs[n]]
         if gone:
             try:
                 self.remove_routes(gone)
             except (OSError, RuntimeError) as e:  # TunError: netlink said no
                 log.warning("cannot withdraw the routes to %s: %s", ", ".join(map(str, gone)), e)
+
+    def _put_child(self, spi_in: int, child: _Child) -> None:
+        self._pop_child(spi_in)
+        self.children[spi_in] = child
+        self._kids_of.setdefault(child.ike_sa_id, {})[spi_in] = None
+        self._by_sel.setdefault(_selectors(child.up), {})[spi_in] = None
+        self._out_refs[child.spi_out] += 1
+        for net in _networks(child.up.remote_ts, quiet=True):
+            self._net_refs[net] += 1
+
+    def _pop_child(self, spi_in: int) -> _Child | None:
+        child = self.children.pop(spi_in, None)
+        if child is None:
+            return None
+        _unindex(self._kids_of, child.ike_sa_id, spi_in)
+        _unindex(self._by_sel, _selectors(child.up), spi_in)
+        self._out_refs[child.spi_out] -= 1
+        for net in _networks(child.up.remote_ts, quiet=True):
+            self._net_refs[net] -= 1
+            if self._net_refs[net] <= 0:
+                del self._net_refs[net]
+        return child
 
     def _remove(self, spi: int, direction: Direction) -> None:
         with contextlib.suppress(ValueError):  # already gone
@@ -720,7 +787,7 @@ class Daemon:
     ) -> StatusDocument:
         """What ``espfast status`` shows (espfast/ctl.py): IKE SAs, their Child SAs with
         their dataplane counters, our counters and (given) the dataplane's. No keys."""
-        self._count_ike()
+        self.count_ike()
         ike_sas: list[IkeSaStatus] = []
         for sa in self.sas:
             st = sa.status()
@@ -779,6 +846,7 @@ class Daemon:
         if self._traffic is not None:
             self._traffic.cancel()
         self._idle.clear()
+        self._shutting_down = True
         self.mgr.shutdown(self.loop.time())
         self._pump()
         with contextlib.suppress(TimeoutError):
@@ -787,13 +855,6 @@ class Daemon:
             self._timer.cancel()
         for spi_in in list(self.children):
             self._uninstall(spi_in)
-
-
-def _ike_counts(sa: IkeSa) -> tuple[int, int, int, int]:
-    """The TaskManager counters the daemon sums over its IKE SAs (see Counters)."""
-    c = sa.tm.counters
-    return (c.retransmits, c.retransmitted_requests_answered, c.protocol_errors,
-            c.unexpected_errors)  # fmt: skip
 
 
 def _child_networks(conn: ConnectionConfig, child: str) -> tuple[IPNetwork, ...]:
@@ -816,10 +877,23 @@ def _hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def _networks(selectors: tuple[TrafficSelector, ...]) -> tuple[IPNetwork, ...]:
+def _unindex(index: dict[K, dict[int, None]], key: K, spi_in: int) -> None:
+    bucket = index.get(key)
+    if bucket is not None:
+        bucket.pop(spi_in, None)
+        if not bucket:
+            del index[key]
+
+
+def _selectors(up: ChildSaUp) -> tuple[object, ...]:
+    """What makes two Child SAs twins (see ChildSaUp in Daemon._on_event)."""
+    return (up.name, up.peer, up.local_ts, up.remote_ts)
+
+
+def _networks(selectors: tuple[TrafficSelector, ...], quiet: bool = False) -> tuple[IPNetwork, ...]:
     nets: list[IPNetwork] = []
     for ts in selectors:
-        if ts.ip_protocol or (ts.start_port, ts.end_port) != (0, 65535):
+        if not quiet and (ts.ip_protocol or (ts.start_port, ts.end_port) != (0, 65535)):
             log.warning("traffic selector %s: the dataplane matches addresses only", ts)
         nets.extend(ts.networks())
     return tuple(nets)

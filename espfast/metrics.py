@@ -160,7 +160,7 @@ class Metrics:
 
     def _daemon_counters(self) -> Iterator[Metric]:
         dm = self.daemon
-        dm._count_ike()
+        dm.count_ike()
         for name, value in dataclasses.asdict(dm.counters).items():
             yield CounterMetricFamily(f"espfast_{name}", _help(name), value=value)
         front = dm.mgr.responder

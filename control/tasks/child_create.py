@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..child_sa import ChildSa, check_subset, narrow
 from ..config import ChildConfig
 from ..constants import ExchangeType, NotifyType, ProtocolId
-from ..crypto import KeyExchange, child_keymat
+from ..crypto import KeyExchange, check_public_value, child_keymat
 from ..errors import RemoteProtocolError
 from ..events import ChildSaFailed, TrafficSelector
 from ..message import Message, check_rules
@@ -265,6 +265,10 @@ class CreateChild(Task):
                 # §2.25.1: a request to rekey an SA we are closing.
                 raise RemoteProtocolError(f"Child SA {spi:08x} is being deleted",
                                           notify=NotifyType.TEMPORARY_FAILURE)  # fmt: skip
+        if self.rekey is None and len(self.sa.children) >= self.sa.max_children:
+            raise RemoteProtocolError(
+                f"the peer holds {len(self.sa.children)} Child SAs on this IKE SA already "
+                "(child_sas_per_ike_sa)", notify=NotifyType.NO_ADDITIONAL_SAS)  # fmt: skip
         chosen = self.neg.choose(msg)
         nonce = msg.need(NoncePayload)
         self.peer_nonce = nonce.data
@@ -277,6 +281,7 @@ class CreateChild(Task):
                 notify_data=chosen.dh.to_bytes(2, "big"),
             )  # fmt: skip
         if chosen.dh and ke is not None:
+            check_public_value(chosen.dh, ke.data)  # before our own key costs anything
             self.ke = KeyExchange(chosen.dh, self.sa.rng)
             self.shared = self.ke.shared(ke.data)
         if not self.nonce:

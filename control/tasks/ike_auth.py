@@ -199,6 +199,8 @@ class IkeAuth(Task):
         if keep and any(o.remote[0] != sa.remote[0] for o in sa.duplicates(sa)):
             raise _auth_failed(f"{who} has an IKE SA from another address "
                                "(unique = keep)")  # fmt: skip
+        if refusal := sa.admit(sa):  # IkeManager's caps (ike_sas_per_identity)
+            raise _auth_failed(refusal)
         sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
         wanted = vip.requested(msg.get(CpPayload)) if sa.config.pool else ()
         leased = [sa.lease(sa, version) for version in wanted]

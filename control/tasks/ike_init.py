@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..constants import CertEncoding, ExchangeType, NotifyType
-from ..crypto import KeyExchange, sha1
+from ..crypto import KeyExchange, check_public_value, sha1
 from ..errors import PeerError, RemoteProtocolError
 from ..message import Message, check_rules
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
@@ -196,6 +196,7 @@ class IkeInit(Task):
                 notify=NotifyType.INVALID_KE_PAYLOAD,
                 notify_data=self.chosen.dh.to_bytes(2, "big"),
             ) from None
+        check_public_value(ke.group, ke.data)  # before our own key costs anything
         self.ke = KeyExchange(self.chosen.dh, sa.rng)
         self.nonce = sa.rng.random_bytes(NONCE_LEN)
         self.peer_ke, self.peer_nonce = ke.data, nonce.data

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, NotifyType, ProtocolId
-from ..crypto import KeyExchange
+from ..crypto import KeyExchange, check_public_value
 from ..errors import PeerError, RemoteProtocolError
 from ..message import Message, check_rules
 from ..payloads import DeletePayload, KePayload, NoncePayload, Payload, SaPayload
@@ -139,6 +139,7 @@ class IkeRekey(Task):
             raise RemoteProtocolError("IKE SA rekey proposal without an 8-byte SPI")
         self.peer_spi = int.from_bytes(self.chosen.spi, "big")
         self.peer_nonce = nonce.data
+        check_public_value(ke.group, ke.data)  # before our own key costs anything
         self.ke = KeyExchange(self.chosen.dh, sa.rng)
         self.shared = self.ke.shared(ke.data)
         return True

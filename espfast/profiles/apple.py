@@ -7,8 +7,11 @@ The profile is a property list (Apple's Configuration Profile Reference): a top-
 - ``com.apple.security.pkcs12``: the client's key and certificate (PKCS#12, password
   protected; the device asks for the password when the profile is installed);
 - ``com.apple.vpn.managed`` with ``VPNType = IKEv2``: the server, both identities, the
-  authentication method, and the algorithms in ``IKESecurityAssociationParameters`` /
-  ``ChildSecurityAssociationParameters`` (Apple's names for them below).
+  authentication method (for EAP-MSCHAPv2 users ``AuthenticationMethod = None``,
+  ``ExtendedAuthEnabled = 1``, ``AuthName`` and, only when given, ``AuthPassword``; the
+  gateway is still checked with its certificate), and the algorithms in
+  ``IKESecurityAssociationParameters`` / ``ChildSecurityAssociationParameters`` (Apple's
+  names for them below).
 
 ``PayloadIdentifier`` is stable for one gateway connection (installing a newer profile
 replaces the older one); every ``PayloadUUID`` is fresh per generation. With a signing
@@ -26,6 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from espfast.control.certs import PrivateKey
@@ -44,7 +48,13 @@ from espfast.profiles.choose import (
     Choice,
     choose,
 )  # fmt: skip
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError, client_pkcs12
+from espfast.profiles.gateway import (
+    AUTH_EAP_MSCHAPV2,
+    AUTH_PUBKEY,
+    GatewayProfile,
+    ProfileError,
+    client_pkcs12,
+)
 
 ENCRYPTION: dict[Encr, str] = {AES128: "AES-128", AES256: "AES-256", AES128GCM: "AES-128-GCM",
               AES256GCM: "AES-256-GCM", CHACHA: "ChaCha20Poly1305"}  # fmt: skip
@@ -63,18 +73,23 @@ CAPS = Caps(
 )  # fmt: skip
 
 # How the VPN payload says each client authentication method (AUTH_* -> keys).
+# With EAP the client has no IKE credential of its own ("None") and logs in with
+# AuthName / AuthPassword; the gateway still proves itself with its certificate.
 AUTH: dict[str, dict[str, Any]] = {
     AUTH_PUBKEY: {"AuthenticationMethod": "Certificate", "ExtendedAuthEnabled": 0},
+    AUTH_EAP_MSCHAPV2: {"AuthenticationMethod": "None", "ExtendedAuthEnabled": 1},
 }
 MIN_LIFETIME, MAX_LIFETIME = 10, 1440  # minutes, the range the VPN payload takes
 
 
-def certificate_type(key: PrivateKey) -> str:
-    if isinstance(key, rsa.RSAPrivateKey):
+def certificate_type(key: PrivateKey | CertificatePublicKeyTypes) -> str:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return "RSA"
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return "Ed25519"
-    return {256: "ECDSA256", 384: "ECDSA384", 521: "ECDSA521"}[key.curve.key_size]
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return {256: "ECDSA256", 384: "ECDSA384", 521: "ECDSA521"}[key.curve.key_size]
+    raise ProfileError(f"iOS/macOS take no {type(key).__name__} certificates")
 
 
 def identifier_base(gw: GatewayProfile) -> str:
@@ -131,6 +146,13 @@ def vpn_settings(gw: GatewayProfile, choice: Choice) -> dict[str, Any]:
     if gw.client is not None:
         settings["LocalIdentifier"] = gw.client_id_text
         settings["CertificateType"] = certificate_type(gw.client.key)
+    if gw.user is not None:
+        # The user name is also the IKE identity, as the other formats send it; the
+        # certificate type is the gateway's (what the device checks its AUTH against).
+        settings["LocalIdentifier"] = settings["AuthName"] = gw.user_text
+        settings["CertificateType"] = certificate_type(gw.gateway_cert.public_key())
+        if gw.password is not None:
+            settings["AuthPassword"] = gw.password
     return settings
 
 

@@ -7,6 +7,11 @@ The PKCS#12 inside .mobileconfig, PowerShell and .sswan profiles is protected by
 password in ``--p12-password-file``, else ``$ESPFAST_P12_PASSWORD``, else a random one that
 is printed; the device asks for it on import. Everything written is mode 0600 (profiles
 carry the client's private key).
+
+For a connection with ``remote_auth = "eap-mschapv2"`` the profile is for a user of the
+gateway's user file instead (``--user NAME``, no client certificate). Its password goes
+into the profile only when ``--password-file`` gives it (the formats that can carry one:
+.mobileconfig, swanctl, espfast); otherwise the device asks for it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="password for the PKCS#12 inside the profile (its first line)",
     )
+    parser.add_argument(
+        "--user", help="EAP gateways: the user the profile is for (see espfast user)"
+    )
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        help="EAP: put this password (the file's content) into the profile; without it the "
+        "device asks for it",
+    )
     parser.add_argument("--sign-cert", type=Path, help="sign the .mobileconfig with this cert")
     parser.add_argument("--sign-key", type=Path, help="... and this key")
     parser.add_argument(
@@ -74,6 +88,14 @@ def _password(args: argparse.Namespace) -> tuple[bytes, bool]:
     return secrets.token_urlsafe(12).encode(), True
 
 
+def _eap_password(args: argparse.Namespace) -> str | None:
+    """The password to put into an EAP profile, read as the client config reads a
+    password_file (its content without the final line break); None: not asked for."""
+    if args.password_file is None:
+        return None
+    return str(args.password_file.read_text().rstrip("\r\n"))
+
+
 def _signer(args: argparse.Namespace) -> Signer | None:
     from espfast.control.certs import load_certificate_file, load_private_key, read_file
 
@@ -92,20 +114,39 @@ def build(args: argparse.Namespace) -> tuple[bytes | dict[str, bytes], bytes | N
     from espfast.control.constants import IdType
     from espfast.profiles import apple, native, sswan, swanctl, windows
     from espfast.profiles.gateway import (
+        AUTH_EAP_MSCHAPV2,
         GatewayProfile,
         ProfileError,
         certificate_names_server,
         client_credential,
+        eap_user,
         gateway_profile,
     )
 
     gw = gateway_profile(args.config, args.conn, args.server, args.child, args.name)
     if (args.client_cert is None) != (args.client_key is None):
         raise ProfileError("--client-cert and --client-key go together")
-    if args.client_cert is not None:
+    if args.user is not None:
+        if args.client_cert is not None or args.client_id is not None:
+            raise ProfileError("--user is for password logins: no --client-cert/--client-id")
+        gw = eap_user(gw, args.user, _eap_password(args))
+        if gw.password is not None and args.kind in ("windows", "android"):
+            print(f"espfast profile: note: {args.kind} profiles never carry the password; the "
+                  "device asks for it", file=sys.stderr)  # fmt: skip
+    elif args.password_file is not None:
+        raise ProfileError("--password-file goes with --user")
+    elif args.client_cert is not None:
+        if gw.auth == AUTH_EAP_MSCHAPV2:
+            raise ProfileError(
+                f"connection {args.conn!r} authenticates clients with "
+                "passwords (remote_auth): give --user, not a certificate"
+            )
         client = client_credential(gw, args.client_cert, args.client_key, args.client_id)
         gw = dataclasses.replace(gw, client=client)
-    elif gw.auth == "pubkey":
+    elif gw.auth == AUTH_EAP_MSCHAPV2:
+        raise ProfileError(f"connection {args.conn!r} authenticates clients with passwords: "
+                           "give --user NAME (a user of its user file)")  # fmt: skip
+    else:
         raise ProfileError(f"connection {args.conn!r} authenticates clients with certificates: "
                            "give --client-cert and --client-key")  # fmt: skip
     password, tell = _password(args) if args.kind not in DIRECTORY_TYPES else (b"", False)
@@ -119,6 +160,10 @@ def build(args: argparse.Namespace) -> tuple[bytes | dict[str, bytes], bytes | N
         out = apple.render(gw, password, signer)
     else:
         out = renderers[args.kind](gw, password)
+    if gw.user is not None and gw.password is None and args.kind in DIRECTORY_TYPES:
+        where = "DIR/password" if args.kind == "espfast" else "a secrets section"
+        print(f"espfast profile: note: no --password-file: put the password of "
+              f"{gw.user!r} into {where} before connecting", file=sys.stderr)  # fmt: skip
     if args.kind == "windows" and not certificate_names_server(gw):
         print(f"espfast profile: note: the gateway's certificate does not name {gw.server}; "
               f"Windows refuses it (issue it with --san {gw.server})", file=sys.stderr)  # fmt: skip

@@ -11,10 +11,12 @@ will (the chain to one of its CAs, the identity it may claim). Every refusal is 
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -40,7 +42,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # How clients authenticate to the gateway, by the name the client formats use. Each format
 # module has a table keyed by these; a method a format lacks is refused there.
 AUTH_PUBKEY = "pubkey"
-AUTH_EAP_MSCHAPV2 = "eap-mschapv2"  # reserved: emitted once the gateway config can ask for it
+AUTH_EAP_MSCHAPV2 = "eap-mschapv2"  # a user name and password (remote_auth on the gateway)
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                        r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # fmt: skip
@@ -59,6 +61,8 @@ def client_auth_method(ike: IkeConfig) -> str:
             'are for certificate road warriors (auth = "pubkey"), a shared key in every '
             "profile would let each client impersonate the gateway"
         )
+    if auth.eap_users is not None:
+        return AUTH_EAP_MSCHAPV2
     if auth.verifier is None or not auth.cacerts:
         raise ProfileError(f"connection {ike.name!r} has no CA to check clients against")
     return AUTH_PUBKEY
@@ -116,6 +120,11 @@ class GatewayProfile:
     dpd_delay: float
     remote_id_pattern: Identity | None  # whom the gateway accepts (None: any it can verify)
     client: ClientCredential | None = None
+    # EAP: the gateway's user lookup (name -> NT hash), the user a profile is for and,
+    # only when asked for, the password it carries.
+    users: Callable[[str], bytes | None] | None = field(default=None, repr=False, compare=False)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def gateway_id_text(self) -> str:
@@ -125,6 +134,11 @@ class GatewayProfile:
     def client_id_text(self) -> str:
         assert self.client is not None
         return check_text(str(self.client.identity), "the client's identity")
+
+    @property
+    def user_text(self) -> str:
+        assert self.user is not None
+        return check_text(self.user, "the user name")
 
     @property
     def full_tunnel(self) -> bool:
@@ -159,7 +173,7 @@ def gateway_profile(config: str | Path, conn: str, server: str, child: str | Non
         raise ProfileError(
             f"connection {conn!r}: its certificate was issued by "
             f'"{top.issuer.rfc4514_string()}", which is not among its cacerts; clients '
-            "could not check it"
+            "could not check it (list that CA in cacerts: the profile carries it)"
         )
     remote_ts = tuple(n for ts in chosen.local_ts for n in ts.networks())
     return GatewayProfile(
@@ -180,6 +194,7 @@ def gateway_profile(config: str | Path, conn: str, server: str, child: str | Non
         child_lifetime=chosen.lifetime,
         dpd_delay=ike.dpd_delay,
         remote_id_pattern=None if ike.remote_id is None else Identity.decode(*ike.remote_id),
+        users=ike.auth.eap_users,
     )
 
 
@@ -245,6 +260,43 @@ def client_credential(gw: GatewayProfile, cert_path: Path, key_path: Path,
     top = chain[-1] if chain else cert
     ca = next(c for c in gw.client_cas if c.subject == top.issuer)
     return ClientCredential(cert, key, chain, accepted[0], ca)
+
+
+def eap_user(gw: GatewayProfile, name: str, password: str | None) -> GatewayProfile:
+    """``gw`` for the EAP user ``name`` (and its ``password``, to go into the profile),
+    checked as the gateway will check them: a user of its user file, with that password,
+    whose identity the gateway accepts."""
+    from espfast import users
+    from espfast.control.eap import nt_password_hash
+    from espfast.control.tasks.ike_auth_eap import eap_peer_id
+
+    if gw.auth != AUTH_EAP_MSCHAPV2 or gw.users is None:
+        raise ProfileError(
+            f"connection {gw.name!r} authenticates clients with certificates, "
+            "not passwords: give --client-cert and --client-key, not --user"
+        )
+    try:
+        users.check_name(name)
+    except users.UserFileError as e:
+        raise ProfileError(f"--user: {e}") from None
+    check_text(name, "--user")
+    known = gw.users(name)
+    if known is None:
+        raise ProfileError(f"the gateway's user file has no user {name!r} "
+                           f"(add one with: espfast user add {name})")  # fmt: skip
+    if password is not None:
+        if not password:
+            raise ProfileError("the password file is empty")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
+            raise ProfileError("the password contains control characters")  # never echoed
+        if not hmac.compare_digest(nt_password_hash(password), known):
+            raise ProfileError(f"the gateway would refuse this password for {name!r}")
+    pattern = gw.remote_id_pattern
+    idi = eap_peer_id(name)
+    if pattern is not None and not id_matches((idi.id_type, idi.data), pattern.encode()):
+        raise ProfileError(f"the gateway accepts only clients named {pattern}, and user "
+                           f"{name!r} is not one")  # fmt: skip
+    return replace(gw, user=name, password=password)
 
 
 def certificate_names_server(gw: GatewayProfile) -> bool:

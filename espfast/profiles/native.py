@@ -3,8 +3,10 @@
 Written into a directory: ``client.toml`` (one connection to the gateway asking for
 virtual IPs of the families its pool hands out, the gateway's identity pinned, one child
 to the networks behind it), ``gateway-ca0.crt``, ``client.crt`` and ``client.key`` (mode
-0600, referenced relative to the TOML file). Run it with ``espfast up -c DIR/client.toml``.
-``espfast up`` dials an address, so ``--server`` must be the gateway's IP address.
+0600, referenced relative to the TOML file); with EAP-MSCHAPv2 the user name and a
+``password`` file, written only when the password was given. Run it with
+``espfast up -c DIR/client.toml``. ``espfast up`` dials an address, so ``--server`` must
+be the gateway's IP address.
 
 Strings are TOML basic strings (JSON's escapes, which TOML shares, plus DEL).
 """
@@ -19,12 +21,13 @@ from cryptography.hazmat.primitives import serialization
 
 from espfast.ca import cert_pem, key_pem
 from espfast.profiles.choose import Caps, choose
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import AUTH_EAP_MSCHAPV2, AUTH_PUBKEY, GatewayProfile, ProfileError
 
 CAPS = Caps("espfast", "every algorithm espfast speaks", esn=True)
 
-AUTH = {AUTH_PUBKEY: "pubkey"}
+AUTH = {AUTH_PUBKEY: "pubkey", AUTH_EAP_MSCHAPV2: "eap-mschapv2"}
 CONFIG = "client.toml"
+PASSWORD = "password"  # noqa: S105 - the file's name
 ANY = {4: "0.0.0.0", 6: "::"}  # noqa: S104 - vips: "any address of this family"
 
 
@@ -40,7 +43,7 @@ def render(gw: GatewayProfile, p12_password: bytes | None = None) -> dict[str, b
     """{relative path: content}; ``p12_password`` is unused (files, not a PKCS#12)."""
     if gw.auth not in AUTH:
         raise ProfileError(f"espfast client profiles do not support {gw.auth} yet")
-    if gw.client is None:
+    if gw.client is None and gw.user is None:
         raise ProfileError("an espfast client needs --client-cert and --client-key")
     try:
         ipaddress.ip_address(gw.server)
@@ -53,8 +56,21 @@ def render(gw: GatewayProfile, p12_password: bytes | None = None) -> dict[str, b
     for i, ca in enumerate(gw.cas):
         cas.append(f"gateway-ca{i}.crt")
         files[cas[-1]] = ca.public_bytes(serialization.Encoding.PEM)
-    files["client.crt"] = b"".join(cert_pem(c) for c in (gw.client.cert, *gw.client.chain))
-    files["client.key"] = key_pem(gw.client.key)
+    if gw.client is not None:
+        files["client.crt"] = b"".join(cert_pem(c) for c in (gw.client.cert, *gw.client.chain))
+        files["client.key"] = key_pem(gw.client.key)
+        lines = [f"local_id = {toml_str(gw.client_id_text)}",
+                 f"remote_id = {toml_str(gw.gateway_id_text)}",
+                 f"auth = {toml_str(AUTH[gw.auth])}", 'cert = "client.crt"',
+                 'key = "client.key"']  # fmt: skip
+    else:
+        # Our identity defaults to the user name; the password file only when asked for.
+        if gw.password is not None:
+            files[PASSWORD] = (gw.password + "\n").encode()
+        lines = [f"remote_id = {toml_str(gw.gateway_id_text)}",
+                 f"local_auth = {toml_str(AUTH[gw.auth])}", f"eap_id = {toml_str(gw.user_text)}",
+                 f'password_file = "{PASSWORD}"  # the password, mode 0600']  # fmt: skip
+    auth = "\n".join(lines)
     vips = [ANY[v] for v in gw.vip_families]
     files[CONFIG] = f"""\
 # IKEv2 road warrior for the espfast gateway {gw.server}, connection {gw.name!r}
@@ -66,11 +82,7 @@ name = "espfast0"
 [[connection]]
 name = {toml_str(gw.name)}
 remote = {toml_str(gw.server)}
-local_id = {toml_str(gw.client_id_text)}
-remote_id = {toml_str(gw.gateway_id_text)}
-auth = {toml_str(AUTH[gw.auth])}
-cert = "client.crt"
-key = "client.key"
+{auth}
 cacerts = {toml_list(cas)}
 proposals = {toml_str(str(choice.ike))}
 vips = {toml_list(vips)}

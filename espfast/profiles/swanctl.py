@@ -3,9 +3,11 @@
 Written into a directory laid out as swanctl expects (``swanctl --load-all`` with
 ``SWANCTL_DIR`` pointing at it, or copied over /etc/swanctl): ``swanctl.conf``,
 ``x509ca/`` the CA that signed the gateway's certificate, ``x509/client.crt`` and
-``private/client.key``. The connection asks for virtual IPs of the families the gateway's
-pool hands out, pins the gateway's identity and CA, and uses ``encap = yes`` (espfast's
-dataplane speaks ESP in UDP only). Start it with ``swanctl --initiate --child CHILD``.
+``private/client.key`` (with EAP-MSCHAPv2 instead: ``eap_id``, and a ``secrets`` section
+with the password only when one was given). The connection asks for virtual IPs of the
+families the gateway's pool hands out, pins the gateway's identity and CA, and uses
+``encap = yes`` (espfast's dataplane speaks ESP in UDP only). Start it with
+``swanctl --initiate --child CHILD``.
 
 Values are written as double-quoted strings with ``\\`` and ``"`` escaped; section names
 are reduced to letters, digits, ``-`` and ``_``.
@@ -19,13 +21,13 @@ from cryptography.hazmat.primitives import serialization
 
 from espfast.ca import cert_pem, key_pem
 from espfast.profiles.choose import Caps, choose
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import AUTH_EAP_MSCHAPV2, AUTH_PUBKEY, GatewayProfile, ProfileError
 from espfast.profiles.native import ANY
 
 CAPS = Caps("strongSwan", "every algorithm espfast speaks", esn=True)
 
 # (local, remote) auth lines per client authentication method.
-AUTH = {AUTH_PUBKEY: ("pubkey", "pubkey")}
+AUTH = {AUTH_PUBKEY: ("pubkey", "pubkey"), AUTH_EAP_MSCHAPV2: ("eap-mschapv2", "pubkey")}
 CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"
 
 
@@ -42,7 +44,7 @@ def render(gw: GatewayProfile, p12_password: bytes | None = None) -> dict[str, b
     """{relative path: content}; ``p12_password`` is unused (files, not a PKCS#12)."""
     if gw.auth not in AUTH:
         raise ProfileError(f"strongSwan profiles do not support {gw.auth} yet")
-    if gw.client is None:
+    if gw.client is None and gw.user is None:
         raise ProfileError("a strongSwan client needs --client-cert and --client-key")
     choice = choose(gw, CAPS)
     local_auth, remote_auth = AUTH[gw.auth]
@@ -52,9 +54,13 @@ def render(gw: GatewayProfile, p12_password: bytes | None = None) -> dict[str, b
     for i, ca in enumerate(gw.cas):
         ca_names.append(f"gateway-ca{i}.crt")
         files[f"x509ca/{ca_names[-1]}"] = ca.public_bytes(serialization.Encoding.PEM)
-    files[f"x509/{CLIENT_CERT}"] = b"".join(cert_pem(c) for c in (gw.client.cert,
-                                                                  *gw.client.chain))  # fmt: skip
-    files[f"private/{CLIENT_KEY}"] = key_pem(gw.client.key)
+    if gw.client is not None:
+        chain = (gw.client.cert, *gw.client.chain)
+        files[f"x509/{CLIENT_CERT}"] = b"".join(cert_pem(c) for c in chain)
+        files[f"private/{CLIENT_KEY}"] = key_pem(gw.client.key)
+        local = f"certs = {CLIENT_CERT}\n      id = {quote(gw.client_id_text)}"
+    else:
+        local = f"eap_id = {quote(gw.user_text)}\n      id = {quote(gw.user_text)}"
     remote_ts = ",".join(str(n) for n in gw.remote_ts)
     files["swanctl.conf"] = f"""\
 # IKEv2 road warrior for espfast gateway {gw.server}, connection {gw.name!r}
@@ -68,8 +74,7 @@ connections {{
     proposals = {choice.ike}
     local {{
       auth = {local_auth}
-      certs = {CLIENT_CERT}
-      id = {quote(gw.client_id_text)}
+      {local}
     }}
     remote {{
       auth = {remote_auth}
@@ -84,5 +89,22 @@ connections {{
     }}
   }}
 }}
-""".encode()
+{_secrets(gw)}""".encode()
     return files
+
+
+def _secrets(gw: GatewayProfile) -> str:
+    """The EAP password, only when the profile was asked to carry it."""
+    if gw.user is None:
+        return ""
+    if gw.password is None:
+        return (f"# charon needs the password of {gw.user_text!r}, in a section such as\n"
+                f"# secrets {{\n#   eap-user {{\n#     id = {quote(gw.user_text)}\n"
+                '#     secret = "..."\n#   }\n# }\n')  # fmt: skip
+    return f"""secrets {{
+  eap-{section(gw.user_text)} {{
+    id = {quote(gw.user_text)}
+    secret = {quote(gw.password)}
+  }}
+}}
+"""

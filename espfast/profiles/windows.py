@@ -3,7 +3,9 @@
 Run as administrator, the script imports the CA into the machine's root store
 (``Import-Certificate``) and the client's PKCS#12 into the machine's personal store
 (``Import-PfxCertificate``, asking for its password), creates the connection for all users
-(``Add-VpnConnection -TunnelType Ikev2``, certificate authentication) and sets its
+(``Add-VpnConnection -TunnelType Ikev2``, certificate authentication, or for EAP users
+``-AuthenticationMethod Eap`` with ``New-EapConfiguration``'s EAP-MSCHAPv2 and no
+certificate of the client's; the password is typed when connecting) and sets its
 algorithms (``Set-VpnConnectionIPsecConfiguration``: ``-EncryptionMethod``,
 ``-IntegrityCheckMethod`` and ``-DHGroup`` for IKE, ``-CipherTransformConstants``,
 ``-AuthenticationTransformConstants`` and ``-PfsGroup`` for ESP). Without a default route
@@ -36,7 +38,13 @@ from espfast.profiles.choose import (
     Caps,
     choose,
 )
-from espfast.profiles.gateway import AUTH_PUBKEY, GatewayProfile, ProfileError, client_pkcs12
+from espfast.profiles.gateway import (
+    AUTH_EAP_MSCHAPV2,
+    AUTH_PUBKEY,
+    GatewayProfile,
+    ProfileError,
+    client_pkcs12,
+)
 
 ENCRYPTION_METHOD: dict[Encr, str] = {AES128: "AES128", AES256: "AES256", AES128GCM: "GCMAES128",
                      AES256GCM: "GCMAES256"}  # fmt: skip
@@ -63,7 +71,9 @@ CAPS = Caps(
 )  # fmt: skip
 
 # Add-VpnConnection's -AuthenticationMethod per client authentication method.
-AUTH = {AUTH_PUBKEY: "MachineCertificate"}
+# EAP: New-EapConfiguration's default parameter set is EAP-MSCHAPv2; the user types the
+# password when connecting (the script never carries it).
+AUTH = {AUTH_PUBKEY: "MachineCertificate", AUTH_EAP_MSCHAPV2: "Eap"}
 
 _QUOTES = "'\u2018\u2019\u201a\u201b"  # what PowerShell takes as a single quote
 
@@ -125,14 +135,18 @@ def render(gw: GatewayProfile, p12_password: bytes | None) -> bytes:
             "}",
         ]
     split = "" if gw.full_tunnel else " -SplitTunneling"
+    eap = ""
+    if gw.auth == AUTH_EAP_MSCHAPV2:
+        lines += ["", "# EAP-MSCHAPv2 (user name and password)", "$eap = New-EapConfiguration"]
+        eap = " -EapConfigXmlStream $eap.EapConfigXmlStream"
     lines += [
         "",
         "if (Get-VpnConnection -Name $Name -AllUserConnection -ErrorAction SilentlyContinue) {",
         "    Remove-VpnConnection -Name $Name -AllUserConnection -Force",
         "}",
         "Add-VpnConnection -Name $Name -ServerAddress $Server -TunnelType Ikev2 "
-        f"-AuthenticationMethod {AUTH[gw.auth]} -EncryptionLevel Required -AllUserConnection"
-        f"{split} -Force",
+        f"-AuthenticationMethod {AUTH[gw.auth]}{eap} -EncryptionLevel Required "
+        f"-AllUserConnection{split} -Force",
         "Set-VpnConnectionIPsecConfiguration -ConnectionName $Name -AllUserConnection "
         f"-EncryptionMethod {ENCRYPTION_METHOD[choice.ike_encr]} "
         f"-IntegrityCheckMethod {INTEGRITY_CHECK[choice.ike_integ]} "
@@ -144,6 +158,12 @@ def render(gw: GatewayProfile, p12_password: bytes | None) -> bytes:
     if not gw.full_tunnel:
         lines += [f"Add-VpnConnectionRoute -ConnectionName $Name -AllUserConnection "
                   f"-DestinationPrefix {ps_quote(str(net))}" for net in gw.remote_ts]  # fmt: skip
-    lines += ['Write-Host "VPN connection \'$Name\' is set up: rasdial `"$Name`""']
+    if gw.user is not None:
+        lines += [
+            f"$User = {ps_quote(gw.user_text)}",
+            'Write-Host "VPN connection \'$Name\' is set up: rasdial `"$Name`" $User *"',
+        ]
+    else:
+        lines += ['Write-Host "VPN connection \'$Name\' is set up: rasdial `"$Name`""']
     # CRLF and a BOM: what Windows PowerShell 5.1 reads as UTF-8 without guessing.
     return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()

@@ -3,6 +3,8 @@ using them: shared by the profile tests (unit, netns, interop)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,4 +79,35 @@ pool = ["{pool}"]
 name = "net"
 local_ts = ["{local_ts}"]
 {child_extra}"""
+    return write_private(path, text)
+
+
+EAP_USER, EAP_PASSWORD = "carol", "correct horse battery staple"
+
+
+def add_user(users: Path, name: str = EAP_USER, password: str = EAP_PASSWORD) -> Path:
+    """``espfast user -f USERS add NAME``, the password on its stdin."""
+    add = subprocess.run([sys.executable, "-m", "espfast", "user", "-f", str(users), "add",
+                          name], input=password + "\n", text=True, capture_output=True,
+                         check=False)  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    return users
+
+
+def eap_text(pki: Pki, users: Path) -> str:
+    """The lines that make a connection of :func:`gateway_toml` take EAP users."""
+    return f'cacerts = ["{pki.ca}"]\nremote_auth = "eap-mschapv2"\nusers = "{users}"'
+
+
+def eap_gateway_toml(pki: Pki, path: Path, users: Path | None = None, **options: str) -> Path:
+    """:func:`gateway_toml` whose connection "rw" takes EAP-MSCHAPv2 users from ``users``
+    (default: a "users" file next to ``path`` with carol, EAP_PASSWORD)."""
+    if users is None:
+        from espfast.control.eap import nt_password_hash
+        from espfast.users import save
+
+        users = path.parent / "users"
+        save(users, {EAP_USER: nt_password_hash(EAP_PASSWORD)})
+    gw = gateway_toml(pki, path, **options)  # type: ignore[arg-type]
+    text = gw.read_text().replace(f'cacerts = ["{pki.ca}"]', eap_text(pki, users))
     return write_private(path, text)
