@@ -104,8 +104,8 @@ class IkeManager:
         self._timer_of: dict[int, float] = {}
         self._seq = itertools.count()
         # Established IKE SAs by (connection, peer ID type, peer ID): duplicates, caps.
-        self._by_peer: dict[tuple[str, int, bytes], dict[int, IkeSa]] = {}
-        self._peer_key: dict[int, tuple[str, int, bytes]] = {}
+        self._by_peer: dict[tuple[str, bytes], dict[int, IkeSa]] = {}
+        self._peer_key: dict[int, tuple[str, bytes]] = {}
         # TaskManager counters of the IKE SAs no longer here (see task_counters).
         self._gone_counts = (0, 0, 0, 0)
         self._responding: dict[int, IkeSa] = {}  # initiator's SPI -> IKE SA we answer
@@ -457,7 +457,7 @@ class IkeManager:
 
     def _index(self, sa: IkeSa) -> None:
         """An established IKE SA into the index by peer identity."""
-        if sa.peer_id is None or id(sa) in self._peer_key:
+        if not sa.peer_key or id(sa) in self._peer_key:
             return
         key = _peer_key(sa)
         self._peer_key[id(sa)] = key
@@ -521,9 +521,10 @@ class IkeManager:
         self._touched.pop(id(sa), None)
 
 
-def _peer_key(sa: IkeSa) -> tuple[str, int, bytes]:
-    p = sa.peer_id
-    return (sa.config.name, p.id_type, p.data) if p is not None else (sa.config.name, -1, b"")
+def _peer_key(sa: IkeSa) -> tuple[str, bytes]:
+    """The index key: the connection and the peer's canonical identity (IkeSa.peer_key),
+    so that no spelling of an identity escapes uniqueness or ike_sas_per_identity."""
+    return (sa.config.name, sa.peer_key)
 
 
 def _same_peer(a: IkeSa, b: IkeSa) -> bool:
