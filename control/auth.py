@@ -79,19 +79,22 @@ def certificate_auth(
     trust: TrustStore,
     wall_clock: Callable[[], float],
     refresh: Callable[[], None] | None = None,
+    *,
+    classic: bool = False,
 ) -> AuthConfig:
     """AUTH with certificates: we sign with ``cred`` (RFC 7427 when the peer announced
     hash algorithms, else classic RSA/ECDSA) and verify the peer's chain against
     ``trust`` at ``wall_clock()`` (seconds since the epoch; injected, control/ reads no
     clock), its identity against the certificate, then its signature. ``refresh``, if
     given, runs before each verification (the shell reloads changed CRL files into
-    ``trust`` there)."""
+    ``trust`` there). ``classic``: always the classic methods (RSA 1, ECDSA 9/10/11), as
+    strongSwan's ``auth = rsa|ecdsa``, whatever hash algorithms the peer announced."""
 
     def signer(octets: bytes, peer_hash_algs: Collection[int]) -> tuple[int, bytes]:
         if cred is None:
             raise RemoteProtocolError("no local certificate configured",
                                       notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
-        return sign(cred, octets, peer_hash_algs)
+        return sign(cred, octets, () if classic else peer_hash_algs)
 
     def verifier(method: int, data: bytes, octets: bytes, certs: Sequence[bytes],
                  peer_id: tuple[int, bytes]) -> bytes:  # fmt: skip

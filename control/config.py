@@ -53,6 +53,7 @@ CLOSE_ACTIONS = ("none", "trap", "start")
 # no (only INITIAL_CONTACT replaces), never (not even that), keep (refuse a second one from
 # another address), replace (a new one from the peer replaces the others).
 UNIQUE_POLICIES = ("no", "never", "keep", "replace")
+SEND_CERT_POLICIES = ("always", "ifasked", "never")  # AuthConfig.send_cert
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class AuthConfig:
     cacerts: tuple[bytes, ...] = ()  # the trusted CAs themselves, DER (client profiles)
     hash_algorithms: tuple[int, ...] = (2, 3, 4, 5)  # RFC 7427: SHA2-256/384/512, Identity
     peer_uses_psk: bool | None = None  # None: same as local (psk set -> PSK)
+    # Which CERT payloads we send (strongSwan's send_cert): "always" (also to peers that
+    # sent no CERTREQ, like the native clients), "ifasked" (only after a CERTREQ), "never".
+    send_cert: str = "always"
     # EAP in IKE_AUTH (RFC 7296 §2.16). ``eap_identity``: we authenticate with
     # EAP-MSCHAPv2 as this user (the NT hash of its password in ``eap_nt_hash``), and the
     # gateway with its certificate. ``eap_users``: the peer authenticates so against
@@ -118,6 +122,22 @@ class IkeConfig:
     pool: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
     vips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    # The peers that may use this connection as responder (strongSwan's remote_addrs):
+    # IKE_SA_INIT from any other address never selects it. Empty: any address.
+    remote_addrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Networks of ``pool`` that came from first-last ranges: every address in them is
+    # handed out (of the other prefixes, not the network and IPv4 broadcast addresses).
+    pool_exact: frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network] = frozenset()
+
+    def accepts_from(self, address: str) -> bool:
+        """Whether a peer at ``address`` (an IP address, no port) may use this connection."""
+        if not self.remote_addrs:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.remote_addrs)
 
     def __post_init__(self) -> None:
         where = f"connection {self.name!r}"
@@ -131,6 +151,9 @@ class IkeConfig:
             raise ValueError(f"{where}: EAP clients need a gateway certificate to sign with")
         if self.auth.psk is not None and len(self.auth.psk) < 8:
             raise ValueError(f"{where}: pre-shared key shorter than 8 bytes")
+        if self.auth.send_cert not in SEND_CERT_POLICIES:
+            raise ValueError(f"{where}: send_cert {self.auth.send_cert!r} is not one of "
+                             f"{', '.join(SEND_CERT_POLICIES)}")  # fmt: skip
         names = [c.name for c in self.children]
         if len(names) != len(set(names)):
             raise ValueError(f"{where}: child names must be unique ({', '.join(names)})")
@@ -152,3 +175,8 @@ class IkeConfig:
             raise ValueError(f"{where}: fragment_size {self.fragment_size} below 576")
         if self.retransmit_timeout <= 0 or self.retransmit_tries < 0:
             raise ValueError(f"{where}: retransmit_timeout must be > 0, tries >= 0")
+
+
+def configs_for_peer(configs: Sequence[IkeConfig], address: str) -> tuple[IkeConfig, ...]:
+    """The connections a peer at ``address`` may use (their ``remote_addrs``)."""
+    return tuple(c for c in configs if c.accepts_from(address))

@@ -78,6 +78,7 @@ from .tasks.ike_auth_eap import IkeAuthEap
 from .tasks.ike_init import IkeInit
 from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
+from .tasks.mobike import MobikeInformational
 from .text import printable
 
 log = logging.getLogger("espfast.control")
@@ -141,8 +142,11 @@ class IkeSa:
         self.init_request = self.init_response = b""
         self.peer_fragmentation = False
         self.peer_hash_algorithms: tuple[int, ...] = ()
+        self.peer_certreq = False  # the peer sent CERTREQ (for send_cert = "ifasked")
         self.nat_local = self.nat_remote = False
         self.mobike = False  # RFC 4555 negotiated: only UPDATE_SA_ADDRESSES moves the peer
+        self.natd_dest = b""  # the peer's last NAT_DETECTION_DESTINATION_IP hash (us as seen)
+        self.moves = 0  # how many times the IKE SA changed addresses (NAT rebinding, MOBIKE)
         self.request_from: Addr = remote  # where the request being handled came from
         self.peer_id: IdPayload | None = None
         # Who the peer is, whatever it wrote in its ID payload (auth.canonical_id, or the
@@ -268,7 +272,9 @@ class IkeSa:
             self.tm.on_response(msg, data, now)
             return
         if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
-            if local is not None:
+            if local is not None and not (self.mobike and self.original_initiator
+                                          and self.is_established):  # fmt: skip
+                # (A MOBIKE initiator's address changes only with its updates.)
                 self.local = local
             self.request_from = addr
             if addr != self.remote and not (self.mobike and self.is_established):
@@ -469,7 +475,27 @@ class IkeSa:
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL (dead peer detection, RFC 7296 §2.4)."""
         sa = self.current
+        if sa.mobike and sa.original_initiator and sa.nat_local:
+            # RFC 4555 §3.8: with NAT detection, to notice the NAT mapping us anew.
+            sa.tm.queue_task(MobikeInformational(sa, False), now)
+            return
         sa.tm.queue_task(Informational(sa, True), now)
+
+    def update_addresses(self, now: float, local: Addr | None = None) -> bool:
+        """MOBIKE initiator (RFC 4555 §3.5): our address changed (to ``local``) or the path
+        did: UPDATE_SA_ADDRESSES from the current addresses, which moves the IKE SA and
+        all its Child SAs at the peer. False if MOBIKE was not negotiated or we are not
+        the original initiator (only it may update, §3.4)."""
+        sa = self.current
+        if not (sa.mobike and sa.original_initiator and sa.is_established):
+            return False
+        if local is not None and local != sa.local:
+            sa.log(f"local address now {local[0]}:{local[1]}")
+            sa.local = local
+        if any(isinstance(t, MobikeInformational) and t.update for t in sa.tm.queue):
+            return True  # one is waiting already: it will carry the newest addresses
+        sa.tm.queue_task(MobikeInformational(sa, True), now)
+        return True
 
     def status(self) -> dict[str, object]:
         """What ``espfast status`` shows: no keys, only names, numbers and addresses."""
@@ -486,6 +512,8 @@ class IkeSa:
             "remote_id": self.id_str(self.peer_id) if self.peer_id else "",
             "algorithms": str(self.chosen) if self.chosen else "",
             "nat": {"local": self.nat_local, "remote": self.nat_remote},
+            "mobike": self.mobike,
+            "moves": self.moves,
             "children": [
                 {
                     "name": c.name,
@@ -615,6 +643,7 @@ class IkeSa:
         if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap):
             self.remote = (self.remote[0], NATT_PORT)
             self.local = (self.local[0], NATT_PORT)
+            self.natd_dest = b""  # the NAT maps port 4500 on its own: not known yet
 
     def alloc_spi(self) -> int:
         """A fresh inbound ESP SPI (values below 256 are reserved, RFC 4303 §2.1)."""
@@ -709,6 +738,7 @@ class IkeSa:
         new.peer_hash_algorithms = self.peer_hash_algorithms
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.mobike = self.mobike
+        new.moves = self.moves  # natd_dest stays empty: the hashes cover the new SPIs
         new.peer_id, new.peer_key = self.peer_id, self.peer_key
         new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips
         new.state = State.ESTABLISHED
@@ -785,8 +815,9 @@ class IkeSa:
             return encode_fragments(msg, self._crypt_out, limit)
         return [data]
 
-    def send(self, datagrams: list[bytes]) -> None:
-        self._out.extend((d, self.remote) for d in datagrams)
+    def send(self, datagrams: list[bytes], to: Addr | None = None) -> None:
+        dest = to or self.remote
+        self._out.extend((d, dest) for d in datagrams)
         self.touched(self)
 
     def emit(self, event: Event) -> None:
@@ -846,8 +877,14 @@ class IkeSa:
         old = self.remote
         self.remote = addr
         if self.is_established:
-            self.log(f"peer moved from {old[0]}:{old[1]} to {addr[0]}:{addr[1]}")
-            self.emit(PeerAddressChanged(self.ike_sa_id, addr))
+            self.followed(addr, old)
+
+    def followed(self, addr: Addr, old: Addr | None = None) -> None:
+        """The IKE SA and its Child SAs are the peer's at ``addr`` now."""
+        self.moves += 1
+        was = f" from {old[0]}:{old[1]}" if old else ""
+        self.log(f"peer moved{was} to {addr[0]}:{addr[1]}")
+        self.emit(PeerAddressChanged(self.ike_sa_id, addr))
 
     def id_str(self, p: IdPayload) -> str:
         try:

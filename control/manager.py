@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .config import ChildConfig, IkeConfig
+from .config import ChildConfig, IkeConfig, configs_for_peer
 from .errors import LocalProtocolError
 from .events import (
     ChildSaDown,
@@ -348,9 +348,15 @@ class IkeManager:
                 sa.destroy("the configuration was reloaded")
                 self._collect(sa)
                 continue
-            sa.candidates = tuple(configs)
-            if not any(sa.config is c for c in configs):
-                sa.config = by_name.get(sa.config.name, configs[0])
+            allowed = configs_for_peer(configs, sa.remote[0])
+            if not allowed:
+                sa.destroy("the reloaded configuration has no connection for this address")
+                self._collect(sa)
+                continue
+            sa.candidates = allowed
+            if not any(sa.config is c for c in allowed):
+                named = by_name.get(sa.config.name)
+                sa.config = named if named in allowed else allowed[0]
 
     def connection_sas(self, name: str) -> list[IkeSa]:
         """The IKE SAs of connection ``name`` that are not gone, rekeyed or deleting."""
@@ -441,7 +447,7 @@ class IkeManager:
             return None
         pool = self.pools.get(sa.config.name)
         if pool is None:
-            pool = self.pools[sa.config.name] = AddressPool(sa.config.pool)
+            pool = self.pools[sa.config.name] = AddressPool(sa.config.pool, sa.config.pool_exact)
         return pool.acquire(sa.peer_key, version, sa.ike_sa_id)
 
     def _admit(self, sa: IkeSa) -> str:

@@ -19,8 +19,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressPool:
-    def __init__(self, networks: tuple[IPNetwork, ...]) -> None:
+    def __init__(self, networks: tuple[IPNetwork, ...],
+                 exact: frozenset[IPNetwork] = frozenset()) -> None:  # fmt: skip
+        """``exact``: those of ``networks`` whose every address is handed out (they
+        came from a first-last range)."""
         self.networks = networks
+        self.exact = exact
         self._fresh: dict[int, Iterator[IPAddress]] = {
             v: self._hosts(v) for v in {n.version for n in networks}
         }
@@ -32,6 +36,9 @@ class AddressPool:
     def _hosts(self, version: int) -> Iterator[IPAddress]:
         for net in self.networks:
             if net.version != version:
+                continue
+            if net in self.exact:
+                yield from net
                 continue
             for addr in net:
                 if addr == net.network_address and net.num_addresses > 1:

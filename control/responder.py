@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import IkeConfig
+from .config import IkeConfig, configs_for_peer
 from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
 from .crypto import check_public_value
 from .errors import RemoteProtocolError
@@ -63,6 +63,7 @@ class ResponderCounters:
     dropped_bad_ke: int = 0  # KE value refused before any key exchange work
     evicted: int = 0  # half-open SAs dropped for a request from a less greedy address
     refused: int = 0
+    refused_address: int = 0  # from an address no connection's remote_addrs holds
 
 
 class Responder:
@@ -128,6 +129,13 @@ class Responder:
             self.counters.dropped_malformed += 1
             return None
         ip = addr[0]
+        configs = configs_for_peer(self.configs, ip)
+        if not configs:
+            # strongSwan's remote_addrs: no connection is for a peer at this address.
+            self.counters.refused_address += 1
+            self._stateless(now, (h.spi_i, 0), ExchangeType.IKE_SA_INIT, 0, addr,
+                            NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN))  # fmt: skip
+            return None
         ke = _first(chain, PayloadType.KE)
         if ke is not None and len(ke) >= 4 and (group := int.from_bytes(ke[:2])) in self._groups:
             try:
@@ -163,9 +171,9 @@ class Responder:
             if exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
                 self._reply(h.spi_i, addr, NotifyPayload(exc.notify, exc.notify_data))
             return None
-        sa = IkeSa(self._config_for(msg), initiator=False, local=local or self.local,
+        sa = IkeSa(self._config_for(msg, configs), initiator=False, local=local or self.local,
                    remote=addr, rng=self.rng, now=now, spi_i=h.spi_i,
-                   candidates=self.configs)  # fmt: skip
+                   candidates=configs)  # fmt: skip
         sa.receive_datagram(data, addr, now)
         if sa.is_destroyed:  # refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ...)
             self.counters.refused += 1
@@ -212,18 +220,19 @@ class Responder:
         sa.destroy("half-open IKE SA dropped to make room for another peer (half_open_limit)")
         return True
 
-    def _config_for(self, msg: Message) -> IkeConfig:
-        """The first connection whose IKE proposals the initiator's offer satisfies (the
-        identity picks among connections later, in IKE_AUTH)."""
+    @staticmethod
+    def _config_for(msg: Message, configs: Sequence[IkeConfig]) -> IkeConfig:
+        """The first of ``configs`` whose IKE proposals the initiator's offer satisfies
+        (the identity picks among connections later, in IKE_AUTH)."""
         sa_p = msg.get(SaPayload)
         if sa_p is not None:
-            for cfg in self.configs:
+            for cfg in configs:
                 try:
                     select(cfg.ike_proposals, sa_p.proposals)
                 except RemoteProtocolError:
                     continue
                 return cfg
-        return self.configs[0]
+        return configs[0]
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         """Stateless answers (COOKIE, refusals) and retransmitted responses."""

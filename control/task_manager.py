@@ -248,7 +248,7 @@ class TaskManager:
         self.cached = (mid, datagrams)
         self.peer_mid += 1
         sa.log_message("sending", response)
-        sa.send(datagrams)
+        sa.send(datagrams, sa.request_from)  # §2.11: to where the request came from
         if error is not None:
             if not sa.is_established and exchange in (ExchangeType.IKE_SA_INIT,
                                                       ExchangeType.IKE_AUTH):  # fmt: skip

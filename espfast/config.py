@@ -56,7 +56,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from espfast import users
+from espfast import upkeys, users
 from espfast.control.config import (
     CLOSE_ACTIONS,
     DPD_ACTIONS,
@@ -88,13 +88,21 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 NATT_PORT = 4500  # RFC 3948
 DEFAULT_MTU = 1400
+DEFAULT_KEEPALIVE = 20  # seconds (RFC 3948 §2.3; strongSwan's keep_alive)
 MIN_MTU = 1280  # IPv6 minimum link MTU (RFC 8200 §5), so IPv6 inner always works
 MAX_MTU = INNER_MAX  # the largest inner packet the dataplane carries without TUN TSO
 DEFAULT_REPLAY_WINDOW = 1024
 
 
 class ConfigError(ValueError):
-    """A config file is wrong; the message says where and why (never the key material)."""
+    """A config file is wrong; the message says where and why (never the key material).
+    One per mistake; a file with several (one per section) raises them together, one
+    line each (:func:`collected`)."""
+
+
+def collected(errors: list[ConfigError]) -> ConfigError:
+    """The errors found in one file as one ConfigError, a line each."""
+    return errors[0] if len(errors) == 1 else ConfigError("\n".join(map(str, errors)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,6 +330,9 @@ class InterfaceConfig:
     metrics: tuple[str, int] | None = None
     # The user to run as once set up (espfast/privs.py); None: stay who we are.
     user: str | None = None
+    # Seconds between NAT keepalives (RFC 3948 §2.3) from behind a NAT; 0: none
+    # (strongSwan's charon.keep_alive).
+    keepalive: int = DEFAULT_KEEPALIVE
 
 
 @dataclass(frozen=True)
@@ -359,6 +370,7 @@ class _Named(Protocol):
 
 
 _T = TypeVar("_T", bound=_Named)
+_R = TypeVar("_R")
 
 
 def _load(
@@ -368,20 +380,34 @@ def _load(
     unique names; warns when keys sit in files other users can read."""
     source = Path(path)
     top = Table(read_toml(source), "", str(source))
-    interface = _interface(top.table("interface"))
     keys = _KeySources(source.parent)
-    items = tuple(parse(t, keys) for t in top.tables(section))
-    top.done()
+    interface_t, tables = top.table("interface"), list(top.tables(section))
+    top.done()  # the file's shape first; then every section, even after one failed
+    errors: list[ConfigError] = []  # (--check shows all their mistakes at once)
+
+    def attempt(read: Callable[[], _R]) -> _R | None:
+        try:
+            return read()
+        except ConfigError as e:
+            errors.append(e)
+            return None
+
+    interface = attempt(lambda: _interface(interface_t))
+    parsed = [attempt(lambda t=t: parse(t, keys)) for t in tables]  # type: ignore[misc]
     names: dict[str, int] = {}
-    for i, item in enumerate(items):
-        name = item.name
+    for i, item in enumerate(parsed):
+        name = item.name if item is not None else None
         if name in names:
-            raise ConfigError(
+            errors.append(ConfigError(
                 f"{source}: {section}[{i}].name: {name!r} is already {section}[{names[name]}]"
-            )
-        names[name] = i
+            ))  # fmt: skip
+        elif name is not None:
+            names[name] = i
+    if errors:
+        raise collected(errors)
+    assert interface is not None
     keys.warn_if_readable(source)
-    return source, interface, items
+    return source, interface, tuple(item for item in parsed if item is not None)
 
 
 def load_static(path: str | os.PathLike[str]) -> StaticConfig:
@@ -432,9 +458,11 @@ def _interface(t: Table) -> InterfaceConfig:
     user = t.opt_str("user")
     if user is not None and not user.strip():
         raise t.error("user", "is empty")
+    keepalive = t.get_int("keepalive", DEFAULT_KEEPALIVE, 0, 3600)
     t.done()
     return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open,
-                           cookies_ip, block, ike_per_id, child_per_ike, metrics, user)  # fmt: skip
+                           cookies_ip, block, ike_per_id, child_per_ike, metrics, user,
+                           keepalive)  # fmt: skip
 
 
 @dataclass
@@ -625,6 +653,7 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     [interface]                     # as for espfast static; IKE also uses UDP 500 of
 #     ...                             # the listen address
 #     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
+#     keepalive = 20                  # seconds between NAT keepalives from behind a NAT (0: off)
 #     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
 #     cookie_threshold_ip = 3         # half-open IKE SAs from one address before COOKIEs
 #     block_threshold = 5             # half-open IKE SAs from one address before its
@@ -634,11 +663,18 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #
 #     [[connection]]
 #     name = "site-b"
-#     remote = "198.18.0.2"           # the peer; "%any" to only answer
+#     remote = "198.18.0.2"           # the peer; "%any" to only answer anyone; or a list
+#                                     # with prefixes and first-last ranges: only peers
+#                                     # from these may use the connection (remote_addrs)
 #     local_id = "198.18.0.1"         # strongSwan id syntax: address, @fqdn, user@, DN
 #     remote_id = "198.18.0.2"        # optional: any identity the peer proves
 #     psk_file = "site-b.psk"         # or psk = "..." (text; 0x... for hex)
 #     # or auth = "pubkey", cert = "a.crt", key = "a.key", cacerts = ["ca.crt"]
+#     #   (auth = "rsa" | "ecdsa": classic signature methods only), intermediates =
+#     #   ["im.crt"], send_cert = "always" | "ifasked" | "never", send_certreq = true
+#     fragmentation = "yes"           # RFC 7383: yes | accept | no; fragment_size = 1280
+#     mobike = "yes"                  # RFC 4555: yes | no (yes: follow our moves and the
+#                                     # NAT's as initiator, answer UPDATE_SA_ADDRESSES)
 #     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
 #     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
 #                                     # not list it) | ifuri (that, where the certificate
@@ -662,7 +698,8 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     unique = "no"                   # IKE SAs with the same peer identity: no | never | keep
 #                                     # | replace (strongSwan's; replace when both ends
 #                                     # reauthenticate, or for clients that reconnect)
-#     pool = ["198.19.100.0/24"]      # virtual IPs for peers that ask (road warriors): each
+#     pool = ["198.19.100.0/24"]      # virtual IPs for peers that ask (road warriors; also
+#                                     # "first-last" ranges): each
 #                                     # identity keeps its address; child remote_ts
 #                                     # defaults to the pool
 #     dns = ["198.19.2.53"]           # DNS servers to tell them
@@ -734,7 +771,13 @@ def _identity(t: Table, key: str, *, required: bool) -> tuple[int, bytes] | None
 def _proposals(
     t: Table, key: str, default: str, parse: Callable[[str], tuple[ProposalSpec, ...]]
 ) -> tuple[ProposalSpec, ...]:
-    text = t.get_str(key, default)
+    if not t.has(key):
+        text = default
+    else:
+        # strongSwan's comma-separated string, or a TOML array of proposals
+        text = ",".join(t.get_str_list(key))
+        if not text:
+            raise t.error(key, "needs at least one proposal")
     try:
         return parse(text)
     except ValueError as e:
@@ -743,8 +786,7 @@ def _proposals(
 
 def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     name = t.get_str("name", t.where)
-    remote_text = t.get_str("remote", required=True)
-    remote = None if remote_text == "%any" else parse_endpoint(t, "remote", remote_text, IKE_PORT)
+    remote, remote_addrs = upkeys.remote(t, IKE_PORT)
     remote_auth = _choice(t, "remote_auth", "", ("", *EAP_METHODS))
     if _choice(t, "local_auth", "", ("", *EAP_METHODS)):
         auth, default_id = _eap_client_auth(t, keys)
@@ -752,19 +794,20 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         auth_kind = t.get_str("auth", "psk")
         if auth_kind == "psk":
             auth, default_id = _psk_auth(t, keys), None
-        elif auth_kind == "pubkey":
-            auth, default_id = _pubkey_auth(t, keys, need_cas=not remote_auth)
+        elif auth_kind in upkeys.SIGNATURE_AUTH:
+            auth, default_id = _pubkey_auth(t, keys, need_cas=not remote_auth, kind=auth_kind)
         else:
-            raise t.error("auth", f"{auth_kind!r} is not psk or pubkey")
+            raise t.error("auth", f"{auth_kind!r} is not psk, pubkey, rsa or ecdsa")
     if remote_auth:
         auth = _eap_users(t, auth, keys)
+    auth = upkeys.cert_exchange(t, auth)
     local_id = _identity(t, "local_id", required=default_id is None) or default_id
     assert local_id is not None
     if auth.certs:
         _check_own_cert(t, auth.certs[0], local_id)
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
-    pool = tuple(parse_prefix(t, "pool", p) for p in t.get_str_list("pool"))
+    pool, pool_exact = upkeys.pool(t)
     dns = tuple(_address(t, "dns", a) for a in t.get_str_list("dns"))
     vips = tuple(_address(t, "vips", a) for a in t.get_str_list("vips"))
     if len({v.version for v in vips}) != len(vips):
@@ -801,6 +844,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         ct.done()
     ike_life = _ike_lifetime(t)
     unique = _choice(t, "unique", "no", UNIQUE_POLICIES)
+    extensions = upkeys.extensions(t)
     t.done()
     ike = IkeConfig(
         name=name,
@@ -817,6 +861,9 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         pool=pool,
         dns=dns,
         vips=vips,
+        remote_addrs=remote_addrs,
+        pool_exact=pool_exact,
+        **extensions,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))
 
@@ -944,12 +991,13 @@ def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:
     return AuthConfig(psk=psk)
 
 
-def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True
+def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True, kind: str = "pubkey"
                  ) -> tuple[AuthConfig, tuple[int, bytes]]:  # fmt: skip
-    """Certificates: ours (``cert``, its ``key``), the CAs we trust (``cacerts``; none
-    needed when the peers authenticate with EAP), their CRLs (``crls``,
-    espfast/crls.py) and the ``revocation`` policy. Our identity defaults to the
-    certificate's subject DN."""
+    """Certificates: ours (``cert``, its ``key``, the ``intermediates`` to send after it),
+    the CAs we trust (``cacerts``; none needed when the peers authenticate with EAP),
+    their CRLs (``crls``, espfast/crls.py) and the ``revocation`` policy. Our identity
+    defaults to the certificate's subject DN. ``kind`` "rsa" / "ecdsa" (strongSwan's
+    auth = rsa|ecdsa): that key type, signing with the classic AUTH methods only."""
     from espfast.control.auth import certificate_auth
     from espfast.control.certs import LocalCredential, TrustStore
     from espfast.control.revocation import POLICIES
@@ -965,10 +1013,13 @@ def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True
     if not cas and need_cas:
         raise t.error("cacerts", "needs at least one CA certificate")
     keys.files.append(key)
+    intermediates = [path(c) for c in t.get_str_list("intermediates")]
     try:
-        cred = LocalCredential.load(cert, key)
+        cred = LocalCredential.load(cert, key, intermediates)
     except (OSError, ValueError) as e:
         raise t.error("cert", f"cannot load {cert} with key {key}: {_reason(e)}") from None
+    upkeys.check_intermediates(t, cred)
+    upkeys.check_signature_kind(t, kind, cred)
     crl_paths = [path(c) for c in t.get_str_list("crls")]
     revocation = _choice(t, "revocation", "relaxed", POLICIES)
     if revocation == "strict" and not crl_paths:
@@ -984,7 +1035,8 @@ def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True
     except (OSError, ValueError) as e:
         raise t.error("crls", _reason(e)) from None
     refresh = crls.poll if crl_paths else None
-    return certificate_auth(cred, trust, time.time, refresh), cred.identity.encode()
+    auth = certificate_auth(cred, trust, time.time, refresh, classic=kind != "pubkey")
+    return auth, cred.identity.encode()
 
 
 def _trust(t: Table, keys: _KeySources) -> TrustStore:

@@ -92,6 +92,12 @@ class ChildSaStatus(TypedDict):
 class _IkeSaVips(TypedDict, total=False):
     virtual_ips: list[str]  # the virtual IPs the peer gave us (RFC 7296 §2.19) ...
     peer_virtual_ips: list[str]  # ... and those we gave the peer (from our pool)
+    # Mobility: a NAT in front of us / of the peer (RFC 7296 §2.23), MOBIKE negotiated
+    # (RFC 4555), how many times the IKE SA moved (NAT rebinding, UPDATE_SA_ADDRESSES).
+    nat_local: bool
+    nat_remote: bool
+    mobike: bool
+    moves: int
 
 
 class IkeSaStatus(_IkeSaVips):

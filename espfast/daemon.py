@@ -101,6 +101,7 @@ from espfast.ctl import (
 )
 from espfast.dataplane import Direction, SaParams, SaStats, SelectorConflict, Transform
 from espfast.logfmt import event as logged
+from espfast.mobility import is_wildcard, source_for
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class DataplaneLike(Protocol):
     def remove_sa(self, spi: int, direction: Direction) -> None: ...
     def update_peer(self, spi: int, peer: tuple[str, int]) -> None: ...
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
+    def send_keepalive(self, peer: tuple[str, int]) -> None: ...
     def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
 
 
@@ -165,6 +167,7 @@ class Counters:
     ike_sa_init_refused: int = 0
     half_open_evicted: int = 0
     ike_fragments_dropped: int = 0
+    keepalives_sent: int = 0  # NAT keepalives (RFC 3948 §2.3)
 
 
 @dataclass
@@ -202,6 +205,7 @@ class Daemon:
     _established: dict[int, float] = field(default_factory=dict)  # ike_sa_id -> UNIX time
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _traffic: asyncio.TimerHandle | None = None
+    _keepalive: asyncio.TimerHandle | None = None
     # Rekeyed Child SAs still sending on their predecessor's outbound SA (see ChildSaRekeyed
     # in the module docstring), by the new inbound SPI: (the old inbound SPI, the new
     # outbound SA). Two can wait on one old SA: both sides rekeyed it at once (RFC 7296
@@ -255,6 +259,8 @@ class Daemon:
         for conn in self.config.connections:
             self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+        if iface.keepalive:
+            self._keepalive = self.loop.call_later(iface.keepalive, self._send_keepalives)
 
     def start_connection(self, conn: ConnectionConfig) -> None:
         """What the config says to do with ``conn`` at start (or when a reload adds it):
@@ -280,8 +286,8 @@ class Daemon:
         log.info("%s: initiating to %s", conn.name, conn.remote[0],
                  extra=logged("initiating", connection=conn.name, peer=conn.remote[0]))  # fmt: skip
         now = self.loop.time()
-        sa = self.mgr.initiate(conn.ike, local=(self.local, IKE_PORT), remote=conn.remote,
-                               now=now, child=cfgs[names[0]])  # fmt: skip
+        sa = self.mgr.initiate(conn.ike, local=(self.local_for(conn.remote[0]), IKE_PORT),
+                               remote=conn.remote, now=now, child=cfgs[names[0]])  # fmt: skip
         for name in names[1:]:
             sa.create_child(cfgs[name], now)
         self._pump()
@@ -299,8 +305,9 @@ class Daemon:
             return
         front = self.mgr.responder  # it drops new requests whose payloads do not parse
         before = front.counters.dropped_malformed if front is not None else 0
+        local = (self.local_for(addr[0]), port)
         with self._guard(f"an IKE datagram from {addr[0]}"):
-            self.mgr.receive_datagram(data, addr, self.loop.time(), local=(self.local, port))
+            self.mgr.receive_datagram(data, addr, self.loop.time(), local=local)
         if front is not None and front.counters.dropped_malformed != before:
             self.counters.malformed += 1
         self._pump()
@@ -421,6 +428,50 @@ class Daemon:
             if sa is not None and spi_in in sa.current.children:
                 return sa.current
         return None
+
+    def local_for(self, peer: str) -> str:
+        """Our address towards ``peer``: the listen address, or when that is the wildcard
+        (a roaming client, espfast/mobility.py) the one the kernel sends from now."""
+        if not is_wildcard(self.local):
+            return self.local
+        return source_for(peer) or self.local
+
+    def path_changed(self) -> None:
+        """Our addresses or routes changed (espfast/mobility.py's netlink events): every
+        IKE SA we initiated with MOBIKE whose path now leaves from another address moves
+        there with its Child SAs (UPDATE_SA_ADDRESSES, RFC 4555 §3.5). Without a route to
+        the peer it stays put until the next change (or its liveness check gives up)."""
+        now = self.loop.time()
+        for sa in self.sas:
+            if not (sa.is_established and sa.mobike and sa.original_initiator) \
+                    or sa.is_deleting or sa.replaced_by is not None:  # fmt: skip
+                continue
+            src = source_for(sa.remote[0])
+            if src is None:
+                log.warning("%s: no route to %s now", sa.config.name, sa.remote[0])
+                continue
+            if src != sa.local[0]:
+                log.info("%s: path to %s now leaves from %s (was %s): moving", sa.config.name,
+                         sa.remote[0], src, sa.local[0],
+                         extra=logged("ike_sa_moving", connection=sa.config.name,
+                                      ike_sa=sa.ike_sa_id, local=src))  # fmt: skip
+                sa.update_addresses(now, local=(src, sa.local[1]))
+        self._pump()
+
+    def _send_keepalives(self) -> None:
+        """RFC 3948 §2.3: from behind a NAT, a 0xFF octet to each peer on port 4500 every
+        ``keepalive`` seconds, so that the NAT keeps our mapping while we are quiet."""
+        for sa in self.sas:
+            if sa.is_established and sa.nat_local and sa.local[1] == NATT_PORT \
+                    and sa.replaced_by is None:  # fmt: skip
+                try:
+                    self.dataplane.send_keepalive(sa.remote)
+                    self.counters.keepalives_sent += 1
+                except OSError as e:  # e.g. no route while the uplink changes
+                    log.debug("cannot send a NAT keepalive to %s: %s", sa.remote[0], e)
+        if not self.mgr.closing:
+            every = self.config.interface.keepalive
+            self._keepalive = self.loop.call_later(every, self._send_keepalives)
 
     def traffic_without_sa(
         self, destinations: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]
@@ -816,6 +867,10 @@ class Daemon:
                     "proposal": str(st["algorithms"]),
                     "established": self._established.get(sa.ike_sa_id),
                     "child_sas": children,
+                    "nat_local": sa.nat_local,
+                    "nat_remote": sa.nat_remote,
+                    "mobike": sa.mobike,
+                    "moves": sa.moves,
                 }
             )
             if sa.local_vips:
@@ -843,8 +898,9 @@ class Daemon:
         """Delete every IKE SA (INFORMATIONAL { D }) and wait, bounded, for the answers."""
         for handle in self._retry_timers.values():
             handle.cancel()
-        if self._traffic is not None:
-            self._traffic.cancel()
+        for timer in (self._traffic, self._keepalive):
+            if timer is not None:
+                timer.cancel()
         self._idle.clear()
         self._shutting_down = True
         self.mgr.shutdown(self.loop.time())

@@ -744,6 +744,11 @@ class Dataplane(_Closable):
         self._handle()
         self._udp.sendto(b"\0\0\0\0" + bytes(data), _sockaddr_tuple(peer, self._family))
 
+    def send_keepalive(self, peer: tuple[str, int]) -> None:
+        """A NAT keepalive (one 0xFF octet, RFC 3948 §2.3) to ``peer`` from the UDP socket."""
+        self._handle()
+        self._udp.sendto(b"\xff", _sockaddr_tuple(peer, self._family))
+
 
 # ---- one SA on its own -------------------------------------------------------------------
 

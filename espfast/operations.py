@@ -201,7 +201,7 @@ class Operations:
         try:
             await self.reload()
         except ValueError as e:
-            why = str(e).removeprefix(f"{CONFIG_REFUSED}: ")
+            why = str(e).removeprefix(f"{CONFIG_REFUSED}: ").replace("\n", "; ")  # one line
             log.error("reload refused: %s", why, extra=logged("reload_refused", error=why))
 
     # -- initiate / terminate ----------------------------------------------------------------
@@ -368,7 +368,8 @@ def call(
     except DaemonError as e:
         why = e.error.removeprefix(f"{command}: ")
         refused = why.startswith(f"{CONFIG_REFUSED}: ")
-        print(f"espfast {command}: {why.removeprefix(f'{CONFIG_REFUSED}: ')}", file=sys.stderr)
+        for line in why.removeprefix(f"{CONFIG_REFUSED}: ").splitlines() or [""]:
+            print(f"espfast {command}: {line}", file=sys.stderr)  # a line per mistake
         return 2 if refused else 1
     except ControlError as e:
         print(f"espfast {command}: {e}", file=sys.stderr)

@@ -63,8 +63,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def print_error(command: str, error: Exception, status: int) -> int:
-    """One line on stderr, no traceback; returns the exit status (2: config, 1: setup)."""
-    print(f"espfast {command}: {error}", file=sys.stderr)
+    """One line on stderr (a line per mistake when a config has several), no traceback;
+    returns the exit status (2: config, 1: setup)."""
+    for line in str(error).splitlines() or [""]:
+        print(f"espfast {command}: {line}", file=sys.stderr)
     return status
 
 

@@ -18,6 +18,7 @@ from espfast.control.text import printable
 from espfast.ctl import (
     ControlError,
     DaemonStatus,
+    IkeSaStatus,
     SchemaError,
     StatusDocument,
     add_socket_argument,
@@ -55,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
 # The human form
 
 
+def mobility(ike: IkeSaStatus) -> str:
+    """ "nat-local,mobike,moved 2": who is behind a NAT, MOBIKE, how often it moved."""
+    words = [w for w, on in (("nat-local", ike.get("nat_local")),
+                             ("nat-remote", ike.get("nat_remote")),
+                             ("mobike", ike.get("mobike"))) if on]  # fmt: skip
+    if ike.get("moves"):
+        words.append(f"moved {ike.get('moves')}")
+    return ",".join(words) or "-"
+
+
 def render(doc: StatusDocument, now: float | None = None) -> str:
     now = time.time() if now is None else now
     d = doc["daemon"]
@@ -81,10 +92,12 @@ def render(doc: StatusDocument, now: float | None = None) -> str:
                 ike["proposal"] or "-",
                 f"{ike['spi_i']:016x}_i {ike['spi_r']:016x}_r",
                 since(ike["established"], now),
+                mobility(ike),
             ]
             for ike in ike_sas
         ]
-        headers = ["NAME", "STATE", "ROLE", "LOCAL", "REMOTE", "PROPOSAL", "SPIS", "ESTABLISHED"]
+        headers = ["NAME", "STATE", "ROLE", "LOCAL", "REMOTE", "PROPOSAL", "SPIS", "ESTABLISHED",
+                   "MOBILITY"]  # fmt: skip
         lines += table(headers, rows)
     lines.append("")
     if not children:

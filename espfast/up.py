@@ -95,6 +95,7 @@ async def _serve(
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
     from espfast.metrics import Metrics, MetricsServer
+    from espfast.mobility import PathWatcher, is_wildcard
     from espfast.operations import Operations
     from espfast.privs import drop_for_daemon, resolve_user
     from espfast.tun import IPInterface, create_device, open_tun
@@ -175,6 +176,10 @@ async def _serve(
         stack.callback(loop.remove_reader, sock500.fileno())
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
+        if is_wildcard(iface.listen[0]):  # we may roam: follow our addresses and routes
+            watcher = PathWatcher(loop, daemon.path_changed)
+            watcher.start()
+            stack.callback(watcher.close)
         await ctl.start()
         loop.add_signal_handler(signal.SIGHUP, ops.reload_on_signal)
         stack.callback(loop.remove_signal_handler, signal.SIGHUP)

@@ -63,7 +63,9 @@ class IkeAuth(Task):
     def _our_auth(self, id_payload: IdPayload) -> list[Payload]:
         auth = self.sa.config.auth
         octets = self._octets(True, id_payload)
-        out: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, c) for c in auth.certs]
+        send = auth.send_cert == "always" or (auth.send_cert == "ifasked" and self.sa.peer_certreq)
+        out: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, c)
+                              for c in (auth.certs if send else ())]  # fmt: skip
         if auth.psk is not None:
             out.append(AuthPayload(AuthMethod.PSK, psk_auth(self.sa.prf, auth.psk, octets)))
         elif auth.signer is not None:
@@ -167,6 +169,7 @@ class IkeAuth(Task):
             return self._complete(msg, msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None)
         check_rules(msg)
         idi = msg.need(IdiPayload)
+        sa.peer_certreq = sa.peer_certreq or msg.get(CertReqPayload) is not None
         sa.peer_key = self._select_and_check(msg, idi)
         sa.peer_id = idi
         return self._admit(msg, sa.id_str(idi))

@@ -20,7 +20,7 @@ from ..proposals import Chosen, accept_choice, select
 from .base import Task
 
 if TYPE_CHECKING:
-    from ..ike_sa import IkeSa
+    from ..ike_sa import Addr, IkeSa
 
 NONCE_LEN = 32
 MAX_RETRIES = 3  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
@@ -33,9 +33,9 @@ def natd_hash(spi_i: int, spi_r: int, addr: tuple[str, int]) -> bytes:
                 + addr[1].to_bytes(2, "big"))  # fmt: skip
 
 
-def natd_notifies(sa: IkeSa, spi_r: int) -> list[Payload]:
+def natd_notifies(sa: IkeSa, spi_r: int, remote: Addr | None = None) -> list[Payload]:
     """N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP) for ``sa``'s current
-    addresses (RFC 7296 §2.23; RFC 4555 §3.5 in UPDATE_SA_ADDRESSES)."""
+    addresses, or to ``remote`` (RFC 7296 §2.23; RFC 4555 §3.5 in UPDATE_SA_ADDRESSES)."""
     src = natd_hash(sa.spi_i, spi_r, sa.local)
     if sa.config.force_encap:
         # Make the peer see us behind a NAT so that it encapsulates ESP in UDP.
@@ -43,7 +43,7 @@ def natd_notifies(sa: IkeSa, spi_r: int) -> list[Payload]:
     return [
         NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src),
         NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP,
-                      natd_hash(sa.spi_i, spi_r, sa.remote)),
+                      natd_hash(sa.spi_i, spi_r, remote or sa.remote)),
     ]  # fmt: skip
 
 
@@ -54,6 +54,7 @@ def detect_nat(sa: IkeSa, msg: Message) -> None:
             if p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]  # fmt: skip
     dst = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
     if srcs and dst is not None:
+        sa.natd_dest = dst.data  # how the peer saw us (RFC 4555 §3.8: a NAT remapping)
         sa.nat_local = dst.data != natd_hash(msg.spi_i, msg.spi_r, sa.local)
         sa.nat_remote = natd_hash(msg.spi_i, msg.spi_r, sa.remote) not in srcs
 
@@ -88,6 +89,7 @@ class IkeInit(Task):
     def _peer_extensions(self, msg: Message) -> None:
         sa = self.sa
         sa.peer_fragmentation = msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        sa.peer_certreq = msg.get(CertReqPayload) is not None
         sha = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         if sha is not None:
             if len(sha.data) % 2:

@@ -6,6 +6,7 @@ INFORMATIONAL { [N,] [D,] [CP,] ... } -->
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, NotifyType, ProtocolId, is_error_notify
@@ -13,6 +14,7 @@ from ..message import Message, check_rules
 from ..payloads import DeletePayload, NotifyPayload, Payload
 from .base import Task
 from .ike_init import detect_nat, natd_notifies
+from .mobike import ReturnRoutability, no_nats_data
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -72,6 +74,15 @@ class Informational(Task):
                     self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
         if sa.mobike and msg.notify(NotifyType.UPDATE_SA_ADDRESSES) is not None:
             self._update_addresses(msg)
+        else:
+            if sa.mobike and msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
+                # RFC 4555 §3.8: a liveness check watching the NAT; our DESTINATION hash
+                # names where the check came from, so the peer notices a new mapping.
+                # Nothing moves until it says so with UPDATE_SA_ADDRESSES.
+                self.answer += natd_notifies(sa, sa.spi_r, sa.request_from)
+            cookie2 = msg.notify(NotifyType.COOKIE2)
+            if sa.mobike and cookie2 is not None:  # §3.6: a return routability check
+                self.answer.append(NotifyPayload(NotifyType.COOKIE2, cookie2.data))
         for n in msg.all(NotifyPayload):
             if n.notify_type == NotifyType.AUTHENTICATION_FAILED or (
                 is_error_notify(n.notify_type) and not sa.is_established
@@ -85,8 +96,20 @@ class Informational(Task):
         it there (PeerAddressChanged: the shell points the outbound SAs at it); the
         answer carries our NAT detection for the new path and echoes COOKIE2 (§3.6)."""
         sa = self.sa
+        no_nats = msg.notify(NotifyType.NO_NATS_ALLOWED)
+        if no_nats is not None and not hmac.compare_digest(
+            no_nats.data, no_nats_data(sa.request_from, sa.local)
+        ):
+            # §3.9: the peer sent from addresses that reached us translated.
+            sa.log("UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED came through a NAT: not moving")
+            self.answer.append(NotifyPayload(NotifyType.UNEXPECTED_NAT_DETECTED))
+            return
         if sa.request_from != sa.remote:
-            sa.peer_moved(sa.request_from)
+            # IKE follows at once (the answer goes there anyway); ESP once the peer
+            # answers a return routability check there (§3.5, §5.2: an authenticated
+            # peer must not point our traffic at someone else's address).
+            sa.remote = sa.request_from
+            sa.tm.queue.append(ReturnRoutability(sa, sa.request_from))  # after our answer
         detect_nat(sa, msg)
         if msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
             self.answer += natd_notifies(sa, sa.spi_r)

@@ -8,13 +8,16 @@ Bounded: the sender sends ``count`` datagrams; once it is done, the receiver sto
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +103,26 @@ def flow(
     return got
 
 
+@contextlib.contextmanager
+def flow_in_background(
+    sender: Namespace, receiver: Namespace, dst: str, *, count: int, interval: float
+) -> Iterator[list[int]]:
+    """:func:`flow` in a thread while the body of the ``with`` acts (takes links down,
+    flushes a NAT); the list it yields holds the sequence numbers once the block is left."""
+    got: list[int] = []
+    runner = threading.Thread(
+        target=lambda: got.extend(
+            flow(sender, receiver, dst, count=count, interval=interval, idle=3.0)
+        )
+    )
+    runner.start()
+    try:
+        yield got
+    finally:
+        runner.join(120)
+    assert not runner.is_alive(), "the flow did not end"
+
+
 @dataclass
 class Flows:
     """What :func:`flow_with_tcp` saw: the datagrams each way in arrival order."""
@@ -161,6 +184,16 @@ def tally(got: list[int], count: int) -> tuple[list[int], int, int]:
     lost = sorted(set(range(count)) - set(got))
     reordered = sum(1 for x, y in itertools.pairwise(got) if y < x)
     return lost, len(got) - len(set(got)), reordered
+
+
+def longest_gap(lost: list[int]) -> int:
+    """The longest run of consecutive lost sequence numbers."""
+    best = run = 0
+    prev = -2
+    for n in lost:
+        run = run + 1 if n == prev + 1 else 1
+        best, prev = max(best, run), n
+    return best
 
 
 if __name__ == "__main__":

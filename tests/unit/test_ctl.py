@@ -33,7 +33,7 @@ from espfast.ctl import (
     request,
 )
 from espfast.dataplane import SaStats
-from espfast.status import age, render, size
+from espfast.status import age, mobility, render, size
 
 NOW = 1_800_000_000.0
 
@@ -345,17 +345,30 @@ def test_render_empty() -> None:
     ]
 
 
+def test_mobility_column() -> None:
+    (ike,) = ONE["ike_sas"]
+    moved = {**ike, "nat_local": True, "nat_remote": False, "mobike": True, "moves": 2}
+    assert mobility(moved) == "nat-local,mobike,moved 2"
+    check_document({**ONE, "ike_sas": [moved]})
+    assert (
+        render({**ONE, "ike_sas": [moved]}, now=NOW)
+        .splitlines()[4]
+        .endswith("nat-local,mobike,moved 2")
+    )
+
+
 def test_render_one() -> None:
     lines = render(ONE, now=NOW).splitlines()
     assert lines[2] == "IKE SAs (1):"
     header, row = lines[3], lines[4]
     assert header.split() == [
         "NAME", "STATE", "ROLE", "LOCAL", "REMOTE", "PROPOSAL", "SPIS", "ESTABLISHED",
+        "MOBILITY",
     ]  # fmt: skip
     assert row.split() == [
         "conn0", "ESTABLISHED", "initiator", "198.18.0.1:4500", "[gw.example.org]",
         "198.18.1.1:4500", "[client0@example.org]", "aes256gcm16-prfsha384-ecp384",
-        "0123456789abcdef_i", "fedcba9876543210_r", "1h01m", "ago",
+        "0123456789abcdef_i", "fedcba9876543210_r", "1h01m", "ago", "-",
     ]  # fmt: skip
     assert lines[6] == "Child SAs (1):"
     assert lines[7].split()[:4] == ["IKE/CHILD", "STATE", "SPI", "IN"]

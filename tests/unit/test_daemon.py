@@ -84,6 +84,9 @@ class FakeDataplane:
                 octets = packets = 0
         return SaStats(**counters | {"packets": packets, "bytes": octets, "exhausted": False})
 
+    def send_keepalive(self, peer: tuple[str, int]) -> None:
+        raise AssertionError("no NAT here")
+
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         assert self.peer is not None and self.loop is not None
         if self.up and not self.lost():
@@ -350,6 +353,16 @@ UP_ERRORS = {
         'proposals = "aes128gcm16-prfsha256-x25519"\nvips = ["0.0.0.0", "198.19.100.7"]',
         ["connection[0].vips", "one address of each IP version"],
     ),
+    "bad keepalive": (
+        'name = "espfast0"',
+        'name = "espfast0"\nkeepalive = -1',
+        ["interface.keepalive"],
+    ),
+    "bad mobike": (
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nmobike = "maybe"',
+        ["connection[0].mobike"],
+    ),
     "short dpd_timeout": (
         'proposals = "aes128gcm16-prfsha256-x25519"',
         'proposals = "aes128gcm16-prfsha256-x25519"\ndpd_timeout = 0.1',
@@ -369,6 +382,21 @@ def test_up_config_errors(tmp_path: Path, case: str) -> None:
     assert PSK not in message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_up_config_mobility_keys(tmp_path: Path) -> None:
+    """keepalive (seconds between NAT keepalives, strongSwan's keep_alive) and mobike
+    (RFC 4555, on by default as in strongSwan)."""
+    text = conf()[0]
+    cfg = load_up(write_private(tmp_path / "a.toml", text))
+    assert cfg.interface.keepalive == 20 and cfg.connections[0].ike.mobike
+    text = text.replace('name = "espfast0"', 'name = "espfast0"\nkeepalive = 0', 1).replace(
+        'proposals = "aes128gcm16-prfsha256-x25519"',
+        'proposals = "aes128gcm16-prfsha256-x25519"\nmobike = false',
+        1,
+    )
+    cfg = load_up(write_private(tmp_path / "b.toml", text))
+    assert cfg.interface.keepalive == 0 and not cfg.connections[0].ike.mobike
 
 
 def test_up_config_trap_needs_a_remote(tmp_path: Path) -> None:
