@@ -17,8 +17,9 @@ APT_PKGS := build-essential pkg-config libssl-dev libffi-dev python3-dev python3
             iproute2 iputils-ping iperf3 tcpdump nftables procps openssl \
             strongswan-charon strongswan-swanctl libcharon-extra-plugins strongswan-pki \
             libstrongswan-standard-plugins libcharon-extauth-plugins \
-            clang-14 libclang-rt-14-dev systemd shellcheck
-# (libcharon-extauth-plugins: charon's eap-mschapv2; clang-14 for the fuzzers;
+            clang-14 libclang-rt-14-dev systemd shellcheck freeradius
+# (freeradius: the RADIUS server of the EAP-RADIUS tests, run from a private config dir;
+# libcharon-extauth-plugins: charon's eap-mschapv2; clang-14 for the fuzzers;
 # libclang-rt-14-dev ships libFuzzer's runtime, libclang_rt.fuzzer, beside the ASan/UBSan
 # ones that -fsanitize=fuzzer,... links)
 BENCH_APT_PKGS := wireguard-go wireguard-tools openvpn ethtool linux-perf

@@ -93,6 +93,14 @@ class AuthConfig:
     eap_identity: str | None = None
     eap_nt_hash: bytes | None = field(default=None, repr=False)
     eap_users: Callable[[str], bytes | None] | None = None
+    # ``eap_radius``: the peer's EAP goes to RADIUS servers instead (the shell's client;
+    # control/radius/relay.py), and we sign.
+    eap_radius: bool = False
+
+    @property
+    def eap_server(self) -> bool:
+        """Whether peers of this connection authenticate with EAP (users or RADIUS)."""
+        return self.eap_users is not None or self.eap_radius
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,7 @@ class IkeConfig:
             raise ValueError(f"{where}: neither a pre-shared key nor a certificate to sign with")
         if self.auth.eap_identity and (self.auth.eap_nt_hash is None or self.auth.psk):
             raise ValueError(f"{where}: EAP authentication needs a password and no PSK")
-        if self.auth.eap_users is not None and self.auth.signer is None:
+        if self.auth.eap_server and self.auth.signer is None:
             raise ValueError(f"{where}: EAP clients need a gateway certificate to sign with")
         if self.auth.psk is not None and len(self.auth.psk) < 8:
             raise ValueError(f"{where}: pre-shared key shorter than 8 bytes")

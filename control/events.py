@@ -203,8 +203,17 @@ class PeerAddressChanged:
     peer: tuple[str, int]
 
 
+@dataclass(frozen=True)
+class RadiusRequest:
+    """IKE SA ``ike_sa_id`` relays the peer's EAP: send an Access-Request with these
+    attributes (control/radius/relay.py) and hand the answer to IkeManager.radius_answer."""
+
+    ike_sa_id: int
+    attributes: tuple[tuple[int, bytes], ...]
+
+
 Event = (
     IkeSaUp | IkeSaDown | IkeSaRekeyed | IkeSaReauthenticating | ChildSaUp | ChildSaClosing
     | ChildSaDown
-    | ChildSaFailed | ChildSaRekeyed | PeerAddressChanged
+    | ChildSaFailed | ChildSaRekeyed | PeerAddressChanged | RadiusRequest
 )  # fmt: skip

@@ -200,6 +200,9 @@ class IkeSa:
         self.admit: Callable[[IkeSa], str] = lambda sa: ""
         self.max_children = MAX_CHILDREN
 
+        # Responder, EAP-RADIUS: the Framed-IP-Address the server gave the peer's user.
+        self.framed_ip: ipaddress.IPv4Address | None = None
+
     @property
     def fragments(self) -> FragmentBudget:
         return self._fragments.budget

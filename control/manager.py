@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -61,8 +62,10 @@ from .events import (
 from .ike_sa import Addr, FragmentBudget, IkeSa
 from .message import HEADER_LEN
 from .pool import AddressPool, IPAddress
+from .radius.relay import RadiusAnswer
 from .responder import BLOCK_THRESHOLD, COOKIE_THRESHOLD_IP, Responder
 from .rng import Rng
+from .tasks.ike_auth_eap import IkeAuthEap
 
 REPLACE_DELAY = 10.0  # seconds before unique = replace deletes a same-address duplicate
 IKE_SAS_PER_IDENTITY = 10
@@ -448,7 +451,14 @@ class IkeManager:
         pool = self.pools.get(sa.config.name)
         if pool is None:
             pool = self.pools[sa.config.name] = AddressPool(sa.config.pool, sa.config.pool_exact)
-        return pool.acquire(sa.peer_key, version, sa.ike_sa_id)
+        identity = sa.peer_key
+        if version == 4 and sa.framed_ip is not None:  # EAP-RADIUS's Framed-IP-Address
+            addr = pool.claim(sa.framed_ip, identity, sa.ike_sa_id)
+            if addr is None:
+                sa.log(f"Framed-IP-Address {sa.framed_ip} is outside the pool or in use",
+                       logging.WARNING)  # fmt: skip
+            return addr
+        return pool.acquire(identity, version, sa.ike_sa_id)
 
     def _admit(self, sa: IkeSa) -> str:
         """Why the peer that just authenticated on ``sa`` may not have it (empty: it may):
@@ -468,6 +478,20 @@ class IkeManager:
         key = _peer_key(sa)
         self._peer_key[id(sa)] = key
         self._by_peer.setdefault(key, {})[id(sa)] = sa
+
+    def radius_answer(self, ike_sa_id: int, answer: RadiusAnswer, now: float) -> bool:
+        """The answer to IKE SA ``ike_sa_id``'s RadiusRequest: its IKE_AUTH response
+        goes out. False if that SA no longer waits for one (gone, timed out)."""
+        sa = self._by_id.get(ike_sa_id)  # found by id: no walk over every IKE SA
+        if sa is None or sa.is_destroyed or not sa.tm.deferred:
+            return False
+        task = sa.tm.deferred[0]
+        if not isinstance(task, IkeAuthEap):
+            return False
+        task.radius_answer = answer
+        sa.tm.resume(now)
+        self._touch(sa)
+        return True
 
     def _add(self, sa: IkeSa) -> None:
         sa.duplicates = self._duplicates

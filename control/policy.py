@@ -41,7 +41,7 @@ def candidates(configs: Iterable[IkeConfig], peer: tuple[int, bytes], chosen: Ch
         if id(cfg) in seen:
             continue
         seen.add(id(cfg))
-        if (cfg.auth.eap_users is not None) != eap:
+        if cfg.auth.eap_server != eap:
             continue
         quality = match_quality(peer, cfg)
         if quality and (chosen is None or allows(cfg.ike_proposals, chosen)):

@@ -52,7 +52,9 @@ class AddressPool:
         (its own lease if it has one); None when the pool has none left."""
         addr = self._lease.get((identity, version))
         if addr is None:
-            addr = next(self._fresh.get(version, iter(())), None)
+            # (an address claimed for someone is not fresh any more)
+            addr = next((a for a in self._fresh.get(version, iter(())) if a not in self._owner),
+                        None)  # fmt: skip
             if addr is None:  # reuse the longest unheld lease of this family
                 addr = next((a for a in self._unheld if a.version == version), None)
                 if addr is None:
@@ -60,6 +62,27 @@ class AddressPool:
                 del self._lease[(self._owner[addr], version)]
             self._lease[(identity, version)] = addr
             self._owner[addr] = identity
+        self._unheld.pop(addr, None)
+        self._holders.setdefault(addr, set()).add(holder)
+        return addr
+
+    def claim(self, addr: IPAddress, identity: bytes, holder: int) -> IPAddress | None:
+        """``addr`` for ``identity`` (an address an authentication server assigned it),
+        held by IKE SA ``holder``: None if it lies outside the pool or another identity's
+        IKE SA holds it. It becomes the identity's lease."""
+        if not any(addr in n for n in self.networks):
+            return None
+        owner = self._owner.get(addr)
+        if owner is not None and owner != identity:
+            if self._holders.get(addr):
+                return None
+            del self._lease[(owner, addr.version)]  # unheld: reassigned
+        old = self._lease.get((identity, addr.version))
+        if old is not None and old != addr and not self._holders.get(old):
+            del self._owner[old]
+            self._unheld.pop(old, None)
+        self._lease[(identity, addr.version)] = addr
+        self._owner[addr] = identity
         self._unheld.pop(addr, None)
         self._holders.setdefault(addr, set()).add(holder)
         return addr

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .constants import ExchangeType, NotifyType
 from .errors import LocalProtocolError, PeerError, ProtocolError, RemoteProtocolError
 from .message import Message
-from .payloads import NotifyPayload
+from .payloads import NotifyPayload, Payload
 from .tasks.base import Task
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class Counters:
     # other than a protocol error: input no parser or check caught, a gap to close.
     protocol_errors: int = 0
     unexpected_errors: int = 0
+    # Retransmissions of a request whose answer waits on someone else (a RADIUS server).
+    dropped_while_deferred: int = 0
 
 
 @dataclass
@@ -65,6 +67,9 @@ class TaskManager:
     next_retransmit: float | None = None
     cached: tuple[int, list[bytes]] | None = None
     counters: Counters = field(default_factory=Counters)
+    # The peer's request whose answer waits (a task that set ``deferred``): (task, mid,
+    # exchange) until ``resume``.
+    deferred: tuple[Task, int, int] | None = None
 
     # -- our requests ------------------------------------------------------------------
     def queue_task(self, task: Task, now: float) -> None:
@@ -207,6 +212,9 @@ class TaskManager:
             self.counters.retransmitted_requests_answered += 1
             sa.send(self.cached[1])
             return
+        if self.deferred is not None and mid == self.peer_mid:
+            self.counters.dropped_while_deferred += 1  # answered once the wait is over
+            return
         if mid != self.peer_mid:
             self.counters.dropped_bad_message_id += 1
             return
@@ -222,6 +230,7 @@ class TaskManager:
             return
         task: Task | None = None
         error: RemoteProtocolError | None = None
+        payloads: list[Payload] = []
         if isinstance(msg, RemoteProtocolError):
             error = msg
         else:
@@ -230,6 +239,9 @@ class TaskManager:
             try:
                 task = sa.responder_task(msg)
                 task.process(msg, raw)
+                if task.deferred:
+                    self.deferred = (task, mid, exchange)
+                    return
                 payloads = task.build()
             except RemoteProtocolError as exc:
                 error = exc
@@ -239,6 +251,34 @@ class TaskManager:
                                             notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
             except Exception as exc:  # the peer's input raised it, whatever it is
                 error = self._unexpected(exc)
+        self._answer(task, error, payloads, mid, exchange, now)
+
+    def resume(self, now: float) -> None:
+        """The deferred request's answer can now be built (the task has what it waited
+        for): answer it as ``on_request`` would have."""
+        if self.deferred is None:
+            return
+        task, mid, exchange = self.deferred
+        self.deferred = None
+        task.deferred = False
+        self.sa.now = now
+        error: RemoteProtocolError | None = None
+        payloads: list[Payload] = []
+        try:
+            task.resume()
+            payloads = task.build()
+        except RemoteProtocolError as exc:
+            error = exc
+        except LocalProtocolError as exc:
+            error = RemoteProtocolError(f"local failure: {exc}",
+                                        notify=_LOCAL_FAILURE.get(exchange, 43))  # fmt: skip
+        except Exception as exc:  # the server's input raised it, whatever it is
+            error = self._unexpected(exc)
+        self._answer(task, error, payloads, mid, exchange, now)
+
+    def _answer(self, task: Task | None, error: RemoteProtocolError | None,
+                payloads: list[Payload], mid: int, exchange: int, now: float) -> None:  # fmt: skip
+        sa = self.sa
         if error is not None:
             self.counters.protocol_errors += 1
             payloads = [NotifyPayload(error.notify, error.notify_data)]

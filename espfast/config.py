@@ -80,6 +80,7 @@ from espfast.dataplane import (
 
 if TYPE_CHECKING:
     from espfast.control.certs import TrustStore
+    from espfast.radius import RadiusConfig
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +375,10 @@ _R = TypeVar("_R")
 
 
 def _load(
-    path: str | os.PathLike[str], section: str, parse: Callable[[Table, _KeySources], _T]
+    path: str | os.PathLike[str],
+    section: str,
+    parse: Callable[[Table, _KeySources], _T],
+    extra: Callable[[Table, _KeySources], None] | None = None,
 ) -> tuple[Path, InterfaceConfig, tuple[_T, ...]]:
     """The parts every config has: [interface], and one or more [[section]] tables with
     unique names; warns when keys sit in files other users can read."""
@@ -382,7 +386,6 @@ def _load(
     top = Table(read_toml(source), "", str(source))
     keys = _KeySources(source.parent)
     interface_t, tables = top.table("interface"), list(top.tables(section))
-    top.done()  # the file's shape first; then every section, even after one failed
     errors: list[ConfigError] = []  # (--check shows all their mistakes at once)
 
     def attempt(read: Callable[[], _R]) -> _R | None:
@@ -392,6 +395,9 @@ def _load(
             errors.append(e)
             return None
 
+    if extra is not None:  # other top-level tables of this kind of config
+        attempt(lambda: extra(top, keys))
+    top.done()  # the file's shape first; then every section, even after one failed
     interface = attempt(lambda: _interface(interface_t))
     parsed = [attempt(lambda t=t: parse(t, keys)) for t in tables]  # type: ignore[misc]
     names: dict[str, int] = {}
@@ -683,6 +689,12 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     # a gateway for road warriors with passwords: auth = "pubkey" (cert, key; cacerts
 #     #   optional), remote_auth = "eap-mschapv2", users = "/etc/espfast/users" (the
 #     #   default; espfast user add|del|list)
+#     # the same with the users of RADIUS servers (FreeRADIUS...; any EAP method they
+#     #   speak): remote_auth = "eap-radius" and a top-level table (espfast/radius.py)
+#     #     [radius]
+#     #     servers = [{address = "198.18.0.9:1812", secret_file = "r.secret",
+#     #                 acct_port = 1813}, ...]      # tried in turn when one is silent
+#     #     accounting = true; interim_interval = "10m"; timeout = 2; retransmit_tries = 2
 #     # a road warrior with a password: local_auth = "eap-mschapv2", eap_id = "carol",
 #     #   password_file = "carol.pw" (or password = "..."), cacerts = ["ca.crt"]
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
@@ -731,6 +743,7 @@ _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # IkeConfig's retransmission defaults (strongSwan's: 4 s, x1.8 each, 5 tries).
 DEFAULT_RETRANSMIT_TIMEOUT, RETRANSMIT_BASE, RETRANSMIT_TRIES = 4.0, 1.8, 5
 EAP_METHODS = ("eap-mschapv2",)  # local_auth / remote_auth (strongSwan's names)
+EAP_RELAYED = ("eap-radius",)  # remote_auth: EAP relayed to the [radius] servers
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
 
@@ -751,11 +764,25 @@ class UpConfig:
     source: Path
     interface: InterfaceConfig
     connections: tuple[ConnectionConfig, ...]
+    radius: RadiusConfig | None = None  # [radius]: servers for remote_auth = "eap-radius"
 
 
 def load_up(path: str | os.PathLike[str]) -> UpConfig:
     """Read and validate an ``espfast up`` config; :class:`ConfigError` if it is wrong."""
-    return UpConfig(*_load(path, "connection", _connection))
+    from espfast.radius import parse_radius
+
+    radius: list[RadiusConfig] = []
+
+    def extra(top: Table, keys: _KeySources) -> None:
+        if top.has("radius"):
+            radius.append(parse_radius(top.table("radius"), keys))
+
+    source, interface, conns = _load(path, "connection", _connection, extra)
+    for c in conns:
+        if c.ike.auth.eap_radius and not radius:
+            raise ConfigError(f"{source}: connection {c.name!r}: remote_auth = \"eap-radius\" "
+                              "needs a [radius] table with servers")  # fmt: skip
+    return UpConfig(source, interface, conns, radius[0] if radius else None)
 
 
 def _identity(t: Table, key: str, *, required: bool) -> tuple[int, bytes] | None:
@@ -787,7 +814,7 @@ def _proposals(
 def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     name = t.get_str("name", t.where)
     remote, remote_addrs = upkeys.remote(t, IKE_PORT)
-    remote_auth = _choice(t, "remote_auth", "", ("", *EAP_METHODS))
+    remote_auth = _choice(t, "remote_auth", "", ("", *EAP_METHODS, *EAP_RELAYED))
     if _choice(t, "local_auth", "", ("", *EAP_METHODS)):
         auth, default_id = _eap_client_auth(t, keys)
     else:
@@ -798,7 +825,11 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
             auth, default_id = _pubkey_auth(t, keys, need_cas=not remote_auth, kind=auth_kind)
         else:
             raise t.error("auth", f"{auth_kind!r} is not psk, pubkey, rsa or ecdsa")
-    if remote_auth:
+    if remote_auth in EAP_RELAYED:
+        if auth.signer is None:
+            raise t.error("remote_auth", 'EAP needs auth = "pubkey" (the gateway\'s certificate)')
+        auth = replace(auth, eap_radius=True)
+    elif remote_auth:
         auth = _eap_users(t, auth, keys)
     auth = upkeys.cert_exchange(t, auth)
     local_id = _identity(t, "local_id", required=default_id is None) or default_id

@@ -86,11 +86,13 @@ from espfast.control.events import (
     IkeSaRekeyed,
     IkeSaUp,
     PeerAddressChanged,
+    RadiusRequest,
     TrafficSelector,
 )
 from espfast.control.ike_sa import IkeSa
 from espfast.control.manager import IkeManager
 from espfast.control.message import parse_header
+from espfast.control.radius import RadiusAnswer
 from espfast.control.rng import Rng
 from espfast.ctl import (
     SCHEMA_VERSION,
@@ -105,7 +107,9 @@ from espfast.mobility import is_wildcard, source_for
 from espfast.static import fmt_endpoint
 
 if TYPE_CHECKING:
+    from espfast.accounting import Accounting
     from espfast.config import ConnectionConfig, UpConfig
+    from espfast.radius import RadiusClient
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -230,6 +234,12 @@ class Daemon:
     _by_sel: dict[tuple[object, ...], dict[int, None]] = field(default_factory=dict)
     _out_refs: Counter[int] = field(default_factory=Counter)
     _net_refs: Counter[IPNetwork] = field(default_factory=Counter)
+    # The RADIUS client for remote_auth = "eap-radius" (espfast/radius.py), if configured.
+    radius: RadiusClient | None = None
+    accounting: Accounting | None = None  # RADIUS accounting of those it let in
+    # The Class attributes of each IKE SA's Access-Accept, for its accounting (RFC 2865
+    # §5.25: sent back unchanged).
+    _radius_classes: dict[int, tuple[bytes, ...]] = field(default_factory=dict)
 
     @property
     def local(self) -> str:
@@ -531,6 +541,9 @@ class Daemon:
                              virtual_ips=event.virtual_ips + event.peer_virtual_ips),
                 )  # fmt: skip
                 self._hold_vips(event.ike_sa_id, event.virtual_ips)
+                classes = self._radius_classes.pop(event.ike_sa_id, ())
+                if self.accounting is not None and self._relayed(event.name):
+                    self.accounting.up(event, classes)
             case IkeSaRekeyed():
                 self.counters.ike_sas_rekeyed += 1
                 log.info("%s: IKE SA rekeyed", event.name, extra=logged(
@@ -555,6 +568,7 @@ class Daemon:
                 old = self._pop_child(event.old_spi_in)
                 if old is not None:
                     self._retiring[event.old_spi_in] = old.ike_sa_id
+                    self._account_child(old, event.old_spi_in)
                 self._install_rekeyed(event.new, event.old_spi_in, event.old_spi_out)
                 self.counters.child_sas_rekeyed += 1
             case ChildSaClosing():
@@ -571,6 +585,8 @@ class Daemon:
                 log.warning("%s: child SA failed: %s", event.name, event.reason,
                             extra=logged("child_sa_failed", child=event.name,
                                          ike_sa=event.ike_sa_id, reason=event.reason))  # fmt: skip
+            case RadiusRequest():
+                self._relay(event)
             case PeerAddressChanged():
                 for spi_in in self._kids_of.get(event.ike_sa_id, {}):
                     self.dataplane.update_peer(self.children[spi_in].spi_out, event.peer)
@@ -584,6 +600,9 @@ class Daemon:
                         del self._retiring[spi_in]
                         self._remove(spi_in, Direction.IN)
                 self._hold_vips(event.ike_sa_id, ())
+                self._radius_classes.pop(event.ike_sa_id, None)
+                if self.accounting is not None:
+                    self.accounting.down(event.ike_sa_id, event.cause)
                 level = logging.WARNING if event.cause in ("failed", "dpd") else logging.INFO
                 # The cause is worth saying where it is not in the reason already.
                 cause = f" ({event.cause})" if event.cause in ("dpd", "expired") else ""
@@ -787,6 +806,7 @@ class Daemon:
         child = self._pop_child(spi_in)
         if child is None:
             return
+        self._account_child(child, spi_in)
         if not successors:
             self._remove(spi_in, Direction.IN)
         self._release_out(child.spi_out)
@@ -891,6 +911,50 @@ class Daemon:
     def _wall(self, when: float | None) -> float | None:
         """A time on the loop's (monotonic) clock as UNIX time."""
         return None if when is None else time.time() + when - self.loop.time()
+
+    def _relayed(self, name: str) -> bool:
+        """Whether connection ``name`` lets its peers in through RADIUS."""
+        conn = next((c for c in self.config.connections if c.name == name), None)
+        return conn is not None and conn.ike.auth.eap_radius
+
+    def _child_counts(self, spi_in: int, spi_out: int) -> tuple[int, int, int, int]:
+        """(octets in, octets out, packets in, packets out) of a Child SA installed now."""
+        try:
+            i = self.dataplane.sa_stats(spi_in, Direction.IN)
+            o = self.dataplane.sa_stats(spi_out, Direction.OUT)
+        except ValueError:  # not (or no longer) in the dataplane
+            return 0, 0, 0, 0
+        return i.bytes, o.bytes, i.packets, o.packets
+
+    def radius_counts(self, ike_sa_id: int) -> tuple[int, int, int, int]:
+        """The counts of IKE SA ``ike_sa_id``'s Child SAs installed now (accounting)."""
+        total = [0, 0, 0, 0]
+        for spi_in, c in self.children.items():
+            if c.ike_sa_id == ike_sa_id:
+                total = [a + b for a, b in zip(total, self._child_counts(spi_in, c.spi_out),
+                                               strict=True)]  # fmt: skip
+        a, b, c_, d = total
+        return a, b, c_, d
+
+    def _account_child(self, child: _Child, spi_in: int) -> None:
+        if self.accounting is not None:
+            self.accounting.child_gone(child.ike_sa_id, self._child_counts(spi_in, child.spi_out))
+
+    def _relay(self, event: RadiusRequest) -> None:
+        """An IKE SA's EAP goes to the RADIUS servers; their answer resumes it."""
+        ike_sa_id = event.ike_sa_id
+
+        def done(answer: RadiusAnswer) -> None:
+            if answer.classes:
+                self._radius_classes[ike_sa_id] = answer.classes[:16]
+            with self._guard("a RADIUS answer"):
+                self.mgr.radius_answer(ike_sa_id, answer, self.loop.time())
+            self._pump()
+
+        if self.radius is None:
+            self.loop.call_soon(done, RadiusAnswer(None, reason="no [radius] servers"))
+            return
+        self.radius.access(list(event.attributes), done)
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -111,6 +111,12 @@ class Operations:
                     f"{', interface.'.join(restart)}: changed; that takes a restart of the "
                     "daemon (the running config is kept)"
                 )
+            if new.radius != old.radius:  # the RADIUS client holds the servers and secrets
+                self.reloads["refused"] += 1
+                raise ValueError(
+                    f"{CONFIG_REFUSED}: {new.source}: radius: changed; that takes a restart "
+                    "of the daemon (the running config is kept)"
+                )
             prints = fingerprints(new)
             d = diff(self._prints, prints)
             self._apply(new, d.removed + d.changed, d.added + d.changed, set(d.unchanged))

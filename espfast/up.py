@@ -90,6 +90,7 @@ def _deep_receive_queue(sock: socket.socket) -> None:
 async def _serve(
     config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
 ) -> Counters:
+    from espfast.accounting import Accounting
     from espfast.control.rng import SystemRng
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
@@ -98,6 +99,7 @@ async def _serve(
     from espfast.mobility import PathWatcher, is_wildcard
     from espfast.operations import Operations
     from espfast.privs import drop_for_daemon, resolve_user
+    from espfast.radius import RadiusClient
     from espfast.tun import IPInterface, create_device, open_tun
 
     loop = asyncio.get_running_loop()
@@ -145,10 +147,18 @@ async def _serve(
         def set_addresses(addresses: Iterable[IPInterface], add: bool) -> None:
             (tun.add_addresses if add else tun.remove_addresses)(addresses)
 
+        radius = None
+        if config.radius is not None:
+            radius = RadiusClient(config.radius)
+            await radius.open()  # the source address the route to each server gives
+            stack.callback(radius.close)
         daemon = Daemon(
             config, dp, tun.add_routes, send_500, SystemRng(), loop,
-            remove_routes=tun.remove_routes, set_addresses=set_addresses,
+            remove_routes=tun.remove_routes, set_addresses=set_addresses, radius=radius,
         )  # fmt: skip
+        if radius is not None and radius.cfg.accounting:
+            daemon.accounting = Accounting(radius, loop, daemon.radius_counts)
+            stack.callback(daemon.accounting.close)
         running.append((daemon, dp))
         counted = Metrics(daemon, dp.stats, iface.workers)
         metrics = MetricsServer(counted, loop)
@@ -193,6 +203,10 @@ async def _serve(
             )
             await stop.wait()
             await daemon.shutdown()
+            if radius is not None:
+                await radius.drain(radius.cfg.timeout * 2)
+                rc = dataclasses.asdict(radius.counters)
+                print("espfast up: radius: " + ", ".join(f"{k}={v}" for k, v in rc.items()))
             drops = dp.stats().drops()
             print("espfast up: dataplane drops: "
                   + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))  # fmt: skip

@@ -55,6 +55,9 @@ PROGRAMS = {
     "systemd-analyze": "systemd",
     "cc": "build-essential",
     "shellcheck": "shellcheck",
+    "openssl": "openssl",
+    "clang-14": "clang-14",
+    "freeradius": "freeradius",
 }
 CHARON = "/usr/lib/ipsec/charon"
 PLUGIN_DIR = Path("/usr/lib/ipsec/plugins")

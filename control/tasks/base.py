@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 class Task:
     exchange: int = 0
+    # Responder: set by ``process`` when the answer waits on someone else (a RADIUS
+    # server); the task manager holds the request until ``resume``.
+    deferred: bool = False
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
         self.sa = sa
@@ -27,6 +30,10 @@ class Task:
     def rebind(self, sa: IkeSa) -> None:
         """Move a queued (not yet started) task to another IKE SA (after a rekey)."""
         self.sa = sa
+
+    def resume(self) -> None:
+        """What a deferred task waited for is there: ``build`` comes next."""
+        raise NotImplementedError
 
     def failed(self, reason: str) -> None:
         """The exchange failed (timeout, error notify, bad response): clean up."""

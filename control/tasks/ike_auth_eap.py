@@ -29,11 +29,14 @@ from ..auth import canonical_id, psk_auth, psk_verify
 from ..config import ChildConfig
 from ..constants import AuthMethod, IdType, NotifyType
 from ..eap import EapCode, EapFailure, EapPacket, EapPeer, EapServer, decode_eap, encode_eap
-from ..eap.message import printable
-from ..errors import PeerError
+from ..eap.message import EapType, printable
+from ..eap.session import _identity_text
+from ..errors import PeerError, RemoteProtocolError
+from ..events import RadiusRequest
 from ..identity import Identity
 from ..message import EAP_RULES, Message, check_rules
 from ..payloads import AuthPayload, EapPayload, IdiPayload, IdPayload, IdrPayload, Payload
+from ..radius.relay import RadiusAnswer, RadiusRelay
 from .ike_auth import IkeAuth, _auth_failed, _name
 
 if TYPE_CHECKING:
@@ -61,6 +64,13 @@ class IkeAuthEap(IkeAuth):
         self.idi: IdPayload | None = None
         self.sign_next = False  # responder: the next response carries IDr, CERT, AUTH
         self.peer_mobike = False  # initiator: the gateway sent MOBIKE_SUPPORTED
+        # Responder, EAP-RADIUS: the relayed conversation, the user's EAP identity, and
+        # while an Access-Request is out, ``deferred`` (the task manager holds our
+        # answer) until the shell sets ``radius_answer`` and the manager resumes us.
+        self.relay: RadiusRelay | None = None
+        self.user = ""
+        self.deferred = False
+        self.radius_answer: RadiusAnswer | None = None
         if initiator:
             auth = sa.config.auth
             assert auth.eap_identity and auth.eap_nt_hash is not None
@@ -146,16 +156,25 @@ class IkeAuthEap(IkeAuth):
                 raise _auth_failed(f"no EAP connection for peer {sa.id_str(idi)} "
                                    f"with {sa.chosen}")  # fmt: skip
             cfg = sa.config = configs[0]
-            assert cfg.auth.eap_users is not None
             self.first, self.idi = msg, idi
-            self.server = EapServer(cfg.auth.eap_users, sa.rng)
-            self.eap_out = self.server.start()
+            if cfg.auth.eap_radius:
+                self.relay = RadiusRelay(cfg.name, f"{sa.remote[0]}[{sa.remote[1]}]",
+                                         f"{sa.local[0]}[{sa.local[1]}]")  # fmt: skip
+                ident = sa.rng.random_bytes(1)[0]
+                self.eap_out = EapPacket(EapCode.REQUEST, ident, EapType.IDENTITY)
+            else:
+                assert cfg.auth.eap_users is not None
+                self.server = EapServer(cfg.auth.eap_users, sa.rng)
+                self.eap_out = self.server.start()
             self.stage, self.sign_next = "eap", True
             sa.pending_auth = self
             return True
         check_rules(msg, EAP_RULES["request"])
-        assert self.server is not None and self.first is not None and self.idi is not None
+        if self.relay is not None and self.stage == "eap":
+            return self._relay(msg)
+        assert self.first is not None and self.idi is not None
         if self.stage == "eap":
+            assert self.server is not None
             try:
                 self.eap_out = self.server.process(self._eap_in(msg))
             except EapFailure as exc:
@@ -173,10 +192,54 @@ class IkeAuthEap(IkeAuth):
         ):
             raise _auth_failed("the peer's AUTH does not match the EAP MSK")
         self.stage, self.eap_out = "done", None
-        sa.peer_id = eap_peer_id(self.server.identity)
+        user = self.server.identity if self.server is not None else self.user
+        sa.peer_id = eap_peer_id(user)
         sa.peer_key = canonical_id((sa.peer_id.id_type, sa.peer_id.data))
-        sa.log(f"EAP-MSCHAPv2 authenticated {printable(self.server.identity)}")
-        return self._admit(self.first, printable(self.server.identity))
+        method = "EAP-MSCHAPv2" if self.server is not None else "EAP-RADIUS"
+        sa.log(f"{method} authenticated {printable(user)}")
+        return self._admit(self.first, printable(user))
+
+    # -- responder, EAP relayed to RADIUS ----------------------------------------------
+    def _radius_failed(self, reason: str) -> EapFailure:
+        who = printable(self.user) if self.user else "an unnamed user"
+        self.sa.log(f"EAP-RADIUS authentication of {who} failed: {reason}", logging.WARNING)
+        return EapFailure(reason, self.user)
+
+    def _relay(self, msg: Message) -> bool:
+        """The peer's EAP packet goes to the RADIUS server; our answer waits for its."""
+        assert self.relay is not None and self.eap_out is not None
+        p = msg.get(EapPayload)
+        try:
+            if p is None:
+                raise RemoteProtocolError("no EAP payload")
+            pkt = decode_eap(p.data)
+            if pkt.code != EapCode.RESPONSE or pkt.identifier != self.eap_out.identifier:
+                raise RemoteProtocolError("unexpected EAP packet (code or identifier)")
+            if not self.user:
+                if pkt.type != EapType.IDENTITY:
+                    raise RemoteProtocolError("no EAP identity")
+                self.user = _identity_text(pkt.data)
+        except RemoteProtocolError as exc:
+            raise self._radius_failed(str(exc)) from None
+        attrs = self.relay.request(p.data, self.user.encode())
+        self.sa.emit(RadiusRequest(self.sa.ike_sa_id, tuple(attrs)))
+        self.deferred = True
+        return True
+
+    def resume(self) -> None:
+        """The RADIUS server answered (or none did): the EAP packet for the peer."""
+        assert self.relay is not None
+        answer, self.radius_answer = self.radius_answer, None
+        if answer is None:
+            raise self._radius_failed("no RADIUS answer")
+        try:
+            eap, accepted = self.relay.answered(answer)
+            self.eap_out = decode_eap(eap)
+        except RemoteProtocolError as exc:
+            raise self._radius_failed(str(exc)) from None
+        if accepted:
+            self.msk, self.stage = answer.msk, "auth"
+            self.sa.framed_ip = answer.framed_ip
 
     def process(self, msg: Message, raw: bytes) -> bool:
         if self.initiator:

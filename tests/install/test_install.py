@@ -123,7 +123,11 @@ def test_unit_verifies(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["systemd-analyze", "verify", unit], capture_output=True, text=True, timeout=60
     )
-    assert proc.returncode == 0 and not proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    # verify also reads the machine's other units (a package's deprecated setting is a
+    # warning about that package): only what it says of ours counts.
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines()
+            if "espfast" in line]  # fmt: skip
+    assert proc.returncode == 0 and not ours, proc.stdout + proc.stderr
     # The offline security review: exposure at most 3.0 of 10 ("OK"); this one is 1.8.
     review = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--threshold=30", unit],
