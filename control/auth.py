@@ -9,6 +9,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Collection, Sequence
 
+from cryptography import x509
+
 from .certs import (
     AuthenticationError,
     LocalCredential,
@@ -18,7 +20,7 @@ from .certs import (
     encode_certificate,
 )
 from .config import AuthConfig
-from .constants import NotifyType
+from .constants import IdType, NotifyType
 from .crypto import Prf
 from .errors import RemoteProtocolError
 from .identity import Identity
@@ -42,6 +44,25 @@ def psk_auth(prf: Prf, secret: bytes, octets: bytes) -> bytes:
 def psk_verify(prf: Prf, secret: bytes, octets: bytes, auth_data: bytes) -> bool:
     """Constant-time comparison of the peer's PSK AUTH data with the expected value."""
     return hmac.compare_digest(psk_auth(prf, secret, octets), auth_data)
+
+
+def canonical_id(peer: tuple[int, bytes]) -> bytes:
+    """The canonical form of an ID payload (Identity.canonical), or its bytes as they are
+    when they do not parse."""
+    try:
+        return Identity.decode(*peer).canonical()
+    except RemoteProtocolError:
+        return bytes([peer[0] & 0xFF]) + peer[1]
+
+
+def certificate_identity(cert: x509.Certificate) -> bytes:
+    """Who a certificate's holder is, whatever ID it claims (its DN, a subjectAltName in
+    any letter case, its key ID): the subject DN, canonical; for a certificate with an
+    empty subject, its public key's SHA-1 key ID (RFC 5280 §4.2.1.2 method 1)."""
+    if len(cert.subject):
+        return Identity.from_name(cert.subject).canonical()
+    keyid = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    return Identity(IdType.KEY_ID, keyid).canonical()
 
 
 def id_matches(peer: tuple[int, bytes], pattern: tuple[int, bytes]) -> bool:
@@ -76,7 +97,7 @@ def certificate_auth(
         return sign(cred, octets, () if classic else peer_hash_algs)
 
     def verifier(method: int, data: bytes, octets: bytes, certs: Sequence[bytes],
-                 peer_id: tuple[int, bytes]) -> None:  # fmt: skip
+                 peer_id: tuple[int, bytes]) -> bytes:  # fmt: skip
         if not certs:
             raise AuthenticationError("the peer sent no certificate")
         if refresh is not None:
@@ -86,6 +107,7 @@ def certificate_auth(
         trust.verify_chain(end_entity, intermediates, wall_clock())
         check_identity(end_entity, Identity.decode(*peer_id))
         verify(method, data, octets, end_entity)
+        return certificate_identity(end_entity)
 
     ours = () if cred is None else (cred.cert, *cred.chain)
     return AuthConfig(

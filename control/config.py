@@ -12,9 +12,11 @@ from .proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_
 # Signature authentication hooks (filled from control/signature.py by the daemon):
 # Signer(octets, peer_hash_algorithms) -> (AUTH method, AUTH data)
 Signer = Callable[[bytes, Collection[int]], tuple[int, bytes]]
-# Verifier(method, data, octets, peer_certs_der, (peer_id_type, peer_id_data)) -> None,
-# raising RemoteProtocolError(AUTHENTICATION_FAILED) when the peer is not who it claims.
-Verifier = Callable[[int, bytes, bytes, Sequence[bytes], tuple[int, bytes]], None]
+# Verifier(method, data, octets, peer_certs_der, (peer_id_type, peer_id_data)) -> the
+# peer's canonical identity (one for all the ID spellings its certificate proves, see
+# auth.certificate_identity; None: the ID payload's own canonical form), raising
+# RemoteProtocolError(AUTHENTICATION_FAILED) when the peer is not who it claims.
+Verifier = Callable[[int, bytes, bytes, Sequence[bytes], tuple[int, bytes]], bytes | None]
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,20 @@ class Identity:
     def __hash__(self) -> int:
         return hash((self.type, self._key()))
 
+    def canonical(self) -> bytes:
+        """One byte string for every spelling of this identity that compares equal
+        (letter case of an FQDN, an e-mail address or a DN's values), for keying
+        leases and uniqueness on who the peer is rather than how it wrote it."""
+        key = self._key()
+        if self.type == IdType.DER_ASN1_DN:
+            assert isinstance(key, tuple)
+            body = b"".join(der.tlv(der.OID, der.encode_oid(oid)) + der.tlv(der.UTF8_STRING, value)
+                            for oid, value in key)  # fmt: skip
+        else:
+            assert isinstance(key, bytes)
+            body = key
+        return bytes([self.type]) + body
+
     def matches(self, pattern: Identity) -> bool:
         """Whether this (peer) identity satisfies a configured one, wildcards allowed.
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from enum import Enum
 
 from . import reauth
-from .auth import id_matches
 from .child_sa import ChildSa, seq_rekey_threshold
 from .config import ChildConfig, IkeConfig
 from .constants import (
@@ -150,6 +149,9 @@ class IkeSa:
         self.moves = 0  # how many times the IKE SA changed addresses (NAT rebinding, MOBIKE)
         self.request_from: Addr = remote  # where the request being handled came from
         self.peer_id: IdPayload | None = None
+        # Who the peer is, whatever it wrote in its ID payload (auth.canonical_id, or the
+        # certificate's auth.certificate_identity): leases and uniqueness key on it.
+        self.peer_key = b""
         self.initial_contact = False  # the peer said it holds no other SA with us
         self.established_seq = 0  # order of establishment among all IKE SAs
         self.established_at = 0.0
@@ -619,20 +621,6 @@ class IkeSa:
                 out.append(ChildAction(c.name, action))
         return tuple(out)
 
-    def select_config(self, idi: IdPayload, *, eap: bool = False) -> None:
-        """Responder: the configuration whose remote identity the IDi names (and which
-        authenticates its peers with EAP if ``eap``, else not)."""
-        peer = (idi.id_type, idi.data)
-        # The connection IKE_SA_INIT chose first (its proposals were negotiated).
-        for cfg in (self.config, *self.candidates):
-            if cfg.auth.eap_server != eap:
-                continue
-            if cfg.remote_id is None or id_matches(peer, cfg.remote_id):
-                self.config = cfg
-                return
-        raise RemoteProtocolError(f"no configuration for peer {self.id_str(idi)}",
-                                  notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
-
     # -- used by the tasks ---------------------------------------------------------------
     def set_ike_keys(self, chosen: Chosen, ni: bytes, nr: bytes, shared: bytes,
                      seed: bytes | None = None) -> None:  # fmt: skip
@@ -754,7 +742,7 @@ class IkeSa:
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.mobike = self.mobike
         new.moves = self.moves  # natd_dest stays empty: the hashes cover the new SPIs
-        new.peer_id = self.peer_id
+        new.peer_id, new.peer_key = self.peer_id, self.peer_key
         new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq

@@ -17,9 +17,11 @@ negotiated again here at once; "trap" leaves a trap (``traps``): the shell calls
 SA (SIGTERM); ``idle`` says when all are gone.
 
 Uniqueness (strongSwan's ``unique``, IkeConfig.unique), for IKE SAs of one connection
-with the same peer identity ("duplicates"): a peer's INITIAL_CONTACT removes the older
-ones (RFC 7296 §2.4) unless the policy is "never"; "no" does nothing more. "keep"
-refuses (AUTHENTICATION_FAILED) a new one from another address while one is established.
+with the same peer identity ("duplicates"; canonical, IkeSa.peer_key: one for every
+spelling of it, so that neither uniqueness nor the pool's leases can be dodged): a
+peer's INITIAL_CONTACT removes the older ones (RFC 7296 §2.4) unless the policy is
+"never"; "no" does nothing more. "keep" refuses (AUTHENTICATION_FAILED) a new one from
+another address while one is established.
 "replace": an IKE SA the peer sets up from another address replaces its duplicates at
 once (a client that moved, or came back). Duplicates with the same address are settled
 REPLACE_DELAY seconds after the newer came up, if both are still there (the usual one,
@@ -105,8 +107,8 @@ class IkeManager:
         self._timer_of: dict[int, float] = {}
         self._seq = itertools.count()
         # Established IKE SAs by (connection, peer ID type, peer ID): duplicates, caps.
-        self._by_peer: dict[tuple[str, int, bytes], dict[int, IkeSa]] = {}
-        self._peer_key: dict[int, tuple[str, int, bytes]] = {}
+        self._by_peer: dict[tuple[str, bytes], dict[int, IkeSa]] = {}
+        self._peer_key: dict[int, tuple[str, bytes]] = {}
         # TaskManager counters of the IKE SAs no longer here (see task_counters).
         self._gone_counts = (0, 0, 0, 0)
         self._responding: dict[int, IkeSa] = {}  # initiator's SPI -> IKE SA we answer
@@ -444,12 +446,12 @@ class IkeManager:
 
     def _lease(self, sa: IkeSa, version: int) -> IPAddress | None:
         """A virtual IP of ``version`` for the peer of ``sa`` from its connection's pool."""
-        if not sa.config.pool or sa.peer_id is None:
+        if not sa.config.pool or not sa.peer_key:
             return None
         pool = self.pools.get(sa.config.name)
         if pool is None:
             pool = self.pools[sa.config.name] = AddressPool(sa.config.pool, sa.config.pool_exact)
-        identity = bytes([sa.peer_id.id_type]) + sa.peer_id.data
+        identity = sa.peer_key
         if version == 4 and sa.framed_ip is not None:  # EAP-RADIUS's Framed-IP-Address
             addr = pool.claim(sa.framed_ip, identity, sa.ike_sa_id)
             if addr is None:
@@ -471,7 +473,7 @@ class IkeManager:
 
     def _index(self, sa: IkeSa) -> None:
         """An established IKE SA into the index by peer identity."""
-        if sa.peer_id is None or id(sa) in self._peer_key:
+        if not sa.peer_key or id(sa) in self._peer_key:
             return
         key = _peer_key(sa)
         self._peer_key[id(sa)] = key
@@ -549,16 +551,16 @@ class IkeManager:
         self._touched.pop(id(sa), None)
 
 
-def _peer_key(sa: IkeSa) -> tuple[str, int, bytes]:
-    p = sa.peer_id
-    return (sa.config.name, p.id_type, p.data) if p is not None else (sa.config.name, -1, b"")
+def _peer_key(sa: IkeSa) -> tuple[str, bytes]:
+    """The index key: the connection and the peer's canonical identity (IkeSa.peer_key),
+    so that no spelling of an identity escapes uniqueness or ike_sas_per_identity."""
+    return (sa.config.name, sa.peer_key)
 
 
 def _same_peer(a: IkeSa, b: IkeSa) -> bool:
-    """Whether the peer proved the same identity to ``a`` and ``b`` (IDi or IDr)."""
-    if a.peer_id is None or b.peer_id is None:
-        return False
-    return (a.peer_id.id_type, a.peer_id.data) == (b.peer_id.id_type, b.peer_id.data)
+    """Whether the peer proved the same identity to ``a`` and ``b`` (IDi or IDr), however
+    it spelled it (IkeSa.peer_key)."""
+    return bool(a.peer_key) and a.peer_key == b.peer_key
 
 
 def _overlapped(a: IkeSa, b: IkeSa) -> bool:

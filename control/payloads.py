@@ -172,9 +172,12 @@ def pull_sa(buf: Buffer) -> SaPayload:
     proposals: list[Proposal] = []
     while True:
         last, p = pull_proposal(buf)
-        if p.num != len(proposals) + 1 and not (proposals and p.num == proposals[-1].num):
+        lone = last and not proposals  # a response's choice keeps its offered number
+        if (p.num != len(proposals) + 1 and not (lone and p.num >= 1)
+                and not (proposals and p.num == proposals[-1].num)):  # fmt: skip
             # RFC 7296 §3.3.1: numbered from 1, incrementing (equal numbers are the
             # IKEv1-style AND of proposals, which IKEv2 does not have; we refuse them).
+            # An accepted proposal is answered with the number it had in the offer.
             raise RemoteProtocolError(f"proposal number {p.num} out of sequence")
         proposals.append(p)
         if last:

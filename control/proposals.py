@@ -304,6 +304,13 @@ def accept_choice(
     )
 
 
+def allows(ours: Iterable[ProposalSpec], chosen: Chosen) -> bool:
+    """Whether one of ``ours`` offers every algorithm of ``chosen`` (a connection's
+    check of what was negotiated before the peer said which connection it is for)."""
+    offer = chosen.to_proposal(chosen.spi)
+    return any(_match(spec, offer, ignore_dh=not chosen.dh) is not None for spec in ours)
+
+
 def describe(p: Proposal) -> str:
     """A proposal in keyword syntax where we know the keywords, numbers elsewhere."""
     words = []

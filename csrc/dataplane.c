@@ -51,6 +51,7 @@ const char *ef_strerror(int err)
 		[EF_E_SEQ_EXHAUSTED] = "sequence numbers exhausted",
 		[EF_E_NOSPACE] = "buffer too small",
 		[EF_E_STATE] = "wrong state",
+		[EF_E_CONFLICT] = "another owner's SA holds these outbound selectors",
 	};
 
 	if (err < 0)
@@ -305,6 +306,8 @@ int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
 	err = ef_table_add(&dp->table, sa);
 	pthread_rwlock_unlock(&dp->lock);
 	if (err) {
+		if (err == EF_E_CONFLICT)
+			__atomic_add_fetch(&dp->sa_conflicts, 1, __ATOMIC_RELAXED);
 		ef_sa_free(sa);
 		return err;
 	}
@@ -396,6 +399,7 @@ void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
 	st->unknown_spi += dp->park.expired;
 	st->spi_held = (uint64_t)dp->park.n;
 	pthread_mutex_unlock(&dp->park.lock);
+	st->sa_conflicts = __atomic_load_n(&dp->sa_conflicts, __ATOMIC_RELAXED);
 }
 
 long ef_dp_encap_batch(ef_dp *dp, uint8_t *bufs, size_t stride, size_t n, size_t len,

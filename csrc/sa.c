@@ -170,6 +170,8 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 	sa->esn = p->esn ? 1 : 0;
 	sa->t = t;
 	sa->seq = p->initial_seq;
+	sa->owner = p->owner;
+	sa->group = p->group;
 	sa->seq_limit = sa->esn ? UINT64_MAX : UINT32_MAX;
 	if (p->seq_limit && p->seq_limit < sa->seq_limit)
 		sa->seq_limit = p->seq_limit;
@@ -552,12 +554,61 @@ static void plen_ref(struct ef_table *tb, const struct ef_prefix *p, int delta)
 	tb->n_plens[fi] = k;
 }
 
+static int prefixes_overlap(const struct ef_prefix *a, size_t na, const struct ef_prefix *b,
+			    size_t nb)
+{
+	for (size_t i = 0; i < na; i++)
+		for (size_t k = 0; k < nb; k++)
+			if (ef_prefix_contains(&a[i], &b[k]) || ef_prefix_contains(&b[k], &a[i]))
+				return 1;
+	return 0;
+}
+
+static int same_prefix(const struct ef_prefix *a, const struct ef_prefix *b)
+{
+	return a->family == b->family && a->plen == b->plen && memcmp(a->addr, b->addr, 16) == 0;
+}
+
+/* Whether route r (of another SA) and remote prefix p of `sa` conflict: see
+ * ef_sa_params.owner. */
+static int conflicts(const struct ef_route *r, const struct ef_sa *sa, const struct ef_prefix *p)
+{
+	const struct ef_sa *old = r->sa;
+
+	if (old->owner == sa->owner || r->prefix.family != p->family)
+		return 0;
+	if (!same_prefix(&r->prefix, p) &&
+	    !(sa->group && old->group == sa->group &&
+	      (ef_prefix_contains(&r->prefix, p) || ef_prefix_contains(p, &r->prefix))))
+		return 0;
+	return prefixes_overlap(old->local, old->n_local, sa->local, sa->n_local);
+}
+
+/* Whether a route of `sa` would shadow another owner's SA. Equal prefixes share a
+ * bucket; nested ones (only checked within a group) may be anywhere. */
+static int shadows(const struct ef_table *tb, const struct ef_sa *sa)
+{
+	for (size_t i = 0; i < sa->n_remote; i++) {
+		const struct ef_prefix *p = &sa->remote[i];
+		uint32_t b = route_hash(p) & tb->route_mask, first = sa->group ? 0 : b;
+		uint32_t last = sa->group ? tb->route_mask : b;
+
+		for (uint32_t k = first; k <= last; k++)
+			for (const struct ef_route *r = tb->routes[k]; r; r = r->next)
+				if (conflicts(r, sa, p))
+					return 1;
+	}
+	return 0;
+}
+
 int ef_table_add(struct ef_table *tb, struct ef_sa *sa)
 {
 	struct ef_sa **bucket;
 
 	if (ef_table_find(tb, sa->spi, sa->dir))
 		return EF_E_EXISTS;
+	if (sa->dir == EF_DIR_OUT && shadows(tb, sa))
+		return EF_E_CONFLICT;
 	bucket = &tb->spi[sa->dir][spi_hash(sa->spi) & tb->spi_mask[sa->dir]];
 	sa->next_spi = *bucket;
 	*bucket = sa;

@@ -48,6 +48,7 @@ struct ef_sa {
 	struct ef_route *routes; /* outbound: one per remote prefix */
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
+	uint64_t owner, group; /* see ef_sa_params.owner */
 	struct ef_sa_stats cnt;
 };
 
@@ -100,7 +101,9 @@ struct ef_table {
 
 int ef_table_init(struct ef_table *tb);
 void ef_table_destroy(struct ef_table *tb); /* frees every SA */
-int ef_table_add(struct ef_table *tb, struct ef_sa *sa); /* EF_E_EXISTS, EF_E_NOMEM */
+/* EF_E_EXISTS; EF_E_CONFLICT for an outbound SA that would shadow another owner's SA
+ * (see ef_sa_params.owner). */
+int ef_table_add(struct ef_table *tb, struct ef_sa *sa);
 struct ef_sa *ef_table_find(const struct ef_table *tb, uint32_t spi, int dir);
 struct ef_sa *ef_table_remove(struct ef_table *tb, uint32_t spi, int dir);
 struct ef_sa *ef_table_route(const struct ef_table *tb, const struct ef_prefix *src,

@@ -113,6 +113,7 @@ struct ef_dp {
 	struct ef_table table;
 	struct ef_park park;
 	uint64_t in_gen; /* inbound SAs added so far */
+	uint64_t sa_conflicts; /* outbound SAs refused with EF_E_CONFLICT */
 	int kick_fd;     /* eventfd: an inbound SA came while datagrams were held */
 };
 

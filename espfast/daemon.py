@@ -28,6 +28,11 @@ the non-ESP marker), the timer on the event loop, the TUN device
                            close_action are IkeManager's: "restart" negotiates again there,
                            "trap" leaves a trap (routes stay into the TUN device)
     PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs
+    (every SA)          -> owned by its connection and the peer's canonical identity
+                           (IkeSa.peer_key): the dataplane refuses an outbound SA that
+                           would take over another owner's route (SelectorConflict, counted
+                           in sa_conflicts), and we delete that Child SA; only the same
+                           owner's Child SAs are each other's rekeys and twins
     IkeSaUp/IkeSaDown   -> the virtual IPs the peer gave us go on the TUN device while an
                            IKE SA holds them (``set_addresses``)
 
@@ -57,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import ipaddress
 import logging
 import os
@@ -95,7 +101,7 @@ from espfast.ctl import (
     StatusDocument,
     child_sa_status,
 )
-from espfast.dataplane import Direction, SaParams, SaStats, Transform
+from espfast.dataplane import Direction, SaParams, SaStats, SelectorConflict, Transform
 from espfast.logfmt import event as logged
 from espfast.mobility import is_wildcard, source_for
 from espfast.static import fmt_endpoint
@@ -175,6 +181,7 @@ class _Child:
     up: ChildSaUp  # the event without its keys, for the status document
     established: float  # UNIX time
     packets_in: int = 0  # at the last read of the counters
+    owner: int = 0  # SaParams.owner: connection and canonical peer identity
 
 
 @dataclass
@@ -550,9 +557,11 @@ class Daemon:
                 # A Child SA like one we have, with the same peer: the peer reauthenticated
                 # (RFC 7296 §2.8.3: to us, the responder, a fresh IKE SA) or re-created it:
                 # make-before-break as for a rekey, the old one goes with its IKE SA.
-                twin = next(iter(self._by_sel.get(_selectors(event), ())), None)
+                owner, _ = self._owner(event.ike_sa_id)
+                twin = next((spi for spi in self._by_sel.get(_selectors(event), ())
+                             if self.children[spi].owner == owner), None)  # fmt: skip
                 if twin is None:
-                    self._install(event)
+                    self._install_new(event)
                 else:
                     self._install_rekeyed(event, twin, self.children[twin].spi_out)
             case ChildSaRekeyed():
@@ -698,6 +707,28 @@ class Daemon:
             self._out_refs.pop(spi_out, None)
             self._remove(spi_out, Direction.OUT)
 
+    def _owner(self, ike_sa_id: int) -> tuple[int, int]:
+        """SaParams.owner and .group for the Child SAs of IKE SA ``ike_sa_id``: its
+        connection and the peer's canonical identity (the same across rekeys and
+        reauthentications), and its connection."""
+        sa = next((s for s in self.sas if s.ike_sa_id == ike_sa_id), None)
+        if sa is None:
+            return ike_sa_id, 0
+        conn = sa.config.name.encode()
+        return _hash64(conn + b"\0" + sa.peer_key), _hash64(conn)
+
+    def _install_new(self, ev: ChildSaUp) -> None:
+        """A new Child SA; one whose outbound selectors another peer's SA holds is
+        refused by the dataplane (SelectorConflict): we delete it, the other stays."""
+        try:
+            self._install(ev)
+        except SelectorConflict as e:
+            self.counters.event_errors += 1
+            log.error("%s: child SA %08x refused: %s", ev.name, ev.spi_in, e)
+            sa = next((s for s in self.sas if s.ike_sa_id == ev.ike_sa_id), None)
+            if sa is not None:
+                sa.delete_child(ev.spi_in, self.loop.time())
+
     def _install(
         self, ev: ChildSaUp, spi_out_now: int | None = None, rekeyed: int | None = None
     ) -> SaParams:
@@ -706,6 +737,7 @@ class Daemon:
         to install later, and meanwhile ``spi_out_now`` carries its traffic."""
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
+        owner, group = self._owner(ev.ike_sa_id)
 
         def params(d: Direction, spi: int, enc: bytes, integ: bytes) -> SaParams:
             return SaParams(
@@ -718,6 +750,8 @@ class Daemon:
                 remote_ts=remote,
                 peer=ev.peer if d is Direction.OUT else None,
                 esn=ev.esn,
+                owner=owner,
+                group=group,
             )
 
         self.dataplane.add_sa(params(Direction.IN, ev.spi_in, ev.enc_key_in, ev.integ_key_in))
@@ -738,6 +772,7 @@ class Daemon:
                 ev.spi_out if spi_out_now is None else spi_out_now,
                 keyless,
                 time.time(),
+                owner=owner,
             ),
         )
         self.counters.child_sas_installed += 1
@@ -956,6 +991,10 @@ def _children_to_start(conn: ConnectionConfig) -> list[str]:
         return names
     return [c.name for c in conn.ike.children
             if c.dpd_action == "restart" or c.close_action == "start"]  # fmt: skip
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 def _unindex(index: dict[K, dict[int, None]], key: K, spi_in: int) -> None:

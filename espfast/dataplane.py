@@ -147,6 +147,14 @@ class SaParams:
     peer: tuple[str, int] | None = None  # outbound: outer peer address and UDP port
     esn: bool = False
     replay_window: int = 1024  # inbound only
+    # Who the SA is for (the daemon: connection and canonical peer identity, hashed to 64
+    # bits) and its owner's group (the daemon: the connection; 0: none). An outbound SA
+    # is refused with SelectorConflict (counted in Stats.sa_conflicts) when, for
+    # overlapping local selectors, another owner's SA routes the same remote prefix, or,
+    # in the same group, one that holds or is held by its own (csrc/api.cdef); the same
+    # owner's newer SA (rekey, reauthentication) takes the route over.
+    owner: int = 0
+    group: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,7 @@ class Stats:
     # peer sent on a new SA before our IKE had installed it (csrc/worker.h, ef_park).
     spi_late: int
     spi_held: int  # ... and how many wait right now
+    sa_conflicts: int  # outbound SAs refused: another owner's selectors (SelectorConflict)
 
     # Counters that count traffic or the use of an offload; every other one counts drops
     # (or, for keepalives/IKE, datagrams that were not ESP).
@@ -203,6 +212,10 @@ class Stats:
     def drops(self) -> dict[str, int]:
         """The drop and error counters that moved, by name."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v and k not in self.NOT_DROPS}
+
+
+class SelectorConflict(ValueError):
+    """An outbound SA would take over the route of another owner's SA (SaParams.owner)."""
 
 
 class EspError(ValueError):
@@ -418,6 +431,10 @@ def _build_params(
     p.initial_seq = initial_seq
     p.seq_limit = seq_limit if direction is Direction.OUT else 0
     p.peer, p.peer_len = peer_buf, peer_len
+    for what, value in (("owner", sa.owner), ("group", sa.group)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+            raise ValueError(f"{what} must be an int in 0..2**64-1, not {value!r}")
+    p.owner, p.group = sa.owner, sa.group
     return _CParams(p, [ekey, ikey], [lts, rts, peer_buf])
 
 
@@ -620,6 +637,9 @@ class Dataplane(_Closable):
             cp.wipe()
         if rc == lib.EF_E_EXISTS:
             raise ValueError(f"an {sa.direction} SA with SPI 0x{sa.spi:08x} already exists")
+        if rc == lib.EF_E_CONFLICT:
+            raise SelectorConflict(f"outbound SA 0x{sa.spi:08x}: another peer's SA holds "
+                                   f"(part of) {', '.join(map(str, sa.remote_ts))}")  # fmt: skip
         if rc:
             raise ValueError(f"cannot add SA 0x{sa.spi:08x}: {_strerror(rc)}")
 

@@ -100,8 +100,7 @@ class ChildNegotiation:
         error: RemoteProtocolError | None = None
         for cfg in self.sa.config.children:
             try:
-                # A peer we gave virtual IPs (control/vip.py) speaks from those alone.
-                ts_i = narrow(tsi.selectors, _vip_or(self.sa.remote_vips, cfg.remote_ts))
+                ts_i = narrow(tsi.selectors, self._peer_side(cfg))
                 ts_r = narrow(tsr.selectors, cfg.local_ts)
                 chosen = select(cfg.esp_proposals, sa_p.proposals, ignore_dh=self.ignore_dh)
             except RemoteProtocolError as exc:
@@ -119,6 +118,22 @@ class ChildNegotiation:
         self.error = error or RemoteProtocolError("no child configuration",
                                                   notify=NotifyType.NO_PROPOSAL_CHOSEN)  # fmt: skip
         return None
+
+    def _peer_side(self, cfg: ChildConfig) -> tuple[TrafficSelector, ...]:
+        """What the initiator's side (TSi) may hold. On a connection with a pool it is
+        exactly the virtual IPs leased to this IKE SA (control/vip.py), never the pool:
+        a peer that asked for none, or none of the child's families, gets no Child SA
+        (TS_UNACCEPTABLE), so that no client speaks for another's address."""
+        if not self.sa.config.pool:
+            return _vip_or(self.sa.remote_vips, cfg.remote_ts)
+        families = {ts.ts_type for ts in cfg.remote_ts}
+        hosts = tuple(TrafficSelector.from_network(ipaddress.ip_network(a))
+                      for a in self.sa.remote_vips)  # fmt: skip
+        ours = tuple(h for h in hosts if h.ts_type in families)
+        if not ours:
+            raise RemoteProtocolError("the peer holds no virtual IP for this child",
+                                      notify=NotifyType.TS_UNACCEPTABLE)  # fmt: skip
+        return ours
 
     def answer(self) -> list[Payload]:
         if self.child is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .. import vip
-from ..auth import id_matches, psk_auth, psk_verify, signed_octets
+from .. import policy, vip
+from ..auth import canonical_id, id_matches, psk_auth, psk_verify, signed_octets
 from ..config import ChildConfig
 from ..constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ..errors import PeerError, RemoteProtocolError
@@ -76,7 +76,8 @@ class IkeAuth(Task):
                                       notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
         return out
 
-    def _check_peer(self, msg: Message, id_payload: IdPayload) -> None:
+    def _check_peer(self, msg: Message, id_payload: IdPayload) -> bytes:
+        """Authenticate the peer under ``sa.config``; its canonical identity."""
         auth = msg.get(AuthPayload)
         if auth is None:
             raise _auth_failed("no AUTH payload")
@@ -94,16 +95,39 @@ class IkeAuth(Task):
                 raise _auth_failed(f"peer used AUTH method {auth.method}, we expect PSK")
             if not psk_verify(self.sa.prf, cfg.auth.psk, octets, auth.data):
                 raise _auth_failed("pre-shared key mismatch")
-            return
+            return canonical_id(peer)
         if cfg.auth.verifier is None:
             raise _auth_failed("no way to verify the peer's signature")
         certs = [c.data for c in msg.all(CertPayload)
                  if c.encoding == CertEncoding.X509_SIGNATURE]  # fmt: skip
         try:
-            cfg.auth.verifier(auth.method, auth.data, octets, certs,
-                              (id_payload.id_type, id_payload.data))  # fmt: skip
+            key = cfg.auth.verifier(auth.method, auth.data, octets, certs, peer)
         except RemoteProtocolError as exc:
             raise _auth_failed(str(exc)) from None
+        return key or canonical_id(peer)
+
+    def _select_and_check(self, msg: Message, idi: IdPayload) -> bytes:
+        """Responder: the connection for this peer (control/policy.py), the first of the
+        candidates whose authentication it passes; its canonical identity."""
+        sa = self.sa
+        # The connection IKE_SA_INIT chose goes first among equally good matches.
+        ours = (sa.config, *(c for c in sa.candidates if c is not sa.config))
+        configs = policy.candidates(ours, (idi.id_type, idi.data), sa.chosen)
+        if not configs:
+            raise _auth_failed(f"no connection for peer {sa.id_str(idi)} "
+                               f"with {sa.chosen}")  # fmt: skip
+        first: RemoteProtocolError | None = None
+        for cfg in configs:
+            sa.config = cfg
+            try:
+                return self._check_peer(msg, idi)
+            except RemoteProtocolError as exc:
+                if len(configs) > 1:
+                    sa.log(f"connection {cfg.name} refuses {sa.id_str(idi)}: {exc}")
+                first = first or exc
+        sa.config = configs[0]
+        assert first is not None
+        raise first
 
     # -- both roles --------------------------------------------------------------------
     def build(self) -> list[Payload]:
@@ -140,14 +164,13 @@ class IkeAuth(Task):
                 raise PeerError(f"peer answered {_name(err.notify_type)}", err.notify_type)
             check_rules(msg)
             idr = msg.need(IdrPayload)
-            self._check_peer(msg, idr)
+            sa.peer_key = self._check_peer(msg, idr)
             sa.peer_id = idr
             return self._complete(msg, msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None)
         check_rules(msg)
         idi = msg.need(IdiPayload)
         sa.peer_certreq = sa.peer_certreq or msg.get(CertReqPayload) is not None
-        sa.select_config(idi)
-        self._check_peer(msg, idi)
+        sa.peer_key = self._select_and_check(msg, idi)
         sa.peer_id = idi
         return self._admit(msg, sa.id_str(idi))
 

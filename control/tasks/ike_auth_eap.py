@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..auth import id_matches, psk_auth, psk_verify
+from .. import policy
+from ..auth import canonical_id, psk_auth, psk_verify
 from ..config import ChildConfig
 from ..constants import AuthMethod, IdType, NotifyType
 from ..eap import EapCode, EapFailure, EapPacket, EapPeer, EapServer, decode_eap, encode_eap
@@ -119,7 +120,7 @@ class IkeAuthEap(IkeAuth):
             self.peer_mobike = True
         if self.stage == "first":
             idr = msg.need(IdrPayload)
-            self._check_peer(msg, idr)  # the gateway's certificate and signature
+            sa.peer_key = self._check_peer(msg, idr)  # the gateway's certificate, signature
             sa.peer_id = idr
         if self.stage in ("first", "eap"):
             assert self.peer is not None
@@ -147,11 +148,14 @@ class IkeAuthEap(IkeAuth):
         if self.stage == "first":
             check_rules(msg, EAP_RULES["first"])
             idi = msg.need(IdiPayload)
-            sa.select_config(idi, eap=True)
-            cfg = sa.config
-            if cfg.remote_id is not None and not id_matches((idi.id_type, idi.data),
-                                                            cfg.remote_id):  # fmt: skip
-                raise _auth_failed(f"peer identity {sa.id_str(idi)} is not the configured one")
+            # The best connection for the IDi (control/policy.py) that asks for EAP and
+            # allows the IKE proposal negotiated; EAP then decides who the peer is.
+            ours = (sa.config, *(c for c in sa.candidates if c is not sa.config))
+            configs = policy.candidates(ours, (idi.id_type, idi.data), sa.chosen, eap=True)
+            if not configs:
+                raise _auth_failed(f"no EAP connection for peer {sa.id_str(idi)} "
+                                   f"with {sa.chosen}")  # fmt: skip
+            cfg = sa.config = configs[0]
             self.first, self.idi = msg, idi
             if cfg.auth.eap_radius:
                 self.relay = RadiusRelay(cfg.name, f"{sa.remote[0]}[{sa.remote[1]}]",
@@ -190,6 +194,7 @@ class IkeAuthEap(IkeAuth):
         self.stage, self.eap_out = "done", None
         user = self.server.identity if self.server is not None else self.user
         sa.peer_id = eap_peer_id(user)
+        sa.peer_key = canonical_id((sa.peer_id.id_type, sa.peer_id.data))
         method = "EAP-MSCHAPv2" if self.server is not None else "EAP-RADIUS"
         sa.log(f"{method} authenticated {printable(user)}")
         return self._admit(self.first, printable(user))

@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from dp_helpers import (
@@ -30,7 +30,7 @@ from dp_helpers import (
 )
 
 from espfast import netns
-from espfast.dataplane import Dataplane, Direction, Stats, Transform
+from espfast.dataplane import Dataplane, Direction, SaParams, SelectorConflict, Stats, Transform
 
 SPI_AB, SPI_BA = 0x1111, 0x2222
 
@@ -519,3 +519,42 @@ def test_ipv6_outer_addresses() -> None:
         assert b.dp.recv_ike() == [(b"ike6", a.addr)]
     finally:
         close_sides(a, b)
+
+
+NET_C = (ipaddress.ip_network("198.19.3.0/24"),)
+
+
+def test_an_outbound_sa_never_takes_over_another_owners_route(pair: tuple[Side, Side]) -> None:
+    """Owner 1 routes NET_B; owner 2's outbound SA for the same selectors is refused
+    (SelectorConflict, counted), traffic stays on owner 1's SA; owner 1's own newer SA
+    (a rekey) takes the route over as before."""
+    a, b = pair
+    t = Transform.AES128GCM16
+    enc, integ = keys(t)
+
+    def out(spi: int, owner: int) -> SaParams:
+        return replace(params(t, Direction.OUT, enc, integ, spi=spi, peer=b.addr), owner=owner)
+
+    a.dp.add_sa(out(0x3000, 1))
+    with pytest.raises(SelectorConflict, match=re.escape("SA holds (part of) 198.19.2.0/24")):
+        a.dp.add_sa(out(0x3001, 2))
+    with pytest.raises(ValueError, match="no out SA"):
+        a.dp.sa_stats(0x3001, Direction.OUT)
+    assert a.dp.stats().sa_conflicts == 1
+    assert a.dp.stats().drops() == {"sa_conflicts": 1}
+    a.dp.add_sa(out(0x3002, 1))  # a rekey of owner 1's SA
+    a.dp.start()
+    a.tun.send(ipv4_udp(A4, B4, b"to b"))
+    assert netns.wait_for(lambda: a.dp.sa_stats(0x3002, Direction.OUT).packets == 1, 5)
+    assert a.dp.sa_stats(0x3000, Direction.OUT).packets == 0
+    with pytest.raises(ValueError, match="owner must be an int"):
+        a.dp.add_sa(out(0x3003, -1))
+    # Within a group (a connection) another owner may not route a part of it either.
+    half = (ipaddress.ip_network("198.19.2.0/25"),)
+    a.dp.add_sa(replace(out(0x3004, 3), remote_ts=NET_C, group=9))
+    with pytest.raises(SelectorConflict):
+        a.dp.add_sa(
+            replace(out(0x3005, 4), remote_ts=(ipaddress.ip_network("198.19.3.0/25"),), group=9)
+        )
+    a.dp.add_sa(replace(out(0x3006, 4), remote_ts=half, group=10))  # another connection may
+    assert a.dp.stats().sa_conflicts == 2

@@ -160,9 +160,16 @@ def test_bad_substructures() -> None:
     bad_delete = DeletePayload(ProtocolId.ESP, (b"\x00\x01",))
     with pytest.raises(RemoteProtocolError, match="SPI size 2"):
         decode(encode(msg(bad_delete)))
-    bad_num = SaPayload((Proposal(3, ProtocolId.IKE, b"", SA.proposals[0].transforms),))
-    with pytest.raises(RemoteProtocolError, match="out of sequence"):
-        decode(encode(msg(bad_num)))
+    ts = SA.proposals[0].transforms
+
+    def numbered(*nums: int) -> SaPayload:
+        return SaPayload(tuple(Proposal(n, ProtocolId.IKE, b"", ts) for n in nums))
+
+    for bad in ((3, 4), (1, 3), (0,)):
+        with pytest.raises(RemoteProtocolError, match="out of sequence"):
+            decode(encode(msg(numbered(*bad))))
+    # A response carries the one proposal accepted, with its number in the offer (§3.3.1).
+    assert decode(encode(msg(numbered(3)))).get(SaPayload) == numbered(3)
 
 
 def test_payload_length_overruns_message() -> None:

@@ -12,7 +12,14 @@ from ikepair import NET_B, A, B, configs, drain, exchange, shuttle
 from espfast.control.buffer import Buffer
 from espfast.control.config import ChildConfig, IkeConfig
 from espfast.control.constants import CfgAttr, CfgType, IdType
-from espfast.control.events import ChildSaRekeyed, ChildSaUp, IkeSaDown, IkeSaUp, TrafficSelector
+from espfast.control.events import (
+    ChildSaFailed,
+    ChildSaRekeyed,
+    ChildSaUp,
+    IkeSaDown,
+    IkeSaUp,
+    TrafficSelector,
+)
 from espfast.control.manager import IkeManager
 from espfast.control.payloads import CpPayload, encode_body, pull_cp
 from espfast.control.pool import AddressPool
@@ -123,6 +130,9 @@ def test_each_identity_keeps_its_address_and_an_empty_pool_says_so() -> None:
 
 @pytest.mark.parametrize("pool", ["", "198.19.100.0/24"])
 def test_a_client_that_asks_nothing_gets_nothing(pool: str) -> None:
+    """No virtual IP asked for, none given. Without a pool the child's remote_ts is the
+    peer's side (a site); with one, a peer speaks only from the addresses leased to it,
+    so a client holding none gets no Child SA (TS_UNACCEPTABLE), though its IKE SA is up."""
     cr, ci = gateway_and_client()
     cr = replace(cr, pool=(ipaddress.ip_network(pool),) if pool else ())
     ci = replace(ci, vips=(), children=configs()[0].children)
@@ -131,7 +141,10 @@ def test_a_client_that_asks_nothing_gets_nothing(pool: str) -> None:
     up_c = next(e for e in ev_c if isinstance(e, IkeSaUp))
     up_g = next(e for e in ev_g if isinstance(e, IkeSaUp))
     assert up_c.virtual_ips == () and up_g.peer_virtual_ips == ()
-    assert [type(e) for e in ev_g].count(ChildSaUp) == 1
+    assert [type(e) for e in ev_g].count(ChildSaUp) == (0 if pool else 1)
+    if pool:
+        (failed,) = [e for e in ev_c if isinstance(e, ChildSaFailed)]
+        assert "TS_UNACCEPTABLE" in failed.reason
 
 
 def test_rekeys_keep_the_address_and_the_narrowing() -> None:
