@@ -389,7 +389,7 @@ def peer_version(protocol: str) -> str:
         out = subprocess.run(
             ["openvpn", "--version"], capture_output=True, text=True, timeout=10, check=False
         ).stdout
-        return out.splitlines()[0][:60] if out else "openvpn: no version"
+        return " ".join(out.split()[:2]) if out else "openvpn: no version"  # "OpenVPN 2.6.14"
     return ""
 
 
