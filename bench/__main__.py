@@ -315,6 +315,11 @@ def select_tunnels(patterns: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    rest = sys.argv[1:] if argv is None else argv
+    if rest[:1] == ["compare"]:  # IKEv2 / WireGuard / OpenVPN: bench/compare.py
+        from bench.compare import main as compare
+
+        return compare(rest[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "-t", "--tunnels", default="*", help="comma-separated names or globs (default: all)"

@@ -132,11 +132,13 @@ def responder(kind: str, hosts: TwoHosts, psk: Psk, tmp: Path, lift: bool) -> It
 
 
 @contextlib.contextmanager
-def capture(hosts: TwoHosts, pcap: Path) -> Iterator[None]:
-    """tcpdump of IKE (UDP 500 and 4500) on b's veth while the block runs."""
+def capture(
+    hosts: TwoHosts, pcap: Path, expr: str = "udp port 500 or udp port 4500"
+) -> Iterator[None]:
+    """tcpdump of ``expr`` (IKE: UDP 500 and 4500) on b's veth while the block runs."""
     dump = hosts.b.popen(
         "tcpdump", "-i", "veth-b", "-n", "-U", "--immediate-mode", "-s", "128", "-w", str(pcap),
-        "udp port 500 or udp port 4500",
+        expr,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

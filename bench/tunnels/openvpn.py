@@ -59,6 +59,7 @@ def write_pki(directory: Path) -> None:
 @dataclass
 class OpenVpn:
     name: str = "openvpn"
+    extra: tuple[str, ...] = ()  # more options for both ends (e.g. "--ping", "10")
 
     def _argv(self, pki: Path, side: str, local: str, remote: str) -> list[str]:
         mine, theirs = (INNER_A, INNER_B) if side == "a" else (INNER_B, INNER_A)
@@ -74,7 +75,7 @@ class OpenVpn:
             "--data-ciphers", CIPHER, "--cipher", CIPHER,
             "--ca", str(pki / "ca.pem"), "--cert", str(pki / f"{side}.pem"),
             "--key", str(pki / f"{side}.key"), *role,
-            "--verb", "3",
+            "--verb", "3", *self.extra,
         ]  # fmt: skip
 
     @contextlib.contextmanager
