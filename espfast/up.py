@@ -91,6 +91,7 @@ async def _serve(
     config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
 ) -> Counters:
     from espfast.accounting import Accounting
+    from espfast.clientdns import Resolver
     from espfast.clientnet import Routes
     from espfast.control.rng import SystemRng
     from espfast.ctl import ControlServer
@@ -164,6 +165,10 @@ async def _serve(
         if radius is not None and radius.cfg.accounting:
             daemon.accounting = Accounting(radius, loop, daemon.radius_counts)
             stack.callback(daemon.accounting.close)
+        # A road-warrior client: the gateway's DNS servers (espfast/clientdns.py).
+        resolver = Resolver(tun.name, iface.resolver)
+        daemon.listeners.append(resolver.on_event)
+        stack.callback(resolver.close)
         running.append((daemon, dp))
         counted = Metrics(daemon, dp.stats, iface.workers)
         metrics = MetricsServer(counted, loop)

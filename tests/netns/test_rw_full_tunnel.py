@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import selectors
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from updaemon import client_conf, drops, gateway_conf, one_tunnel, ping, status
 
-from espfast.netns import Namespace, ThreeHosts, wait_for
-from espfast.static import start_in, write_private
+from espfast.netns import Namespace, ThreeHosts, TwoHosts, wait_for
+from espfast.static import READY, Running, control_socket_in, start_in, write_private
 
 PSK = "a pre-shared key long enough for the full tunnel test"
 AUTH = f'psk = "{PSK}"'
@@ -102,3 +103,46 @@ def test_full_tunnel_no_loop_no_leak(tmp_path: Path) -> None:
     assert "pinned to the underlay" in err, err
     assert pin_after.strip() == "", pin_after  # the pin went with the client
     assert drops(out).get("no_sa", 0) >= 2, out  # the IPv6 pings, dropped in the TUN device
+
+
+def test_client_applies_the_gateways_dns_and_restores_it(tmp_path: Path) -> None:
+    """resolver = "file": the client, in a mount namespace of its own where a test file is
+    bound over /etc/resolv.conf and a tmpfs over /run (the machine's stay untouched),
+    writes the gateway's DNS servers there while the tunnel is up and puts the old
+    content back on SIGTERM."""
+    fake = tmp_path / "resolv.conf"
+    before = "# the client's own resolver\nnameserver 198.18.0.53\n"
+    fake.write_text(before)
+    gw_conf = gateway_conf(listen="198.18.0.2", local_id="gw.dns.test", auth=AUTH,
+                           pool="198.19.100.0/24", dns=["198.19.2.53", "198.19.2.54"],
+                           inner="198.19.2.1/24", local_ts="198.19.2.0/24")  # fmt: skip
+    cl_conf = client_conf(
+        listen="198.18.0.1", gateway="198.18.0.2", local_id="dave@dns.test",
+        remote_id="gw.dns.test", auth=AUTH, remote_ts="198.19.2.0/24",
+    )  # fmt: skip
+    cl_conf = cl_conf.replace("[interface]\n", '[interface]\nresolver = "file"\n', 1)
+    cl_path = write_private(tmp_path / "rw.toml", cl_conf)
+    with TwoHosts.create("rwc") as hosts:
+        gw = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw_conf), command="up")
+        client = None
+        try:
+            proc = hosts.a.popen(
+                "unshare", "-m", "--propagation", "private", "sh", "-c",
+                'mount --bind "$1" /etc/resolv.conf && mount -t tmpfs ef-rwc /run && shift '
+                '&& exec "$@"', "sh", str(fake),
+                sys.executable, "-m", "espfast", "up", "-c", str(cl_path), "-v",
+                "--socket", str(control_socket_in(hosts.a)),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            client = Running(hosts.a, proc, hosts.a.wait_ready(proc, READY, "the client"))
+            assert wait_for(lambda: "198.19.2.53" in fake.read_text(), timeout=15), status(hosts.a)
+            during = fake.read_text()
+        finally:
+            if client is not None:
+                status_code, _, err = client.stop()
+            gw.stop()
+    assert during.endswith("nameserver 198.19.2.53\nnameserver 198.19.2.54\n"), during
+    assert "198.18.0.53" not in during
+    assert status_code == 0, err
+    assert fake.read_text() == before, err
+    assert "DNS servers withdrawn (file)" in err, err
