@@ -18,7 +18,7 @@ from espfast.control.payloads import CpPayload, encode_body, pull_cp
 from espfast.control.pool import AddressPool
 from espfast.control.proposals import parse_esp
 from espfast.control.rng import DeterministicRng
-from espfast.control.vip import assigned, reply, request, requested
+from espfast.control.vip import assigned, reply, request, requested, subnets, subnets_requested
 
 ANY4 = TrafficSelector.from_network("0.0.0.0/0")
 POOL = ipaddress.ip_network("198.19.100.0/24")
@@ -161,3 +161,32 @@ def test_rekeys_keep_the_address_and_the_narrowing() -> None:
     new_g.delete(3)
     exchange(gw, [(client, A[0])], now=3)
     assert gw.pools["gw-b"].held() == {}
+
+
+def test_subnets_round_trip_and_junk() -> None:
+    cp = request((IP("0.0.0.0"), IP("::")))
+    assert subnets_requested(cp) == (4, 6)
+    nets = (ipaddress.ip_network("198.19.2.0/24"), ipaddress.ip_network("2001:2:0:2::/64"))
+    answer = reply((IP("198.19.100.1"),), (DNS,), nets)  # an IPv4 lease: IPv4 subnets only
+    assert pull_cp(Buffer(encode_body(answer))) == answer
+    assert subnets(answer) == nets[:1]
+    assert answer.values(CfgAttr.INTERNAL_IP4_SUBNET) == [bytes([198, 19, 2, 0, 255, 255, 255, 0])]
+    both = reply((IP("198.19.100.1"), IP("2001:2:0:100::1")), (), nets)
+    assert subnets(both) == nets
+    junk = CpPayload(CfgType.REPLY, (
+        (CfgAttr.INTERNAL_IP4_SUBNET, bytes([198, 19, 2, 0, 255, 0, 255, 0])),  # no prefix
+        (CfgAttr.INTERNAL_IP4_SUBNET, bytes([198, 19, 2, 1, 255, 255, 255, 0])),  # host bits
+        (CfgAttr.INTERNAL_IP6_SUBNET, bytes(16) + b"\x81"),  # /129
+        (CfgAttr.INTERNAL_IP4_SUBNET, b"\x01"),
+    ))  # fmt: skip
+    assert subnets(junk) == () and subnets(cp) == () and subnets_requested(answer) == ()
+
+
+def test_gateway_names_its_subnets_to_a_client_that_asks(caplog: pytest.LogCaptureFixture) -> None:
+    cr, ci = gateway_and_client()
+    cr = replace(cr, children=(ChildConfig("net", (NET_B,), (ANY4,), parse_esp("aes128gcm16")),))
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    caplog.set_level("INFO", logger="espfast.control")
+    _, ev_c, _ = connect(gw, ci, b"erin.example.org")
+    assert any(isinstance(e, IkeSaUp) for e in ev_c)
+    assert f"the peer protects {NET_B}" in caplog.text, caplog.text
