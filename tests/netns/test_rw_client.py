@@ -1,4 +1,7 @@
-"""A road-warrior client with a full tunnel (remote_ts 0.0.0.0/0): a -- r -- b, the
+"""The client side of a road-warrior tunnel: a full tunnel, the gateway's DNS servers,
+a split tunnel.
+
+A road-warrior client with a full tunnel (remote_ts 0.0.0.0/0): a -- r -- b, the
 gateway on r (its address on b's side: a reaches it by its default route via r), an
 'internet' host b beyond it. The client reaches b through the tunnel;
 its IKE and ESP to the gateway keep to the underlay (the gateway's address, inside
@@ -146,3 +149,34 @@ def test_client_applies_the_gateways_dns_and_restores_it(tmp_path: Path) -> None
     assert status_code == 0, err
     assert fake.read_text() == before, err
     assert "DNS servers withdrawn (file)" in err, err
+
+
+def test_split_tunnel_routes_only_the_gateways_subnets(tmp_path: Path) -> None:
+    """The client proposes 0.0.0.0/0; the gateway protects 198.19.2.0/24 only: it names
+    that subnet (INTERNAL_IP4_SUBNET) and narrows the Child SA to it, and the client
+    routes that alone (no halves, no pin): its underlay keeps everything else."""
+    gw_conf = gateway_conf(listen="198.18.0.2", local_id="gw.split.test", auth=AUTH,
+                           pool="198.19.100.0/24", dns="198.19.2.53",
+                           inner="198.19.2.1/24", local_ts="198.19.2.0/24")  # fmt: skip
+    cl_conf = client_conf(
+        listen="198.18.0.1", gateway="198.18.0.2", local_id="frank@split.test",
+        remote_id="gw.split.test", auth=AUTH, remote_ts="0.0.0.0/0",
+    )  # fmt: skip
+    with TwoHosts.create("rwc") as hosts:
+        gw = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw_conf), command="up")
+        client = None
+        try:
+            client = start_in(hosts.a, write_private(tmp_path / "rw.toml", cl_conf), "-v",
+                              command="up")  # fmt: skip
+            assert wait_for(lambda: one_tunnel(hosts.a), timeout=15), status(hosts.a)
+            assert wait_for(lambda: ping(hosts.a, "198.19.2.1"), timeout=5)
+            routes = hosts.a.run("ip", "route", "show", "dev", "efrw0").stdout
+            (ike_c,) = status(hosts.a)
+        finally:
+            if client is not None:
+                _, _, err = client.stop()
+            gw.stop()
+    assert ike_c["child_sas"][0]["remote_ts"] == ["198.19.2.0/24"]
+    assert "198.19.2.0/24" in routes and "/1 " not in routes, routes
+    assert "the peer protects 198.19.2.0/24" in err, err
+    assert "pinned" not in err
