@@ -190,3 +190,29 @@ def test_gateway_names_its_subnets_to_a_client_that_asks(caplog: pytest.LogCaptu
     _, ev_c, _ = connect(gw, ci, b"erin.example.org")
     assert any(isinstance(e, IkeSaUp) for e in ev_c)
     assert f"the peer protects {NET_B}" in caplog.text, caplog.text
+
+
+def test_a_flood_of_subnet_requests_gets_one_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client asks for the subnets 500 times over, with junk values: the gateway's
+    answer names each of its subnets once, and the client logs them once."""
+    import espfast.control.vip as vip_module
+
+    honest, sent = vip_module.request, []
+
+    def flood(vips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]) -> CpPayload:
+        cp = honest(vips)
+        junk = [(int(CfgAttr.INTERNAL_IP4_SUBNET), bytes([i % 256]) * (i % 9)) for i in range(500)]
+        sent.append(len(junk))
+        return CpPayload(cp.cfg_type, (*cp.attributes, *junk))
+
+    monkeypatch.setattr(vip_module, "request", flood)
+    cr, ci = gateway_and_client()
+    cr = replace(cr, children=(ChildConfig("net", (NET_B,), (ANY4,), parse_esp("aes128gcm16")),))
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    caplog.set_level("INFO", logger="espfast.control")
+    _, ev_c, _ = connect(gw, ci, b"mallory.example.org")
+    assert any(isinstance(e, IkeSaUp) for e in ev_c)
+    assert sent == [500]
+    assert caplog.text.count(f"the peer protects {NET_B}\n") == 1, caplog.text
