@@ -182,13 +182,18 @@ def test_subnets_round_trip_and_junk() -> None:
     assert subnets(junk) == () and subnets(cp) == () and subnets_requested(answer) == ()
 
 
-def test_gateway_names_its_subnets_to_a_client_that_asks(caplog: pytest.LogCaptureFixture) -> None:
+def _connect_to_subnet_gateway(caplog: pytest.LogCaptureFixture, who: bytes) -> None:
+    """A client ``who`` comes up with a gateway whose child protects NET_B (logs at INFO)."""
     cr, ci = gateway_and_client()
     cr = replace(cr, children=(ChildConfig("net", (NET_B,), (ANY4,), parse_esp("aes128gcm16")),))
     gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
     caplog.set_level("INFO", logger="espfast.control")
-    _, ev_c, _ = connect(gw, ci, b"erin.example.org")
+    _, ev_c, _ = connect(gw, ci, who)
     assert any(isinstance(e, IkeSaUp) for e in ev_c)
+
+
+def test_gateway_names_its_subnets_to_a_client_that_asks(caplog: pytest.LogCaptureFixture) -> None:
+    _connect_to_subnet_gateway(caplog, b"erin.example.org")
     assert f"the peer protects {NET_B}" in caplog.text, caplog.text
 
 
@@ -208,11 +213,6 @@ def test_a_flood_of_subnet_requests_gets_one_answer(
         return CpPayload(cp.cfg_type, (*cp.attributes, *junk))
 
     monkeypatch.setattr(vip_module, "request", flood)
-    cr, ci = gateway_and_client()
-    cr = replace(cr, children=(ChildConfig("net", (NET_B,), (ANY4,), parse_esp("aes128gcm16")),))
-    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
-    caplog.set_level("INFO", logger="espfast.control")
-    _, ev_c, _ = connect(gw, ci, b"mallory.example.org")
-    assert any(isinstance(e, IkeSaUp) for e in ev_c)
+    _connect_to_subnet_gateway(caplog, b"mallory.example.org")
     assert sent == [500]
     assert caplog.text.count(f"the peer protects {NET_B}\n") == 1, caplog.text
