@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from espfast import upkeys, users
+from espfast.clientdns import MODES as RESOLVER_MODES
 from espfast.control.config import (
     CLOSE_ACTIONS,
     DPD_ACTIONS,
@@ -334,6 +335,8 @@ class InterfaceConfig:
     # Seconds between NAT keepalives (RFC 3948 §2.3) from behind a NAT; 0: none
     # (strongSwan's charon.keep_alive).
     keepalive: int = DEFAULT_KEEPALIVE
+    # A road-warrior client: how the gateway's DNS servers are applied (espfast/clientdns.py)
+    resolver: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -465,10 +468,13 @@ def _interface(t: Table) -> InterfaceConfig:
     if user is not None and not user.strip():
         raise t.error("user", "is empty")
     keepalive = t.get_int("keepalive", DEFAULT_KEEPALIVE, 0, 3600)
+    resolver = t.get_str("resolver", "auto")
+    if resolver not in RESOLVER_MODES:
+        raise t.error("resolver", f"{resolver!r}: one of {', '.join(RESOLVER_MODES)}")
     t.done()
     return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open,
                            cookies_ip, block, ike_per_id, child_per_ike, metrics, user,
-                           keepalive)  # fmt: skip
+                           keepalive, resolver)  # fmt: skip
 
 
 @dataclass
@@ -660,6 +666,9 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     ...                             # the listen address
 #     cookie_threshold = 10           # half-open IKE SAs before answering with COOKIE
 #     keepalive = 20                  # seconds between NAT keepalives from behind a NAT (0: off)
+#     resolver = "auto"               # a client's DNS from the gateway: auto (resolvconf,
+#                                     # else resolvectl), resolvconf, resolvectl, file
+#                                     # (/etc/resolv.conf, restored on exit), off
 #     half_open_limit = 1000          # half-open IKE SAs before dropping new requests
 #     cookie_threshold_ip = 3         # half-open IKE SAs from one address before COOKIEs
 #     block_threshold = 5             # half-open IKE SAs from one address before its

@@ -80,6 +80,11 @@ class Tun:
         except NetlinkError as e:
             raise TunError(f"{self.name}: cannot {what}: {e.args[-1]}") from None
 
+    def netlink(self, what: str, method: str, *args: object, **kwargs: object) -> Any:
+        """Any pyroute2 ``IPRoute`` call on the netlink thread (``what`` names it in the
+        :class:`TunError`): espfast/clientnet.py's routes beside the device's own."""
+        return self._netlink(what, method, *args, **kwargs)
+
     def add_addresses(self, addresses: Iterable[IPInterface]) -> None:
         for a in addresses:
             flags = IFA_F_NODAD if a.version == 6 else 0

@@ -91,6 +91,8 @@ async def _serve(
     config: UpConfig, control_socket: Path, user: str | None = None, group: int | None = None
 ) -> Counters:
     from espfast.accounting import Accounting
+    from espfast.clientdns import Resolver
+    from espfast.clientnet import Routes
     from espfast.control.rng import SystemRng
     from espfast.ctl import ControlServer
     from espfast.daemon import IKE_PORT, Addr, Daemon
@@ -133,6 +135,10 @@ async def _serve(
             device=device,
         )
         stack.callback(tun.close)
+        # Full tunnels: the gateways' outer addresses (those of the config in force, after
+        # a reload too) stay on the underlay (espfast/clientnet.py).
+        routes = Routes(tun, lambda: [c.remote[0] for c in daemon.config.connections if c.remote])
+        stack.callback(routes.close)
         sock500 = stack.enter_context(udp_socket((iface.listen[0], IKE_PORT)))
         sock4500 = stack.enter_context(udp_socket(iface.listen))
         sock500.setblocking(False)
@@ -153,12 +159,16 @@ async def _serve(
             await radius.open()  # the source address the route to each server gives
             stack.callback(radius.close)
         daemon = Daemon(
-            config, dp, tun.add_routes, send_500, SystemRng(), loop,
-            remove_routes=tun.remove_routes, set_addresses=set_addresses, radius=radius,
+            config, dp, routes.add_routes, send_500, SystemRng(), loop,
+            remove_routes=routes.remove_routes, set_addresses=set_addresses, radius=radius,
         )  # fmt: skip
         if radius is not None and radius.cfg.accounting:
             daemon.accounting = Accounting(radius, loop, daemon.radius_counts)
             stack.callback(daemon.accounting.close)
+        # A road-warrior client: the gateway's DNS servers (espfast/clientdns.py).
+        resolver = Resolver(tun.name, iface.resolver)
+        daemon.listeners.append(resolver.on_event)
+        stack.callback(resolver.close)
         running.append((daemon, dp))
         counted = Metrics(daemon, dp.stats, iface.workers)
         metrics = MetricsServer(counted, loop)

@@ -45,6 +45,7 @@ class IkeAuth(Task):
         super().__init__(sa, initiator)
         self.neg = ChildNegotiation(sa, initiator, child, ignore_dh=True)
         self.peer_id: IdPayload | None = None
+        self.subnets_wanted: tuple[int, ...] = ()  # responder: INTERNAL_IP*_SUBNET asked
 
     # -- AUTH computation (§2.15) ------------------------------------------------------
     def _octets(self, ours: bool, id_payload: IdPayload) -> bytes:
@@ -153,7 +154,11 @@ class IkeAuth(Task):
             return out + self.neg.request()
         idr = IdrPayload(*cfg.local_id)
         mobike = [NotifyPayload(NotifyType.MOBIKE_SUPPORTED)] if sa.mobike else []
-        cp = [vip.reply(sa.remote_vips, cfg.dns)] if sa.remote_vips else []
+        nets = tuple(dict.fromkeys(
+            n for c in cfg.children for ts in c.local_ts for n in ts.networks()
+            if n.version in self.subnets_wanted
+        ))  # fmt: skip
+        cp = [vip.reply(sa.remote_vips, cfg.dns, nets)] if sa.remote_vips else []
         return [idr, *self._our_auth(idr), *mobike, *cp, *self.neg.answer()]
 
     def process(self, msg: Message, raw: bytes) -> bool:
@@ -180,6 +185,8 @@ class IkeAuth(Task):
         sa.mobike = sa.config.mobike and mobike
         if sa.config.vips:
             sa.local_vips, sa.dns = vip.assigned(msg.get(CpPayload))
+            if nets := vip.subnets(msg.get(CpPayload)):
+                sa.log("the peer protects " + ", ".join(map(str, nets)))
             if not sa.local_vips:
                 sa.abandon("the peer assigned no virtual IP (we asked for one)")
                 return True
@@ -206,6 +213,7 @@ class IkeAuth(Task):
             raise _auth_failed(refusal)
         sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
         wanted = vip.requested(msg.get(CpPayload)) if sa.config.pool else ()
+        self.subnets_wanted = vip.subnets_requested(msg.get(CpPayload))
         leased = [sa.lease(sa, version) for version in wanted]
         sa.remote_vips = tuple(a for a in leased if a is not None)
         if wanted and not sa.remote_vips:

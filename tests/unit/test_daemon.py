@@ -358,6 +358,11 @@ UP_ERRORS = {
         'name = "espfast0"\nkeepalive = -1',
         ["interface.keepalive"],
     ),
+    "bad resolver": (
+        'name = "espfast0"',
+        'name = "espfast0"\nresolver = "dnsmasq"',
+        ["interface.resolver", "one of auto, resolvconf"],
+    ),
     "bad mobike": (
         'proposals = "aes128gcm16-prfsha256-x25519"',
         'proposals = "aes128gcm16-prfsha256-x25519"\nmobike = "maybe"',

@@ -25,7 +25,7 @@ from espfast.control.payloads import CpPayload, encode_body, pull_cp
 from espfast.control.pool import AddressPool
 from espfast.control.proposals import parse_esp
 from espfast.control.rng import DeterministicRng
-from espfast.control.vip import assigned, reply, request, requested
+from espfast.control.vip import assigned, reply, request, requested, subnets, subnets_requested
 
 ANY4 = TrafficSelector.from_network("0.0.0.0/0")
 POOL = ipaddress.ip_network("198.19.100.0/24")
@@ -174,3 +174,58 @@ def test_rekeys_keep_the_address_and_the_narrowing() -> None:
     new_g.delete(3)
     exchange(gw, [(client, A[0])], now=3)
     assert gw.pools["gw-b"].held() == {}
+
+
+def test_subnets_round_trip_and_junk() -> None:
+    cp = request((IP("0.0.0.0"), IP("::")))
+    assert subnets_requested(cp) == (4, 6)
+    nets = (ipaddress.ip_network("198.19.2.0/24"), ipaddress.ip_network("2001:2:0:2::/64"))
+    answer = reply((IP("198.19.100.1"),), (DNS,), nets)  # an IPv4 lease: IPv4 subnets only
+    assert pull_cp(Buffer(encode_body(answer))) == answer
+    assert subnets(answer) == nets[:1]
+    assert answer.values(CfgAttr.INTERNAL_IP4_SUBNET) == [bytes([198, 19, 2, 0, 255, 255, 255, 0])]
+    both = reply((IP("198.19.100.1"), IP("2001:2:0:100::1")), (), nets)
+    assert subnets(both) == nets
+    junk = CpPayload(CfgType.REPLY, (
+        (CfgAttr.INTERNAL_IP4_SUBNET, bytes([198, 19, 2, 0, 255, 0, 255, 0])),  # no prefix
+        (CfgAttr.INTERNAL_IP4_SUBNET, bytes([198, 19, 2, 1, 255, 255, 255, 0])),  # host bits
+        (CfgAttr.INTERNAL_IP6_SUBNET, bytes(16) + b"\x81"),  # /129
+        (CfgAttr.INTERNAL_IP4_SUBNET, b"\x01"),
+    ))  # fmt: skip
+    assert subnets(junk) == () and subnets(cp) == () and subnets_requested(answer) == ()
+
+
+def _connect_to_subnet_gateway(caplog: pytest.LogCaptureFixture, who: bytes) -> None:
+    """A client ``who`` comes up with a gateway whose child protects NET_B (logs at INFO)."""
+    cr, ci = gateway_and_client()
+    cr = replace(cr, children=(ChildConfig("net", (NET_B,), (ANY4,), parse_esp("aes128gcm16")),))
+    gw = IkeManager([cr], rng=DeterministicRng("gw"), local=B)
+    caplog.set_level("INFO", logger="espfast.control")
+    _, ev_c, _ = connect(gw, ci, who)
+    assert any(isinstance(e, IkeSaUp) for e in ev_c)
+
+
+def test_gateway_names_its_subnets_to_a_client_that_asks(caplog: pytest.LogCaptureFixture) -> None:
+    _connect_to_subnet_gateway(caplog, b"erin.example.org")
+    assert f"the peer protects {NET_B}" in caplog.text, caplog.text
+
+
+def test_a_flood_of_subnet_requests_gets_one_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client asks for the subnets 500 times over, with junk values: the gateway's
+    answer names each of its subnets once, and the client logs them once."""
+    import espfast.control.vip as vip_module
+
+    honest, sent = vip_module.request, []
+
+    def flood(vips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]) -> CpPayload:
+        cp = honest(vips)
+        junk = [(int(CfgAttr.INTERNAL_IP4_SUBNET), bytes([i % 256]) * (i % 9)) for i in range(500)]
+        sent.append(len(junk))
+        return CpPayload(cp.cfg_type, (*cp.attributes, *junk))
+
+    monkeypatch.setattr(vip_module, "request", flood)
+    _connect_to_subnet_gateway(caplog, b"mallory.example.org")
+    assert sent == [500]
+    assert caplog.text.count(f"the peer protects {NET_B}\n") == 1, caplog.text
