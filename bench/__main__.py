@@ -315,6 +315,11 @@ def select_tunnels(patterns: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["roam"]:  # python -m bench roam: the mobile reconnect (bench/roam.py)
+        from bench import roam
+
+        return roam.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "-t", "--tunnels", default="*", help="comma-separated names or globs (default: all)"
