@@ -255,7 +255,13 @@ def test_roam_table_verdict_and_chart(tmp_path: Path) -> None:
     assert verdict(good).endswith("ratio 1.00: met")
     slow = [result("espfast", [1.5, 1.5, 1.5], 0), good[1]]
     assert verdict(slow).endswith("NOT met")
-    assert "did not recover" in verdict([good[0], result("wireguard-go", [None], 0)])
+    # A switch without recovery counts as endless: wireguard-go's median is 250 ms here.
+    lossy = result("wireguard-go", [None, 0.25, None, 0.01, 0.02], 0)
+    assert verdict([good[0], lossy]).startswith(
+        "target (espfast's gap <= 1.2x WireGuard's and < 1 s, worse direction's median): "
+        "espfast 200 ms, wireguard-go 250 ms, ratio 0.80: met (wireguard-go did not come back"
+    )
+    assert "NOT met" in verdict([result("espfast", [None, None, 0.1], 0), good[1]])
     assert "not measured" in verdict(good[2:])
     chart(good, tmp_path / "roam.png")
     assert (tmp_path / "roam.png").stat().st_size > 1000
