@@ -198,7 +198,8 @@ def markdown(results: Sequence[RoamResult], meta: dict[str, Any]) -> str:
 
 
 def chart(results: Sequence[RoamResult], path: Path) -> None:
-    """The gaps per tunnel and direction: median bars, min..max error bars."""
+    """The gaps per tunnel and direction: median bars, min..max error bars; the switches
+    after which the flow never came back beside the tunnel's name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,9 +218,14 @@ def chart(results: Sequence[RoamResult], path: Path) -> None:
         ]
         ax.barh(y + 0.2 * (2 * k - 1), med, 0.4, xerr=err, color=color, capsize=3,
                 label=f"{way} (client {'->' if way == 'up' else '<-'} gateway)")  # fmt: skip
-    ax.set_yticks(y, [r.tunnel for r in ok])
+    labels = [
+        r.tunnel + (f"\n{r.missed('up')}+{r.missed('down')} of {2 * len(r.up)} never" if
+                    r.missed("up") or r.missed("down") else "")
+        for r in ok
+    ]  # fmt: skip
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set_xlabel("gap after an uplink switch, ms (median, min..max; lower is better)")
+    ax.set_xlabel("gap after an uplink switch, ms (median, min..max of the recovered ones)")
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -341,6 +347,16 @@ def measure_one(name: str, plan: Plan) -> RoamResult:
     return result
 
 
+def load(path: Path) -> list[RoamResult]:
+    """The results of a run from its JSON (to redraw its chart: ``--redraw``)."""
+    data = json.loads(path.read_text())
+    return [
+        RoamResult(**{**r, "up": [Switch(**x) for x in r["up"]],
+                      "down": [Switch(**x) for x in r["down"]]})
+        for r in data["results"]
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench roam", description=__doc__)
     names = ", ".join(ROAMERS)
@@ -357,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--redraw", type=Path, help="redraw the chart of a run's JSON and exit")
     args = parser.parse_args(argv)
+    if args.redraw:
+        chart(load(args.redraw), args.redraw.with_suffix(".png"))
+        return 0
     names = [n for n in args.tunnels.split(",") if n]
     unknown = [n for n in names if n not in ROAMERS]
     if unknown or args.switches < 1 or args.dwell <= 0 or args.interval <= 0:

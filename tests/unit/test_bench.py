@@ -265,3 +265,10 @@ def test_roam_table_verdict_and_chart(tmp_path: Path) -> None:
     assert "not measured" in verdict(good[2:])
     chart(good, tmp_path / "roam.png")
     assert (tmp_path / "roam.png").stat().st_size > 1000
+    import json
+    from dataclasses import asdict
+
+    from bench.roam import load
+
+    (tmp_path / "r.json").write_text(json.dumps({"results": [asdict(r) for r in good]}))
+    assert load(tmp_path / "r.json") == good
