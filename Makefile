@@ -33,7 +33,7 @@ CHDR     := $(wildcard csrc/*.h) csrc/api.cdef
 CTESTS   := $(wildcard csrc/tests/*.c)
 EXT_STAMP := $(BUILD)/.ext-stamp
 
-.PHONY: demo test deps apt venv ext preflight lint typecheck ctest fuzz-smoke fuzz pytest bench \
+.PHONY: demo test deps apt venv ext preflight lint typecheck ctest fuzz-smoke fuzz pytest bench bench-roam \
         freshroot clean
 
 demo: deps ext
@@ -149,6 +149,11 @@ pytest: deps ext
 bench: EXTRA_APT = $(BENCH_APT_PKGS)
 bench: deps ext
 	WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench $(BENCH_ARGS)
+
+# The mobile reconnect: espfast (MOBIKE), wireguard-go and OpenVPN across uplink switches.
+bench-roam: EXTRA_APT = $(BENCH_APT_PKGS)
+bench-roam: deps ext
+	WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench roam $(ROAM_ARGS)
 
 clean:
 	rm -rf $(BUILD) espfast/_dataplane*.so espfast/_dataplane.c

@@ -320,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.compare import main as compare
 
         return compare(rest[1:])
+    if rest[:1] == ["roam"]:  # python -m bench roam: the mobile reconnect (bench/roam.py)
+        from bench import roam
+
+        return roam.main(rest[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "-t", "--tunnels", default="*", help="comma-separated names or globs (default: all)"

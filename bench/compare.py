@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -222,23 +223,31 @@ def markdown(results: Sequence[Result], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROAM_NAMES = {"ikev2": "espfast", "wireguard": "wireguard-go", "openvpn": "openvpn"}
+
+
 def roam_cells(directory: Path, results: Sequence[Result]) -> None:
-    """Fill each result's mobile-reconnect cell from the newest roam-*.json, read as
-    ``{"results": [{"tunnel": name, "reconnect_ms": ms}, ...]}``."""
+    """Fill each result's mobile-reconnect cell from the newest roam-*.json of
+    ``python -m bench roam`` (bench/roam.py): the median gap from an uplink switch to the
+    first datagram on the new path, in the worse direction (a switch after which nothing
+    came back counts as endless)."""
+    from bench.roam import load
+
     found = sorted(directory.glob("roam-*.json"))
     if not found:
         return
     try:
-        data = json.loads(found[-1].read_text())
-        by_name = {e["tunnel"]: e for e in data.get("results", []) if isinstance(e, dict)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        by_name = {r.tunnel: r for r in load(found[-1]) if not r.error}
+    except (OSError, ValueError, KeyError, TypeError):
         by_name = {}
     for r in results:
-        entry = by_name.get(r.tunnel) or by_name.get(r.protocol)
-        if entry is not None and isinstance(entry.get("reconnect_ms"), int | float):
-            r.roam = f"{entry['reconnect_ms']:.0f} ms ({found[-1].name})"
-        else:
+        roam = by_name.get(ROAM_NAMES.get(r.protocol, r.tunnel))
+        if roam is None or not (roam.up or roam.down):
             r.roam = f"not in {found[-1].name}"
+            continue
+        worst = max(roam.median_gap("up"), roam.median_gap("down"))
+        gap = "never" if math.isinf(worst) else f"{worst * 1000:.0f} ms"
+        r.roam = f"{gap} ({found[-1].name})"
 
 
 def chart(results: Sequence[Result], path: Path) -> None:

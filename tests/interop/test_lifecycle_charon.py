@@ -1,5 +1,5 @@
 """Rekeying and reauthentication under traffic between ``espfast up`` and strongSwan's
-charon (kernel-libipsec), with sequence-numbered UDP datagrams (tests/netns/udpflow.py)
+charon (kernel-libipsec), with sequence-numbered UDP datagrams (espfast/tools/udpflow.py)
 going both ways beside a rate-limited iperf3 TCP run. Every datagram is counted: none
 may be lost, duplicated or reordered.
 
@@ -24,8 +24,9 @@ from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
 from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
-from udpflow import Flows, check_flows, flow_with_tcp
 from updaemon import counters, kill, one_tunnel, ping, status
+
+from espfast.tools.udpflow import Flows, check_flows, flow_with_tcp
 
 SECRET = b"lifecycle interop test: a long enough pre-shared key"
 PSK = Psk(ids=("a.life.test", "b.life.test"), secret=SECRET)

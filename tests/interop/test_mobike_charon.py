@@ -1,6 +1,6 @@
 """MOBIKE against strongSwan (RFC 4555): ``espfast up`` the roaming initiator, charon
 (kernel-libipsec) the responder. The client has two uplinks ('wifi' and 'cell',
-tests/netns/mobilitynet.py) and listens on the wildcard address; when the wifi link goes
+espfast/tools/mobilitynet.py) and listens on the wildcard address; when the wifi link goes
 down it sends UPDATE_SA_ADDRESSES (NAT-D, COOKIE2) from its cell address, charon moves
 the IKE SA and the Child SA there; wifi back, back again. Ping through the tunnel after
 each move, and the same IKE SA (charon's SPIs and unique id) throughout."""
@@ -13,9 +13,9 @@ from typing import Any
 
 from espfast.netns import Namespace, wait_for
 from espfast.static import control_socket_in, start_in, write_private
+from espfast.tools.mobilitynet import CELL, GW, WIFI, uplinks
 from tests.interop.conftest import CharonFactory
 from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
-from tests.netns.mobilitynet import CELL, GW, WIFI, uplinks
 
 SECRET = b"mobike interop test: a long enough pre-shared key"
 IDS = ("roamer.mobike.test", "gw.mobike.test")

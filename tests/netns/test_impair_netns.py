@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from udpflow import flow
 
 from espfast.impair import Impairment, relay, start_relay
 from espfast.netns import Namespace, ThreeHosts, wait_for
 from espfast.static import Running, pair_configs, start_in, write_private
+from espfast.tools.udpflow import flow
 
 N = 1000
 

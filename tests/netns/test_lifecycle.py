@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udpflow import Flows, check_flows, flow, flow_with_tcp
 from updaemon import counters, drops, kill, one_tunnel, peek, ping, status
 
 from espfast.impair import Impairment, relay
 from espfast.netns import ThreeHosts, TwoHosts, wait_for
 from espfast.static import start_in, write_private
+from espfast.tools.udpflow import Flows, check_flows, flow, flow_with_tcp
 from espfast.up import pair_configs
 
 PSK = "a pre-shared key long enough for the lifecycle tests"

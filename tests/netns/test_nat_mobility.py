@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mobilitynet import masquerade, remap
-from udpflow import flow_in_background, longest_gap, tally
 from updaemon import client_conf, gateway_conf, ping, status
 
 from espfast.netns import Namespace, ThreeHosts, wait_for
 from espfast.static import control_socket_in, start_in, write_private
+from espfast.tools.mobilitynet import masquerade, remap
+from espfast.tools.udpflow import flow_in_background, longest_gap, tally
 
 PSK = "a pre-shared key long enough for the NAT traversal test"
 AUTH = f'psk = "{PSK}"'

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in, write_private
+from espfast.tools.udpflow import flow, tally
 from tests.netns.opsconf import Conn, a_conf, b_conf, by_name, espfast
-from tests.netns.udpflow import flow, tally
 from tests.netns.updaemon import status
 from tests.netns.uplog import Stderr
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mobilitynet import CELL, GW, WIFI, uplinks
-from udpflow import flow_in_background, longest_gap, tally
 from updaemon import client_conf, gateway_conf, ping, status
 
 from espfast.netns import Namespace, wait_for
 from espfast.static import start_in, write_private
+from espfast.tools.mobilitynet import CELL, GW, WIFI, uplinks
+from espfast.tools.udpflow import flow_in_background, longest_gap, tally
 
 PSK = "a pre-shared key long enough for the roaming test"
 AUTH = f'psk = "{PSK}"'

@@ -180,3 +180,95 @@ def test_profile_counts_and_table() -> None:
     table = markdown(p)
     assert "| crypto | 40.0 % | 4000 |" in table and "| **total** | 100 % | **10000** |" in table
     assert "0.010 system calls" in table and "| | 2000 |" in table
+
+
+# ---- python -m bench roam (bench/roam.py) ----
+
+
+def _arrivals(seqs: range, start: float, interval: float) -> list[tuple[int, float]]:
+    return [(s, start + i * interval) for i, s in enumerate(seqs)]
+
+
+def test_roam_gap_after_an_outage_and_the_datagrams_lost() -> None:
+    from bench.roam import per_switch, switch_gap
+
+    # 0..99 every 10 ms from t=0, the switch at 1.0 (just before 100 would be sent),
+    # nothing until 130 arrives at 1.35, then every 10 ms.
+    before = _arrivals(range(100), 0.0, 0.01)
+    after = _arrivals(range(130, 400), 1.35, 0.01)
+    arrivals = before + after
+    assert switch_gap(arrivals, 0.995, 4.0, 0.01) == pytest.approx(0.355)
+    (only,) = per_switch(arrivals, [0.995], 4.0, 0.01)
+    assert only.lost == 30 and only.gap_s == pytest.approx(0.355)
+
+
+def test_roam_gap_skips_what_was_queued_on_the_old_path() -> None:
+    from bench.roam import switch_gap
+
+    # Two datagrams still arrive right after the switch, then the silence.
+    arrivals = [*_arrivals(range(50), 0.0, 0.01), (50, 0.502), (51, 0.503),
+                *_arrivals(range(80, 90), 1.2, 0.01)]  # fmt: skip
+    assert switch_gap(arrivals, 0.5, 1.3, 0.01) == pytest.approx(0.7)
+
+
+def test_roam_no_outage_and_no_arrival() -> None:
+    from bench.roam import per_switch, switch_gap
+
+    arrivals = _arrivals(range(100), 0.0, 0.01)
+    assert switch_gap(arrivals, 0.505, 1.0, 0.01) == pytest.approx(0.005)
+    assert per_switch(arrivals, [0.505], 1.0, 0.01)[0].lost == 0
+    assert switch_gap(arrivals, 1.5, 2.0, 0.01) is None  # the flow never came back
+
+
+def test_roam_no_recovery_until_the_next_switch_counts_its_loss_once() -> None:
+    from bench.roam import per_switch
+
+    # Switch 1 at 1.0: silence (one queued datagram at 1.001) until switch 2 at 4.0 brings
+    # the flow back at 4.02 from seq 400: 1..399 lost at switch 1, none at switch 2.
+    arrivals = [*_arrivals(range(100), 0.0, 0.01), (100, 1.001),
+                *_arrivals(range(400, 500), 4.02, 0.01)]  # fmt: skip
+    first, second = per_switch(arrivals, [1.0, 4.0], 6.0, 0.01)
+    assert first.gap_s is None and first.lost == 299
+    assert second.gap_s == pytest.approx(0.02) and second.lost == 0
+
+
+def test_roam_table_verdict_and_chart(tmp_path: Path) -> None:
+    from bench.roam import RoamResult, Switch, chart, markdown, verdict
+
+    def result(name: str, gaps: list[float | None], lost: int) -> RoamResult:
+        switches = [Switch(g, lost) for g in gaps]
+        return RoamResult(name, f"{name} 1.0", "how", switches, switches)
+
+    meta = {"date": "today", "command": "python -m bench roam", "switches": 3,
+            "dwell": 4.0, "interval": 0.005}  # fmt: skip
+    good = [
+        result("espfast", [0.1, 0.2, 0.3], 20),
+        result("wireguard-go", [0.2, 0.2, 0.25], 40),
+        result("openvpn", [0.5, None, 0.7], 100),
+        RoamResult("broken", error="no binary"),
+    ]
+    table = markdown(good, meta)
+    assert "| espfast | 200 (100..300) | 200 (100..300) | 20 (20..20) |" in table
+    assert "600 (500..700), 1 never" in table
+    assert "| broken | failed: no binary" in table
+    assert "espfast 1.0" in table and "python -m bench roam" in table
+    assert verdict(good).endswith("ratio 1.00: met")
+    slow = [result("espfast", [1.5, 1.5, 1.5], 0), good[1]]
+    assert verdict(slow).endswith("NOT met")
+    # A switch without recovery counts as endless: wireguard-go's median is 250 ms here.
+    lossy = result("wireguard-go", [None, 0.25, None, 0.01, 0.02], 0)
+    assert verdict([good[0], lossy]).startswith(
+        "target (espfast's gap <= 1.2x WireGuard's and < 1 s, worse direction's median): "
+        "espfast 200 ms, wireguard-go 250 ms, ratio 0.80: met (wireguard-go did not come back"
+    )
+    assert "NOT met" in verdict([result("espfast", [None, None, 0.1], 0), good[1]])
+    assert "not measured" in verdict(good[2:])
+    chart(good, tmp_path / "roam.png")
+    assert (tmp_path / "roam.png").stat().st_size > 1000
+    import json
+    from dataclasses import asdict
+
+    from bench.roam import load
+
+    (tmp_path / "r.json").write_text(json.dumps({"results": [asdict(r) for r in good]}))
+    assert load(tmp_path / "r.json") == good

@@ -124,8 +124,10 @@ def test_roam_row_filled_from_newest_result(tmp_path: Path) -> None:
     roam_cells(tmp_path, rs)
     assert rs[0].roam is None
     (tmp_path / "roam-20260101T000000Z.json").write_text("{}")
+    switches = [{"gap_s": 0.004, "lost": 0}, {"gap_s": 0.812, "lost": 9},
+                {"gap_s": 0.9, "lost": 9}]  # fmt: skip
     (tmp_path / "roam-20260102T000000Z.json").write_text(
-        json.dumps({"results": [{"tunnel": "espfast-up-aes128gcm16", "reconnect_ms": 812.4}]})
+        json.dumps({"results": [{"tunnel": "espfast", "up": switches[:1], "down": switches}]})
     )
     roam_cells(tmp_path, rs)
     assert rs[0].roam == "812 ms (roam-20260102T000000Z.json)"

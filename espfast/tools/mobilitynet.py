@@ -66,6 +66,18 @@ class Uplinks:
     def wifi_down(self) -> None:
         self.c.run("ip", "link", "set", "wifi", "down")
 
+    def wifi_gone(self) -> None:
+        """The wifi link down and its address removed, as a phone's network manager does
+        when it leaves a wifi network."""
+        self.wifi_down()
+        self.c.run("ip", "addr", "flush", "dev", "wifi")
+
+    def wifi_back(self) -> None:
+        """The wifi address back (if gone) and the wifi route preferred again."""
+        if WIFI not in self.c.run("ip", "-4", "-o", "addr", "show", "dev", "wifi").stdout:
+            self.c.run("ip", "addr", "add", f"{WIFI}/24", "dev", "wifi")
+        self.prefer_wifi()
+
 
 @contextlib.contextmanager
 def uplinks() -> Iterator[Uplinks]:

@@ -35,11 +35,19 @@ def family(addr: str) -> socket.AddressFamily:
 def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> list[int]:
     """Collect sequence numbers until stdin says ``stop`` (the sender is done) and then
     ``idle`` seconds pass without a datagram, or ``count * max_factor`` arrived."""
+    return [seq for seq, _ in recv_timed(bind, port, count, idle, max_factor)]
+
+
+def recv_timed(
+    bind: str, port: int, count: int, idle: float, max_factor: int = 3
+) -> list[tuple[int, float]]:
+    """:func:`recv` with each datagram's arrival time (``time.monotonic()``: one clock
+    for every namespace of the machine)."""
     sock = socket.socket(family(bind), socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind((bind, port))
     print("listening", flush=True)
-    got: list[int] = []
+    got: list[tuple[int, float]] = []
     stopping = False
     with selectors.DefaultSelector() as sel:
         sel.register(sock, selectors.EVENT_READ)
@@ -49,14 +57,14 @@ def recv(bind: str, port: int, count: int, idle: float, max_factor: int = 3) -> 
             if not events:
                 break
             for key, _ in events:
-                if key.fileobj is sys.stdin:
+                if key.fileobj is not sock:  # stdin
                     sys.stdin.readline()
                     sel.unregister(sys.stdin)
                     stopping = True
                     continue
                 data = sock.recv(2048)
                 if data.startswith(HEADER):
-                    got.append(int(data[len(HEADER) : len(HEADER) + 8], 16))
+                    got.append((int(data[len(HEADER) : len(HEADER) + 8], 16), time.monotonic()))
     return got
 
 
@@ -86,20 +94,37 @@ def flow(
 ) -> list[int]:
     """Send ``count`` datagrams from ``sender`` (from ``src`` if given) to ``dst``:``port``
     (in ``receiver``)."""
+    got = _flow(sender, receiver, dst, "recv", count, port, sport, interval, size, idle, src)
+    return [int(seq) for seq in got]
+
+
+def timed_flow(
+    sender: Namespace, receiver: Namespace, dst: str, *, count: int, port: int,
+    interval: float, idle: float = 3.0,
+) -> list[tuple[int, float]]:  # fmt: skip
+    """:func:`flow` that returns (sequence number, arrival ``time.monotonic()``) pairs."""
+    got = _flow(sender, receiver, dst, "recvt", count, port, 0, interval, 64, idle, "")
+    return [(int(seq), float(t)) for seq, t in got]
+
+
+def _flow(
+    sender: Namespace, receiver: Namespace, dst: str, mode: str, count: int, port: int,
+    sport: int, interval: float, size: int, idle: float, src: str,
+) -> list[Any]:  # fmt: skip
     script = str(Path(__file__).resolve())
     rx = receiver.popen(
-        sys.executable, script, "recv", dst, str(port), str(count), str(idle),
+        sys.executable, script, mode, dst, str(port), str(count), str(idle),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert rx.stdout is not None
     assert rx.stdout.readline().strip() == b"listening"
     sender.run(
         sys.executable, script, "send", dst, str(port), str(count), str(interval), str(size),
-        str(sport), src, timeout=60,
+        str(sport), src, timeout=count * interval * 3 + 60,
     )  # fmt: skip
     out, err = rx.communicate(b"stop\n", timeout=idle + 30)
     assert rx.returncode == 0, err.decode()
-    got: list[int] = json.loads(out)
+    got: list[Any] = json.loads(out)
     return got
 
 
@@ -200,6 +225,9 @@ if __name__ == "__main__":
     mode, addr, port_s, count_s, *rest = sys.argv[1:]
     if mode == "recv":
         print(json.dumps(recv(addr, int(port_s), int(count_s), float(rest[0]))), flush=True)
+    elif mode == "recvt":
+        got = recv_timed(addr, int(port_s), int(count_s), float(rest[0]))
+        print(json.dumps(got), flush=True)
     else:
         send(addr, int(port_s), int(count_s), float(rest[0]), int(rest[1]), int(rest[2]),
              *rest[3:])  # fmt: skip
