@@ -304,6 +304,10 @@ int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
 		return err;
 	pthread_rwlock_wrlock(&dp->lock);
 	err = ef_table_add(&dp->table, sa);
+	/* Held datagrams may be for it (see struct ef_park): the RX workers look. Bumped
+	 * under the lock, so that a worker that finds the SA also sees the bump. */
+	if (!err && p->dir == EF_DIR_IN)
+		__atomic_add_fetch(&dp->in_gen, 1, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&dp->lock);
 	if (err) {
 		if (err == EF_E_CONFLICT)
@@ -314,8 +318,7 @@ int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
 	if (p->dir == EF_DIR_IN) {
 		uint64_t one = 1;
 
-		/* Held datagrams may be for it (see struct ef_park): the RX workers look. */
-		__atomic_add_fetch(&dp->in_gen, 1, __ATOMIC_RELEASE);
+		/* an idle RX worker wakes up to look */
 		if (__atomic_load_n(&dp->park.held, __ATOMIC_ACQUIRE) &&
 		    write(dp->kick_fd, &one, sizeof(one)) < 0) {
 			/* the eventfd is full of kicks already: the workers will look */

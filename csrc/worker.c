@@ -450,6 +450,7 @@ static void park(struct ef_worker *w, uint32_t spi, const uint8_t *p, size_t len
 	}
 	s = &pk->slot[(pk->head + pk->n) % EF_PARK_SLOTS];
 	s->when = now;
+	s->ticket = w->ticket;
 	s->spi = spi;
 	s->len = (uint32_t)len;
 	memcpy(s->data, p, len);
@@ -458,34 +459,39 @@ static void park(struct ef_worker *w, uint32_t spi, const uint8_t *p, size_t len
 	pthread_mutex_unlock(&pk->lock);
 }
 
-/* Whether held datagrams may have found their SA since this worker last looked. */
-static int park_ready(struct ef_worker *w)
+/* Whether held datagrams may have found their SA since this worker last looked (an
+ * inbound SA was added since: the generation is bumped under the table's write lock). */
+static int park_pending(const struct ef_worker *w)
 {
-	uint64_t gen = __atomic_load_n(&w->dp->in_gen, __ATOMIC_ACQUIRE);
-
-	if (gen == w->park_gen)
-		return 0;
-	w->park_gen = gen;
-	return __atomic_load_n(&w->dp->park.held, __ATOMIC_ACQUIRE) > 0;
+	return __atomic_load_n(&w->dp->in_gen, __ATOMIC_ACQUIRE) != w->park_gen &&
+	       __atomic_load_n(&w->dp->park.held, __ATOMIC_ACQUIRE) > 0;
 }
 
 /* Moves the held datagrams whose inbound SA now exists, oldest first, into w->unpark
- * (lengths in `lens`); returns how many. The caller holds the table's read lock. */
+ * (lengths in `lens`); returns how many. Called with the turn (rx_batch), so that every
+ * batch read before this one has gone out: held datagrams of those batches go out now,
+ * ahead of this batch's. Those of a later batch stay for a later turn (they are newer
+ * than this batch's), and this worker looks again next time. The caller holds the
+ * table's read lock. */
 static int take_parked(struct ef_worker *w, uint32_t *lens)
 {
 	struct ef_dp *dp = w->dp;
 	struct ef_park *pk = &dp->park;
-	int k = 0, kept = 0;
+	int k = 0, kept = 0, later = 0;
 
+	w->park_gen = __atomic_load_n(&dp->in_gen, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&pk->lock);
 	ef_park_expire(pk, ef_now_ns(), 0);
 	for (int i = 0; i < pk->n; i++) {
 		struct ef_parked *s = &pk->slot[(pk->head + i) % EF_PARK_SLOTS];
 
 		if (ef_table_find(&dp->table, s->spi, EF_DIR_IN)) {
-			memcpy(w->unpark[k], s->data, s->len);
-			lens[k++] = s->len;
-			continue;
+			if (dp->nworkers == 1 || s->ticket <= w->ticket) {
+				memcpy(w->unpark[k], s->data, s->len);
+				lens[k++] = s->len;
+				continue;
+			}
+			later = 1;
 		}
 		if (kept != i)
 			pk->slot[(pk->head + kept) % EF_PARK_SLOTS] = *s;
@@ -494,6 +500,8 @@ static int take_parked(struct ef_worker *w, uint32_t *lens)
 	pk->n = kept;
 	__atomic_store_n(&pk->held, pk->n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&pk->lock);
+	if (later)
+		w->park_gen--; /* not all taken: look again at the next batch */
 	return k;
 }
 
@@ -534,9 +542,44 @@ static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t
 	return r; /* 0: a dummy packet */
 }
 
-/* Decapsulates a batch of n received messages, after the held datagrams whose SA has
- * come (with `unpark`: they are older, so they go first), and writes them to TUN. */
-static void rx_batch(struct ef_worker *w, int n, int unpark)
+/* With the turn: the held datagrams whose SA has come (take_parked) decapsulated and put
+ * in front of the batch's `nout` inner packets (they are older); returns the new count. */
+static int rx_unpark(struct ef_worker *w, int nout)
+{
+	struct ef_dp *dp = w->dp;
+	struct ef_sa *sa = NULL;
+	uint32_t lens[EF_PARK_SLOTS];
+	uint8_t *inner[EF_PARK_SLOTS];
+	uint32_t ilen[EF_PARK_SLOTS];
+	int k, m = 0;
+
+	pthread_rwlock_rdlock(&dp->lock);
+	k = take_parked(w, lens);
+	for (int i = 0; i < k; i++) {
+		long r = rx_one(w, &sa, w->unpark[i], lens[i], NULL, &inner[m]);
+
+		if (r <= 0)
+			continue;
+		ST_ADD(w, spi_late, 1);
+		ilen[m++] = (uint32_t)r;
+	}
+	pthread_rwlock_unlock(&dp->lock);
+	if (m == 0)
+		return nout;
+	if (nout + m > EF_RX_OUT_MAX) { /* the batch's last ones give way, counted */
+		ST_ADD(w, tun_errors, (uint64_t)(nout + m - EF_RX_OUT_MAX));
+		nout = EF_RX_OUT_MAX - m;
+	}
+	memmove(&w->rx_data[m], w->rx_data, sizeof(w->rx_data[0]) * (size_t)nout);
+	memmove(&w->rx_len[m], w->rx_len, sizeof(w->rx_len[0]) * (size_t)nout);
+	memcpy(w->rx_data, inner, sizeof(inner[0]) * (size_t)m);
+	memcpy(w->rx_len, ilen, sizeof(ilen[0]) * (size_t)m);
+	return nout + m;
+}
+
+/* Decapsulates a batch of n received messages and writes them to TUN, after the held
+ * datagrams whose SA has come (see take_parked). */
+static void rx_batch(struct ef_worker *w, int n)
 {
 	struct ef_dp *dp = w->dp;
 	struct ef_batch *b = &w->batch;
@@ -544,22 +587,6 @@ static void rx_batch(struct ef_worker *w, int n, int unpark)
 	int nout = 0;
 
 	pthread_rwlock_rdlock(&dp->lock);
-	if (unpark) {
-		uint32_t lens[EF_PARK_SLOTS];
-		int k = take_parked(w, lens);
-
-		for (int i = 0; i < k; i++) {
-			uint8_t *inner;
-			long r = rx_one(w, &sa, w->unpark[i], lens[i], NULL, &inner);
-
-			if (r <= 0)
-				continue;
-			ST_ADD(w, spi_late, 1);
-			w->rx_data[nout] = inner;
-			w->rx_len[nout] = (uint32_t)r;
-			nout++;
-		}
-	}
 	for (int i = 0; i < n; i++) {
 		uint8_t *p = ef_slot(b, i), *inner;
 		size_t len = b->msg[i].msg_len, seg = len;
@@ -598,6 +625,8 @@ static void rx_batch(struct ef_worker *w, int n, int unpark)
 	}
 	pthread_rwlock_unlock(&dp->lock);
 	order_turn(w, &dp->rx_order, &w->has_turn);
+	if (park_pending(w))
+		nout = rx_unpark(w, nout);
 	if (dp->vnet) {
 		int writes = 0, merged = 0, failed;
 
@@ -634,7 +663,7 @@ static void *rx_main(struct ef_worker *w)
 			ST_ADD(w, tx_errors, 1);
 			n = 0;
 		}
-		unpark = park_ready(w);
+		unpark = park_pending(w);
 		order_take(w, &dp->rx_order, n + unpark);
 		if (n == 0 && !unpark) {
 			int r = ef_wait(dp->udp_fd, POLLIN, dp->stop_fd, dp->kick_fd);
@@ -647,7 +676,7 @@ static void *rx_main(struct ef_worker *w)
 			}
 			continue;
 		}
-		rx_batch(w, n, unpark);
+		rx_batch(w, n);
 		order_done(w, &dp->rx_order, &w->has_turn);
 	}
 	return NULL;

@@ -31,11 +31,16 @@ struct ef_dp;
  * workers try them again (in front of their next batch; an idle one is woken); after
  * EF_PARK_NS, or pushed out by newer ones, they count as unknown_spi. Datagrams larger
  * than EF_PARK_LEN are not held. */
-#define EF_PARK_SLOTS 32
+/* 256: a responder that sends on a new SA the moment it answers (charon does, for the
+ * Child SA of an IKE_AUTH) gets half a round trip ahead of us: at 100 ms and ~1,000
+ * packets/s of a small flow, 32 slots lost a burst, 256 hold it (512 KiB, and as much per
+ * RX worker to try them again). */
+#define EF_PARK_SLOTS 256
 #define EF_PARK_LEN 2048
 #define EF_PARK_NS 500000000ull
 struct ef_parked {
-	uint64_t when; /* CLOCK_MONOTONIC_COARSE ns */
+	uint64_t when;   /* CLOCK_MONOTONIC_COARSE ns */
+	uint64_t ticket; /* of the batch it came in (several workers) */
 	uint32_t spi;
 	uint32_t len;
 	uint8_t data[EF_PARK_LEN];

@@ -489,6 +489,8 @@ class Daemon:
         """Inner packets to ``destinations`` found no outbound SA: acquire the traps that
         cover them (see the module docstring)."""
         dests = set(destinations)
+        if dests:
+            log.debug("inner packets found no SA: to %s", ", ".join(sorted(map(str, dests))))
         if not dests or not self.mgr.traps:
             return
         installed = {(self._conn_of(c.ike_sa_id), c.up.name) for c in self.children.values()}
@@ -684,6 +686,7 @@ class Daemon:
             self.counters.event_errors += 1
             log.error("%s: cannot install outbound SA %08x: %s", child.up.name, out.spi, e)
             return
+        log.debug("dataplane: %s sends on %08x (was %08x)", child.up.name, out.spi, old_spi_out)
         self._out_refs[old_spi_out] -= 1
         self._out_refs[out.spi] += 1
         child.spi_out = out.spi
@@ -848,6 +851,7 @@ class Daemon:
         return child
 
     def _remove(self, spi: int, direction: Direction) -> None:
+        log.debug("dataplane: removing %s SA %08x", direction.name.lower(), spi)
         with contextlib.suppress(ValueError):  # already gone
             self.dataplane.remove_sa(spi, direction)
 

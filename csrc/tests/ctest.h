@@ -48,6 +48,7 @@ void test_offload(void);
 void test_dataplane(void);
 void test_concurrency(void);
 void test_order(void);
+void test_order_park(void);
 void test_keymem(void);
 void test_restart(void);
 

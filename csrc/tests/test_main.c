@@ -14,6 +14,7 @@ int main(void)
 	test_dataplane();
 	test_concurrency();
 	test_order();
+	test_order_park();
 	test_keymem();
 	test_restart();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);

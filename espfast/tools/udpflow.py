@@ -8,7 +8,9 @@ Bounded: the sender sends ``count`` datagrams; once it is done, the receiver sto
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import itertools
 import json
 import selectors
@@ -74,9 +76,15 @@ def send(
     sock = socket.socket(family(dst), socket.SOCK_DGRAM)
     if sport or src:
         sock.bind((src, sport))
+    unsent: collections.Counter[str] = collections.Counter()
     for i in range(count):
-        sock.sendto((HEADER + b"%08x" % i).ljust(size, b"."), (dst, port))
+        try:
+            sock.sendto((HEADER + b"%08x" % i).ljust(size, b"."), (dst, port))
+        except OSError as e:  # e.g. no route for a moment: that datagram is lost, go on
+            unsent[errno.errorcode.get(e.errno or 0, str(e))] += 1
         time.sleep(interval)
+    if unsent:
+        print(f"unsent: {dict(unsent)}", file=sys.stderr)
 
 
 def flow(
@@ -118,10 +126,12 @@ def _flow(
     )  # fmt: skip
     assert rx.stdout is not None
     assert rx.stdout.readline().strip() == b"listening"
-    sender.run(
+    sent = sender.run(
         sys.executable, script, "send", dst, str(port), str(count), str(interval), str(size),
         str(sport), src, timeout=count * interval * 3 + 60,
     )  # fmt: skip
+    if sent.stderr:  # datagrams the sender could not send (shown with a failing test)
+        print(f"sender to {dst}:{port}: {sent.stderr.strip()}")
     out, err = rx.communicate(b"stop\n", timeout=idle + 30)
     assert rx.returncode == 0, err.decode()
     got: list[Any] = json.loads(out)
@@ -156,6 +166,9 @@ class Flows:
     backward: list[int]
     elapsed: float  # seconds the datagram flows took
     iperf: dict[str, Any]  # iperf3's JSON report
+    # UDP datagrams the kernel dropped for a full socket receive buffer meanwhile, in the
+    # sender's and the receiver's namespace (a peer that cannot keep up, not the tunnel)
+    overflows: tuple[int, int] = (0, 0)
 
 
 def flow_with_tcp(
@@ -176,6 +189,7 @@ def flow_with_tcp(
         "iperf3", "-c", dst, "-B", src, "-t", str(tcp_seconds), "-b", tcp_rate, "-J",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    before = udp_overflows(sender), udp_overflows(receiver)
     started = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
         back = pool.submit(
@@ -185,20 +199,48 @@ def flow_with_tcp(
         got = flow(sender, receiver, dst, count=count, interval=interval, idle=2.0, src=src)
         backward = back.result(timeout=count * interval * 10 + 60)
     elapsed = time.monotonic() - started
+    overflows = (udp_overflows(sender) - before[0], udp_overflows(receiver) - before[1])
     out, _ = client.communicate(timeout=tcp_seconds + 60)
     receiver.stop(server)
     report: dict[str, Any] = json.loads(out)
-    return Flows(got, backward, elapsed, report)
+    return Flows(got, backward, elapsed, report, overflows)
 
 
-def check_flows(flows: Flows, count: int, logs: str = "") -> None:
+def udp_overflows(ns: Namespace) -> int:
+    """UDP datagrams (IPv4 and IPv6) the kernel has dropped in ``ns`` because a socket's
+    receive buffer was full (RcvbufErrors in /proc/net/snmp and snmp6)."""
+    out = ns.run("cat", "/proc/net/snmp", "/proc/net/snmp6").stdout
+    total = 0
+    header: list[str] = []
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "Udp6RcvbufErrors":
+            total += int(fields[1])
+        elif fields and fields[0] == "Udp:":
+            if header:
+                total += int(fields[header.index("RcvbufErrors")])
+            else:
+                header = fields
+    return total
+
+
+def check_flows(flows: Flows, count: int, logs: str = "", *, slow_receiver: bool = False) -> None:
     """Each way, every one of ``count`` datagrams arrived once and in order; the TCP run
-    completed. ``logs`` go into the failure message."""
+    completed. ``logs`` go into the failure message. ``slow_receiver``: the receiver's
+    namespace holds a peer that may not keep up (charon's kernel-libipsec reads ESP from a
+    UDP socket with the default receive buffer and stalls while it rekeys): datagrams the
+    receiver's kernel counted as dropped at a full receive buffer may be missing forward,
+    no more than that many, and none backward."""
     for way, got in (("forward", flows.forward), ("backward", flows.backward)):
         lost, duplicated, reordered = tally(got, count)
         print(f"{way}: {count} datagrams in {flows.elapsed:.1f} s: lost {len(lost)}, "
               f"duplicated {duplicated}, reordered {reordered}")  # fmt: skip
-        assert (lost, duplicated, reordered) == ([], 0, 0), (way, lost[:20], logs[-3000:])
+        overflows = "full UDP receive buffers dropped {} datagrams in the sender's and {} in " \
+            "the receiver's namespace meanwhile".format(*flows.overflows)  # fmt: skip
+        excused = flows.overflows[1] if slow_receiver and way == "forward" else 0
+        assert len(lost) <= excused and (duplicated, reordered) == (0, 0), (
+            way, lost[:20], overflows, logs[-3000:]
+        )  # fmt: skip
     assert "error" not in flows.iperf, flows.iperf.get("error")
     assert flows.iperf["end"]["sum_received"]["bytes"] > 1_000_000
 

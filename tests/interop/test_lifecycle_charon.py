@@ -14,13 +14,13 @@ answers (for charon: ``reauth_time`` with ``charon.make_before_break = yes``).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from espfast.netns import Namespace, TwoHosts, wait_for
+from espfast.impair import Impairment, relay
+from espfast.netns import Namespace, ThreeHosts, TwoHosts, wait_for
 from espfast.static import start_in, write_private
 from tests.interop.conftest import INNER_A, INNER_B, CharonFactory
 from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
@@ -35,7 +35,7 @@ PSK = Psk(ids=("a.life.test", "b.life.test"), secret=SECRET)
 IKE, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
 
 
-def espfast_conf(hosts: TwoHosts, ike: str, child: str) -> str:
+def espfast_conf(hosts: TwoHosts | ThreeHosts, ike: str, child: str) -> str:
     return f"""
 [interface]
 name = "eflife0"
@@ -60,7 +60,9 @@ esp_proposals = "{ESP}"
 """
 
 
-def charon_conn(hosts: TwoHosts, ike: dict[str, str], child: dict[str, str]) -> Connection:
+def charon_conn(
+    hosts: TwoHosts | ThreeHosts, ike: dict[str, str], child: dict[str, str]
+) -> Connection:
     """charon's side of the tunnel (b), with these connection and child options."""
     return Connection(
         local_addrs=hosts.addr_b, remote_addrs=hosts.addr_a,
@@ -73,17 +75,26 @@ def charon_conn(hosts: TwoHosts, ike: dict[str, str], child: dict[str, str]) -> 
 def run_with_charon(
     charons: CharonFactory, tmp_path: Path, count: int, *, espfast_ike: str,
     espfast_child: str, charon_ike: dict[str, str], charon_child: dict[str, str],
-    settings: dict[str, str] | None = None, tcp_seconds: int = 8,
+    settings: dict[str, str] | None = None, tcp_seconds: int = 8, ike_delay: float = 0.0,
+    settle: float = 10.0,
 ) -> tuple[Flows, dict[str, int], str, list[dict[str, object]]]:  # fmt: skip
     """espfast (a, the initiator) and charon (b) with these lifetimes; ``count`` datagrams
     each way, 2 ms apart. Returns the flows, espfast's counters, charon's log and its
-    IKE SAs once one tunnel is left (bounded wait)."""
-    with TwoHosts.create("l5") as hosts:
+    IKE SAs once one tunnel is left (waiting up to ``settle`` s). ``ike_delay``: through a router that
+    delays IKE messages (not ESP) by this many seconds each way."""
+    with contextlib.ExitStack() as stack:
+        hosts: TwoHosts | ThreeHosts
+        if ike_delay:
+            hosts = stack.enter_context(ThreeHosts.create("l5"))
+            late = Impairment(delay=ike_delay, match="ike")
+            stack.enter_context(relay(hosts, tmp_path / "relay", ab=late, ba=late))
+        else:
+            hosts = stack.enter_context(TwoHosts.create("l5"))
         hosts.b.run("ip", "addr", "add", f"{INNER_B}/32", "dev", "lo")
         conn = charon_conn(hosts, charon_ike, charon_child)
         charon = charons.start(hosts.b, swanctl_conf([conn], [PSK]), settings=settings)
         conf = espfast_conf(hosts, espfast_ike, espfast_child)
-        up = start_in(hosts.a, write_private(tmp_path / "a.toml", conf), command="up")
+        up = start_in(hosts.a, write_private(tmp_path / "a.toml", conf), "-v", command="up")
         try:
             charon.wait_child("net")
             assert wait_for(
@@ -94,15 +105,21 @@ def run_with_charon(
             )
             flows = flow_with_tcp(
                 hosts.a, hosts.b, INNER_A, INNER_B, count=count, interval=0.002,
-                tcp_seconds=tcp_seconds, tcp_rate="20M",
+                tcp_seconds=tcp_seconds, tcp_rate="8M",
             )  # fmt: skip
-            wait_for(lambda: one_ike_sa(charon), timeout=10)
+            wait_for(lambda: one_ike_sa(charon), timeout=settle)
             sas = charon.list_sas()
         finally:
             status, out, err = up.stop()
+            print(f"espfast's log:\n{err}")  # shown when the test fails
         log = charon.log(None)
     assert status == 0, err
-    check_flows(flows, count, out + err)
+    # charon reads ESP from a UDP socket with the kernel's default receive buffer (212 kB)
+    # and stops reading for a moment while it rekeys or reauthenticates on a loaded 2-core
+    # machine: its kernel then drops datagrams and counts them (RcvbufErrors); we measured
+    # 65-155 per run at 8 Mbit/s of TCP beside the datagrams, more than the datagrams lost.
+    # Those are excused, no more; anything lost in the tunnel itself still fails the test.
+    check_flows(flows, count, out + err, slow_receiver=True)
     return flows, counters(out), log, sas
 
 
@@ -115,25 +132,6 @@ def one_ike_sa(charon: Charon) -> bool:
     )  # fmt: skip
 
 
-# Known bug, diagnosed 2026-12-03: against charon, on this machine, 1-6 of thousands of
-# datagrams from espfast to charon are lost around a Child SA rekey or a reauthentication
-# (every other check of these tests holds: no duplicates, no reordering, the SAs agree).
-# The commit that last landed green (ce07c60) loses them here too, idle, so it is not a
-# regression of its successors. Likely cause: as responder espfast switches its outbound
-# SA on evidence (the first packet on the new inbound SA, seen by a counter read every
-# TRAFFIC_INTERVAL, or the old SA's DELETE), and charon removes the old inbound SA the
-# moment it sends that DELETE: what espfast sent on the old SA meanwhile is lost. The fix
-# is a prompt signal from the dataplane on the first packet of a new inbound SA (like the
-# no-SA notices) instead of the counter read. Not strict: a run that loses nothing passes.
-LOSSY_WITH_CHARON = pytest.mark.xfail(
-    reason="known: a datagram or a few lost at charon around rekeys/reauthentication "
-    "(outbound switch waits for a counter read); see the comment above",
-    raises=AssertionError,
-    strict=False,
-)
-
-
-@LOSSY_WITH_CHARON
 def test_rekeys_with_charon_under_traffic_lose_nothing(
     charons: CharonFactory, tmp_path: Path
 ) -> None:
@@ -156,7 +154,6 @@ def test_rekeys_with_charon_under_traffic_lose_nothing(
     assert 1 <= len(sas) <= 2, sas
 
 
-@LOSSY_WITH_CHARON
 def test_espfast_reauthenticates_with_charon(charons: CharonFactory, tmp_path: Path) -> None:
     """espfast's reauth_time = 3: a new IKE SA every 3 s; charon answers each as a new
     IKE SA, rekeys its Child SAs every 2 s meanwhile, and is left with one."""
@@ -172,7 +169,6 @@ def test_espfast_reauthenticates_with_charon(charons: CharonFactory, tmp_path: P
     assert len(sas) == 1, sas  # every old IKE SA deleted
 
 
-@LOSSY_WITH_CHARON
 def test_charon_reauthenticates_with_espfast(charons: CharonFactory, tmp_path: Path) -> None:
     """charon's reauth_time = 3 s with make_before_break: it initiates a new IKE SA
     (IKE_SA_INIT, IKE_AUTH) to espfast every 3 s and deletes the old one; espfast installs
@@ -192,14 +188,15 @@ def test_charon_reauthenticates_with_espfast(charons: CharonFactory, tmp_path: P
     assert len(sas) == 1, sas
 
 
-@LOSSY_WITH_CHARON
 def test_both_reauthenticate_at_once_and_one_ike_sa_is_left(
     charons: CharonFactory, tmp_path: Path
 ) -> None:
     """Both ends reauthenticate every 12 s, at the same moment (no jitter): each builds a
     new IKE SA and deletes the old one, which leaves two. espfast's unique = replace
     settles them 10 s later (charon keeps both: unique = no): the lower SPIs go, with
-    no datagram lost; one IKE SA is left on both sides."""
+    no datagram lost; one IKE SA is left on both sides. IKE messages take 0.2 s each way,
+    so that both requests are on the wire before either end sees the other's (on a bare
+    veth one end's timer often fires after the other's new IKE SA has replaced the old)."""
     _, ours, log, sas = run_with_charon(
         charons, tmp_path, 15000,
         espfast_ike='reauth_time = 12\nrekey_time = 0\nrand_time = 0\nunique = "replace"',
@@ -207,7 +204,7 @@ def test_both_reauthenticate_at_once_and_one_ike_sa_is_left(
         charon_ike={"reauth_time": "12s", "rekey_time": "0s", "rand_time": "0s",
                     "over_time": "10s"},
         charon_child={"rekey_time": "0s"}, settings={"make_before_break": "yes"},
-        tcp_seconds=25,
+        tcp_seconds=25, ike_delay=0.2, settle=20,
     )  # fmt: skip
     charon_reauths = log.count("generating IKE_SA_INIT request")
     print(f"espfast {ours}; charon initiated {charon_reauths} IKE SAs; at the end: {len(sas)}")
@@ -256,7 +253,7 @@ def test_dead_charon_is_noticed_and_the_tunnel_comes_back_with_it(
         conf_b = swanctl_conf([charon_conn(hosts, {}, {})], [PSK])
         charon = charons.start(hosts.b, conf_b)
         conf = espfast_conf(hosts, "dpd_delay = 1\ndpd_timeout = 3", 'dpd_action = "restart"')
-        up = start_in(hosts.a, write_private(tmp_path / "a.toml", conf), command="up")
+        up = start_in(hosts.a, write_private(tmp_path / "a.toml", conf), "-v", command="up")
         try:
             charon.wait_child("net")
             assert wait_for(lambda: ping(hosts.a, INNER_B), timeout=10)
@@ -281,3 +278,20 @@ def test_dead_charon_is_noticed_and_the_tunnel_comes_back_with_it(
 def established(ns: Namespace) -> bool:
     """espfast in ``ns`` has an established IKE SA."""
     return any(sa["state"] == "ESTABLISHED" for sa in status(ns))
+
+
+def test_ike_rekey_collisions_with_charon_lose_nothing(
+    charons: CharonFactory, tmp_path: Path
+) -> None:
+    """Both ends rekey the IKE SA on the same 3 s timer, so their CREATE_CHILD_SA requests
+    cross (RFC 7296 §2.8.2): the nonces pick one new IKE SA, both delete the other, the
+    Child SA moves along and no datagram is lost."""
+    flows, ours, log, sas = run_with_charon(
+        charons, tmp_path, 6000, espfast_ike="rekey_time = 3", espfast_child="",
+        charon_ike={"rekey_time": "3s", "rand_time": "0s", "over_time": "5s"},
+        charon_child={"rekey_time": "0s"},
+    )  # fmt: skip
+    print(f"espfast {ours}; charon: {log.count('collision')} collisions logged")
+    assert ours["ike_sas_rekeyed"] >= flows.elapsed / 4, ours
+    assert ours["event_errors"] == 0 and ours["ike_sas_down"] <= 1
+    assert len(sas) == 1, sas
