@@ -44,11 +44,48 @@ static void *read_main(void *arg)
 	return NULL;
 }
 
+/* Dataplanes A and B (ORDER_WORKERS workers each), their "TUN"s and IKE fds socketpairs,
+ * UDP sockets on loopback. */
+struct pair {
+	int tun_a[2], tun_b[2], ike_a[2], ike_b[2];
+	struct sockaddr_in addr_a, addr_b;
+	int udp_a, udp_b;
+	ef_dp *a, *b;
+};
+
+static int pair_open(struct pair *pr)
+{
+	int err = 0;
+
+	pr->udp_a = ct_udp_socket(&pr->addr_a);
+	pr->udp_b = ct_udp_socket(&pr->addr_b);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, pr->tun_a) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, pr->tun_b) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, pr->ike_a) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, pr->ike_b) == 0);
+	pr->a = ef_dp_new(pr->tun_a[1], pr->udp_a, pr->ike_a[1], ORDER_WORKERS, 0, &err);
+	pr->b = ef_dp_new(pr->tun_b[1], pr->udp_b, pr->ike_b[1], ORDER_WORKERS, 0, &err);
+	CHECK(pr->a && pr->b);
+	return pr->a && pr->b;
+}
+
+static void pair_close(struct pair *pr)
+{
+	ef_dp_free(pr->a);
+	ef_dp_free(pr->b);
+	for (int i = 0; i < 2; i++) {
+		close(pr->tun_a[i]);
+		close(pr->tun_b[i]);
+		close(pr->ike_a[i]);
+		close(pr->ike_b[i]);
+	}
+	close(pr->udp_a);
+	close(pr->udp_b);
+}
+
 void test_order(void)
 {
-	int tun_a[2], tun_b[2], ike_a[2], ike_b[2], err = 0;
-	struct sockaddr_in addr_a, addr_b;
-	int udp_a = ct_udp_socket(&addr_a), udp_b = ct_udp_socket(&addr_b);
+	struct pair pr;
 	struct ef_prefix any = {.family = 4};
 	uint8_t key[20] = {9, 8, 7};
 	struct ef_sa_params p;
@@ -58,16 +95,10 @@ void test_order(void)
 	pthread_t tf, tr;
 	ef_dp *a, *b;
 
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, tun_a) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, tun_b) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, ike_a) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, ike_b) == 0);
-	a = ef_dp_new(tun_a[1], udp_a, ike_a[1], ORDER_WORKERS, 0, &err);
-	b = ef_dp_new(tun_b[1], udp_b, ike_b[1], ORDER_WORKERS, 0, &err);
-	CHECK(a && b);
-	if (!a || !b)
+	if (!pair_open(&pr))
 		goto out;
-	ct_sa_params(&p, 0x1dd0, EF_DIR_OUT, &any, key, &addr_b);
+	a = pr.a, b = pr.b;
+	ct_sa_params(&p, 0x1dd0, EF_DIR_OUT, &any, key, &pr.addr_b);
 	CHECK(ef_dp_add_sa(a, &p) == EF_OK);
 	ct_sa_params(&p, 0x1dd0, EF_DIR_IN, &any, key, NULL);
 	/* The default window: A's sequence numbers leave in order, and B's 4 workers move
@@ -75,8 +106,8 @@ void test_order(void)
 	p.replay_window = 1024;
 	CHECK(ef_dp_add_sa(b, &p) == EF_OK);
 	CHECK(ef_dp_start(a) == EF_OK && ef_dp_start(b) == EF_OK);
-	f.fd = tun_a[0];
-	r.fd = tun_b[0];
+	f.fd = pr.tun_a[0];
+	r.fd = pr.tun_b[0];
 	pthread_create(&tr, NULL, read_main, &r);
 	pthread_create(&tf, NULL, ct_pump_main, &f);
 	pthread_join(tf, NULL);
@@ -102,27 +133,15 @@ void test_order(void)
 	ef_dp_stop(a);
 	ef_dp_stop(b);
 out:
-	ef_dp_free(a);
-	ef_dp_free(b);
-	for (int i = 0; i < 2; i++) {
-		close(tun_a[i]);
-		close(tun_b[i]);
-		close(ike_a[i]);
-		close(ike_b[i]);
-	}
-	close(udp_a);
-	close(udp_b);
+	pair_close(&pr);
 }
 
 /* The same flow, but B's inbound SA comes while the packets are arriving (as a peer sends
  * on a new SA before our IKE has installed it): the first ones are held (struct ef_park)
- * and go out once it comes, ahead of everything after them; 4 RX workers must not let a
- * newer packet, opened by one worker, overtake the held ones another worker lets out. */
+ * and go out once it comes, ahead of everything after them, with 4 RX workers. */
 void test_order_park(void)
 {
-	int tun_a[2], tun_b[2], ike_a[2], ike_b[2], err = 0;
-	struct sockaddr_in addr_a, addr_b;
-	int udp_a = ct_udp_socket(&addr_a), udp_b = ct_udp_socket(&addr_b);
+	struct pair pr;
 	struct ef_prefix any = {.family = 4};
 	uint8_t key[20] = {9, 8, 7};
 	struct ef_sa_params p;
@@ -130,48 +149,31 @@ void test_order_park(void)
 	struct ct_pump f = {.count = ORDER_PACKETS, .pause_every = 16};
 	struct reader r = {0};
 	pthread_t tf, tr;
-	ef_dp *a, *b;
 
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, tun_a) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, tun_b) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, ike_a) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, ike_b) == 0);
-	a = ef_dp_new(tun_a[1], udp_a, ike_a[1], ORDER_WORKERS, 0, &err);
-	b = ef_dp_new(tun_b[1], udp_b, ike_b[1], ORDER_WORKERS, 0, &err);
-	CHECK(a && b);
-	if (!a || !b)
+	if (!pair_open(&pr))
 		goto out;
-	ct_sa_params(&p, 0x1dd1, EF_DIR_OUT, &any, key, &addr_b);
-	CHECK(ef_dp_add_sa(a, &p) == EF_OK);
-	CHECK(ef_dp_start(a) == EF_OK && ef_dp_start(b) == EF_OK);
-	f.fd = tun_a[0];
-	r.fd = tun_b[0];
+	ct_sa_params(&p, 0x1dd1, EF_DIR_OUT, &any, key, &pr.addr_b);
+	CHECK(ef_dp_add_sa(pr.a, &p) == EF_OK);
+	CHECK(ef_dp_start(pr.a) == EF_OK && ef_dp_start(pr.b) == EF_OK);
+	f.fd = pr.tun_a[0];
+	r.fd = pr.tun_b[0];
 	pthread_create(&tr, NULL, read_main, &r);
 	pthread_create(&tf, NULL, ct_pump_main, &f);
-	for (int wait = 0; wait < 500 && (ef_dp_stats(b, &st), st.spi_held < 100); wait++)
+	for (int wait = 0; wait < 500 && (ef_dp_stats(pr.b, &st), st.spi_held < 100); wait++)
 		usleep(1000); /* until many are held */
 	ct_sa_params(&p, 0x1dd1, EF_DIR_IN, &any, key, NULL);
 	p.replay_window = 1024;
-	CHECK(ef_dp_add_sa(b, &p) == EF_OK);
+	CHECK(ef_dp_add_sa(pr.b, &p) == EF_OK);
 	pthread_join(tf, NULL);
 	usleep(200000);
 	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(tr, NULL);
-	ef_dp_stop(a);
-	ef_dp_stop(b);
-	ef_dp_stats(b, &st);
+	ef_dp_stop(pr.a);
+	ef_dp_stop(pr.b);
+	ef_dp_stats(pr.b, &st);
 	CHECK(st.spi_late > 0); /* some were held and let out */
 	CHECK(r.got > 100);
 	CHECK(r.out_of_order == 0);
 out:
-	ef_dp_free(a);
-	ef_dp_free(b);
-	for (int i = 0; i < 2; i++) {
-		close(tun_a[i]);
-		close(tun_b[i]);
-		close(ike_a[i]);
-		close(ike_b[i]);
-	}
-	close(udp_a);
-	close(udp_b);
+	pair_close(&pr);
 }

@@ -80,8 +80,8 @@ def run_with_charon(
 ) -> tuple[Flows, dict[str, int], str, list[dict[str, object]]]:  # fmt: skip
     """espfast (a, the initiator) and charon (b) with these lifetimes; ``count`` datagrams
     each way, 2 ms apart. Returns the flows, espfast's counters, charon's log and its
-    IKE SAs once one tunnel is left (waiting up to ``settle`` s). ``ike_delay``: through a router that
-    delays IKE messages (not ESP) by this many seconds each way."""
+    IKE SAs once one tunnel is left (waiting up to ``settle`` s). ``ike_delay``: through
+    a router that delays IKE messages (not ESP) by this many seconds each way."""
     with contextlib.ExitStack() as stack:
         hosts: TwoHosts | ThreeHosts
         if ike_delay:
