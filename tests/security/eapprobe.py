@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from espfast.config import load_up
@@ -38,6 +39,23 @@ from espfast.control.message import Message
 from espfast.control.payloads import AuthPayload, EapPayload, NotifyPayload, Payload, payload_type
 from espfast.control.rng import SystemRng
 from espfast.control.tasks.ike_auth_eap import IkeAuthEap
+from espfast.netns import Namespace
+
+
+def probe(ns: Namespace, mode: str, conf: Path, target: str, source: str,
+          limit: float = 10.0, script: str = __file__) -> dict[str, Any]:  # fmt: skip
+    """Run the probe ``script`` (this one, or eaptlsprobe.py) in ``ns``: its JSON answer."""
+    out = ns.run(sys.executable, script, mode, str(conf), target, source, str(limit))
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def half_open(ns: Namespace) -> int:
+    """The IKE SAs of the ``espfast up`` in ``ns`` not (yet) established."""
+    from updaemon import status
+
+    return sum(1 for sa in status(ns) if sa["state"] != "ESTABLISHED")
+
 
 NON_ESP_MARKER = bytes(4)
 LIMIT = 10.0  # seconds

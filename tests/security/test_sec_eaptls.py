@@ -10,32 +10,22 @@ until the half-open timeout; then an honest client gets in."""
 
 from __future__ import annotations
 
-import json
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-from espfast.netns import Namespace, TwoHosts, wait_for
+from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
+import eapprobe
+from eapprobe import half_open
 from eaptlsconf import CAROL, DAVE, client_toml, gateway_toml, make_tls_pki
-from updaemon import counters, peek, status
+from updaemon import counters, peek
 
-PROBE = str(Path(__file__).parent / "eaptlsprobe.py")
+probe = partial(eapprobe.probe, script=str(Path(__file__).parent / "eaptlsprobe.py"))
 HALF_OPEN_LIMIT = 3
 ATTACKS = ("oversize", "fragments", "garbage", "restart")
-
-
-def probe(ns: Namespace, mode: str, conf: Path, target: str, source: str,
-          limit: float = 10.0) -> dict[str, Any]:  # fmt: skip
-    out = ns.run(sys.executable, PROBE, mode, str(conf), target, source, str(limit))
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
-
-
-def half_open(ns: Namespace) -> int:
-    return sum(1 for sa in status(ns) if sa["state"] != "ESTABLISHED")
 
 
 def test_eap_tls_misbehaviour_is_refused_and_bounded(tmp_path: Path) -> None:
