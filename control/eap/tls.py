@@ -31,7 +31,6 @@ the context 0x0D (TLS 1.3), 128 octets; MSK = the first 64, EMSK the next 64.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import TYPE_CHECKING, TypeVar
 
@@ -226,24 +225,31 @@ def _context(method: int, cred: LocalCredential | None, cas: Sequence[x509.Certi
     return ctx
 
 
-@dataclass(frozen=True)
 class EapTlsSetup:
     """One connection's EAP-TLS, built once at configuration: the TLS context (our
     certificate and key; the CAs named in our CertificateRequest, server only) and the
-    check that judges the peer's certificate."""
+    check that judges the peer's certificate. Its repr names only the role: what it
+    holds comes from the files of the connection (which a reload compares)."""
 
-    context: SSL.Context = field(repr=False)
-    check: CertCheck
+    __slots__ = ("check", "context", "role")
+
+    def __init__(self, context: SSL.Context, check: CertCheck, role: str) -> None:
+        self.context = context
+        self.check = check
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"EapTlsSetup({self.role})"
 
     @classmethod
     def server(cls, cred: LocalCredential, cas: Sequence[x509.Certificate], check: CertCheck,
                *, tls13: bool = True) -> EapTlsSetup:  # fmt: skip
-        return cls(_context(SSL.TLS_SERVER_METHOD, cred, cas, tls13), check)
+        return cls(_context(SSL.TLS_SERVER_METHOD, cred, cas, tls13), check, "server")
 
     @classmethod
     def client(cls, cred: LocalCredential, check: CertCheck, *, tls13: bool = True
                ) -> EapTlsSetup:  # fmt: skip
-        return cls(_context(SSL.TLS_CLIENT_METHOD, cred, (), tls13), check)
+        return cls(_context(SSL.TLS_CLIENT_METHOD, cred, (), tls13), check, "client")
 
 
 class _TlsEnd:

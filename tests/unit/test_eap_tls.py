@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 from espfast.cli import main
@@ -350,3 +352,32 @@ def test_server_certificate_of_the_wrong_name_is_refused_by_the_peer(pki: Pki) -
             resp = peer.process(req)
             assert resp is not None
             req = server.process(resp)
+
+
+# -- fuzz: any bytes parse or are refused as the peer's fault -------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_unpack_parses_or_refuses(data: bytes) -> None:
+    try:
+        flags, total, rest = unpack(data)
+    except RemoteProtocolError:
+        return
+    assert (
+        pack(flags, rest, total) == bytes([data[0] & 0xE0 | (data[0] & 0x80)]) + data[1:]
+        or data[0] & 0x1F
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=1200), min_size=1, max_size=6))
+def test_server_takes_any_responses_as_failure_or_request(pki: Pki, datas: list[bytes]) -> None:
+    server, req = started(pki)
+    for data in datas:
+        try:
+            req = server.process(tls_response(req, data))
+        except EapFailure as exc:
+            assert exc.notify == 24
+            return
+        assert req.code == EapCode.REQUEST and req.type == TLS_TYPE

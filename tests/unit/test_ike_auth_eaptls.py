@@ -12,6 +12,7 @@ import pytest
 from ikepair import Pair, events
 from test_ike_auth_certs import NOW, cert_configs, pki
 
+from espfast.cli import main
 from espfast.config import ConfigError, load_up
 from espfast.control.auth import certificate_auth, certificate_check, certificate_identity
 from espfast.control.config import IkeConfig
@@ -130,3 +131,16 @@ def test_config_eap_tls_gateway_needs_cas(tmp_path: Path) -> None:
     write_private(gw, text)
     with pytest.raises(ConfigError, match="cacerts"):
         load_up(gw)
+
+
+def test_reload_sees_eap_tls_unchanged_until_a_file_changes(tmp_path: Path) -> None:
+    from espfast.reload import fingerprints
+
+    p = make_pki(tmp_path / "pki")
+    gw = gateway_toml(p, tmp_path / "gw.toml")
+    write_private(gw, gw.read_text().replace("pool = [", 'remote_auth = "eap-tls"\npool = ['))
+    before = fingerprints(load_up(gw))
+    assert fingerprints(load_up(gw)) == before  # the TLS context is no part of it
+    assert main(["pki", "crl", "--ca", str(p.ca.parent), "--out", str(tmp_path / "ca.crl")]) == 0
+    write_private(gw, gw.read_text().replace("pool = [", f'crls = ["{tmp_path}/ca.crl"]\npool = ['))
+    assert fingerprints(load_up(gw)) != before
