@@ -706,6 +706,9 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     #     accounting = true; interim_interval = "10m"; timeout = 2; retransmit_tries = 2
 #     # a road warrior with a password: local_auth = "eap-mschapv2", eap_id = "carol",
 #     #   password_file = "carol.pw" (or password = "..."), cacerts = ["ca.crt"]
+#     # a gateway for road warriors with certificates inside EAP-TLS: auth = "pubkey"
+#     #   (cert, key, cacerts: the clients' CAs, crls), remote_auth = "eap-tls"; such a
+#     #   road warrior: local_auth = "eap-tls", cert, key, cacerts, eap_id (default local_id)
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)

@@ -18,7 +18,10 @@ the number of round trips, so both are bounded here (``MAX_TLS_MESSAGE``,
 ``MAX_ROUNDS``); the half-open timeout of the IKE SA bounds the time.
 
 The TLS itself is OpenSSL's through pyOpenSSL over memory BIOs (no sockets: the bytes go
-in and out of the EAP packets). OpenSSL only checks that the peer holds the key of the
+in and out of the EAP packets; OpenSSL draws its own randomness for the TLS randoms and
+key shares, the injected Rng serves only the EAP identifier). No resumption (the session
+cache is off: the TLS 1.3 NewSessionTickets OpenSSL still sends are never honoured) and
+no renegotiation. OpenSSL only checks that the peer holds the key of the
 certificate it sent; whether that certificate is acceptable (chain, validity,
 revocation, the EAP identity in it) is decided by the connection's own check
 (``CertCheck``, control/auth.py), the same one that judges certificates in IKE AUTH.
