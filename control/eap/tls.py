@@ -214,6 +214,10 @@ def _context(method: int, cred: LocalCredential | None, cas: Sequence[x509.Certi
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_3_VERSION if tls13 else SSL.TLS1_2_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    if method == SSL.TLS_CLIENT_METHOD:
+        # strongSwan's TLS 1.2 server (libtls) sends no renegotiation_info (RFC 5746);
+        # with renegotiation off at our end that extension protects nothing.
+        ctx.set_options(SSL.OP_LEGACY_SERVER_CONNECT)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if cred is not None:
         ctx.use_certificate(cred.cert)

@@ -25,7 +25,17 @@ from tests.interop.conftest import CharonFactory
 from tests.interop.strongswan import CharonError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
-from eaptlsconf import CAROL, DAVE, GW_ID, GW_NET, TlsPki, gateway_toml, make_tls_pki
+from eaptlsconf import (
+    CAROL,
+    DAVE,
+    GW_ID,
+    GW_NET,
+    POOL,
+    TlsPki,
+    client_toml,
+    gateway_toml,
+    make_tls_pki,
+)
 
 
 def client_swanctl(addr_gw: str, addr_me: str, name: str, eap_id: str) -> str:
@@ -122,3 +132,67 @@ def test_charon_with_a_bad_certificate_is_refused(
     assert len(named) == 1, err
     assert f"EAP-TLS authentication of '{eap_id}' failed: " in named[0], named
     assert reason in named[0].lower(), named
+
+
+def gateway_swanctl(addr: str) -> str:
+    return f"""connections {{
+  rw {{
+    version = 2
+    local_addrs = {addr}
+    remote_addrs = %any
+    encap = yes
+    pools = rw
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = pubkey
+      certs = gw.crt
+      id = {GW_ID}
+    }}
+    remote {{
+      auth = eap-tls
+      eap_id = %any
+    }}
+    children {{
+      net {{
+        local_ts = 198.19.2.0/24
+        remote_ts = dynamic
+        esp_proposals = aes128gcm16
+      }}
+    }}
+  }}
+}}
+pools {{
+  rw {{
+    addrs = {POOL}
+  }}
+}}
+"""
+
+
+def test_espfast_eap_tls_client_of_charon(charons: CharonFactory, tmp_path: Path,
+                                          pki: TlsPki) -> None:  # fmt: skip
+    """charon is the gateway (``remote.auth = eap-tls``, ``eap_id = %any``): espfast
+    answers EAP-Identity, runs TLS with its certificate (charon's fragments of 1024
+    octets in, ours out), checks charon's certificate in IKE and in TLS, gets an address."""
+    with TwoHosts.create("et") as hosts:
+        hosts.b.run("ip", "addr", "add", f"{GW_NET}/32", "dev", "lo")
+        files = {"x509/gw.crt": pki.cert("gw").read_bytes(),
+                 "private/gw.key": pki.key("gw").read_bytes(),
+                 "x509ca/ca.crt": pki.ca.read_bytes()}  # fmt: skip
+        charon = charons.start(hosts.b, gateway_swanctl(hosts.addr_b), files=files)
+        rw = client_toml(tmp_path, pki, gateway=hosts.addr_b, listen=hosts.addr_a)
+        up = start_in(hosts.a, rw, "-v", command="up")
+        try:
+            charon.wait_child("net", timeout=20)
+            ping = ["ping", "-c", "1", "-W", "1", GW_NET]
+            assert wait_for(lambda: hosts.a.run(*ping, check=False).returncode == 0, timeout=10)
+            (ike,) = charon.list_sas()
+            log = charon.log(None)
+        finally:
+            rc, _, err = up.stop()
+    assert rc == 0, err
+    # (charon lists remote-eap-id only when it differs from the IKE identity, carol's too)
+    assert ike.get("remote-eap-id", ike["remote-id"]) == CAROL, ike
+    assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-3000:]
+    assert f"authentication of '{CAROL}' with EAP successful" in log, log[-3000:]
+    assert "virtual IP 198.19.100.1" in err, err
