@@ -58,11 +58,14 @@ if TYPE_CHECKING:
     from ..certs import LocalCredential
 
 TLS_TYPE = 13  # EAP method type of EAP-TLS (RFC 5216 §3.1)
-MAX_TLS_MESSAGE = 32768  # octets of one reassembled TLS flight we accept
+# Octets of one reassembled TLS flight we accept: a client certificate chain of a few
+# certificates is a few KiB.
+MAX_TLS_MESSAGE = 16384
 FRAGMENT = 1000  # octets of TLS data we put in one EAP packet
-# EAP requests in one conversation: Identity, Start, and for each direction a flight of
-# up to MAX_TLS_MESSAGE in fragments of (at least) FRAGMENT. strongSwan's limit is 32.
-MAX_ROUNDS = 32
+# EAP requests in one conversation: Identity, Start, an acknowledgement for each fragment
+# of the client's flights (MAX_TLS_MESSAGE in charon's 1024-octet fragments: 17), each
+# fragment of ours, EAP-Success. strongSwan counts 32 messages at most.
+MAX_ROUNDS = 40
 KEY_MATERIAL = 128
 LABEL_TLS12 = b"client EAP encryption"
 LABEL_TLS13 = b"EXPORTER_EAP_TLS_Key_Material"
