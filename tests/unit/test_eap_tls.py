@@ -168,13 +168,13 @@ def test_untrusted_certificate_is_refused(pki: Pki) -> None:
     why = refused(
         EapTlsServer(server_setup(pki), 1), EapTlsPeer(CLIENT_ID, peer_setup(pki, "mallory"))
     )
-    assert "CA" in why or "trusted" in why or "issuer" in why, why
+    assert "no trusted CA" in why, why
 
 
 def test_identity_not_in_certificate_is_refused(pki: Pki) -> None:
     why = refused(EapTlsServer(server_setup(pki), 1),
                   EapTlsPeer("bob@example.test", peer_setup(pki)))  # fmt: skip
-    assert "bob@example.test" in why or "not" in why, why
+    assert "identity bob@example.test does not match" in why, why
 
 
 def test_revoked_certificate_is_refused(pki: Pki, tmp_path: Path) -> None:
