@@ -74,6 +74,29 @@ def id_matches(peer: tuple[int, bytes], pattern: tuple[int, bytes]) -> bool:
         return peer == pattern
 
 
+def certificate_check(
+    trust: TrustStore, wall_clock: Callable[[], float], refresh: Callable[[], None] | None = None
+) -> Callable[[Sequence[bytes], tuple[int, bytes]], bytes]:
+    """The judgement of a peer's certificates (DER, end entity first) for an identity,
+    in IKE AUTH and in EAP-TLS alike: the chain to one of ``trust``'s CAs, valid at
+    ``wall_clock()``, not revoked per its CRLs and policy (``refresh`` first reloads
+    changed CRL files), and the identity its subject DN or a subjectAltName. Returns the
+    holder's canonical identity; AuthenticationError (AUTHENTICATION_FAILED) if not."""
+
+    def check(certs: Sequence[bytes], peer_id: tuple[int, bytes]) -> bytes:
+        if not certs:
+            raise AuthenticationError("the peer sent no certificate")
+        if refresh is not None:
+            refresh()
+        end_entity = decode_certificate(certs[0])
+        intermediates = [decode_certificate(c) for c in certs[1:]]
+        trust.verify_chain(end_entity, intermediates, wall_clock())
+        check_identity(end_entity, Identity.decode(*peer_id))
+        return certificate_identity(end_entity)
+
+    return check
+
+
 def certificate_auth(
     cred: LocalCredential | None,
     trust: TrustStore,
@@ -96,18 +119,13 @@ def certificate_auth(
                                       notify=NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
         return sign(cred, octets, () if classic else peer_hash_algs)
 
+    check = certificate_check(trust, wall_clock, refresh)
+
     def verifier(method: int, data: bytes, octets: bytes, certs: Sequence[bytes],
                  peer_id: tuple[int, bytes]) -> bytes:  # fmt: skip
-        if not certs:
-            raise AuthenticationError("the peer sent no certificate")
-        if refresh is not None:
-            refresh()
-        end_entity = decode_certificate(certs[0])
-        intermediates = [decode_certificate(c) for c in certs[1:]]
-        trust.verify_chain(end_entity, intermediates, wall_clock())
-        check_identity(end_entity, Identity.decode(*peer_id))
-        verify(method, data, octets, end_entity)
-        return certificate_identity(end_entity)
+        holder = check(certs, peer_id)
+        verify(method, data, octets, decode_certificate(certs[0]))
+        return holder
 
     ours = () if cred is None else (cred.cert, *cred.chain)
     return AuthConfig(

@@ -5,9 +5,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .events import TrafficSelector
 from .proposals import DEFAULT_ESP, DEFAULT_IKE, ProposalSpec, parse_esp, parse_ike
+
+if TYPE_CHECKING:
+    from .eap.tls import EapTlsSetup
 
 # Signature authentication hooks (filled from control/signature.py by the daemon):
 # Signer(octets, peer_hash_algorithms) -> (AUTH method, AUTH data)
@@ -96,11 +100,16 @@ class AuthConfig:
     # ``eap_radius``: the peer's EAP goes to RADIUS servers instead (the shell's client;
     # control/radius/relay.py), and we sign.
     eap_radius: bool = False
+    # EAP-TLS (RFC 5216/9190): ``eap_tls`` the peers prove a certificate inside EAP and
+    # we sign; ``eap_tls_peer`` we do so as ``eap_identity``. Each: the TLS context with
+    # our certificate and the check of the other end's (control/eap/tls.py).
+    eap_tls: EapTlsSetup | None = None
+    eap_tls_peer: EapTlsSetup | None = None
 
     @property
     def eap_server(self) -> bool:
-        """Whether peers of this connection authenticate with EAP (users or RADIUS)."""
-        return self.eap_users is not None or self.eap_radius
+        """Whether peers of this connection authenticate with EAP (users, TLS, RADIUS)."""
+        return self.eap_users is not None or self.eap_radius or self.eap_tls is not None
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,12 @@ class IkeConfig:
             raise ValueError(f"{where}: no IKE proposals")
         if self.auth.psk is None and self.auth.signer is None and not self.auth.eap_identity:
             raise ValueError(f"{where}: neither a pre-shared key nor a certificate to sign with")
-        if self.auth.eap_identity and (self.auth.eap_nt_hash is None or self.auth.psk):
-            raise ValueError(f"{where}: EAP authentication needs a password and no PSK")
+        if self.auth.eap_identity and self.auth.psk:
+            raise ValueError(f"{where}: EAP authentication and a PSK exclude each other")
+        if self.auth.eap_identity and (self.auth.eap_nt_hash is None) == (
+            self.auth.eap_tls_peer is None
+        ):
+            raise ValueError(f"{where}: EAP authentication needs a password or a certificate")
         if self.auth.eap_server and self.auth.signer is None:
             raise ValueError(f"{where}: EAP clients need a gateway certificate to sign with")
         if self.auth.psk is not None and len(self.auth.psk) < 8:

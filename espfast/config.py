@@ -706,6 +706,9 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     #     accounting = true; interim_interval = "10m"; timeout = 2; retransmit_tries = 2
 #     # a road warrior with a password: local_auth = "eap-mschapv2", eap_id = "carol",
 #     #   password_file = "carol.pw" (or password = "..."), cacerts = ["ca.crt"]
+#     # a gateway for road warriors with certificates inside EAP-TLS: auth = "pubkey"
+#     #   (cert, key, cacerts: the clients' CAs, crls), remote_auth = "eap-tls"; such a
+#     #   road warrior: local_auth = "eap-tls", cert, key, cacerts, eap_id (default local_id)
 #     dpd_delay = 30                  # seconds between liveness checks (0: off)
 #     dpd_timeout = 150               # give up on a silent peer after about this long
 #                                     # (scales the retransmission schedule of every request)
@@ -751,7 +754,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # IkeConfig's retransmission defaults (strongSwan's: 4 s, x1.8 each, 5 tries).
 DEFAULT_RETRANSMIT_TIMEOUT, RETRANSMIT_BASE, RETRANSMIT_TRIES = 4.0, 1.8, 5
-EAP_METHODS = ("eap-mschapv2",)  # local_auth / remote_auth (strongSwan's names)
+EAP_METHODS = ("eap-mschapv2", "eap-tls")  # local_auth / remote_auth (strongSwan's names)
 EAP_RELAYED = ("eap-radius",)  # remote_auth: EAP relayed to the [radius] servers
 MIN_PSK_LEN = 16  # bytes; a short PSK falls to an offline dictionary attack (RFC 7296 §2.15)
 
@@ -824,20 +827,29 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     name = t.get_str("name", t.where)
     remote, remote_addrs = upkeys.remote(t, IKE_PORT)
     remote_auth = _choice(t, "remote_auth", "", ("", *EAP_METHODS, *EAP_RELAYED))
-    if _choice(t, "local_auth", "", ("", *EAP_METHODS)):
+    local_auth = _choice(t, "local_auth", "", ("", *EAP_METHODS))
+    if local_auth == "eap-tls":
+        auth, default_id = _eap_tls_client_auth(t, keys)
+    elif local_auth:
         auth, default_id = _eap_client_auth(t, keys)
     else:
         auth_kind = t.get_str("auth", "psk")
         if auth_kind == "psk":
             auth, default_id = _psk_auth(t, keys), None
         elif auth_kind in upkeys.SIGNATURE_AUTH:
-            auth, default_id = _pubkey_auth(t, keys, need_cas=not remote_auth, kind=auth_kind)
+            tls = "server" if remote_auth == "eap-tls" else ""
+            auth, default_id = _pubkey_auth(t, keys, need_cas=remote_auth in ("", "eap-tls"),
+                                            kind=auth_kind, eap_tls=tls)  # fmt: skip
         else:
             raise t.error("auth", f"{auth_kind!r} is not psk, pubkey, rsa or ecdsa")
     if remote_auth in EAP_RELAYED:
         if auth.signer is None:
             raise t.error("remote_auth", 'EAP needs auth = "pubkey" (the gateway\'s certificate)')
         auth = replace(auth, eap_radius=True)
+    elif remote_auth == "eap-tls":
+        if auth.eap_tls is None:
+            raise t.error("remote_auth", 'EAP-TLS needs auth = "pubkey" (the gateway\'s '
+                          "certificate) and cacerts (the clients' CAs)")  # fmt: skip
     elif remote_auth:
         auth = _eap_users(t, auth, keys)
     auth = upkeys.cert_exchange(t, auth)
@@ -1031,15 +1043,18 @@ def _psk_auth(t: Table, keys: _KeySources) -> AuthConfig:
     return AuthConfig(psk=psk)
 
 
-def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True, kind: str = "pubkey"
-                 ) -> tuple[AuthConfig, tuple[int, bytes]]:  # fmt: skip
+def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True, kind: str = "pubkey",
+                 eap_tls: str = "") -> tuple[AuthConfig, tuple[int, bytes]]:  # fmt: skip
     """Certificates: ours (``cert``, its ``key``, the ``intermediates`` to send after it),
     the CAs we trust (``cacerts``; none needed when the peers authenticate with EAP),
     their CRLs (``crls``, espfast/crls.py) and the ``revocation`` policy. Our identity
     defaults to the certificate's subject DN. ``kind`` "rsa" / "ecdsa" (strongSwan's
-    auth = rsa|ecdsa): that key type, signing with the classic AUTH methods only."""
-    from espfast.control.auth import certificate_auth
+    auth = rsa|ecdsa): that key type, signing with the classic AUTH methods only.
+    ``eap_tls`` "server" / "client": the same certificate, CAs and CRLs also serve
+    EAP-TLS in that role (control/eap/tls.py)."""
+    from espfast.control.auth import certificate_auth, certificate_check
     from espfast.control.certs import LocalCredential, TrustStore
+    from espfast.control.eap.tls import EapTlsSetup
     from espfast.control.revocation import POLICIES
     from espfast.crls import CrlFiles
 
@@ -1076,6 +1091,11 @@ def _pubkey_auth(t: Table, keys: _KeySources, *, need_cas: bool = True, kind: st
         raise t.error("crls", _reason(e)) from None
     refresh = crls.poll if crl_paths else None
     auth = certificate_auth(cred, trust, time.time, refresh, classic=kind != "pubkey")
+    check = certificate_check(trust, time.time, refresh)
+    if eap_tls == "server":
+        auth = replace(auth, eap_tls=EapTlsSetup.server(cred, trust.cas, check))
+    elif eap_tls == "client":
+        auth = replace(auth, eap_tls_peer=EapTlsSetup.client(cred, check))
     return auth, cred.identity.encode()
 
 
@@ -1114,6 +1134,19 @@ def _eap_client_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int
     auth = replace(auth, eap_identity=eap_id, eap_nt_hash=nt_password_hash(password))
     p = eap_peer_id(eap_id)
     return auth, (p.id_type, p.data)
+
+
+def _eap_tls_client_auth(t: Table, keys: _KeySources) -> tuple[AuthConfig, tuple[int, bytes]]:
+    """local_auth = "eap-tls": we are a road warrior proving our certificate (``cert``,
+    ``key``) inside EAP-TLS as ``eap_id`` (default: our identity, the certificate's
+    subject DN unless local_id says otherwise), and check the gateway's certificate,
+    in IKE and in TLS, against ``cacerts``."""
+    auth, default_id = _pubkey_auth(t, keys, eap_tls="client")
+    eap_id = t.opt_str("eap_id") or t.opt_str("local_id") or str(Identity.decode(*default_id))
+    if not 0 < len(eap_id.encode()) <= 255:
+        raise t.error("eap_id", "must be 1 to 255 bytes")
+    auth = replace(auth, signer=None, certs=(), eap_identity=eap_id)
+    return auth, default_id
 
 
 def _eap_users(t: Table, auth: AuthConfig, keys: _KeySources) -> AuthConfig:

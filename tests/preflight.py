@@ -36,6 +36,8 @@ from tests.interop.strongswan import CHARON_PLUGINS, Charon, CharonError
 PLUGIN_PACKAGES = {
     "openssl": "libstrongswan-standard-plugins",
     "kernel-libipsec": "libcharon-extra-plugins",
+    "eap-tls": "libcharon-extra-plugins",  # with libtls
+    "eap-mschapv2": "libcharon-extauth-plugins",
     "socket-default": "strongswan-libcharon",
     "vici": "strongswan-swanctl",
 }

@@ -1,5 +1,6 @@
-"""EAP (RFC 3748) for IKEv2 (RFC 7296 §2.16), sans-I/O: the packet codec, EAP-Identity
-and EAP-MSCHAPv2 (RFC 2759, draft-kamath-pppext-eap-mschapv2) for server and peer.
+"""EAP (RFC 3748) for IKEv2 (RFC 7296 §2.16), sans-I/O: the packet codec, EAP-Identity,
+EAP-MSCHAPv2 (RFC 2759, draft-kamath-pppext-eap-mschapv2) and EAP-TLS (RFC 5216/9190,
+control/eap/tls.py) for server and peer.
 
 Nothing here touches sockets, files or the clock; randomness comes from an injected Rng.
 """

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..constants import IdType
 from ..errors import RemoteProtocolError
+from ..identity import Identity
 from ..rng import Rng
 from .message import EapCode, EapPacket, EapType
 from .mschapv2 import MschapV2Peer, MschapV2Server, OpCode, unpack
@@ -41,30 +43,55 @@ def _identity_text(data: bytes) -> str:
         raise EapFailure("EAP identity is not UTF-8") from None
 
 
-class EapServer:
-    """The authenticator side: Identity, then EAP-MSCHAPv2 against ``users``."""
+def identity_id(identity: str) -> tuple[int, bytes]:
+    """The ID (type, data) an EAP identity stands for, read as strongSwan reads one (its
+    id syntax; what is not an identity there becomes a KEY_ID)."""
+    try:
+        return Identity.parse(identity).encode()
+    except ValueError:
+        return (IdType.KEY_ID, identity.encode())
 
-    def __init__(self, users: UserLookup, rng: Rng, name: bytes = b"espfast") -> None:
-        self.users = users
-        self.rng = rng
-        self.name = name
-        self.identifier = rng.random_bytes(1)[0]
+
+class ServerMethod:
+    """What every EAP server method shares: the requests it sends (numbered from a
+    random identifier, at most ``max_rounds``), the peer's EAP identity, the MSK once
+    the peer authenticated, and the peer's canonical identity if the method proves one
+    beyond the EAP identity (``peer_key``)."""
+
+    method = ""
+    max_rounds = MAX_ROUNDS
+
+    def __init__(self, identifier: int) -> None:
+        self.identifier = identifier
         self.rounds = 0
         self.identity = ""
         self.msk: bytes | None = None
-        self._mschap: MschapV2Server | None = None
-        self._verified = False
+        self.peer_key: bytes | None = None
 
     def _request(self, eap_type: int, data: bytes) -> EapPacket:
         self.rounds += 1
-        if self.rounds > MAX_ROUNDS:
-            raise EapFailure("too many EAP rounds", self.identity)
+        if self.rounds > self.max_rounds:
+            raise EapFailure(f"too many {self.method} rounds", self.identity)
         self.identifier = (self.identifier + 1) & 0xFF
         return EapPacket(EapCode.REQUEST, self.identifier, eap_type, data)
 
     def start(self) -> EapPacket:
         """The first request: EAP-Request/Identity."""
         return self._request(EapType.IDENTITY, b"")
+
+
+class EapServer(ServerMethod):
+    """The authenticator side: Identity, then EAP-MSCHAPv2 against ``users``."""
+
+    method = "EAP-MSCHAPv2"
+
+    def __init__(self, users: UserLookup, rng: Rng, name: bytes = b"espfast") -> None:
+        super().__init__(rng.random_bytes(1)[0])
+        self.users = users
+        self.rng = rng
+        self.name = name
+        self._mschap: MschapV2Server | None = None
+        self._verified = False
 
     def process(self, pkt: EapPacket) -> EapPacket:
         """The next packet to send (a Request, or EAP-Success once authenticated);
@@ -99,6 +126,23 @@ class EapServer:
         raise EapFailure(f"unexpected EAP-MSCHAPv2 opcode {opcode}", self.identity)
 
 
+def peer_answer(pkt: EapPacket, identity: str, method: int) -> EapPacket | None:
+    """A peer's answer to what is not its method's business (None: a request of
+    ``method``): Identity, Notification, a Legacy Nak proposing ``method`` (RFC 3748
+    §5.3.1); EapFailure on EAP-Failure or another code."""
+    if pkt.code == EapCode.FAILURE:
+        raise EapFailure("the server sent EAP-Failure")
+    if pkt.code != EapCode.REQUEST:
+        raise EapFailure(f"unexpected EAP code {pkt.code}")
+    if pkt.type == EapType.IDENTITY:
+        return EapPacket(EapCode.RESPONSE, pkt.identifier, EapType.IDENTITY, identity.encode())
+    if pkt.type == EapType.NOTIFICATION:
+        return EapPacket(EapCode.RESPONSE, pkt.identifier, EapType.NOTIFICATION)
+    if pkt.type != method:
+        return EapPacket(EapCode.RESPONSE, pkt.identifier, EapType.NAK, bytes([method]))
+    return None
+
+
 class EapPeer:
     """The peer side: our identity, then EAP-MSCHAPv2 with our NT hash."""
 
@@ -120,17 +164,9 @@ class EapPeer:
                 raise EapFailure("EAP-Success before the server proved itself")
             self.msk = self._mschap.msk
             return None
-        if pkt.code == EapCode.FAILURE:
-            raise EapFailure("the server sent EAP-Failure")
-        if pkt.code != EapCode.REQUEST:
-            raise EapFailure(f"unexpected EAP code {pkt.code}")
-        if pkt.type == EapType.IDENTITY:
-            return self._response(pkt, EapType.IDENTITY, self.identity.encode())
-        if pkt.type == EapType.NOTIFICATION:
-            return self._response(pkt, EapType.NOTIFICATION, b"")
-        if pkt.type != EapType.MSCHAPV2:
-            # RFC 3748 §5.3.1: a Legacy Nak proposing the one method we speak.
-            return self._response(pkt, EapType.NAK, bytes([EapType.MSCHAPV2]))
+        answer = peer_answer(pkt, self.identity, EapType.MSCHAPV2)
+        if answer is not None:
+            return answer
         opcode, ms_id, rest = unpack(pkt.data)
         if opcode == OpCode.CHALLENGE and not self._authenticated:
             return self._response(pkt, EapType.MSCHAPV2, self._mschap.respond(ms_id, rest))

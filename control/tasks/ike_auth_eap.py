@@ -1,5 +1,6 @@
 """IKE_AUTH with EAP (RFC 7296 §2.16): the gateway authenticates with its certificate,
-the client with EAP-MSCHAPv2; both then send AUTH keyed with the EAP MSK.
+the client with EAP-MSCHAPv2 or EAP-TLS (or what a RADIUS server speaks); both then send
+AUTH keyed with the EAP MSK.
 
 IKE_AUTH { IDi, [CERTREQ,] [IDr,] [CP(CFG_REQUEST),] SAi2, TSi, TSr } -->  (no AUTH)
                         <-- { IDr, [CERT,] AUTH, EAP(Request/Identity) }
@@ -9,6 +10,8 @@ IKE_AUTH { EAP(Response/MSCHAPv2 Response) } -->
                         <-- { EAP(Request/MSCHAPv2 Success) }
 IKE_AUTH { EAP(Response/MSCHAPv2 Success) } -->
                         <-- { EAP(Success) }
+(EAP-TLS instead: Request/TLS Start, then the TLS flights in fragments, each answered
+by the other end; control/eap/tls.py.)
 IKE_AUTH { AUTH } -->                              AUTH = prf(prf(MSK, "Key Pad for
                         <-- { AUTH, [CP(CFG_REPLY),] SAr2, TSi, TSr }      IKEv2"), octets)
 
@@ -27,13 +30,13 @@ from typing import TYPE_CHECKING
 from .. import policy
 from ..auth import canonical_id, psk_auth, psk_verify
 from ..config import ChildConfig
-from ..constants import AuthMethod, IdType, NotifyType
+from ..constants import AuthMethod, NotifyType
 from ..eap import EapCode, EapFailure, EapPacket, EapPeer, EapServer, decode_eap, encode_eap
 from ..eap.message import EapType, printable
-from ..eap.session import _identity_text
+from ..eap.session import _identity_text, identity_id
+from ..eap.tls import EapTlsPeer, EapTlsServer
 from ..errors import PeerError, RemoteProtocolError
 from ..events import RadiusRequest
-from ..identity import Identity
 from ..message import EAP_RULES, Message, check_rules
 from ..payloads import AuthPayload, EapPayload, IdiPayload, IdPayload, IdrPayload, Payload
 from ..radius.relay import RadiusAnswer, RadiusRelay
@@ -46,10 +49,7 @@ if TYPE_CHECKING:
 def eap_peer_id(identity: str) -> IdiPayload:
     """The ID a user's EAP identity stands for, read as strongSwan reads one (its id
     syntax; what is not an identity there becomes a KEY_ID)."""
-    try:
-        return IdiPayload(*Identity.parse(identity).encode())
-    except ValueError:
-        return IdiPayload(IdType.KEY_ID, identity.encode())
+    return IdiPayload(*identity_id(identity))
 
 
 class IkeAuthEap(IkeAuth):
@@ -58,8 +58,8 @@ class IkeAuthEap(IkeAuth):
         self.stage = "first"  # -> "eap" -> "auth" (-> "done", responder)
         self.eap_out: EapPacket | None = None  # the EAP packet our next message carries
         self.msk: bytes | None = None
-        self.peer: EapPeer | None = None
-        self.server: EapServer | None = None
+        self.peer: EapPeer | EapTlsPeer | None = None
+        self.server: EapServer | EapTlsServer | None = None
         self.first: Message | None = None  # responder: the request with SA, TS, CP
         self.idi: IdPayload | None = None
         self.sign_next = False  # responder: the next response carries IDr, CERT, AUTH
@@ -73,8 +73,12 @@ class IkeAuthEap(IkeAuth):
         self.radius_answer: RadiusAnswer | None = None
         if initiator:
             auth = sa.config.auth
-            assert auth.eap_identity and auth.eap_nt_hash is not None
-            self.peer = EapPeer(auth.eap_identity, auth.eap_nt_hash, sa.rng)
+            assert auth.eap_identity
+            if auth.eap_tls_peer is not None:
+                self.peer = EapTlsPeer(auth.eap_identity, auth.eap_tls_peer)
+            else:
+                assert auth.eap_nt_hash is not None
+                self.peer = EapPeer(auth.eap_identity, auth.eap_nt_hash, sa.rng)
 
     def _msk_auth(self, octets: bytes) -> AuthPayload:
         assert self.msk is not None
@@ -122,6 +126,8 @@ class IkeAuthEap(IkeAuth):
             idr = msg.need(IdrPayload)
             sa.peer_key = self._check_peer(msg, idr)  # the gateway's certificate, signature
             sa.peer_id = idr
+            if isinstance(self.peer, EapTlsPeer):  # its TLS certificate must name it too
+                self.peer.server_id = (idr.id_type, idr.data)
         if self.stage in ("first", "eap"):
             assert self.peer is not None
             self.eap_out = self.peer.process(self._eap_in(msg))
@@ -162,6 +168,9 @@ class IkeAuthEap(IkeAuth):
                                          f"{sa.local[0]}[{sa.local[1]}]")  # fmt: skip
                 ident = sa.rng.random_bytes(1)[0]
                 self.eap_out = EapPacket(EapCode.REQUEST, ident, EapType.IDENTITY)
+            elif cfg.auth.eap_tls is not None:
+                self.server = EapTlsServer(cfg.auth.eap_tls, sa.rng.random_bytes(1)[0])
+                self.eap_out = self.server.start()
             else:
                 assert cfg.auth.eap_users is not None
                 self.server = EapServer(cfg.auth.eap_users, sa.rng)
@@ -179,7 +188,11 @@ class IkeAuthEap(IkeAuth):
                 self.eap_out = self.server.process(self._eap_in(msg))
             except EapFailure as exc:
                 who = printable(exc.user) if exc.user else "an unnamed user"
-                sa.log(f"EAP-MSCHAPv2 authentication of {who} failed", logging.WARNING)
+                # EAP-MSCHAPv2: not which part failed (a user name or a password guess);
+                # EAP-TLS: why the certificate or the handshake was refused.
+                why = f": {printable(str(exc))}" if isinstance(self.server, EapTlsServer) else ""
+                sa.log(f"{self.server.method} authentication of {who} failed{why}",
+                       logging.WARNING)  # fmt: skip
                 raise
             if self.eap_out.code == EapCode.SUCCESS:
                 self.msk, self.stage = self.server.msk, "auth"
@@ -194,8 +207,10 @@ class IkeAuthEap(IkeAuth):
         self.stage, self.eap_out = "done", None
         user = self.server.identity if self.server is not None else self.user
         sa.peer_id = eap_peer_id(user)
-        sa.peer_key = canonical_id((sa.peer_id.id_type, sa.peer_id.data))
-        method = "EAP-MSCHAPv2" if self.server is not None else "EAP-RADIUS"
+        # EAP-TLS: the certificate's holder, as with certificates in IKE AUTH.
+        holder = self.server.peer_key if self.server is not None else None
+        sa.peer_key = holder or canonical_id((sa.peer_id.id_type, sa.peer_id.data))
+        method = self.server.method if self.server is not None else "EAP-RADIUS"
         sa.log(f"{method} authenticated {printable(user)}")
         return self._admit(self.first, printable(user))
 

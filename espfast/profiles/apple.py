@@ -50,6 +50,7 @@ from espfast.profiles.choose import (
 )  # fmt: skip
 from espfast.profiles.gateway import (
     AUTH_EAP_MSCHAPV2,
+    AUTH_EAP_TLS,
     AUTH_PUBKEY,
     GatewayProfile,
     ProfileError,
@@ -74,10 +75,12 @@ CAPS = Caps(
 
 # How the VPN payload says each client authentication method (AUTH_* -> keys).
 # With EAP the client has no IKE credential of its own ("None") and logs in with
-# AuthName / AuthPassword; the gateway still proves itself with its certificate.
+# AuthName / AuthPassword; the gateway still proves itself with its certificate. A
+# certificate with ExtendedAuthEnabled is EAP-TLS: the device's certificate inside EAP.
 AUTH: dict[str, dict[str, Any]] = {
     AUTH_PUBKEY: {"AuthenticationMethod": "Certificate", "ExtendedAuthEnabled": 0},
     AUTH_EAP_MSCHAPV2: {"AuthenticationMethod": "None", "ExtendedAuthEnabled": 1},
+    AUTH_EAP_TLS: {"AuthenticationMethod": "Certificate", "ExtendedAuthEnabled": 1},
 }
 MIN_LIFETIME, MAX_LIFETIME = 10, 1440  # minutes, the range the VPN payload takes
 

@@ -43,6 +43,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # module has a table keyed by these; a method a format lacks is refused there.
 AUTH_PUBKEY = "pubkey"
 AUTH_EAP_MSCHAPV2 = "eap-mschapv2"  # a user name and password (remote_auth on the gateway)
+AUTH_EAP_TLS = "eap-tls"  # the client's certificate inside EAP (remote_auth on the gateway)
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                        r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # fmt: skip
@@ -63,6 +64,8 @@ def client_auth_method(ike: IkeConfig) -> str:
         )
     if auth.eap_users is not None:
         return AUTH_EAP_MSCHAPV2
+    if auth.eap_tls is not None:
+        return AUTH_EAP_TLS
     if auth.verifier is None or not auth.cacerts:
         raise ProfileError(f"connection {ike.name!r} has no CA to check clients against")
     return AUTH_PUBKEY

@@ -21,11 +21,17 @@ from cryptography.hazmat.primitives import serialization
 
 from espfast.ca import cert_pem, key_pem
 from espfast.profiles.choose import Caps, choose
-from espfast.profiles.gateway import AUTH_EAP_MSCHAPV2, AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import (
+    AUTH_EAP_MSCHAPV2,
+    AUTH_EAP_TLS,
+    AUTH_PUBKEY,
+    GatewayProfile,
+    ProfileError,
+)
 
 CAPS = Caps("espfast", "every algorithm espfast speaks", esn=True)
 
-AUTH = {AUTH_PUBKEY: "pubkey", AUTH_EAP_MSCHAPV2: "eap-mschapv2"}
+AUTH = {AUTH_PUBKEY: "pubkey", AUTH_EAP_MSCHAPV2: "eap-mschapv2", AUTH_EAP_TLS: "eap-tls"}
 CONFIG = "client.toml"
 PASSWORD = "password"  # noqa: S105 - the file's name
 ANY = {4: "0.0.0.0", 6: "::"}  # noqa: S104 - vips: "any address of this family"
@@ -59,9 +65,10 @@ def render(gw: GatewayProfile, p12_password: bytes | None = None) -> dict[str, b
     if gw.client is not None:
         files["client.crt"] = b"".join(cert_pem(c) for c in (gw.client.cert, *gw.client.chain))
         files["client.key"] = key_pem(gw.client.key)
+        how = "local_auth" if gw.auth == AUTH_EAP_TLS else "auth"  # EAP-TLS: eap_id = local_id
         lines = [f"local_id = {toml_str(gw.client_id_text)}",
                  f"remote_id = {toml_str(gw.gateway_id_text)}",
-                 f"auth = {toml_str(AUTH[gw.auth])}", 'cert = "client.crt"',
+                 f"{how} = {toml_str(AUTH[gw.auth])}", 'cert = "client.crt"',
                  'key = "client.key"']  # fmt: skip
     else:
         # Our identity defaults to the user name; the password file only when asked for.

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from espfast.profiles.choose import Caps, choose
 from espfast.profiles.gateway import (
     AUTH_EAP_MSCHAPV2,
+    AUTH_EAP_TLS,
     AUTH_PUBKEY,
     GatewayProfile,
     ProfileError,
@@ -32,7 +33,7 @@ from espfast.profiles.gateway import (
 CAPS = Caps("the strongSwan app", "every algorithm espfast speaks", esn=True)
 
 # The profile's "type" per client authentication method.
-AUTH = {AUTH_PUBKEY: "ikev2-cert", AUTH_EAP_MSCHAPV2: "ikev2-eap"}
+AUTH = {AUTH_PUBKEY: "ikev2-cert", AUTH_EAP_MSCHAPV2: "ikev2-eap", AUTH_EAP_TLS: "ikev2-eap-tls"}
 
 
 def _b64(data: bytes) -> str:

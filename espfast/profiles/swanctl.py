@@ -21,13 +21,20 @@ from cryptography.hazmat.primitives import serialization
 
 from espfast.ca import cert_pem, key_pem
 from espfast.profiles.choose import Caps, choose
-from espfast.profiles.gateway import AUTH_EAP_MSCHAPV2, AUTH_PUBKEY, GatewayProfile, ProfileError
+from espfast.profiles.gateway import (
+    AUTH_EAP_MSCHAPV2,
+    AUTH_EAP_TLS,
+    AUTH_PUBKEY,
+    GatewayProfile,
+    ProfileError,
+)
 from espfast.profiles.native import ANY
 
 CAPS = Caps("strongSwan", "every algorithm espfast speaks", esn=True)
 
 # (local, remote) auth lines per client authentication method.
-AUTH = {AUTH_PUBKEY: ("pubkey", "pubkey"), AUTH_EAP_MSCHAPV2: ("eap-mschapv2", "pubkey")}
+AUTH = {AUTH_PUBKEY: ("pubkey", "pubkey"), AUTH_EAP_MSCHAPV2: ("eap-mschapv2", "pubkey"),
+        AUTH_EAP_TLS: ("eap-tls", "pubkey")}  # fmt: skip
 CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"
 
 
@@ -59,6 +66,8 @@ def render(gw: GatewayProfile, p12_password: bytes | None = None) -> dict[str, b
         files[f"x509/{CLIENT_CERT}"] = b"".join(cert_pem(c) for c in chain)
         files[f"private/{CLIENT_KEY}"] = key_pem(gw.client.key)
         local = f"certs = {CLIENT_CERT}\n      id = {quote(gw.client_id_text)}"
+        if gw.auth == AUTH_EAP_TLS:  # the EAP identity the certificate must name
+            local += f"\n      eap_id = {quote(gw.client_id_text)}"
     else:
         local = f"eap_id = {quote(gw.user_text)}\n      id = {quote(gw.user_text)}"
     remote_ts = ",".join(str(n) for n in gw.remote_ts)

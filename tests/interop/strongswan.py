@@ -10,9 +10,10 @@ How charon is made an IKEv2 peer for espfast
 
 Plugins (``charon.load``, with ``load_modular = no`` so /etc/strongswan.d is ignored):
 ``random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints kdf
-eap-identity eap-mschapv2 kernel-libipsec kernel-netlink socket-default vici``
+eap-identity eap-mschapv2 eap-tls kernel-libipsec kernel-netlink socket-default vici``
 (:data:`CHARON_PLUGINS`). eap-mschapv2 is in Debian's libcharon-extauth-plugins; its MD4
-and DES come from the openssl plugin, which loads OpenSSL 3's legacy provider.
+and DES come from the openssl plugin, which loads OpenSSL 3's legacy provider. eap-tls
+(and its libtls) is in libcharon-extra-plugins.
 
 - ``kernel-libipsec`` is the IPsec backend: at start it creates a TUN device
   (``ipsec0``, MTU 1400) and does ESP in userspace (libipsec). It must come before
@@ -151,7 +152,7 @@ SWANCTL = "swanctl"
 # kernel-libipsec before kernel-netlink: the first kernel-ipsec provider wins.
 CHARON_PLUGINS = (
     "random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints kdf "
-    "eap-identity eap-mschapv2 "
+    "eap-identity eap-mschapv2 eap-tls "
     "kernel-libipsec kernel-netlink socket-default vici"
 )
 SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 openssl"

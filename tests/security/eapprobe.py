@@ -25,7 +25,9 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from espfast.config import load_up
@@ -37,6 +39,23 @@ from espfast.control.message import Message
 from espfast.control.payloads import AuthPayload, EapPayload, NotifyPayload, Payload, payload_type
 from espfast.control.rng import SystemRng
 from espfast.control.tasks.ike_auth_eap import IkeAuthEap
+from espfast.netns import Namespace
+
+
+def probe(ns: Namespace, mode: str, conf: Path, target: str, source: str,
+          limit: float = 10.0, script: str = __file__) -> dict[str, Any]:  # fmt: skip
+    """Run the probe ``script`` (this one, or eaptlsprobe.py) in ``ns``: its JSON answer."""
+    out = ns.run(sys.executable, script, mode, str(conf), target, source, str(limit))
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def half_open(ns: Namespace) -> int:
+    """The IKE SAs of the ``espfast up`` in ``ns`` not (yet) established."""
+    from updaemon import status
+
+    return sum(1 for sa in status(ns) if sa["state"] != "ESTABLISHED")
+
 
 NON_ESP_MARKER = bytes(4)
 LIMIT = 10.0  # seconds
@@ -69,6 +88,7 @@ def bad_eap(mode: str, good: EapPacket, round_no: int) -> bytes | None:
 def instrument(sa: IkeSa, mode: str, responses: list[list[str]]) -> None:
     task = next(t for t in sa.tm.queue if isinstance(t, IkeAuthEap))
     build, rounds = task.build, [0]
+    record_responses(sa, responses)
 
     def mutated_build() -> list[Payload]:
         payloads = build()
@@ -82,6 +102,10 @@ def instrument(sa: IkeSa, mode: str, responses: list[list[str]]) -> None:
         return payloads
 
     task.build = mutated_build  # type: ignore[method-assign]
+
+
+def record_responses(sa: IkeSa, responses: list[list[str]]) -> None:
+    """Each IKE_AUTH response's payload and notify names, appended to ``responses``."""
     on_response = sa.tm.on_response
 
     def record(msg: Message, raw: bytes, now: float) -> None:
@@ -101,7 +125,13 @@ def instrument(sa: IkeSa, mode: str, responses: list[list[str]]) -> None:
     sa.tm.on_response = record  # type: ignore[method-assign]
 
 
-def run(mode: str, config: str, target: str, source: str, limit: str = "") -> dict[str, Any]:
+Instrument = Callable[[IkeSa, str, list[list[str]]], None]
+
+
+def run(mode: str, config: str, target: str, source: str, limit: str = "",
+        instrument: Instrument = instrument, stalled_after: int = 1) -> dict[str, Any]:  # fmt: skip
+    """The probe's conversation; ``mode`` "stall" stops once ``stalled_after`` responses
+    carried EAP."""
     conn = load_up(config).connections[0]
     responses: list[list[str]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -114,7 +144,7 @@ def run(mode: str, config: str, target: str, source: str, limit: str = "") -> di
         outcome, reason = "timeout", ""
         while time.monotonic() - start < min(float(limit or LIMIT), LIMIT):
             now = time.monotonic()
-            if mode == "stall" and any("48" in r for r in responses):
+            if mode == "stall" and sum("48" in r for r in responses) >= stalled_after:
                 outcome = "stalled"
                 break
             for data, (host, dport) in sa.datagrams_to_send(now):

@@ -9,33 +9,20 @@ the half-open timeout ends; then an honest client gets in."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from espfast.netns import Namespace, TwoHosts, wait_for
+from espfast.netns import TwoHosts, wait_for
 from espfast.static import start_in, write_private
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
 from eapconf import PASSWORD, confs
-from updaemon import peek, status
+from eapprobe import half_open, probe
+from updaemon import peek
 
-PROBE = str(Path(__file__).parent / "eapprobe.py")
 HALF_OPEN_LIMIT = 3
 MALFORMED = ("truncated", "length", "wrong-id", "nak", "huge-identity", "bad-mschap",
              "early-success", "skip-eap")  # fmt: skip
-
-
-def probe(ns: Namespace, mode: str, conf: Path, target: str, source: str,
-          limit: float = 10.0) -> dict[str, Any]:  # fmt: skip
-    out = ns.run(sys.executable, PROBE, mode, str(conf), target, source, str(limit))
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
-
-
-def half_open(ns: Namespace) -> int:
-    return sum(1 for sa in status(ns) if sa["state"] != "ESTABLISHED")
 
 
 def test_eap_misbehaviour_is_refused_and_bounded(tmp_path: Path) -> None:
