@@ -199,6 +199,11 @@ class Daemon:
     remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
     # Add (True) or remove (False) addresses on the TUN device: our virtual IPs.
     set_addresses: Callable[[Iterable[IPInterface], bool], None] = lambda addrs, add: None
+    # Our usable addresses (espfast/mobility.local_addresses), for N(ADDITIONAL_*): only
+    # with a wildcard listen address (we receive on no other otherwise); cached, read
+    # again on every change of addresses or routes (path_changed).
+    addresses: Callable[[], tuple[str, ...]] | None = None
+    _addresses: tuple[str, ...] | None = None
     rekey_grace: float = REKEY_GRACE
     retry_delay: float = RETRY_DELAY
     traffic_interval: float = TRAFFIC_INTERVAL
@@ -266,6 +271,7 @@ class Daemon:
                                block_threshold=iface.block_threshold,
                                ike_sas_per_identity=iface.ike_sas_per_identity,
                                child_sas_per_ike_sa=iface.child_sas_per_ike_sa)  # fmt: skip
+        self._mgr.local_addresses = self.local_addresses
         for conn in self.config.connections:
             self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
@@ -446,6 +452,22 @@ class Daemon:
             return self.local
         return source_for(peer) or self.local
 
+    def local_addresses(self, sa: IkeSa) -> tuple[str, ...] | None:
+        """Our addresses the IKE SA's peer may reach us at besides its own (RFC 4555
+        §3.6), of its family, without our virtual IPs; None when we cannot tell."""
+        if self.addresses is None or not is_wildcard(self.local):
+            return None
+        if self._addresses is None:
+            try:
+                self._addresses = self.addresses()
+            except OSError as e:
+                log.warning("cannot list our addresses: %s", e)
+                return None
+        vips = {str(a) for a in sa.local_vips}
+        version = ipaddress.ip_address(sa.local[0]).version
+        return tuple(a for a in self._addresses
+                     if a not in vips and ipaddress.ip_address(a).version == version)  # fmt: skip
+
     def path_changed(self) -> None:
         """Our addresses or routes changed (espfast/mobility.py's netlink events): every
         IKE SA we initiated with MOBIKE whose path now leaves from another address moves
@@ -466,6 +488,10 @@ class Daemon:
                          extra=logged("ike_sa_moving", connection=sa.config.name,
                                       ike_sa=sa.ike_sa_id, local=src))  # fmt: skip
                 sa.update_addresses(now, local=(src, sa.local[1]))
+        self._addresses = None  # read again
+        for sa in self.sas:
+            if sa.replaced_by is None and sa.announce_addresses(now):
+                log.info("%s: telling %s our addresses changed", sa.config.name, sa.remote[0])
         self._pump()
 
     def _send_keepalives(self) -> None:

@@ -18,8 +18,9 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
+from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
@@ -45,6 +46,34 @@ def source_for(peer: str) -> str | None:
         except OSError:
             return None
         return str(s.getsockname()[0])
+
+
+# ifa_flags that make an address unusable as a path (linux/if_addr.h).
+_IFA_F_DADFAILED, _IFA_F_DEPRECATED, _IFA_F_TENTATIVE = 0x08, 0x20, 0x40
+
+
+def local_addresses(skip: Collection[str] = ()) -> tuple[str, ...]:
+    """Our addresses a peer could reach us at (for N(ADDITIONAL_*), RFC 4555 §3.6):
+    global scope, not on the interfaces named in ``skip`` (our TUN device: its addresses
+    are inside the tunnel), not loopback, link-local, multicast, tentative or deprecated.
+    A netlink dump (no privileges needed)."""
+    out: dict[str, None] = {}
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr():
+            if names.get(a["index"]) in skip or a["scope"] != 0:
+                continue
+            flags = a.get_attr("IFA_FLAGS") or a["flags"]
+            if flags & (_IFA_F_DADFAILED | _IFA_F_DEPRECATED | _IFA_F_TENTATIVE):
+                continue
+            text = a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
+            if not text:
+                continue
+            ip = ipaddress.ip_address(text)
+            if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+                continue
+            out[str(ip)] = None
+    return tuple(out)
 
 
 def is_wildcard(address: str) -> bool:

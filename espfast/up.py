@@ -98,7 +98,7 @@ async def _serve(
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
     from espfast.metrics import Metrics, MetricsServer
-    from espfast.mobility import PathWatcher, is_wildcard
+    from espfast.mobility import PathWatcher, is_wildcard, local_addresses
     from espfast.operations import Operations
     from espfast.privs import drop_for_daemon, resolve_user
     from espfast.radius import RadiusClient
@@ -197,6 +197,7 @@ async def _serve(
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
         if is_wildcard(iface.listen[0]):  # we may roam: follow our addresses and routes
+            daemon.addresses = lambda: local_addresses(skip={tun.name})
             watcher = PathWatcher(loop, daemon.path_changed)
             watcher.start()
             stack.callback(watcher.close)
