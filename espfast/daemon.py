@@ -460,7 +460,7 @@ class Daemon:
         if self._addresses is None:
             try:
                 self._addresses = self.addresses()
-            except OSError as e:
+            except Exception as e:  # (netlink: TunError) announce none rather than fail
                 log.warning("cannot list our addresses: %s", e)
                 return None
         vips = {str(a) for a in sa.local_vips}
@@ -923,6 +923,8 @@ class Daemon:
                 ike_sas[-1]["virtual_ips"] = [str(a) for a in sa.local_vips]
             if sa.remote_vips:
                 ike_sas[-1]["peer_virtual_ips"] = [str(a) for a in sa.remote_vips]
+            if sa.peer_addresses:
+                ike_sas[-1]["peer_addresses"] = list(sa.peer_addresses)
         daemon: DaemonStatus = {
             "pid": os.getpid(),
             "version": __version__,

@@ -202,8 +202,7 @@ def take_peer_addresses(sa: IkeSa, msg: Message) -> None:
             continue
         ip = ipaddress.ip_address(n.data)
         if ip.version != version or ip.is_unspecified or ip.is_multicast or ip.is_loopback \
-                or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")) \
-                or str(ip) == sa.remote[0]:  # fmt: skip
+                or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):  # fmt: skip
             skipped += 1
             continue
         keep[str(ip)] = None

@@ -127,7 +127,7 @@ class TwoPaths:
         path dies with every link still up, so no netlink event tells the client."""
         rules = f"""
 table inet {BLACKHOLE} {{
-    chain fwd {{
+    chain blackhole {{
         type filter hook forward priority filter; policy accept;
         iifname "wifi-r" drop
         oifname "wifi-r" drop

@@ -93,7 +93,6 @@ def test_hostile_address_lists_stay_bounded_and_clean() -> None:
         NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, bytes([224, 0, 0, 1])),
         NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, bytes([127, 0, 0, 1])),
         NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, b"\xff" * 4),
-        NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, ipaddress.ip_address(B[0]).packed),
         NotifyPayload(NotifyType.ADDITIONAL_IP6_ADDRESS, bytes(15) + b"\x01"),  # other family
     ]
     many = [NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS,

@@ -1,0 +1,112 @@
+"""MOBIKE's extras are no way in (RFC 4555 §3.6, §5): against a real ``espfast up``
+over UDP, an authenticated peer (espfast.control in the test process) floods the
+gateway with N(ADDITIONAL_*) addresses: it keeps MAX_PEER_ADDRESSES of them and serves
+on. An attacker on another address then replays that peer's INFORMATIONALs (the flood
+and an UPDATE_SA_ADDRESSES), forges one whose ICV fails, and sends UPDATE_SA_ADDRESSES
+and ADDITIONAL_* in the clear: the IKE SA never moves, the peer's address list never
+changes, the attacker gets no answer, and the peer's IKE SA still works."""
+
+from __future__ import annotations
+
+import ipaddress
+import select
+import time
+from pathlib import Path
+
+from espfast.control.constants import ExchangeType, NotifyType
+from espfast.control.events import IkeSaUp
+from espfast.control.ike_sa import IkeSa
+from espfast.control.message import Message, encode
+from espfast.control.payloads import NotifyPayload
+from espfast.control.rng import SystemRng
+from espfast.control.tasks.informational import Informational
+from espfast.control.tasks.mobike import MAX_PEER_ADDRESSES
+from espfast.netns import TwoHosts
+from tests.interop.ike_driver import NON_ESP_MARKER, IkeDriver, udp_socket_in
+from tests.netns.updaemon import status
+from tests.security.secpeer import configs, peer_config, start_b
+
+OTHER = "198.18.0.3"  # the attacker: a second address on a
+
+
+def _flood() -> tuple[NotifyPayload, ...]:
+    v4 = [NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS,
+                        ipaddress.IPv4Address(f"198.18.60.{n}").packed)
+          for n in range(1, 251)]  # fmt: skip
+    v6 = [NotifyPayload(NotifyType.ADDITIONAL_IP6_ADDRESS, bytes(15) + bytes([n]))
+          for n in range(50)]  # fmt: skip
+    junk = [NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, b"\x01" * n) for n in (0, 3, 5, 64)]
+    return (*junk, *v4, *v6)
+
+
+def test_replayed_forged_and_flooded_mobike_notifies(tmp_path: Path) -> None:
+    a_path, b_path = configs(tmp_path)
+    with TwoHosts.create("ma-sec") as hosts:
+        hosts.a.run("ip", "addr", "add", f"{OTHER}/24", "dev", "veth-a")
+        b = start_b(hosts, b_path)
+        try:
+            with IkeDriver(hosts.a, hosts.addr_a) as driver, \
+                    udp_socket_in(hosts.a, (OTHER, 4500)) as attacker:  # fmt: skip
+                sa = IkeSa.initiate(peer_config(a_path), local=(hosts.addr_a, 500),
+                                    remote=(hosts.addr_b, 500), rng=SystemRng(),
+                                    now=time.monotonic())  # fmt: skip
+                driver.sas.append(sa)
+                driver.run(lambda: bool(driver.event(IkeSaUp)), 20)
+                assert sa.mobike and sa.local[1] == 4500  # (NAT-T: on 4500)
+
+                def exchange(payloads: tuple[NotifyPayload, ...] = (), update: bool = False
+                             ) -> list[bytes]:  # fmt: skip
+                    """One INFORMATIONAL of the peer's, answered; its datagrams."""
+                    now = time.monotonic()
+                    if update:
+                        assert sa.update_addresses(now)
+                    else:
+                        sa.tm.queue_task(Informational(sa, True, payloads), now)
+                    sent = sa.datagrams_to_send(now)
+                    driver._send(sent, sa.local[1])
+                    driver.run(lambda: sa.tm.active is None and not sa.tm.queue, 15)
+                    return [d for d, _ in sent]
+
+                # An authenticated flood of addresses: kept bounded.
+                flood = exchange(_flood())
+                (flooded,) = status(hosts.b)
+                kept = flooded.get("peer_addresses", [])
+                assert kept == [f"198.18.60.{n}" for n in range(1, MAX_PEER_ADDRESSES + 1)]
+                update = exchange(update=True)  # from where it is: nothing moves
+                (before,) = status(hosts.b)
+                assert before["remote_addr"] == f"{hosts.addr_a}:4500" and before["moves"] == 0
+
+                # The attacker replays them from its own address, three times over ...
+                attacks = [NON_ESP_MARKER + d for d in flood + update] * 3
+                # ... forges the next request (the update with a broken ICV) ...
+                nxt = sa.tm.my_mid.to_bytes(4, "big")
+                forged = bytearray(update[0])
+                forged[20:24] = nxt
+                forged[-1] ^= 0x01
+                attacks.append(NON_ESP_MARKER + bytes(forged))
+                # ... and says it in the clear (no SK payload).
+                clear = Message(sa.spi_i, sa.spi_r, ExchangeType.INFORMATIONAL, sa.tm.my_mid,
+                                False, True, (
+                                    NotifyPayload(NotifyType.UPDATE_SA_ADDRESSES),
+                                    NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS,
+                                                  ipaddress.IPv4Address(OTHER).packed),
+                                ))  # fmt: skip
+                attacks.append(NON_ESP_MARKER + encode(clear))
+                for data in attacks:
+                    attacker.sendto(data, (hosts.addr_b, 4500))
+                # The peer's IKE SA still works (a liveness check answered) ...
+                sa.check_liveness(time.monotonic())
+                driver.run(lambda: sa.tm.active is None and not sa.tm.queue, 15)
+                assert sa.is_established
+                # ... and the attacker heard nothing.
+                readable, _, _ = select.select([attacker], [], [], 1.0)
+                assert not readable
+            (after,) = status(hosts.b)
+            assert after["remote_addr"] == before["remote_addr"]
+            assert after["moves"] == 0
+            assert after.get("peer_addresses") == kept
+            assert (after["spi_i"], after["spi_r"]) == (before["spi_i"], before["spi_r"])
+        finally:
+            rc, _out, err = b.stop()
+    assert rc == 0, err
+    assert "Traceback" not in err, err
