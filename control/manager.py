@@ -46,7 +46,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from .config import ChildConfig, IkeConfig, configs_for_peer

@@ -197,8 +197,11 @@ async def _serve(
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
         if is_wildcard(iface.listen[0]):  # we may roam: follow our addresses and routes
-            daemon.addresses = lambda: local_addresses(
-                tun.netlink("list our addresses", "get_addr"), skip=tun.index)
+
+            def addresses() -> tuple[str, ...]:  # for N(ADDITIONAL_*): on tun's netlink thread
+                return local_addresses(tun.netlink("list addresses", "get_addr"), tun.index)
+
+            daemon.addresses = addresses
             watcher = PathWatcher(loop, daemon.path_changed)
             watcher.start()
             stack.callback(watcher.close)

@@ -147,7 +147,7 @@ class AddressUpdate(Task):
         super().__init__(sa, True)
 
     def build(self) -> list[Payload]:
-        return address_notifies(self.sa)
+        return list[Payload](address_notifies(self.sa))
 
     def process(self, msg: Message, raw: bytes) -> bool:
         check_rules(msg)
@@ -201,8 +201,9 @@ def take_peer_addresses(sa: IkeSa, msg: Message) -> None:
             skipped += 1
             continue
         ip = ipaddress.ip_address(n.data)
+        broadcast = ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")
         if ip.version != version or ip.is_unspecified or ip.is_multicast or ip.is_loopback \
-                or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):  # fmt: skip
+                or broadcast:  # fmt: skip
             skipped += 1
             continue
         keep[str(ip)] = None

@@ -3,11 +3,14 @@ over UDP, an authenticated peer (espfast.control in the test process) floods the
 gateway with N(ADDITIONAL_*) addresses: it keeps MAX_PEER_ADDRESSES of them and serves
 on. An attacker on another address then replays that peer's INFORMATIONALs (the flood
 and an UPDATE_SA_ADDRESSES), forges one whose ICV fails, and sends UPDATE_SA_ADDRESSES
-and ADDITIONAL_* in the clear: the IKE SA never moves, the peer's address list never
-changes, the attacker gets no answer, and the peer's IKE SA still works."""
+and ADDITIONAL_* in the clear: the IKE SA never moves (nor with an update whose
+N(NO_NATS_ALLOWED) names addresses other than those it came from, §3.9), the peer's
+address list never changes, the attacker gets no answer, and the peer's IKE SA still
+works."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import select
 import time
@@ -54,12 +57,13 @@ def test_replayed_forged_and_flooded_mobike_notifies(tmp_path: Path) -> None:
                 driver.run(lambda: bool(driver.event(IkeSaUp)), 20)
                 assert sa.mobike and sa.local[1] == 4500  # (NAT-T: on 4500)
 
-                def exchange(payloads: tuple[NotifyPayload, ...] = (), update: bool = False
-                             ) -> list[bytes]:  # fmt: skip
-                    """One INFORMATIONAL of the peer's, answered; its datagrams."""
+                def exchange(payloads: tuple[NotifyPayload, ...] = (), update: bool = False,
+                             claim: tuple[str, int] | None = None) -> list[bytes]:  # fmt: skip
+                    """One INFORMATIONAL of the peer's, answered; its datagrams.
+                    ``claim``: the update says it comes from there."""
                     now = time.monotonic()
                     if update:
-                        assert sa.update_addresses(now)
+                        assert sa.update_addresses(now, local=claim)
                     else:
                         sa.tm.queue_task(Informational(sa, True, payloads), now)
                     sent = sa.datagrams_to_send(now)
@@ -72,7 +76,14 @@ def test_replayed_forged_and_flooded_mobike_notifies(tmp_path: Path) -> None:
                 (flooded,) = status(hosts.b)
                 kept = flooded.get("peer_addresses", [])
                 assert kept == [f"198.18.60.{n}" for n in range(1, MAX_PEER_ADDRESSES + 1)]
-                update = exchange(update=True)  # from where it is: nothing moves
+                # NO_NATS_ALLOWED naming a source other than the one the gateway sees (as
+                # if a NAT had rewritten it): <-- { N(UNEXPECTED_NAT_DETECTED) }
+                real = sa.local
+                sa.config = dataclasses.replace(sa.config, mobike_no_nats=True)
+                exchange(update=True, claim=(OTHER, 4500))
+                assert sa.updates_refused == 1
+                update = exchange(update=True, claim=real)  # the truth: accepted
+                assert sa.updates_refused == 1 and sa.moves == 1
                 (before,) = status(hosts.b)
                 assert before["remote_addr"] == f"{hosts.addr_a}:4500" and before["moves"] == 0
 

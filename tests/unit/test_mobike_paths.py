@@ -214,7 +214,7 @@ def test_no_nats_allowed_in_our_updates() -> None:
     assert p.i.update_addresses(p.now)
     ((data, _),) = p.i.datagrams_to_send(p.now)
     p.r.receive_datagram(data, ("198.18.99.1", 44500), p.now, local=here)
-    ((answer, to),) = p.r.datagrams_to_send(p.now)
+    ((answer, _),) = p.r.datagrams_to_send(p.now)
     assert [n.notify_type for n in notifies(p.i, answer)] == [NotifyType.UNEXPECTED_NAT_DETECTED]
     assert p.r.remote == (A[0], 4500) and events(p.r) == []
     p.i.receive_datagram(answer, (B[0], 4500), p.now)
