@@ -530,6 +530,20 @@ class IkeSa:
         if not any(isinstance(t, MobikeInformational) and t.update for t in self.tm.queue):
             self.tm.queue_task(MobikeInformational(self, True), now)
 
+    def follow_esp(self, addr: Addr) -> bool:
+        """The dataplane saw ESP of one of our Child SAs that passed its ICV and the
+        replay window come from ``addr``, a new source (``follow_esp``, off by default,
+        as WireGuard does): the IKE SA and its Child SAs follow it there
+        (PeerAddressChanged). True if they moved."""
+        sa = self.current
+        if not (sa.config.follow_esp and sa.is_established) or sa.is_deleting \
+                or addr == sa.remote:  # fmt: skip
+            return False
+        old = sa.remote
+        sa.remote = addr
+        sa.followed(addr, old)
+        return True
+
     def announce_addresses(self, now: float) -> bool:
         """Our usable addresses changed (the shell's ``local_addresses``): tell the peer
         in an INFORMATIONAL (RFC 4555 §3.6), unless what it knows is still true or an

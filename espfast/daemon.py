@@ -172,6 +172,7 @@ class Counters:
     half_open_evicted: int = 0
     ike_fragments_dropped: int = 0
     keepalives_sent: int = 0  # NAT keepalives (RFC 3948 §2.3)
+    esp_follows: int = 0  # IKE SAs that followed their peer's ESP to a new source (follow_esp)
 
 
 @dataclass
@@ -494,6 +495,22 @@ class Daemon:
                 log.info("%s: telling %s our addresses changed", sa.config.name, sa.remote[0])
         self._pump()
 
+    def esp_moved(self, moves: Iterable[tuple[int, Addr]]) -> None:
+        """Authenticated ESP of inbound SA ``spi_in`` came from a new source (the
+        dataplane's take_moved, for IKE SAs with follow_esp): the IKE SA follows, and
+        PeerAddressChanged re-points its outbound SAs (update_peer, under the dataplane's
+        table lock: atomic for the workers)."""
+        for spi_in, addr in moves:
+            child = self.children.get(spi_in)
+            sa = self._holder(child.ike_sa_id, spi_in) if child is not None else None
+            if sa is not None and sa.follow_esp(addr):
+                self.counters.esp_follows += 1
+                log.info("%s: following the peer's ESP to %s", sa.config.name,
+                         fmt_endpoint(addr),
+                         extra=logged("esp_follow", connection=sa.config.name,
+                                      ike_sa=sa.ike_sa_id, peer=addr[0]))  # fmt: skip
+        self._pump()
+
     def _send_keepalives(self) -> None:
         """RFC 3948 §2.3: from behind a NAT, a 0xFF octet to each peer on port 4500 every
         ``keepalive`` seconds, so that the NAT keeps our mapping while we are quiet."""
@@ -764,6 +781,8 @@ class Daemon:
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
         owner, group = self._owner(ev.ike_sa_id)
+        ike = self.mgr.by_id(ev.ike_sa_id)
+        follow = ike is not None and ike.config.follow_esp  # the inbound SA reports moves
 
         def params(d: Direction, spi: int, enc: bytes, integ: bytes) -> SaParams:
             return SaParams(
@@ -774,10 +793,11 @@ class Daemon:
                 integ_key=integ,
                 local_ts=local,
                 remote_ts=remote,
-                peer=ev.peer if d is Direction.OUT else None,
+                peer=ev.peer if d is Direction.OUT or follow else None,
                 esn=ev.esn,
                 owner=owner,
                 group=group,
+                follow=follow,
             )
 
         self.dataplane.add_sa(params(Direction.IN, ev.spi_in, ev.enc_key_in, ev.integ_key_in))
