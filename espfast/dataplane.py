@@ -731,7 +731,6 @@ class Dataplane(_Closable):
             if len(msg) < _IKE_HDR.size:
                 continue
             family, _, port, raw = _IKE_HDR.unpack_from(msg)
-            addr: IPv4Address | IPv6Address
             if family & lib.EF_IKE_NO_SA:  # a notice, not IKE: see take_no_sa
                 dst = IPv4Address(raw[:4]) if family & 0x7F == 4 else IPv6Address(raw)
                 if len(self._no_sa) < 64:

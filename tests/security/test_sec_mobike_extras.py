@@ -6,13 +6,17 @@ and an UPDATE_SA_ADDRESSES), forges one whose ICV fails, and sends UPDATE_SA_ADD
 and ADDITIONAL_* in the clear: the IKE SA never moves (nor with an update whose
 N(NO_NATS_ALLOWED) names addresses other than those it came from, §3.9), the peer's
 address list never changes, the attacker gets no answer, and the peer's IKE SA still
-works."""
+works. With ``follow_esp``, ESP from another address that fails its ICV or the replay
+window moves nothing either."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import select
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +28,8 @@ from espfast.control.payloads import NotifyPayload
 from espfast.control.rng import SystemRng
 from espfast.control.tasks.informational import Informational
 from espfast.control.tasks.mobike import MAX_PEER_ADDRESSES
-from espfast.netns import TwoHosts
+from espfast.netns import Namespace, ThreeHosts, TwoHosts, wait_for
+from espfast.static import control_socket_in, start_in, write_private
 from tests.interop.ike_driver import NON_ESP_MARKER, IkeDriver, udp_socket_in
 from tests.netns.updaemon import status
 from tests.security.secpeer import configs, peer_config, start_b
@@ -121,3 +126,76 @@ def test_replayed_forged_and_flooded_mobike_notifies(tmp_path: Path) -> None:
             rc, _out, err = b.stop()
     assert rc == 0, err
     assert "Traceback" not in err, err
+
+
+def test_esp_failing_its_icv_or_replayed_from_elsewhere_moves_nothing(tmp_path: Path) -> None:
+    # follow_esp: only ESP that passes its ICV and the replay window moves the peer. An
+    # attacker at the router's outside address sends ESP with the client's SPI that fails
+    # its ICV, the client's captured ESP with its ICV broken, and replays it as captured:
+    # the gateway stays where it was.
+    from tests.netns.updaemon import client_conf, gateway_conf, ping
+    from tests.security.test_sec_rebinding import captured
+
+    psk = "a pre-shared key long enough for the follow-ESP attack"
+    auth = f'psk = "{psk}"'
+    pcap = tmp_path / "wire.pcap"
+    with ThreeHosts.create("ma-sec") as hosts:
+        gw_text = gateway_conf(listen=hosts.addr_b, local_id="gw.fesp.test", auth=auth,
+                               pool="198.19.100.0/24", dns="198.19.2.53",
+                               inner="198.19.2.1/24", local_ts="198.19.2.0/24")  # fmt: skip
+        gw_text = gw_text.replace(f"{auth}\n", f'{auth}\nfollow_esp = "yes"\n')
+        cl_text = client_conf(listen=hosts.addr_a, gateway=hosts.addr_b,
+                              local_id="mallory@fesp.test", remote_id="gw.fesp.test",
+                              auth=auth, remote_ts="198.19.2.0/24")  # fmt: skip
+        dump = hosts.b.popen(
+            "tcpdump", "-i", "veth-b", "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(pcap),
+            "udp port 4500", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        gw = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw_text), command="up")
+        client = start_in(hosts.a, write_private(tmp_path / "c.toml", cl_text), command="up")
+        try:
+            assert wait_for(lambda: ping(hosts.a, "198.19.2.1"), timeout=20)
+            for _ in range(5):
+                ping(hosts.a, "198.19.2.1")
+            assert wait_for(lambda: len(captured(pcap, hosts.addr_a)[1]) >= 3, timeout=10)
+            (before,) = status(hosts.b)
+            _, esp = captured(pcap, hosts.addr_a)
+            spi = esp[0][:4]
+            forged = [spi + bytes([0, 0, 0x10, n]) + bytes(80) for n in range(32)]
+            flipped = [e[:-1] + bytes([e[-1] ^ 1]) for e in esp]  # ICV broken
+            attack = hosts.r.popen(
+                sys.executable, "-c",
+                "import socket, sys\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "s.bind(('0.0.0.0', 4500))\n"
+                "for arg in sys.argv[1:]:\n"
+                f"    s.sendto(bytes.fromhex(arg), ({hosts.addr_b!r}, 4500))\n",
+                *[d.hex() for d in forged + flipped + esp * 2],
+            )  # fmt: skip
+            assert attack.wait(timeout=30) == 0
+            # Fresh sequence numbers fail their ICV; the rest the replay window stops.
+            want = {"auth_failures": len(forged), "replay_drops": len(flipped) + 2 * len(esp)}
+            assert wait_for(lambda: _drops(hosts.b) == want, timeout=10), _drops(hosts.b)
+            assert ping(hosts.a, "198.19.2.1")  # the tunnel works, both ways
+            (after,) = status(hosts.b)
+            assert after["remote_addr"] == before["remote_addr"] == f"{hosts.addr_a}:4500"
+            assert after["moves"] == 0
+            assert _counters(hosts.b)["esp_follows"] == 0
+        finally:
+            hosts.b.stop(dump)
+            client.stop()
+            gw.stop()
+
+
+def _drops(ns: Namespace) -> dict[str, int]:
+    (sa,) = status(ns)
+    (child,) = sa["child_sas"]
+    drops: dict[str, int] = child["drops"]
+    return drops
+
+
+def _counters(ns: Namespace) -> dict[str, int]:
+    out = ns.run(sys.executable, "-m", "espfast", "status", "--socket",
+                 str(control_socket_in(ns)), "--json")  # fmt: skip
+    counters: dict[str, int] = json.loads(out.stdout)["daemon"]["counters"]
+    return counters

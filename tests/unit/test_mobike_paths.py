@@ -3,7 +3,8 @@ control/tasks/mobike.py): N(ADDITIONAL_*) / N(NO_ADDITIONAL_ADDRESSES) in IKE_AU
 an INFORMATIONAL when they change, the peer's kept bounded and only as candidate paths;
 an initiator whose path stops answering retransmits to the peer's other addresses too
 and moves the IKE SA to the first that answers (UPDATE_SA_ADDRESSES from there); our
-updates optionally carry N(NO_NATS_ALLOWED)."""
+updates optionally carry N(NO_NATS_ALLOWED); follow_esp moves the IKE SA to where the
+peer's authenticated ESP comes from."""
 
 from __future__ import annotations
 
@@ -225,3 +226,25 @@ def test_no_nats_allowed_in_our_updates() -> None:
     assert q.i.update_addresses(q.now)
     ((data, _),) = q.i.datagrams_to_send(q.now)
     assert all(n.notify_type != NotifyType.NO_NATS_ALLOWED for n in notifies(q.r, data))
+
+
+def test_follow_esp_only_when_configured() -> None:
+    # The dataplane reports authenticated ESP from a new source (csrc/worker.c): the
+    # IKE SA follows only with follow_esp, and not to where it already is.
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    assert not p.r.follow_esp(NEW)
+    assert p.r.remote == (A[0], 4500) and events(p.r) == []
+    q = establish_pair(follow_esp=True)
+    assert q.i is not None and q.r is not None
+    assert not q.r.follow_esp(q.r.remote)
+    assert q.r.follow_esp(NEW)
+    assert q.r.remote == NEW and q.r.moves == 1
+    assert events(q.r) == [PeerAddressChanged(q.r.ike_sa_id, NEW)]
+    # IKE follows too: our next request goes there.
+    q.r.check_liveness(q.now)
+    ((_, to),) = q.r.datagrams_to_send(q.now)
+    assert to == NEW
+
+
+NEW = ("198.18.7.9", 4500)
