@@ -79,6 +79,7 @@ class MobikeInformational(Task):
                 # §3.6: not an answer to our update (or not over this path).
                 sa.log("UPDATE_SA_ADDRESSES answered without our COOKIE2: ignored")
                 return True
+        take_peer_addresses(sa, msg)  # (a peer may send its list along, §3.6)
         before = sa.natd_dest
         detect_nat(sa, msg)
         if self.update:

@@ -1,7 +1,8 @@
 """MOBIKE path probing (RFC 4555 §3.5, §3.6): a road warrior with two uplinks (wifi and
 cell) and a gateway with two addresses, GW reached over wifi, GW2 over cell
 (espfast/tools/mobilitynet.two_paths). Both listen on the wildcard address, so each tells
-the other its second address in IKE_AUTH (N(ADDITIONAL_IP4_ADDRESS)). During a
+the other its second address in IKE_AUTH (N(ADDITIONAL_IP4_ADDRESS)), and the client
+announces a third when it gets one (an INFORMATIONAL). During a
 sequence-numbered UDP flow from the gateway to the client's virtual IP, the router starts
 dropping everything on the wifi side: no link goes down, no netlink event fires. The
 client's liveness check goes unanswered; its retransmissions also go to GW2 (over cell),
@@ -23,6 +24,7 @@ from espfast.tools.udpflow import flow_in_background, longest_gap, tally
 PSK = "a pre-shared key long enough for the path probing test"
 AUTH = f'psk = "{PSK}"'
 GW_NET, VIP = "198.19.2.1", "198.19.100.1"
+CELL2 = "198.18.20.2"  # a second address on the client's cell uplink, added later
 COUNT, INTERVAL = 2000, 0.01  # 20 s at most, whatever the steps take
 
 
@@ -47,6 +49,11 @@ def test_blackholed_path_moves_to_the_other_uplink(tmp_path: Path) -> None:
             assert first_c["remote_addr"] == f"{GW}:4500", first_c
             assert first["mobike"] and first_c["mobike"]
             assert first["peer_addresses"] == [CELL] and first_c["peer_addresses"] == [GW2]
+            # A new address on the client: it tells the gateway (INFORMATIONAL with its
+            # ADDITIONAL_IP4_ADDRESS list), nothing moves.
+            hosts.c.run("ip", "addr", "add", f"{CELL2}/24", "dev", "cell")
+            assert wait_for(lambda: _peer_addresses(hosts.g) == [CELL, CELL2], timeout=10), \
+                status(hosts.g)  # fmt: skip
             with flow_in_background(hosts.g, hosts.c, VIP, count=COUNT, interval=INTERVAL) as got:
                 assert wait_for(lambda: _packets_in(hosts.c) >= 50, timeout=10)
                 hosts.blackhole_wifi()
@@ -66,7 +73,7 @@ def test_blackholed_path_moves_to_the_other_uplink(tmp_path: Path) -> None:
             assert (after["spi_i"], after["spi_r"]) == (first["spi_i"], first["spi_r"])
             assert after["moves"] == 1 and after_c["moves"] == 1, (after, after_c)
             assert after_c["local_addr"] == f"{CELL}:4500", after_c
-            assert after["peer_addresses"] == [WIFI]  # told in the update
+            assert after["peer_addresses"] == [WIFI, CELL2]  # told in the update
             assert ping(hosts.c, GW_NET)
         finally:
             _, _, cerr = client.stop()
@@ -81,3 +88,8 @@ def _packets_in(ns: Namespace) -> int:
 def _at(ns: Namespace, addr: str) -> bool:
     sas = status(ns)
     return len(sas) == 1 and sas[0]["remote_addr"] == f"{addr}:4500"
+
+
+def _peer_addresses(ns: Namespace) -> list[str]:
+    sas = status(ns)
+    return list(sas[0].get("peer_addresses", [])) if len(sas) == 1 else []
