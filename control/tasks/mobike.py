@@ -9,6 +9,13 @@ The responder's DESTINATION hash names the address it saw us at: when it is not 
 it named before, the NAT mapped us anew and we say so (§3.5):
 INFORMATIONAL { N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*), N(COOKIE2) } -->
                   <-- { N(NAT_DETECTION_*), N(COOKIE2) }
+With ``mobike_no_nats`` the update also carries N(NO_NATS_ALLOWED) (§3.9).
+
+Additional addresses (§3.6): ours go out in IKE_AUTH, in updates and, when they change,
+on their own (AddressUpdate: INFORMATIONAL { N(ADDITIONAL_*)... } -->); the peer's are
+taken from authenticated messages only, bounded, and serve only as candidate paths:
+when the current path stops answering, the initiator's retransmissions also go to them
+(probe_destinations; IkeSa.path_found moves to the first that answers).
 """
 
 from __future__ import annotations
