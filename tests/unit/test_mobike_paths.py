@@ -64,6 +64,18 @@ def test_additional_addresses_in_ike_auth() -> None:
     assert q.r.peer_addresses == q.i.peer_addresses == ()
 
 
+def test_no_addresses_taken_from_a_peer_that_fails_authentication() -> None:
+    # IKE_AUTH { ..., N(ADDITIONAL_IP4_ADDRESS) } --> with the wrong PSK: refused, and
+    # its addresses never make it anywhere.
+    p = Pair(*configs(psk_r=b"not the initiator's psk"))
+    assert p.i is not None
+    p.i.local_addresses = lambda sa: (A[0], I_OTHER)
+    p.roundtrip()  # IKE_SA_INIT
+    assert p.r is not None
+    p.i_to_r()  # IKE_AUTH
+    assert p.r.is_destroyed and p.r.peer_addresses == ()
+
+
 def test_changed_addresses_are_announced_and_replace_the_list() -> None:
     p = addressed_pair()
     assert p.i is not None and p.r is not None
