@@ -132,6 +132,12 @@ class IkeConfig:
     dpd_delay: float = 0.0  # liveness check after this long without a word (0: off)
     initial_contact: bool = True  # N(INITIAL_CONTACT) in our first IKE_AUTH
     mobike: bool = True  # RFC 4555: N(MOBIKE_SUPPORTED) in IKE_AUTH (strongSwan's default)
+    # RFC 4555 §3.9: our UPDATE_SA_ADDRESSES carry N(NO_NATS_ALLOWED) (the peer refuses a
+    # move whose addresses a NAT rewrote: UNEXPECTED_NAT_DETECTED). strongSwan has none.
+    mobike_no_nats: bool = False
+    # Follow the peer to where its authenticated ESP comes from (as WireGuard does; the
+    # dataplane reports it, IkeSa.follow_esp). strongSwan has none. Off: only IKE moves it.
+    follow_esp: bool = False
     unique: str = "no"  # one of UNIQUE_POLICIES (strongSwan's default: no)
     # Virtual IPs (RFC 7296 §2.19): as the responder, the addresses to hand out to peers
     # that ask (strongSwan's pools) and the DNS servers to tell them; as the initiator,

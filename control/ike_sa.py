@@ -78,7 +78,7 @@ from .tasks.ike_auth_eap import IkeAuthEap
 from .tasks.ike_init import IkeInit
 from .tasks.ike_rekey import REPLACED_GRACE, IkeRekey
 from .tasks.informational import Informational
-from .tasks.mobike import MobikeInformational
+from .tasks.mobike import AddressUpdate, MobikeInformational
 from .text import printable
 
 log = logging.getLogger("espfast.control")
@@ -147,6 +147,15 @@ class IkeSa:
         self.mobike = False  # RFC 4555 negotiated: only UPDATE_SA_ADDRESSES moves the peer
         self.natd_dest = b""  # the peer's last NAT_DETECTION_DESTINATION_IP hash (us as seen)
         self.moves = 0  # how many times the IKE SA changed addresses (NAT rebinding, MOBIKE)
+        # RFC 4555 §3.6: the peer's additional addresses (authenticated, bounded: only
+        # ever candidate paths, tasks/mobike.take_peer_addresses), ours as last sent, and
+        # the shell's view of our usable addresses (None: it cannot tell; IkeManager's).
+        self.peer_addresses: tuple[str, ...] = ()
+        self.announced: tuple[str, ...] | None = None
+        self.local_addresses: Callable[[IkeSa], tuple[str, ...] | None] = lambda sa: None
+        self.probing: tuple[Addr, ...] = ()  # where our outstanding request went besides
+        self.updates_refused = 0  # our UPDATE_SA_ADDRESSES the peer refused (§3.9)
+        self.datagram_from: Addr = remote  # where the datagram being handled came from
         self.request_from: Addr = remote  # where the request being handled came from
         self.peer_id: IdPayload | None = None
         # Who the peer is, whatever it wrote in its ID payload (auth.canonical_id, or the
@@ -270,9 +279,13 @@ class IkeSa:
             if decoded is None:  # a fragment; more to come
                 return
             msg = decoded
+        self.datagram_from = addr
         if header.is_response:
             assert isinstance(msg, Message)
+            probed, mid = self.probing, self.tm.my_mid
             self.tm.on_response(msg, data, now)
+            if addr in probed and self.tm.my_mid != mid:  # it answered our probe there
+                self.path_found(addr, local, now)
             return
         if isinstance(msg, Message) and self.tm.peer_mid == header.message_id:
             if local is not None and not (self.mobike and self.original_initiator
@@ -500,6 +513,54 @@ class IkeSa:
         sa.tm.queue_task(MobikeInformational(sa, True), now)
         return True
 
+    def path_found(self, addr: Addr, local: Addr | None, now: float) -> None:
+        """MOBIKE initiator (RFC 4555 §3.5): the current path stopped answering and the
+        peer answered our request sent to ``addr``, one of its addresses (tasks/mobike.
+        probe_destinations): the IKE SA and our outbound SAs go there at once, and
+        UPDATE_SA_ADDRESSES from there moves the peer's."""
+        if not self.is_established or self.is_deleting or self.replaced_by is not None:
+            return
+        old = self.remote
+        self.remote = addr
+        if local is not None:
+            self.local = local
+        self.log(f"path probe answered from {addr[0]}:{addr[1]} (over "
+                 f"{self.local[0]}): moving from {old[0]}:{old[1]}")  # fmt: skip
+        self.emit(PeerAddressChanged(self.ike_sa_id, addr))
+        if not any(isinstance(t, MobikeInformational) and t.update for t in self.tm.queue):
+            self.tm.queue_task(MobikeInformational(self, True), now)
+
+    def follow_esp(self, addr: Addr) -> bool:
+        """The dataplane saw ESP of one of our Child SAs that passed its ICV and the
+        replay window come from ``addr``, a new source (``follow_esp``, off by default,
+        as WireGuard does): the IKE SA and its Child SAs follow it there
+        (PeerAddressChanged). True if they moved."""
+        sa = self.current
+        if not (sa.config.follow_esp and sa.is_established) or sa.is_deleting \
+                or addr == sa.remote:  # fmt: skip
+            return False
+        old = sa.remote
+        sa.remote = addr
+        sa.followed(addr, old)
+        return True
+
+    def announce_addresses(self, now: float) -> bool:
+        """Our usable addresses changed (the shell's ``local_addresses``): tell the peer
+        in an INFORMATIONAL (RFC 4555 §3.6), unless what it knows is still true or an
+        update (which carries them) is waiting. True if one was queued."""
+        sa = self.current
+        if not (sa.mobike and sa.is_established) or sa.is_deleting:
+            return False
+        addrs = sa.local_addresses(sa)
+        if addrs is None or sa.announced is None:
+            return False
+        if tuple(a for a in dict.fromkeys(addrs) if a != sa.local[0]) == sa.announced:
+            return False
+        if any(isinstance(t, (AddressUpdate, MobikeInformational)) for t in sa.tm.queue):
+            return False
+        sa.tm.queue_task(AddressUpdate(sa), now)
+        return True
+
     def status(self) -> dict[str, object]:
         """What ``espfast status`` shows: no keys, only names, numbers and addresses."""
         return {
@@ -517,6 +578,7 @@ class IkeSa:
             "nat": {"local": self.nat_local, "remote": self.nat_remote},
             "mobike": self.mobike,
             "moves": self.moves,
+            "peer_addresses": list(self.peer_addresses),
             "children": [
                 {
                     "name": c.name,
@@ -741,6 +803,7 @@ class IkeSa:
         new.peer_hash_algorithms = self.peer_hash_algorithms
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.mobike = self.mobike
+        new.peer_addresses, new.announced = self.peer_addresses, self.announced
         new.moves = self.moves  # natd_dest stays empty: the hashes cover the new SPIs
         new.peer_id, new.peer_key = self.peer_id, self.peer_key
         new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips

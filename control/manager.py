@@ -46,7 +46,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from .config import ChildConfig, IkeConfig, configs_for_peer
@@ -121,6 +121,9 @@ class IkeManager:
         # unique = replace: (when, an IKE SA whose same-address duplicates to settle then).
         self._settle: list[tuple[float, IkeSa]] = []
         self.pools: dict[str, AddressPool] = {}  # by connection: virtual IPs (pool.py)
+        # The shell's: our usable addresses for an IKE SA's N(ADDITIONAL_*) (RFC 4555
+        # §3.6), None when it cannot tell (IkeSa.local_addresses).
+        self.local_addresses: Callable[[IkeSa], tuple[str, ...] | None] = lambda sa: None
 
     @property
     def sas(self) -> list[IkeSa]:
@@ -498,6 +501,7 @@ class IkeManager:
         sa.lease = self._lease
         sa.admit = self._admit
         sa.touched = self._touch
+        sa.local_addresses = lambda s: self.local_addresses(s)
         sa.fragments = self.fragments
         sa.max_children = self.child_sas_per_ike_sa
         self._by_spi[sa.spi_i if sa.initiator else sa.spi_r] = sa

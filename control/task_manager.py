@@ -17,6 +17,7 @@ from .errors import LocalProtocolError, PeerError, ProtocolError, RemoteProtocol
 from .message import Message
 from .payloads import NotifyPayload, Payload
 from .tasks.base import Task
+from .tasks.mobike import probe_destinations
 
 if TYPE_CHECKING:
     from .ike_sa import IkeSa
@@ -126,6 +127,7 @@ class TaskManager:
             task = self.active
             self.active = None
             self.next_retransmit = None
+            self.sa.probing = ()
             task.failed("peer not responding")
             # A peer that stops answering is dead (dead peer detection, RFC 7296 §2.4).
             self.sa.down_cause = "dpd" if self.sa.is_established else "failed"
@@ -135,6 +137,15 @@ class TaskManager:
         self.counters.retransmits += 1
         self.next_retransmit = now + cfg.retransmit_timeout * cfg.retransmit_base**self.tries
         self.sa.send(self.request)
+        # MOBIKE initiator: the current path may be dead; try the peer's other addresses
+        # with the same request (RFC 4555 §3.5); IkeSa.path_found takes the one that answers.
+        probe = probe_destinations(self.sa, self.tries)
+        if probe and probe != self.sa.probing:
+            self.sa.log("no answer on the current path: trying " +
+                        ", ".join(f"{a}:{p}" for a, p in probe))  # fmt: skip
+        self.sa.probing = probe
+        for dest in probe:
+            self.sa.send(self.request, dest)
 
     def get_timer(self) -> float | None:
         return self.next_retransmit if self.active is not None else None
@@ -199,6 +210,7 @@ class TaskManager:
 
     def _finish(self) -> None:
         self.sa.early_deletes.clear()
+        self.sa.probing = ()
         self.active = None
         self.next_retransmit = None
         self.request = []
@@ -212,6 +224,13 @@ class TaskManager:
             # §2.1: a retransmitted request gets the same response, processed once only.
             self.counters.retransmitted_requests_answered += 1
             sa.send(self.cached[1])
+            src = sa.datagram_from
+            if src != sa.remote and src[0] in sa.peer_addresses:
+                # RFC 4555 §3.5: the peer probes its other paths with the retransmission
+                # of a request whose answer we sent down the dead one. Only to addresses
+                # the authenticated peer named as its own (a replay from elsewhere gets
+                # no answer there, tests/security/test_sec_rebinding.py).
+                sa.send(self.cached[1], src)
             return
         if self.deferred is not None and mid == self.peer_mid:
             self.counters.dropped_while_deferred += 1  # answered once the wait is over

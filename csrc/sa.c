@@ -186,6 +186,7 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 	sa->n_remote = p->n_remote;
 	if (p->peer && (*err = ef_sa_set_peer(sa, p->peer, p->peer_len)) != EF_OK)
 		goto fail;
+	sa->follow = p->follow && p->dir == EF_DIR_IN;
 	if (sa->dir == EF_DIR_IN) {
 		if (ef_replay_init(&sa->replay, p->replay_window)) {
 			*err = EF_E_NOMEM;
@@ -355,6 +356,42 @@ int ef_sa_replay_update(struct ef_sa *sa, uint64_t seq)
 		return -1;
 	}
 	return 0;
+}
+
+static int same_source(const struct sockaddr_storage *a, socklen_t a_len,
+		       const struct sockaddr_storage *b)
+{
+	if (!a_len || a->ss_family != b->ss_family)
+		return 0;
+	if (b->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (b->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		       !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
+	}
+	return 1; /* not an IP source: nothing to follow */
+}
+
+int ef_sa_follow(struct ef_sa *sa, const struct sockaddr_storage *from)
+{
+	int moved = 0;
+
+	if (from->ss_family != AF_INET && from->ss_family != AF_INET6)
+		return 0;
+	pthread_spin_lock(&sa->replay_lock);
+	if (!same_source(&sa->peer, sa->peer_len, from)) {
+		sa->peer_len = from->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+							  : sizeof(struct sockaddr_in6);
+		memcpy(&sa->peer, from, sa->peer_len);
+		moved = 1;
+	}
+	pthread_spin_unlock(&sa->replay_lock);
+	return moved;
 }
 
 long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **inner)

@@ -46,8 +46,9 @@ struct ef_sa {
 	size_t n_local, n_remote;
 	struct ef_prefix *local, *remote;
 	struct ef_route *routes; /* outbound: one per remote prefix */
-	struct sockaddr_storage peer;
+	struct sockaddr_storage peer; /* inbound: with follow, the last authenticated source */
 	socklen_t peer_len;
+	uint8_t follow;               /* inbound: see ef_sa_params.follow */
 	uint64_t owner, group; /* see ef_sa_params.owner */
 	struct ef_sa_stats cnt;
 };
@@ -81,6 +82,10 @@ long ef_sa_decap(struct ef_sa *sa, int ctx, uint8_t *pkt, size_t len, uint8_t **
  * returns 0, or -1 when a racing duplicate got there first (counted). */
 uint64_t ef_sa_replay_check(struct ef_sa *sa, uint32_t seq_lo);
 int ef_sa_replay_update(struct ef_sa *sa, uint64_t seq);
+/* Inbound with follow, after a packet from `from` was authenticated: 1 if `from` is a new
+ * source (it is remembered; the caller tells the daemon), 0 if not. Under the spinlock:
+ * workers racing on one SA report a change once. */
+int ef_sa_follow(struct ef_sa *sa, const struct sockaddr_storage *from);
 
 /* Inner IP packet: version, lengths; source and destination addresses. */
 int ef_ip_parse(const uint8_t *p, size_t len, struct ef_prefix *src, struct ef_prefix *dst,

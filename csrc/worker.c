@@ -222,6 +222,32 @@ static void notice_no_sa(struct ef_worker *w, const struct ef_prefix *dst)
 	(void)send(w->dp->ike_fd, &h, sizeof(h), MSG_DONTWAIT);
 }
 
+/* Tells Python (on ike_fd) that authenticated ESP for inbound SA `spi` came from a new
+ * source `from` (ef_sa_follow said so: once per change). A full socket drops it. */
+static void notice_moved(struct ef_worker *w, uint32_t spi, const struct sockaddr_storage *from)
+{
+	struct ef_ike_hdr h = {0};
+	uint8_t spi_be[4];
+	struct iovec iov[2] = {{&h, sizeof(h)}, {spi_be, sizeof(spi_be)}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+
+	ef_put32(spi_be, spi);
+	if (from->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)from;
+
+		h.family = 4 | EF_IKE_MOVED;
+		h.port = ntohs(a->sin_port);
+		memcpy(h.addr, &a->sin_addr, 4);
+	} else {
+		const struct sockaddr_in6 *a = (const void *)from;
+
+		h.family = 6 | EF_IKE_MOVED;
+		h.port = ntohs(a->sin6_port);
+		memcpy(h.addr, &a->sin6_addr, 16);
+	}
+	(void)sendmsg(w->dp->ike_fd, &mh, MSG_DONTWAIT);
+}
+
 /* Encrypts and sends the staged inner packets (w->in_data / in_len), then empties the
  * stage. Several workers: the packets are numbered in ticket order (the seq turn, held
  * from a batch's first flush to its `last`), sealed in parallel, sent in ticket order —
@@ -539,6 +565,9 @@ static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t
 		count_decap_error(w, r);
 		return 0;
 	}
+	/* Authenticated (ICV and replay window passed): a peer that moved may be followed. */
+	if (sa->follow && from && ef_sa_follow(sa, from))
+		notice_moved(w, sa->spi, from);
 	return r; /* 0: a dummy packet */
 }
 

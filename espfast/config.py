@@ -690,6 +690,10 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     fragmentation = "yes"           # RFC 7383: yes | accept | no; fragment_size = 1280
 #     mobike = "yes"                  # RFC 4555: yes | no (yes: follow our moves and the
 #                                     # NAT's as initiator, answer UPDATE_SA_ADDRESSES)
+#     mobike_no_nats = "no"           # RFC 4555 §3.9: yes: our UPDATE_SA_ADDRESSES carry
+#                                     # NO_NATS_ALLOWED (the peer refuses a NATed move)
+#     follow_esp = "no"               # yes: follow the peer to the source of its first
+#                                     # authenticated ESP from a new address (WireGuard-like)
 #     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
 #     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
 #                                     # not list it) | ifuri (that, where the certificate

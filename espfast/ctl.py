@@ -98,6 +98,7 @@ class _IkeSaVips(TypedDict, total=False):
     nat_remote: bool
     mobike: bool
     moves: int
+    peer_addresses: list[str]  # the peer's additional addresses (MOBIKE, RFC 4555 §3.6)
 
 
 class IkeSaStatus(_IkeSaVips):

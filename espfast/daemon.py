@@ -172,6 +172,7 @@ class Counters:
     half_open_evicted: int = 0
     ike_fragments_dropped: int = 0
     keepalives_sent: int = 0  # NAT keepalives (RFC 3948 §2.3)
+    esp_follows: int = 0  # IKE SAs that followed their peer's ESP to a new source (follow_esp)
 
 
 @dataclass
@@ -199,6 +200,11 @@ class Daemon:
     remove_routes: Callable[[Iterable[IPNetwork]], None] = lambda nets: None
     # Add (True) or remove (False) addresses on the TUN device: our virtual IPs.
     set_addresses: Callable[[Iterable[IPInterface], bool], None] = lambda addrs, add: None
+    # Our usable addresses (espfast/mobility.local_addresses), for N(ADDITIONAL_*): only
+    # with a wildcard listen address (we receive on no other otherwise); cached, read
+    # again on every change of addresses or routes (path_changed).
+    addresses: Callable[[], tuple[str, ...]] | None = None
+    _addresses: tuple[str, ...] | None = None
     rekey_grace: float = REKEY_GRACE
     retry_delay: float = RETRY_DELAY
     traffic_interval: float = TRAFFIC_INTERVAL
@@ -266,6 +272,7 @@ class Daemon:
                                block_threshold=iface.block_threshold,
                                ike_sas_per_identity=iface.ike_sas_per_identity,
                                child_sas_per_ike_sa=iface.child_sas_per_ike_sa)  # fmt: skip
+        self._mgr.local_addresses = self.local_addresses
         for conn in self.config.connections:
             self.start_connection(conn)
         self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
@@ -446,6 +453,22 @@ class Daemon:
             return self.local
         return source_for(peer) or self.local
 
+    def local_addresses(self, sa: IkeSa) -> tuple[str, ...] | None:
+        """Our addresses the IKE SA's peer may reach us at besides its own (RFC 4555
+        §3.6), of its family, without our virtual IPs; None when we cannot tell."""
+        if self.addresses is None or not is_wildcard(self.local):
+            return None
+        if self._addresses is None:
+            try:
+                self._addresses = self.addresses()
+            except Exception as e:  # (netlink: TunError) announce none rather than fail
+                log.warning("cannot list our addresses: %s", e)
+                return None
+        vips = {str(a) for a in sa.local_vips}
+        version = ipaddress.ip_address(sa.local[0]).version
+        return tuple(a for a in self._addresses
+                     if a not in vips and ipaddress.ip_address(a).version == version)  # fmt: skip
+
     def path_changed(self) -> None:
         """Our addresses or routes changed (espfast/mobility.py's netlink events): every
         IKE SA we initiated with MOBIKE whose path now leaves from another address moves
@@ -466,6 +489,26 @@ class Daemon:
                          extra=logged("ike_sa_moving", connection=sa.config.name,
                                       ike_sa=sa.ike_sa_id, local=src))  # fmt: skip
                 sa.update_addresses(now, local=(src, sa.local[1]))
+        self._addresses = None  # read again
+        for sa in self.sas:
+            if sa.replaced_by is None and sa.announce_addresses(now):
+                log.info("%s: telling %s our addresses changed", sa.config.name, sa.remote[0])
+        self._pump()
+
+    def esp_moved(self, moves: Iterable[tuple[int, Addr]]) -> None:
+        """Authenticated ESP of inbound SA ``spi_in`` came from a new source (the
+        dataplane's take_moved, for IKE SAs with follow_esp): the IKE SA follows, and
+        PeerAddressChanged re-points its outbound SAs (update_peer, under the dataplane's
+        table lock: atomic for the workers)."""
+        for spi_in, addr in moves:
+            child = self.children.get(spi_in)
+            sa = self._holder(child.ike_sa_id, spi_in) if child is not None else None
+            if sa is not None and sa.follow_esp(addr):
+                self.counters.esp_follows += 1
+                log.info("%s: following the peer's ESP to %s", sa.config.name,
+                         fmt_endpoint(addr),
+                         extra=logged("esp_follow", connection=sa.config.name,
+                                      ike_sa=sa.ike_sa_id, peer=addr[0]))  # fmt: skip
         self._pump()
 
     def _send_keepalives(self) -> None:
@@ -741,6 +784,8 @@ class Daemon:
         local, remote = _networks(ev.local_ts), _networks(ev.remote_ts)
         transform = Transform(ev.transform)
         owner, group = self._owner(ev.ike_sa_id)
+        ike = self.mgr.by_id(ev.ike_sa_id)
+        follow = ike is not None and ike.config.follow_esp  # the inbound SA reports moves
 
         def params(d: Direction, spi: int, enc: bytes, integ: bytes) -> SaParams:
             return SaParams(
@@ -751,10 +796,11 @@ class Daemon:
                 integ_key=integ,
                 local_ts=local,
                 remote_ts=remote,
-                peer=ev.peer if d is Direction.OUT else None,
+                peer=ev.peer if d is Direction.OUT or follow else None,
                 esn=ev.esn,
                 owner=owner,
                 group=group,
+                follow=follow,
             )
 
         self.dataplane.add_sa(params(Direction.IN, ev.spi_in, ev.enc_key_in, ev.integ_key_in))
@@ -901,6 +947,8 @@ class Daemon:
                 ike_sas[-1]["virtual_ips"] = [str(a) for a in sa.local_vips]
             if sa.remote_vips:
                 ike_sas[-1]["peer_virtual_ips"] = [str(a) for a in sa.remote_vips]
+            if sa.peer_addresses:
+                ike_sas[-1]["peer_addresses"] = list(sa.peer_addresses)
         daemon: DaemonStatus = {
             "pid": os.getpid(),
             "version": __version__,

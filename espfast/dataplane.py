@@ -155,6 +155,9 @@ class SaParams:
     # owner's newer SA (rekey, reauthentication) takes the route over.
     owner: int = 0
     group: int = 0
+    # Inbound: report authenticated ESP from a source other than ``peer`` (or the last
+    # one reported) through :meth:`Dataplane.take_moved` (follow_esp).
+    follow: bool = False
 
 
 @dataclass(frozen=True)
@@ -435,6 +438,7 @@ def _build_params(
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
             raise ValueError(f"{what} must be an int in 0..2**64-1, not {value!r}")
     p.owner, p.group = sa.owner, sa.group
+    p.follow = int(bool(sa.follow) and direction is Direction.IN)
     return _CParams(p, [ekey, ikey], [lts, rts, peer_buf])
 
 
@@ -515,6 +519,14 @@ class _Closable:
 _IKE_HDR = struct.Struct("=BBH16s")  # struct ef_ike_hdr
 
 
+def _plain(raw: bytes, family: int) -> IPv4Address | IPv6Address:
+    """struct ef_ike_hdr's address (an IPv4-mapped IPv6 one as IPv4)."""
+    if family == 4:
+        return IPv4Address(raw[:4])
+    addr = IPv6Address(raw)
+    return addr.ipv4_mapped if addr.ipv4_mapped is not None else addr
+
+
 class Dataplane(_Closable):
     """ESP between a TUN device and a UDP socket, in C threads. A context manager.
 
@@ -553,6 +565,7 @@ class Dataplane(_Closable):
         ike_r, ike_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._ike = ike_r
         self._no_sa: list[IPv4Address | IPv6Address] = []
+        self._moved: list[tuple[int, tuple[str, int]]] = []
         with ike_w:
             for s in (ike_r, ike_w):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -718,19 +731,25 @@ class Dataplane(_Closable):
             if len(msg) < _IKE_HDR.size:
                 continue
             family, _, port, raw = _IKE_HDR.unpack_from(msg)
-            addr: IPv4Address | IPv6Address
             if family & lib.EF_IKE_NO_SA:  # a notice, not IKE: see take_no_sa
                 dst = IPv4Address(raw[:4]) if family & 0x7F == 4 else IPv6Address(raw)
                 if len(self._no_sa) < 64:
                     self._no_sa.append(dst)
                 continue
-            if family == 4:
-                addr = IPv4Address(raw[:4])
-            else:
-                addr = IPv6Address(raw)
-                if addr.ipv4_mapped is not None:
-                    addr = addr.ipv4_mapped
-            out.append((msg[_IKE_HDR.size :], (str(addr), port)))
+            if family & lib.EF_IKE_MOVED:  # a notice: see take_moved
+                body = msg[_IKE_HDR.size :]
+                if len(body) == 4 and len(self._moved) < 64:
+                    src = _plain(raw, family & ~lib.EF_IKE_MOVED)
+                    self._moved.append((int.from_bytes(body, "big"), (str(src), port)))
+                continue
+            out.append((msg[_IKE_HDR.size :], (str(_plain(raw, family)), port)))
+
+    def take_moved(self) -> list[tuple[int, tuple[str, int]]]:
+        """(inbound SPI, (address, port)): authenticated ESP of an SA with ``follow`` came
+        from a new source since the last call (once per change; ``recv_ike`` collects
+        the workers' notices, at most 64 between two calls)."""
+        out, self._moved = self._moved, []
+        return out
 
     def take_no_sa(self) -> list[IPv4Address | IPv6Address]:
         """Destinations of inner packets that found no outbound SA since the last call (the

@@ -18,7 +18,8 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR,
@@ -45,6 +46,33 @@ def source_for(peer: str) -> str | None:
         except OSError:
             return None
         return str(s.getsockname()[0])
+
+
+# ifa_flags that make an address unusable as a path (linux/if_addr.h).
+_IFA_F_DADFAILED, _IFA_F_DEPRECATED, _IFA_F_TENTATIVE = 0x08, 0x20, 0x40
+
+
+def local_addresses(dump: Iterable[Any], skip: int | None = None) -> tuple[str, ...]:
+    """Our addresses a peer could reach us at (for N(ADDITIONAL_*), RFC 4555 §3.6), from
+    a netlink address dump (pyroute2 ``get_addr``; espfast/tun.py runs it on its netlink
+    thread): global scope, not on interface index ``skip`` (our TUN device: its
+    addresses are inside the tunnel), not loopback, link-local, multicast, tentative,
+    deprecated or failed duplicate address detection."""
+    out: dict[str, None] = {}
+    for a in dump:
+        if a["index"] == skip or a["scope"] != 0:
+            continue
+        flags = a.get_attr("IFA_FLAGS") or a["flags"]
+        if flags & (_IFA_F_DADFAILED | _IFA_F_DEPRECATED | _IFA_F_TENTATIVE):
+            continue
+        text = a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
+        if not text:
+            continue
+        ip = ipaddress.ip_address(text)
+        if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+            continue
+        out[str(ip)] = None
+    return tuple(out)
 
 
 def is_wildcard(address: str) -> bool:

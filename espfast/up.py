@@ -98,7 +98,7 @@ async def _serve(
     from espfast.daemon import IKE_PORT, Addr, Daemon
     from espfast.dataplane import Dataplane
     from espfast.metrics import Metrics, MetricsServer
-    from espfast.mobility import PathWatcher, is_wildcard
+    from espfast.mobility import PathWatcher, is_wildcard, local_addresses
     from espfast.operations import Operations
     from espfast.privs import drop_for_daemon, resolve_user
     from espfast.radius import RadiusClient
@@ -191,12 +191,18 @@ async def _serve(
             for data, addr in dp.recv_ike():
                 daemon.datagram_received(data, addr, iface.listen[1])
             daemon.traffic_without_sa(dp.take_no_sa())
+            daemon.esp_moved(dp.take_moved())
 
         loop.add_reader(sock500.fileno(), read_500)
         stack.callback(loop.remove_reader, sock500.fileno())
         loop.add_reader(dp.ike_fileno(), read_4500)
         stack.callback(loop.remove_reader, dp.ike_fileno())
         if is_wildcard(iface.listen[0]):  # we may roam: follow our addresses and routes
+
+            def addresses() -> tuple[str, ...]:  # for N(ADDITIONAL_*): on tun's netlink thread
+                return local_addresses(tun.netlink("list addresses", "get_addr"), tun.index)
+
+            daemon.addresses = addresses
             watcher = PathWatcher(loop, daemon.path_changed)
             watcher.start()
             stack.callback(watcher.close)

@@ -148,7 +148,9 @@ def cert_exchange(t: Table, auth: AuthConfig) -> AuthConfig:
 
 def extensions(t: Table) -> dict[str, Any]:
     """IkeConfig's ``fragmentation`` (RFC 7383; strongSwan's yes | accept | no, or
-    true/false) with ``fragment_size``, and ``mobike`` (RFC 4555; yes | no).
+    true/false) with ``fragment_size``, ``mobike`` (RFC 4555; yes | no) and
+    ``mobike_no_nats`` (RFC 4555 §3.9: our address updates carry NO_NATS_ALLOWED) and
+    ``follow_esp`` (follow the peer on its first authenticated ESP from a new source).
     "accept" announces support and takes fragments, but sends whole messages."""
     frag = yes_no(t, "fragmentation", "yes", ("yes", "accept", "no"))
     size = t.get_int("fragment_size", DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, MAX_FRAGMENT_SIZE)
@@ -157,7 +159,12 @@ def extensions(t: Table) -> dict[str, Any]:
             raise t.error("fragment_size", 'fragmentation = "accept" sends no fragments')
         size = MAX_FRAGMENT_SIZE
     mobike = yes_no(t, "mobike", "yes", ("yes", "no")) == "yes"
-    return {"fragmentation": frag != "no", "fragment_size": size, "mobike": mobike}
+    no_nats = yes_no(t, "mobike_no_nats", "no", ("yes", "no")) == "yes"
+    if no_nats and not mobike:
+        raise t.error("mobike_no_nats", 'needs mobike = "yes"')
+    follow = yes_no(t, "follow_esp", "no", ("yes", "no")) == "yes"
+    return {"fragmentation": frag != "no", "fragment_size": size, "mobike": mobike,
+            "mobike_no_nats": no_nats, "follow_esp": follow}  # fmt: skip
 
 
 def yes_no(t: Table, key: str, default: str, choices: tuple[str, ...]) -> str:

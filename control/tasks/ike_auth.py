@@ -28,6 +28,7 @@ from ..payloads import (
 )
 from .base import Task
 from .child_create import ChildNegotiation
+from .mobike import address_notifies, take_peer_addresses
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -149,11 +150,13 @@ class IkeAuth(Task):
                 out.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
             if cfg.mobike:
                 out.append(NotifyPayload(NotifyType.MOBIKE_SUPPORTED))  # RFC 4555 §3.1
+                out += address_notifies(sa)  # §3.6
             if cfg.vips:
                 out.append(vip.request(cfg.vips))
             return out + self.neg.request()
         idr = IdrPayload(*cfg.local_id)
-        mobike = [NotifyPayload(NotifyType.MOBIKE_SUPPORTED)] if sa.mobike else []
+        mobike = [NotifyPayload(NotifyType.MOBIKE_SUPPORTED), *address_notifies(sa)] \
+            if sa.mobike else []  # fmt: skip
         nets = tuple(dict.fromkeys(
             n for c in cfg.children for ts in c.local_ts for n in ts.networks()
             if n.version in self.subnets_wanted
@@ -183,6 +186,8 @@ class IkeAuth(Task):
         """Initiator: the peer is authenticated; take its answer and the Child SA."""
         sa = self.sa
         sa.mobike = sa.config.mobike and mobike
+        if sa.mobike:
+            take_peer_addresses(sa, msg)  # (the peer is authenticated by now)
         if sa.config.vips:
             sa.local_vips, sa.dns = vip.assigned(msg.get(CpPayload))
             if nets := vip.subnets(msg.get(CpPayload)):
@@ -212,6 +217,8 @@ class IkeAuth(Task):
         if refusal := sa.admit(sa):  # IkeManager's caps (ike_sas_per_identity)
             raise _auth_failed(refusal)
         sa.mobike = sa.config.mobike and msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
+        if sa.mobike:
+            take_peer_addresses(sa, msg)  # (the peer is authenticated by now)
         wanted = vip.requested(msg.get(CpPayload)) if sa.config.pool else ()
         self.subnets_wanted = vip.subnets_requested(msg.get(CpPayload))
         leased = [sa.lease(sa, version) for version in wanted]

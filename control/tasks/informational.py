@@ -14,7 +14,7 @@ from ..message import Message, check_rules
 from ..payloads import DeletePayload, NotifyPayload, Payload
 from .base import Task
 from .ike_init import detect_nat, natd_notifies
-from .mobike import ReturnRoutability, no_nats_data
+from .mobike import ReturnRoutability, no_nats_data, take_peer_addresses
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -72,6 +72,8 @@ class Informational(Task):
                         sa.early_deletes.add(int.from_bytes(spi, "big"))
                 if ours:
                     self.answer.append(DeletePayload(ProtocolId.ESP, tuple(ours)))
+        if sa.mobike:
+            take_peer_addresses(sa, msg)  # §3.6 (encrypted and authenticated: the peer's)
         if sa.mobike and msg.notify(NotifyType.UPDATE_SA_ADDRESSES) is not None:
             self._update_addresses(msg)
         else:

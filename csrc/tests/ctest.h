@@ -51,5 +51,6 @@ void test_order(void);
 void test_order_park(void);
 void test_keymem(void);
 void test_restart(void);
+void test_follow(void);
 
 #endif

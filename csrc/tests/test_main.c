@@ -17,6 +17,7 @@ int main(void)
 	test_order_park();
 	test_keymem();
 	test_restart();
+	test_follow();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);
 	return ct_failed ? 1 : 0;
 }

@@ -106,3 +106,63 @@ def uplinks() -> Iterator[Uplinks]:
         hosts = Uplinks(c, r, g)
         hosts.prefer_wifi()
         yield hosts
+
+
+GW2 = "198.18.3.1"  # the gateway's second address (two_paths)
+BLACKHOLE = "efblack"
+
+
+@dataclass
+class TwoPaths:
+    """c -- wifi / cell -- r -- veth-g (GW) / veth-g2 (GW2) -- g: a client with two uplinks
+    and a gateway with two addresses, each reached over one of them (c routes GW's subnet
+    over wifi, GW2's over cell; g answers the wifi subnet from GW, the cell one from GW2)."""
+
+    c: Namespace
+    r: Namespace
+    g: Namespace
+
+    def blackhole_wifi(self) -> None:
+        """Everything through the router's wifi side dropped (an nftables rule in r): the
+        path dies with every link still up, so no netlink event tells the client."""
+        rules = f"""
+table inet {BLACKHOLE} {{
+    chain blackhole {{
+        type filter hook forward priority filter; policy accept;
+        iifname "wifi-r" drop
+        oifname "wifi-r" drop
+    }}
+}}
+"""
+        run(self.r.argv("nft", "-f", "-"), input=rules.encode())
+
+
+@contextlib.contextmanager
+def two_paths() -> Iterator[TwoPaths]:
+    with (
+        Namespace.create("ma") as c,
+        Namespace.create("ma") as r,
+        Namespace.create("ma") as g,
+    ):
+        for sysctl in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                       "net.ipv4.conf.default.rp_filter=0"):  # fmt: skip
+            r.run("sysctl", "-q", "-w", sysctl)
+        for ns in (c, g):
+            for sysctl in ("all", "default"):
+                ns.run("sysctl", "-q", "-w", f"net.ipv4.conf.{sysctl}.rp_filter=0")
+        for ns, dev, rdev, addr, raddr in (
+            (c, "wifi", "wifi-r", WIFI, "198.18.10.254"),
+            (c, "cell", "cell-r", CELL, "198.18.20.254"),
+            (g, "veth-g", "veth-rg", GW, "198.18.1.254"),
+            (g, "veth-g2", "veth-rg2", GW2, "198.18.3.254"),
+        ):
+            ns.run("ip", "link", "add", dev, "type", "veth", "peer", "name", rdev, "netns", r.name)
+            ns.run("ip", "addr", "add", f"{addr}/24", "dev", dev)
+            r.run("ip", "addr", "add", f"{raddr}/24", "dev", rdev)
+            ns.run("ip", "link", "set", dev, "up")
+            r.run("ip", "link", "set", rdev, "up")
+        c.run("ip", "route", "add", "198.18.1.0/24", "via", "198.18.10.254")
+        c.run("ip", "route", "add", "198.18.3.0/24", "via", "198.18.20.254")
+        g.run("ip", "route", "add", "198.18.10.0/24", "via", "198.18.1.254")
+        g.run("ip", "route", "add", "198.18.20.0/24", "via", "198.18.3.254")
+        yield TwoPaths(c, r, g)

@@ -1,6 +1,7 @@
 """The ``espfast up`` keys strongSwan users reach for (espfast/upkeys.py): ``remote`` as a
 list (remote_addrs), pool ranges, proposal arrays, ``send_cert``, ``send_certreq``,
-``intermediates``, ``auth = rsa|ecdsa``, ``fragmentation``, ``mobike``; and ``--check``
+``intermediates``, ``auth = rsa|ecdsa``, ``fragmentation``, ``mobike``,
+``mobike_no_nats``; and ``--check``
 reporting every section's mistake, one line each."""
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def test_fragmentation_and_mobike_keys(tmp_path: Path) -> None:
     assert accept.fragmentation and accept.fragment_size > 60000  # announces, never splits
     assert "'maybe' is not one of yes, no" in error_of(tmp_path, with_lines('mobike = "maybe"'))
     assert "out of range" in error_of(tmp_path, with_lines("fragment_size = 100"))
+    assert not ike.mobike_no_nats
+    no_nats = load(tmp_path, with_lines('mobike_no_nats = "yes"')).connections[0].ike
+    assert no_nats.mobike and no_nats.mobike_no_nats
+    assert "needs mobike" in error_of(tmp_path, with_lines("mobike = false\nmobike_no_nats = true"))
 
 
 def test_send_cert_and_certreq_need_certificates(tmp_path: Path) -> None:
