@@ -15,7 +15,7 @@ from espfast.netns import Namespace, wait_for
 from espfast.static import control_socket_in, start_in, write_private
 from espfast.tools.mobilitynet import CELL, GW, WIFI, uplinks
 from tests.interop.conftest import CharonFactory
-from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
+from tests.interop.strongswan import Connection, Psk, same_ike_sa, swanctl_conf
 
 SECRET = b"mobike interop test: a long enough pre-shared key"
 IDS = ("roamer.mobike.test", "gw.mobike.test")
@@ -50,11 +50,6 @@ def tunnel_works(c: Namespace) -> bool:
     )  # fmt: skip
 
 
-def charon_ike(charon: Charon) -> dict[str, Any]:
-    (ike,) = [sa for sa in charon.list_sas() if sa.get("state") == "ESTABLISHED"]
-    return ike
-
-
 def espfast_ike(c: Namespace) -> dict[str, Any]:
     import json
 
@@ -77,17 +72,16 @@ def test_espfast_roams_charon_follows(tmp_path: Path, charons: CharonFactory) ->
         try:
             charon.wait_child("net")
             assert tunnel_works(hosts.c)
-            first = charon_ike(charon)
+            first = charon.established_ike()
             assert first["remote-host"] == WIFI, first
             for step, expect in ((hosts.wifi_down, CELL), (hosts.prefer_wifi, WIFI),
                                  (hosts.wifi_down, CELL)):  # fmt: skip
                 step()
-                assert wait_for(lambda e=expect: charon_ike(charon)["remote-host"] == e,
-                                timeout=10), (charon_ike(charon), charon.log(60))  # fmt: skip
+                assert wait_for(lambda e=expect: charon.established_ike()["remote-host"] == e,
+                                timeout=10), (charon.established_ike(), charon.log(60))  # fmt: skip
                 assert tunnel_works(hosts.c), charon.log(60)
-            now = charon_ike(charon)
-            for key in ("uniqueid", "initiator-spi", "responder-spi"):
-                assert now[key] == first[key], (key, first, now)
+            now = charon.established_ike()
+            assert same_ike_sa(first, now), (first, now)
             ours = espfast_ike(hosts.c)
             assert ours["moves"] == 3 and ours["mobike"], ours
             assert ours["local_addr"] == f"{CELL}:4500"

@@ -26,6 +26,23 @@ def status(ns: Namespace) -> list[dict[str, Any]]:
     return sas
 
 
+def packets_in(ns: Namespace) -> int:
+    """ESP packets in over every Child SA ``espfast status`` shows."""
+    return sum(c["packets_in"] for sa in status(ns) for c in sa["child_sas"])
+
+
+def packets_out(ns: Namespace) -> int:
+    return sum(c["packets_out"] for sa in status(ns) for c in sa["child_sas"])
+
+
+def document(ns: Namespace) -> dict[str, Any]:
+    """The whole ``espfast status --json`` document (daemon counters included)."""
+    out = ns.run(sys.executable, "-m", "espfast", "status", "--socket",
+                 str(control_socket_in(ns)), "--json")  # fmt: skip
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
 def ping(ns: Namespace, dst: str) -> bool:
     return ns.run("ping", "-c", "1", "-W", "1", dst, check=False).returncode == 0
 
