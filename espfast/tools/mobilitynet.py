@@ -48,6 +48,18 @@ def forget(r: Namespace) -> None:
     r.run(sys.executable, "-c", FLUSH)
 
 
+DUMP = """from pyroute2 import Conntrack
+with Conntrack() as ct:
+    for entry in ct.dump_entries():
+        print(entry)
+"""
+
+
+def mappings(r: Namespace) -> str:
+    """The router's conntrack entries, one a line (for a failing test's message)."""
+    return r.run(sys.executable, "-c", DUMP, check=False).stdout
+
+
 def remap(r: Namespace, outside: str, ports: str) -> None:
     """Forget every mapping and map anew from ``ports``: the client's next datagram
     leaves from another public port."""

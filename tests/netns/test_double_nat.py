@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from updaemon import client_conf, document, gateway_conf, packets_in, ping, status
+from updaemon import document, packets_in, ping, road_warrior_pair, start_pair, status
 
 from espfast.netns import Namespace, wait_for
-from espfast.static import control_socket_in, start_in, write_private
-from espfast.tools.mobilitynet import double_nat, forget, remap
+from espfast.static import control_socket_in
+from espfast.tools.mobilitynet import double_nat, forget, mappings, remap
 from espfast.tools.udpflow import check_loss, flow_in_background
 
 PSK = "a pre-shared key long enough for the double NAT test"
@@ -31,18 +31,11 @@ MAX_LOST = 600  # 6 s of the flow: a liveness check (2 s) and its update, twice,
 
 def test_both_ends_behind_nat(tmp_path: Path) -> None:
     with double_nat("20000-20999") as net:
-        gw_text = gateway_conf(listen=net.gw, local_id="gw.dnat.test", auth=AUTH,
-                               pool="198.19.100.0/24", dns="198.19.2.53",
-                               inner=f"{GW_NET}/24", local_ts="198.19.2.0/24")  # fmt: skip
-        cl_text = client_conf(listen=net.client, gateway=net.gw_public,
-                              local_id="erin@dnat.test", remote_id="gw.dnat.test", auth=AUTH,
-                              remote_ts="198.19.2.0/24")  # fmt: skip
-        gw_text = gw_text.replace("listen = ", "keepalive = 1\nlisten = ", 1)
-        cl_text = cl_text.replace("listen = ", "keepalive = 1\nlisten = ", 1)
+        gw_text, cl_text = road_warrior_pair("dnat", gateway=net.gw_public, gw_listen=net.gw,
+                                             client_listen=net.client, auth=AUTH,
+                                             keepalive=1)  # fmt: skip
         cl_text = cl_text.replace(f"{AUTH}\n", f"{AUTH}\ndpd_delay = 2\n")
-        gw = start_in(net.g, write_private(tmp_path / "gw.toml", gw_text), "-v", command="up")
-        client = start_in(net.c, write_private(tmp_path / "c.toml", cl_text), "-v",
-                          command="up")  # fmt: skip
+        gw, client = start_pair(tmp_path, (net.g, gw_text), (net.c, cl_text))
         try:
             assert wait_for(lambda: ping(net.c, GW_NET), timeout=20)
             (ike_c,) = status(net.c)
@@ -70,7 +63,10 @@ def test_both_ends_behind_nat(tmp_path: Path) -> None:
                 docs[:] = [document(net.c), document(net.g)]
                 return all(d["daemon"]["dataplane"]["keepalives"] >= 2 for d in docs)
 
-            assert wait_for(keepalives_both_ways, timeout=10), docs
+            assert wait_for(keepalives_both_ways, timeout=10), [
+                (d["daemon"]["dataplane"]["keepalives"], d["daemon"]["counters"]["keepalives_sent"],
+                 d["ike_sas"]) for d in docs
+            ]  # fmt: skip
             assert all(d["daemon"]["counters"]["keepalives_sent"] >= 2 for d in docs), docs
 
             with flow_in_background(net.g, net.c, VIP, count=COUNT, interval=INTERVAL) as got:
@@ -85,7 +81,7 @@ def test_both_ends_behind_nat(tmp_path: Path) -> None:
                 forget(net.r2)
                 base = packets_in(net.c)
                 assert wait_for(lambda: packets_in(net.c) >= base + 100, timeout=10), \
-                    (status(net.c), status(net.g))  # fmt: skip
+                    (status(net.c), status(net.g), mappings(net.r1), mappings(net.r2))  # fmt: skip
             check_loss(got, COUNT, INTERVAL, "both ends behind NAT, both routers flushed",
                        max_lost=MAX_LOST)  # fmt: skip
             (after_c,) = status(net.c)
