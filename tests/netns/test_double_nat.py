@@ -63,7 +63,7 @@ def test_both_ends_behind_nat(tmp_path: Path) -> None:
                 docs[:] = [document(net.c), document(net.g)]
                 return all(d["daemon"]["dataplane"]["keepalives"] >= 2 for d in docs)
 
-            assert wait_for(keepalives_both_ways, timeout=10), [
+            assert wait_for(keepalives_both_ways, timeout=20), [
                 (d["daemon"]["dataplane"]["keepalives"], d["daemon"]["counters"]["keepalives_sent"],
                  d["ike_sas"]) for d in docs
             ]  # fmt: skip
