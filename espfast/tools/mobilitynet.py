@@ -69,10 +69,15 @@ def remap(r: Namespace, outside: str, ports: str) -> None:
 
 def port_forward(r: Namespace, outside: str, to: str, ports: tuple[int, ...] = (500, 4500)) -> None:
     """A router in front of a server: UDP to its address on ``outside`` at ``ports`` goes
-    on to ``to`` (DNAT, the ports kept); what leaves by ``outside`` is masqueraded (a
-    source port kept when it is free, so the server's replies come from the ports it was
-    reached at)."""
+    on to ``to`` (DNAT, the ports kept); what the server sends from those ports leaves
+    from the same ports (a static reverse mapping: should the router's state be lost and
+    the server's datagram and the client's race to make the new one, the loser is dropped
+    rather than given another public port, which the client's NAT would filter and
+    nobody could learn); everything else leaving by ``outside`` is masqueraded."""
     listed = ", ".join(str(p) for p in ports)
+    keep = "\n".join(
+        f'        oifname "{outside}" ip saddr {to} udp sport {p} masquerade to :{p}' for p in ports
+    )
     rules = f"""
 table ip {TABLE} {{
     chain pre {{
@@ -81,6 +86,7 @@ table ip {TABLE} {{
     }}
     chain post {{
         type nat hook postrouting priority srcnat; policy accept;
+{keep}
         oifname "{outside}" masquerade
     }}
 }}
