@@ -115,6 +115,9 @@ class IkeSa:
         self.original_initiator = initiator
         self.local = local
         self.remote = remote
+        # Where the Child SAs send ESP: ``remote`` once the peer proved it is there (a
+        # MOBIKE move waits for the return routability check, RFC 4555 §5.2).
+        self.esp_remote = remote
         # Where it all began (kept across rekeys): a restart starts from here again.
         self.first_local, self.first_remote = local, remote
         self.down_cause = ""  # why it went down (IkeSaDown.cause)
@@ -706,7 +709,7 @@ class IkeSa:
         """After IKE_SA_INIT: the initiator moves to port 4500 when a NAT was detected or
         encapsulation is forced (RFC 7296 §2.23, RFC 3948)."""
         if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap):
-            self.remote = (self.remote[0], NATT_PORT)
+            self.remote = self.esp_remote = (self.remote[0], NATT_PORT)
             self.local = (self.local[0], NATT_PORT)
             self.natd_dest = b""  # the NAT maps port 4500 on its own: not known yet
 
@@ -745,7 +748,7 @@ class IkeSa:
         self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
                  f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
                  f"{', '.join(map(str, child.remote_ts))}", logging.DEBUG)  # fmt: skip
-        up = child.up_event(self.ike_sa_id, self.remote)
+        up = child.up_event(self.ike_sa_id, self.esp_remote)
         if replaces is None:
             self.emit(up)
         else:
@@ -804,6 +807,7 @@ class IkeSa:
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.mobike = self.mobike
         new.peer_addresses, new.announced = self.peer_addresses, self.announced
+        new.esp_remote = self.esp_remote
         new.moves = self.moves  # natd_dest stays empty: the hashes cover the new SPIs
         new.peer_id, new.peer_key = self.peer_id, self.peer_key
         new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips
@@ -941,12 +945,13 @@ class IkeSa:
 
     def peer_moved(self, addr: Addr) -> None:
         old = self.remote
-        self.remote = addr
+        self.remote = self.esp_remote = addr
         if self.is_established:
             self.followed(addr, old)
 
     def followed(self, addr: Addr, old: Addr | None = None) -> None:
         """The IKE SA and its Child SAs are the peer's at ``addr`` now."""
+        self.esp_remote = addr
         self.moves += 1
         was = f" from {old[0]}:{old[1]}" if old else ""
         self.log(f"peer moved{was} to {addr[0]}:{addr[1]}")

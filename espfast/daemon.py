@@ -27,7 +27,8 @@ the non-ESP marker), the timer on the event loop, the TUN device
     IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
                            close_action are IkeManager's: "restart" negotiates again there,
                            "trap" leaves a trap (routes stay into the TUN device)
-    PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs
+    PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs, and the peer of a
+                           rekeyed Child SA's outbound SA still waiting to be switched to
     (every SA)          -> owned by its connection and the peer's canonical identity
                            (IkeSa.peer_key): the dataplane refuses an outbound SA that
                            would take over another owner's route (SelectorConflict, counted
@@ -635,6 +636,10 @@ class Daemon:
             case PeerAddressChanged():
                 for spi_in in self._kids_of.get(event.ike_sa_id, {}):
                     self.dataplane.update_peer(self.children[spi_in].spi_out, event.peer)
+                    pending = self._switch.get(spi_in)
+                    if pending is not None:  # a rekey's outbound half, not sending yet
+                        rekeyed, out = pending
+                        self._switch[spi_in] = (rekeyed, dataclasses.replace(out, peer=event.peer))
             case IkeSaDown():
                 self.counters.ike_sas_down += 1
                 self._established.pop(event.ike_sa_id, None)

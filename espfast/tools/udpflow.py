@@ -253,6 +253,22 @@ def tally(got: list[int], count: int) -> tuple[list[int], int, int]:
     return lost, len(got) - len(set(got)), reordered
 
 
+def check_loss(got: list[int], count: int, interval: float, what: str, *,
+               max_lost: int, tail: int = 100) -> list[int]:  # fmt: skip
+    """Print what a flow of ``count`` datagrams every ``interval`` seconds (``got``, from
+    :func:`flow`) lost during ``what`` (the longest gap too), and check that nothing came
+    twice, at most ``max_lost`` were lost and the last ``tail`` all arrived (the tunnel
+    carried on). Returns the sequence numbers lost."""
+    lost, dup, _ = tally(got, count)
+    gap = longest_gap(lost)
+    print(f"{what}: {count} datagrams every {interval * 1000:.0f} ms: lost {len(lost)}, "
+          f"longest gap {gap} ({gap * interval:.2f} s)")  # fmt: skip
+    assert dup == 0, dup
+    assert len(lost) <= max_lost, (len(lost), gap)
+    assert not lost or max(lost) < count - tail, lost[-20:]
+    return lost
+
+
 def longest_gap(lost: list[int]) -> int:
     """The longest run of consecutive lost sequence numbers."""
     best = run = 0

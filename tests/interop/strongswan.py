@@ -245,6 +245,13 @@ class Connection:
         return "\n".join(out)
 
 
+def same_ike_sa(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether two :meth:`Charon.list_sas` entries are one IKE SA (not a new one, not a
+    rekeyed one): the same unique id and SPIs."""
+    keys = ("uniqueid", "initiator-spi", "responder-spi")
+    return all(before[k] == after[k] for k in keys)
+
+
 def swanctl_conf(connections: Sequence[Connection], secrets: Sequence[Psk] = ()) -> str:
     """A complete swanctl.conf for ``connections`` and IKE ``secrets``."""
     parts = ["connections {", *(c.render() for c in connections), "}"]
@@ -572,6 +579,13 @@ class Charon:
                 for name, sa in _text(entry).items():
                     result.append({"name": name, **sa})
             return result
+
+    def established_ike(self) -> dict[str, Any]:
+        """The one ESTABLISHED IKE SA (CharonError if there is not exactly one)."""
+        found = [sa for sa in self.list_sas() if sa.get("state") == "ESTABLISHED"]
+        if len(found) != 1:
+            raise CharonError(f"{len(found)} established IKE SAs: {found}\n{self.log(40)}")
+        return found[0]
 
     def installed_children(self, child: str) -> list[dict[str, Any]]:
         out = []

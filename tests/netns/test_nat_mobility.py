@@ -10,16 +10,13 @@ IKE SA throughout."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from updaemon import client_conf, gateway_conf, ping, status
+from updaemon import client_conf, document, gateway_conf, packets_in, ping, status
 
-from espfast.netns import Namespace, ThreeHosts, wait_for
-from espfast.static import control_socket_in, start_in, write_private
+from espfast.netns import ThreeHosts, wait_for
+from espfast.static import start_in, write_private
 from espfast.tools.mobilitynet import masquerade, remap
 from espfast.tools.udpflow import flow_in_background, longest_gap, tally
 
@@ -38,13 +35,6 @@ def configs(hosts: ThreeHosts, mobike: bool) -> tuple[str, str]:
     client = client.replace("listen = ", "keepalive = 1\nlisten = ", 1)
     client = client.replace(f"{AUTH}\n", f"{AUTH}\ndpd_delay = 2\nmobike = {str(mobike).lower()}\n")
     return gw, client
-
-
-def document(ns: Namespace) -> dict[str, Any]:
-    out = ns.run(sys.executable, "-m", "espfast", "status", "--socket",
-                 str(control_socket_in(ns)), "--json")  # fmt: skip
-    doc: dict[str, Any] = json.loads(out.stdout)
-    return doc
 
 
 @pytest.mark.parametrize("mobike", [True, False], ids=["mobike", "rfc7296"])
@@ -76,7 +66,7 @@ def test_tunnel_through_nat_survives_a_new_mapping(tmp_path: Path, mobike: bool)
 
             # A flow from the gateway to the client; a second in, the NAT forgets us.
             with flow_in_background(hosts.b, hosts.a, VIP, count=COUNT, interval=INTERVAL) as got:
-                assert wait_for(lambda: _child_packets_in(hosts.a) >= 50, timeout=10)
+                assert wait_for(lambda: packets_in(hosts.a) >= 50, timeout=10)
                 remap(hosts.r, hosts.veth_rb, "30000-30999")
             lost, dup, _ = tally(got, COUNT)
             gap = longest_gap(lost)
@@ -100,8 +90,3 @@ def test_tunnel_through_nat_survives_a_new_mapping(tmp_path: Path, mobike: bool)
             _, _, cerr = client.stop()
             _, _, gerr = gw.stop()
         print(cerr[-2000:], gerr[-2000:])
-
-
-def _child_packets_in(ns: Namespace) -> int:
-    sas = status(ns)
-    return sum(c["packets_in"] for sa in sas for c in sa["child_sas"])

@@ -13,10 +13,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from updaemon import client_conf, gateway_conf, ping, status
+from updaemon import ping, road_warrior_pair, start_pair, status
 
 from espfast.netns import Namespace, wait_for
-from espfast.static import start_in, write_private
 from espfast.tools.mobilitynet import CELL, GW, WIFI, uplinks
 from espfast.tools.udpflow import flow_in_background, longest_gap, tally
 
@@ -27,12 +26,7 @@ COUNT, INTERVAL = 3000, 0.01  # 30 s at most, whatever the steps take
 
 
 def test_client_roams_between_uplinks_on_one_ike_sa(tmp_path: Path) -> None:
-    gw_text = gateway_conf(listen=GW, local_id="gw.roam.test", auth=AUTH,
-                           pool="198.19.100.0/24", dns="198.19.2.53", inner=f"{GW_NET}/24",
-                           local_ts="198.19.2.0/24")  # fmt: skip
-    cl_text = client_conf(listen="0.0.0.0", gateway=GW, local_id="dave@roam.test",
-                          remote_id="gw.roam.test", auth=AUTH,
-                          remote_ts="198.19.2.0/24")  # fmt: skip
+    gw_text, cl_text = road_warrior_pair("roam", gateway=GW, client_listen="0.0.0.0", auth=AUTH)
     pcap = tmp_path / "gw.pcap"
     with uplinks() as hosts:
         dump = hosts.g.popen(
@@ -40,9 +34,7 @@ def test_client_roams_between_uplinks_on_one_ike_sa(tmp_path: Path) -> None:
             "udp port 500",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        gw = start_in(hosts.g, write_private(tmp_path / "gw.toml", gw_text), "-v", command="up")
-        client = start_in(hosts.c, write_private(tmp_path / "c.toml", cl_text), "-v",
-                          command="up")  # fmt: skip
+        gw, client = start_pair(tmp_path, (hosts.g, gw_text), (hosts.c, cl_text))
         try:
             assert wait_for(lambda: ping(hosts.c, GW_NET), timeout=20)
             (first,) = status(hosts.g)

@@ -8,10 +8,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from espfast.netns import Namespace
-from espfast.static import Running, control_socket_in
+from espfast.static import Running, control_socket_in, start_in, write_private
 
 
 def status(ns: Namespace) -> list[dict[str, Any]]:
@@ -24,6 +25,23 @@ def status(ns: Namespace) -> list[dict[str, Any]]:
         return []
     sas: list[dict[str, Any]] = json.loads(out.stdout)["ike_sas"]
     return sas
+
+
+def packets_in(ns: Namespace) -> int:
+    """ESP packets in over every Child SA ``espfast status`` shows."""
+    return sum(c["packets_in"] for sa in status(ns) for c in sa["child_sas"])
+
+
+def packets_out(ns: Namespace) -> int:
+    return sum(c["packets_out"] for sa in status(ns) for c in sa["child_sas"])
+
+
+def document(ns: Namespace) -> dict[str, Any]:
+    """The whole ``espfast status --json`` document (daemon counters included)."""
+    out = ns.run(sys.executable, "-m", "espfast", "status", "--socket",
+                 str(control_socket_in(ns)), "--json")  # fmt: skip
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
 
 
 def ping(ns: Namespace, dst: str) -> bool:
@@ -98,6 +116,39 @@ dns = {_toml_list(dns)}
 name = "net"
 local_ts = {_toml_list(local_ts)}
 """
+
+
+def start_pair(tmp_path: Path, gw: tuple[Namespace, str], client: tuple[Namespace, str]
+               ) -> tuple[Running, Running]:  # fmt: skip
+    """``espfast up -v`` for a gateway and then its client: (namespace, config text) each;
+    the configs are written under ``tmp_path``. Returns (gateway, client)."""
+    (g, gw_text), (c, cl_text) = gw, client
+    started = start_in(g, write_private(tmp_path / "gw.toml", gw_text), "-v", command="up")
+    try:
+        rw = start_in(c, write_private(tmp_path / "c.toml", cl_text), "-v", command="up")
+    except BaseException:
+        started.stop()
+        raise
+    return started, rw
+
+
+def road_warrior_pair(tag: str, *, gateway: str, client_listen: str, auth: str,
+                      gw_listen: str | None = None, keepalive: int | None = None
+                      ) -> tuple[str, str]:  # fmt: skip
+    """An ``espfast up`` gateway (gw.<tag>.test on ``gw_listen``, default ``gateway``:
+    pool 198.19.100.0/24, its network 198.19.2.0/24 with 198.19.2.1 on its TUN device)
+    and a road warrior of it (client@<tag>.test on ``client_listen``, reaching it at
+    ``gateway``); ``keepalive``: both ends' NAT keepalive interval."""
+    gw = gateway_conf(listen=gw_listen or gateway, local_id=f"gw.{tag}.test", auth=auth,
+                      pool="198.19.100.0/24", dns="198.19.2.53", inner="198.19.2.1/24",
+                      local_ts="198.19.2.0/24")  # fmt: skip
+    client = client_conf(listen=client_listen, gateway=gateway, local_id=f"client@{tag}.test",
+                         remote_id=f"gw.{tag}.test", auth=auth,
+                         remote_ts="198.19.2.0/24")  # fmt: skip
+    if keepalive is not None:
+        gw, client = (t.replace("listen = ", f"keepalive = {keepalive}\nlisten = ", 1)
+                      for t in (gw, client))  # fmt: skip
+    return gw, client
 
 
 def client_conf(*, listen: str, gateway: str, local_id: str, remote_id: str, auth: str,

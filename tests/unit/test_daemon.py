@@ -20,6 +20,7 @@ import pytest
 
 from espfast.config import ConfigError, UpConfig, load_up
 from espfast.control.config import Lifetime
+from espfast.control.events import ChildSaRekeyed, PeerAddressChanged
 from espfast.control.rng import SystemRng
 from espfast.daemon import Daemon
 from espfast.dataplane import Direction, SaParams, SaStats
@@ -761,3 +762,36 @@ def test_world_readable_psk_warns(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         load_up(path)
     (record,) = caplog.records
     assert "readable by every user" in record.getMessage() and PSK not in record.getMessage()
+
+
+def test_a_peer_move_reaches_a_rekeyed_outbound_sa_not_yet_in_use(tmp_path: Path) -> None:
+    """The peer moves (PeerAddressChanged: MOBIKE, a NAT mapping) while a rekeyed Child
+    SA's outbound half still waits for evidence that the peer has its inbound half: once
+    we switch to it, it sends to the peer's new address, not to where the peer was when
+    the rekey was made (charon rekeys its Child SAs right after each address update)."""
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), *conf())
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        moved: list[tuple[int, tuple[str, int]]] = []
+        dp_b.update_peer = lambda spi, peer: moved.append((spi, peer))  # type: ignore[method-assign]
+        ((spi_in, child),) = b.children.items()
+        inbound = dp_b.sas[(spi_in, Direction.IN)]
+        outbound = dp_b.sas[(child.spi_out, Direction.OUT)]
+        new = dataclasses.replace(
+            child.up, spi_in=0x1111, spi_out=0x2222, exchange_initiator=False,
+            enc_key_in=inbound.enc_key, integ_key_in=inbound.integ_key,
+            enc_key_out=outbound.enc_key, integ_key_out=outbound.integ_key,
+        )  # fmt: skip
+        b._on_event(ChildSaRekeyed(child.ike_sa_id, child.up.name, spi_in, child.spi_out, new))
+        assert (0x2222, Direction.OUT) not in dp_b.sas  # the peer has not used it yet
+        there = ("198.18.7.9", 4500)
+        b._on_event(PeerAddressChanged(child.ike_sa_id, there))
+        assert moved == [(child.spi_out, there)]  # the SA that sends now follows at once
+        b._switch_out(0x1111)  # the peer sent on the new inbound SA
+        assert dp_b.sas[(0x2222, Direction.OUT)].peer == there
+        await a.shutdown()
+
+    asyncio.run(scenario())

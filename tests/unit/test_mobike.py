@@ -12,7 +12,7 @@ from dataclasses import replace
 from ikepair import B, Pair, configs, establish_pair, events
 
 from espfast.control.constants import NotifyType
-from espfast.control.events import PeerAddressChanged
+from espfast.control.events import ChildSaRekeyed, PeerAddressChanged
 from espfast.control.message import decode, parse_header
 from espfast.control.payloads import NotifyPayload
 from espfast.control.tasks.ike_init import natd_notifies
@@ -91,6 +91,33 @@ def test_no_return_routability_no_esp_moves() -> None:
         p.r.handle_timer(p.now)
         p.r.datagrams_to_send(p.now)
     assert not any(isinstance(e, PeerAddressChanged) for e in events(p.r))
+    assert p.r.moves == 0
+
+
+def test_child_sa_made_before_the_check_is_answered_sends_to_the_checked_address() -> None:
+    # RFC 4555 §5.2 again, and a Child SA made meanwhile: the peer claims a victim's
+    # address, then rekeys its Child SA (or adds one) from where it really is before our
+    # return routability check there is answered. The new Child SA's ESP goes where the
+    # peer was last seen answering, not to the address nobody vouched for (charon rekeys
+    # its Child SAs right after each UPDATE_SA_ADDRESSES of its own).
+    p = establish_pair()
+    assert p.i is not None and p.r is not None
+    events(p.r)
+    checked = p.r.remote
+    assert p.i.update_addresses(p.now)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(data, NEW_ADDR, p.now)  # the source spoofed by the peer itself
+    (answer, _), _check = p.r.datagrams_to_send(p.now)  # both to NEW_ADDR
+    p.i.receive_datagram(answer, (B[0], 4500), p.now)  # an on-path peer sees its answer
+    ((spi_in, _),) = p.i.children.items()
+    p.i.rekey_child(spi_in, p.now)
+    # CREATE_CHILD_SA { SA, Ni, [KEi], N(REKEY_SA), TSi, TSr } --> from its real address
+    for data, _ in p.i.datagrams_to_send(p.now):
+        p.r.receive_datagram(data, checked, p.now)
+    ((_, to),) = p.r.datagrams_to_send(p.now)
+    assert to == checked  # answered where it came from
+    (rekeyed,) = [e for e in events(p.r) if isinstance(e, ChildSaRekeyed)]
+    assert rekeyed.new.peer == checked, rekeyed.new.peer
     assert p.r.moves == 0
 
 
