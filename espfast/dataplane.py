@@ -553,6 +553,7 @@ class Dataplane(_Closable):
         ike_r, ike_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._ike = ike_r
         self._no_sa: list[IPv4Address | IPv6Address] = []
+        self._moved = False  # an EF_IKE_TRAFFIC notice came (see take_traffic)
         with ike_w:
             for s in (ike_r, ike_w):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -719,6 +720,9 @@ class Dataplane(_Closable):
                 continue
             family, _, port, raw = _IKE_HDR.unpack_from(msg)
             addr: IPv4Address | IPv6Address
+            if family == lib.EF_IKE_TRAFFIC:  # a notice: see watch_traffic
+                self._moved = True
+                continue
             if family & lib.EF_IKE_NO_SA:  # a notice, not IKE: see take_no_sa
                 dst = IPv4Address(raw[:4]) if family & 0x7F == 4 else IPv6Address(raw)
                 if len(self._no_sa) < 64:
@@ -738,6 +742,17 @@ class Dataplane(_Closable):
         collects them): for traps that negotiate on traffic."""
         out, self._no_sa = self._no_sa, []
         return out
+
+    def watch_traffic(self) -> None:
+        """Asks for one notice when the next packet moves through an SA (sealed or opened):
+        ``recv_ike`` collects it, ``take_traffic`` says whether it came. The daemon stops
+        reading the SA counters while the tunnel is idle and starts again on it."""
+        lib.ef_dp_watch_traffic(self._handle())
+
+    def take_traffic(self) -> bool:
+        """Whether a packet moved since ``watch_traffic`` (once per notice)."""
+        moved, self._moved = self._moved, False
+        return moved
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         """Sends an IKE message on the UDP socket, with the non-ESP marker (RFC 3948 §2.2)."""

@@ -191,6 +191,8 @@ async def _serve(
             for data, addr in dp.recv_ike():
                 daemon.datagram_received(data, addr, iface.listen[1])
             daemon.traffic_without_sa(dp.take_no_sa())
+            if dp.take_traffic():
+                daemon.traffic_moved()
 
         loop.add_reader(sock500.fileno(), read_500)
         stack.callback(loop.remove_reader, sock500.fileno())
