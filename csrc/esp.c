@@ -44,6 +44,7 @@ int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
 	c->cipher = NULL;
 	c->mac = NULL;
 	c->ivinv = 0;
+	c->ivfull = 0;
 	c->ivpos = EF_IVPOOL;
 	cipher = EVP_CIPHER_fetch(NULL, t->cipher, NULL);
 	c->cipher = EVP_CIPHER_CTX_new();
@@ -52,6 +53,7 @@ int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
 	/* The key is scheduled here, once; per packet only the IV is set. */
 	if (!EVP_CipherInit_ex(c->cipher, cipher, NULL, enc_key, NULL, encrypt))
 		goto out;
+	c->ivfull = t->aead && encrypt && strstr(t->cipher, "GCM");
 	if (t->aead && !encrypt && strstr(t->cipher, "GCM")) {
 		memcpy(c->salt, enc_key + t->enc_key_len - EF_AEAD_SALT_LEN, EF_AEAD_SALT_LEN);
 		c->ivinv = EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_GCM_SET_IV_FIXED,
@@ -89,6 +91,7 @@ void ef_cctx_free(struct ef_cctx *c)
 	c->cipher = NULL;
 	c->mac = NULL;
 	c->ivinv = 0;
+	c->ivfull = 0;
 	OPENSSL_cleanse(c->salt, sizeof(c->salt));
 	OPENSSL_cleanse(c->ivpool, sizeof(c->ivpool));
 }
@@ -135,15 +138,30 @@ int ef_aead_crypt(struct ef_cctx *c, int encrypt, const uint8_t *nonce, const ui
 {
 	int outl, finl;
 
-	/* NULL cipher and key: the context keeps its key schedule, only the nonce changes. */
-	if (encrypt)
-		return EVP_EncryptInit_ex(c->cipher, NULL, NULL, NULL, nonce) &&
-			       EVP_EncryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
+	if (encrypt) {
+		OSSL_PARAM p[2];
+		int iv = 0;
+
+		if (c->ivfull) {
+			p[0] = OSSL_PARAM_construct_octet_string(
+				OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, (void *)nonce, (size_t)-1);
+			p[1] = OSSL_PARAM_construct_end();
+			iv = EVP_CIPHER_CTX_set_params(c->cipher, p);
+			c->ivfull = (uint8_t)iv;
+		}
+		/* NULL cipher and key: the context keeps its key schedule, only the nonce
+		 * changes. */
+		if (!iv && !EVP_EncryptInit_ex(c->cipher, NULL, NULL, NULL, nonce))
+			return -1;
+		p[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, taglen);
+		p[1] = OSSL_PARAM_construct_end();
+		return EVP_EncryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
 			       EVP_EncryptUpdate(c->cipher, buf, &outl, buf, (int)len) &&
 			       EVP_EncryptFinal_ex(c->cipher, buf + outl, &finl) &&
-			       EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_AEAD_GET_TAG, (int)taglen, tag)
+			       EVP_CIPHER_CTX_get_params(c->cipher, p)
 		       ? 0
 		       : -1;
+	}
 	if (c->ivinv && memcmp(nonce, c->salt, EF_AEAD_SALT_LEN) == 0) {
 		OSSL_PARAM p[3];
 

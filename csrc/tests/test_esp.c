@@ -38,13 +38,23 @@ static void kat_gcm(const char *key, const char *ct_want, const char *tag_want, 
 	unhex(tag_want, twant);
 	(void)klen;
 	CHECK(ef_cctx_init(&c, ef_transform_get(id), 1, k, NULL) == 0);
-	/* Twice through one keyed context: only the nonce is set per packet. */
-	for (int round = 0; round < 2; round++) {
+	CHECK(c.ivfull == 1); /* the nonce set in one parameter call (esp.h) */
+	/* Through one keyed context, only the nonce set per packet: the known answer, then
+	 * another nonce (another answer), the known answer again; then the same through
+	 * EVP_EncryptInit_ex, the path taken when OpenSSL refuses the parameter. */
+	for (int round = 0; round < 6; round++) {
+		uint8_t other[12];
+
+		memcpy(other, nonce, 12);
+		other[11] ^= (uint8_t)(round % 3 == 1);
+		if (round == 3)
+			c.ivfull = 0;
 		unhex(p, buf);
-		CHECK(ef_aead_crypt(&c, 1, nonce, aad, 20, buf, n, tag, 16) == 0);
-		CHECK(memcmp(buf, want, n) == 0);
-		CHECK(memcmp(tag, twant, 16) == 0);
+		CHECK(ef_aead_crypt(&c, 1, other, aad, 20, buf, n, tag, 16) == 0);
+		CHECK((memcmp(buf, want, n) == 0) == (round % 3 != 1));
+		CHECK((memcmp(tag, twant, 16) == 0) == (round % 3 != 1));
 	}
+	CHECK(c.ivfull == 0);
 	ef_cctx_free(&c);
 	CHECK(ef_cctx_init(&c, ef_transform_get(id), 0, k, NULL) == 0);
 	CHECK(ef_aead_crypt(&c, 0, nonce, aad, 20, buf, n, twant, 16) == 0);
