@@ -411,9 +411,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle-seconds", type=float, default=60.0, help="idle measurement (default 60)"
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated protocols (ikev2,wireguard,openvpn): default all",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
+    only = {p for p in args.only.split(",") if p}
+    known = {p for p, _ in tunnels()}
+    if only - known:
+        parser.error(
+            f"--only: unknown {', '.join(sorted(only - known))} (known: {', '.join(sorted(known))})"
+        )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not have_root():
         print("bench compare: needs root (network namespaces, TUN)", file=sys.stderr)
@@ -425,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     results = []
     for protocol, tunnel in tunnels():
+        if only and protocol not in only:
+            continue
         print(f"bench compare: {tunnel.name} ...", file=sys.stderr, flush=True)
         results.append(measure_one(protocol, tunnel, args))
     roam_cells(args.out, results)

@@ -165,6 +165,9 @@ class _Dataplane:
     def sa_stats(self, spi: int, direction: Direction) -> SaStats:
         return SaStats(0, 0, 0, 0, 0, 0, 0, 0, 0, exhausted=False)
 
+    def watch_traffic(self) -> None:
+        pass  # nothing ever moves
+
 
 def sent_to(box: list[tuple[bytes, tuple[str, int]]]) -> Callable[[bytes, tuple[str, int]], None]:
     return lambda data, addr: box.append((data, addr))

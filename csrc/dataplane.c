@@ -384,6 +384,11 @@ int ef_dp_sa_stats(ef_dp *dp, uint32_t spi, int dir, struct ef_sa_stats *st)
 	return sa ? EF_OK : EF_E_NOENT;
 }
 
+void ef_dp_watch_traffic(ef_dp *dp)
+{
+	__atomic_store_n(&dp->traffic_watch, 1, __ATOMIC_RELEASE);
+}
+
 void ef_dp_stats(ef_dp *dp, struct ef_stats *st)
 {
 	enum { N = sizeof(struct ef_stats) / sizeof(uint64_t) };

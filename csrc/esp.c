@@ -44,6 +44,7 @@ int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
 	c->cipher = NULL;
 	c->mac = NULL;
 	c->ivinv = 0;
+	c->ivfull = c->chacha = c->reinit = 0;
 	c->ivpos = EF_IVPOOL;
 	cipher = EVP_CIPHER_fetch(NULL, t->cipher, NULL);
 	c->cipher = EVP_CIPHER_CTX_new();
@@ -52,6 +53,8 @@ int ef_cctx_init(struct ef_cctx *c, const struct ef_transform *t, int encrypt,
 	/* The key is scheduled here, once; per packet only the IV is set. */
 	if (!EVP_CipherInit_ex(c->cipher, cipher, NULL, enc_key, NULL, encrypt))
 		goto out;
+	c->chacha = t->aead && strstr(t->cipher, "ChaCha") != NULL;
+	c->ivfull = t->aead && (encrypt || c->chacha);
 	if (t->aead && !encrypt && strstr(t->cipher, "GCM")) {
 		memcpy(c->salt, enc_key + t->enc_key_len - EF_AEAD_SALT_LEN, EF_AEAD_SALT_LEN);
 		c->ivinv = EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_GCM_SET_IV_FIXED,
@@ -89,6 +92,7 @@ void ef_cctx_free(struct ef_cctx *c)
 	c->cipher = NULL;
 	c->mac = NULL;
 	c->ivinv = 0;
+	c->ivfull = c->chacha = c->reinit = 0;
 	OPENSSL_cleanse(c->salt, sizeof(c->salt));
 	OPENSSL_cleanse(c->ivpool, sizeof(c->ivpool));
 }
@@ -130,20 +134,53 @@ int ef_hmac(struct ef_cctx *c, const uint8_t *d1, size_t l1, const uint8_t *d2, 
 	return 0;
 }
 
-int ef_aead_crypt(struct ef_cctx *c, int encrypt, const uint8_t *nonce, const uint8_t *aad,
-		  size_t aadlen, uint8_t *buf, size_t len, uint8_t *tag, size_t taglen)
+/* The nonce (and when opening the tag) in one parameter call (see struct ef_cctx);
+ * 0 when OpenSSL refused it (then the caller re-initialises). */
+static int set_nonce(struct ef_cctx *c, int encrypt, const uint8_t *nonce, uint8_t *tag,
+		     size_t taglen)
 {
+	OSSL_PARAM p[3];
+	int ok;
+
+	if (!c->ivfull || c->reinit)
+		return 0;
+	p[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+						 (void *)nonce, c->chacha ? 12 : (size_t)-1);
+	p[1] = OSSL_PARAM_construct_end();
+	if (!encrypt) {
+		p[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, taglen);
+		p[2] = OSSL_PARAM_construct_end();
+	}
+	ok = EVP_CIPHER_CTX_set_params(c->cipher, p);
+	c->ivfull = (uint8_t)ok;
+	return ok;
+}
+
+static int aead_seal(struct ef_cctx *c, const uint8_t *nonce, const uint8_t *aad,
+		     size_t aadlen, uint8_t *buf, size_t len, uint8_t *tag, size_t taglen)
+{
+	OSSL_PARAM p[2];
 	int outl, finl;
 
 	/* NULL cipher and key: the context keeps its key schedule, only the nonce changes. */
-	if (encrypt)
-		return EVP_EncryptInit_ex(c->cipher, NULL, NULL, NULL, nonce) &&
-			       EVP_EncryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
-			       EVP_EncryptUpdate(c->cipher, buf, &outl, buf, (int)len) &&
-			       EVP_EncryptFinal_ex(c->cipher, buf + outl, &finl) &&
-			       EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_AEAD_GET_TAG, (int)taglen, tag)
-		       ? 0
-		       : -1;
+	if (!set_nonce(c, 1, nonce, NULL, 0) &&
+	    !EVP_EncryptInit_ex(c->cipher, NULL, NULL, NULL, nonce))
+		return -1;
+	p[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, taglen);
+	p[1] = OSSL_PARAM_construct_end();
+	return EVP_EncryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
+		       EVP_EncryptUpdate(c->cipher, buf, &outl, buf, (int)len) &&
+		       EVP_EncryptFinal_ex(c->cipher, buf + outl, &finl) &&
+		       EVP_CIPHER_CTX_get_params(c->cipher, p)
+	       ? 0
+	       : -1;
+}
+
+static int aead_open(struct ef_cctx *c, const uint8_t *nonce, const uint8_t *aad,
+		     size_t aadlen, uint8_t *buf, size_t len, uint8_t *tag, size_t taglen)
+{
+	int outl, finl;
+
 	if (c->ivinv && memcmp(nonce, c->salt, EF_AEAD_SALT_LEN) == 0) {
 		OSSL_PARAM p[3];
 
@@ -152,20 +189,30 @@ int ef_aead_crypt(struct ef_cctx *c, int encrypt, const uint8_t *nonce, const ui
 							 12 - EF_AEAD_SALT_LEN);
 		p[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, taglen);
 		p[2] = OSSL_PARAM_construct_end();
-		return EVP_CIPHER_CTX_set_params(c->cipher, p) &&
-			       EVP_DecryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
-			       EVP_DecryptUpdate(c->cipher, buf, &outl, buf, (int)len) &&
-			       EVP_DecryptFinal_ex(c->cipher, buf + outl, &finl) > 0
-		       ? 0
-		       : -1;
+		if (!EVP_CIPHER_CTX_set_params(c->cipher, p))
+			return -1;
+	} else if (!set_nonce(c, 0, nonce, tag, taglen) &&
+		   !(EVP_DecryptInit_ex(c->cipher, NULL, NULL, NULL, nonce) &&
+		     EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_AEAD_SET_TAG, (int)taglen, tag))) {
+		return -1;
 	}
-	return EVP_DecryptInit_ex(c->cipher, NULL, NULL, NULL, nonce) &&
-		       EVP_CIPHER_CTX_ctrl(c->cipher, EVP_CTRL_AEAD_SET_TAG, (int)taglen, tag) &&
-		       EVP_DecryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
+	return EVP_DecryptUpdate(c->cipher, NULL, &outl, aad, (int)aadlen) &&
 		       EVP_DecryptUpdate(c->cipher, buf, &outl, buf, (int)len) &&
 		       EVP_DecryptFinal_ex(c->cipher, buf + outl, &finl) > 0
 	       ? 0
 	       : -1;
+}
+
+int ef_aead_crypt(struct ef_cctx *c, int encrypt, const uint8_t *nonce, const uint8_t *aad,
+		  size_t aadlen, uint8_t *buf, size_t len, uint8_t *tag, size_t taglen)
+{
+	int r = encrypt ? aead_seal(c, nonce, aad, aadlen, buf, len, tag, taglen)
+			: aead_open(c, nonce, aad, aadlen, buf, len, tag, taglen);
+
+	/* A failed operation (a forged packet, mostly) may leave the context mid-way: the
+	 * next one starts from a full init, which resets everything. */
+	c->reinit = r != 0;
+	return r;
 }
 
 /* HMAC over the ESP packet (SPI .. ciphertext) and, with ESN, seq_hi (RFC 4303 §2.2.1). */

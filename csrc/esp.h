@@ -57,6 +57,14 @@ struct ef_cctx {
 	 * gives only its 8-byte IV and tag in one parameter call (OpenSSL's TLS 1.2 GCM
 	 * mechanism) instead of a re-initialisation and a tag control: ~140 ns less a packet */
 	uint8_t ivinv;
+	/* AES-GCM sealing, ChaCha20-Poly1305 both ways: each packet's whole nonce is set as
+	 * the TLS "fixed IV" (GCM: of length -1, OpenSSL's way to restore a full TLS IV;
+	 * ChaCha20-Poly1305: all 12 bytes), with the tag when opening, in one parameter call
+	 * instead of EVP_*Init_ex and its parameter look-ups; cleared if OpenSSL refuses it.
+	 * After a failed operation the next one takes the full init (`reinit`). */
+	uint8_t ivfull;
+	uint8_t chacha;
+	uint8_t reinit;
 	uint8_t salt[EF_AEAD_SALT_LEN];
 	unsigned ivpos;
 	uint8_t ivpool[EF_IVPOOL]; /* random CBC IVs, refilled in one RAND_bytes call */

@@ -248,6 +248,20 @@ static void notice_moved(struct ef_worker *w, uint32_t spi, const struct sockadd
 	(void)sendmsg(w->dp->ike_fd, &mh, MSG_DONTWAIT);
 }
 
+/* A batch moved packets: the EF_IKE_TRAFFIC notice, if one was asked for (api.cdef). */
+static void traffic_seen(struct ef_dp *dp)
+{
+	struct ef_ike_hdr h = {.family = EF_IKE_TRAFFIC};
+
+	/* One relaxed load per batch while nobody watches; the exchange lets one thread
+	 * send the notice. A full socket: the next batch tries again. */
+	if (!__atomic_load_n(&dp->traffic_watch, __ATOMIC_RELAXED) ||
+	    !__atomic_exchange_n(&dp->traffic_watch, 0, __ATOMIC_ACQ_REL))
+		return;
+	if (send(dp->ike_fd, &h, sizeof(h), MSG_DONTWAIT) < 0)
+		__atomic_store_n(&dp->traffic_watch, 1, __ATOMIC_RELEASE);
+}
+
 /* Encrypts and sends the staged inner packets (w->in_data / in_len), then empties the
  * stage. Several workers: the packets are numbered in ticket order (the seq turn, held
  * from a batch's first flush to its `last`), sealed in parallel, sent in ticket order —
@@ -318,6 +332,7 @@ static void tx_flush(struct ef_worker *w, int last)
 	nseg = nsealed;
 	if (!nseg)
 		return;
+	traffic_seen(dp); /* sealed: the SA's counters moved, whatever the send does */
 	nmsg = build_messages(w, nseg);
 	order_turn(w, &dp->tx_order, &w->has_turn);
 	ef_udp_send(dp->udp_fd, w->out, nmsg, dp->stop_fd, &dp->gso_max);
@@ -653,6 +668,8 @@ static void rx_batch(struct ef_worker *w, int n)
 		}
 	}
 	pthread_rwlock_unlock(&dp->lock);
+	if (nout)
+		traffic_seen(dp);
 	order_turn(w, &dp->rx_order, &w->has_turn);
 	if (park_pending(w))
 		nout = rx_unpark(w, nout);

@@ -120,6 +120,7 @@ struct ef_dp {
 	uint64_t in_gen; /* inbound SAs added so far */
 	uint64_t sa_conflicts; /* outbound SAs refused with EF_E_CONFLICT */
 	int kick_fd;     /* eventfd: an inbound SA came while datagrams were held */
+	int traffic_watch; /* ef_dp_watch_traffic: the next packet that moves sends a notice */
 };
 
 void *ef_worker_main(void *arg);

@@ -41,11 +41,18 @@ Every TRAFFIC_INTERVAL seconds the shell reads the dataplane's counters (of at m
 READ_PER_TICK Child SAs, in turn, so that a tick costs the same with 10,000): each Child SA's
 bytes, packets and outbound sequence number go to the control plane (``child_traffic``:
 rekey_bytes, rekey_packets, sequence-number exhaustion), inbound packets count as a sign
-of life for dead peer detection. Traps (start_action / dpd_action / close_action = trap)
-keep their routes into the TUN device; the dataplane reports the destinations of inner
-packets that found no SA (Dataplane.take_no_sa, rate-limited in C), and
-:meth:`traffic_without_sa` acquires the traps whose remote prefixes hold one
-(IkeManager.acquire, idempotent while the negotiation runs).
+of life for dead peer detection. An idle tunnel is not read: after a read that found no
+counter changed, the shell asks the dataplane for a notice of the next packet
+(Dataplane.watch_traffic, sent by the C workers on the IKE fd), reads once more (what
+moved before the request), and if still nothing moved stops until that notice, which
+starts the reads again (``traffic_moved``). Every change the reads act on is a packet that
+moved, so nothing is missed; an idle daemon wakes only for its own timers.
+
+Traps (start_action / dpd_action / close_action = trap) keep their routes into the TUN
+device; the dataplane reports the destinations of inner packets that found no SA
+(Dataplane.take_no_sa, rate-limited in C), and :meth:`traffic_without_sa` acquires the
+traps whose remote prefixes hold one (IkeManager.acquire, idempotent while the
+negotiation runs).
 
 :class:`Daemon` is the shell without the sockets (it is handed a dataplane, a route
 function and a sender for port 500), so two of them can be tested against each other in
@@ -136,6 +143,7 @@ class DataplaneLike(Protocol):
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
     def send_keepalive(self, peer: tuple[str, int]) -> None: ...
     def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
+    def watch_traffic(self) -> None: ...
 
 
 @dataclass
@@ -233,6 +241,10 @@ class Daemon:
     _vips: dict[str, set[int]] = field(default_factory=dict)  # our virtual IP -> IKE SA ids
     _shutting_down: bool = False
     _read_pos: int = 0  # where the next read of the counters starts (see _read_counters)
+    # Counters at the last read: inbound SPI -> (packets in, packets out, outbound seq); and
+    # whether the dataplane was asked for a traffic notice since (see the module docstring).
+    _seen: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    _watching: bool = False
     # Indexes over ``children`` (kept by _put_child / _pop_child, and where a Child SA's
     # spi_out changes), so that an event costs the same with 1 or 10,000 Child SAs: by
     # IKE SA, by the selectors of their ChildSaUp (twins), how many Child SAs send on
@@ -410,10 +422,12 @@ class Daemon:
 
     def _read_counters(self) -> None:
         """The dataplane's counters into the control plane (see the module docstring)."""
+        self._traffic = None
         now = self.loop.time()
         # At most READ_PER_TICK Child SAs a tick, in turn (with many, each is read less
         # often, and a tick costs the same).
         spis = list(self.children)
+        seen: dict[int, tuple[int, int, int]] = {}
         start = self._read_pos % len(spis) if spis else 0
         batch = (spis[start:] + spis[:start])[:READ_PER_TICK]
         self._read_pos = start + len(batch)
@@ -427,6 +441,7 @@ class Daemon:
                 tx = self.dataplane.sa_stats(child.spi_out, Direction.OUT)
             except ValueError:  # removed meanwhile
                 continue
+            seen[spi_in] = (rx.packets, tx.packets, tx.seq)
             if rx.packets > child.packets_in:
                 child.packets_in = rx.packets
                 sa.peer_alive(now)
@@ -434,9 +449,23 @@ class Daemon:
                     self._switch_out(spi_in)
             sa.child_traffic(spi_in, rx.bytes + tx.bytes, rx.packets + tx.packets, now,
                              seq_out=tx.seq)  # fmt: skip
+        # Idle: every SA read, nothing moved, no switch waiting for the peer.
+        quiet = len(spis) <= READ_PER_TICK and not self._switch and seen == self._seen
+        self._seen = seen
         self._pump()
-        if not self.mgr.closing:
-            self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+        if self.mgr.closing or (quiet and self._watching):
+            return  # idle: traffic_moved() reads again
+        self._watching = quiet
+        if quiet:
+            self.dataplane.watch_traffic()
+        self._traffic = self.loop.call_later(self.traffic_interval, self._read_counters)
+
+    def traffic_moved(self) -> None:
+        """The dataplane's notice that a packet moved (Dataplane.take_traffic): read the
+        counters now if the reads had stopped for an idle tunnel."""
+        self._watching = False
+        if self._traffic is None and self._mgr is not None and not self.mgr.closing:
+            self._read_counters()
 
     def _holder(self, ike_sa_id: int, spi_in: int) -> IkeSa | None:
         """The IKE SA that carries Child SA ``spi_in`` (of IKE SA ``ike_sa_id``: after a

@@ -566,6 +566,7 @@ class Dataplane(_Closable):
         self._ike = ike_r
         self._no_sa: list[IPv4Address | IPv6Address] = []
         self._moved: list[tuple[int, tuple[str, int]]] = []
+        self._traffic = False  # an EF_IKE_TRAFFIC notice came (see take_traffic)
         with ike_w:
             for s in (ike_r, ike_w):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -731,6 +732,9 @@ class Dataplane(_Closable):
             if len(msg) < _IKE_HDR.size:
                 continue
             family, _, port, raw = _IKE_HDR.unpack_from(msg)
+            if family == lib.EF_IKE_TRAFFIC:  # a notice: see watch_traffic
+                self._traffic = True
+                continue
             if family & lib.EF_IKE_NO_SA:  # a notice, not IKE: see take_no_sa
                 dst = IPv4Address(raw[:4]) if family & 0x7F == 4 else IPv6Address(raw)
                 if len(self._no_sa) < 64:
@@ -757,6 +761,17 @@ class Dataplane(_Closable):
         collects them): for traps that negotiate on traffic."""
         out, self._no_sa = self._no_sa, []
         return out
+
+    def watch_traffic(self) -> None:
+        """Asks for one notice when the next packet moves through an SA (sealed or opened):
+        ``recv_ike`` collects it, ``take_traffic`` says whether it came. The daemon stops
+        reading the SA counters while the tunnel is idle and starts again on it."""
+        lib.ef_dp_watch_traffic(self._handle())
+
+    def take_traffic(self) -> bool:
+        """Whether a packet moved since ``watch_traffic`` (once per notice)."""
+        moved, self._traffic = self._traffic, False
+        return moved
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:
         """Sends an IKE message on the UDP socket, with the non-ESP marker (RFC 3948 §2.2)."""

@@ -192,6 +192,8 @@ async def _serve(
                 daemon.datagram_received(data, addr, iface.listen[1])
             daemon.traffic_without_sa(dp.take_no_sa())
             daemon.esp_moved(dp.take_moved())
+            if dp.take_traffic():
+                daemon.traffic_moved()
 
         loop.add_reader(sock500.fileno(), read_500)
         stack.callback(loop.remove_reader, sock500.fileno())

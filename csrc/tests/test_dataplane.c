@@ -291,8 +291,79 @@ static void inner_max(void)
 	rig_close(&r);
 }
 
+/* Whether an EF_IKE_TRAFFIC notice is waiting on the daemon's end of ike_fd (within
+ * `ms`); counts them all. */
+static int traffic_notices(int fd, int ms)
+{
+	struct ef_ike_hdr h;
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int n = 0;
+
+	while (poll(&pfd, 1, ms) == 1 && recv(fd, &h, sizeof(h), MSG_DONTWAIT) > 0) {
+		n += h.family == EF_IKE_TRAFFIC;
+		ms = 0;
+	}
+	return n;
+}
+
+static void send_inner(int fd)
+{
+	uint8_t pkt[100] = {0x45, 0, 0, 100, 0, 0, 0, 0, 64, 17, 0, 0, 198, 19, 1, 1,
+			    198, 19, 2, 1};
+
+	CHECK(send(fd, pkt, sizeof(pkt), 0) == (ssize_t)sizeof(pkt));
+}
+
+/* ef_dp_watch_traffic: nothing on ike_fd while nobody watches; one notice (not one per
+ * packet) for the first packet sealed after the call, and again for the first one
+ * opened after the next call. Two workers per direction. */
+static void traffic_notice(void)
+{
+	struct rig r;
+	struct ef_prefix any = {.family = 4};
+	uint8_t key[20] = {8, 8, 8}, esp[512], inner[512];
+	struct ef_sa_params p;
+	struct pollfd pfd;
+	ssize_t got = -1;
+	ef_dp *dp = rig_open(&r, 0);
+
+	if (!dp)
+		return;
+	/* The same key both ways: what a sends to b, b can send back as ESP for a. */
+	ct_sa_params(&p, 9100, EF_DIR_OUT, &any, key, &r.b_addr);
+	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
+	ct_sa_params(&p, 9100, EF_DIR_IN, &any, key, NULL);
+	CHECK(ef_dp_add_sa(dp, &p) == EF_OK);
+	CHECK(ef_dp_start(dp) == EF_OK);
+	send_inner(r.tun[0]);
+	pfd = (struct pollfd){.fd = r.b_udp, .events = POLLIN};
+	CHECK(poll(&pfd, 1, 5000) == 1 && recv(r.b_udp, esp, sizeof(esp), 0) > 0);
+	CHECK(traffic_notices(r.ike[0], 50) == 0); /* nobody asked */
+	ef_dp_watch_traffic(dp);
+	for (int i = 0; i < 3; i++)
+		send_inner(r.tun[0]);
+	for (int i = 0; i < 3; i++) {
+		pfd = (struct pollfd){.fd = r.b_udp, .events = POLLIN};
+		if (poll(&pfd, 1, 5000) == 1)
+			got = recv(r.b_udp, esp, sizeof(esp), 0);
+	}
+	CHECK(got > 0);
+	CHECK(traffic_notices(r.ike[0], 1000) == 1);
+	ef_dp_watch_traffic(dp);
+	CHECK(traffic_notices(r.ike[0], 50) == 0); /* asking is not moving */
+	/* The last ESP packet back to a: opened and written to TUN. */
+	CHECK(sendto(r.b_udp, esp, (size_t)got, 0, (struct sockaddr *)&r.a_addr,
+		     sizeof(r.a_addr)) == got);
+	pfd = (struct pollfd){.fd = r.tun[0], .events = POLLIN};
+	CHECK(poll(&pfd, 1, 5000) == 1 && recv(r.tun[0], inner, sizeof(inner), 0) == 100);
+	CHECK(traffic_notices(r.ike[0], 1000) == 1);
+	ef_dp_stop(dp);
+	rig_close(&r);
+}
+
 void test_dataplane(void)
 {
+	traffic_notice();
 	inner_max();
 	park();
 	churn(0);

@@ -38,13 +38,25 @@ static void kat_gcm(const char *key, const char *ct_want, const char *tag_want, 
 	unhex(tag_want, twant);
 	(void)klen;
 	CHECK(ef_cctx_init(&c, ef_transform_get(id), 1, k, NULL) == 0);
-	/* Twice through one keyed context: only the nonce is set per packet. */
-	for (int round = 0; round < 2; round++) {
+	CHECK(c.ivfull == 1); /* the nonce set in one parameter call (esp.h) */
+	/* Through one keyed context, only the nonce set per packet: the known answer, then
+	 * another nonce (another answer), the known answer again; then the same through
+	 * EVP_EncryptInit_ex, the path taken when OpenSSL refuses the parameter. */
+	for (int round = 0; round < 6; round++) {
+		uint8_t other[12];
+
+		memcpy(other, nonce, 12);
+		other[11] ^= (uint8_t)(round % 3 == 1);
+		if (round == 3) {
+			CHECK(c.ivfull == 1);
+			c.ivfull = 0;
+		}
 		unhex(p, buf);
-		CHECK(ef_aead_crypt(&c, 1, nonce, aad, 20, buf, n, tag, 16) == 0);
-		CHECK(memcmp(buf, want, n) == 0);
-		CHECK(memcmp(tag, twant, 16) == 0);
+		CHECK(ef_aead_crypt(&c, 1, other, aad, 20, buf, n, tag, 16) == 0);
+		CHECK((memcmp(buf, want, n) == 0) == (round % 3 != 1));
+		CHECK((memcmp(tag, twant, 16) == 0) == (round % 3 != 1));
 	}
+	CHECK(c.ivfull == 0);
 	ef_cctx_free(&c);
 	CHECK(ef_cctx_init(&c, ef_transform_get(id), 0, k, NULL) == 0);
 	CHECK(ef_aead_crypt(&c, 0, nonce, aad, 20, buf, n, twant, 16) == 0);
@@ -71,11 +83,48 @@ static void kat_chacha(void)
 	unhex("50515253c0c1c2c3c4c5c6c7", aad);
 	unhex("1ae10b594f09e26a7e902ecbd0600691", twant);
 	unhex("d31a8d34648e60db7b86afbc53ef7ec2", head);
-	memcpy(buf, text, n);
 	CHECK(ef_cctx_init(&c, ef_transform_get(EF_T_CHACHA20POLY1305), 1, k, NULL) == 0);
-	CHECK(ef_aead_crypt(&c, 1, nonce, aad, 12, buf, n, tag, 16) == 0);
-	CHECK(memcmp(buf, head, 16) == 0);
-	CHECK(memcmp(tag, twant, 16) == 0);
+	CHECK(c.ivfull == 1 && c.chacha == 1);
+	/* As for AES-GCM (kat_gcm): the known answer, another nonce, the known answer, on the
+	 * one-call nonce path and then on the EVP_EncryptInit_ex path. */
+	for (int round = 0; round < 6; round++) {
+		uint8_t other[12];
+
+		memcpy(other, nonce, 12);
+		other[11] ^= (uint8_t)(round % 3 == 1);
+		if (round == 3) {
+			CHECK(c.ivfull == 1); /* OpenSSL took the parameter each time */
+			c.ivfull = 0;
+		}
+		memcpy(buf, text, n);
+		CHECK(ef_aead_crypt(&c, 1, other, aad, 12, buf, n, tag, 16) == 0);
+		CHECK((memcmp(buf, head, 16) == 0) == (round % 3 != 1));
+		CHECK((memcmp(tag, twant, 16) == 0) == (round % 3 != 1));
+	}
+	ef_cctx_free(&c);
+	/* Opening: the known answer, a forged tag (refused, and the context is fine after
+	 * it), another nonce's packet, the known answer again; both paths. */
+	CHECK(ef_cctx_init(&c, ef_transform_get(EF_T_CHACHA20POLY1305), 0, k, NULL) == 0);
+	CHECK(c.ivfull == 1);
+	for (int round = 0; round < 8; round++) {
+		uint8_t other[12], ct[128], t2[16];
+		struct ef_cctx s;
+
+		memcpy(other, nonce, 12);
+		other[11] ^= (uint8_t)(round % 4 == 2);
+		if (round == 4) {
+			CHECK(c.ivfull == 1);
+			c.ivfull = 0;
+		}
+		CHECK(ef_cctx_init(&s, ef_transform_get(EF_T_CHACHA20POLY1305), 1, k, NULL) == 0);
+		memcpy(ct, text, n);
+		CHECK(ef_aead_crypt(&s, 1, other, aad, 12, ct, n, t2, 16) == 0);
+		ef_cctx_free(&s);
+		t2[5] ^= (uint8_t)(round % 4 == 1);
+		CHECK(ef_aead_crypt(&c, 0, other, aad, 12, ct, n, t2, 16) == (round % 4 == 1 ? -1 : 0));
+		if (round % 4 != 1)
+			CHECK(memcmp(ct, text, n) == 0);
+	}
 	ef_cctx_free(&c);
 }
 

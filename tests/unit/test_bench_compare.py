@@ -132,3 +132,12 @@ def test_roam_row_filled_from_newest_result(tmp_path: Path) -> None:
     roam_cells(tmp_path, rs)
     assert rs[0].roam == "812 ms (roam-20260102T000000Z.json)"
     assert rs[1].roam == "not in roam-20260102T000000Z.json"
+
+
+def test_only_refuses_an_unknown_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.compare import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--only", "ikev2,ipsec-kernel"])
+    assert e.value.code == 2
+    assert "unknown ipsec-kernel" in capsys.readouterr().err

@@ -50,6 +50,24 @@ class FakeDataplane:
     traffic: tuple[int, int] = (0, 0)  # what sa_stats says: bytes, packets
     other: FakeDataplane | None = None  # the peer's dataplane
     heard: set[int] = field(default_factory=set)  # inbound SPIs the peer has sent on
+    own: Daemon | None = None  # the daemon this dataplane belongs to
+    # Traffic flows all the time (False: nothing moves unless `move` says so): each
+    # watch_traffic is answered at once with a notice, as the C workers would.
+    flowing: bool = True
+    watching: bool = False
+    reads: int = 0  # sa_stats calls
+
+    def watch_traffic(self) -> None:
+        self.watching = True
+        if self.flowing:
+            self.move(self.traffic)
+
+    def move(self, traffic: tuple[int, int]) -> None:
+        """Counters now at ``traffic``; the watching daemon hears of it."""
+        self.traffic = traffic
+        if self.watching and self.own is not None and self.loop is not None:
+            self.watching = False
+            self.loop.call_soon(self.own.traffic_moved)
 
     def add_sa(self, sa: SaParams) -> None:
         if self.refuse_out and sa.direction is Direction.OUT:
@@ -75,6 +93,7 @@ class FakeDataplane:
         """Traffic flows all the time both ways, on the SA each side sends on: an inbound
         SA has packets once the peer has sent on it."""
         assert (spi, direction) in self.sas
+        self.reads += 1
         counters = {f.name: 0 for f in dataclasses.fields(SaStats)}
         octets, packets = self.traffic
         packets = packets or 7
@@ -118,6 +137,7 @@ def make_pair(
         daemons.append(Daemon(cfg, fake, add_routes, send_500, SystemRng(), loop))
         fakes.append(fake)
     fakes[0].peer, fakes[1].peer = daemons[1], daemons[0]
+    fakes[0].own, fakes[1].own = daemons[0], daemons[1]
     fakes[0].other, fakes[1].other = fakes[1], fakes[0]
     return daemons[0], daemons[1], fakes[0], fakes[1], routes
 
@@ -713,10 +733,38 @@ def test_rekey_after_rekey_packets(tmp_path: Path) -> None:
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
         await asyncio.sleep(0.3)
         assert a.counters.child_sas_rekeyed == 0
-        dp_a.traffic = (10**6, 600)  # 600 in + 600 out
+        dp_a.move((10**6, 600))  # 600 in + 600 out
         await settle(
             lambda: a.counters.child_sas_rekeyed >= 1 and b.counters.child_sas_rekeyed >= 1
         )
+        await a.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_idle_tunnel_is_not_read_until_traffic_moves(tmp_path: Path) -> None:
+    """Nothing moves: after a read that saw no change, the daemon asks the dataplane for a
+    notice, reads once more, and then stops reading; the notice of a packet starts the
+    reads again, and what they find is acted on (here rekey_packets)."""
+    text_a = with_options(conf()[0], child="rekey_packets = 1000\n")
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, conf()[1])
+        a.traffic_interval = b.traffic_interval = 0.02
+        a.rekey_grace = b.rekey_grace = 0.1
+        dp_a.flowing = False
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        await settle(lambda: dp_a.watching and a._traffic is None)
+        reads = dp_a.reads
+        await asyncio.sleep(0.3)  # 15 intervals
+        assert dp_a.reads == reads and a.counters.child_sas_rekeyed == 0
+        dp_a.move((10**6, 600))  # 600 in + 600 out: past rekey_packets
+        await settle(
+            lambda: a.counters.child_sas_rekeyed >= 1 and b.counters.child_sas_rekeyed >= 1
+        )
+        assert dp_a.reads > reads
         await a.shutdown()
 
     asyncio.run(scenario())

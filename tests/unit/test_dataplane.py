@@ -324,6 +324,35 @@ def test_outbound_sequence_numbers_start_at_one(pair: tuple[Side, Side]) -> None
     assert not a.dp.sa_stats(SPI_AB, Direction.OUT).exhausted
 
 
+def test_traffic_notice_after_watch(pair: tuple[Side, Side]) -> None:
+    """watch_traffic: one notice (collected by recv_ike, told by take_traffic) for the
+    first packet that moves after it, on the sending and on the receiving side; none
+    without it."""
+    a, b = pair
+    install(a, b)
+    a.dp.start()
+    b.dp.start()
+
+    def notice(side: Side) -> bool:
+        select.select([side.dp.ike_fileno()], [], [], 0.5)
+        assert side.dp.recv_ike() == []  # notices are not IKE
+        return side.dp.take_traffic()
+
+    a.tun.send(ipv4_udp(A4, B4, b"unwatched"))
+    assert b.read_tun() is not None
+    assert not notice(a) and not notice(b)
+    a.dp.watch_traffic()
+    b.dp.watch_traffic()
+    for i in range(3):
+        a.tun.send(ipv4_udp(A4, B4, b"watched %d" % i))
+        assert b.read_tun() is not None
+    assert notice(a) and notice(b)
+    assert not a.dp.take_traffic()  # once per notice
+    a.tun.send(ipv4_udp(A4, B4, b"after"))
+    assert b.read_tun() is not None
+    assert not notice(a) and not notice(b)  # once per watch_traffic
+
+
 def test_remove_and_re_add_while_running(pair: tuple[Side, Side]) -> None:
     a, b = pair
     install(a, b)
