@@ -50,5 +50,6 @@ void test_concurrency(void);
 void test_order(void);
 void test_keymem(void);
 void test_restart(void);
+void test_raw(void);
 
 #endif
