@@ -148,7 +148,8 @@ def cert_exchange(t: Table, auth: AuthConfig) -> AuthConfig:
 
 def extensions(t: Table) -> dict[str, Any]:
     """IkeConfig's ``fragmentation`` (RFC 7383; strongSwan's yes | accept | no, or
-    true/false) with ``fragment_size``, and ``mobike`` (RFC 4555; yes | no).
+    true/false) with ``fragment_size``, ``mobike`` (RFC 4555; yes | no) and ``encap``
+    (yes | no: IkeConfig.force_encap; no sends plain ESP, IP protocol 50, without a NAT).
     "accept" announces support and takes fragments, but sends whole messages."""
     frag = yes_no(t, "fragmentation", "yes", ("yes", "accept", "no"))
     size = t.get_int("fragment_size", DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, MAX_FRAGMENT_SIZE)
@@ -157,7 +158,10 @@ def extensions(t: Table) -> dict[str, Any]:
             raise t.error("fragment_size", 'fragmentation = "accept" sends no fragments')
         size = MAX_FRAGMENT_SIZE
     mobike = yes_no(t, "mobike", "yes", ("yes", "no")) == "yes"
-    return {"fragmentation": frag != "no", "fragment_size": size, "mobike": mobike}
+    # strongSwan's encap: yes forces ESP in UDP; no sends plain ESP when no NAT is seen.
+    encap = yes_no(t, "encap", "yes", ("yes", "no")) == "yes"
+    return {"fragmentation": frag != "no", "fragment_size": size, "mobike": mobike,
+            "force_encap": encap}  # fmt: skip
 
 
 def yes_no(t: Table, key: str, default: str, choices: tuple[str, ...]) -> str:
