@@ -22,7 +22,14 @@ from espfast.static import start_in, write_private
 from tests.interop.conftest import INNER_B, CharonFactory
 from tests.interop.strongswan import Charon, Connection, swanctl_conf
 from tests.interop.test_up_charon import (
-    IDS, PSK, PSK_AUTH, TS_A, TS_B, espfast_conf, espfast_status, tunnel_works,
+    IDS,
+    PSK,
+    PSK_AUTH,
+    TS_A,
+    TS_B,
+    espfast_conf,
+    espfast_status,
+    tunnel_works,
 )  # fmt: skip
 from tests.netns.rawcap import capture, encap_no, esp_and_natt
 
