@@ -444,7 +444,8 @@ def _build_params(
     p.initial_seq = initial_seq
     p.seq_limit = seq_limit if direction is Direction.OUT else 0
     p.peer, p.peer_len = peer_buf, peer_len
-    p.raw_esp = int(sa.raw_esp)
+    # a standalone SA (EspSa, no socket) frames nothing: the flag is the dataplane's
+    p.raw_esp = int(sa.raw_esp) if udp_family is not None else 0
     for what, value in (("owner", sa.owner), ("group", sa.group)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
             raise ValueError(f"{what} must be an int in 0..2**64-1, not {value!r}")

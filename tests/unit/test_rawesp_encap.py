@@ -1,0 +1,114 @@
+"""``encap = yes|no`` (strongSwan's meaning): the config key, which framing the control
+plane picks from NAT detection (RFC 7296 §2.23), and the checks the dataplane binding
+makes on plain-ESP SAs. The framing on the wire: csrc/tests/test_raw.c,
+tests/netns/test_rawesp_netns.py."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from ikepair import B, Pair, configs, events
+
+from espfast.config import load_static, load_up
+from espfast.control.events import ChildSaUp
+from espfast.dataplane import Dataplane, Direction, EspSa, SaParams, Transform
+from espfast.static import pair_configs as static_pair_configs
+from espfast.static import write_private
+from espfast.up import pair_configs
+
+
+def child_up(sa: object) -> ChildSaUp:
+    (up,) = [e for e in events(sa) if isinstance(e, ChildSaUp)]  # type: ignore[arg-type]
+    return up
+
+
+def test_encap_key_default_yes_and_no(tmp_path: Path) -> None:
+    a, _ = pair_configs("a psk long enough for the encap key test")
+    path = write_private(tmp_path / "a.toml", a)
+    assert load_up(path).connections[0].ike.force_encap  # espfast's default: yes
+    for word, force in (('"no"', False), ("false", False), ('"yes"', True)):
+        text = a.replace("[[connection]]\n", f"[[connection]]\nencap = {word}\n")
+        assert load_up(write_private(path, text)).connections[0].ike.force_encap is force
+    bad = a.replace("[[connection]]\n", '[[connection]]\nencap = "udp"\n')
+    with pytest.raises(Exception, match="'udp' is not one of yes, no"):
+        load_up(write_private(path, bad))
+
+
+def test_static_encap_key(tmp_path: Path) -> None:
+    a, _ = static_pair_configs()
+    path = write_private(tmp_path / "s.toml", a)
+    assert load_static(path).sas[0].encap
+    text = a.replace("[[sa]]\n", '[[sa]]\nencap = "no"\n')
+    assert not load_static(write_private(path, text)).sas[0].encap
+
+
+def test_no_nat_and_encap_no_is_plain_esp_both_ways() -> None:
+    p = Pair(*configs(force_encap=False))
+    p.establish()
+    assert p.r is not None
+    ci, cr = child_up(p.i), child_up(p.r)
+    assert not ci.encap and not cr.encap
+    assert not p.i.esp_in_udp and not p.r.esp_in_udp
+
+
+def test_a_nat_means_udp_even_with_encap_no() -> None:
+    p = Pair(*configs(force_encap=False), nat="198.18.9.9")
+    p.establish()
+    assert p.r is not None
+    assert child_up(p.i).encap and child_up(p.r).encap
+
+
+@pytest.mark.parametrize("forcing", ["initiator", "responder"])
+def test_one_end_with_encap_yes_makes_both_use_udp(forcing: str) -> None:
+    # Its faked NAT_DETECTION_SOURCE_IP shows the other end a NAT (strongSwan's encap=yes).
+    ci, cr = configs(force_encap=False)
+    if forcing == "initiator":
+        ci = replace(ci, force_encap=True)
+    else:
+        cr = replace(cr, force_encap=True)
+    p = Pair(ci, cr)
+    p.establish()
+    assert p.r is not None
+    up_i, up_r = child_up(p.i), child_up(p.r)
+    assert up_i.encap and up_r.encap
+    assert up_i.peer == (B[0], 4500)  # IKE moved to 4500 as well (RFC 3948)
+
+
+def _params(**kw: object) -> SaParams:
+    base: dict[str, object] = dict(
+        spi=0x1234, direction=Direction.IN, transform=Transform("aes128gcm16"),
+        enc_key=bytes(20), local_ts=(ipaddress.ip_network("198.19.1.0/24"),),
+        remote_ts=(ipaddress.ip_network("198.19.2.0/24"),),
+    )  # fmt: skip
+    base.update(kw)
+    return SaParams(**base)  # type: ignore[arg-type]
+
+
+def test_plain_esp_sa_needs_its_peer() -> None:
+    with pytest.raises(ValueError, match="plain-ESP SA 0x00001234 needs a peer"):
+        EspSa(_params(raw_esp=True))
+    with pytest.raises(ValueError, match="raw_esp must be a bool"):
+        EspSa(_params(raw_esp=1, peer=("198.18.0.2", 4500)))
+    EspSa(_params(raw_esp=True, peer=("198.18.0.2", 4500))).close()
+
+
+def test_dataplane_raw_socket_checks() -> None:
+    tun_a, tun_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    with tun_a, tun_b, udp, Dataplane(tun_a.fileno(), udp, disable_offloads=["all"]) as dp:
+        with pytest.raises(ValueError, match="needs a raw socket"):
+            dp.add_raw_socket(udp)
+        # no raw socket of the peer's family: a plain-ESP SA cannot be installed
+        with pytest.raises(ValueError, match="invalid parameter"):
+            dp.add_sa(_params(raw_esp=True, peer=("127.0.0.2", 4500)))
+        dp.add_sa(_params(direction=Direction.OUT, spi=0x999, peer=("127.0.0.2", 4500)))
+        with pytest.raises(ValueError, match="invalid parameter"):
+            dp.update_peer(0x999, ("127.0.0.3", 4500), raw_esp=True)
+        dp.update_peer(0x999, ("127.0.0.3", 4500), raw_esp=False)
+        with pytest.raises(ValueError, match="no in SA with SPI 0x00000999"):
+            dp.update_peer(0x999, ("127.0.0.3", 4500), direction=Direction.IN)
