@@ -128,3 +128,36 @@ def test_static_encap_no_scapy_opens_what_goes_on_the_wire(tmp_path: Path) -> No
     assert {inner(p) for p in to_b} == {("198.19.1.1", "198.19.2.1")}
     assert {inner(p) for p in to_a} == {("198.19.2.1", "198.19.1.1")}
     assert {(p[IP].src, p[IP].dst) for p in to_b} == {(hosts.addr_a, hosts.addr_b)}
+
+
+def test_encap_no_behind_a_nat_falls_back_to_udp(tmp_path: Path) -> None:
+    """A client behind an nftables masquerade: NAT-D finds the NAT, so even with
+    ``encap = no`` on both ends ESP goes in UDP 4500 (RFC 3948), never as protocol 50."""
+    from espfast.netns import ThreeHosts
+    from espfast.tools.mobilitynet import masquerade
+    from tests.netns.updaemon import client_conf, gateway_conf, status
+
+    auth = f'psk = "{PSK}"'
+    with ThreeHosts.create("rawnat") as hosts:
+        masquerade(hosts.r, hosts.veth_rb, "20000-20999")
+        gw = gateway_conf(listen=hosts.addr_b, local_id="gw.raw.test", auth=auth,
+                          pool="198.19.100.0/24", dns="198.19.2.53", inner="198.19.2.1/24",
+                          local_ts="198.19.2.0/24")  # fmt: skip
+        client = client_conf(listen=hosts.addr_a, gateway=hosts.addr_b, local_id="c@raw.test",
+                             remote_id="gw.raw.test", auth=auth, remote_ts="198.19.2.0/24")  # fmt: skip
+        gw, client = encap_no(gw, "connection"), encap_no(client, "connection")
+        with capture(hosts.a, "veth-a", tmp_path / "nat.pcap") as cap:
+            g = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw), "-v", command="up")
+            c = start_in(hosts.a, write_private(tmp_path / "c.toml", client), "-v", command="up")
+            up = wait_for(lambda: ping(hosts.a, "198.19.2.1"), timeout=20)
+            pings = hosts.a.run("ping", "-c", "5", "-i", "0.2", "198.19.2.1", check=False)
+            (ike_c,) = status(hosts.a)
+            dp_c = status_json(hosts.a)["daemon"]["dataplane"]
+            packets = cap.stop()
+        _, _, err_c = c.stop()
+        _, _, err_g = g.stop()
+    assert up and pings.returncode == 0, err_c + err_g
+    assert ike_c["nat_local"] and ike_c["local_addr"].endswith(":4500")
+    assert dp_c["tx_packets"] >= 5 and dp_c["tx_raw"] == dp_c["rx_raw"] == 0
+    esp, natt = esp_and_natt(packets)
+    assert not esp and len(natt) >= 10
