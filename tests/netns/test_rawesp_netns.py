@@ -143,8 +143,9 @@ def test_encap_no_behind_a_nat_falls_back_to_udp(tmp_path: Path) -> None:
         gw = gateway_conf(listen=hosts.addr_b, local_id="gw.raw.test", auth=auth,
                           pool="198.19.100.0/24", dns="198.19.2.53", inner="198.19.2.1/24",
                           local_ts="198.19.2.0/24")  # fmt: skip
-        client = client_conf(listen=hosts.addr_a, gateway=hosts.addr_b, local_id="c@raw.test",
-                             remote_id="gw.raw.test", auth=auth, remote_ts="198.19.2.0/24")  # fmt: skip
+        client = client_conf(listen=hosts.addr_a, gateway=hosts.addr_b,
+                             local_id="c@raw.test", remote_id="gw.raw.test", auth=auth,
+                             remote_ts="198.19.2.0/24")  # fmt: skip
         gw, client = encap_no(gw, "connection"), encap_no(client, "connection")
         with capture(hosts.a, "veth-a", tmp_path / "nat.pcap") as cap:
             g = start_in(hosts.b, write_private(tmp_path / "gw.toml", gw), "-v", command="up")
