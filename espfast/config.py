@@ -695,6 +695,9 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #     fragmentation = "yes"           # RFC 7383: yes | accept | no; fragment_size = 1280
 #     mobike = "yes"                  # RFC 4555: yes | no (yes: follow our moves and the
 #                                     # NAT's as initiator, answer UPDATE_SA_ADDRESSES)
+#     encap = "yes"                   # yes: always ESP in UDP 4500 (a NAT is faked to the
+#                                     # peer); no: plain ESP (IP protocol 50) unless NAT-D
+#                                     # finds a NAT (strongSwan's encap)
 #     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
 #     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
 #                                     # not list it) | ifuri (that, where the certificate
