@@ -162,3 +162,39 @@ def test_encap_no_behind_a_nat_falls_back_to_udp(tmp_path: Path) -> None:
     assert dp_c["tx_packets"] >= 5 and dp_c["tx_raw"] == dp_c["rx_raw"] == 0
     esp, natt = esp_and_natt(packets)
     assert not esp and len(natt) >= 10
+
+
+def test_static_encap_no_over_ipv6(tmp_path: Path) -> None:
+    """IPv6 outer addresses: the AF_INET6 raw socket (no header handed over, the source
+    from the socket address); scapy opens the IPv6 ESP packets with the keys."""
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.ipsec import ESP, SecurityAssociation
+
+    from espfast.netns import ThreeHosts
+
+    with ThreeHosts.create("raw6") as hosts:
+        outer = (hosts.addr6_a, hosts.addr6_b)
+        a_conf, b_conf = (encap_no(c, "sa") for c in static_pair_configs(outer=outer))
+        spi_ab, key_ab = _keys(a_conf)["out"]
+        with capture(hosts.a, "veth-a", tmp_path / "v6.pcap") as cap:
+            b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf))
+            a = start_in(hosts.a, write_private(tmp_path / "a.toml", a_conf))
+            pings = hosts.a.run("ping", "-c", "5", "-i", "0.2", "-W", "2", "198.19.2.1",
+                                check=False)  # fmt: skip
+            packets = cap.stop()
+        status_a, _, err_a = a.stop()
+        status_b, _, err_b = b.stop()
+    assert pings.returncode == 0, pings.stdout + err_a + err_b
+    assert (status_a, status_b) == (0, 0), err_a + err_b
+    esp6 = [IPv6(bytes(p[IPv6])) for p in packets if IPv6 in p and p[IPv6].nh == 50]
+    assert {p[IPv6].src for p in esp6} == {hosts.addr6_a, hosts.addr6_b}
+    mine = [p for p in esp6 if p[ESP].spi == spi_ab]
+    sa = SecurityAssociation(ESP, spi=spi_ab, crypt_algo="AES-GCM", crypt_key=key_ab)
+    echoes = [q for q in map(sa.decrypt, mine) if ICMP in q and q[ICMP].type == 8]
+    assert len(echoes) >= 5
+    assert {(q[ICMP].underlayer.src, q[ICMP].underlayer.dst) for q in echoes} == {
+        ("198.19.1.1", "198.19.2.1")
+    }
+    _, natt = esp_and_natt(packets)
+    assert not natt
