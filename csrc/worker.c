@@ -192,8 +192,8 @@ static int build_messages(struct ef_worker *w, int nseg)
 		int j = i + 1;
 
 		/* no GSO on a raw socket: one packet a message */
-		while (seglen <= gso_max && w->seg_fd[i] == w->dp->udp_fd && j < nseg && j - i < EF_GSO_MAX_SEGS &&
-		       w->seg[j - 1].iov_len == seglen && w->seg[j].iov_len <= seglen &&
+		while (seglen <= gso_max && w->seg_fd[i] == w->dp->udp_fd && j < nseg &&
+		       j - i < EF_GSO_MAX_SEGS && w->seg[j - 1].iov_len == seglen && w->seg[j].iov_len <= seglen &&
 		       total + w->seg[j].iov_len <= EF_GSO_MAX_BYTES && same_peer(w, i, j))
 			total += w->seg[j++].iov_len;
 		w->out[n].msg_hdr = (struct msghdr){

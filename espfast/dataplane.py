@@ -563,6 +563,7 @@ class Dataplane(_Closable):
         disable, disabled = _disable_mask(disable_offloads)
         self._udp = udp_sock
         self._family = udp_sock.family
+        self._raws: set[socket.AddressFamily] = set()  # families of the raw ESP sockets
         self._lock = threading.Lock()
         self._running = False
         ike_r, ike_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -646,6 +647,10 @@ class Dataplane(_Closable):
         send until :meth:`set_seq_limit` raises it (0: none); inbound, ``initial_seq`` is a
         replay floor: every number up to it counts as already received."""
         cp = _build_params(sa, self._family, initial_seq, seq_limit)
+        if sa.raw_esp and sa.peer is not None and self._raw_family(sa.peer) not in self._raws:
+            cp.wipe()
+            raise ValueError(f"plain-ESP SA 0x{sa.spi:08x} (encap = no): no raw ESP socket for "
+                             f"{sa.peer[0]} (they are opened at start)")  # fmt: skip
         try:
             rc = lib.ef_dp_add_sa(self._handle(), cp.params)
         finally:
@@ -688,6 +693,12 @@ class Dataplane(_Closable):
         if rc:
             raise ValueError(f"cannot update the peer of SA 0x{spi:08x}: {_strerror(rc)}")
 
+    @staticmethod
+    def _raw_family(peer: tuple[str, int]) -> socket.AddressFamily:
+        addr, _ = _check_peer(peer)
+        v4 = addr.version == 4 or (isinstance(addr, IPv6Address) and addr.ipv4_mapped)
+        return socket.AF_INET if v4 else socket.AF_INET6
+
     def add_raw_socket(self, sock: socket.socket) -> None:
         """Plain ESP (SaParams.raw_esp): a raw IPPROTO_ESP socket (AF_INET or AF_INET6, one
         of each at most), read by the RX workers along with the UDP socket and written by
@@ -695,6 +706,8 @@ class Dataplane(_Closable):
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_RAW:
             raise ValueError("add_raw_socket needs a raw socket (espfast.rawesp)")
         rc = lib.ef_dp_add_raw(self._handle(), sock.fileno())
+        if rc == 0:
+            self._raws.add(sock.family)
         if rc == lib.EF_E_STATE:
             raise ValueError("add_raw_socket needs the workers stopped")
         if rc == lib.EF_E_EXISTS:
