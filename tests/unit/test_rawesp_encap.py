@@ -62,6 +62,21 @@ def test_a_nat_means_udp_even_with_encap_no() -> None:
     assert child_up(p.i).encap and child_up(p.r).encap
 
 
+def test_a_peer_move_carries_the_framing() -> None:
+    from espfast.control.events import PeerAddressChanged
+
+    p = Pair(*configs(force_encap=False))
+    p.establish()
+    events(p.i)
+    p.i.followed(("198.18.0.9", 500))
+    (moved,) = [e for e in events(p.i) if isinstance(e, PeerAddressChanged)]
+    assert moved.peer == ("198.18.0.9", 500) and not moved.encap
+    p.i.nat_remote = True  # what NAT-D in the move's exchange would find (RFC 4555 §3.5)
+    p.i.followed(("198.18.0.10", 4500))
+    (moved,) = [e for e in events(p.i) if isinstance(e, PeerAddressChanged)]
+    assert moved.encap
+
+
 @pytest.mark.parametrize("forcing", ["initiator", "responder"])
 def test_one_end_with_encap_yes_makes_both_use_udp(forcing: str) -> None:
     # Its faked NAT_DETECTION_SOURCE_IP shows the other end a NAT (strongSwan's encap=yes).
@@ -112,3 +127,43 @@ def test_dataplane_raw_socket_checks() -> None:
         dp.update_peer(0x999, ("127.0.0.3", 4500), raw_esp=False)
         with pytest.raises(ValueError, match="no in SA with SPI 0x00000999"):
             dp.update_peer(0x999, ("127.0.0.3", 4500), direction=Direction.IN)
+
+
+def test_daemon_installs_plain_esp_and_switches_framing_when_the_peer_moves(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from test_daemon import A, B, conf, make_pair, settle
+
+    from espfast.control.events import PeerAddressChanged
+
+    no = '[[connection]]\nencap = "no"\n'
+    text_a, text_b = (t.replace("[[connection]]\n", no) for t in conf())
+
+    async def scenario() -> None:
+        a, b, dp_a, dp_b, _ = make_pair(tmp_path, asyncio.get_running_loop(), text_a, text_b)
+        b.start()
+        a.start()
+        await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
+        for dp, peer in ((dp_a, B), (dp_b, A)):
+            # no NAT, encap = no: both directions plain ESP, inbound bound to the peer
+            assert all(sa.raw_esp for sa in dp.sas.values())
+            assert {sa.peer for sa in dp.sas.values()} == {(peer, 500)}
+        moves: list[tuple[int, tuple[str, int], Direction, bool | None]] = []
+
+        def update_peer(spi: int, peer: tuple[str, int], *, direction: Direction = Direction.OUT,
+                        raw_esp: bool | None = None) -> None:  # fmt: skip
+            moves.append((spi, peer, direction, raw_esp))
+
+        dp_a.update_peer = update_peer  # type: ignore[method-assign]
+        (spi_in,) = [s for (s, d) in dp_a.sas if d is Direction.IN]
+        (spi_out,) = [s for (s, d) in dp_a.sas if d is Direction.OUT]
+        (ike,) = a.sas
+        # the peer moved behind a NAT (MOBIKE): ESP in UDP from now on, both directions
+        a._on_event(PeerAddressChanged(ike.ike_sa_id, ("198.18.0.9", 4500), encap=True))
+        assert moves == [(spi_out, ("198.18.0.9", 4500), Direction.OUT, False),
+                         (spi_in, ("198.18.0.9", 4500), Direction.IN, False)]  # fmt: skip
+        await a.shutdown(timeout=5)
+
+    asyncio.run(scenario())
