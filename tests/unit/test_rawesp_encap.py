@@ -167,3 +167,12 @@ def test_daemon_installs_plain_esp_and_switches_framing_when_the_peer_moves(
         await a.shutdown(timeout=5)
 
     asyncio.run(scenario())
+
+
+def test_raw_socket_families_follow_the_listen_address() -> None:
+    from espfast.rawesp import families_for
+
+    assert families_for("198.18.0.1") == families_for("0.0.0.0") == (socket.AF_INET,)
+    assert families_for("2001:2::1") == (socket.AF_INET6,)
+    # a dual-stack UDP socket has IPv4 peers too (v4-mapped): both raw sockets
+    assert families_for("::") == (socket.AF_INET, socket.AF_INET6)
