@@ -11,6 +11,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from espfast.netns import TwoHosts, wait_for
 from espfast.static import pair_configs as static_pair_configs
 from espfast.static import start_in, write_private
@@ -39,8 +41,11 @@ def _iperf(hosts: TwoHosts, *udp: str) -> dict[str, object]:
     return doc
 
 
-def test_up_encap_no_sends_plain_esp(tmp_path: Path) -> None:
-    a_conf, b_conf = (encap_no(c, "connection") for c in pair_configs(PSK))
+# The default worker count, and 2 workers per direction: their ordered hand-offs read the
+# UDP and the raw socket in one batch.
+@pytest.mark.parametrize("workers", [None, 2])
+def test_up_encap_no_sends_plain_esp(tmp_path: Path, workers: int | None) -> None:
+    a_conf, b_conf = (encap_no(c, "connection") for c in pair_configs(PSK, workers=workers))
     with TwoHosts.create("raw") as hosts:
         with capture(hosts.a, "veth-a", tmp_path / "up.pcap") as cap:
             b = start_in(hosts.b, write_private(tmp_path / "b.toml", b_conf), "-v", command="up")
