@@ -649,8 +649,12 @@ class IkeSa:
 
     def ike_init_done(self) -> None:
         """After IKE_SA_INIT: the initiator moves to port 4500 when a NAT was detected or
-        encapsulation is forced (RFC 7296 §2.23, RFC 3948)."""
-        if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap):
+        encapsulation is forced (RFC 7296 §2.23, RFC 3948), and, as strongSwan does, with
+        MOBIKE (§2.23 allows 4500 from the start): a move may meet a NAT later, and then
+        IKE and ESP in UDP must already be on 4500 (RFC 4555 §3.3: no exchange would be
+        left to float in). ESP goes in UDP only as esp_in_udp says."""
+        if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap
+                               or self.config.mobike):  # fmt: skip
             self.remote = (self.remote[0], NATT_PORT)
             self.local = (self.local[0], NATT_PORT)
             self.natd_dest = b""  # the NAT maps port 4500 on its own: not known yet

@@ -149,7 +149,7 @@ def test_daemon_installs_plain_esp_and_switches_framing_when_the_peer_moves(
         for dp, peer in ((dp_a, B), (dp_b, A)):
             # no NAT, encap = no: both directions plain ESP, inbound bound to the peer
             assert all(sa.raw_esp for sa in dp.sas.values())
-            assert {sa.peer for sa in dp.sas.values()} == {(peer, 500)}
+            assert {sa.peer for sa in dp.sas.values()} == {(peer, 4500)}  # MOBIKE: 4500
         moves: list[tuple[int, tuple[str, int], Direction, bool | None]] = []
 
         def update_peer(spi: int, peer: tuple[str, int], *, direction: Direction = Direction.OUT,
@@ -176,3 +176,30 @@ def test_raw_socket_families_follow_the_listen_address() -> None:
     assert families_for("2001:2::1") == (socket.AF_INET6,)
     # a dual-stack UDP socket has IPv4 peers too (v4-mapped): both raw sockets
     assert families_for("::") == (socket.AF_INET, socket.AF_INET6)
+
+
+def test_a_roaming_initiator_that_meets_a_nat_switches_both_ends_to_udp() -> None:
+    """encap = no, no NAT at first (plain ESP); the initiator moves (MOBIKE) to a network
+    behind a NAT: both ends find it in the UPDATE_SA_ADDRESSES exchange and their Child SAs
+    go to ESP in UDP (PeerAddressChanged with encap), the responder's at the NAT's mapping."""
+    from ikepair import establish_pair
+
+    from espfast.control.events import PeerAddressChanged
+
+    p = establish_pair(force_encap=False)
+    assert p.i is not None and p.r is not None
+    assert not p.i.esp_in_udp and not p.r.esp_in_udp
+    events(p.i), events(p.r)
+    moved, mapped = ("198.18.7.9", 4500), ("198.18.99.1", 40500)
+    assert p.i.update_addresses(p.now, local=moved)
+    ((data, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(data, mapped, p.now)  # through the NAT
+    ((answer, to), (check, _)) = p.r.datagrams_to_send(p.now)
+    assert to == mapped and p.r.nat_remote
+    p.i.receive_datagram(answer, (B[0], 4500), p.now)
+    assert p.i.nat_local
+    assert events(p.i) == [PeerAddressChanged(p.i.ike_sa_id, (B[0], 4500), encap=True)]
+    p.i.receive_datagram(check, (B[0], 4500), p.now)
+    ((echo, _),) = p.i.datagrams_to_send(p.now)
+    p.r.receive_datagram(echo, mapped, p.now)
+    assert events(p.r) == [PeerAddressChanged(p.r.ike_sa_id, mapped, encap=True)]
