@@ -109,14 +109,14 @@ $(BUILD)/ctest-san: $(CSRC) $(CHDR) $(CTESTS)
 	mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_C) -O1 $(SAN) -Icsrc -o $@ $(CSRC) $(CTESTS) -lcrypto
 
-# libFuzzer harnesses (csrc/fuzz/): the decap path and the offload paths, under ASan and
-# UBSan. The committed seeds (csrc/fuzz/corpus/, made by csrc/fuzz/make_corpus.py) are
+# libFuzzer harnesses (csrc/fuzz/): the decap path, the offload paths and the plain-ESP
+# framing (raw.c), under ASan and UBSan. The committed seeds (csrc/fuzz/corpus/, made by csrc/fuzz/make_corpus.py) are
 # read-only; what the fuzzer adds goes to build/fuzz-corpus/. `make test` runs each for
 # FUZZ_SMOKE_S seconds, `make fuzz` for FUZZ_S; a crash leaves build/fuzz-NAME-crash-*.
 FUZZ_CC      := clang-14
 FUZZ_CFLAGS  := -std=gnu11 -O1 -g $(CWARN) -D_GNU_SOURCE -pthread \
                 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-FUZZERS      := decap offload
+FUZZERS      := decap offload raw
 FUZZ_SMOKE_S ?= 5
 FUZZ_S       ?= 600
 

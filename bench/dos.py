@@ -156,7 +156,14 @@ class _Dataplane:
     def remove_sa(self, spi: int, direction: Direction) -> None:
         self.sas.discard((spi, direction))
 
-    def update_peer(self, spi: int, peer: tuple[str, int]) -> None:
+    def update_peer(
+        self,
+        spi: int,
+        peer: tuple[str, int],
+        *,
+        direction: Direction = Direction.OUT,
+        raw_esp: bool | None = None,
+    ) -> None:
         pass
 
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None:

@@ -40,7 +40,7 @@ class ChildSa:
     # SA it made (RFC 7296 §2.8.1 collisions are settled with these).
     peer_rekey: tuple[bytes, int] | None = None
 
-    def up_event(self, ike_sa_id: int, peer: tuple[str, int]) -> ChildSaUp:
+    def up_event(self, ike_sa_id: int, peer: tuple[str, int], encap: bool = True) -> ChildSaUp:
         assert self.keys is not None
         k = self.keys
         if self.exchange_initiator:
@@ -52,7 +52,7 @@ class ChildSa:
             transform=self.chosen.dataplane_transform, esn=self.chosen.esn,
             enc_key_in=enc_in, integ_key_in=integ_in, enc_key_out=enc_out,
             integ_key_out=integ_out, local_ts=self.local_ts, remote_ts=self.remote_ts,
-            peer=peer, exchange_initiator=self.exchange_initiator,
+            peer=peer, encap=encap, exchange_initiator=self.exchange_initiator,
         )  # fmt: skip
 
     def forget_keys(self) -> None:

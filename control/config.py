@@ -120,8 +120,11 @@ class IkeConfig:
     auth: AuthConfig
     children: tuple[ChildConfig, ...] = ()
     ike_proposals: tuple[ProposalSpec, ...] = field(default_factory=lambda: parse_ike(DEFAULT_IKE))
-    # Always UDP-encapsulate ESP: the dataplane only speaks ESP-in-UDP on 4500, so we make
-    # the peer see a NAT (as strongSwan's encap=yes does, RFC 7296 §2.23).
+    # encap = yes: always UDP-encapsulate ESP (RFC 3948), making the peer see a NAT with a
+    # faked NAT_DETECTION_SOURCE_IP (as strongSwan's encap=yes does, RFC 7296 §2.23). No:
+    # ESP in UDP only when a NAT is detected, else plain ESP (IP protocol 50). espfast's
+    # default stays yes (strongSwan's is no): it works through any middlebox and needs no
+    # raw socket (CAP_NET_RAW).
     force_encap: bool = True
     retransmit_timeout: float = 4.0  # strongSwan's defaults: 4 s, x1.8, 5 tries
     retransmit_base: float = 1.8

@@ -150,6 +150,9 @@ class ChildSaUp:
     local_ts: tuple[TrafficSelector, ...] = ()
     remote_ts: tuple[TrafficSelector, ...] = ()
     peer: tuple[str, int] = ("", 0)
+    # ESP in UDP (RFC 3948: a NAT between us, or either end forces it, encap = yes);
+    # False: plain ESP, IP protocol 50 (RFC 7296 §2.23: no NAT and encap = no).
+    encap: bool = True
     # We sent the request that made it: the peer had both halves in place before it
     # answered, so sending on it at once is safe (make-before-break, RFC 7296 §2.8).
     exchange_initiator: bool = False
@@ -201,6 +204,7 @@ class ChildSaRekeyed:
 class PeerAddressChanged:
     ike_sa_id: int
     peer: tuple[str, int]
+    encap: bool = True  # as ChildSaUp.encap, at the new address (a NAT may have come or gone)
 
 
 @dataclass(frozen=True)

@@ -705,10 +705,21 @@ class IkeSa:
         out_r = make_crypter(encr, er, integ, ar, self.rng)
         self._crypt_out, self._crypt_in = (out_i, out_r) if self.initiator else (out_r, out_i)
 
+    @property
+    def esp_in_udp(self) -> bool:
+        """Whether our Child SAs' ESP goes in UDP (RFC 3948): a NAT was detected either
+        way, or either end forces it (encap = yes: the peer's faked NAT-D shows up here as
+        nat_remote). Else plain ESP, IP protocol 50 (RFC 7296 §2.23)."""
+        return self.config.force_encap or self.nat_local or self.nat_remote
+
     def ike_init_done(self) -> None:
         """After IKE_SA_INIT: the initiator moves to port 4500 when a NAT was detected or
-        encapsulation is forced (RFC 7296 §2.23, RFC 3948)."""
-        if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap):
+        encapsulation is forced (RFC 7296 §2.23, RFC 3948), and, as strongSwan does, with
+        MOBIKE (§2.23 allows 4500 from the start): a move may meet a NAT later, and then
+        IKE and ESP in UDP must already be on 4500 (RFC 4555 §3.3: no exchange would be
+        left to float in). ESP goes in UDP only as esp_in_udp says."""
+        if self.initiator and (self.nat_local or self.nat_remote or self.config.force_encap
+                               or self.config.mobike):  # fmt: skip
             self.remote = self.esp_remote = (self.remote[0], NATT_PORT)
             self.local = (self.local[0], NATT_PORT)
             self.natd_dest = b""  # the NAT maps port 4500 on its own: not known yet
@@ -748,7 +759,7 @@ class IkeSa:
         self.log(f"Child SA {child.name} up: {child.spi_in:08x}_i {child.spi_out:08x}_o "
                  f"{child.chosen} {', '.join(map(str, child.local_ts))} === "
                  f"{', '.join(map(str, child.remote_ts))}", logging.DEBUG)  # fmt: skip
-        up = child.up_event(self.ike_sa_id, self.esp_remote)
+        up = child.up_event(self.ike_sa_id, self.esp_remote, self.esp_in_udp)
         if replaces is None:
             self.emit(up)
         else:
@@ -955,7 +966,7 @@ class IkeSa:
         self.moves += 1
         was = f" from {old[0]}:{old[1]}" if old else ""
         self.log(f"peer moved{was} to {addr[0]}:{addr[1]}")
-        self.emit(PeerAddressChanged(self.ike_sa_id, addr))
+        self.emit(PeerAddressChanged(self.ike_sa_id, addr, self.esp_in_udp))
 
     def id_str(self, p: IdPayload) -> str:
         try:

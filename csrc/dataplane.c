@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "offload.h"
+#include "raw.h"
 #include "sa.h"
 #include "tun.h"
 #include "worker.h"
@@ -120,6 +121,7 @@ ef_dp *ef_dp_new(int tun_fd, int udp_fd, int ike_fd, int workers, unsigned disab
 	if (!dp)
 		return NULL;
 	dp->tun_fd = dp->udp_fd = dp->ike_fd = dp->stop_fd = dp->kick_fd = -1;
+	dp->raw_fd[0] = dp->raw_fd[1] = -1;
 	pthread_mutex_init(&dp->park.lock, NULL);
 	dp->udp_family = ss.ss_family;
 	dp->nworkers = workers;
@@ -279,6 +281,9 @@ void ef_dp_free(ef_dp *dp)
 		close(dp->tun_fd);
 	if (dp->udp_fd >= 0)
 		close(dp->udp_fd);
+	for (int i = 0; i < 2; i++)
+		if (dp->raw_fd[i] >= 0)
+			close(dp->raw_fd[i]);
 	if (dp->ike_fd >= 0)
 		close(dp->ike_fd);
 	if (dp->stop_fd >= 0)
@@ -294,7 +299,7 @@ int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
 	struct ef_sa *sa;
 	int err = EF_OK;
 
-	if (p->dir == EF_DIR_OUT &&
+	if ((p->dir == EF_DIR_OUT || p->raw_esp) &&
 	    (!p->peer || p->peer_len < sizeof(sa_family_t) ||
 	     ((const struct sockaddr *)p->peer)->sa_family != dp->udp_family))
 		return EF_E_INVAL;
@@ -302,6 +307,10 @@ int ef_dp_add_sa(ef_dp *dp, const struct ef_sa_params *p)
 	sa = ef_sa_new(p, dp->nworkers, &err);
 	if (!sa)
 		return err;
+	if (sa->raw && ef_raw_fd(dp, sa) < 0) {
+		ef_sa_free(sa);
+		return EF_E_INVAL; /* plain ESP for a family we have no raw socket of */
+	}
 	pthread_rwlock_wrlock(&dp->lock);
 	err = ef_table_add(&dp->table, sa);
 	/* Held datagrams may be for it (see struct ef_park): the RX workers look. Bumped
@@ -343,19 +352,56 @@ int ef_dp_remove_sa(ef_dp *dp, uint32_t spi, int dir)
 	return EF_OK;
 }
 
-int ef_dp_update_peer(ef_dp *dp, uint32_t spi, const void *peer, uint32_t peer_len)
+int ef_dp_update_peer(ef_dp *dp, uint32_t spi, int dir, const void *peer, uint32_t peer_len,
+		      int raw_esp)
 {
 	struct ef_sa *sa;
 	int err;
 
 	if (!peer || peer_len < sizeof(sa_family_t) ||
-	    ((const struct sockaddr *)peer)->sa_family != dp->udp_family)
+	    ((const struct sockaddr *)peer)->sa_family != dp->udp_family ||
+	    (dir != EF_DIR_IN && dir != EF_DIR_OUT) || raw_esp < -1 || raw_esp > 1)
 		return EF_E_INVAL;
 	pthread_rwlock_wrlock(&dp->lock);
-	sa = ef_table_find(&dp->table, spi, EF_DIR_OUT);
+	sa = ef_table_find(&dp->table, spi, dir);
 	err = sa ? ef_sa_set_peer(sa, peer, peer_len) : EF_E_NOENT;
+	if (!err && raw_esp >= 0)
+		sa->raw = (uint8_t)raw_esp;
+	if (!err && sa->raw && ef_raw_fd(dp, sa) < 0) {
+		sa->raw = 0; /* no raw socket for the new address's family: stay in UDP */
+		err = EF_E_INVAL;
+	}
 	pthread_rwlock_unlock(&dp->lock);
 	return err;
+}
+
+int ef_dp_add_raw(ef_dp *dp, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int type = 0, proto = 0, i;
+	socklen_t tl = sizeof(type), pl = sizeof(proto);
+
+	if (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE))
+		return EF_E_STATE;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) < 0 || type != SOCK_RAW ||
+	    proto != EF_IPPROTO_ESP || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		return EF_E_INVAL;
+	i = ss.ss_family == AF_INET ? 0 : 1;
+	if (dp->raw_fd[i] >= 0)
+		return EF_E_EXISTS;
+	dp->raw_fd[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dp->raw_fd[i] < 0)
+		return EF_E_SYS;
+	if (ef_set_nonblock(dp->raw_fd[i])) {
+		close(dp->raw_fd[i]);
+		dp->raw_fd[i] = -1;
+		return EF_E_SYS;
+	}
+	set_buffers(dp->raw_fd[i]);
+	return EF_OK;
 }
 
 int ef_dp_set_seq_limit(ef_dp *dp, uint32_t spi, uint64_t limit)

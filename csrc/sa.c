@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "keymem.h"
+#include "raw.h"
 
 #define CNT_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define EF_MAX_TS 256
@@ -109,7 +110,8 @@ int ef_sa_set_peer(struct ef_sa *sa, const void *addr, uint32_t len)
 		return EF_E_INVAL;
 	memcpy(&sa->peer, addr, len);
 	sa->peer_len = len;
-	return EF_OK;
+	return ef_raw_peer(&sa->peer, sa->peer_len, &sa->raw_peer, &sa->raw_peer_len,
+			   &sa->peer_addr) ? EF_E_INVAL : EF_OK;
 }
 
 static struct ef_prefix *copy_ts(const struct ef_prefix *ts, size_t n, int *err)
@@ -146,7 +148,8 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 		return NULL;
 	}
 	if ((p->dir != EF_DIR_IN && p->dir != EF_DIR_OUT) || p->spi < EF_SPI_MIN || nctx < 1 ||
-	    (!p->esn && p->initial_seq > UINT32_MAX)) {
+	    (!p->esn && p->initial_seq > UINT32_MAX) || (p->raw_esp && !p->peer) ||
+	    (p->raw_esp != 0 && p->raw_esp != 1)) {
 		*err = EF_E_INVAL;
 		return NULL;
 	}
@@ -168,6 +171,7 @@ struct ef_sa *ef_sa_new(const struct ef_sa_params *p, int nctx, int *err)
 	sa->spi = p->spi;
 	sa->dir = (uint8_t)p->dir;
 	sa->esn = p->esn ? 1 : 0;
+	sa->raw = (uint8_t)p->raw_esp;
 	sa->t = t;
 	sa->seq = p->initial_seq;
 	sa->owner = p->owner;

@@ -49,6 +49,12 @@ struct ef_sa {
 	struct sockaddr_storage peer; /* inbound: with follow, the last authenticated source */
 	socklen_t peer_len;
 	uint8_t follow;               /* inbound: see ef_sa_params.follow */
+	/* Plain ESP (ef_sa_params.raw_esp): the raw socket's destination for `peer` (port 0,
+	 * v4-mapped unmapped) and the peer's address, which inbound plain ESP must come from. */
+	uint8_t raw;
+	struct sockaddr_storage raw_peer;
+	socklen_t raw_peer_len;
+	struct ef_prefix peer_addr;
 	uint64_t owner, group; /* see ef_sa_params.owner */
 	struct ef_sa_stats cnt;
 };

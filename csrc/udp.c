@@ -55,33 +55,51 @@ void ef_batch_free(struct ef_batch *b)
 	b->mem = NULL;
 }
 
-int ef_wait(int fd, short events, int stop_fd, int kick_fd)
+int ef_wait_any(const int *fds, int nfds, short events, int stop_fd, int kick_fd)
 {
-	struct pollfd p[3] = {{.fd = fd, .events = events},
-			      {.fd = stop_fd, .events = POLLIN},
-			      {.fd = kick_fd, .events = POLLIN}};
+	struct pollfd p[2 + EF_WAIT_MAX];
+	int np = 0;
 
+	if (nfds < 1 || nfds > EF_WAIT_MAX)
+		return 1;
+	p[np++] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
+	p[np++] = (struct pollfd){.fd = kick_fd, .events = kick_fd >= 0 ? POLLIN : 0};
+	for (int i = 0; i < nfds; i++)
+		p[np++] = (struct pollfd){.fd = fds[i], .events = events};
 	for (;;) {
-		int r = poll(p, kick_fd >= 0 ? 3 : 2, -1);
+		int r = poll(p, (nfds_t)np, -1);
 
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0 || p[1].revents)
+		if (r < 0 || p[0].revents)
 			return 1;
-		if (p[0].revents)
-			return 0;
-		if (p[2].revents)
+		for (int i = 2; i < np; i++)
+			if (p[i].revents)
+				return 0;
+		if (p[1].revents)
 			return 2;
 	}
 }
 
+int ef_wait(int fd, short events, int stop_fd, int kick_fd)
+{
+	return ef_wait_any(&fd, 1, events, stop_fd, kick_fd);
+}
+
 int ef_udp_recv(int fd, struct ef_batch *b, int max)
+{
+	return ef_udp_recv_at(fd, b, 0, max);
+}
+
+int ef_udp_recv_at(int fd, struct ef_batch *b, int first, int max)
 {
 	int n;
 
-	if (max < 1 || max > EF_BATCH)
-		max = EF_BATCH;
-	for (int i = 0; i < max; i++) {
+	if (first < 0 || first >= EF_BATCH)
+		return 0;
+	if (max < 1 || max > EF_BATCH - first)
+		max = EF_BATCH - first;
+	for (int i = first; i < first + max; i++) {
 		b->iov[i].iov_base = ef_slot(b, i);
 		b->iov[i].iov_len = b->slot;
 		b->msg[i].msg_hdr = (struct msghdr){
@@ -94,7 +112,7 @@ int ef_udp_recv(int fd, struct ef_batch *b, int max)
 		};
 	}
 	do {
-		n = recvmmsg(fd, b->msg, (unsigned)max, MSG_DONTWAIT, NULL);
+		n = recvmmsg(fd, b->msg + first, (unsigned)max, MSG_DONTWAIT, NULL);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;

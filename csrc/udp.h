@@ -8,7 +8,7 @@
  *   ef_udp_recv()        one recvmmsg into the slots (non-blocking)
  *   ef_udp_gso_size()    a received message's segment size (0: one datagram)
  *   ef_udp_send()        sendmmsg until every message went or failed; waits for room
- *   ef_wait()            poll one fd, the stop fd and (optionally) a kick fd
+ *   ef_wait()            poll one fd (or several), the stop fd and (optionally) a kick fd
  */
 #ifndef EF_UDP_H
 #define EF_UDP_H
@@ -50,6 +50,9 @@ int ef_udp_enable_gro(int fd);
 /* Receives up to `max` (1..EF_BATCH) messages. Returns the number of messages (>0), 0
  * when none is waiting, -1 on error (errno). */
 int ef_udp_recv(int fd, struct ef_batch *b, int max);
+/* The same into slots first, first + 1, ... (at most max, and no further than the last);
+ * works on any datagram socket (the raw ESP ones too). */
+int ef_udp_recv_at(int fd, struct ef_batch *b, int first, int max);
 size_t ef_udp_gso_size(const struct msghdr *mh);
 
 /* The control message that makes one sendmsg a GSO send of `seg`-byte datagrams. */
@@ -69,5 +72,8 @@ int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd, int *gso_max);
 /* Waits until fd has `events` (returns 0), stop_fd is readable (returns 1) or kick_fd
  * is (returns 2; -1: no kick fd). */
 int ef_wait(int fd, short events, int stop_fd, int kick_fd);
+/* The same for any of nfds (1..EF_WAIT_MAX) fds: 0 as soon as one has `events`. */
+#define EF_WAIT_MAX 3
+int ef_wait_any(const int *fds, int nfds, short events, int stop_fd, int kick_fd);
 
 #endif

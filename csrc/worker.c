@@ -7,8 +7,12 @@
  *                  super-packets into segments) --> [rdlock: parse inner IP, route to
  *                  outbound SA by (dst, src) longest prefix, take sequence number, seal
  *                  in place] --sendmmsg, equal-sized runs as UDP GSO--> UDP 4500
- *   RX thread(s):  UDP 4500 --recvmmsg (UDP GRO: split by segment size)--> [rdlock:
- *                  classify (keepalive / IKE / ESP), SPI -> SA, replay check, open in
+ *                  (SAs with plain ESP: --sendmmsg, no GSO--> raw IP protocol 50 socket)
+ *   RX thread(s):  UDP 4500 (and the raw ESP sockets, taking turns to read first)
+ *                  --recvmmsg (UDP GRO: split by segment size; raw: outer IPv4 header
+ *                  checked and stripped, raw.h)--> [rdlock:
+ *                  classify (keepalive / IKE / ESP), SPI -> SA, framing and (plain ESP)
+ *                  source checked against the SA, replay check, open in
  *                  place, replay update, selector check] --write x N (vnet TUN: runs of
  *                  one TCP flow coalesced into one writev)--> TUN;
  *                  IKE --> ike_fd (Python polls it)
@@ -54,6 +58,7 @@
 #include <unistd.h>
 
 #include "offload.h"
+#include "raw.h"
 #include "tun.h"
 
 #define ST_ADD(w, field, n) \
@@ -171,7 +176,7 @@ static int same_addr(const struct ef_prefix *a, const struct ef_prefix *b)
 
 static int same_peer(const struct ef_worker *w, int i, int j)
 {
-	return w->seg_addr_len[i] == w->seg_addr_len[j] &&
+	return w->seg_fd[i] == w->seg_fd[j] && w->seg_addr_len[i] == w->seg_addr_len[j] &&
 	       memcmp(&w->seg_addr[i], &w->seg_addr[j], w->seg_addr_len[i]) == 0;
 }
 
@@ -186,8 +191,9 @@ static int build_messages(struct ef_worker *w, int nseg)
 		size_t seglen = w->seg[i].iov_len, total = seglen;
 		int j = i + 1;
 
-		while (seglen <= gso_max && j < nseg && j - i < EF_GSO_MAX_SEGS &&
-		       w->seg[j - 1].iov_len == seglen && w->seg[j].iov_len <= seglen &&
+		/* no GSO on a raw socket: one packet a message */
+		while (seglen <= gso_max && w->seg_fd[i] == w->dp->udp_fd && j < nseg &&
+		       j - i < EF_GSO_MAX_SEGS && w->seg[j - 1].iov_len == seglen && w->seg[j].iov_len <= seglen &&
 		       total + w->seg[j].iov_len <= EF_GSO_MAX_BYTES && same_peer(w, i, j))
 			total += w->seg[j++].iov_len;
 		w->out[n].msg_hdr = (struct msghdr){
@@ -272,7 +278,7 @@ static void tx_flush(struct ef_worker *w, int last)
 	struct ef_dp *dp = w->dp;
 	struct ef_prefix src, dst, last_src = {0}, last_dst = {0};
 	struct ef_sa *sa = NULL;
-	int nseg = 0, nmsg, nsealed = 0;
+	int nseg = 0, nmsg, nsealed = 0, fd;
 
 	order_turn(w, &dp->tx_seq, &w->has_seq_turn);
 	pthread_rwlock_rdlock(&dp->lock);
@@ -315,14 +321,21 @@ static void tx_flush(struct ef_worker *w, int last)
 		long r = ef_sa_seal(w->seg_sa[i], w->idx, w->seg_seq[i], w->in_data[i],
 				    w->seg_inner[i], &esp);
 
-		if (r < 0) {
+		sa = w->seg_sa[i];
+		fd = sa->raw ? ef_raw_fd(dp, sa) : dp->udp_fd;
+		if (r < 0 || fd < 0) {
 			ST_ADD(w, tx_errors, 1);
 			continue;
 		}
-		sa = w->seg_sa[i];
 		w->seg[nsealed] = (struct iovec){.iov_base = esp, .iov_len = (size_t)r};
-		memcpy(&w->seg_addr[nsealed], &sa->peer, sa->peer_len);
-		w->seg_addr_len[nsealed] = sa->peer_len;
+		w->seg_fd[nsealed] = fd;
+		if (sa->raw) {
+			memcpy(&w->seg_addr[nsealed], &sa->raw_peer, sa->raw_peer_len);
+			w->seg_addr_len[nsealed] = sa->raw_peer_len;
+		} else {
+			memcpy(&w->seg_addr[nsealed], &sa->peer, sa->peer_len);
+			w->seg_addr_len[nsealed] = sa->peer_len;
+		}
 		w->seg_inner[nsealed] = w->seg_inner[i];
 		nsealed++;
 	}
@@ -335,7 +348,13 @@ static void tx_flush(struct ef_worker *w, int last)
 	traffic_seen(dp); /* sealed: the SA's counters moved, whatever the send does */
 	nmsg = build_messages(w, nseg);
 	order_turn(w, &dp->tx_order, &w->has_turn);
-	ef_udp_send(dp->udp_fd, w->out, nmsg, dp->stop_fd, &dp->gso_max);
+	/* Runs of messages to one socket, in order. */
+	for (int m = 0, k; m < nmsg; m = k) {
+		fd = w->seg_fd[w->out_first[m]];
+		for (k = m + 1; k < nmsg && w->seg_fd[w->out_first[k]] == fd; k++)
+			;
+		ef_udp_send(fd, w->out + m, k - m, dp->stop_fd, &dp->gso_max);
+	}
 	for (int m = 0; m < nmsg; m++) {
 		int first = w->out_first[m], last_seg = first + (int)w->out[m].msg_hdr.msg_iovlen;
 
@@ -346,6 +365,8 @@ static void tx_flush(struct ef_worker *w, int last)
 			}
 			ST_ADD(w, tx_packets, 1);
 			ST_ADD(w, tx_bytes, w->seg_inner[i]);
+			if (w->seg_fd[i] != dp->udp_fd)
+				ST_ADD(w, tx_raw, 1);
 		}
 	}
 }
@@ -472,7 +493,8 @@ void ef_park_expire(struct ef_park *pk, uint64_t now, int all)
 }
 
 /* Holds an ESP datagram whose SPI is not known (yet): see struct ef_park. */
-static void park(struct ef_worker *w, uint32_t spi, const uint8_t *p, size_t len)
+static void park(struct ef_worker *w, uint32_t spi, const uint8_t *p, size_t len,
+		 const struct ef_prefix *raw_src)
 {
 	struct ef_park *pk = &w->dp->park;
 	struct ef_parked *s;
@@ -494,6 +516,9 @@ static void park(struct ef_worker *w, uint32_t spi, const uint8_t *p, size_t len
 	s->ticket = w->ticket;
 	s->spi = spi;
 	s->len = (uint32_t)len;
+	s->raw = raw_src != NULL;
+	if (raw_src)
+		s->src = *raw_src;
 	memcpy(s->data, p, len);
 	pk->n++;
 	__atomic_store_n(&pk->held, pk->n, __ATOMIC_RELEASE);
@@ -509,12 +534,13 @@ static int park_pending(const struct ef_worker *w)
 }
 
 /* Moves the held datagrams whose inbound SA now exists, oldest first, into w->unpark
- * (lengths in `lens`); returns how many. Called with the turn (rx_batch), so that every
+ * (lengths in `lens`, plain ESP's sources in `srcs`/`raws`); returns how many. Called with the turn (rx_batch), so that every
  * batch read before this one has gone out: held datagrams of those batches go out now,
  * ahead of this batch's. Those of a later batch stay for a later turn (they are newer
  * than this batch's), and this worker looks again next time. The caller holds the
  * table's read lock. */
-static int take_parked(struct ef_worker *w, uint32_t *lens)
+static int take_parked(struct ef_worker *w, uint32_t *lens, struct ef_prefix *srcs,
+		       uint8_t *raws)
 {
 	struct ef_dp *dp = w->dp;
 	struct ef_park *pk = &dp->park;
@@ -529,6 +555,8 @@ static int take_parked(struct ef_worker *w, uint32_t *lens)
 		if (ef_table_find(&dp->table, s->spi, EF_DIR_IN)) {
 			if (dp->nworkers == 1 || s->ticket <= w->ticket) {
 				memcpy(w->unpark[k], s->data, s->len);
+				srcs[k] = s->src;
+				raws[k] = s->raw;
 				lens[k++] = s->len;
 				continue;
 			}
@@ -546,21 +574,24 @@ static int take_parked(struct ef_worker *w, uint32_t *lens)
 	return k;
 }
 
-/* One received datagram (a whole one, or one GRO segment): keepalive, IKE, or ESP.
+/* One received datagram (a whole one, or one GRO segment): keepalive, IKE, or ESP; or,
+ * with raw_src (its outer source address), a plain ESP packet from a raw socket.
  * Returns the inner packet's length with *inner set, or 0 when nothing is delivered. */
 static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t len,
-		   const struct sockaddr_storage *from, uint8_t **inner)
+		   const struct sockaddr_storage *from, const struct ef_prefix *raw_src,
+		   uint8_t **inner)
 {
 	struct ef_sa *sa = *cache;
 	uint32_t spi;
 	long r;
 
-	/* RFC 3948 §2.2, §2.3: keepalive, non-ESP marker, or ESP. */
-	if (len == 1 && p[0] == EF_NAT_KEEPALIVE) {
+	/* RFC 3948 §2.2, §2.3: keepalive, non-ESP marker, or ESP. Plain ESP is just ESP. */
+	if (raw_src) {
+		/* nothing to classify */
+	} else if (len == 1 && p[0] == EF_NAT_KEEPALIVE) {
 		ST_ADD(w, keepalives, 1);
 		return 0;
-	}
-	if (len >= EF_NON_ESP_MARKER_LEN && ef_get32(p) == 0) {
+	} else if (len >= EF_NON_ESP_MARKER_LEN && ef_get32(p) == 0) {
 		forward_ike(w, from, p + 4, len - 4);
 		return 0;
 	}
@@ -572,7 +603,13 @@ static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t
 	if (!sa || sa->spi != spi)
 		sa = *cache = ef_table_find(&w->dp->table, spi, EF_DIR_IN);
 	if (!sa) {
-		park(w, spi, p, len);
+		park(w, spi, p, len, raw_src);
+		return 0;
+	}
+	/* An SA takes ESP in its own framing only, plain ESP only from its peer's address
+	 * (UDP-encapsulated ESP may come through a NAT that rebinds: any source). */
+	if (raw_src ? !sa->raw || !same_addr(raw_src, &sa->peer_addr) : sa->raw) {
+		ST_ADD(w, wrong_source, 1);
 		return 0;
 	}
 	r = ef_sa_decap(sa, w->idx, p, len, inner);
@@ -583,7 +620,24 @@ static long rx_one(struct ef_worker *w, struct ef_sa **cache, uint8_t *p, size_t
 	/* Authenticated (ICV and replay window passed): a peer that moved may be followed. */
 	if (sa->follow && from && ef_sa_follow(sa, from))
 		notice_moved(w, sa->spi, from);
+	if (raw_src)
+		ST_ADD(w, rx_raw, 1);
 	return r; /* 0: a dummy packet */
+}
+
+/* Message i of the batch, from a raw ESP socket: outer header checked (raw.h), then ESP. */
+static long rx_raw(struct ef_worker *w, struct ef_sa **cache, int i, uint8_t **inner)
+{
+	struct ef_batch *b = &w->batch;
+	struct ef_prefix src;
+	size_t off, len;
+
+	if (ef_raw_parse(ef_slot(b, i), b->msg[i].msg_len, w->rx_from[i], &b->addr[i],
+			 b->msg[i].msg_hdr.msg_namelen, &src, &off, &len) < 0) {
+		ST_ADD(w, raw_bad_header, 1);
+		return 0;
+	}
+	return rx_one(w, cache, ef_slot(b, i) + off, len, NULL, &src, inner);
 }
 
 /* With the turn: the held datagrams whose SA has come (take_parked) decapsulated and put
@@ -593,14 +647,17 @@ static int rx_unpark(struct ef_worker *w, int nout)
 	struct ef_dp *dp = w->dp;
 	struct ef_sa *sa = NULL;
 	uint32_t lens[EF_PARK_SLOTS];
+	struct ef_prefix srcs[EF_PARK_SLOTS];
+	uint8_t raws[EF_PARK_SLOTS];
 	uint8_t *inner[EF_PARK_SLOTS];
 	uint32_t ilen[EF_PARK_SLOTS];
 	int k, m = 0;
 
 	pthread_rwlock_rdlock(&dp->lock);
-	k = take_parked(w, lens);
+	k = take_parked(w, lens, srcs, raws);
 	for (int i = 0; i < k; i++) {
-		long r = rx_one(w, &sa, w->unpark[i], lens[i], NULL, &inner[m]);
+		long r = rx_one(w, &sa, w->unpark[i], lens[i], NULL, raws[i] ? &srcs[i] : NULL,
+				&inner[m]);
 
 		if (r <= 0)
 			continue;
@@ -640,6 +697,15 @@ static void rx_batch(struct ef_worker *w, int n)
 			ST_ADD(w, malformed, 1); /* larger than any packet we could carry */
 			continue;
 		}
+		if (w->rx_from[i]) {
+			r = rx_raw(w, &sa, i, &inner);
+			if (r <= 0)
+				continue;
+			w->rx_data[nout] = inner; /* one per message: nout < EF_RX_OUT_MAX */
+			w->rx_len[nout] = (uint32_t)r;
+			nout++;
+			continue;
+		}
 		if (dp->gro) {
 			seg = ef_udp_gso_size(&b->msg[i].msg_hdr);
 			if (!seg || seg > len)
@@ -655,7 +721,7 @@ static void rx_batch(struct ef_worker *w, int n)
 		for (size_t off = 0; off < len; off += seg) {
 			size_t l = len - off < seg ? len - off : seg;
 
-			r = rx_one(w, &sa, p + off, l, &b->addr[i], &inner);
+			r = rx_one(w, &sa, p + off, l, &b->addr[i], NULL, &inner);
 			if (r <= 0)
 				continue;
 			if (nout == EF_RX_OUT_MAX) {
@@ -695,24 +761,49 @@ static void rx_batch(struct ef_worker *w, int n)
 	}
 }
 
+/* One read round: up to `max` messages from the UDP socket and the raw ESP ones, each
+ * round another socket first (none starves the others); w->rx_from says which. */
+static int rx_read(struct ef_worker *w, const int *fds, const uint8_t *from, int nfds, int max)
+{
+	int n = 0;
+
+	for (int k = 0; k < nfds && n < max; k++) {
+		int i = (w->rx_first + k) % nfds;
+		int r = ef_udp_recv_at(fds[i], &w->batch, n, max - n);
+
+		if (r < 0) {
+			/* e.g. an ICMP error queued on the socket: counted, not fatal */
+			ST_ADD(w, tx_errors, 1);
+			continue;
+		}
+		memset(w->rx_from + n, from[i], (size_t)r);
+		n += r;
+	}
+	w->rx_first = (w->rx_first + 1) % nfds;
+	return n;
+}
+
 static void *rx_main(struct ef_worker *w)
 {
 	struct ef_dp *dp = w->dp;
+	int fds[EF_WAIT_MAX] = {dp->udp_fd}, nfds = 1;
+	uint8_t from[EF_WAIT_MAX] = {0};
 
+	for (int i = 0; i < 2; i++) {
+		if (dp->raw_fd[i] < 0)
+			continue;
+		from[nfds] = i ? AF_INET6 : AF_INET;
+		fds[nfds++] = dp->raw_fd[i];
+	}
 	while (running(dp)) {
 		int n, unpark;
 
 		order_enter(w, &dp->rx_order);
-		n = ef_udp_recv(dp->udp_fd, &w->batch, dp->nworkers > 1 ? EF_RX_MT_MSGS : EF_BATCH);
-		if (n < 0) {
-			/* e.g. an ICMP error queued on the socket: counted, not fatal */
-			ST_ADD(w, tx_errors, 1);
-			n = 0;
-		}
+		n = rx_read(w, fds, from, nfds, dp->nworkers > 1 ? EF_RX_MT_MSGS : EF_BATCH);
 		unpark = park_pending(w);
 		order_take(w, &dp->rx_order, n + unpark);
 		if (n == 0 && !unpark) {
-			int r = ef_wait(dp->udp_fd, POLLIN, dp->stop_fd, dp->kick_fd);
+			int r = ef_wait_any(fds, nfds, POLLIN, dp->stop_fd, dp->kick_fd);
 			uint64_t v;
 
 			if (r == 1)

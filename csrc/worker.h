@@ -43,6 +43,8 @@ struct ef_parked {
 	uint64_t ticket; /* of the batch it came in (several workers) */
 	uint32_t spi;
 	uint32_t len;
+	uint8_t raw;          /* came as plain ESP, from src */
+	struct ef_prefix src;
 	uint8_t data[EF_PARK_LEN];
 };
 struct ef_park {
@@ -78,6 +80,10 @@ struct ef_worker {
 	uint64_t park_gen;     /* RX: dp->in_gen when it last tried the held datagrams */
 	uint8_t (*unpark)[EF_PARK_LEN]; /* RX: EF_PARK_SLOTS copies of held datagrams */
 	struct ef_batch batch;
+	/* RX: which socket each message of the batch came from: 0 the UDP socket, else the
+	 * raw one of that family (AF_INET, AF_INET6); which one this worker reads first. */
+	uint8_t rx_from[EF_BATCH];
+	int rx_first;
 	/* TX: inner packets staged for one round (in read slots, or cut from a TSO
 	 * super-packet into segmem) ... */
 	uint8_t *in_data[EF_TX_MAX];
@@ -91,6 +97,7 @@ struct ef_worker {
 	struct sockaddr_storage seg_addr[EF_TX_MAX];
 	socklen_t seg_addr_len[EF_TX_MAX];
 	uint32_t seg_inner[EF_TX_MAX];
+	int seg_fd[EF_TX_MAX]; /* the UDP socket or a raw one (plain ESP) */
 	struct ef_sa *seg_sa[EF_TX_MAX];
 	uint64_t seg_seq[EF_TX_MAX];
 	struct mmsghdr out[EF_TX_MAX];
@@ -103,6 +110,7 @@ struct ef_worker {
 
 struct ef_dp {
 	int tun_fd, udp_fd, ike_fd, stop_fd;
+	int raw_fd[2]; /* plain ESP (raw.h): AF_INET, AF_INET6 raw sockets; -1: none */
 	int udp_family;
 	int running;
 	int gso_max; /* largest ESP packet sent with UDP_SEGMENT (0: no GSO); see udp.h */
@@ -122,6 +130,12 @@ struct ef_dp {
 	int kick_fd;     /* eventfd: an inbound SA came while datagrams were held */
 	int traffic_watch; /* ef_dp_watch_traffic: the next packet that moves sends a notice */
 };
+
+/* The raw socket a plain-ESP SA sends through (its peer's real family), or -1. */
+static inline int ef_raw_fd(const struct ef_dp *dp, const struct ef_sa *sa)
+{
+	return dp->raw_fd[sa->raw_peer.ss_family == AF_INET ? 0 : 1];
+}
 
 void *ef_worker_main(void *arg);
 void ef_order_init(struct ef_order *o);

@@ -23,6 +23,7 @@ A static config, annotated (``examples/static-a.toml`` is a complete one)::
     transform = "aes128gcm16"                  # strongSwan ESP keyword
     esn = false
     peer = "198.18.0.2:4500"                   # outer address[:port] of the peer
+    encap = "yes"                              # no: plain ESP (IP protocol 50, raw socket)
     local_ts = ["198.19.1.0/24"]               # our inner prefixes
     remote_ts = ["198.19.2.0/24"]              # the peer's inner prefixes (routed to the TUN)
     replay_window = 1024
@@ -359,6 +360,9 @@ class SaPairConfig:
     replay_window: int
     inbound: DirectionConfig
     outbound: DirectionConfig
+    # no: plain ESP (IP protocol 50) to and from the peer's address through a raw socket,
+    # as a kernel's manual SA without encapsulation; yes (default): ESP in UDP (RFC 3948)
+    encap: bool = True
 
 
 @dataclass(frozen=True)
@@ -516,11 +520,12 @@ def _sa_pair(t: Table, keys: _KeySources) -> SaPairConfig:
         if not nets:
             raise t.error(key, "needs at least one prefix")
     replay_window = t.get_int("replay_window", DEFAULT_REPLAY_WINDOW, 0, REPLAY_WINDOW_MAX)
+    encap = upkeys.yes_no(t, "encap", "yes", ("yes", "no")) == "yes"
     outbound = _direction(t.table("out"), transform, keys)
     inbound = _direction(t.table("in"), transform, keys)
     t.done()
     return SaPairConfig(
-        name, transform, esn, peer, local_ts, remote_ts, replay_window, inbound, outbound
+        name, transform, esn, peer, local_ts, remote_ts, replay_window, inbound, outbound, encap
     )
 
 
@@ -694,6 +699,9 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #                                     # NO_NATS_ALLOWED (the peer refuses a NATed move)
 #     follow_esp = "no"               # yes: follow the peer to the source of its first
 #                                     # authenticated ESP from a new address (WireGuard-like)
+#     encap = "yes"                   # yes: always ESP in UDP 4500 (a NAT is faked to the
+#                                     # peer); no: plain ESP (IP protocol 50) unless NAT-D
+#                                     # finds a NAT (strongSwan's encap)
 #     crls = ["ca.crl"]               # pubkey: CRLs (PEM or DER), read again when they change
 #     revocation = "relaxed"          # pubkey: strict (a current CRL of the peer's CA must
 #                                     # not list it) | ifuri (that, where the certificate

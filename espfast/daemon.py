@@ -27,8 +27,9 @@ the non-ESP marker), the timer on the event loop, the TUN device
     IkeSaDown           -> the same for each of its Child SAs; strongSwan's dpd_action /
                            close_action are IkeManager's: "restart" negotiates again there,
                            "trap" leaves a trap (routes stay into the TUN device)
-    PeerAddressChanged  -> update_peer on the IKE SA's outbound SAs, and the peer of a
-                           rekeyed Child SA's outbound SA still waiting to be switched to
+    PeerAddressChanged  -> update_peer on the IKE SA's Child SAs (both directions, framing),
+                           and the peer of a rekeyed Child SA's outbound SA still waiting
+                           to be switched to
     (every SA)          -> owned by its connection and the peer's canonical identity
                            (IkeSa.peer_key): the dataplane refuses an outbound SA that
                            would take over another owner's route (SelectorConflict, counted
@@ -139,7 +140,14 @@ class DataplaneLike(Protocol):
 
     def add_sa(self, sa: SaParams) -> None: ...
     def remove_sa(self, spi: int, direction: Direction) -> None: ...
-    def update_peer(self, spi: int, peer: tuple[str, int]) -> None: ...
+    def update_peer(
+        self,
+        spi: int,
+        peer: tuple[str, int],
+        *,
+        direction: Direction = Direction.OUT,
+        raw_esp: bool | None = None,
+    ) -> None: ...
     def send_ike(self, data: bytes, peer: tuple[str, int]) -> None: ...
     def send_keepalive(self, peer: tuple[str, int]) -> None: ...
     def sa_stats(self, spi: int, direction: Direction) -> SaStats: ...
@@ -664,11 +672,7 @@ class Daemon:
                 self._relay(event)
             case PeerAddressChanged():
                 for spi_in in self._kids_of.get(event.ike_sa_id, {}):
-                    self.dataplane.update_peer(self.children[spi_in].spi_out, event.peer)
-                    pending = self._switch.get(spi_in)
-                    if pending is not None:  # a rekey's outbound half, not sending yet
-                        rekeyed, out = pending
-                        self._switch[spi_in] = (rekeyed, dataclasses.replace(out, peer=event.peer))
+                    self._repoint(spi_in, event)
             case IkeSaDown():
                 self.counters.ike_sas_down += 1
                 self._established.pop(event.ike_sa_id, None)
@@ -693,6 +697,23 @@ class Daemon:
                 # is restarted; what never came up (or ran out its life) is tried again.
                 if event.cause in ("failed", "expired", ""):
                     self._schedule_retry(event.name)
+
+    def _repoint(self, spi_in: int, event: PeerAddressChanged) -> None:
+        """A Child SA's peer moved: its outbound SA sends there, its inbound SA takes
+        plain ESP from there, both in the framing the new path wants (a NAT may have come
+        or gone, RFC 7296 §2.23)."""
+        raw = not event.encap
+        try:
+            self.dataplane.update_peer(self.children[spi_in].spi_out, event.peer, raw_esp=raw)
+            self.dataplane.update_peer(spi_in, event.peer, direction=Direction.IN, raw_esp=raw)
+        except ValueError as e:
+            self.counters.event_errors += 1
+            log.error("child SA %08x: cannot follow the peer to %s: %s", spi_in, event.peer[0], e)
+        pending = self._switch.get(spi_in)
+        if pending is not None:  # a rekey's outbound half, not sending yet
+            rekeyed, out = pending
+            moved = dataclasses.replace(out, peer=event.peer, raw_esp=raw)
+            self._switch[spi_in] = (rekeyed, moved)
 
     def _hold_vips(self, ike_sa_id: int, vips: tuple[str, ...]) -> None:
         """IKE SA ``ike_sa_id`` now holds the virtual IPs ``vips`` (none: it went): each
@@ -830,7 +851,9 @@ class Daemon:
                 integ_key=integ,
                 local_ts=local,
                 remote_ts=remote,
-                peer=ev.peer if d is Direction.OUT or follow else None,
+                # plain ESP: the inbound SA takes it from the peer's address only
+                peer=ev.peer if d is Direction.OUT or follow or not ev.encap else None,
+                raw_esp=not ev.encap,
                 esn=ev.esn,
                 owner=owner,
                 group=group,

@@ -145,6 +145,11 @@ class SaParams:
     local_ts: tuple[Network, ...]  # our side's inner prefixes
     remote_ts: tuple[Network, ...]  # the peer's inner prefixes
     peer: tuple[str, int] | None = None  # outbound: outer peer address and UDP port
+    # False: ESP in UDP (RFC 3948) through the UDP socket. True: plain ESP, IP protocol 50,
+    # through the raw socket of the peer's family (Dataplane.add_raw_socket); then an
+    # inbound SA needs ``peer`` too: plain ESP from any other address is dropped
+    # (Stats.wrong_source).
+    raw_esp: bool = False
     esn: bool = False
     replay_window: int = 1024  # inbound only
     # Who the SA is for (the daemon: connection and canonical peer identity, hashed to 64
@@ -204,12 +209,16 @@ class Stats:
     spi_late: int
     spi_held: int  # ... and how many wait right now
     sa_conflicts: int  # outbound SAs refused: another owner's selectors (SelectorConflict)
+    tx_raw: int  # of tx_packets: sent as plain ESP (IP protocol 50, SaParams.raw_esp)
+    rx_raw: int  # of the ESP packets decapsulated: came as plain ESP
+    raw_bad_header: int  # plain ESP dropped: outer IPv4 header malformed, a fragment, ...
+    wrong_source: int  # ESP dropped: plain ESP not from its SA's peer, or in the wrong framing
 
     # Counters that count traffic or the use of an offload; every other one counts drops
     # (or, for keepalives/IKE, datagrams that were not ESP).
     NOT_DROPS: ClassVar[frozenset[str]] = frozenset(
         {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "keepalives", "ike_forwarded",
-         "tx_gso", "rx_gro", "tun_gro", "tun_tso", "spi_late", "spi_held"}
+         "tx_gso", "rx_gro", "tun_gro", "tun_tso", "spi_late", "spi_held", "tx_raw", "rx_raw"}
     )  # fmt: skip
 
     def drops(self) -> dict[str, int]:
@@ -418,6 +427,10 @@ def _build_params(
         _check_peer(sa.peer)
     if direction is Direction.OUT and udp_family is not None and sa.peer is None:
         raise ValueError(f"outbound SA 0x{spi:08x} needs a peer (address, port)")
+    if not isinstance(sa.raw_esp, bool):
+        raise ValueError(f"raw_esp must be a bool, not {type(sa.raw_esp).__name__}")
+    if sa.raw_esp and sa.peer is None:
+        raise ValueError(f"plain-ESP SA 0x{spi:08x} needs a peer (address, port)")
 
     p = ffi.new("struct ef_sa_params *")
     ekey, ikey = _key_buffer(enc_key), _key_buffer(integ_key)
@@ -434,6 +447,8 @@ def _build_params(
     p.initial_seq = initial_seq
     p.seq_limit = seq_limit if direction is Direction.OUT else 0
     p.peer, p.peer_len = peer_buf, peer_len
+    # a standalone SA (EspSa, no socket) frames nothing: the flag is the dataplane's
+    p.raw_esp = int(sa.raw_esp) if udp_family is not None else 0
     for what, value in (("owner", sa.owner), ("group", sa.group)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
             raise ValueError(f"{what} must be an int in 0..2**64-1, not {value!r}")
@@ -560,6 +575,7 @@ class Dataplane(_Closable):
         disable, disabled = _disable_mask(disable_offloads)
         self._udp = udp_sock
         self._family = udp_sock.family
+        self._raws: set[socket.AddressFamily] = set()  # families of the raw ESP sockets
         self._lock = threading.Lock()
         self._running = False
         ike_r, ike_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -645,6 +661,10 @@ class Dataplane(_Closable):
         send until :meth:`set_seq_limit` raises it (0: none); inbound, ``initial_seq`` is a
         replay floor: every number up to it counts as already received."""
         cp = _build_params(sa, self._family, initial_seq, seq_limit)
+        if sa.raw_esp and sa.peer is not None and self._raw_family(sa.peer) not in self._raws:
+            cp.wipe()
+            raise ValueError(f"plain-ESP SA 0x{sa.spi:08x} (encap = no): no raw ESP socket for "
+                             f"{sa.peer[0]} (they are opened at start)")  # fmt: skip
         try:
             rc = lib.ef_dp_add_sa(self._handle(), cp.params)
         finally:
@@ -664,15 +684,50 @@ class Dataplane(_Closable):
         if rc:
             raise ValueError(f"no {direction} SA with SPI 0x{spi:08x}")
 
-    def update_peer(self, spi: int, peer: tuple[str, int]) -> None:
-        """Points an outbound SA at a new outer address and port (NAT rebinding, MOBIKE)."""
-        spi = _check_spi(spi)
+    def update_peer(
+        self,
+        spi: int,
+        peer: tuple[str, int],
+        *,
+        direction: Direction = Direction.OUT,
+        raw_esp: bool | None = None,
+    ) -> None:
+        """Points an outbound SA at a new outer address and port (NAT rebinding, MOBIKE),
+        or tells an inbound one whom its plain ESP comes from; ``raw_esp`` switches its
+        framing (None: unchanged; True needs a raw socket of the address's family)."""
+        spi, direction = _check_spi(spi), _check_direction(direction)
+        if raw_esp is not None and not isinstance(raw_esp, bool):
+            raise ValueError("raw_esp must be a bool or None")
         raw = _sockaddr(peer, self._family)
-        rc = lib.ef_dp_update_peer(self._handle(), spi, raw, len(raw))
+        framing = -1 if raw_esp is None else int(raw_esp)
+        rc = lib.ef_dp_update_peer(self._handle(), spi, _DIR_INDEX[direction], raw, len(raw),
+                                   framing)  # fmt: skip
         if rc == lib.EF_E_NOENT:
-            raise ValueError(f"no out SA with SPI 0x{spi:08x}")
+            raise ValueError(f"no {direction} SA with SPI 0x{spi:08x}")
         if rc:
             raise ValueError(f"cannot update the peer of SA 0x{spi:08x}: {_strerror(rc)}")
+
+    @staticmethod
+    def _raw_family(peer: tuple[str, int]) -> socket.AddressFamily:
+        addr, _ = _check_peer(peer)
+        v4 = addr.version == 4 or (isinstance(addr, IPv6Address) and addr.ipv4_mapped)
+        return socket.AF_INET if v4 else socket.AF_INET6
+
+    def add_raw_socket(self, sock: socket.socket) -> None:
+        """Plain ESP (SaParams.raw_esp): a raw IPPROTO_ESP socket (AF_INET or AF_INET6, one
+        of each at most), read by the RX workers along with the UDP socket and written by
+        plain-ESP SAs of its family. Before :meth:`start`; the socket is duplicated."""
+        if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_RAW:
+            raise ValueError("add_raw_socket needs a raw socket (espfast.rawesp)")
+        rc = lib.ef_dp_add_raw(self._handle(), sock.fileno())
+        if rc == 0:
+            self._raws.add(sock.family)
+        if rc == lib.EF_E_STATE:
+            raise ValueError("add_raw_socket needs the workers stopped")
+        if rc == lib.EF_E_EXISTS:
+            raise ValueError("the dataplane has a raw ESP socket of that family already")
+        if rc:
+            raise ValueError(f"cannot add the raw ESP socket: {_strerror(rc)}")
 
     def set_seq_limit(self, spi: int, limit: int) -> None:
         """An outbound SA sends no sequence number above ``limit`` (0: no limit); packets

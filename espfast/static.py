@@ -135,7 +135,8 @@ def sa_params(pair: SaPairConfig) -> tuple[SaParams, SaParams]:
             integ_key=keys.integ_key,
             local_ts=pair.local_ts,
             remote_ts=pair.remote_ts,
-            peer=pair.peer if direction is Direction.OUT else None,
+            peer=pair.peer if direction is Direction.OUT or not pair.encap else None,
+            raw_esp=not pair.encap,
             esn=pair.esn,
             replay_window=pair.replay_window,
         )
@@ -154,6 +155,7 @@ def _run_tunnel(
 ) -> dict[str, Any]:
     from espfast.dataplane import Dataplane, Direction
     from espfast.privs import drop_for_daemon
+    from espfast.rawesp import raw_esp_sockets
     from espfast.seqstate import SeqState
     from espfast.tun import create_device, open_tun
 
@@ -170,6 +172,9 @@ def _run_tunnel(
         stack.callback(state.close, None)  # on an error: what is on disk stays
         device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
         stack.callback(device.close)
+        raws: list[socket.socket] = []  # plain ESP (encap = no): raw sockets need CAP_NET_RAW
+        if any(not pair.encap for pair in config.sas):
+            raws = stack.enter_context(raw_esp_sockets(iface.listen[0]))
         drop_for_daemon(user, iface.listen[1])  # espfast/privs.py: CAP_NET_ADMIN from here on
         tun = open_tun(
             iface.name,
@@ -182,6 +187,8 @@ def _run_tunnel(
         stack.callback(tun.close)
         sock = stack.enter_context(udp_socket(iface.listen))
         dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
+        for raw in raws:
+            dp.add_raw_socket(raw)
         # Numbers reserved and on disk before the dataplane may use them (seqstate).
         for sa, initial_seq, seq_limit in state.start():
             dp.add_sa(sa, initial_seq=initial_seq, seq_limit=seq_limit)

@@ -102,6 +102,8 @@ async def _serve(
     from espfast.operations import Operations
     from espfast.privs import drop_for_daemon, resolve_user
     from espfast.radius import RadiusClient
+    from espfast.rawesp import raw_esp_sockets
+    from espfast.static import SetupError
     from espfast.tun import IPInterface, create_device, open_tun
 
     loop = asyncio.get_running_loop()
@@ -125,6 +127,15 @@ async def _serve(
         stack.push_async_callback(ctl.close)
         device = create_device(iface.name, iface.offload)  # /dev/net/tun may be root's
         stack.callback(device.close)
+        # Plain ESP (encap = no): raw IP protocol 50 sockets need CAP_NET_RAW, so before
+        # the drop; a connection that comes with a reload later finds them only when one
+        # with encap = no was there at start (else its SAs fail to install, logged).
+        raws: list[socket.socket] = []
+        if any(not c.ike.force_encap for c in config.connections):
+            try:
+                raws = stack.enter_context(raw_esp_sockets(iface.listen[0]))
+            except OSError as e:
+                raise SetupError(f"encap = no needs a raw ESP socket: {e.strerror}") from None
         drop_for_daemon(user, IKE_PORT, iface.listen[1])
         tun = open_tun(
             iface.name,
@@ -144,6 +155,8 @@ async def _serve(
         sock500.setblocking(False)
         _deep_receive_queue(sock500)
         dp = stack.enter_context(Dataplane(tun.fileno(), sock4500, workers=iface.workers))
+        for raw in raws:
+            dp.add_raw_socket(raw)
         dp.start()
         stack.callback(dp.stop)
 

@@ -148,9 +148,11 @@ def cert_exchange(t: Table, auth: AuthConfig) -> AuthConfig:
 
 def extensions(t: Table) -> dict[str, Any]:
     """IkeConfig's ``fragmentation`` (RFC 7383; strongSwan's yes | accept | no, or
-    true/false) with ``fragment_size``, ``mobike`` (RFC 4555; yes | no) and
-    ``mobike_no_nats`` (RFC 4555 §3.9: our address updates carry NO_NATS_ALLOWED) and
-    ``follow_esp`` (follow the peer on its first authenticated ESP from a new source).
+    true/false) with ``fragment_size``, ``mobike`` (RFC 4555; yes | no),
+    ``mobike_no_nats`` (RFC 4555 §3.9: our address updates carry NO_NATS_ALLOWED),
+    ``follow_esp`` (follow the peer on its first authenticated ESP from a new source) and
+    ``encap`` (yes | no: IkeConfig.force_encap; no sends plain ESP, IP protocol 50,
+    without a NAT).
     "accept" announces support and takes fragments, but sends whole messages."""
     frag = yes_no(t, "fragmentation", "yes", ("yes", "accept", "no"))
     size = t.get_int("fragment_size", DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, MAX_FRAGMENT_SIZE)
@@ -163,8 +165,10 @@ def extensions(t: Table) -> dict[str, Any]:
     if no_nats and not mobike:
         raise t.error("mobike_no_nats", 'needs mobike = "yes"')
     follow = yes_no(t, "follow_esp", "no", ("yes", "no")) == "yes"
+    # strongSwan's encap: yes forces ESP in UDP; no sends plain ESP when no NAT is seen.
+    encap = yes_no(t, "encap", "yes", ("yes", "no")) == "yes"
     return {"fragmentation": frag != "no", "fragment_size": size, "mobike": mobike,
-            "mobike_no_nats": no_nats, "follow_esp": follow}  # fmt: skip
+            "mobike_no_nats": no_nats, "follow_esp": follow, "force_encap": encap}  # fmt: skip
 
 
 def yes_no(t: Table, key: str, default: str, choices: tuple[str, ...]) -> str:

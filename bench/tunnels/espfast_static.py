@@ -1,5 +1,6 @@
 """espfast itself: ``espfast static`` (manual keys) or ``espfast up`` (IKEv2, PSK) in each
-namespace, from a generated pair of configs."""
+namespace, from a generated pair of configs; ESP in UDP 4500, or (``-plainesp``) with
+``encap = no``: plain ESP, IP protocol 50."""
 
 from __future__ import annotations
 
@@ -32,23 +33,40 @@ def version() -> str:
     return f"espfast {__version__}" + (f" ({commit})" if commit else "")
 
 
+def plain_esp(text: str, section: str) -> str:
+    """A config with ``encap = "no"`` in its ``[[section]]``: plain ESP (IP protocol 50)."""
+    return text.replace(f"[[{section}]]\n", f'[[{section}]]\nencap = "no"\n')
+
+
 class EspfastStatic:
     command = "static"
+    section = "sa"
 
-    def __init__(self, transform: str, workers: int = 1, offload: bool = True) -> None:
+    def __init__(
+        self, transform: str, workers: int = 1, offload: bool = True, encap: bool = True
+    ) -> None:
         self.transform = transform
         self.workers = workers
         self.offload = offload
+        self.encap = encap
         self.name = f"espfast-{transform}" + (f"-w{workers}" if workers != 1 else "")
         self.name += "" if offload else "-nooffload"
+        self.name += "" if encap else "-plainesp"
 
     def configs(self, hosts: TwoHosts) -> tuple[str, str]:
-        return pair_configs(
+        texts = pair_configs(
             self.transform,
             workers=self.workers,
             outer=(hosts.addr_a, hosts.addr_b),
             offload=self.offload,
         )
+        return self.framed(texts)
+
+    def framed(self, texts: tuple[str, str]) -> tuple[str, str]:
+        """With ``encap`` False, both configs say ``encap = "no"``."""
+        if self.encap:
+            return texts
+        return plain_esp(texts[0], self.section), plain_esp(texts[1], self.section)
 
     @contextlib.contextmanager
     def up(self, hosts: TwoHosts) -> Iterator[Endpoints]:
@@ -74,19 +92,23 @@ class EspfastUp(EspfastStatic):
     it (counter reads, timers), so the two must move the same traffic."""
 
     command = "up"
+    section = "connection"
 
-    def __init__(self, transform: str, workers: int = 1) -> None:
-        super().__init__(transform, workers)
+    def __init__(self, transform: str, workers: int = 1, encap: bool = True) -> None:
+        super().__init__(transform, workers, encap=encap)
         self.name = f"espfast-up-{transform}" + (f"-w{workers}" if workers != 1 else "")
+        self.name += "" if encap else "-plainesp"
 
     def configs(self, hosts: TwoHosts) -> tuple[str, str]:
         from espfast.up import pair_configs as up_configs
 
-        return up_configs(
-            secrets.token_hex(16),
-            esp=self.transform,
-            outer=(hosts.addr_a, hosts.addr_b),
-            workers=self.workers,
+        return self.framed(
+            up_configs(
+                secrets.token_hex(16),
+                esp=self.transform,
+                outer=(hosts.addr_a, hosts.addr_b),
+                workers=self.workers,
+            )
         )
 
 
@@ -102,6 +124,13 @@ def tunnels() -> dict[str, Callable[[], EspfastStatic]]:
         EspfastStatic(t, w, o).name: functools.partial(EspfastStatic, t, w, o)
         for t, w, o in variants
     }
+    # plain ESP (encap = no, IP protocol 50 through raw sockets) against the same in UDP
+    found[EspfastStatic("aes128gcm16", encap=False).name] = functools.partial(
+        EspfastStatic, "aes128gcm16", encap=False
+    )
     for w in sorted({1, cpus}):
         found[EspfastUp("aes128gcm16", w).name] = functools.partial(EspfastUp, "aes128gcm16", w)
+    found[EspfastUp("aes128gcm16", encap=False).name] = functools.partial(
+        EspfastUp, "aes128gcm16", encap=False
+    )
     return found

@@ -10,6 +10,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, NotifyType, ProtocolId, is_error_notify
+from ..events import PeerAddressChanged
 from ..message import Message, check_rules
 from ..payloads import DeletePayload, NotifyPayload, Payload
 from .base import Task
@@ -106,13 +107,19 @@ class Informational(Task):
             sa.log("UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED came through a NAT: not moving")
             self.answer.append(NotifyPayload(NotifyType.UNEXPECTED_NAT_DETECTED))
             return
-        if sa.request_from != sa.remote:
+        framing = sa.esp_in_udp
+        moving = sa.request_from != sa.remote
+        if moving:
             # IKE follows at once (the answer goes there anyway); ESP once the peer
             # answers a return routability check there (§3.5, §5.2: an authenticated
             # peer must not point our traffic at someone else's address).
             sa.remote = sa.request_from
             sa.tm.queue.append(ReturnRoutability(sa, sa.request_from))  # after our answer
         detect_nat(sa, msg)
+        if not moving and sa.esp_in_udp != framing:
+            # the same address, but a NAT came or went (encap = no): the Child SAs switch
+            # framing (a move does it with the return routability check)
+            sa.emit(PeerAddressChanged(sa.ike_sa_id, sa.remote, sa.esp_in_udp))
         if msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
             self.answer += natd_notifies(sa, sa.spi_r)
         cookie2 = msg.notify(NotifyType.COOKIE2)

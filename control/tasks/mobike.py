@@ -26,6 +26,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, NotifyType
+from ..events import PeerAddressChanged
 from ..message import Message, check_rules
 from ..payloads import NotifyPayload, Payload
 from .base import Task
@@ -87,8 +88,13 @@ class MobikeInformational(Task):
                 sa.log("UPDATE_SA_ADDRESSES answered without our COOKIE2: ignored")
                 return True
         take_peer_addresses(sa, msg)  # (a peer may send its list along, §3.6)
-        before = sa.natd_dest
+        before, framing = sa.natd_dest, sa.esp_in_udp
         detect_nat(sa, msg)
+        if sa.esp_in_udp != framing:
+            # a NAT came or went on the new path (encap = no): the Child SAs switch
+            # between plain ESP and ESP in UDP, at the peer's address as it is
+            sa.log(f"ESP {'in UDP' if sa.esp_in_udp else 'plain'} from now on")
+            sa.emit(PeerAddressChanged(sa.ike_sa_id, sa.remote, sa.esp_in_udp))
         if self.update:
             sa.moves += self.moved
             sa.log(f"addresses updated: {sa.local[0]}:{sa.local[1]} - "

@@ -15,7 +15,7 @@ import sys
 from ipaddress import ip_network
 from pathlib import Path
 
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP
 from scapy.layers.inet6 import IPv6
 
 from espfast.dataplane import Direction, EspSa, SaParams, Transform
@@ -173,6 +173,16 @@ def offload_seeds() -> dict[str, bytes]:
     return seeds
 
 
+def raw_seeds() -> dict[str, bytes]:
+    """fuzz_raw: [mode][datagram] as a raw ESP socket hands it over (IPv4: with header)."""
+    esp = bytes.fromhex("c0ffee01" "00000001") + bytes(32)
+    v4 = bytes(IP(src=A4, dst=B4, proto=50) / esp)
+    options = bytes(IP(src=A4, dst=B4, proto=50, options=[IPOption_NOP()] * 8) / esp)
+    first = bytes(IP(src=A4, dst=B4, proto=50, flags="MF") / esp)
+    return {"v4": b"\0" + v4, "v4-options": b"\0" + options, "v4-mf": b"\0" + first,
+            "v4-trailing": b"\0" + v4 + bytes(8), "v6": b"\1" + esp}  # fmt: skip
+
+
 def main() -> int:
     decap = {}
     for t in Transform:
@@ -181,7 +191,7 @@ def main() -> int:
             if t.is_aead:
                 decap[f"seal-{t}-{'esn' if esn else 'seq32'}"] = seal_seed(t, esn)
     decap["narrow-aes128gcm16"] = narrow_seed(Transform.AES128GCM16)
-    for harness, seeds in (("decap", decap), ("offload", offload_seeds())):
+    for harness, seeds in (("decap", decap), ("offload", offload_seeds()), ("raw", raw_seeds())):
         directory = OUT / harness
         directory.mkdir(parents=True, exist_ok=True)
         for old in directory.iterdir():

@@ -52,5 +52,6 @@ void test_order_park(void);
 void test_keymem(void);
 void test_restart(void);
 void test_follow(void);
+void test_raw(void);
 
 #endif

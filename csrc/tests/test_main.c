@@ -18,6 +18,7 @@ int main(void)
 	test_keymem();
 	test_restart();
 	test_follow();
+	test_raw();
 	printf("%d passed, %d failed\n", ct_passed, ct_failed);
 	return ct_failed ? 1 : 0;
 }

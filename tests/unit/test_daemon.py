@@ -86,7 +86,14 @@ class FakeDataplane:
         self.drop, lost = max(self.drop - 1, 0), self.drop > 0
         return lost
 
-    def update_peer(self, spi: int, peer: tuple[str, int]) -> None:
+    def update_peer(
+        self,
+        spi: int,
+        peer: tuple[str, int],
+        *,
+        direction: Direction = Direction.OUT,
+        raw_esp: bool | None = None,
+    ) -> None:
         raise AssertionError("no peer moves here")
 
     def sa_stats(self, spi: int, direction: Direction) -> SaStats:

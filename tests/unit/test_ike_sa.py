@@ -102,10 +102,16 @@ def test_child_sa_transforms(esp: str, transform: str, esn: bool, integ_len: int
 
 
 def test_no_nat_stays_on_port_500_and_nat_moves_to_4500() -> None:
-    p = Pair(*configs(force_encap=False))
+    p = Pair(*configs(force_encap=False, mobike=False))
     p.establish()
     _, ci = up(events(p.i))
     assert ci.peer == B and p.i.local == A
+    # With MOBIKE the initiator floats to 4500 anyway (as strongSwan does): a later move
+    # may meet a NAT. ESP stays plain while there is none.
+    p = Pair(*configs(force_encap=False))
+    p.establish()
+    _, ci = up(events(p.i))
+    assert ci.peer == (B[0], 4500) and p.i.local == (A[0], 4500) and not ci.encap
     # With a NAT in front of the initiator both sides detect it (RFC 7296 §2.23).
     p = Pair(*configs(force_encap=False), nat="198.18.9.9")
     p.establish()
