@@ -830,8 +830,15 @@ def test_a_peer_move_reaches_a_rekeyed_outbound_sa_not_yet_in_use(tmp_path: Path
         b.start()
         a.start()
         await settle(lambda: len(dp_a.sas) == 2 and len(dp_b.sas) == 2)
-        moved: list[tuple[int, tuple[str, int]]] = []
-        dp_b.update_peer = lambda spi, peer: moved.append((spi, peer))  # type: ignore[method-assign]
+        moved: list[tuple[int, tuple[str, int], Direction]] = []
+
+        def update_peer(
+            spi: int, peer: tuple[str, int], *, direction: Direction = Direction.OUT,
+            raw_esp: bool = False,
+        ) -> None:  # fmt: skip
+            moved.append((spi, peer, direction))
+
+        dp_b.update_peer = update_peer  # type: ignore[method-assign]
         ((spi_in, child),) = b.children.items()
         inbound = dp_b.sas[(spi_in, Direction.IN)]
         outbound = dp_b.sas[(child.spi_out, Direction.OUT)]
@@ -844,7 +851,11 @@ def test_a_peer_move_reaches_a_rekeyed_outbound_sa_not_yet_in_use(tmp_path: Path
         assert (0x2222, Direction.OUT) not in dp_b.sas  # the peer has not used it yet
         there = ("198.18.7.9", 4500)
         b._on_event(PeerAddressChanged(child.ike_sa_id, there))
-        assert moved == [(child.spi_out, there)]  # the SA that sends now follows at once
+        # the SA that sends now follows at once (and the inbound ones take it from there)
+        assert {(spi, peer) for spi, peer, d in moved if d is Direction.OUT} == {
+            (child.spi_out, there)
+        }
+        assert 0x1111 in {spi for spi, _, d in moved if d is Direction.IN}
         b._switch_out(0x1111)  # the peer sent on the new inbound SA
         assert dp_b.sas[(0x2222, Direction.OUT)].peer == there
         await a.shutdown()
