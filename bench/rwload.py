@@ -1,0 +1,286 @@
+"""Many road warriors on one ``espfast up`` gateway: ``python -m bench rwload`` (as root).
+
+    .venv/bin/python -m bench rwload                      # 1,000 clients, 2 charons
+    .venv/bin/python -m bench rwload --clients 200 --charons 0 --tracemalloc
+
+The gateway (b, 198.18.0.2) answers anyone with the PSK and hands out addresses of a
+/22 pool; espfast/tools/rwload.py (in a) brings ``--clients`` road warriors up through it,
+each from its own address of 198.18.16.0/22 (a local route in a) with its own identity,
+at most ``--concurrency`` handshakes at a time; ``--charons`` strongSwan charons
+(kernel-libipsec), each in a namespace of its own, connect alongside. Measured:
+
+- bring-up: the seconds until all are up, handshakes per second, latency;
+- memory per client: the gateway's RSS and malloc heap (``espfast_heap_bytes``, glibc
+  mallinfo2: the dataplane's SAs, OpenSSL, the larger Python objects) before and after,
+  divided by the clients; with ``--tracemalloc`` the gateway runs under tracemalloc
+  (``PYTHONTRACEMALLOC=1``, slower) and Python's own share is reported too;
+- per-packet dataplane cost: ICMP echoes sealed by the tool, opened and answered through
+  the gateway (one decapsulation and one encapsulation each), from 1 client and from all
+  of them round robin, in alternating ``--rounds``; the CPU time of the gateway's
+  dataplane worker threads (their schedstat, in ns) over the ESP packets they moved;
+- isolation: each client seals one packet from the next client's address and one to it:
+  the gateway must drop every one (``policy_drops``) and answer none.
+
+One JSON line on stdout (``--json FILE`` appends it), a summary on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from espfast.netns import Namespace, TwoHosts, wait_for
+from espfast.static import Running, control_socket_in, start_in, write_private
+from tests.netns.updaemon import client_conf, gateway_conf
+
+PSK = "a pre-shared key for a thousand road warriors"
+SOURCES = "198.18.16.0/22"  # the tool's clients' outer addresses
+POOL = "198.19.100.0/22"
+GW_INNER, GW_NET = "198.19.2.1", "198.19.2.0/24"
+METRICS_PORT = 9469
+GW_ID = "gw.rwload.test"
+GW_DNS = "198.19.2.53"
+
+
+def configs(gw: str, client: str, extra: str) -> tuple[str, str]:
+    """The gateway's config (``extra``: [interface] lines) and the tool's client config."""
+    auth, esp = f'psk = "{PSK}"', 'esp_proposals = "aes128gcm16"\n'
+    gateway = gateway_conf(listen=gw, local_id=GW_ID, auth=auth, pool=POOL, dns=GW_DNS,
+                           inner=f"{GW_INNER}/24", local_ts=GW_NET)  # fmt: skip
+    metrics = f'metrics = "{gw}:{METRICS_PORT}"\n'
+    gateway = gateway.replace("[interface]\n", f"[interface]\n{metrics}{extra}")
+    rw = client_conf(listen=client, gateway=gw, local_id="rw@rwload.test", remote_id=GW_ID,
+                     auth=auth, remote_ts=GW_NET)  # fmt: skip
+    return gateway + esp, rw + esp
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return 1024 * int(next(x for x in f if x.startswith("VmRSS:")).split()[1])
+
+
+def thread_ns(pid: int, prefix: str = "") -> int:
+    """CPU time (ns, schedstat) of ``pid``'s threads whose name starts with ``prefix``."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "comm").read_text().startswith(prefix):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def scrape(ns: Namespace, addr: str) -> dict[str, float]:
+    """The gateway's unlabelled metrics (run in its namespace: the endpoint listens there)."""
+    code = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+            f"'http://{addr}:{METRICS_PORT}/metrics', timeout=10).read().decode())")  # fmt: skip
+    out = ns.run(sys.executable, "-c", code).stdout
+    values = {}
+    for line in out.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def dataplane(ns: Namespace) -> dict[str, int]:
+    out = ns.run(sys.executable, "-m", "espfast", "status", "--socket",
+                 str(control_socket_in(ns)), "--json")  # fmt: skip
+    counters: dict[str, int] = json.loads(out.stdout)["daemon"]["dataplane"]
+    return counters
+
+
+class Tool:
+    """espfast/tools/rwload.py in a namespace, driven one command at a time."""
+
+    def __init__(self, ns: Namespace, conf: Path, gw: str, clients: int) -> None:
+        self.proc = ns.popen(
+            sys.executable, "-m", "espfast.tools.rwload", str(conf), gw, "--sources", SOURCES,
+            "--inner", GW_INNER, "--max-clients", str(clients), "--timeout", "600",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+
+    def __call__(self, line: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"rwload ended on {line!r} (exit {self.proc.wait(5)})")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+
+@contextlib.contextmanager
+def charon_clients(hosts: TwoHosts, count: int, tmp: Path) -> Iterator[list[tuple[Namespace, Any]]]:
+    """``count`` charons, each in a namespace of its own wired to b (198.18.(8+k).0/30),
+    each asking the gateway for an address."""
+    if count == 0:
+        yield []
+        return
+    from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
+
+    with contextlib.ExitStack() as stack:
+        out = []
+        for k in range(count):
+            ns = stack.enter_context(Namespace.create("rwl"))
+            mine, gw_side = f"198.18.{8 + k}.1", f"198.18.{8 + k}.2"
+            ns.run("ip", "link", "add", "veth-c", "type", "veth", "peer", "name", f"veth-c{k}",
+                   "netns", hosts.b.name)  # fmt: skip
+            ns.run("ip", "addr", "add", f"{mine}/30", "dev", "veth-c")
+            ns.run("ip", "link", "set", "veth-c", "up")
+            ns.run("ip", "route", "add", "default", "via", gw_side)
+            hosts.b.run("ip", "addr", "add", f"{gw_side}/30", "dev", f"veth-c{k}")
+            hosts.b.run("ip", "link", "set", f"veth-c{k}", "up")
+            me = f"charon{k}@rwload.test"
+            conn = Connection(local_addrs=mine, remote_addrs=hosts.addr_b, local_id=me,
+                              remote_id=GW_ID, local_ts="dynamic", remote_ts=GW_NET,
+                              start_action="start", extra={"vips": "0.0.0.0"})  # fmt: skip
+            psk = Psk(ids=(GW_ID, me), secret=PSK.encode())
+            charon = stack.enter_context(
+                Charon.start(ns, tmp / f"charon{k}", swanctl_conf([conn], [psk]))
+            )
+            out.append((ns, charon))
+        yield out
+
+
+def pinged(ns: Namespace) -> bool:
+    return ns.run("ping", "-c", "1", "-W", "1", GW_INNER, check=False).returncode == 0
+
+
+def per_packet(tool: Tool, ns: Namespace, pid: int, clients: int, count: int) -> dict[str, Any]:
+    """One traffic phase: worker CPU ns per ESP packet the gateway moved."""
+    before, cpu0, all0 = dataplane(ns), thread_ns(pid, "ef-"), thread_ns(pid)
+    ping = tool(f"ping {clients} {count} 64")
+    after, cpu1, all1 = dataplane(ns), thread_ns(pid, "ef-"), thread_ns(pid)
+    packets = sum(after[k] - before[k] for k in ("rx_packets", "tx_packets"))
+    return {"clients": ping["clients"], "answered": ping["answered"], "lost": ping["lost"],
+            "packets": packets, "worker_ns_per_packet": round((cpu1 - cpu0) / max(packets, 1)),
+            "process_ns_per_packet": round((all1 - all0) / max(packets, 1))}  # fmt: skip
+
+
+def run(a: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"bench": "rwload", "clients": a.clients,
+                              "concurrency": a.concurrency}  # fmt: skip
+    extra = f"cookie_threshold = {a.cookie_threshold}\n" if a.cookie_threshold is not None else ""
+    with tempfile.TemporaryDirectory(prefix="ef-rwload-") as tmpdir, \
+            TwoHosts.create("rwl") as hosts:  # fmt: skip
+        tmp = Path(tmpdir)
+        hosts.a.run("ip", "route", "add", "local", SOURCES, "dev", "lo")
+        hosts.b.run("ip", "route", "add", SOURCES, "via", hosts.addr_a)
+        gw_toml, rw_toml = configs(hosts.addr_b, hosts.addr_a, extra)
+        gw_conf = write_private(tmp / "gw.toml", gw_toml)
+        if a.tracemalloc:
+            os.environ["PYTHONTRACEMALLOC"] = "1"
+        try:
+            gw: Running = start_in(hosts.b, gw_conf, command="up", timeout=60)
+        finally:
+            os.environ.pop("PYTHONTRACEMALLOC", None)
+        tool = None
+        try:
+            time.sleep(1.0)  # the gateway settles (its first allocations)
+            m0, rss0 = scrape(hosts.b, hosts.addr_b), rss_bytes(gw.pid)
+            tool = Tool(hosts.a, write_private(tmp / "rw.toml", rw_toml), hosts.addr_b,
+                        a.clients)  # fmt: skip
+            cpu0 = thread_ns(gw.pid)
+            up = tool(f"up {a.clients} {a.concurrency}")
+            result["gateway_cpu_s_bring_up"] = round((thread_ns(gw.pid) - cpu0) / 1e9, 2)
+            result["up"] = up
+            m1, rss1 = scrape(hosts.b, hosts.addr_b), rss_bytes(gw.pid)
+            n = max(up["up"], 1)
+            result["memory_per_client"] = {
+                "rss_bytes": round((rss1 - rss0) / n),
+                "heap_bytes": round((m1["espfast_heap_bytes"] - m0["espfast_heap_bytes"]) / n),
+            }
+            if "espfast_python_traced_bytes" in m1:
+                traced = m1["espfast_python_traced_bytes"] - m0["espfast_python_traced_bytes"]
+                result["memory_per_client"]["python_traced_bytes"] = round(traced / n)
+            with charon_clients(hosts, a.charons, tmp) as charons:
+                ok = [wait_for(lambda c=c: bool(c.installed_children("net")), timeout=30)
+                      for _, c in charons]  # fmt: skip
+                result["charons"] = {"started": len(charons), "up": sum(ok),
+                                     "pinged": sum(pinged(ns) for ns, _ in charons)}  # fmt: skip
+                rounds: dict[str, list[dict[str, Any]]] = {"1": [], "all": []}
+                for _ in range(a.rounds):
+                    rounds["1"].append(per_packet(tool, hosts.b, gw.pid, 1, a.packets))
+                    rounds["all"].append(per_packet(tool, hosts.b, gw.pid, a.clients, a.packets))
+                result["traffic"] = {
+                    k: {"worker_ns_per_packet": statistics.median(
+                            r["worker_ns_per_packet"] for r in rs),
+                        "process_ns_per_packet": statistics.median(
+                            r["process_ns_per_packet"] for r in rs),
+                        "rounds": rs}
+                    for k, rs in rounds.items()}  # fmt: skip
+                before = dataplane(hosts.b)
+                spoof = tool(f"spoof {a.clients}")
+                after = dataplane(hosts.b)
+                result["isolation"] = {
+                    "sent": spoof["sent"], "answered": spoof["answered"],
+                    "policy_drops": after["policy_drops"] - before["policy_drops"],
+                }  # fmt: skip
+                result["charons"]["still_pinged"] = sum(pinged(ns) for ns, _ in charons)
+            result["deleted"] = tool("quit")["deleted"]
+        finally:
+            if tool is not None:
+                hosts.a.stop(tool.proc)
+            gw.stop()
+    return result
+
+
+def summary(r: dict[str, Any]) -> str:
+    up, mem, t = r["up"], r["memory_per_client"], r.get("traffic", {})
+    lines = [
+        f"{up['up']} of {r['clients']} up in {up['seconds']} s ({up['handshakes_per_s']}/s, "
+        f"median {up['latency_ms_median']} ms, {up['distinct_leases']} distinct leases, "
+        f"gateway CPU {r['gateway_cpu_s_bring_up']} s)",
+        f"per client: RSS {mem['rss_bytes']} B, malloc heap {mem['heap_bytes']} B"
+        + (f", Python {mem['python_traced_bytes']} B" if "python_traced_bytes" in mem else ""),
+    ]
+    for k, v in t.items():
+        lines.append(f"{k} client(s): {v['worker_ns_per_packet']} ns worker CPU per ESP packet "
+                     f"({v['process_ns_per_packet']} ns the whole gateway)")  # fmt: skip
+    if "isolation" in r:
+        i = r["isolation"]
+        lines.append(f"isolation: {i['sent']} foreign packets, {i['policy_drops']} dropped, "
+                     f"{i['answered']} answered")  # fmt: skip
+    if "charons" in r:
+        lines.append(f"charons: {r['charons']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench rwload", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--clients", type=int, default=1000, help="road warriors (at most 1000)")
+    p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight at most")
+    p.add_argument("--charons", type=int, default=2, help="strongSwan clients alongside")
+    p.add_argument("--packets", type=int, default=20000, help="echo requests per phase")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cookie-threshold", type=int, help="the gateway's (default: its own)")
+    p.add_argument("--tracemalloc", action="store_true", help="the gateway under tracemalloc")
+    p.add_argument("--json", help="append the result to this file")
+    a = p.parse_args(argv)
+    if not 2 <= a.clients <= 1000:
+        p.error("--clients: 2 to 1000 (the /22 of source addresses and the pool)")
+    result = run(a)
+    result["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = json.dumps(result)
+    print(line)
+    print(summary(result), file=sys.stderr)
+    if a.json:
+        with open(a.json, "a") as out:
+            out.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
