@@ -41,6 +41,7 @@ from typing import Any
 
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import Running, control_socket_in, start_in, write_private
+from espfast.tools.rwload import command
 from tests.netns.updaemon import client_conf, gateway_conf
 
 PSK = "a pre-shared key for a thousand road warriors"
@@ -92,10 +93,16 @@ def scrape(ns: Namespace, addr: str) -> dict[str, float]:
     return values
 
 
-def dataplane(ns: Namespace) -> dict[str, int]:
+def daemon(ns: Namespace) -> dict[str, Any]:
+    """The gateway's own counters and its dataplane's (``espfast status --json``)."""
     out = ns.run(sys.executable, "-m", "espfast", "status", "--socket",
                  str(control_socket_in(ns)), "--json")  # fmt: skip
-    counters: dict[str, int] = json.loads(out.stdout)["daemon"]["dataplane"]
+    doc: dict[str, Any] = json.loads(out.stdout)["daemon"]
+    return doc
+
+
+def dataplane(ns: Namespace) -> dict[str, int]:
+    counters: dict[str, int] = daemon(ns)["dataplane"]
     return counters
 
 
@@ -110,14 +117,7 @@ class Tool:
         )  # fmt: skip
 
     def __call__(self, line: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"rwload ended on {line!r} (exit {self.proc.wait(5)})")
-        result: dict[str, Any] = json.loads(answer)
-        return result
+        return command(self.proc, line)
 
 
 @contextlib.contextmanager
@@ -161,7 +161,8 @@ def per_packet(tool: Tool, ns: Namespace, pid: int, clients: int, count: int) ->
     """One traffic phase: worker CPU ns per ESP packet the gateway moved."""
     before, cpu0, all0 = dataplane(ns), thread_ns(pid, "ef-"), thread_ns(pid)
     ping = tool(f"ping {clients} {count} 64")
-    after, cpu1, all1 = dataplane(ns), thread_ns(pid, "ef-"), thread_ns(pid)
+    cpu1, all1 = thread_ns(pid, "ef-"), thread_ns(pid)  # (before the status call's own work)
+    after = dataplane(ns)
     packets = sum(after[k] - before[k] for k in ("rx_packets", "tx_packets"))
     return {"clients": ping["clients"], "answered": ping["answered"], "lost": ping["lost"],
             "packets": packets, "worker_ns_per_packet": round((cpu1 - cpu0) / max(packets, 1)),
@@ -170,7 +171,8 @@ def per_packet(tool: Tool, ns: Namespace, pid: int, clients: int, count: int) ->
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"bench": "rwload", "clients": a.clients,
-                              "concurrency": a.concurrency}  # fmt: skip
+                              "concurrency": a.concurrency,
+                              "load_before": os.getloadavg()[0]}  # fmt: skip
     extra = f"cookie_threshold = {a.cookie_threshold}\n" if a.cookie_threshold is not None else ""
     with tempfile.TemporaryDirectory(prefix="ef-rwload-") as tmpdir, \
             TwoHosts.create("rwl") as hosts:  # fmt: skip
@@ -195,6 +197,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             up = tool(f"up {a.clients} {a.concurrency}")
             result["gateway_cpu_s_bring_up"] = round((thread_ns(gw.pid) - cpu0) / 1e9, 2)
             result["up"] = up
+            c = daemon(hosts.b)["counters"]
+            result["gateway_counters"] = {k: c[k] for k in (
+                "ike_sas_up", "ike_retransmits", "ike_sa_init_cookies_sent",
+                "ike_sa_init_dropped", "ike_sa_init_refused", "half_open_evicted")}  # fmt: skip
             m1, rss1 = scrape(hosts.b, hosts.addr_b), rss_bytes(gw.pid)
             n = max(up["up"], 1)
             result["memory_per_client"] = {
@@ -239,6 +245,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 def summary(r: dict[str, Any]) -> str:
     up, mem, t = r["up"], r["memory_per_client"], r.get("traffic", {})
     lines = [
+        f"load average {r['load_before']:.1f} before, {r['load_after']:.1f} after",
         f"{up['up']} of {r['clients']} up in {up['seconds']} s ({up['handshakes_per_s']}/s, "
         f"median {up['latency_ms_median']} ms, {up['distinct_leases']} distinct leases, "
         f"gateway CPU {r['gateway_cpu_s_bring_up']} s)",
@@ -261,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench rwload", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--clients", type=int, default=1000, help="road warriors (at most 1000)")
-    p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight at most")
+    p.add_argument("--concurrency", type=int, default=32, help="handshakes in flight at most")
     p.add_argument("--charons", type=int, default=2, help="strongSwan clients alongside")
     p.add_argument("--packets", type=int, default=20000, help="echo requests per phase")
     p.add_argument("--rounds", type=int, default=3)
@@ -272,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 2 <= a.clients <= 1000:
         p.error("--clients: 2 to 1000 (the /22 of source addresses and the pool)")
     result = run(a)
+    result["load_after"] = os.getloadavg()[0]
     result["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     line = json.dumps(result)
     print(line)

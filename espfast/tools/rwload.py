@@ -30,6 +30,8 @@ It reads commands on stdin, one a line, and answers each with one JSON line on s
   request with the next client's virtual IP as source, and one to the next client's
   virtual IP: the gateway must drop both (traffic selectors, after decryption). Counts the
   answers that came back anyway (to anyone) within a second.
+- ``probe CLIENTS SRC DST``: one echo request from each of the first CLIENTS clients, from
+  SRC (``vip``: its own address) to DST, inside its SA: the answers that came in a second.
 - ``quit``: delete every IKE SA (the gateway is told) and exit.
 
 Bounded: at most ``--max-clients`` clients, every wait has a timeout, and datagrams go
@@ -47,10 +49,12 @@ import selectors
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
@@ -159,6 +163,8 @@ class Road:
     vip: str | None = None
     out: Esp | None = None
     inb: Esp | None = None
+    local_ts: tuple[str, ...] = ()  # the Child SA's selectors, as the gateway narrowed them
+    remote_ts: tuple[str, ...] = ()
 
 
 class Load:
@@ -216,6 +222,8 @@ class Load:
                 road.out = Esp(event.spi_out, event.enc_key_out, event.transform, event.esn)
                 road.inb = Esp(event.spi_in, event.enc_key_in, event.transform, event.esn)
                 self.by_spi[event.spi_in] = road
+                road.local_ts = tuple(map(str, event.local_ts))
+                road.remote_ts = tuple(map(str, event.remote_ts))
                 road.up_at = now
                 self.in_flight.discard(road.index)
             elif isinstance(event, (IkeSaDown, ChildSaFailed)) and road.up_at is None:
@@ -308,7 +316,10 @@ class Load:
                 "leases": len([v for v in leases if v]),
                 "distinct_leases": len(set(leases) - {None}),
                 "latency_ms_median": round(statistics.median(lat), 1) if lat else None,
-                "latency_ms_max": round(max(lat), 1) if lat else None}  # fmt: skip
+                "latency_ms_max": round(max(lat), 1) if lat else None,
+                "remote_ts": sorted({" ".join(r.remote_ts) for r in up}),
+                "narrowed_to_lease": sum(1 for r in up
+                                         if r.local_ts == (f"{r.vip}/32",))}  # fmt: skip
 
     def _ready(self, clients: int) -> list[Road]:
         return [r for r in self.roads[:clients] if r.out is not None and r.vip]
@@ -371,11 +382,39 @@ class Load:
         self.replies.clear()
         return {"clients": len(roads), "sent": sent, "answered": leaked}
 
+    def probe(self, clients: int, src: str, dst: str) -> dict[str, object]:
+        """One echo request from each of the first ``clients`` clients, from ``src``
+        (``vip``: its own address) to ``dst``, inside its SA: the answers within LINGER."""
+        roads = self._ready(clients)
+        self.replies.clear()
+        for k, road in enumerate(roads):
+            assert road.out is not None and road.vip is not None
+            packet = echo(road.vip if src == "vip" else src, dst, 0xFFFE, k & 0xFFFF)
+            self.send(road.out.seal(packet), road.source, NATT_PORT)
+        self.serve(lambda: False, LINGER)
+        answered = [parse_reply(inner) for _, inner in self.replies]
+        self.replies.clear()
+        return {"clients": len(roads), "sent": len(roads), "answered": len(answered),
+                "from": sorted({a[0] for a in answered if a is not None})}  # fmt: skip
+
     def quit(self) -> dict[str, object]:
         self.mgr.shutdown(time.monotonic())
         self.pump()
         self.serve(lambda: self.mgr.idle, 5.0)
         return {"deleted": sum(1 for r in self.roads if r.sa is not None and r.sa.is_destroyed)}
+
+
+def command(proc: subprocess.Popen[bytes], line: str) -> dict[str, Any]:
+    """For the driving side: send ``line`` to a running rwload ``proc`` (stdin and stdout
+    pipes) and return its answer; RuntimeError if it ended instead."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(line.encode() + b"\n")
+    proc.stdin.flush()
+    answer = proc.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"rwload ended on {line!r} (exit {proc.wait(5)})")
+    result: dict[str, Any] = json.loads(answer)
+    return result
 
 
 def run(load: Load, timeout: float) -> None:
@@ -391,7 +430,8 @@ def run(load: Load, timeout: float) -> None:
             return
         if not words:
             continue
-        cmd, args = words[0], [int(w) for w in words[1:]]
+        cmd = words[0]
+        args = [int(w) for w in words[1:] if w.isdigit()]
         result: dict[str, object]
         if cmd == "up":
             result = load.up(args[0], args[1] if len(args) > 1 else 64, timeout)
@@ -399,6 +439,8 @@ def run(load: Load, timeout: float) -> None:
             result = load.ping(args[0], args[1], args[2] if len(args) > 2 else 64, timeout)
         elif cmd == "spoof":
             result = load.spoof(args[0])
+        elif cmd == "probe" and len(words) == 4:
+            result = load.probe(int(words[1]), words[2], words[3])
         else:
             result = {"error": f"unknown command {cmd!r}"}
         print(json.dumps({"cmd": cmd} | result), flush=True)

@@ -18,6 +18,7 @@ from updaemon import client_conf, gateway_conf, status
 
 from espfast.netns import Namespace, TwoHosts
 from espfast.static import control_socket_in, start_in, write_private
+from espfast.tools.rwload import command
 
 PSK = "a pre-shared key long enough for a hundred road warriors"
 AUTH = f'psk = "{PSK}"'
@@ -31,17 +32,6 @@ def daemon_doc(ns: Namespace) -> dict[str, Any]:
                  str(control_socket_in(ns)), "--json")  # fmt: skip
     doc: dict[str, Any] = json.loads(out.stdout)["daemon"]
     return doc
-
-
-def command(proc: subprocess.Popen[bytes], line: str) -> dict[str, Any]:
-    """One rwload command and its JSON answer (the tool bounds every command in time)."""
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(line.encode() + b"\n")
-    proc.stdin.flush()
-    answer = proc.stdout.readline()
-    assert answer, f"rwload ended on {line!r}"
-    result: dict[str, Any] = json.loads(answer)
-    return result
 
 
 def test_hundred_road_warriors_each_with_its_own_address(tmp_path: Path) -> None:
