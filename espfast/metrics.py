@@ -26,6 +26,9 @@ The names (README.md, "Metrics", lists them for dashboards):
     espfast_dataplane_workers                          worker threads per direction
     espfast_dataplane_worker_cpu_seconds_total{worker} CPU time of each worker thread
     espfast_heap_bytes                                 the malloc heap (glibc mallinfo2)
+    espfast_radius_<counter>_total                     with [radius]: requests, accepts,
+                                                       rejects, timeouts, failovers,
+                                                       accounting_sent, ...
     espfast_python_traced_bytes                        Python's heap (only under tracemalloc)
     process_*                                          prometheus-client's process metrics
 
@@ -133,7 +136,17 @@ class Metrics:
         out += self._child_sas()
         out += self._dataplane()
         out += self._memory()
+        out += self._radius()
         return out
+
+    def _radius(self) -> Iterator[Metric]:
+        """The RADIUS client's counters (espfast/radius.py), when [radius] is configured."""
+        radius = self.daemon.radius
+        if radius is None:
+            return
+        for name, value in dataclasses.asdict(radius.counters).items():
+            yield CounterMetricFamily(f"espfast_radius_{name}", f"RADIUS: {_help(name)}",
+                                      value=value)  # fmt: skip
 
     def _memory(self) -> Iterator[Metric]:
         import tracemalloc
