@@ -239,7 +239,7 @@ class IkeAuthEap(IkeAuth):
             raise self._radius_failed(str(exc)) from None
         if accepted:
             self.msk, self.stage = answer.msk, "auth"
-            self.sa.framed_ip = answer.framed_ip
+            self.sa.framed_ip, self.sa.framed_pool = answer.framed_ip, answer.framed_pool
 
     def process(self, msg: Message, raw: bytes) -> bool:
         if self.initiator:

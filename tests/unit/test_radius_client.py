@@ -5,6 +5,7 @@ waiting, and the [radius] config table."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -136,6 +137,24 @@ accounting = true
     base.write_text(gw)
     with pytest.raises(ConfigError, match="needs a \\[radius\\] table"):
         load_up(base)
+    # Named pools for Framed-Pool (RFC 2869 §5.18): only beside a pool, only with RADIUS.
+    radius = '[radius]\nservers = [{address = "198.18.5.2", secret = "s"}]\n'
+    named = ('framed_pools = { staff = ["198.19.110.0/24"], '
+             '"guests 2" = ["198.19.120.5-198.19.120.9"] }\n')  # fmt: skip
+    pool = 'pool = ["198.19.100.0/24"]\n'
+    base.write_text(gw.replace(pool, pool + named) + radius)
+    (staff, guests) = load_up(base).connections[0].ike.framed_pools
+    assert staff == ("staff", (ipaddress.IPv4Network("198.19.110.0/24"),), frozenset())
+    assert guests[0] == "guests 2" and len(guests[1]) == len(guests[2]) > 0  # a range: exact
+    psk = 'psk = "a pre-shared key long enough"'
+    for text, error in [
+        (gw.replace(pool, named) + radius, "needs the connection's pool"),
+        (gw.replace(pool, pool + named).replace(auth, psk), "only for remote_auth"),
+        (gw.replace(pool, pool + "framed_pools = { x = [] }\n") + radius, "an empty pool"),
+    ]:
+        base.write_text(text)
+        with pytest.raises(ConfigError, match=error):
+            load_up(base)
 
 
 async def _accounting_and_metrics() -> None:
