@@ -16,8 +16,10 @@ at most ``--concurrency`` handshakes at a time; ``--charons`` strongSwan charons
   (``PYTHONTRACEMALLOC=1``, slower) and Python's own share is reported too;
 - per-packet dataplane cost: ICMP echoes sealed by the tool, opened and answered through
   the gateway (one decapsulation and one encapsulation each), from 1 client and from all
-  of them round robin, in alternating ``--rounds``; the CPU time of the gateway's
-  dataplane worker threads (their schedstat, in ns) over the ESP packets they moved;
+  of them round robin, paced (``ping``: 64 in flight, a packet or two per wake-up of the
+  gateway's workers) and as fast as the tool sends (``flood``: full batches), in
+  interleaved ``--rounds``; the CPU time of the gateway's dataplane worker threads
+  (their schedstat, in ns) over the ESP packets they moved (its dataplane counters);
 - isolation: each client seals one packet from the next client's address and one to it:
   the gateway must drop every one (``policy_drops``) and answer none.
 
@@ -157,14 +159,19 @@ def pinged(ns: Namespace) -> bool:
     return ns.run("ping", "-c", "1", "-W", "1", GW_INNER, check=False).returncode == 0
 
 
-def per_packet(tool: Tool, ns: Namespace, pid: int, clients: int, count: int) -> dict[str, Any]:
-    """One traffic phase: worker CPU ns per ESP packet the gateway moved."""
+def per_packet(tool: Tool, ns: Namespace, pid: int, mode: str, clients: int,
+               count: int) -> dict[str, Any]:  # fmt: skip
+    """One traffic phase (``ping``: paced, 64 echoes in flight; ``flood``: as fast as the
+    tool sends): worker CPU ns per ESP packet the gateway moved."""
     before, cpu0, all0 = dataplane(ns), thread_ns(pid, "ef-"), thread_ns(pid)
-    ping = tool(f"ping {clients} {count} 64")
+    ping = tool(f"ping {clients} {count} 64" if mode == "ping" else f"flood {clients} {count}")
     cpu1, all1 = thread_ns(pid, "ef-"), thread_ns(pid)  # (before the status call's own work)
     after = dataplane(ns)
     packets = sum(after[k] - before[k] for k in ("rx_packets", "tx_packets"))
-    return {"clients": ping["clients"], "answered": ping["answered"], "lost": ping["lost"],
+    seconds = ping.get("send_seconds", ping.get("seconds")) or 1e-9
+    return {"clients": ping["clients"], "answered": ping["answered"],
+            "offered_per_s": round(ping.get("sent", count) / seconds),
+            "rx_gro": after["rx_gro"] - before["rx_gro"],
             "packets": packets, "worker_ns_per_packet": round((cpu1 - cpu0) / max(packets, 1)),
             "process_ns_per_packet": round((all1 - all0) / max(packets, 1))}  # fmt: skip
 
@@ -215,10 +222,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                       for _, c in charons]  # fmt: skip
                 result["charons"] = {"started": len(charons), "up": sum(ok),
                                      "pinged": sum(pinged(ns) for ns, _ in charons)}  # fmt: skip
-                rounds: dict[str, list[dict[str, Any]]] = {"1": [], "all": []}
-                for _ in range(a.rounds):
-                    rounds["1"].append(per_packet(tool, hosts.b, gw.pid, 1, a.packets))
-                    rounds["all"].append(per_packet(tool, hosts.b, gw.pid, a.clients, a.packets))
+                phases = [(mode, n) for mode in ("ping", "flood") for n in (1, a.clients)]
+                rounds: dict[str, list[dict[str, Any]]] = {f"{m} {n}": [] for m, n in phases}
+                for _ in range(a.rounds):  # interleaved: the machine's load falls on all
+                    for mode, n in phases:
+                        phase = per_packet(tool, hosts.b, gw.pid, mode, n, a.packets)
+                        rounds[f"{mode} {n}"].append(phase)
                 result["traffic"] = {
                     k: {"worker_ns_per_packet": statistics.median(
                             r["worker_ns_per_packet"] for r in rs),
@@ -253,8 +262,10 @@ def summary(r: dict[str, Any]) -> str:
         + (f", Python {mem['python_traced_bytes']} B" if "python_traced_bytes" in mem else ""),
     ]
     for k, v in t.items():
-        lines.append(f"{k} client(s): {v['worker_ns_per_packet']} ns worker CPU per ESP packet "
-                     f"({v['process_ns_per_packet']} ns the whole gateway)")  # fmt: skip
+        mode, n = k.split()
+        ns, whole = v["worker_ns_per_packet"], v["process_ns_per_packet"]
+        lines.append(f"{mode} from {n} client(s): {ns} ns worker CPU per ESP packet "
+                     f"({whole} ns the whole gateway)")  # fmt: skip
     if "isolation" in r:
         i = r["isolation"]
         lines.append(f"isolation: {i['sent']} foreign packets, {i['policy_drops']} dropped, "

@@ -26,6 +26,9 @@ It reads commands on stdin, one a line, and answers each with one JSON line on s
   first CLIENTS clients (round robin) to ``--inner``, at most WINDOW (default 64) awaiting
   an answer; an answer counts when it opens with the client's inbound keys and is the echo
   reply from ``--inner`` to that client's address.
+- ``flood CLIENTS COUNT``: COUNT echo requests as ``ping`` sends them, but all sealed
+  first and then sent as fast as the socket takes them (the gateway sees full batches);
+  the answers that came.
 - ``spoof CLIENTS``: each of the first CLIENTS clients sends, inside its own SA, one echo
   request with the next client's virtual IP as source, and one to the next client's
   virtual IP: the gateway must drop both (traffic selectors, after decryption). Counts the
@@ -45,6 +48,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import json
+import select
 import selectors
 import socket
 import statistics
@@ -169,8 +173,9 @@ class Road:
 
 class Load:
     def __init__(self, config: IkeConfig, target: str, sources: list[str], inner: str,
-                 id_format: str) -> None:  # fmt: skip
+                 id_format: str, timeout: float = 300.0) -> None:  # fmt: skip
         self.target = target
+        self.timeout = timeout  # seconds a command may take at most
         self.inner = inner
         child = config.children[0]
         self.roads = [Road(i, src, dataclasses.replace(
@@ -183,8 +188,10 @@ class Load:
         self.socks: dict[int, socket.socket] = {}
         for port in (IKE_PORT, NATT_PORT):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 23)
+            for opt, forced in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):
+                s.setsockopt(socket.SOL_SOCKET, opt, 1 << 23)
+                with contextlib.suppress(OSError):  # SO_*BUFFORCE: past rmem_max, as root
+                    s.setsockopt(socket.SOL_SOCKET, forced, 1 << 23)
             s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             s.bind(("0.0.0.0", port))  # noqa: S104 (every address of SOURCES; a test namespace)
             s.setblocking(False)
@@ -321,6 +328,42 @@ class Load:
                 "narrowed_to_lease": sum(1 for r in up
                                          if r.local_ts == (f"{r.vip}/32",))}  # fmt: skip
 
+    def flood(self, clients: int, count: int) -> dict[str, object]:
+        """COUNT echo requests, sealed first, then sent as fast as the socket takes them
+        (round robin over the first CLIENTS clients): the gateway sees full batches."""
+        roads = self._ready(clients)
+        if not roads:
+            return {"error": "no client is up"}
+        sealed = []
+        for n in range(count):
+            road = roads[n % len(roads)]
+            assert road.out is not None and road.vip is not None
+            packet = echo(road.vip, self.inner, road.index & 0xFFFF, (n // len(roads)) & 0xFFFF)
+            sealed.append((road.out.seal(packet), road.source))
+        self.replies.clear()
+        t0 = time.monotonic()
+        sock = self.socks[NATT_PORT]
+        for data, source in sealed:
+            info = struct.pack("=I4s4s", 0, socket.inet_aton(source), bytes(4))
+            while True:
+                try:
+                    sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0,
+                                   (self.target, NATT_PORT))  # fmt: skip
+                    break
+                except BlockingIOError:
+                    select.select([], [sock], [], 0.1)  # the send buffer is full: wait
+        sent_s = time.monotonic() - t0
+        answered, last = 0, time.monotonic()
+        while time.monotonic() - last < LINGER and time.monotonic() - t0 < self.timeout:
+            self.serve(lambda: bool(self.replies), LINGER)
+            for road, inner in self.replies:
+                got = parse_reply(inner)
+                answered += got is not None and got[:2] == (self.inner, road.vip)
+                last = time.monotonic()
+            self.replies.clear()
+        return {"clients": len(roads), "sent": count, "answered": answered,
+                "send_seconds": round(sent_s, 3), "esp_bad": self.esp_bad}  # fmt: skip
+
     def _ready(self, clients: int) -> list[Road]:
         return [r for r in self.roads[:clients] if r.out is not None and r.vip]
 
@@ -400,7 +443,7 @@ class Load:
     def quit(self) -> dict[str, object]:
         self.mgr.shutdown(time.monotonic())
         self.pump()
-        self.serve(lambda: self.mgr.idle, 5.0)
+        self.serve(lambda: self.mgr.idle, self.timeout)
         return {"deleted": sum(1 for r in self.roads if r.sa is not None and r.sa.is_destroyed)}
 
 
@@ -437,6 +480,8 @@ def run(load: Load, timeout: float) -> None:
             result = load.up(args[0], args[1] if len(args) > 1 else 64, timeout)
         elif cmd == "ping":
             result = load.ping(args[0], args[1], args[2] if len(args) > 2 else 64, timeout)
+        elif cmd == "flood":
+            result = load.flood(args[0], args[1])
         elif cmd == "spoof":
             result = load.spoof(args[0])
         elif cmd == "probe" and len(words) == 4:
@@ -460,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     net = ipaddress.ip_network(a.sources)
     sources = [str(h) for h, _ in zip(net.hosts(), range(a.max_clients), strict=False)]
     config = load_up(a.config).connections[0].ike
-    load = Load(config, a.target, sources, a.inner, a.id_format)
+    load = Load(config, a.target, sources, a.inner, a.id_format, a.timeout)
     try:
         run(load, a.timeout)
     finally:

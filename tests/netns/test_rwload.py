@@ -56,6 +56,7 @@ def test_hundred_road_warriors_each_with_its_own_address(tmp_path: Path) -> None
             up = command(load, f"up {CLIENTS} 32")
             sas = status(hosts.b)
             ping = command(load, f"ping {CLIENTS} {3 * CLIENTS} 32")
+            flood = command(load, f"flood {CLIENTS} {2 * CLIENTS}")
             before = daemon_doc(hosts.b)["dataplane"]
             spoof = command(load, f"spoof {CLIENTS}")
             after = daemon_doc(hosts.b)["dataplane"]
@@ -77,6 +78,8 @@ def test_hundred_road_warriors_each_with_its_own_address(tmp_path: Path) -> None
     # Traffic: every client's echo requests come back to it alone, opened with its keys.
     assert ping["clients_answered"] == CLIENTS and ping["wrong"] == 0, ping
     assert ping["esp_bad"] == 0, ping
+    # All at once (losses allowed): what comes back opens, and is each sender's own.
+    assert flood["sent"] == 2 * CLIENTS and flood["answered"] > 0 and flood["esp_bad"] == 0
     # Isolation: 2 packets per client outside its selectors, all dropped and counted.
     assert spoof["sent"] == 2 * CLIENTS and spoof["answered"] == 0, spoof
     assert after["policy_drops"] - before["policy_drops"] == 2 * CLIENTS, (before, after)
