@@ -12,7 +12,7 @@ from collections.abc import Callable
 from ..errors import RemoteProtocolError
 from ..rng import Rng
 from .message import EapCode, EapPacket, EapType
-from .mschapv2 import MschapV2Peer, MschapV2Server, OpCode, unpack
+from .mschapv2 import MschapV2Peer, MschapV2Server, OpCode, parse_failure, unpack
 
 # Requests the server sends at most: Identity, Challenge, Success (and a spare). A peer
 # that needs more is stalling.
@@ -27,9 +27,14 @@ class EapFailure(RemoteProtocolError):
     """EAP authentication failed. ``user`` (the EAP identity, if known) is for the log;
     the peer learns only AUTHENTICATION_FAILED, never which part failed."""
 
-    def __init__(self, message: str, user: str = "") -> None:
+    def __init__(self, message: str, user: str = "", *, logged: bool = False) -> None:
         super().__init__(message, notify=24)  # AUTHENTICATION_FAILED
         self.user = user
+        # The password was wrong (or the user unknown) and the peer has been told with an
+        # MS-CHAPv2 Failure request: EAP-Failure goes with the refusal; the failure was
+        # already logged when it was found.
+        self.eap_failure: EapPacket | None = None
+        self.logged = logged
 
 
 def _identity_text(data: bytes) -> str:
@@ -54,6 +59,7 @@ class EapServer:
         self.msk: bytes | None = None
         self._mschap: MschapV2Server | None = None
         self._verified = False
+        self.failed = False  # the password was wrong (or the user unknown): told the peer
 
     def _request(self, eap_type: int, data: bytes) -> EapPacket:
         self.rounds += 1
@@ -71,6 +77,11 @@ class EapServer:
         EapFailure when the peer does not authenticate (or misbehaves)."""
         if pkt.code != EapCode.RESPONSE or pkt.identifier != self.identifier:
             raise EapFailure("unexpected EAP packet (code or identifier)", self.identity)
+        if self.failed:
+            # The peer's Failure response (or anything else): EAP-Failure, the end.
+            exc = EapFailure("EAP-MSCHAPv2 authentication failed", self.identity, logged=True)
+            exc.eap_failure = EapPacket(EapCode.FAILURE, self.identifier)
+            raise exc
         if pkt.type == EapType.IDENTITY and self._mschap is None and not self.identity:
             self.identity = _identity_text(pkt.data)
             self._mschap = MschapV2Server(self.rng.random_bytes(16), self.identifier + 1 & 0xFF,
@@ -90,7 +101,11 @@ class EapServer:
             nt_hash = known if known is not None else self.rng.random_bytes(16)
             success = self._mschap.verify(peer_challenge, nt_response, name, nt_hash)
             if success is None or known is None:
-                raise EapFailure("EAP-MSCHAPv2 authentication failed", self.identity)
+                # draft-kamath §2: a Failure request (E=691 R=0); the peer's Failure
+                # response then gets EAP-Failure (below).
+                self.failed = True
+                failure = self._mschap.failure_data(self.rng.random_bytes(16))
+                return self._request(EapType.MSCHAPV2, failure)
             self._verified = True
             return self._request(EapType.MSCHAPV2, success)
         if opcode == OpCode.SUCCESS and self._verified:
@@ -108,6 +123,7 @@ class EapPeer:
         self.msk: bytes | None = None
         self._mschap = MschapV2Peer(identity.encode(), nt_hash, rng.random_bytes(16))
         self._authenticated = False
+        self.refused: int | None = None  # a Failure request's error code (E=), once one came
 
     def process(self, pkt: EapPacket) -> EapPacket | None:
         """Our response to a server packet; None after EAP-Success (``msk`` is set).
@@ -121,6 +137,9 @@ class EapPeer:
             self.msk = self._mschap.msk
             return None
         if pkt.code == EapCode.FAILURE:
+            if self.refused is not None:
+                raise EapFailure(f"the server refused our EAP-MSCHAPv2 password "
+                                 f"(error {self.refused})")  # fmt: skip
             raise EapFailure("the server sent EAP-Failure")
         if pkt.code != EapCode.REQUEST:
             raise EapFailure(f"unexpected EAP code {pkt.code}")
@@ -139,8 +158,10 @@ class EapPeer:
                 raise EapFailure("the server's EAP-MSCHAPv2 authenticator response is wrong")
             self._authenticated = True
             return self._response(pkt, EapType.MSCHAPV2, bytes([OpCode.SUCCESS]))
-        if opcode == OpCode.FAILURE:
-            raise EapFailure("the server refused our EAP-MSCHAPv2 password")
+        if opcode == OpCode.FAILURE and not self._authenticated and self.refused is None:
+            # draft-kamath §2: answer the Failure request; EAP-Failure follows.
+            self.refused = parse_failure(rest) or 0
+            return self._response(pkt, EapType.MSCHAPV2, bytes([OpCode.FAILURE]))
         raise EapFailure(f"unexpected EAP-MSCHAPv2 opcode {opcode}")
 
     def _response(self, req: EapPacket, eap_type: int, data: bytes) -> EapPacket:

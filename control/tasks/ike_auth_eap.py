@@ -178,9 +178,13 @@ class IkeAuthEap(IkeAuth):
             try:
                 self.eap_out = self.server.process(self._eap_in(msg))
             except EapFailure as exc:
-                who = printable(exc.user) if exc.user else "an unnamed user"
-                sa.log(f"EAP-MSCHAPv2 authentication of {who} failed", logging.WARNING)
+                if not exc.logged:
+                    self._eap_failed(exc.user)
+                if exc.eap_failure is not None:  # RFC 3748 §4.2: the conversation ends
+                    exc.payloads = (EapPayload(encode_eap(exc.eap_failure)),)
                 raise
+            if self.server.failed:  # the MS-CHAPv2 Failure request goes out (one line)
+                self._eap_failed(self.server.identity)
             if self.eap_out.code == EapCode.SUCCESS:
                 self.msk, self.stage = self.server.msk, "auth"
             return True
@@ -198,6 +202,12 @@ class IkeAuthEap(IkeAuth):
         method = "EAP-MSCHAPv2" if self.server is not None else "EAP-RADIUS"
         sa.log(f"{method} authenticated {printable(user)}")
         return self._admit(self.first, printable(user))
+
+    def _eap_failed(self, user: str) -> None:
+        """The one log line of a failed EAP-MSCHAPv2 authentication: the user, escaped,
+        never the password (nor whether it was the password or the user name)."""
+        who = printable(user) if user else "an unnamed user"
+        self.sa.log(f"EAP-MSCHAPv2 authentication of {who} failed", logging.WARNING)
 
     # -- responder, EAP relayed to RADIUS ----------------------------------------------
     def _radius_failed(self, reason: str) -> EapFailure:
