@@ -44,6 +44,7 @@ from typing import Any
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import Running, control_socket_in, start_in, write_private
 from espfast.tools.rwload import command
+from tests.netns import opsconf
 from tests.netns.updaemon import client_conf, gateway_conf
 
 PSK = "a pre-shared key for a thousand road warriors"
@@ -83,16 +84,9 @@ def thread_ns(pid: int, prefix: str = "") -> int:
 
 
 def scrape(ns: Namespace, addr: str) -> dict[str, float]:
-    """The gateway's unlabelled metrics (run in its namespace: the endpoint listens there)."""
-    code = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
-            f"'http://{addr}:{METRICS_PORT}/metrics', timeout=10).read().decode())")  # fmt: skip
-    out = ns.run(sys.executable, "-c", code).stdout
-    values = {}
-    for line in out.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
+    """The gateway's unlabelled metrics (fetched in its namespace: the endpoint is there)."""
+    return {name: v for (name, labels), v in opsconf.scrape(ns, f"{addr}:{METRICS_PORT}").items()
+            if not labels}  # fmt: skip
 
 
 def daemon(ns: Namespace) -> dict[str, Any]:
@@ -172,6 +166,7 @@ def per_packet(tool: Tool, ns: Namespace, pid: int, mode: str, clients: int,
     return {"clients": ping["clients"], "answered": ping["answered"],
             "offered_per_s": round(ping.get("sent", count) / seconds),
             "rx_gro": after["rx_gro"] - before["rx_gro"],
+            "tx_gso": after["tx_gso"] - before["tx_gso"],
             "packets": packets, "worker_ns_per_packet": round((cpu1 - cpu0) / max(packets, 1)),
             "process_ns_per_packet": round((all1 - all0) / max(packets, 1))}  # fmt: skip
 
