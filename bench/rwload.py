@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench rwload                      # 1,000 clients, 2 charons
     .venv/bin/python -m bench rwload --clients 200 --charons 0 --tracemalloc
+    .venv/bin/python -m bench rwload --auth eap           # EAP-MSCHAPv2, as Windows does
 
 The gateway (b, 198.18.0.2) answers anyone with the PSK and hands out addresses of a
 /22 pool; espfast/tools/rwload.py (in a) brings ``--clients`` road warriors up through it,
@@ -43,7 +44,7 @@ from typing import Any
 
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import Running, control_socket_in, start_in, write_private
-from espfast.tools.rwload import command
+from espfast.tools.rwload import command, eap_credentials
 from tests.netns import opsconf
 from tests.netns.updaemon import client_conf, gateway_conf
 
@@ -56,15 +57,18 @@ GW_ID = "gw.rwload.test"
 GW_DNS = "198.19.2.53"
 
 
-def configs(gw: str, client: str, extra: str) -> tuple[str, str]:
-    """The gateway's config (``extra``: [interface] lines) and the tool's client config."""
+def configs(gw: str, client: str, extra: str, eap: tuple[str, str] | None = None
+            ) -> tuple[str, str]:  # fmt: skip
+    """The gateway's config (``extra``: [interface] lines) and the tool's client config,
+    with a PSK or (``eap``: the lines of eap_credentials) EAP-MSCHAPv2."""
     auth, esp = f'psk = "{PSK}"', 'esp_proposals = "aes128gcm16"\n'
-    gateway = gateway_conf(listen=gw, local_id=GW_ID, auth=auth, pool=POOL, dns=GW_DNS,
+    gw_auth, rw_auth = eap or (auth, auth)
+    gateway = gateway_conf(listen=gw, local_id=GW_ID, auth=gw_auth, pool=POOL, dns=GW_DNS,
                            inner=f"{GW_INNER}/24", local_ts=GW_NET)  # fmt: skip
     metrics = f'metrics = "{gw}:{METRICS_PORT}"\n'
     gateway = gateway.replace("[interface]\n", f"[interface]\n{metrics}{extra}")
     rw = client_conf(listen=client, gateway=gw, local_id="rw@rwload.test", remote_id=GW_ID,
-                     auth=auth, remote_ts=GW_NET)  # fmt: skip
+                     auth=rw_auth, remote_ts=GW_NET)  # fmt: skip
     return gateway + esp, rw + esp
 
 
@@ -172,7 +176,7 @@ def per_packet(tool: Tool, ns: Namespace, pid: int, mode: str, clients: int,
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"bench": "rwload", "clients": a.clients,
+    result: dict[str, Any] = {"bench": "rwload", "clients": a.clients, "auth": a.auth,
                               "concurrency": a.concurrency,
                               "load_before": os.getloadavg()[0]}  # fmt: skip
     extra = f"cookie_threshold = {a.cookie_threshold}\n" if a.cookie_threshold is not None else ""
@@ -181,7 +185,11 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmpdir)
         hosts.a.run("ip", "route", "add", "local", SOURCES, "dev", "lo")
         hosts.b.run("ip", "route", "add", SOURCES, "via", hosts.addr_a)
-        gw_toml, rw_toml = configs(hosts.addr_b, hosts.addr_a, extra)
+        eap = None
+        if a.auth == "eap":
+            names = [f"rw{i}@rwload.test" for i in range(a.clients)]
+            eap = eap_credentials(tmp, GW_ID, names, PSK)
+        gw_toml, rw_toml = configs(hosts.addr_b, hosts.addr_a, extra, eap)
         gw_conf = write_private(tmp / "gw.toml", gw_toml)
         if a.tracemalloc:
             os.environ["PYTHONTRACEMALLOC"] = "1"
@@ -275,13 +283,18 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--clients", type=int, default=1000, help="road warriors (at most 1000)")
     p.add_argument("--concurrency", type=int, default=32, help="handshakes in flight at most")
-    p.add_argument("--charons", type=int, default=2, help="strongSwan clients alongside")
+    p.add_argument("--charons", type=int, default=2,
+                   help="strongSwan clients alongside (PSK; with --auth psk only)")  # fmt: skip
+    p.add_argument("--auth", choices=["psk", "eap"], default="psk",
+                   help="the clients' authentication: a PSK, or EAP-MSCHAPv2")  # fmt: skip
     p.add_argument("--packets", type=int, default=20000, help="echo requests per phase")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cookie-threshold", type=int, help="the gateway's (default: its own)")
     p.add_argument("--tracemalloc", action="store_true", help="the gateway under tracemalloc")
     p.add_argument("--json", help="append the result to this file")
     a = p.parse_args(argv)
+    if a.auth == "eap":
+        a.charons = 0  # (the gateway's one connection then speaks EAP; they have a PSK)
     if not 2 <= a.clients <= 1000:
         p.error("--clients: 2 to 1000 (the /22 of source addresses and the pool)")
     result = run(a)

@@ -5,9 +5,10 @@ Run it inside the clients' namespace::
 
     python -m espfast.tools.rwload CONFIG TARGET --sources 198.18.16.0/22 --inner 198.19.2.1
 
-CONFIG is an ``espfast up`` road-warrior client config (its first connection: PSK or
-certificates, ``vips``, the child's ``remote_ts``); client ``i`` is that connection with
-the identity ``--id-format`` (``rw{i}@rwload.test``) and speaks from the ``i``-th address of
+CONFIG is an ``espfast up`` road-warrior client config (its first connection: PSK,
+certificates or EAP-MSCHAPv2, ``vips``, the child's ``remote_ts``); client ``i`` is that
+connection with the identity ``--id-format`` (``rw{i}@rwload.test``; with EAP also its
+user name, with the config's password) and speaks from the ``i``-th address of
 ``--sources`` (the addresses must be on an interface of the namespace; the gateway must
 route them back). Every client is an IKE SA of the sans-I/O control plane: IKE_SA_INIT and
 IKE_AUTH with a CFG_REQUEST for an address, COOKIEs answered, IKE and ESP on UDP 4500
@@ -58,12 +59,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from espfast.config import load_up
-from espfast.control.config import IkeConfig
+from espfast.control.config import AuthConfig, IkeConfig
 from espfast.control.constants import IdType
 from espfast.control.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp
 from espfast.control.ike_sa import IkeSa
@@ -180,6 +182,7 @@ class Load:
         child = config.children[0]
         self.roads = [Road(i, src, dataclasses.replace(
             config, local_id=(IdType.RFC822_ADDR, id_format.format(i=i).encode()),
+            auth=self._auth(config, id_format.format(i=i)),
             children=(child,))) for i, src in enumerate(sources)]  # fmt: skip
         self.mgr = IkeManager([], rng=SystemRng(), local=(sources[0], IKE_PORT))
         self.by_ike: dict[int, Road] = {}
@@ -201,6 +204,14 @@ class Load:
             self.sel.register(s, selectors.EVENT_READ)
         self.replies: list[tuple[Road, bytes]] = []  # opened ESP, until a phase reads it
         self.esp_bad = 0
+
+    @staticmethod
+    def _auth(config: IkeConfig, name: str) -> AuthConfig:
+        """With EAP-MSCHAPv2 (``local_auth``), client ``name`` is also its EAP user name
+        (the config's password for all of them)."""
+        if not config.auth.eap_identity:
+            return config.auth
+        return dataclasses.replace(config.auth, eap_identity=name)
 
     def close(self) -> None:
         self.sel.close()
@@ -445,6 +456,31 @@ class Load:
         self.pump()
         self.serve(lambda: self.mgr.idle, self.timeout)
         return {"deleted": sum(1 for r in self.roads if r.sa is not None and r.sa.is_destroyed)}
+
+
+def eap_credentials(directory: Path, gw_id: str, names: list[str],
+                    password: str) -> tuple[str, str]:  # fmt: skip
+    """For an EAP-MSCHAPv2 run in ``directory``: a CA and a certificate for the gateway
+    (``espfast pki``), a user file with ``names``, all with ``password``, and a password
+    file. Returns the gateway's and the client's credential lines for their configs."""
+    from espfast.cli import main as cli
+    from espfast.control.eap import nt_password_hash
+    from espfast.static import write_private
+
+    pki = directory / "pki"
+    with contextlib.redirect_stdout(sys.stderr):  # (it names the files it wrote)
+        if cli(["pki", "ca", "--out", str(pki), "--dn", "O=espfast, CN=rwload ca"]) or cli(
+            ["pki", "issue", "--ca", str(pki), "--id", gw_id, "--name", "gw", "--out", str(pki)]
+        ):
+            raise RuntimeError("espfast pki failed")
+    digest = nt_password_hash(password).hex()
+    users = write_private(directory / "users", "".join(f"{n}:{digest}\n" for n in names))
+    pw = write_private(directory / "rw.pw", password + "\n")
+    gateway = (f'auth = "pubkey"\ncert = "{pki}/gw.crt"\nkey = "{pki}/gw.key"\n'
+               f'remote_auth = "eap-mschapv2"\nusers = "{users}"')  # fmt: skip
+    client = (f'local_auth = "eap-mschapv2"\neap_id = "rw"\npassword_file = "{pw}"\n'
+              f'cacerts = ["{pki}/ca.crt"]')  # fmt: skip
+    return gateway, client
 
 
 def command(proc: subprocess.Popen[bytes], line: str) -> dict[str, Any]:
