@@ -467,7 +467,7 @@ class IkeManager:
         if sa.framed_pool:
             named = next((p for p in sa.config.framed_pools if p[0] == sa.framed_pool), None)
             if named is None:
-                sa.log(f"Framed-Pool {printable(sa.framed_pool)!r} is none of the connection's "
+                sa.log(f"Framed-Pool '{printable(sa.framed_pool)}' is none of the connection's "
                        "framed_pools", logging.WARNING)  # fmt: skip
                 return None
             key, nets, exact = pool_key(sa.config.name, named[0]), named[1], named[2]

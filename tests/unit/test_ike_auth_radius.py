@@ -184,3 +184,13 @@ def test_framed_pool_leases_from_the_named_pool(
     assert p.r is not None and p.r.framed_pool == pool
     key = pool_key(cr.name, "staff") if pool else cr.name
     assert [str(a) for a in mgr.pools[key].held()] == [expect]
+
+
+def test_a_hostile_framed_pool_name_is_logged_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    ci, cr = radius_configs()
+    p = Pair(ci, replace(cr, framed_pools=(STAFF,)))
+    with caplog.at_level(logging.INFO, logger="espfast.control"):
+        run(p, FakeServer(None, "staff\x1b[31m\nfake log line"))
+    lines = [r.getMessage() for r in caplog.records if "Framed-Pool" in r.getMessage()]
+    assert lines == [f"gw-b[{p.r.ike_sa_id & 0xFFFF}]: Framed-Pool 'staff\\x1b[31m\\nfake log "  # type: ignore[union-attr]
+                     "line' is none of the connection's framed_pools"]  # fmt: skip
