@@ -38,13 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from espfast.netns import Namespace, TwoHosts, wait_for
 from espfast.static import Running, control_socket_in, start_in, write_private
 from espfast.tools.rwload import command, eap_credentials
+from tests.interop.rwcharons import charon_clients
 from tests.netns import opsconf
 from tests.netns.updaemon import client_conf, gateway_conf
 
@@ -120,39 +120,6 @@ class Tool:
         return command(self.proc, line)
 
 
-@contextlib.contextmanager
-def charon_clients(hosts: TwoHosts, count: int, tmp: Path) -> Iterator[list[tuple[Namespace, Any]]]:
-    """``count`` charons, each in a namespace of its own wired to b (198.18.(8+k).0/30),
-    each asking the gateway for an address."""
-    if count == 0:
-        yield []
-        return
-    from tests.interop.strongswan import Charon, Connection, Psk, swanctl_conf
-
-    with contextlib.ExitStack() as stack:
-        out = []
-        for k in range(count):
-            ns = stack.enter_context(Namespace.create("rwl"))
-            mine, gw_side = f"198.18.{8 + k}.1", f"198.18.{8 + k}.2"
-            ns.run("ip", "link", "add", "veth-c", "type", "veth", "peer", "name", f"veth-c{k}",
-                   "netns", hosts.b.name)  # fmt: skip
-            ns.run("ip", "addr", "add", f"{mine}/30", "dev", "veth-c")
-            ns.run("ip", "link", "set", "veth-c", "up")
-            ns.run("ip", "route", "add", "default", "via", gw_side)
-            hosts.b.run("ip", "addr", "add", f"{gw_side}/30", "dev", f"veth-c{k}")
-            hosts.b.run("ip", "link", "set", f"veth-c{k}", "up")
-            me = f"charon{k}@rwload.test"
-            conn = Connection(local_addrs=mine, remote_addrs=hosts.addr_b, local_id=me,
-                              remote_id=GW_ID, local_ts="dynamic", remote_ts=GW_NET,
-                              start_action="start", extra={"vips": "0.0.0.0"})  # fmt: skip
-            psk = Psk(ids=(GW_ID, me), secret=PSK.encode())
-            charon = stack.enter_context(
-                Charon.start(ns, tmp / f"charon{k}", swanctl_conf([conn], [psk]))
-            )
-            out.append((ns, charon))
-        yield out
-
-
 def pinged(ns: Namespace) -> bool:
     return ns.run("ping", "-c", "1", "-W", "1", GW_INNER, check=False).returncode == 0
 
@@ -220,7 +187,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             if "espfast_python_traced_bytes" in m1:
                 traced = m1["espfast_python_traced_bytes"] - m0["espfast_python_traced_bytes"]
                 result["memory_per_client"]["python_traced_bytes"] = round(traced / n)
-            with charon_clients(hosts, a.charons, tmp) as charons:
+            with charon_clients(hosts, a.charons, tmp, gw_id=GW_ID, psk=PSK.encode(),
+                                remote_ts=GW_NET, purpose="rwl") as charons:  # fmt: skip
                 ok = [wait_for(lambda c=c: bool(c.installed_children("net")), timeout=30)
                       for _, c in charons]  # fmt: skip
                 result["charons"] = {"started": len(charons), "up": sum(ok),
