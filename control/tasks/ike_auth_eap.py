@@ -36,6 +36,7 @@ from ..events import RadiusRequest
 from ..identity import Identity
 from ..message import EAP_RULES, Message, check_rules
 from ..payloads import AuthPayload, EapPayload, IdiPayload, IdPayload, IdrPayload, Payload
+from ..radius import Code
 from ..radius.relay import RadiusAnswer, RadiusRelay
 from .ike_auth import IkeAuth, _auth_failed, _name
 
@@ -246,7 +247,13 @@ class IkeAuthEap(IkeAuth):
             eap, accepted = self.relay.answered(answer)
             self.eap_out = decode_eap(eap)
         except RemoteProtocolError as exc:
-            raise self._radius_failed(str(exc)) from None
+            failed = self._radius_failed(str(exc))
+            if answer.code == Code.ACCESS_REJECT and self.eap_out is not None:
+                # RFC 3579 §2.6.3: the rejected user gets EAP-Failure (ours, to the
+                # Identifier of its last response, rather than what the server put there).
+                end = EapPacket(EapCode.FAILURE, self.eap_out.identifier)
+                failed.payloads = (EapPayload(encode_eap(end)),)
+            raise failed from None
         if accepted:
             self.msk, self.stage = answer.msk, "auth"
             self.sa.framed_ip, self.sa.framed_pool = answer.framed_ip, answer.framed_pool

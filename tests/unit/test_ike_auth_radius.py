@@ -107,8 +107,11 @@ def test_relayed_eap_framed_ip_and_state_echo() -> None:
 
 def test_bad_password_rejected_one_line(caplog: pytest.LogCaptureFixture) -> None:
     p = Pair(*radius_configs("carol", "wrong"))
-    with caplog.at_level(logging.INFO, logger="espfast.control"):
+    with caplog.at_level(logging.DEBUG, logger="espfast.control"):
         run(p, FakeServer())
+    # Access-Reject --> <-- { N(AUTHENTICATION_FAILED), EAP(Failure) } (RFC 3579 §2.6.3)
+    sent = [r.getMessage() for r in caplog.records if "sending IKE_AUTH" in r.getMessage()]
+    assert sent[-1].startswith("gw-b") and sent[-1].endswith("{ N(AUTHENTICATION_FAILED) EAP }")
     assert p.i is not None and p.i.is_destroyed
     down = [e for e in events(p.i) if isinstance(e, IkeSaDown)]
     assert down and "AUTHENTICATION_FAILED" in down[0].reason
