@@ -34,6 +34,7 @@ CTESTS   := $(wildcard csrc/tests/*.c)
 EXT_STAMP := $(BUILD)/.ext-stamp
 
 .PHONY: demo test deps apt venv ext preflight lint typecheck ctest fuzz-smoke fuzz pytest bench bench-roam \
+        bench-rwload \
         freshroot clean
 
 demo: deps ext
@@ -154,6 +155,11 @@ bench: deps ext
 bench-roam: EXTRA_APT = $(BENCH_APT_PKGS)
 bench-roam: deps ext
 	WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench roam $(ROAM_ARGS)
+
+# 1,000 road warriors (and a few charons) on one gateway: bring-up, memory, per-packet cost.
+bench-rwload: EXTRA_APT = $(BENCH_APT_PKGS)
+bench-rwload: deps ext
+	$(PY) -m bench rwload $(RWLOAD_ARGS)
 
 clean:
 	rm -rf $(BUILD) espfast/_dataplane*.so espfast/_dataplane.c

@@ -324,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import roam
 
         return roam.main(rest[1:])
+    if rest[:1] == ["rwload"]:  # python -m bench rwload: many road warriors (bench/rwload.py)
+        from bench import rwload
+
+        return rwload.main(rest[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "-t", "--tunnels", default="*", help="comma-separated names or globs (default: all)"

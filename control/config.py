@@ -112,6 +112,13 @@ class AuthConfig:
         return self.eap_users is not None or self.eap_radius or self.eap_tls is not None
 
 
+NamedPool = tuple[
+    str,
+    tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+    frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network],
+]
+
+
 @dataclass(frozen=True)
 class IkeConfig:
     name: str
@@ -154,6 +161,9 @@ class IkeConfig:
     # Networks of ``pool`` that came from first-last ranges: every address in them is
     # handed out (of the other prefixes, not the network and IPv4 broadcast addresses).
     pool_exact: frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network] = frozenset()
+    # Named pools a RADIUS server may pick for a user (Framed-Pool, RFC 2869 §5.18): (name,
+    # networks, those of them that came from ranges); ``pool`` serves everyone else.
+    framed_pools: tuple[NamedPool, ...] = ()
 
     def accepts_from(self, address: str) -> bool:
         """Whether a peer at ``address`` (an IP address, no port) may use this connection."""

@@ -9,7 +9,12 @@ type to answer with (RFC 7296 §3.10.1), e.g. INVALID_SYNTAX for a malformed mes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .constants import NotifyType
+
+if TYPE_CHECKING:
+    from .payloads import Payload
 
 
 class ProtocolError(Exception):
@@ -34,6 +39,8 @@ class RemoteProtocolError(ProtocolError):
         super().__init__(message)
         self.notify = notify
         self.notify_data = notify_data
+        # Payloads the answer carries after the error notify (e.g. EAP-Failure, RFC 3748).
+        self.payloads: tuple[Payload, ...] = ()
 
 
 class IntegrityError(RemoteProtocolError):

@@ -214,6 +214,7 @@ class IkeSa:
 
         # Responder, EAP-RADIUS: the Framed-IP-Address the server gave the peer's user.
         self.framed_ip: ipaddress.IPv4Address | None = None
+        self.framed_pool = ""  # EAP-RADIUS: the Access-Accept's Framed-Pool (a pool's name)
 
     @property
     def fragments(self) -> FragmentBudget:
@@ -822,6 +823,7 @@ class IkeSa:
         new.moves = self.moves  # natd_dest stays empty: the hashes cover the new SPIs
         new.peer_id, new.peer_key = self.peer_id, self.peer_key
         new.local_vips, new.dns, new.remote_vips = self.local_vips, self.dns, self.remote_vips
+        new.framed_pool = self.framed_pool  # (its addresses are released to that pool)
         new.state = State.ESTABLISHED
         new.established_seq = self.established_seq
         new.created, new.established_at = self.created, self.established_at  # the lineage's

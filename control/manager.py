@@ -66,6 +66,19 @@ from .radius.relay import RadiusAnswer
 from .responder import BLOCK_THRESHOLD, COOKIE_THRESHOLD_IP, Responder
 from .rng import Rng
 from .tasks.ike_auth_eap import IkeAuthEap
+from .text import printable
+
+
+def pool_key(connection: str, name: str) -> str:
+    """IkeManager.pools' key of a connection's named pool (never a connection's name)."""
+    return f"{connection}\0{name}"
+
+
+def drop_pools(pools: dict[str, AddressPool], connection: str) -> None:
+    """Forget a connection's pools (its default one and its named ones)."""
+    for key in [k for k in pools if k == connection or k.startswith(connection + "\0")]:
+        del pools[key]
+
 
 REPLACE_DELAY = 10.0  # seconds before unique = replace deletes a same-address duplicate
 IKE_SAS_PER_IDENTITY = 10
@@ -120,7 +133,8 @@ class IkeManager:
         self.replace_delay = REPLACE_DELAY
         # unique = replace: (when, an IKE SA whose same-address duplicates to settle then).
         self._settle: list[tuple[float, IkeSa]] = []
-        self.pools: dict[str, AddressPool] = {}  # by connection: virtual IPs (pool.py)
+        # Virtual IPs (pool.py): by connection, and by pool_key() for its framed_pools.
+        self.pools: dict[str, AddressPool] = {}
         # The shell's: our usable addresses for an IKE SA's N(ADDITIONAL_*) (RFC 4555
         # §3.6), None when it cannot tell (IkeSa.local_addresses).
         self.local_addresses: Callable[[IkeSa], tuple[str, ...] | None] = lambda sa: None
@@ -448,12 +462,21 @@ class IkeManager:
                 sa.current.create_child(cfgs[event.name], sa.now)
 
     def _lease(self, sa: IkeSa, version: int) -> IPAddress | None:
-        """A virtual IP of ``version`` for the peer of ``sa`` from its connection's pool."""
+        """A virtual IP of ``version`` for the peer of ``sa`` from its connection's pool,
+        or from the named pool its RADIUS server chose (Framed-Pool, RFC 2869 §5.18)."""
         if not sa.config.pool or not sa.peer_key:
             return None
-        pool = self.pools.get(sa.config.name)
+        key, nets, exact = sa.config.name, sa.config.pool, sa.config.pool_exact
+        if sa.framed_pool:
+            named = next((p for p in sa.config.framed_pools if p[0] == sa.framed_pool), None)
+            if named is None:
+                sa.log(f"Framed-Pool '{printable(sa.framed_pool)}' is none of the connection's "
+                       "framed_pools", logging.WARNING)  # fmt: skip
+                return None
+            key, nets, exact = pool_key(sa.config.name, named[0]), named[1], named[2]
+        pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[sa.config.name] = AddressPool(sa.config.pool, sa.config.pool_exact)
+            pool = self.pools[key] = AddressPool(nets, exact)
         identity = sa.peer_key
         if version == 4 and sa.framed_ip is not None:  # EAP-RADIUS's Framed-IP-Address
             addr = pool.claim(sa.framed_ip, identity, sa.ike_sa_id)
@@ -528,7 +551,8 @@ class IkeManager:
         elif came_up and sa.config.unique == "replace":
             self._replace(sa)
         if sa.is_destroyed:
-            pool = self.pools.get(sa.config.name)
+            key = pool_key(sa.config.name, sa.framed_pool) if sa.framed_pool else sa.config.name
+            pool = self.pools.get(key)
             if pool is not None and (sa.replaced_by is None or sa.superseded):
                 pool.release(sa.ike_sa_id)  # (a rekeyed SA's successor holds them on)
             # Its last words (e.g. the answer to the peer's DELETE) still go out.

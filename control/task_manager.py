@@ -305,7 +305,7 @@ class TaskManager:
         sa = self.sa
         if error is not None:
             self.counters.protocol_errors += 1
-            payloads = [NotifyPayload(error.notify, error.notify_data)]
+            payloads = [NotifyPayload(error.notify, error.notify_data), *error.payloads]
         response = Message(sa.spi_i, sa.spi_r, exchange, mid, True, sa.initiator,
                            tuple(payloads))  # fmt: skip
         datagrams = sa.encode(response)

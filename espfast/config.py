@@ -738,6 +738,8 @@ def _check_unique_keys(src: str, sas: tuple[SaPairConfig, ...]) -> None:
 #                                     # "first-last" ranges): each
 #                                     # identity keeps its address; child remote_ts
 #                                     # defaults to the pool
+#     framed_pools = { staff = ["198.19.110.0/24"] }  # eap-radius: pools a server's
+#                                     # Framed-Pool may name (RFC 2869 §5.18)
 #     dns = ["198.19.2.53"]           # DNS servers to tell them
 #     vips = ["0.0.0.0"]              # as a client, ask for an address (0.0.0.0 / :: any);
 #                                     # child local_ts defaults to 0.0.0.0/0 (::/0)
@@ -872,6 +874,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
     remote_id = _identity(t, "remote_id", required=False)
     ike_proposals = _proposals(t, "proposals", DEFAULT_IKE, parse_ike)
     pool, pool_exact = upkeys.pool(t)
+    framed_pools = upkeys.framed_pools(t, auth.eap_radius, bool(pool))
     dns = tuple(_address(t, "dns", a) for a in t.get_str_list("dns"))
     vips = tuple(_address(t, "vips", a) for a in t.get_str_list("vips"))
     if len({v.version for v in vips}) != len(vips):
@@ -927,6 +930,7 @@ def _connection(t: Table, keys: _KeySources) -> ConnectionConfig:
         vips=vips,
         remote_addrs=remote_addrs,
         pool_exact=pool_exact,
+        framed_pools=framed_pools,
         **extensions,
     )
     return ConnectionConfig(name, remote, ike, tuple(start_actions))

@@ -587,7 +587,8 @@ class Daemon:
         self._pump()
 
     def _conn_of(self, ike_sa_id: int) -> str:
-        return next((sa.config.name for sa in self.sas if sa.ike_sa_id == ike_sa_id), "")
+        sa = self.mgr.by_id(ike_sa_id)  # (by id: a walk over the IKE SAs per child is quadratic)
+        return sa.config.name if sa is not None else ""
 
     def _send(self, data: bytes, addr: Addr, local_port: int) -> None:
         self.counters.datagrams_out += 1
@@ -967,6 +968,9 @@ class Daemon:
         their dataplane counters, our counters and (given) the dataplane's. No keys."""
         self.count_ike()
         ike_sas: list[IkeSaStatus] = []
+        by_ike: dict[int, list[int]] = {}  # (one pass: a walk per IKE SA would be quadratic)
+        for spi_in, c in self.children.items():
+            by_ike.setdefault(c.ike_sa_id, []).append(spi_in)
         for sa in self.sas:
             st = sa.status()
             children = [
@@ -977,8 +981,8 @@ class Daemon:
                     established=c.established,
                     rekey_at=self._wall(sa.children[spi_in].rekey_at),
                 )
-                for spi_in, c in self.children.items()
-                if c.ike_sa_id == sa.ike_sa_id and spi_in in sa.children
+                for spi_in, c in ((s, self.children[s]) for s in by_ike.get(sa.ike_sa_id, ()))
+                if spi_in in sa.children
             ]
             ike_sas.append(
                 {

@@ -25,6 +25,11 @@ The names (README.md, "Metrics", lists them for dashboards):
     espfast_dataplane_spi_held                         ESP waiting for its SA now
     espfast_dataplane_workers                          worker threads per direction
     espfast_dataplane_worker_cpu_seconds_total{worker} CPU time of each worker thread
+    espfast_heap_bytes                                 the malloc heap (glibc mallinfo2)
+    espfast_radius_<counter>_total                     with [radius]: requests, accepts,
+                                                       rejects, timeouts, failovers,
+                                                       accounting_sent, ...
+    espfast_python_traced_bytes                        Python's heap (only under tracemalloc)
     process_*                                          prometheus-client's process metrics
 
 Cardinality: series per SA exist only for Child SAs the dataplane carries, that is after
@@ -130,7 +135,36 @@ class Metrics:
         out += self._daemon_counters()
         out += self._child_sas()
         out += self._dataplane()
+        out += self._memory()
+        out += self._radius()
         return out
+
+    def _radius(self) -> Iterator[Metric]:
+        """The RADIUS client's counters (espfast/radius.py), when [radius] is configured."""
+        radius = self.daemon.radius
+        if radius is None:
+            return
+        for name, value in dataclasses.asdict(radius.counters).items():
+            yield CounterMetricFamily(f"espfast_radius_{name}", f"RADIUS: {_help(name)}",
+                                      value=value)  # fmt: skip
+
+    def _memory(self) -> Iterator[Metric]:
+        import tracemalloc
+
+        from espfast.dataplane import heap_in_use
+
+        yield GaugeMetricFamily(
+            "espfast_heap_bytes",
+            "bytes the process's malloc heap holds (glibc mallinfo2): the dataplane's SAs, "
+            "OpenSSL's contexts and the larger Python objects",
+            value=heap_in_use(),
+        )
+        if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=1: for memory benchmarks
+            yield GaugeMetricFamily(
+                "espfast_python_traced_bytes",
+                "bytes Python's allocations hold now (tracemalloc)",
+                value=tracemalloc.get_traced_memory()[0],
+            )
 
     def _ike(self) -> Iterator[Metric]:
         dm = self.daemon

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from espfast.control.manager import drop_pools
 from espfast.logfmt import event as logged
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class Operations:
             self._cancel_retry(name)
             dm._retries.pop(name, None)
             dm.mgr.terminate(name, now)
-            dm.mgr.pools.pop(name, None)
+            drop_pools(dm.mgr.pools, name)
             for key in [k for k in dm.mgr.traps if k[0] == name]:
                 del dm.mgr.traps[key]
         self._readdress(dm.config.interface.addresses, new.interface.addresses)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 from espfast.control.radius import RadiusAnswer, RadiusError, answer_of
 from espfast.control.radius.codec import (
     Attribute,
+    Code,
     Packet,
     Request,
     access_request,
@@ -57,7 +58,14 @@ class RadiusConfig:
 
 @dataclass
 class RadiusCounters:
-    requests: int = 0
+    """What the RADIUS client did (printed at exit, served as espfast_radius_*_total)."""
+
+    requests: int = 0  # requests sent to a server (Access and Accounting; not retransmits)
+    accepts: int = 0  # verified Access-Accepts
+    rejects: int = 0  # verified Access-Rejects
+    challenges: int = 0  # verified Access-Challenges (a step of the EAP conversation)
+    accounting_sent: int = 0  # accounting records (Start, Interim-Update, Stop) to send
+    accounting_answered: int = 0  # ... that a server acknowledged
     retransmits: int = 0
     timeouts: int = 0  # a server that did not answer a request (then the next one)
     failovers: int = 0
@@ -171,18 +179,27 @@ class RadiusClient(asyncio.DatagramProtocol):
             done(RadiusAnswer(None, reason="no RADIUS server answered"))
             return
         packet, server = result
+        if packet.code == Code.ACCESS_ACCEPT:
+            self.counters.accepts += 1
+        elif packet.code == Code.ACCESS_REJECT:
+            self.counters.rejects += 1
+        elif packet.code == Code.ACCESS_CHALLENGE:
+            self.counters.challenges += 1
         try:
             done(answer_of(packet, server.secret, auth))
         except RadiusError as e:
             done(RadiusAnswer(None, reason=str(e)))
 
     async def _account(self, attrs: list[Attribute]) -> None:
+        self.counters.accounting_sent += 1
         result = await self._exchange(
             lambda s, ident: accounting_request(ident, s.secret, attrs),
             lambda s: (s.address[0], s.acct_port),
         )
         if result is None:
             log.warning("no RADIUS accounting server answered")
+        else:
+            self.counters.accounting_answered += 1
 
     async def _exchange(self, build: Build, dest: Callable[[RadiusServer], Addr]
                         ) -> tuple[Packet, RadiusServer] | None:  # fmt: skip

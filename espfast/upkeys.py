@@ -12,7 +12,7 @@ import itertools
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from espfast.control.config import SEND_CERT_POLICIES, AuthConfig
+from espfast.control.config import SEND_CERT_POLICIES, AuthConfig, NamedPool
 
 if TYPE_CHECKING:
     from espfast.config import IPNetwork, Table
@@ -71,7 +71,7 @@ def address_range(t: Table, key: str, text: str) -> list[IPNetwork]:
     raise t.error(key, f"{text!r} is not a range (first-last, one IP version, first <= last)")
 
 
-def pool(t: Table) -> tuple[tuple[IPNetwork, ...], frozenset[IPNetwork]]:
+def pool(t: Table, key: str = "pool") -> tuple[tuple[IPNetwork, ...], frozenset[IPNetwork]]:
     """``pool``: prefixes (``198.19.100.0/24``; not their network address, nor an IPv4
     broadcast address) and ``first-last`` ranges (every address in them), as strongSwan's
     pools ``addrs``. Returns (all the prefixes, those that came from ranges)."""
@@ -79,14 +79,37 @@ def pool(t: Table) -> tuple[tuple[IPNetwork, ...], frozenset[IPNetwork]]:
 
     nets: list[IPNetwork] = []
     exact: set[IPNetwork] = set()
-    for text in t.get_str_list("pool"):
+    for text in t.get_str_list(key):
         if "-" in text and "/" not in text:
-            covered = address_range(t, "pool", text)
+            covered = address_range(t, key, text)
             nets += covered
             exact.update(covered)
         else:
-            nets.append(parse_prefix(t, "pool", text))
+            nets.append(parse_prefix(t, key, text))
     return tuple(nets), frozenset(exact)
+
+
+def framed_pools(t: Table, eap_radius: bool, has_pool: bool) -> tuple[NamedPool, ...]:
+    """``framed_pools = { staff = ["198.19.110.0/24"], ... }``: the named pools a RADIUS
+    server may choose for a user with Framed-Pool (RFC 2869 §5.18), each as ``pool``
+    says; an eap-radius connection with a ``pool`` (for the users it names none for)."""
+    if not t.has("framed_pools"):
+        return ()
+    sub = t.table("framed_pools")
+    if not eap_radius:
+        raise t.error("framed_pools", 'only for remote_auth = "eap-radius"')
+    if not has_pool:
+        raise t.error("framed_pools", "needs the connection's pool as well")
+    out = []
+    for name in sub.data:
+        if not 1 <= len(name.encode()) <= 253 or not name.isprintable():  # RFC 2865 §5
+            raise sub.error(name, "a pool name is 1 to 253 printable octets")
+        nets, exact = pool(sub, name)
+        if not nets:
+            raise sub.error(name, "an empty pool")
+        out.append((name, nets, exact))
+    sub.done()
+    return tuple(out)
 
 
 def key_kind(cred: LocalCredential) -> str:

@@ -10,7 +10,8 @@ Challenge (1): Value-Size=16 | Challenge(16) | Name
 Response (2):  Value-Size=49 | Peer-Challenge(16) | Reserved(8) | NT-Response(24)
                | Flags(1) | Name
 Success (3):   request: "S=<40 hex digits> M=<message>"; response: nothing more
-Failure (4):   request: "E=691 R=0 C=<32 hex> V=3 M=<message>"; response: nothing more
+Failure (4):   request: "E=691 R=0 C=<32 hex> V=3 M=<message>"; response: OpCode alone
+               (then the authenticator sends EAP-Failure)
 
 Secrets: only NT password hashes are kept (MD4 of the UTF-16LE password); responses are
 compared in constant time.
@@ -177,6 +178,23 @@ class MschapV2Server:
         auth = authenticator_response(password_hash, nt_response, peer_challenge,
                                       self.challenge, name)  # fmt: skip
         return pack(OpCode.SUCCESS, self.ms_id, auth + b" M=Welcome")
+
+    def failure_data(self, challenge: bytes) -> bytes:
+        """A Failure request's Type-Data (draft-kamath-pppext-eap-mschapv2 §2, RFC 2759
+        §6): error 691 (authentication failure), no retry (R=0), a fresh challenge as
+        the format asks, version 3. The same for a wrong password and an unknown user."""
+        if len(challenge) != CHALLENGE_LEN:
+            raise ValueError("the challenge is 16 octets")
+        text = f"E=691 R=0 C={challenge.hex().upper()} V=3 M=Authentication failed"
+        return pack(OpCode.FAILURE, self.ms_id, text.encode())
+
+
+def parse_failure(rest: bytes) -> int | None:
+    """The error code (E=) of a Failure request's message, or None if it has none."""
+    for token in rest.split(b" "):
+        if token.startswith(b"E=") and token[2:].isdigit():
+            return int(token[2:])
+    return None
 
 
 class MschapV2Peer:

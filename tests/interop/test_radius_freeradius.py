@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from espfast.netns import Namespace, TwoHosts, wait_for
-from espfast.static import start_in
+from espfast.static import start_in, write_private
 from tests.interop.conftest import CharonFactory
 from tests.interop.freeradius import (
     DEAD,
@@ -39,6 +39,9 @@ from eapconf import GW_NET, PASSWORD
 from updaemon import peek, ping, status
 
 from tests.interop.test_eap_charon import client_swanctl
+from tests.netns.opsconf import scrape
+
+METRICS = "198.18.0.2:9469"
 
 
 @dataclass
@@ -48,11 +51,12 @@ class Site:
     radius: FreeRadius
 
 
+CAROL = f'carol\tCleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED},\n'
+
+
 @contextlib.contextmanager
-def site(tmp_path: Path) -> Iterator[Site]:
+def site(tmp_path: Path, users: str = CAROL + '\tClass = "gold"\n') -> Iterator[Site]:
     """Client and gateway (TwoHosts a, b) and FreeRADIUS in a third namespace behind b."""
-    users = (f'carol\tCleartext-Password := "{PASSWORD}"\n'
-             f'\tFramed-IP-Address = {FRAMED},\n\tClass = "gold"\n')  # fmt: skip
     conf = write_config(tmp_path, clients={GW_RADIUS: SECRET}, users=users)
     with TwoHosts.create("radius") as hosts, behind(hosts.b) as rns:
         radius = start(rns, conf)
@@ -143,3 +147,40 @@ def test_charon_client_through_freeradius(charons: CharonFactory, tmp_path: Path
     assert "authentication of 'gw.eap.test' with EAP successful" in log, log[-3000:]
     assert "EAP-RADIUS authenticated 'carol'" in err, err
     assert PASSWORD not in err and SECRET not in err
+
+
+def test_framed_pool_and_radius_metrics(tmp_path: Path) -> None:
+    """carol's entry names a pool (Framed-Pool, RFC 2869 §5.18) instead of an address: she
+    gets the first address of the gateway's framed_pools "staff"; the gateway's RADIUS
+    counters (a dead server first, then FreeRADIUS) are Prometheus metrics."""
+    gw_conf, rw_conf = confs(tmp_path, PASSWORD)
+    text = gw_conf.read_text()
+    text = text.replace("[interface]\n", f'[interface]\nmetrics = "{METRICS}"\n')
+    text = text.replace("\npool = ", '\nframed_pools = { staff = ["198.19.110.0/24"] }\npool = ')
+    write_private(gw_conf, text)
+    users = f'carol\tCleartext-Password := "{PASSWORD}"\n\tFramed-Pool = "staff"\n'
+    with site(tmp_path, users) as s:
+        hosts = s.hosts
+        gw = start_in(hosts.b, gw_conf, "-v", command="up")
+        client = start_in(hosts.a, rw_conf, "-v", command="up")
+        try:
+            assert wait_for(lambda: ping(hosts.a, GW_NET), timeout=40), peek(gw)
+            assert ping(hosts.b, "198.19.110.1")
+            (ike_g,) = status(hosts.b)
+            assert wait_for(lambda: "Acct-Status-Type = Start" in s.radius.detail(), timeout=20)
+            samples = scrape(hosts.b, METRICS)
+        finally:
+            client.stop()
+            _, _, err_g = gw.stop()
+    assert ike_g["peer_virtual_ips"] == ["198.19.110.1"], ike_g
+
+    def counter(name: str) -> float:
+        return samples[(f"espfast_radius_{name}_total", ())]
+
+    # Each Access-Request went to the dead server first (no answer: a timeout, then the
+    # next server), later ones straight to FreeRADIUS; the last answer an Accept.
+    assert counter("accepts") == 1 and counter("rejects") == 0, samples
+    assert counter("challenges") >= 1 and counter("timeouts") >= 1, samples
+    assert counter("failovers") >= 1 and counter("requests") >= 3, samples
+    assert counter("accounting_sent") >= 1, samples
+    assert PASSWORD not in err_g

@@ -1,7 +1,8 @@
 """Road warriors with passwords: an ``espfast up`` gateway proves itself with its
 certificate, its clients with EAP-MSCHAPv2 against the gateway's user file (RFC 7296
 §2.16), as native Windows clients do; an ``espfast up`` client gets a virtual IP. A
-wrong password gets AUTHENTICATION_FAILED and one gateway log line naming the user."""
+wrong password gets an MS-CHAPv2 Failure request (E=691), then AUTHENTICATION_FAILED
+with EAP-Failure, and one gateway log line naming the user."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def test_wrong_password_is_refused_with_one_line_naming_the_user(tmp_path: Path)
         try:
             assert wait_for(lambda: "EAP-MSCHAPv2 authentication of" in peek(gw),
                             timeout=20)  # fmt: skip
+            # (the client learns it a round trip later: Failure response, EAP-Failure)
+            assert wait_for(lambda: "AUTHENTICATION_FAILED" in peek(client), timeout=20)
             assert not ping(hosts.a, GW_NET)
         finally:
             _, _, err_c = client.stop()

@@ -68,7 +68,9 @@ def test_eap_misbehaviour_is_refused_and_bounded(tmp_path: Path) -> None:
     # A wrong password and an unknown user: the same answers, the same refusal.
     assert bad_pw["outcome"] == no_user["outcome"] == "refused", (bad_pw, no_user)
     assert bad_pw["responses"] == no_user["responses"], (bad_pw, no_user)
-    assert bad_pw["responses"][-1] == ["N(AUTHENTICATION_FAILED)"]
+    # draft-kamath §2: an MS-CHAPv2 Failure request first (an EAP payload, 48), then,
+    # to the client's Failure response, AUTHENTICATION_FAILED with EAP-Failure.
+    assert bad_pw["responses"][-2:] == [["48"], ["N(AUTHENTICATION_FAILED)", "48"]], bad_pw
     assert "a wrong password" not in err and PASSWORD not in err
     # One line each, naming the user (and nothing about which part failed).
     assert [x for x in log_pw.splitlines() if "'carol'" in x or "'mallory'" in x] == [

@@ -4,6 +4,7 @@ road warrior: EAP) and responder (the gateway: a certificate), as Windows client
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 
 import pytest
@@ -13,7 +14,8 @@ from test_ike_auth_certs import NOW, cert_configs, pki
 from espfast.control.auth import certificate_auth
 from espfast.control.config import IkeConfig
 from espfast.control.constants import ExchangeType, IdType
-from espfast.control.eap import nt_password_hash
+from espfast.control.eap import EapCode, EapPacket, EapPeer, EapType, nt_password_hash
+from espfast.control.eap.mschapv2 import OpCode
 from espfast.control.events import ChildSaUp, IkeSaDown, IkeSaUp
 
 USERS = {"carol": nt_password_hash("carol-p4ss"), "dave": nt_password_hash("dave-p4ss")}
@@ -59,21 +61,66 @@ def test_eap_mschapv2_handshake_and_msk_auth() -> None:
 
 @pytest.mark.parametrize("user, password", [("carol", "wrong"), ("mallory", "carol-p4ss")])
 def test_bad_password_gets_authentication_failed(
-    user: str, password: str, caplog: pytest.LogCaptureFixture
+    user: str, password: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """draft-kamath-pppext-eap-mschapv2 §2 (RFC 2759 §6): a wrong password, or an unknown
+    user, gets an MS-CHAPv2 Failure request (E=691, no retry); the client's Failure
+    response gets EAP-Failure with N(AUTHENTICATION_FAILED). One log line names the user;
+    none holds the password."""
+    seen: list[EapPacket] = []  # what the client's EAP peer received
+    real = EapPeer.process
+    monkeypatch.setattr(EapPeer, "process", lambda self, pkt: seen.append(pkt) or real(self, pkt))
     p = Pair(*eap_configs(user, password))
     p.roundtrip()
-    with caplog.at_level(logging.INFO, logger="espfast.control"):
+    with caplog.at_level(logging.DEBUG, logger="espfast.control"):
         for _ in range(4):
             p.roundtrip()
     assert p.i is not None and p.i.is_destroyed
     assert p.r is not None and p.r.is_destroyed
     down = [e for e in events(p.i) if isinstance(e, IkeSaDown)]
     assert down and "AUTHENTICATION_FAILED" in down[0].reason
+    # <-- { EAP(Request/MSCHAPv2 Failure "E=691 R=0 C=... V=3 M=...") }
+    failure = seen[-1]
+    assert (failure.code, failure.type, failure.data[0]) == (EapCode.REQUEST, EapType.MSCHAPV2,
+                                                             OpCode.FAILURE)  # fmt: skip
+    assert re.fullmatch(rb"E=691 R=0 C=[0-9A-F]{32} V=3 M=.+", failure.data[4:]), failure
+    # IKE_AUTH { EAP(Response/MSCHAPv2 Failure) } -->  <-- { N(AUTHENTICATION_FAILED), EAP }
+    sent = [r.getMessage() for r in caplog.records if "sending IKE_AUTH" in r.getMessage()]
+    assert sent[-1].startswith("gw-b") and sent[-1].endswith("{ N(AUTHENTICATION_FAILED) EAP }")
+    assert "{ EAP }" in sent[-2]  # the client's Failure response
     named = [r.getMessage() for r in caplog.records if repr(user) in r.getMessage()]
     assert named == [f"gw-b[{p.r.ike_sa_id & 0xFFFF}]: EAP-MSCHAPv2 authentication of "
                      f"{user!r} failed"]  # fmt: skip
     assert not any(password in r.getMessage() for r in caplog.records)
+
+
+def test_the_gateway_ends_with_eap_failure() -> None:
+    """The EAP-Failure the gateway sends with AUTHENTICATION_FAILED, at the EAP layer:
+    the Failure response gets EAP-Failure with the response's Identifier (RFC 3748 §4.2);
+    so does anything else the client sends after the Failure request."""
+    from espfast.control.eap import EapFailure, EapServer
+    from espfast.control.rng import DeterministicRng
+
+    for answer in (bytes([OpCode.FAILURE]), b"\x02\x00\x00\x05x"):
+        server = EapServer(USERS.get, DeterministicRng("s"))
+        peer = EapPeer("carol", nt_password_hash("wrong"), DeterministicRng("p"))
+        out = peer.process(server.start())
+        assert out is not None
+        out = peer.process(server.process(out))  # Identity -> Challenge -> Response
+        assert out is not None
+        failure = server.process(out)
+        assert server.failed and failure.data[0] == OpCode.FAILURE
+        reply = peer.process(failure)
+        assert reply is not None and reply.data == bytes([OpCode.FAILURE])
+        assert peer.refused == 691
+        reply = replace(reply, data=answer)
+        with pytest.raises(EapFailure) as caught:
+            server.process(reply)
+        assert caught.value.logged and caught.value.eap_failure is not None
+        assert caught.value.eap_failure.code == EapCode.FAILURE
+        assert caught.value.eap_failure.identifier == reply.identifier
+        with pytest.raises(EapFailure, match=r"refused our EAP-MSCHAPv2 password \(error 691\)"):
+            peer.process(caught.value.eap_failure)
 
 
 def test_unprintable_user_name_is_escaped(caplog: pytest.LogCaptureFixture) -> None:

@@ -5,14 +5,17 @@ waiting, and the [radius] config table."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from espfast.config import ConfigError, load_up
 from espfast.control.radius import Attr, Code, RadiusAnswer
 from espfast.control.radius.codec import Request, decode, encode_answer
+from espfast.metrics import Metrics
 from espfast.radius import RadiusClient, RadiusConfig, RadiusServer
 
 A = RadiusServer(("198.18.5.2", 1812), b"secret-a")
@@ -69,6 +72,9 @@ async def _failover() -> None:
     assert c.counters.dropped_forged == 1 and c.counters.dropped_unknown == 1
     assert c.counters.failovers == 1 and c.counters.timeouts == 1
     assert c.current == 1  # B is asked first from now on
+    # One request to each server (A's retransmission counted apart), B's answer a reject.
+    assert (c.counters.requests, c.counters.retransmits) == (2, 1)
+    assert (c.counters.rejects, c.counters.accepts, c.counters.challenges) == (1, 0, 0)
 
 
 def test_failover_and_forgeries() -> None:
@@ -131,3 +137,55 @@ accounting = true
     base.write_text(gw)
     with pytest.raises(ConfigError, match="needs a \\[radius\\] table"):
         load_up(base)
+    # Named pools for Framed-Pool (RFC 2869 §5.18): only beside a pool, only with RADIUS.
+    radius = '[radius]\nservers = [{address = "198.18.5.2", secret = "s"}]\n'
+    named = ('framed_pools = { staff = ["198.19.110.0/24"], '
+             '"guests 2" = ["198.19.120.5-198.19.120.9"] }\n')  # fmt: skip
+    pool = 'pool = ["198.19.100.0/24"]\n'
+    base.write_text(gw.replace(pool, pool + named) + radius)
+    (staff, guests) = load_up(base).connections[0].ike.framed_pools
+    assert staff == ("staff", (ipaddress.IPv4Network("198.19.110.0/24"),), frozenset())
+    assert guests[0] == "guests 2" and len(guests[1]) == len(guests[2]) > 0  # a range: exact
+    psk = 'psk = "a pre-shared key long enough"'
+    for text, error in [
+        (gw.replace(pool, named) + radius, "needs the connection's pool"),
+        (gw.replace(pool, pool + named).replace(auth, psk), "only for remote_auth"),
+        (gw.replace(pool, pool + "framed_pools = { x = [] }\n") + radius, "an empty pool"),
+    ]:
+        base.write_text(text)
+        with pytest.raises(ConfigError, match=error):
+            load_up(base)
+
+
+async def _accounting_and_metrics() -> None:
+    c, t = client(accounting=True)
+    c.account([(Attr.USER_NAME, b"carol"), (Attr.ACCT_STATUS_TYPE, (1).to_bytes(4, "big"))])
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if t.sent:
+            break
+    data, addr = t.sent[0]
+    assert addr == (A.address[0], A.acct_port)
+    p = decode(data)
+    c.datagram_received(encode_answer(Code.ACCOUNTING_RESPONSE, Request(p.identifier,
+                        p.authenticator, data), [], A.secret), addr)  # fmt: skip
+    await c.drain(1.0)
+    assert (c.counters.accounting_sent, c.counters.accounting_answered) == (1, 1)
+    # The same counters as Prometheus counters (espfast/metrics.py), one family each.
+    daemon = SimpleNamespace(listeners=[], radius=c)
+    families = {f.name: f for f in Metrics(daemon, lambda: None, 1)._radius()}  # type: ignore[arg-type,return-value]
+    assert set(families) >= {f"espfast_radius_{n}" for n in (
+        "requests", "accepts", "rejects", "timeouts", "failovers", "accounting_sent")}  # fmt: skip
+    sent = families["espfast_radius_accounting_sent"]
+    assert sent.type == "counter" and [s.value for s in sent.samples] == [1.0]
+    assert [s.value for s in families["espfast_radius_requests"].samples] == [1.0]
+    c.close()
+
+
+def test_accounting_is_counted_and_served_as_metrics() -> None:
+    asyncio.run(_accounting_and_metrics())
+
+
+def test_no_radius_metrics_without_radius() -> None:
+    daemon = SimpleNamespace(listeners=[], radius=None)
+    assert list(Metrics(daemon, lambda: None, 1)._radius()) == []  # type: ignore[arg-type,return-value]
