@@ -148,8 +148,10 @@ pytest: deps ext
 # WIREGUARD_GO=/path: the wireguard-go binary to compare against (default: PATH's; see the
 # README: Debian's build has none of the newest wireguard-go's offloads).
 bench: EXTRA_APT = $(BENCH_APT_PKGS)
+# Then the mobile reconnect (bench-roam) too, unless ROAM=no.
 bench: deps ext
 	WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench $(BENCH_ARGS)
+	if [ "$(ROAM)" != no ]; then WIREGUARD_GO="$(WIREGUARD_GO)" $(PY) -m bench roam $(ROAM_ARGS); fi
 
 # The mobile reconnect: espfast (MOBIKE), wireguard-go and OpenVPN across uplink switches.
 bench-roam: EXTRA_APT = $(BENCH_APT_PKGS)
