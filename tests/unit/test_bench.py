@@ -19,6 +19,7 @@ from bench.report import (
     UdpRun,
     chart,
     markdown,
+    paired,
     ratios,
     targets,
 )
@@ -109,10 +110,28 @@ def test_targets_scaling_up_vs_static_and_chacha() -> None:
     chacha = result("espfast-chacha20poly1305", 3.0, 1.0, 100e3, 0.1)
     peer = result("wireguard-go", 2.0, 0.2, 50e3, 0.05)
     got = {t.text: (t.value, t.met) for t in targets([esp, up, chacha, peer])}
-    assert got["4-stream TCP vs our single stream"] == (1.25, False)
-    assert got["espfast up vs espfast static, single-stream TCP"] == (0.9, False)
+    assert got["4-stream TCP vs our single stream"] == (pytest.approx(1.25), False)
+    assert got["espfast up vs espfast static, single-stream TCP"] == (pytest.approx(0.9), False)
     assert got["single-stream TCP, ChaCha20-Poly1305 vs wireguard-go"] == (1.5, False)
     assert got["idle ping RTT, wireguard-go's over ours"] == (0.5, False)
+
+
+def test_up_vs_static_and_scaling_pair_the_runs_of_one_round() -> None:
+    static = TunnelResult(
+        "espfast-aes128gcm16", [Figure("s", 1, [Run(2.0, 1, 1, 0), Run(4.0, 1, 1, 0)])]
+    )
+    up = TunnelResult(
+        "espfast-up-aes128gcm16", [Figure("u", 1, [Run(1.0, 1, 1, 0), Run(4.0, 1, 1, 0)])]
+    )
+    # Round 1: 0.5, round 2: 1.0 -> sqrt(0.5); the ratio of the medians would be 2.5 / 3.
+    assert paired(up, 1, static, 1) == pytest.approx(0.5**0.5)
+    static.figures.append(Figure("s", 4, [Run(3.0, 1, 1, 0), Run(0.0, 1, 1, 0), Run(9.0, 1, 1, 0)]))
+    # 4 streams against 1 in the same round; a failed (0) run and an unpaired one left out.
+    assert paired(static, 4, static, 1) == pytest.approx(1.5)
+    got = {t.text: t.value for t in targets([static, up])}
+    assert got["espfast up vs espfast static, single-stream TCP"] == pytest.approx(0.5**0.5)
+    assert got["4-stream TCP vs our single stream"] == pytest.approx(1.5)
+    assert paired(None, 1, static, 1) is None and paired(up, 4, static, 1) is None
 
 
 def test_markdown_names_each_peers_version_and_offloads() -> None:
