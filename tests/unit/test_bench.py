@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import threads
 from bench.__main__ import cpu_seconds, select_tunnels
 from bench.report import (
     LARGE,
@@ -291,3 +292,35 @@ def test_roam_table_verdict_and_chart(tmp_path: Path) -> None:
 
     (tmp_path / "r.json").write_text(json.dumps({"results": [asdict(r) for r in good]}))
     assert load(tmp_path / "r.json") == good
+
+
+def _task(root: Path, pid: int, tid: int, name: str, run: int, wait: int, slices: int) -> None:
+    d = root / str(pid) / "task" / str(tid)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "schedstat").write_text(f"{run} {wait} {slices}\n")
+    (d / "comm").write_text(name + "\n")
+
+
+def test_threads_cpu_and_run_queue_wait_per_second(tmp_path: Path) -> None:
+    _task(tmp_path, 7, 7, "python", 10**9, 0, 5)
+    _task(tmp_path, 7, 8, "ef-tx0", 2 * 10**9, 10**9, 100)
+    before = threads.snapshot([7, 99], tmp_path)  # 99: gone, left out
+    _task(tmp_path, 7, 8, "ef-tx0", 3 * 10**9, 2 * 10**9, 300)
+    _task(tmp_path, 7, 9, "ef-rx0", 10**9, 0, 1)  # new since: no figure
+    uses = threads.usage(before, threads.snapshot([7], tmp_path), 2.0)
+    assert uses == [
+        threads.ThreadUse(7, "ef-tx0", 0.5, 0.5, 100.0),
+        threads.ThreadUse(7, "python", 0.0, 0.0, 0.0),
+    ]
+    table = "\n".join(threads.markdown(uses, 1.96, 2))
+    assert "1.96 of 2 CPUs busy" in table and "| 7 | ef-tx0 | 0.50 | 0.50 | 100 |" in table
+    assert "python" not in table
+
+
+def test_threads_machine_busy_cores(tmp_path: Path) -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+    (tmp_path / "stat").write_text(f"cpu  {hz} 0 {hz} {hz} 0 0 0 0 0 0\ncpu0 1 1 1 1\n")
+    before = threads.machine(tmp_path)
+    (tmp_path / "stat").write_text(f"cpu  {4 * hz} 0 {2 * hz} {2 * hz} 0 0 0 0 0 0\n")
+    # 2 s: 4 CPU-seconds of work (3 user + 1 system), 1 idle -> 2 CPUs busy
+    assert threads.busy_cores(before, threads.machine(tmp_path), 2.0) == pytest.approx(2.0)
