@@ -196,12 +196,14 @@ def profile(name: str, seconds: float, streams: int) -> Profile:
         with iperf3_server(hosts.b, ep.inner_b):
             data = Path(tmp) / "perf.data"
             before = cpu_seconds(ep.pids)
-            tasks, cpus, started = threads.snapshot(ep.pids), threads.machine(), time.monotonic()
             with perf_during(ep.pids, seconds, data) as stat:
+                tasks, cpus, started = (
+                    threads.snapshot(ep.pids), threads.machine(), time.monotonic()
+                )  # fmt: skip
                 end, _ = iperf3(hosts, ep, seconds, "-P", str(streams))
-            took = time.monotonic() - started
-            result.per_thread = threads.usage(tasks, threads.snapshot(ep.pids), took)
-            result.busy_cores = threads.busy_cores(cpus, threads.machine(), took)
+                took = time.monotonic() - started
+                result.per_thread = threads.usage(tasks, threads.snapshot(ep.pids), took)
+                result.busy_cores = threads.busy_cores(cpus, threads.machine(), took)
             result.cpu_s = cpu_seconds(ep.pids) - before
             received = end["sum_received"]
             result.gbps = received["bits_per_second"] / 1e9
