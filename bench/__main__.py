@@ -309,13 +309,25 @@ def measure(
 
 
 def select_tunnels(patterns: str) -> list[str]:
-    names = []
-    for pattern in patterns.split(","):
-        found = [n for n in TUNNELS if fnmatch.fnmatchcase(n, pattern.strip())]
+    """The tunnels the patterns name, once each; a name given again exactly adds another
+    instance of it, ``NAME#2`` (then ``#3``...): a control, whose ratio to the first can
+    differ from 1 only by the machine's noise (report.control_ratios)."""
+    names: list[str] = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        found = [n for n in TUNNELS if fnmatch.fnmatchcase(n, pattern)]
         if not found:
             raise SystemExit(f"bench: no tunnel matches {pattern!r} (known: {', '.join(TUNNELS)})")
+        if found == [pattern] and pattern in names:
+            names.append(f"{pattern}#{sum(n.split('#')[0] == pattern for n in names) + 1}")
         names += [n for n in found if n not in names]
     return names
+
+
+def make_tunnel(name: str) -> Tunnel:
+    """The tunnel ``name`` of :func:`select_tunnels` (``NAME#k``: another NAME)."""
+    tunnel = TUNNELS[name.split("#")[0]]()
+    tunnel.name = name
+    return tunnel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = Progress(len(names) * plan.steps())
     load_before = os.getloadavg()[0]
-    results = measure([TUNNELS[n]() for n in names], plan, progress, args.sequential)
+    results = measure([make_tunnel(n) for n in names], plan, progress, args.sequential)
     progress.finish()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -359,7 +359,25 @@ def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
             continue
         mark = "met" if t.met else "MISSED"
         lines.append(f"- {t.text}: {t.value:.2f}x (goal {t.goal:g}x): {mark}")
+    controls = control_ratios(results)
+    if controls:
+        lines += ["", "## Same tunnel twice (the noise floor of this run)", "", *controls]
     return "\n".join(lines) + "\n"
+
+
+def control_ratios(results: Sequence[TunnelResult]) -> list[str]:
+    """A tunnel measured twice (``-t X,X``: the second is ``X#2``): the ratios between
+    two identical tunnels, which only the machine's noise can move away from 1."""
+    ok = by_name(results)
+    lines = []
+    for name, copy in ok.items():
+        base = name.split("#")[0]
+        if base == name or base not in ok:
+            continue
+        parts = [f"{n}-stream TCP {x:.2f}x" for n in sorted({f.streams for f in copy.figures})
+                 if (x := paired(copy, n, ok[base], n)) is not None]  # fmt: skip
+        lines.append(f"- {name} vs {base} (paired): " + (", ".join(parts) or "-"))
+    return lines
 
 
 # ---- chart ----

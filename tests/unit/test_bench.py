@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import threads
-from bench.__main__ import cpu_seconds, select_tunnels
+from bench.__main__ import cpu_seconds, make_tunnel, select_tunnels
 from bench.report import (
     LARGE,
     SMALL,
@@ -40,6 +40,32 @@ def test_select_tunnels_globs_and_rejects_unknown() -> None:
     ]
     with pytest.raises(SystemExit, match="no tunnel matches 'nope'"):
         select_tunnels("nope")
+
+
+def test_a_tunnel_named_twice_is_a_control_with_its_noise_floor() -> None:
+    names = select_tunnels("veth,espfast-aes128gcm16,espfast-aes128gcm16,veth,espfast-aes128gcm16")
+    assert names == [
+        "veth",
+        "espfast-aes128gcm16",
+        "espfast-aes128gcm16#2",
+        "veth#2",
+        "espfast-aes128gcm16#3",
+    ]
+    assert select_tunnels("espfast-aes*gcm16,espfast-aes128gcm16") == [
+        "espfast-aes128gcm16",
+        "espfast-aes256gcm16",
+        "espfast-aes128gcm16#2",
+    ]
+    assert make_tunnel("espfast-aes128gcm16#2").name == "espfast-aes128gcm16#2"
+    one = TunnelResult(
+        "espfast-aes128gcm16", [Figure("a", 1, [Run(2.0, 1, 1, 0), Run(1.0, 1, 1, 0)])]
+    )
+    two = TunnelResult(
+        "espfast-aes128gcm16#2", [Figure("b", 1, [Run(2.0, 1, 1, 0), Run(1.1, 1, 1, 0)])]
+    )
+    table = markdown([one, two], {"date": "d", "seconds": 1, "runs": 2})
+    assert "- espfast-aes128gcm16#2 vs espfast-aes128gcm16 (paired): 1-stream TCP 1.05x" in table
+    assert "## Same tunnel twice" not in markdown([one], {"date": "d", "seconds": 1, "runs": 2})
 
 
 def test_summary_is_median_with_spread() -> None:
