@@ -2,8 +2,9 @@
 
 For each tunnel (bench/tunnels/): two fresh namespaces joined by a veth, the tunnel up
 between them, an iperf3 server on b's inner address; all tunnels up at once and their
-runs interleaved (run 1 of each, then run 2 of each, ...: the shared machine's changing
-load falls on all alike; ``--sequential``: one tunnel after the other); then, from a:
+runs interleaved (run 1 of each, then run 2 of each in reverse order, ...: the shared
+machine's changing load falls on all alike; ``--sequential``: one tunnel after the
+other); then, from a:
 - the idle ping RTT through the tunnel (``--pings`` samples);
 - single-stream and 4-stream iperf3 TCP, ``--time`` seconds each, ``--runs`` times: the
   receiver's throughput and the CPU seconds the tunnel's processes used (utime + stime
@@ -278,8 +279,9 @@ def measure(
 ) -> list[TunnelResult]:
     """Every tunnel's figures. By default all tunnels are up at once (each in its own two
     namespaces, idle while another is measured) and the runs interleave — run 1 of every
-    tunnel, then run 2 of every tunnel, ... — so that a change in the machine's load
-    (it is shared) falls on all of them alike and the ratios within a run stay fair.
+    tunnel, then run 2 of every tunnel in reverse order, ... — so that a change in the
+    machine's load (it is shared) falls on all of them alike and the ratios within a run
+    stay fair (report.paired compares the runs of one round).
     ``sequential``: one tunnel at a time, all its runs in a row (less memory)."""
     groups = [[t] for t in tunnels] if sequential else [tunnels]
     results: dict[str, TunnelResult] = {}
@@ -292,7 +294,9 @@ def measure(
                 if up is not None:
                     live.append(up)
             for i in range(plan.runs):
-                for one in list(live):
+                # Every other round in reverse (A B, B A, ...): no tunnel always goes
+                # first, i.e. straight after the setup or another tunnel's idle spell.
+                for one in list(live if i % 2 == 0 else reversed(live)):
                     try:
                         measure_round(one, plan, progress, i)
                     except Exception as e:
@@ -305,13 +309,25 @@ def measure(
 
 
 def select_tunnels(patterns: str) -> list[str]:
-    names = []
-    for pattern in patterns.split(","):
-        found = [n for n in TUNNELS if fnmatch.fnmatchcase(n, pattern.strip())]
+    """The tunnels the patterns name, once each; a name given again exactly adds another
+    instance of it, ``NAME#2`` (then ``#3``...): a control, whose ratio to the first can
+    differ from 1 only by the machine's noise (report.control_ratios)."""
+    names: list[str] = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        found = [n for n in TUNNELS if fnmatch.fnmatchcase(n, pattern)]
         if not found:
             raise SystemExit(f"bench: no tunnel matches {pattern!r} (known: {', '.join(TUNNELS)})")
+        if found == [pattern] and pattern in names:
+            names.append(f"{pattern}#{sum(n.split('#')[0] == pattern for n in names) + 1}")
         names += [n for n in found if n not in names]
     return names
+
+
+def make_tunnel(name: str) -> Tunnel:
+    """The tunnel ``name`` of :func:`select_tunnels` (``NAME#k``: another NAME)."""
+    tunnel = TUNNELS[name.split("#")[0]]()
+    tunnel.name = name
+    return tunnel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = Progress(len(names) * plan.steps())
     load_before = os.getloadavg()[0]
-    results = measure([TUNNELS[n]() for n in names], plan, progress, args.sequential)
+    results = measure([make_tunnel(n) for n in names], plan, progress, args.sequential)
     progress.finish()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

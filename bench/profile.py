@@ -16,21 +16,28 @@ context) and in a send on the veth (the peer's UDP receive) is charged to the tu
 processes: it is part of what a packet costs, but not the tunnel's own doing. Needs root
 and perf (apt linux-perf); perf's overhead slows the tunnel somewhat, so throughput
 figures belong to ``python -m bench``, shares to this.
+
+After the table, each thread's CPU and run-queue wait and how many of the machine's CPUs
+were busy (bench/threads.py): where the tunnel saturates (``--streams 4`` with
+``espfast-aes128gcm16-w2`` for the workers).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import threads
 from bench.__main__ import cpu_seconds, iperf3, iperf3_server
 from bench.tunnels import TUNNELS, Endpoints
 from espfast.netns import TwoHosts, have_root, wait_for, which
@@ -93,6 +100,8 @@ class Profile:
     top: list[tuple[float, str, str]] = field(default_factory=list)  # (%, symbol, dso)
     counts: dict[str, int] = field(default_factory=dict)  # perf stat events
     ceiling_ns: float | None = None  # seal + open of one 1400-byte packet, crypto only
+    per_thread: list[threads.ThreadUse] = field(default_factory=list)  # the tunnel's threads
+    busy_cores: float = 0.0  # the whole machine's CPUs busy during the run
 
     @property
     def ns_per_packet(self) -> float:
@@ -188,7 +197,13 @@ def profile(name: str, seconds: float, streams: int) -> Profile:
             data = Path(tmp) / "perf.data"
             before = cpu_seconds(ep.pids)
             with perf_during(ep.pids, seconds, data) as stat:
+                tasks, cpus, started = (
+                    threads.snapshot(ep.pids), threads.machine(), time.monotonic()
+                )  # fmt: skip
                 end, _ = iperf3(hosts, ep, seconds, "-P", str(streams))
+                took = time.monotonic() - started
+                result.per_thread = threads.usage(tasks, threads.snapshot(ep.pids), took)
+                result.busy_cores = threads.busy_cores(cpus, threads.machine(), took)
             result.cpu_s = cpu_seconds(ep.pids) - before
             received = end["sum_received"]
             result.gbps = received["bits_per_second"] / 1e9
@@ -243,6 +258,8 @@ def markdown(p: Profile) -> str:
         + "; ".join(f"{pct:.1f}% {sym} ({Path(dso).name})" for pct, sym, dso in p.top[:12]),
         "",
     ]
+    if p.per_thread:
+        lines += [*threads.markdown(p.per_thread, p.busy_cores, os.cpu_count() or 1), ""]
     return "\n".join(lines)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import cpu_seconds, select_tunnels
+from bench import threads
+from bench.__main__ import cpu_seconds, make_tunnel, select_tunnels
 from bench.report import (
     LARGE,
     SMALL,
@@ -19,6 +20,7 @@ from bench.report import (
     UdpRun,
     chart,
     markdown,
+    paired,
     ratios,
     targets,
 )
@@ -38,6 +40,32 @@ def test_select_tunnels_globs_and_rejects_unknown() -> None:
     ]
     with pytest.raises(SystemExit, match="no tunnel matches 'nope'"):
         select_tunnels("nope")
+
+
+def test_a_tunnel_named_twice_is_a_control_with_its_noise_floor() -> None:
+    names = select_tunnels("veth,espfast-aes128gcm16,espfast-aes128gcm16,veth,espfast-aes128gcm16")
+    assert names == [
+        "veth",
+        "espfast-aes128gcm16",
+        "espfast-aes128gcm16#2",
+        "veth#2",
+        "espfast-aes128gcm16#3",
+    ]
+    assert select_tunnels("espfast-aes*gcm16,espfast-aes128gcm16") == [
+        "espfast-aes128gcm16",
+        "espfast-aes256gcm16",
+        "espfast-aes128gcm16#2",
+    ]
+    assert make_tunnel("espfast-aes128gcm16#2").name == "espfast-aes128gcm16#2"
+    one = TunnelResult(
+        "espfast-aes128gcm16", [Figure("a", 1, [Run(2.0, 1, 1, 0), Run(1.0, 1, 1, 0)])]
+    )
+    two = TunnelResult(
+        "espfast-aes128gcm16#2", [Figure("b", 1, [Run(2.0, 1, 1, 0), Run(1.1, 1, 1, 0)])]
+    )
+    table = markdown([one, two], {"date": "d", "seconds": 1, "runs": 2})
+    assert "- espfast-aes128gcm16#2 vs espfast-aes128gcm16 (paired): 1-stream TCP 1.05x" in table
+    assert "## Same tunnel twice" not in markdown([one], {"date": "d", "seconds": 1, "runs": 2})
 
 
 def test_summary_is_median_with_spread() -> None:
@@ -109,10 +137,28 @@ def test_targets_scaling_up_vs_static_and_chacha() -> None:
     chacha = result("espfast-chacha20poly1305", 3.0, 1.0, 100e3, 0.1)
     peer = result("wireguard-go", 2.0, 0.2, 50e3, 0.05)
     got = {t.text: (t.value, t.met) for t in targets([esp, up, chacha, peer])}
-    assert got["4-stream TCP vs our single stream"] == (1.25, False)
-    assert got["espfast up vs espfast static, single-stream TCP"] == (0.9, False)
+    assert got["4-stream TCP vs our single stream"] == (pytest.approx(1.25), False)
+    assert got["espfast up vs espfast static, single-stream TCP"] == (pytest.approx(0.9), False)
     assert got["single-stream TCP, ChaCha20-Poly1305 vs wireguard-go"] == (1.5, False)
     assert got["idle ping RTT, wireguard-go's over ours"] == (0.5, False)
+
+
+def test_up_vs_static_and_scaling_pair_the_runs_of_one_round() -> None:
+    static = TunnelResult(
+        "espfast-aes128gcm16", [Figure("s", 1, [Run(2.0, 1, 1, 0), Run(4.0, 1, 1, 0)])]
+    )
+    up = TunnelResult(
+        "espfast-up-aes128gcm16", [Figure("u", 1, [Run(1.0, 1, 1, 0), Run(4.0, 1, 1, 0)])]
+    )
+    # Round 1: 0.5, round 2: 1.0 -> sqrt(0.5); the ratio of the medians would be 2.5 / 3.
+    assert paired(up, 1, static, 1) == pytest.approx(0.5**0.5)
+    static.figures.append(Figure("s", 4, [Run(3.0, 1, 1, 0), Run(0.0, 1, 1, 0), Run(9.0, 1, 1, 0)]))
+    # 4 streams against 1 in the same round; a failed (0) run and an unpaired one left out.
+    assert paired(static, 4, static, 1) == pytest.approx(1.5)
+    got = {t.text: t.value for t in targets([static, up])}
+    assert got["espfast up vs espfast static, single-stream TCP"] == pytest.approx(0.5**0.5)
+    assert got["4-stream TCP vs our single stream"] == pytest.approx(1.5)
+    assert paired(None, 1, static, 1) is None and paired(up, 4, static, 1) is None
 
 
 def test_markdown_names_each_peers_version_and_offloads() -> None:
@@ -272,3 +318,35 @@ def test_roam_table_verdict_and_chart(tmp_path: Path) -> None:
 
     (tmp_path / "r.json").write_text(json.dumps({"results": [asdict(r) for r in good]}))
     assert load(tmp_path / "r.json") == good
+
+
+def _task(root: Path, pid: int, tid: int, name: str, run: int, wait: int, slices: int) -> None:
+    d = root / str(pid) / "task" / str(tid)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "schedstat").write_text(f"{run} {wait} {slices}\n")
+    (d / "comm").write_text(name + "\n")
+
+
+def test_threads_cpu_and_run_queue_wait_per_second(tmp_path: Path) -> None:
+    _task(tmp_path, 7, 7, "python", 10**9, 0, 5)
+    _task(tmp_path, 7, 8, "ef-tx0", 2 * 10**9, 10**9, 100)
+    before = threads.snapshot([7, 99], tmp_path)  # 99: gone, left out
+    _task(tmp_path, 7, 8, "ef-tx0", 3 * 10**9, 2 * 10**9, 300)
+    _task(tmp_path, 7, 9, "ef-rx0", 10**9, 0, 1)  # new since: no figure
+    uses = threads.usage(before, threads.snapshot([7], tmp_path), 2.0)
+    assert uses == [
+        threads.ThreadUse(7, "ef-tx0", 0.5, 0.5, 100.0),
+        threads.ThreadUse(7, "python", 0.0, 0.0, 0.0),
+    ]
+    table = "\n".join(threads.markdown(uses, 1.96, 2))
+    assert "1.96 of 2 CPUs busy" in table and "| 7 | ef-tx0 | 0.50 | 0.50 | 100 |" in table
+    assert "python" not in table
+
+
+def test_threads_machine_busy_cores(tmp_path: Path) -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+    (tmp_path / "stat").write_text(f"cpu  {hz} 0 {hz} {hz} 0 0 0 0 0 0\ncpu0 1 1 1 1\n")
+    before = threads.machine(tmp_path)
+    (tmp_path / "stat").write_text(f"cpu  {4 * hz} 0 {2 * hz} {2 * hz} 0 0 0 0 0 0\n")
+    # 2 s: 4 CPU-seconds of work (3 user + 1 system), 1 idle -> 2 CPUs busy
+    assert threads.busy_cores(before, threads.machine(tmp_path), 2.0) == pytest.approx(2.0)
