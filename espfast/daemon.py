@@ -506,7 +506,10 @@ class Daemon:
         RFC 4555 §3.5). Without a route to the peer it stays put until the next change
         (or its liveness check gives up). Our address list is not read again here (the
         settled look, :meth:`path_changed`, does, and tells the peer if it changed): the
-        peer's traffic to us waits for the update."""
+        peer's traffic to us waits for the update. A gateway that initiates nothing with
+        MOBIKE skips the look (its own route changes for Child SAs come in batches too)."""
+        if not any(c.remote is not None and c.ike.mobike for c in self.config.connections):
+            return
         self._follow_routes(self.loop.time())
         self._pump()
 
