@@ -510,7 +510,7 @@ class Daemon:
         MOBIKE skips the look (its own route changes for Child SAs come in batches too)."""
         if not any(c.remote is not None and c.ike.mobike for c in self.config.connections):
             return
-        self._follow_routes(self.loop.time())
+        self._follow_routes(self.loop.time(), settled=False)
         self._pump()
 
     def path_changed(self) -> None:
@@ -518,21 +518,24 @@ class Daemon:
         look may have seen a half-made state), and our address list read again; the
         peers are told if it changed (RFC 4555 §3.6)."""
         now = self.loop.time()
-        self._follow_routes(now)
+        self._follow_routes(now, settled=True)
         self._addresses = None  # read again
         for sa in self.sas:
             if sa.replaced_by is None and sa.announce_addresses(now):
                 log.info("%s: telling %s our addresses changed", sa.config.name, sa.remote[0])
         self._pump()
 
-    def _follow_routes(self, now: float) -> None:
+    def _follow_routes(self, now: float, settled: bool) -> None:
+        """``settled``: the burst of events is over; before, a missing route may be a
+        half-made state (said at DEBUG only)."""
         for sa in self.sas:
             if not (sa.is_established and sa.mobike and sa.original_initiator) \
                     or sa.is_deleting or sa.replaced_by is not None:  # fmt: skip
                 continue
             src = source_for(sa.remote[0])
             if src is None:
-                log.warning("%s: no route to %s now", sa.config.name, sa.remote[0])
+                log.log(logging.WARNING if settled else logging.DEBUG, "%s: no route to %s now",
+                        sa.config.name, sa.remote[0])  # fmt: skip
                 continue
             if src != sa.local[0]:
                 log.info("%s: path to %s now leaves from %s (was %s): moving", sa.config.name,
