@@ -507,19 +507,43 @@ class Daemon:
         return tuple(a for a in self._addresses
                      if a not in vips and ipaddress.ip_address(a).version == version)  # fmt: skip
 
+    def path_moved(self) -> None:
+        """Our addresses or routes are changing (espfast/mobility.py: every batch of
+        netlink events, at once): every IKE SA we initiated with MOBIKE whose path now
+        leaves from another address moves there with its Child SAs (UPDATE_SA_ADDRESSES,
+        RFC 4555 §3.5). Without a route to the peer it stays put until the next change
+        (or its liveness check gives up). Our address list is not read again here (the
+        settled look, :meth:`path_changed`, does, and tells the peer if it changed): the
+        peer's traffic to us waits for the update. A gateway that initiates nothing with
+        MOBIKE skips the look (its own route changes for Child SAs come in batches too)."""
+        if not any(c.remote is not None and c.ike.mobike for c in self.config.connections):
+            return
+        self._follow_routes(self.loop.time(), settled=False)
+        self._pump()
+
     def path_changed(self) -> None:
-        """Our addresses or routes changed (espfast/mobility.py's netlink events): every
-        IKE SA we initiated with MOBIKE whose path now leaves from another address moves
-        there with its Child SAs (UPDATE_SA_ADDRESSES, RFC 4555 §3.5). Without a route to
-        the peer it stays put until the next change (or its liveness check gives up)."""
+        """The change settled (espfast/mobility.py): the paths looked at again (a first
+        look may have seen a half-made state), and our address list read again; the
+        peers are told if it changed (RFC 4555 §3.6)."""
         now = self.loop.time()
+        self._follow_routes(now, settled=True)
+        self._addresses = None  # read again
+        for sa in self.sas:
+            if sa.replaced_by is None and sa.announce_addresses(now):
+                log.info("%s: telling %s our addresses changed", sa.config.name, sa.remote[0])
+        self._pump()
+
+    def _follow_routes(self, now: float, settled: bool) -> None:
+        """``settled``: the burst of events is over; before, a missing route may be a
+        half-made state (said at DEBUG only)."""
         for sa in self.sas:
             if not (sa.is_established and sa.mobike and sa.original_initiator) \
                     or sa.is_deleting or sa.replaced_by is not None:  # fmt: skip
                 continue
             src = source_for(sa.remote[0])
             if src is None:
-                log.warning("%s: no route to %s now", sa.config.name, sa.remote[0])
+                log.log(logging.WARNING if settled else logging.DEBUG, "%s: no route to %s now",
+                        sa.config.name, sa.remote[0])  # fmt: skip
                 continue
             if src != sa.local[0]:
                 log.info("%s: path to %s now leaves from %s (was %s): moving", sa.config.name,
@@ -527,11 +551,6 @@ class Daemon:
                          extra=logged("ike_sa_moving", connection=sa.config.name,
                                       ike_sa=sa.ike_sa_id, local=src))  # fmt: skip
                 sa.update_addresses(now, local=(src, sa.local[1]))
-        self._addresses = None  # read again
-        for sa in self.sas:
-            if sa.replaced_by is None and sa.announce_addresses(now):
-                log.info("%s: telling %s our addresses changed", sa.config.name, sa.remote[0])
-        self._pump()
 
     def esp_moved(self, moves: Iterable[tuple[int, Addr]]) -> None:
         """Authenticated ESP of inbound SA ``spi_in`` came from a new source (the
@@ -672,6 +691,11 @@ class Daemon:
             case RadiusRequest():
                 self._relay(event)
             case PeerAddressChanged():
+                log.debug(
+                    "dataplane: IKE SA %d's outbound SAs now to %s",
+                    event.ike_sa_id & 0xFFFF,
+                    fmt_endpoint(event.peer),
+                )
                 for spi_in in self._kids_of.get(event.ike_sa_id, {}):
                     self._repoint(spi_in, event)
             case IkeSaDown():

@@ -5,11 +5,15 @@ Child SAs (``IkeSa.update_addresses``: UPDATE_SA_ADDRESSES, the peer re-points t
 
 Changes come as rtnetlink multicast events (links, IPv4/IPv6 addresses and routes) on a
 netlink socket the event loop watches: no polling. The events themselves are not parsed;
-any of them means "look again", after a short settling time (a link going down brings a
-burst: the link, its addresses, its routes). Looking again is the kernel's own route
-lookup (a connected UDP socket's source address, policy routing included), so what we
-pick is what the kernel will send from. Sending from the new address needs the UDP
-sockets bound to the wildcard address (``listen = "0.0.0.0:4500"``).
+any of them means "look again": at once for the path (``on_event``: every batch of
+events read; the kernel changed its routes before it told us, so the lookup already sees
+the new path, and while the traffic waits for the move every millisecond counts), and
+once more after a short settling time for everything (``on_change``: a link going down
+brings a burst: the link, its addresses, its routes; the settled look catches a state
+the first one saw half-made, and re-reads our address list). Looking is the kernel's
+own route lookup (a connected UDP socket's source address, policy routing included), so
+what we pick is what the kernel will send from. Sending from the new address needs the
+UDP sockets bound to the wildcard address (``listen = "0.0.0.0:4500"``).
 """
 
 from __future__ import annotations
@@ -81,12 +85,19 @@ def is_wildcard(address: str) -> bool:
 
 
 class PathWatcher:
-    """Calls ``on_change`` (on the event loop) once a burst of rtnetlink events settled."""
+    """Calls ``on_event`` (on the event loop) at once for every batch of rtnetlink events
+    read, and ``on_change`` once a burst of them settled."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_change: Callable[[], None],
-                 settle: float = SETTLE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_change: Callable[[], None],
+        settle: float = SETTLE,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
         self.loop = loop
         self.on_change = on_change
+        self.on_event = on_event
         self.settle = settle
         self.events = 0
         self._sock: socket.socket | None = None
@@ -105,6 +116,7 @@ class PathWatcher:
 
     def _readable(self) -> None:
         assert self._sock is not None
+        first = self.events
         while True:
             try:
                 if not self._sock.recv(65536):
@@ -115,9 +127,12 @@ class PathWatcher:
                 log.debug("rtnetlink: %s", e)
                 break
             self.events += 1
+        log.debug("rtnetlink: %d events", self.events - first)
         if self._pending is not None:
             self._pending.cancel()
         self._pending = self.loop.call_later(self.settle, self._settled)
+        if self.on_event is not None:
+            self.on_event()
 
     def _settled(self) -> None:
         self._pending = None

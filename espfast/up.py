@@ -218,7 +218,7 @@ async def _serve(
                 return local_addresses(tun.netlink("list addresses", "get_addr"), tun.index)
 
             daemon.addresses = addresses
-            watcher = PathWatcher(loop, daemon.path_changed)
+            watcher = PathWatcher(loop, daemon.path_changed, on_event=daemon.path_moved)
             watcher.start()
             stack.callback(watcher.close)
         await ctl.start()
