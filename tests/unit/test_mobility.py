@@ -15,6 +15,7 @@ from test_daemon import A, conf, make_pair, settle
 
 from espfast import daemon as daemon_module
 from espfast.control.tasks.mobike import MobikeInformational
+from espfast.dataplane import Direction
 from espfast.mobility import PathWatcher, is_wildcard, source_for
 
 
@@ -97,8 +98,16 @@ def test_the_first_look_moves_and_the_gateway_follows_after_its_check(
         (sa_a,) = a.sas
         (sa_b,) = b.sas
         assert sa_a.mobike and sa_a.local[0] == A
-        moved: list[tuple[int, tuple[str, int]]] = []
-        dp_b.update_peer = lambda spi, peer: moved.append((spi, peer))  # type: ignore[method-assign]
+        moved: list[tuple[int, tuple[str, int]]] = []  # outbound SAs re-pointed
+
+        def update_peer(
+            spi: int, peer: tuple[str, int], *, direction: Direction = Direction.OUT,
+            raw_esp: bool = False,
+        ) -> None:  # fmt: skip
+            if direction is Direction.OUT:
+                moved.append((spi, peer))
+
+        dp_b.update_peer = update_peer  # type: ignore[method-assign]
         ((_, child_b),) = b.children.items()
 
         route["src"], dp_a.me = NEW, NEW  # the route moved; a's datagrams leave from NEW
