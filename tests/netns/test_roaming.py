@@ -10,10 +10,9 @@ on; the datagrams lost and the longest gap are printed."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from updaemon import ping, road_warrior_pair, start_pair, status
+from updaemon import capture, ike_sa_init_count, ping, road_warrior_pair, start_pair, status
 
 from espfast.netns import Namespace, wait_for
 from espfast.tools.mobilitynet import CELL, GW, WIFI, uplinks
@@ -29,18 +28,14 @@ def test_client_roams_between_uplinks_on_one_ike_sa(tmp_path: Path) -> None:
     gw_text, cl_text = road_warrior_pair("roam", gateway=GW, client_listen="0.0.0.0", auth=AUTH)
     pcap = tmp_path / "gw.pcap"
     with uplinks() as hosts:
-        dump = hosts.g.popen(
-            "tcpdump", "-i", "veth-g", "-n", "-U", "--immediate-mode", "-w", str(pcap),
-            "udp port 500",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        dump = capture(hosts.g, "veth-g", pcap, "udp port 500")
         gw, client = start_pair(tmp_path, (hosts.g, gw_text), (hosts.c, cl_text))
         try:
             assert wait_for(lambda: ping(hosts.c, GW_NET), timeout=20)
             (first,) = status(hosts.g)
             assert first["remote_addr"].startswith(f"{WIFI}:"), first
             assert first["mobike"]
-            init_packets = _ike_sa_init_count(pcap)
+            init_packets = ike_sa_init_count(pcap)
 
             with flow_in_background(hosts.g, hosts.c, VIP, count=COUNT, interval=INTERVAL) as got:
                 assert wait_for(lambda: _packets_in(hosts.c) >= 50, timeout=10)
@@ -70,7 +65,7 @@ def test_client_roams_between_uplinks_on_one_ike_sa(tmp_path: Path) -> None:
             hosts.g.stop(dump)
             print(cerr[-3000:], gerr[-3000:])
         # No new IKE_SA_INIT on the wire after the first.
-        assert _ike_sa_init_count(pcap) == init_packets > 0
+        assert ike_sa_init_count(pcap) == init_packets > 0
 
 
 def _packets_in(ns: Namespace) -> int:
@@ -80,15 +75,3 @@ def _packets_in(ns: Namespace) -> int:
 def _gateway_sees(g: Namespace, addr: str) -> bool:
     sas = status(g)
     return len(sas) == 1 and sas[0]["remote_addr"].startswith(f"{addr}:")
-
-
-def _ike_sa_init_count(pcap: Path) -> int:
-    """IKE_SA_INIT messages (exchange type 34) on port 500."""
-    from scapy.layers.inet import UDP
-    from scapy.utils import rdpcap
-
-    if not pcap.exists() or pcap.stat().st_size == 0:
-        return 0
-    return sum(1 for p in rdpcap(str(pcap))
-               if UDP in p and len(bytes(p[UDP].payload)) > 18
-               and bytes(p[UDP].payload)[18] == 34)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,3 +173,26 @@ vips = {_toml_list(vips)}
 name = "net"
 remote_ts = {_toml_list(remote_ts)}
 """
+
+
+def ike_sa_init_count(pcap: Path) -> int:
+    """IKE_SA_INIT messages (exchange type 34) on port 500."""
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap
+
+    if not pcap.exists() or pcap.stat().st_size == 0:
+        return 0
+    return sum(1 for p in rdpcap(str(pcap))
+               if UDP in p and len(bytes(p[UDP].payload)) > 18
+               and bytes(p[UDP].payload)[18] == 34)  # fmt: skip
+
+
+def capture(ns: Namespace, dev: str, pcap: Path, expression: str, *, snaplen: int = 0
+            ) -> subprocess.Popen[bytes]:  # fmt: skip
+    """tcpdump on ``dev`` in ``ns`` into ``pcap``, each packet written at once (``snaplen``:
+    the octets kept of each, 0 for all); stop it with ``ns.stop``."""
+    return ns.popen(
+        "tcpdump", "-i", dev, "-n", "-U", "--immediate-mode", "-s", str(snaplen),
+        "-w", str(pcap), expression,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
