@@ -143,7 +143,7 @@ fuzz: apt $(FUZZERS:%=$(BUILD)/fuzz-%)
 	$(call run_fuzzers,$(FUZZ_S))
 
 pytest: deps ext
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 # WIREGUARD_GO=/path: the wireguard-go binary to compare against (default: PATH's; see the
 # README: Debian's build has none of the newest wireguard-go's offloads).
