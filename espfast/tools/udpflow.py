@@ -224,13 +224,17 @@ def udp_overflows(ns: Namespace) -> int:
     return total
 
 
-def check_flows(flows: Flows, count: int, logs: str = "", *, slow_receiver: bool = False) -> None:
+def check_flows(
+    flows: Flows, count: int, logs: str = "", *, slow_receiver: bool = False,
+    backward_reorders: int = 0,
+) -> None:  # fmt: skip
     """Each way, every one of ``count`` datagrams arrived once and in order; the TCP run
     completed. ``logs`` go into the failure message. ``slow_receiver``: the receiver's
     namespace holds a peer that may not keep up (charon's kernel-libipsec reads ESP from a
     UDP socket with the default receive buffer and stalls while it rekeys): datagrams the
     receiver's kernel counted as dropped at a full receive buffer may be missing forward,
-    no more than that many, and none backward."""
+    no more than that many, and none backward. ``backward_reorders``: datagrams that may
+    arrive after a newer one, backward only (a known issue where a caller says so)."""
     for way, got in (("forward", flows.forward), ("backward", flows.backward)):
         lost, duplicated, reordered = tally(got, count)
         print(f"{way}: {count} datagrams in {flows.elapsed:.1f} s: lost {len(lost)}, "
@@ -238,7 +242,8 @@ def check_flows(flows: Flows, count: int, logs: str = "", *, slow_receiver: bool
         overflows = "full UDP receive buffers dropped {} datagrams in the sender's and {} in " \
             "the receiver's namespace meanwhile".format(*flows.overflows)  # fmt: skip
         excused = flows.overflows[1] if slow_receiver and way == "forward" else 0
-        assert len(lost) <= excused and (duplicated, reordered) == (0, 0), (
+        tolerated = backward_reorders if way == "backward" else 0
+        assert len(lost) <= excused and duplicated == 0 and reordered <= tolerated, (
             way, lost[:20], overflows, logs[-3000:]
         )  # fmt: skip
     assert "error" not in flows.iperf, flows.iperf.get("error")
