@@ -60,14 +60,17 @@ def test_both_ends_behind_nat(tmp_path: Path) -> None:
             docs: list[dict[str, Any]] = []
 
             def keepalives_both_ways() -> bool:
+                # (Sent and received are read at slightly different moments: each end's
+                # own count may lag what the other already counted, so wait for both.)
                 docs[:] = [document(net.c), document(net.g)]
-                return all(d["daemon"]["dataplane"]["keepalives"] >= 2 for d in docs)
+                return all(d["daemon"]["dataplane"]["keepalives"] >= 2
+                           and d["daemon"]["counters"]["keepalives_sent"] >= 2
+                           for d in docs)  # fmt: skip
 
             assert wait_for(keepalives_both_ways, timeout=20), [
                 (d["daemon"]["dataplane"]["keepalives"], d["daemon"]["counters"]["keepalives_sent"],
                  d["ike_sas"]) for d in docs
             ]  # fmt: skip
-            assert all(d["daemon"]["counters"]["keepalives_sent"] >= 2 for d in docs), docs
 
             with flow_in_background(net.g, net.c, VIP, count=COUNT, interval=INTERVAL) as got:
                 assert wait_for(lambda: packets_in(net.c) >= 50, timeout=10)
