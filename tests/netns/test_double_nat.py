@@ -93,7 +93,9 @@ def test_both_ends_behind_nat(tmp_path: Path) -> None:
             # mapping), the gateway followed it once.
             assert (after_g["spi_i"], after_g["spi_r"]) == (ike_g["spi_i"], ike_g["spi_r"])
             assert (after_c["spi_i"], after_c["spi_r"]) == (ike_c["spi_i"], ike_c["spi_r"])
-            assert after_g["moves"] >= 1 and after_c["moves"] >= 1, (after_c, after_g)
+            # (The client's own count moves only if it knew its old mapping: a NAT that
+            # forgets it before its first liveness check learned it leaves it at 0.)
+            assert after_g["moves"] >= 1, (after_c, after_g)
             assert after_c["nat_local"] and after_g["nat_local"]
             assert ping(net.c, GW_NET)
         finally:
