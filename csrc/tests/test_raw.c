@@ -16,7 +16,7 @@
 #include "raw.h"
 #include "worker.h"
 
-/* A 20-byte IPv4 header (proto ESP, 10.0.0.1 -> 10.0.0.2) and `esp` bytes after it. */
+/* A 20-byte IPv4 header (proto ESP, 198.18.0.1 -> 198.18.0.2) and `esp` bytes after it. */
 static size_t v4(uint8_t *p, size_t esp)
 {
 	memset(p, 0, 20 + esp);
@@ -24,8 +24,8 @@ static size_t v4(uint8_t *p, size_t esp)
 	ef_put16(p + 2, (uint16_t)(20 + esp));
 	p[8] = 64;
 	p[9] = EF_IPPROTO_ESP;
-	p[12] = 10, p[15] = 1;
-	p[16] = 10, p[19] = 2;
+	p[12] = 198, p[13] = 18, p[15] = 1;
+	p[16] = 198, p[17] = 18, p[19] = 2;
 	return 20 + esp;
 }
 
@@ -39,7 +39,7 @@ static void parse_table(void)
 
 	n = v4(p, 40);
 	CHECK(ef_raw_parse(p, n, AF_INET, NULL, 0, &src, &off, &len) == 0);
-	CHECK(off == 20 && len == 40 && src.family == 4 && src.addr[0] == 10 && src.addr[3] == 1);
+	CHECK(off == 20 && len == 40 && src.family == 4 && src.addr[0] == 198 && src.addr[3] == 1);
 	/* options: IHL 6 */
 	n = v4(p, 44);
 	p[0] = 0x46;
