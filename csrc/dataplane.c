@@ -207,6 +207,16 @@ unsigned ef_dp_offloads(ef_dp *dp)
 	return dp->offloads;
 }
 
+int ef_dp_set_duplex(ef_dp *dp, int on)
+{
+	if (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE))
+		return EF_E_STATE;
+	if (on && dp->nworkers != 1)
+		return EF_E_INVAL;
+	dp->duplex = on != 0;
+	return EF_OK;
+}
+
 int ef_dp_start(ef_dp *dp)
 {
 	sigset_t all, old;
@@ -225,7 +235,8 @@ int ef_dp_start(ef_dp *dp)
 	/* Signals (SIGINT, SIGTERM) belong to Python's main thread, not to the workers. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (int i = 0; i < dp->nworkers * 2; i++) {
+	/* duplex: the TX worker's thread runs both (worker.c: duplex_main) */
+	for (int i = 0; i < (dp->duplex ? 1 : dp->nworkers * 2); i++) {
 		if (pthread_create(&dp->w[i].thread, NULL, ef_worker_main, &dp->w[i])) {
 			err = EF_E_SYS;
 			break;

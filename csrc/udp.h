@@ -73,7 +73,7 @@ int ef_udp_send(int fd, struct mmsghdr *msg, int n, int stop_fd, int *gso_max);
  * is (returns 2; -1: no kick fd). */
 int ef_wait(int fd, short events, int stop_fd, int kick_fd);
 /* The same for any of nfds (1..EF_WAIT_MAX) fds: 0 as soon as one has `events`. */
-#define EF_WAIT_MAX 3
+#define EF_WAIT_MAX 4
 int ef_wait_any(const int *fds, int nfds, short events, int stop_fd, int kick_fd);
 
 #endif

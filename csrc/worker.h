@@ -119,6 +119,7 @@ struct ef_dp {
 	int tso;    /* ... and TUNSETOFFLOAD TSO: reads may be TCP super-packets */
 	unsigned offloads; /* EF_OFFLOAD_* in use (api.cdef), fixed at ef_dp_new */
 	int nworkers;            /* per direction */
+	int duplex;              /* one thread for both directions (one worker only) */
 	struct ef_worker *w;     /* 2 * nworkers: TX first, then RX */
 	pthread_rwlock_t lock;   /* readers: workers, per batch; writer: SA changes */
 	struct ef_order tx_order, rx_order;

@@ -338,6 +338,9 @@ class InterfaceConfig:
     keepalive: int = DEFAULT_KEEPALIVE
     # A road-warrior client: how the gateway's DNS servers are applied (espfast/clientdns.py)
     resolver: str = "auto"
+    # One dataplane thread for both directions (only with workers = 1, the default there);
+    # False: a TX and an RX thread (csrc/worker.c duplex_main says when each is better).
+    duplex: bool = True
 
 
 @dataclass(frozen=True)
@@ -475,10 +478,13 @@ def _interface(t: Table) -> InterfaceConfig:
     resolver = t.get_str("resolver", "auto")
     if resolver not in RESOLVER_MODES:
         raise t.error("resolver", f"{resolver!r}: one of {', '.join(RESOLVER_MODES)}")
+    duplex = t.get_bool("duplex", workers == 1)
+    if duplex and workers != 1:
+        raise t.error("duplex", f"needs workers = 1 (workers = {workers})")
     t.done()
     return InterfaceConfig(name, addresses, mtu, listen, workers, offload, cookies, half_open,
                            cookies_ip, block, ike_per_id, child_per_ike, metrics, user,
-                           keepalive, resolver)  # fmt: skip
+                           keepalive, resolver, duplex)  # fmt: skip
 
 
 @dataclass

@@ -551,6 +551,8 @@ class Dataplane(_Closable):
     are duplicated, so the caller may close its own after :meth:`close`. The socket gets
     8 MiB buffers and UDP_GRO (shared with the caller's descriptor).
     ``workers``: threads per direction (each SA gets a keyed context per worker).
+    ``duplex``: with one worker, one thread for both directions instead of a TX and an
+    RX thread (default: so whenever ``workers`` is 1; see csrc/worker.c duplex_main).
     ``disable_offloads``: offload names (see :data:`OFFLOADS`, or "all") not to use;
     default: those in $ESPFAST_DISABLE_OFFLOADS.
     """
@@ -561,6 +563,7 @@ class Dataplane(_Closable):
         udp_sock: socket.socket,
         *,
         workers: int = 1,
+        duplex: bool | None = None,
         disable_offloads: Iterable[str] | None = None,
     ) -> None:
         _check_tun_fd(tun_fd)
@@ -572,6 +575,10 @@ class Dataplane(_Closable):
             raise ValueError("workers must be an int")
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 1..{MAX_WORKERS}, not {workers}")
+        if duplex is None:
+            duplex = workers == 1
+        if duplex and workers != 1:
+            raise ValueError("duplex needs workers = 1")
         disable, disabled = _disable_mask(disable_offloads)
         self._udp = udp_sock
         self._family = udp_sock.family
@@ -594,6 +601,8 @@ class Dataplane(_Closable):
             ike_r.close()
             raise OSError(f"cannot create the dataplane: {_strerror(err[0])}")
         self._dp: Any = dp
+        self.duplex = bool(duplex)
+        lib.ef_dp_set_duplex(dp, int(self.duplex))  # cannot fail: stopped, one worker
         self._log_offloads(disabled)
 
     def _log_offloads(self, disabled: frozenset[str]) -> None:

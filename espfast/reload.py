@@ -15,7 +15,7 @@ IKE or ESP proposals, selectors, lifetimes, DPD, actions, pool, virtual IPs, chi
 In ``[interface]``, ``addresses`` (added to and removed from the TUN device),
 ``cookie_threshold``, ``half_open_limit`` and ``metrics`` can change while the daemon
 runs; any other change there (the TUN device's name or MTU, the listen address, workers,
-offloads) needs a restart and is refused.
+duplex, offloads) needs a restart and is refused.
 
 This module holds the command and the comparison (:func:`diff`); it imports nothing
 heavy at the top, as every command module (espfast/cli.py).

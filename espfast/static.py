@@ -186,7 +186,9 @@ def _run_tunnel(
         )
         stack.callback(tun.close)
         sock = stack.enter_context(udp_socket(iface.listen))
-        dp = stack.enter_context(Dataplane(tun.fileno(), sock, workers=iface.workers))
+        dp = stack.enter_context(
+            Dataplane(tun.fileno(), sock, workers=iface.workers, duplex=iface.duplex)
+        )
         for raw in raws:
             dp.add_raw_socket(raw)
         # Numbers reserved and on disk before the dataplane may use them (seqstate).
@@ -353,8 +355,10 @@ def pair_configs(
     ifname: str = "espfast0",
     outer: tuple[str, str] = ("198.18.0.1", "198.18.0.2"),
     offload: bool = True,
+    duplex: bool | None = None,
 ) -> tuple[str, str]:
     """Two matching configs (host a, host b) with fresh random keys, as TOML text.
+    ``duplex`` None: the default (one thread for both directions with one worker).
 
     One SA pair carries IPv4 and IPv6: a is 198.19.1.1 and 2001:2:0:1::1, b is 198.19.2.1
     and 2001:2:0:2::1 (the inner addresses in BRIEF.md and :mod:`espfast.netns`).
@@ -384,6 +388,7 @@ def pair_configs(
             f'listen = "{fmt_endpoint((addr, 4500))}"',
             f"workers = {workers}",
             f"offload = {str(offload).lower()}",
+            *([] if duplex is None else [f"duplex = {str(duplex).lower()}"]),
             "",
             "[[sa]]",
             'name = "tunnel"',

@@ -154,7 +154,9 @@ async def _serve(
         sock4500 = stack.enter_context(udp_socket(iface.listen))
         sock500.setblocking(False)
         _deep_receive_queue(sock500)
-        dp = stack.enter_context(Dataplane(tun.fileno(), sock4500, workers=iface.workers))
+        dp = stack.enter_context(
+            Dataplane(tun.fileno(), sock4500, workers=iface.workers, duplex=iface.duplex)
+        )
         for raw in raws:
             dp.add_raw_socket(raw)
         dp.start()

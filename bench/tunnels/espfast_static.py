@@ -43,15 +43,22 @@ class EspfastStatic:
     section = "sa"
 
     def __init__(
-        self, transform: str, workers: int = 1, offload: bool = True, encap: bool = True
+        self,
+        transform: str,
+        workers: int = 1,
+        offload: bool = True,
+        encap: bool = True,
+        duplex: bool | None = None,
     ) -> None:
         self.transform = transform
         self.workers = workers
         self.offload = offload
         self.encap = encap
+        self.duplex = duplex  # None: the default (one thread both ways with one worker)
         self.name = f"espfast-{transform}" + (f"-w{workers}" if workers != 1 else "")
         self.name += "" if offload else "-nooffload"
         self.name += "" if encap else "-plainesp"
+        self.name += "-split" if duplex is False else ""
 
     def configs(self, hosts: TwoHosts) -> tuple[str, str]:
         texts = pair_configs(
@@ -59,6 +66,7 @@ class EspfastStatic:
             workers=self.workers,
             outer=(hosts.addr_a, hosts.addr_b),
             offload=self.offload,
+            duplex=self.duplex,
         )
         return self.framed(texts)
 
@@ -113,8 +121,9 @@ class EspfastUp(EspfastStatic):
 
 
 def tunnels() -> dict[str, Callable[[], EspfastStatic]]:
-    """Each AEAD with one worker; AES-GCM-128 also with a worker per CPU and without TUN
-    offloads; CBC+HMAC; ``espfast up`` with AES-GCM-128 (one worker, and one per CPU)."""
+    """Each AEAD with one worker; AES-GCM-128 also with a worker per CPU, without TUN
+    offloads and with a thread per direction (``-split``); CBC+HMAC; ``espfast up`` with
+    AES-GCM-128 (one worker, and one per CPU)."""
     variants = [(t, 1, True) for t in TRANSFORMS]
     cpus = min(os.cpu_count() or 1, 4)
     if cpus > 1:
@@ -124,6 +133,9 @@ def tunnels() -> dict[str, Callable[[], EspfastStatic]]:
         EspfastStatic(t, w, o).name: functools.partial(EspfastStatic, t, w, o)
         for t, w, o in variants
     }
+    # one worker with a TX and an RX thread (duplex = false) against the default, one thread
+    split = EspfastStatic("aes128gcm16", duplex=False)
+    found[split.name] = functools.partial(EspfastStatic, "aes128gcm16", duplex=False)
     # plain ESP (encap = no, IP protocol 50 through raw sockets) against the same in UDP
     found[EspfastStatic("aes128gcm16", encap=False).name] = functools.partial(
         EspfastStatic, "aes128gcm16", encap=False

@@ -49,6 +49,7 @@ void test_dataplane(void);
 void test_concurrency(void);
 void test_order(void);
 void test_order_park(void);
+void test_duplex(void);
 void test_keymem(void);
 void test_restart(void);
 void test_follow(void);

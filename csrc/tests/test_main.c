@@ -15,6 +15,7 @@ int main(void)
 	test_concurrency();
 	test_order();
 	test_order_park();
+	test_duplex();
 	test_keymem();
 	test_restart();
 	test_follow();

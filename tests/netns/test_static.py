@@ -44,9 +44,14 @@ class Tunnel:
 
 @contextlib.contextmanager
 def tunnel(
-    tmp_path: Path, transform: str = "aes128gcm16", *, esn: bool = False, offload: bool = True
+    tmp_path: Path,
+    transform: str = "aes128gcm16",
+    *,
+    esn: bool = False,
+    offload: bool = True,
+    duplex: bool | None = None,
 ) -> Iterator[Tunnel]:
-    text_a, text_b = pair_configs(transform, esn=esn, offload=offload)
+    text_a, text_b = pair_configs(transform, esn=esn, offload=offload, duplex=duplex)
     conf_a = write_private(tmp_path / "a.toml", text_a)
     conf_b = write_private(tmp_path / "b.toml", text_b)
     with TwoHosts.create("st") as hosts:
@@ -149,6 +154,36 @@ def test_tcp_and_capture_shows_only_esp(tmp_path: Path, offload: bool) -> None:
             assert not pkt[IPv6].src.startswith("2001:2:"), pkt.summary()
             assert not pkt[IPv6].dst.startswith("2001:2:"), pkt.summary()
     assert esp > 1000  # the iperf3 run and the pings, all as ESP
+
+
+def thread_names(pid: int) -> list[str]:
+    return sorted(p.read_text().strip() for p in Path(f"/proc/{pid}/task").glob("*/comm"))
+
+
+@pytest.mark.parametrize("duplex", [True, False], ids=["one-thread", "thread-per-direction"])
+def test_tcp_both_ways_at_once(tmp_path: Path, duplex: bool) -> None:
+    """TCP in both directions at once (iperf3 --bidir) with the dataplane's one worker as
+    one thread for both directions (the default) and as a TX and an RX thread."""
+    with tunnel(tmp_path, duplex=duplex) as t:
+        assert first_ping(t.hosts.a, B4)
+        want = ["ef-io0"] if duplex else ["ef-rx0", "ef-tx0"]
+        for daemon in (t.a, t.b):
+            assert [n for n in thread_names(daemon.pid) if n.startswith("ef-")] == want
+        server = t.hosts.b.popen(
+            "iperf3", "-s", "-1", "-B", B4, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        assert wait_for(lambda: ":5201" in t.hosts.b.run("ss", "-Htln").stdout, timeout=10)
+        client = t.hosts.a.run(
+            "iperf3", "-c", B4, "-B", A4, "-t", "2", "--bidir", "-J", check=False, timeout=60
+        )
+        t.hosts.b.stop(server)
+        reports = t.stop_json(t.a), t.stop_json(t.b)
+    end = json.loads(client.stdout)["end"]
+    assert end["sum_received"]["bytes"] > 1_000_000  # a -> b
+    assert end["sum_received_bidir_reverse"]["bytes"] > 1_000_000  # b -> a
+    for report in reports:
+        for counter in ("auth_failures", "replay_drops", "policy_drops", "malformed"):
+            assert report["global"][counter] == 0, (counter, report["global"])
 
 
 def test_sigterm_exits_zero_and_prints_counters(tmp_path: Path) -> None:

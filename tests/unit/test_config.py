@@ -103,6 +103,17 @@ def test_defaults(tmp_path: Path) -> None:
     )
     assert cfg.interface.listen == ("0.0.0.0", 4500)
     assert (cfg.sas[0].name, cfg.sas[0].esn, cfg.sas[0].replay_window) == ("sa[0]", False, 1024)
+    assert cfg.interface.duplex == (default_workers() == 1)
+
+
+def test_duplex_defaults_to_one_thread_with_one_worker(tmp_path: Path) -> None:
+    """One worker: one thread for both directions unless `duplex = false`; several
+    workers: a thread per direction each (duplex would be refused)."""
+    one = edit("workers = 2", "workers = 1", BASE)
+    assert load_text(tmp_path, one).interface.duplex is True
+    split = edit("workers = 2", "workers = 1\nduplex = false", BASE)
+    assert load_text(tmp_path, split).interface.duplex is False
+    assert load_text(tmp_path, BASE).interface.duplex is False
 
 
 def test_keys_never_in_repr(tmp_path: Path) -> None:
@@ -241,6 +252,7 @@ ERRORS = {
     "esn wrong type": ("esn = true", 'esn = "yes"', ["sa[0].esn", "true or false"]),
     "workers zero": ("workers = 2", "workers = 0", ["interface.workers", "out of range"]),
     "offload wrong type": ("workers = 2", "workers = 2\noffload = 1", ["interface.offload"]),
+    "duplex with workers": ("workers = 2", "workers = 2\nduplex = true", ["interface.duplex"]),
     "bad ifname": ('name = "ef0"', 'name = "a-very-long-ifname0"', ["interface.name"]),
     "not toml": ("[interface]", "[interface", ["not valid TOML"]),
 }
