@@ -440,8 +440,9 @@ DEFAULT_WORKERS_MAX = 4  # beyond 4 senders the peer's default 1024 replay windo
 
 
 def default_workers() -> int:
-    """One dataplane worker per two CPUs this process may run on (a worker is two busy
-    threads, TX and RX), at least 1 and at most DEFAULT_WORKERS_MAX. More workers than
+    """One dataplane worker per two CPUs this process may run on (with several, a worker
+    is two busy threads, TX and RX; one worker is one thread unless ``duplex = false``),
+    at least 1 and at most DEFAULT_WORKERS_MAX. More workers than
     that only cost CPU per byte: with several, each reads fewer datagrams a call and
     hands its turn to the next (csrc/worker.c); measured on 2 CPUs, 2 workers took ~18 %
     more CPU per byte than 1, with the same throughput or less once the CPUs are busy."""
