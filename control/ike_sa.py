@@ -394,9 +394,11 @@ class IkeSa:
         elif child.spi_in in self.children and not child.deleting:
             child.rekeying = False
             child.rekey_at = when
+        self.timers_changed()
 
     def retry_reauth_later(self) -> None:
         self.reauth_at = self.now + REKEY_RETRY + self._jitter(REKEY_RETRY)
+        self.timers_changed()  # (reauth.failed: the new IKE SA's input, not ours)
 
     def _jitter(self, life_rand: float) -> float:
         return int.from_bytes(self.rng.random_bytes(4), "big") / 2**32 * life_rand
@@ -855,6 +857,15 @@ class IkeSa:
             task.rebind(to)
         to.tm.queue += self.tm.queue
         self.tm.queue = []
+        self.timers_changed()  # (a queue holds back the liveness check: _dpd_at)
+        to.timers_changed()
+
+    def timers_changed(self) -> None:
+        """Tell IkeManager to read this SA's timer again: needed wherever the input of
+        another IKE SA (a rekey collision settled, a reauthentication that failed) moves
+        a deadline of this one, which the manager would otherwise never see."""
+        if not self.is_destroyed:
+            self.touched(self)
 
     def release(self, now: float, queue_from: IkeSa | None = None) -> None:
         """A §2.8.2 collision is settled and this SA stays: its exchanges, and those

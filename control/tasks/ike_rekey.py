@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 REPLACED_GRACE = 240.0  # seconds a rekeyed IKE SA waits for the peer's DELETE (its retransmissions)
 
 
-def _hand_over(loser: IkeSa, winner: IkeSa) -> None:
+def _hand_over(loser: IkeSa, winner: IkeSa, now: float) -> None:
     """§2.8.2: the redundant new IKE SA gives its Child SAs and queued exchanges to the
     one that stays, and forwards whatever still lands on it."""
     winner.children.update(loser.children)
@@ -38,7 +38,12 @@ def _hand_over(loser: IkeSa, winner: IkeSa) -> None:
     loser.move_queue(winner)
     loser.replaced_by = winner
     loser.rekey_at = None
-    loser.expire_at = loser.now + REPLACED_GRACE  # should its DELETE never come
+    # Should its DELETE never come (the peer may not even know the loser: its own
+    # rekey's answer can be lost for good), the grace period closes it. ``now``, not
+    # loser.now: the loser may have heard nothing for a while.
+    loser.expire_at = now + REPLACED_GRACE
+    loser.timers_changed()  # (the input being handled is the old SA's, not the loser's)
+    winner.timers_changed()
 
 
 class IkeRekey(Task):
@@ -103,7 +108,7 @@ class IkeRekey(Task):
                 # §2.8.2: both ends rekeyed at once and ours has the lowest nonce: our
                 # new SA is redundant, we close it; the peer deletes the old one.
                 theirs = collision[1]
-                _hand_over(new, theirs)
+                _hand_over(new, theirs, sa.now)
                 sa.replaced_by = theirs
                 new.tm.queue.insert(0, Informational(new, True, (DeletePayload(ProtocolId.IKE),)))
                 new.tm.initiate(sa.now)
@@ -112,7 +117,7 @@ class IkeRekey(Task):
             if collision is not None:
                 # Ours wins: the Child SAs live on in our new SA; the peer closes its own
                 # (or, should its DELETE never come, we do after a grace period).
-                _hand_over(collision[1], new)
+                _hand_over(collision[1], new, sa.now)
                 collision[1].on_hold = False
             # The rekey initiator deletes the old IKE SA (§1.3.2).
             sa.tm.queue.insert(0, Informational(sa, True, (DeletePayload(ProtocolId.IKE),)))

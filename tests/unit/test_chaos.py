@@ -14,7 +14,7 @@ import random
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ikepair import A, B, configs
 
@@ -148,6 +148,10 @@ def test_chaos_with_loss(seed: int) -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), loss=st.floats(0.0, 0.4))
+# Found by Hypothesis: an IKE SA rekey collision (§2.8.2) won by A while B never got
+# A's answer to its own rekey; the grace period that closes the SA A made for B's
+# rekey never reached the manager's timers, and A kept it forever.
+@example(seed=11984012, loss=0.375)
 def test_chaos_with_seeds_from_hypothesis(seed: int, loss: float) -> None:
     chaos = Chaos(seed, loss=loss, dup=0.1)
     chaos.run()

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 from ikepair import A, B, configs, drain, exchange, shuttle, up_managers
 
+from espfast.control.config import Lifetime
 from espfast.control.events import (
     ChildSaClosing,
     ChildSaDown,
@@ -16,8 +17,11 @@ from espfast.control.events import (
     IkeSaUp,
 )
 from espfast.control.ike_sa import IkeSa
-from espfast.control.manager import REPLACE_DELAY, IkeManager
+from espfast.control.manager import REPLACE_DELAY, Datagram, IkeManager
 from espfast.control.rng import DeterministicRng
+from espfast.control.tasks.ike_rekey import REPLACED_GRACE
+
+NEVER = Lifetime(0, 0, 0)
 
 
 def test_manager_dispatches_by_spi_and_follows_rekeys() -> None:
@@ -181,13 +185,11 @@ def test_peer_deletes_the_old_sa_while_our_colliding_rekey_waits() -> None:
     exchange starts on it), and b's own rekey, refused, is not retried."""
     gw_a, gw_b, sa_a, sa_b = up_pair("late")
 
-    def to_b(sent: list[tuple[bytes, tuple[str, int], int]]) -> None:
-        for data, remote, port in sent:
-            gw_b.receive_datagram(data, (A[0], port), 0, remote)
+    def to_b(sent: list[Datagram]) -> None:
+        deliver(gw_b, sent, A[0], 0)
 
-    def to_a(sent: list[tuple[bytes, tuple[str, int], int]]) -> None:
-        for data, remote, port in sent:
-            gw_a.receive_datagram(data, (B[0], port), 0, remote)
+    def to_a(sent: list[Datagram]) -> None:
+        deliver(gw_a, sent, B[0], 0)
 
     sa_a.rekey(0)
     sa_b.rekey(0)
@@ -216,6 +218,50 @@ def test_peer_deletes_the_old_sa_while_our_colliding_rekey_waits() -> None:
     assert {c.spi_out for c in left_a.children.values()} == set(held.children)
     # The refused rekey is not retried in 10-20 s: the held SA keeps its own schedule.
     assert sa_b.is_destroyed and held.rekey_at is not None and held.rekey_at > 1000
+
+
+def test_ike_rekey_collision_won_closes_the_sa_made_for_the_peer_after_the_grace_period() -> None:
+    """§2.8.2 with the answer to b's rekey lost for good: a's rekey wins, so the SA a made
+    answering b's is redundant, but b, never answered, does not know it exists and never
+    deletes it. The grace period closes it on a, although the input that started the
+    grace period was the old SA's (the manager must hear of the redundant SA's new
+    deadline), and it counts from then, not from the last time that SA heard anything."""
+    ci, cr = (replace(c, lifetime=NEVER, children=(replace(c.children[0], lifetime=NEVER),))
+              for c in configs())  # fmt: skip
+    gw_a, gw_b = up_managers(ci, cr, "won")
+    (sa_a,), (sa_b,) = gw_a.sas, gw_b.sas
+    sa_a.rekey(0)
+    sa_b.rekey(0)
+    req_a, req_b = gw_a.datagrams_to_send(0), gw_b.datagrams_to_send(0)
+    deliver(gw_b, req_a, A[0], 0)  # b answers a's rekey (its own is under way)
+    deliver(gw_a, req_b, B[0], 0)  # a answers b's rekey...
+    (held,) = [e.new_sa for e in drain(gw_a) if isinstance(e, IkeSaRekeyed)]
+    assert held.on_hold
+    gw_a.datagrams_to_send(0)  # ...and that answer is lost, with every copy after it
+    deliver(gw_a, gw_b.datagrams_to_send(1), B[0], 1)  # b's answer: a's rekey wins
+    assert held.replaced_by is not None and held.replaced_by.initiator
+    assert held.expire_at == 1 + REPLACED_GRACE
+    # The link is clean from here: a deletes the old SA, b's rekey on it is never
+    # answered, and nobody but the grace period knows of ``held``.
+    now = 1.0
+    while True:
+        shuttle(gw_a, gw_b, now)
+        timers = [t for t in (gw_a.get_timer(), gw_b.get_timer()) if t is not None]
+        if not timers:
+            break
+        now = max(now, min(timers))
+        gw_a.handle_timer(now)
+        gw_b.handle_timer(now)
+    assert held.is_destroyed
+    (left_a,), (left_b,) = gw_a.sas, gw_b.sas
+    assert (left_a.spi_i, left_a.spi_r) == (left_b.spi_i, left_b.spi_r)
+    assert {c.spi_out for c in left_a.children.values()} == set(left_b.children)
+
+
+def deliver(gw: IkeManager, sent: list[Datagram], host: str, now: float) -> None:
+    """What the other manager sent (from ``host``) reaches ``gw``."""
+    for data, remote, port in sent:
+        gw.receive_datagram(data, (host, port), now, remote)
 
 
 def second_client(
