@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT = 5.0  # seconds a scrape waits for the event loop's snapshot
 MAX_LABEL = 128  # characters of an identity in a label value
-WORKER_PREFIX = "ef-"  # the dataplane's worker threads are named ef-rx0, ef-tx0, ...
+WORKER_PREFIX = "ef-"  # the dataplane's worker threads: ef-io0 (duplex), or ef-rx0, ef-tx0, ...
 
 
 def failure_reason(text: str) -> str:

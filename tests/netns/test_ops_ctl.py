@@ -126,7 +126,8 @@ def test_initiate_terminate_metrics_json_logs(tmp_path: Path) -> None:
         for k in samples
         if k[0] == "espfast_dataplane_worker_cpu_seconds_total"
     }
-    assert {"rx0", "tx0"} <= workers, workers
+    # one worker: one thread for both directions (duplex, its default); else TX and RX ones
+    assert workers == {"io0"} or {"rx0", "tx0"} <= workers, workers
     assert value(samples, "process_resident_memory_bytes") > 0
     assert elsewhere.returncode == 3, "served only on the configured address"
     # After terminate: no SA, no per-SA series.
