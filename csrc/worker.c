@@ -21,10 +21,12 @@
  * thread by default (dp->duplex, duplex_main): a TX round, then an RX round, sleeping
  * only when neither has work. Under one-way bulk traffic the other direction carries
  * little but TCP ACKs, and with a thread per direction each of those woke a thread of
- * its own at both ends; on 2 CPUs one thread per end took ~10 % less CPU per byte and
- * moved ~10 % more single-stream TCP, and as much with traffic both ways (README,
- * "One thread or two"). `duplex = false` keeps a TX and an RX thread, which run in
- * parallel on different cores: better for bulk traffic both ways with cores to spare.
+ * its own at both ends; on 2 CPUs one thread per end took 4-10 % less CPU per byte for
+ * the same throughput, one way or both ways at once (README, "One thread or two"). The
+ * price: under a backlog, packets of one direction wait for the other's round, at most
+ * EF_BATCH reads (TX: TSO super-packets of up to 64 KB, a few ms of sealing). `duplex =
+ * false` keeps a TX and an RX thread, which run in parallel on different cores: better
+ * for bulk traffic both ways, or latency beside it, with cores to spare.
  *
  * With more than one worker per direction
  * the threads share the fds and keep the order of the batches they read: each takes a
