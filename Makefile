@@ -70,8 +70,12 @@ $(VENV)/.installed: pyproject.toml setup.py
 	touch $@
 	mkdir -p $(BUILD) && touch $(EXT_STAMP)
 
-# The cffi extension, rebuilt (by pip, as above) whenever the C sources change.
+# The cffi extension, rebuilt (by pip, as above) whenever the C sources change; and the
+# bytecode of this tree's Python, written now (compileall skips what is current) so that
+# every start of a daemon reads it, even under PYTHONDONTWRITEBYTECODE (set in many
+# container images), instead of compiling ~80 modules again (0.27 s of a 0.4 s start).
 ext: $(EXT_STAMP)
+	@$(PY) -m compileall -q espfast control > /dev/null
 
 $(EXT_STAMP): $(CSRC) $(CHDR) csrc/build_ffi.py $(VENV)/.installed
 	mkdir -p $(BUILD)
