@@ -374,8 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--list", action="store_true", help="list the tunnels and exit")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--report", type=Path, help="print the report of a saved run's JSON again and exit"
+    )
     args = parser.parse_args(argv)
 
+    if args.report:
+        data = json.loads(args.report.read_text())
+        print(markdown([TunnelResult.from_json(r) for r in data["results"]], data["meta"]))
+        return 0
     if args.list:
         print("\n".join(TUNNELS))
         return 0

@@ -139,6 +139,20 @@ class TunnelResult:
                 return u.summary()["pps_median"]
         return None
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TunnelResult:
+        """What :meth:`to_json` wrote (the runs; the summaries are computed again)."""
+        return cls(
+            d["tunnel"],
+            [Figure(d["tunnel"], f["streams"], [Run(**r) for r in f["runs"]]) for f in d["tcp"]],
+            [UdpFigure(u["payload"], [UdpRun(**r) for r in u["runs"]]) for u in d["udp"]],
+            list(d.get("ping_samples_ms") or []),
+            d.get("peak_rss_kib"),
+            d.get("processes", 0),
+            d.get("error"),
+            dict(d.get("info") or {}),
+        )
+
     def to_json(self) -> dict[str, Any]:
         ping = Spread.of(self.ping_ms)
         return {
@@ -222,23 +236,59 @@ def ratios(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list[
     return lines
 
 
+def round_ratios(
+    mine: TunnelResult | None,
+    mine_streams: int,
+    other: TunnelResult | None,
+    other_streams: int,
+    per_cpu: bool = False,
+) -> list[float]:
+    """The per-round ratios of two TCP figures (mine / other): Gbit/s, or with ``per_cpu``
+    Gbit per tunnel CPU-second. Run i of every figure belongs to round i (``python -m
+    bench`` interleaves them); a failed (0) run and an unpaired one are left out."""
+    if mine is None or other is None:
+        return []
+
+    def values(r: TunnelResult, streams: int) -> list[float]:
+        runs = [x for f in r.figures if f.streams == streams for x in f.runs]
+        if not per_cpu:
+            return [x.gbps for x in runs]
+        return [x.gbytes * 8 / x.cpu_s if x.cpu_s > 0 else 0.0 for x in runs]
+
+    a, b = values(mine, mine_streams), values(other, other_streams)
+    return [x / y for x, y in zip(a, b, strict=False) if x > 0 and y > 0]
+
+
 def paired(
     mine: TunnelResult | None, mine_streams: int, other: TunnelResult | None, other_streams: int
 ) -> float | None:
     """The geometric mean of the per-round ratios of two TCP figures (mine / other).
 
-    Run i of every figure belongs to round i (``python -m bench`` interleaves them): the
-    two runs of a pair are seconds apart, so a change in the shared machine's load falls
-    on both, where a ratio of medians compares runs minutes apart. Measured: on a machine
-    whose runs spread by +-30 %, ratios of medians of 3 to 6 runs of two identical
+    The two runs of a pair are seconds apart, so a change in the shared machine's load
+    falls on both, where a ratio of medians compares runs minutes apart. Measured: on a
+    machine whose runs spread by +-30 %, ratios of medians of 3 to 6 runs of two identical
     dataplanes (espfast up and static) came out anywhere from 0.87 to 1.07."""
-    if mine is None or other is None:
-        return None
-    a, b = mine.gbps_runs(mine_streams), other.gbps_runs(other_streams)
-    pairs = [x / y for x, y in zip(a, b, strict=False) if x > 0 and y > 0]
+    pairs = round_ratios(mine, mine_streams, other, other_streams)
     if not pairs:
         return None
     return float(np.exp(np.mean(np.log(pairs))))
+
+
+INTERVAL_ROUNDS = 3  # fewer paired rounds: no interval
+RESAMPLES = 4000
+
+
+def interval(pairs: Sequence[float], seed: int = 0) -> tuple[float, float] | None:
+    """A 95 % interval for the geometric mean of per-round ratios: numpy's bootstrap by
+    resampling the rounds (percentiles of the resampled means of the logs). With the few
+    rounds of a bench run it is approximate, and if anything too narrow."""
+    if len(pairs) < INTERVAL_ROUNDS:
+        return None
+    logs = np.log(np.asarray(pairs, dtype=float))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(logs, size=(RESAMPLES, len(logs)), replace=True).mean(axis=1)
+    low, high = np.exp(np.percentile(means, [2.5, 97.5]))
+    return float(low), float(high)
 
 
 @dataclass
@@ -246,10 +296,36 @@ class Target:
     text: str
     value: float | None
     goal: float
+    rounds: list[float] = field(default_factory=list)  # per-round ratios, where paired
 
     @property
     def met(self) -> bool | None:
         return None if self.value is None else self.value >= self.goal
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return interval(self.rounds)
+
+    @property
+    def settled(self) -> bool | None:
+        """Whether this run's rounds put the goal outside their 95 % interval (None: too
+        few rounds to say)."""
+        iv = self.interval
+        return None if iv is None else not iv[0] < self.goal <= iv[1]
+
+    def text_line(self) -> str:
+        if self.value is None:
+            return f"{self.text}: not measured (goal {self.goal:g}x)"
+        line = f"{self.text}: {self.value:.2f}x (goal {self.goal:g}x): "
+        line += "met" if self.met else "MISSED"
+        iv = self.interval
+        if iv is not None:
+            line += (
+                f"; {len(self.rounds)} rounds {min(self.rounds):.2f}..{max(self.rounds):.2f}x, "
+                f"95 % interval {iv[0]:.2f}..{iv[1]:.2f}x: "
+                + ("settled" if self.settled else "not settled by this run")
+            )
+        return line
 
 
 def targets(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list[Target]:
@@ -257,7 +333,8 @@ def targets(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list
     wireguard-go (the ``wireguard-go`` tunnel; see bench/tunnels/wireguard.py for which
     build that is, and the report's peer list for its version), plain veth, and espfast
     itself (4 streams against 1, ``espfast up`` against ``espfast static``: both as the
-    geometric mean of the ratios within each round, see :func:`paired`)."""
+    geometric mean of the ratios within each round, see :func:`paired`). The TCP goals
+    also carry their per-round ratios, whose interval says whether one run can tell."""
     ok = by_name(results)
     ref = ok.get(reference)
 
@@ -270,15 +347,43 @@ def targets(results: Sequence[TunnelResult], reference: str = REFERENCE) -> list
     def own(mine: str, other: str, metric: int) -> float | None:
         return rel(ok.get(mine), other, metric)
 
-    wg = WIREGUARD
+    def rounds(
+        mine: TunnelResult | None,
+        other: str,
+        streams: tuple[int, int] = (1, 1),
+        per_cpu: bool = False,
+    ) -> list[float]:
+        return round_ratios(mine, streams[0], ok.get(other), streams[1], per_cpu)
+
+    wg, up = WIREGUARD, ok.get(UP)
     return [
-        Target(f"single-stream TCP, AES-GCM-128 vs {wg}", rel(ref, wg, 0), 2.5),
-        Target(f"single-stream TCP, ChaCha20-Poly1305 vs {wg}", own(CHACHA, wg, 0), 1.6),
-        Target("single-stream TCP as a share of veth", rel(ref, CEILING, 0), 0.40),
-        Target(f"Gbit per tunnel CPU-second vs {wg}", rel(ref, wg, 2), 2.5),
-        Target("4-stream TCP vs our single stream", paired(ref, 4, ref, 1), 1.5),
+        Target(f"single-stream TCP, AES-GCM-128 vs {wg}", rel(ref, wg, 0), 2.5, rounds(ref, wg)),
         Target(
-            "espfast up vs espfast static, single-stream TCP", paired(ok.get(UP), 1, ref, 1), 0.95
+            f"single-stream TCP, ChaCha20-Poly1305 vs {wg}",
+            own(CHACHA, wg, 0),
+            1.6,
+            rounds(ok.get(CHACHA), wg),
+        ),
+        Target(
+            "single-stream TCP as a share of veth", rel(ref, CEILING, 0), 0.40, rounds(ref, CEILING)
+        ),
+        Target(
+            f"Gbit per tunnel CPU-second vs {wg}",
+            rel(ref, wg, 2),
+            2.5,
+            rounds(ref, wg, per_cpu=True),
+        ),
+        Target(
+            "4-stream TCP vs our single stream",
+            paired(ref, 4, ref, 1),
+            1.5,
+            rounds(ref, reference, (4, 1)),
+        ),
+        Target(
+            "espfast up vs espfast static, single-stream TCP",
+            paired(up, 1, ref, 1),
+            0.95,
+            rounds(up, reference),
         ),
         Target(f"64-byte UDP pps vs {wg}", rel(ref, wg, 3), 2.0),
         Target(f"idle ping RTT, {wg}'s over ours", rel(ref, wg, 5), 1.0),
@@ -353,12 +458,14 @@ def markdown(results: Sequence[TunnelResult], meta: dict[str, Any]) -> str:
             f"- {r.tunnel}: " + "; ".join(f"{k} {v}" for k, v in r.info.items()) for r in peers
         ]
     lines += ["", "## Targets (the project's goals)", ""]
-    for t in targets(results, meta.get("reference", REFERENCE)):
-        if t.value is None:
-            lines.append(f"- {t.text}: not measured (goal {t.goal:g}x)")
-            continue
-        mark = "met" if t.met else "MISSED"
-        lines.append(f"- {t.text}: {t.value:.2f}x (goal {t.goal:g}x): {mark}")
+    lines += [f"- {t.text_line()}" for t in targets(results, meta.get("reference", REFERENCE))]
+    lines += [
+        "",
+        "(The value: the ratio of the medians, or for espfast against itself of the rounds. "
+        "Rounds: the same ratio within each round of interleaved runs, seconds apart; the "
+        "interval is a 95 % bootstrap interval of their geometric mean. A goal inside it is "
+        "not settled by this run: the machine's noise is larger than the margin.)",
+    ]
     controls = control_ratios(results)
     if controls:
         lines += ["", "## Same tunnel twice (the noise floor of this run)", "", *controls]

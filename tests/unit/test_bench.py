@@ -161,6 +161,60 @@ def test_up_vs_static_and_scaling_pair_the_runs_of_one_round() -> None:
     assert paired(None, 1, static, 1) is None and paired(up, 4, static, 1) is None
 
 
+def test_goal_intervals_from_the_rounds() -> None:
+    from bench.report import Target, interval, round_ratios
+
+    def tcp(name: str, gbps: list[float], cpu: float = 1.0) -> TunnelResult:
+        runs = [Run(g, cpu, 1.0 if g else 0.0, 0) for g in gbps]  # 1 GB a run, none if failed
+        return TunnelResult(name, [Figure(name, 1, runs)])
+
+    esp = tcp("espfast-aes128gcm16", [4.0, 6.0, 5.0, 3.0, 0.0], cpu=0.5)
+    peer = tcp("wireguard-go", [2.0, 2.0, 2.5, 1.0, 1.0])
+    # Round by round, the failed (0) run left out; per CPU-second: 1 GB in 0.5 s against 1 s.
+    assert round_ratios(esp, 1, peer, 1) == [2.0, 3.0, 2.0, 3.0]
+    assert round_ratios(esp, 1, peer, 1, per_cpu=True) == [2.0, 2.0, 2.0, 2.0]
+    assert round_ratios(None, 1, peer, 1) == [] and interval([2.0, 3.0]) is None
+    low, high = interval([2.0, 3.0, 2.0, 3.0])
+    assert 2.0 <= low < high <= 3.0 + 1e-9  # inside the rounds' range
+    assert interval([2.0, 2.0, 2.0]) == pytest.approx((2.0, 2.0))
+    assert interval([2.0, 3.0, 2.5, 2.2]) == interval([2.0, 3.0, 2.5, 2.2])  # reproducible
+    # The goal inside the interval: not settled, whichever side the value falls on.
+    wide = Target("x vs y", 2.6, 2.5, [2.0, 3.0, 2.0, 3.0])
+    assert wide.met is True and wide.settled is False
+    assert "2.60x (goal 2.5x): met; 4 rounds 2.00..3.00x, 95 % interval" in wide.text_line()
+    assert wide.text_line().endswith("not settled by this run")
+    below = Target("x vs y", 1.0, 2.5, [1.0, 1.1, 0.9])
+    assert below.met is False and below.settled is True
+    assert below.text_line().endswith(": settled")
+    assert Target("x", 1.0, 2.5, [1.0]).settled is None  # too few rounds: no interval
+    assert Target("x", 1.0, 2.5).text_line() == "x: 1.00x (goal 2.5x): MISSED"
+    assert Target("x", None, 2.5).text_line() == "x: not measured (goal 2.5x)"
+    got = {t.text: t for t in targets([esp, peer])}
+    assert got["single-stream TCP, AES-GCM-128 vs wireguard-go"].rounds == [2.0, 3.0, 2.0, 3.0]
+    assert got["Gbit per tunnel CPU-second vs wireguard-go"].rounds == [2.0] * 4
+    assert got["64-byte UDP pps vs wireguard-go"].rounds == []
+    table = markdown([esp, peer], {"date": "d", "seconds": 1, "runs": 5})
+    assert "95 % interval" in table and "not settled by this run" in table
+
+
+def test_a_saved_run_reports_the_same_again(tmp_path: Path) -> None:
+    from bench.__main__ import main
+
+    esp = result("espfast-aes128gcm16", 4.0, 1.5, 200e3, 0.1)
+    esp.info = {"version": "espfast 0.1.0"}
+    esp.peak_rss_kib = 2048
+    peer = result("wireguard-go", 0.5, 0.2, 50e3, 0.4)
+    broken = TunnelResult("openvpn", error="no route")
+    meta = {"date": "d", "seconds": 1, "runs": 1}
+    again = [TunnelResult.from_json(r.to_json()) for r in (esp, peer, broken)]
+    assert again == [esp, peer, broken]
+    import json
+
+    saved = tmp_path / "bench-x.json"
+    saved.write_text(json.dumps({"meta": meta, "results": [r.to_json() for r in (esp, peer)]}))
+    assert main(["--report", str(saved)]) == 0
+
+
 def test_markdown_names_each_peers_version_and_offloads() -> None:
     peer = result("wireguard-go", 2.0, 0.2, 50e3, 0.05)
     peer.info = {"version": "wireguard-go v0.0.20250522", "offloads": "TUN TSO/GRO on: x"}
