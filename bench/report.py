@@ -32,6 +32,11 @@ class Run:
     gbytes: float  # data received, GB (10^9 bytes)
     retransmits: int
 
+    @property
+    def gbit_per_cpu_s(self) -> float:
+        """Gbit moved per CPU-second of the tunnel processes (0 without a CPU figure)."""
+        return self.gbytes * 8 / self.cpu_s if self.cpu_s > 0 else 0.0
+
 
 @dataclass
 class UdpRun:
@@ -129,9 +134,9 @@ class TunnelResult:
                 return f.summary()
         return None
 
-    def gbps_runs(self, streams: int) -> list[float]:
-        """Receiver Gbit/s of each TCP run at `streams`, in the order of the rounds."""
-        return [r.gbps for f in self.figures if f.streams == streams for r in f.runs]
+    def tcp_runs(self, streams: int) -> list[Run]:
+        """The TCP runs at `streams`, in the order of the rounds."""
+        return [r for f in self.figures if f.streams == streams for r in f.runs]
 
     def pps(self, payload: int) -> float | None:
         for u in self.udp:
@@ -250,10 +255,7 @@ def round_ratios(
         return []
 
     def values(r: TunnelResult, streams: int) -> list[float]:
-        runs = [x for f in r.figures if f.streams == streams for x in f.runs]
-        if not per_cpu:
-            return [x.gbps for x in runs]
-        return [x.gbytes * 8 / x.cpu_s if x.cpu_s > 0 else 0.0 for x in runs]
+        return [x.gbit_per_cpu_s if per_cpu else x.gbps for x in r.tcp_runs(streams)]
 
     a, b = values(mine, mine_streams), values(other, other_streams)
     return [x / y for x, y in zip(a, b, strict=False) if x > 0 and y > 0]
@@ -501,14 +503,13 @@ def chart(results: Sequence[TunnelResult], path: Path) -> None:
     ok = [r for r in results if not r.error]
 
     def tcp(streams: int) -> Callable[[TunnelResult], list[float]]:
-        return lambda r: [x.gbps for f in r.figures if f.streams == streams for x in f.runs]
+        return lambda r: [x.gbps for x in r.tcp_runs(streams)]
 
     def kpps(payload: int) -> Callable[[TunnelResult], list[float]]:
         return lambda r: [x.pps / 1e3 for u in r.udp if u.payload == payload for x in u.runs]
 
     def per_cpu(r: TunnelResult) -> list[float]:
-        runs = [x for f in r.figures if f.streams == 1 for x in f.runs]
-        return [x.gbytes * 8 / x.cpu_s for x in runs if x.cpu_s > 0 and r.processes]
+        return [x.gbit_per_cpu_s for x in r.tcp_runs(1) if x.cpu_s > 0 and r.processes]
 
     panels: list[tuple[str, Callable[[TunnelResult], list[float]]]] = [
         ("TCP 1-stream, Gbit/s", tcp(1)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -197,7 +198,9 @@ def test_goal_intervals_from_the_rounds() -> None:
     assert "95 % interval" in table and "not settled by this run" in table
 
 
-def test_a_saved_run_reports_the_same_again(tmp_path: Path) -> None:
+def test_a_saved_run_reports_the_same_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from bench.__main__ import main
 
     esp = result("espfast-aes128gcm16", 4.0, 1.5, 200e3, 0.1)
@@ -208,11 +211,10 @@ def test_a_saved_run_reports_the_same_again(tmp_path: Path) -> None:
     meta = {"date": "d", "seconds": 1, "runs": 1}
     again = [TunnelResult.from_json(r.to_json()) for r in (esp, peer, broken)]
     assert again == [esp, peer, broken]
-    import json
-
     saved = tmp_path / "bench-x.json"
     saved.write_text(json.dumps({"meta": meta, "results": [r.to_json() for r in (esp, peer)]}))
     assert main(["--report", str(saved)]) == 0
+    assert capsys.readouterr().out == markdown([esp, peer], meta) + "\n"
 
 
 def test_markdown_names_each_peers_version_and_offloads() -> None:
@@ -365,7 +367,6 @@ def test_roam_table_verdict_and_chart(tmp_path: Path) -> None:
     assert "not measured" in verdict(good[2:])
     chart(good, tmp_path / "roam.png")
     assert (tmp_path / "roam.png").stat().st_size > 1000
-    import json
     from dataclasses import asdict
 
     from bench.roam import load
